@@ -1,0 +1,112 @@
+"""Agents (the users of Hotline), their skills and per-channel capacity."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import Base, TimestampMixin
+
+
+class Role(StrEnum):
+    agent = "agent"
+    supervisor = "supervisor"
+    admin = "admin"
+
+
+def _in(column: str, values: type[StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
+
+
+class Skill(Base):
+    """Something an agent can be good at (``credit_card``, ``mandarin``)."""
+
+    __tablename__ = "skills"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+
+
+class Agent(TimestampMixin, Base):
+    """A person who signs in: agent, supervisor or administrator."""
+
+    __tablename__ = "agents"
+    __table_args__ = (
+        CheckConstraint(_in("role", Role), name="role"),
+        CheckConstraint("status IN ('available', 'away', 'offline')", name="status"),
+        CheckConstraint("state IN ('idle', 'offered', 'busy', 'wrap_up')", name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    password_hash: Mapped[str] = mapped_column(String(200), nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False, server_default="agent")
+    site: Mapped[str | None] = mapped_column(String(64))
+    team: Mapped[str | None] = mapped_column(String(64))
+    endpoint: Mapped[str | None] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="true")
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="offline")
+    status_reason: Mapped[str | None] = mapped_column(String(64))
+    status_changed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    state: Mapped[str] = mapped_column(String(16), nullable=False, server_default="idle")
+    state_changed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+
+    skills: Mapped[list[AgentSkill]] = relationship(
+        lazy="raise", cascade="all, delete-orphan", order_by="AgentSkill.skill_id"
+    )
+    channels: Mapped[list[AgentChannel]] = relationship(
+        lazy="raise", cascade="all, delete-orphan", order_by="AgentChannel.channel"
+    )
+
+
+class AgentSkill(Base):
+    """An agent's proficiency in one skill, 1 (novice) to 10 (expert)."""
+
+    __tablename__ = "agent_skills"
+    __table_args__ = (CheckConstraint("level BETWEEN 1 AND 10", name="level"),)
+
+    agent_id: Mapped[int] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
+    )
+    skill_id: Mapped[int] = mapped_column(
+        ForeignKey("skills.id", ondelete="RESTRICT"), primary_key=True
+    )
+    level: Mapped[int] = mapped_column(SmallInteger, nullable=False)
+    skill: Mapped[Skill] = relationship(lazy="raise")
+
+
+class AgentChannel(Base):
+    """How many contacts of one channel an agent can hold at once."""
+
+    __tablename__ = "agent_channels"
+    __table_args__ = (CheckConstraint("capacity BETWEEN 0 AND 100", name="capacity"),)
+
+    agent_id: Mapped[int] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
+    )
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    capacity: Mapped[int] = mapped_column(SmallInteger, nullable=False)

@@ -1,0 +1,75 @@
+"""Who may do what to whom. Pure rules; the dependencies and services enforce them.
+
+- An admin may do everything.
+- A supervisor manages the agents (role ``agent``) of their own site, and themselves.
+- An agent manages nothing but their own status, name and password, and sees only the
+  public view of other agents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.agents.models import Role
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The signed-in user making a request."""
+
+    id: int
+    username: str
+    role: Role
+    site: str | None
+
+    @property
+    def actor(self) -> str:
+        return f"agent:{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The agent a request acts on."""
+
+    id: int
+    role: Role
+    site: str | None
+
+
+def can_manage(principal: Principal, target: Target) -> bool:
+    """May ``principal`` change ``target``'s skills, capacity, site or status?"""
+    if principal.role is Role.admin:
+        return True
+    if principal.role is Role.supervisor:
+        same_site = principal.site is not None and principal.site == target.site
+        return target.id == principal.id or (target.role is Role.agent and same_site)
+    return False
+
+
+def can_create(principal: Principal, *, role: Role, site: str | None) -> bool:
+    """May ``principal`` create a user with this role at this site?"""
+    return can_manage(principal, Target(id=-1, role=role, site=site))
+
+
+def can_view_private(principal: Principal, target: Target) -> bool:
+    """May ``principal`` see ``target``'s username, endpoint and capacity?"""
+    return principal.id == target.id or can_manage(principal, target)
+
+
+def can_change_status(principal: Principal, target: Target) -> bool:
+    return principal.id == target.id or can_manage(principal, target)
+
+
+def can_grant(principal: Principal, role: Role) -> bool:
+    """Only an admin hands out supervisor or admin roles."""
+    return principal.role is Role.admin or role is Role.agent
+
+
+def can_manage_catalogue(principal: Principal) -> bool:
+    """Skills (and later queues) are set up by supervisors and admins."""
+    return principal.role in (Role.supervisor, Role.admin)
+
+
+def sees_full_customer_data(principal: Principal) -> bool:
+    """Agents see customers' phone and ID numbers masked."""
+    return principal.role in (Role.supervisor, Role.admin)

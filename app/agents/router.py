@@ -1,0 +1,225 @@
+"""HTTP routes: token login, skills, agents and their status."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import OAuth2PasswordRequestForm
+
+from app.agents import presence, service
+from app.agents.dependencies import CurrentPrincipal, SupervisorOrAdmin
+from app.agents.exceptions import NotAllowed
+from app.agents.models import Agent, Role
+from app.agents.permissions import (
+    Principal,
+    Target,
+    can_change_status,
+    can_create,
+    can_grant,
+    can_manage,
+    can_view_private,
+)
+from app.agents.schemas import (
+    AgentCreate,
+    AgentOut,
+    AgentPage,
+    AgentPublic,
+    AgentUpdate,
+    SkillCreate,
+    SkillLevel,
+    SkillOut,
+    StatusChangeIn,
+    TokenOut,
+)
+from app.agents.security import hash_password, issue_token, verify_password
+from app.db import Session
+from app.errors import Unauthorized
+from app.idempotency import run_once
+from app.pagination import Limit, PageCursor, decode_id_cursor, next_id_cursor
+
+router = APIRouter(prefix="/api/v1")
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", description="retry-safe key for this create")
+]
+
+
+@router.post("/auth/token", response_model=TokenOut, tags=["auth"])
+async def token(
+    request: Request, session: Session, form: Annotated[OAuth2PasswordRequestForm, Depends()]
+) -> TokenOut:
+    """Exchange a username and password for a signed, expiring bearer token."""
+    agent = await service.get_by_username(session, form.username)
+    hasher = request.app.state.hasher
+    ok = await verify_password(hasher, agent.password_hash if agent else None, form.password)
+    if agent is None or not ok or not agent.active:
+        raise Unauthorized("invalid username or password")
+    issued = issue_token(
+        request.app.state.jwt_secret,
+        agent_id=agent.id,
+        ttl_s=request.app.state.settings.token_ttl_s,
+    )
+    return TokenOut(access_token=issued.access_token, expires_in=issued.expires_in)
+
+
+@router.post("/skills", response_model=SkillOut, status_code=201, tags=["agents"])
+async def create_skill(
+    body: SkillCreate, session: Session, principal: SupervisorOrAdmin, key: IdempotencyKey = None
+) -> JSONResponse:
+    """Add a skill agents can be rated in (supervisors and admins)."""
+
+    async def create() -> tuple[int, Any]:
+        skill = await service.create_skill(session, name=body.name, description=body.description)
+        return 201, SkillOut.model_validate(skill).model_dump(mode="json")
+
+    code, payload = await run_once(
+        session, scope=f"{principal.id}:skills", key=key, payload=body.model_dump(), create=create
+    )
+    return JSONResponse(payload, status_code=code)
+
+
+@router.get("/skills", response_model=list[SkillOut], tags=["agents"])
+async def list_skills(session: Session, _: CurrentPrincipal) -> list[SkillOut]:
+    """Every skill, by name."""
+    return [SkillOut.model_validate(s) for s in await service.list_skills(session)]
+
+
+def _target(agent: Agent) -> Target:
+    return Target(id=agent.id, role=Role(agent.role), site=agent.site)
+
+
+def agent_out(agent: Agent) -> AgentOut:
+    return AgentOut(
+        id=agent.id,
+        name=agent.name,
+        role=Role(agent.role),
+        site=agent.site,
+        team=agent.team,
+        status=presence.Status(agent.status),
+        status_reason=agent.status_reason,
+        state=presence.State(agent.state),
+        username=agent.username,
+        endpoint=agent.endpoint,
+        active=agent.active,
+        skills=[SkillLevel(skill=s.skill.name, level=s.level) for s in agent.skills],
+        capacity={c.channel: c.capacity for c in agent.channels},
+        status_changed_at=agent.status_changed_at,
+        state_changed_at=agent.state_changed_at,
+        created_at=agent.created_at,
+    )
+
+
+def agent_view(principal: Principal, agent: Agent) -> AgentOut | AgentPublic:
+    """The full record when the principal may see it, the public view otherwise."""
+    full = agent_out(agent)
+    if can_view_private(principal, _target(agent)):
+        return full
+    return AgentPublic.model_validate(full.model_dump(include=set(AgentPublic.model_fields)))
+
+
+@router.post("/agents", response_model=AgentOut, status_code=201, tags=["agents"])
+async def create_agent(
+    request: Request,
+    body: AgentCreate,
+    session: Session,
+    principal: CurrentPrincipal,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Create an agent (admins: anyone; supervisors: agents of their own site)."""
+    if not can_create(principal, role=body.role, site=body.site):
+        raise NotAllowed(f"a {principal.role.value} cannot create a {body.role.value} at this site")
+
+    async def create() -> tuple[int, Any]:
+        password_hash = await hash_password(request.app.state.hasher, body.password)
+        agent = await service.create_agent(
+            session, data=body, password_hash=password_hash, actor=principal.actor
+        )
+        return 201, agent_out(agent).model_dump(mode="json")
+
+    fingerprint = body.model_dump(mode="json")
+    code, payload = await run_once(
+        session, scope=f"{principal.id}:agents", key=key, payload=fingerprint, create=create
+    )
+    return JSONResponse(payload, status_code=code)
+
+
+@router.get("/agents", response_model=AgentPage, tags=["agents"])
+async def list_agents(
+    session: Session,
+    principal: CurrentPrincipal,
+    site: str | None = None,
+    limit: Limit = 100,
+    cursor: PageCursor = None,
+) -> AgentPage:
+    """Agents by id; full records where the caller may see them, public views otherwise."""
+    agents = await service.list_agents(
+        session, site=site, after_id=decode_id_cursor(cursor), limit=limit
+    )
+    return AgentPage(
+        items=[agent_view(principal, a) for a in agents],
+        next_cursor=next_id_cursor([a.id for a in agents], limit),
+    )
+
+
+@router.get("/agents/me", response_model=AgentOut, tags=["agents"])
+async def me(session: Session, principal: CurrentPrincipal) -> AgentOut:
+    """The signed-in agent's own record."""
+    return agent_out(await service.get_or_raise(session, principal.id))
+
+
+@router.get("/agents/{agent_id}", response_model=AgentOut | AgentPublic, tags=["agents"])
+async def get_agent(
+    agent_id: int, session: Session, principal: CurrentPrincipal
+) -> AgentOut | AgentPublic:
+    """One agent: the full record for themselves, their supervisor and admins."""
+    return agent_view(principal, await service.get_or_raise(session, agent_id))
+
+
+def _check_update(principal: Principal, agent: Agent, body: AgentUpdate) -> None:
+    target = _target(agent)
+    managing = body.model_dump(exclude_unset=True, exclude={"name", "password"})
+    if principal.id == agent.id and not managing:
+        return
+    if not can_manage(principal, target):
+        raise NotAllowed("you may not change this agent")
+    if body.role is not None and not can_grant(principal, body.role):
+        raise NotAllowed(f"only an admin can grant the {body.role.value} role")
+    new_site = body.site if "site" in body.model_fields_set else agent.site
+    if not can_manage(principal, Target(id=agent.id, role=body.role or target.role, site=new_site)):
+        raise NotAllowed("you may not move this agent out of your site")
+
+
+@router.patch("/agents/{agent_id}", response_model=AgentOut, tags=["agents"])
+async def update_agent(
+    request: Request,
+    agent_id: int,
+    body: AgentUpdate,
+    session: Session,
+    principal: CurrentPrincipal,
+) -> AgentOut:
+    """Change an agent. Agents may change their own name and password only."""
+    agent = await service.get_or_raise(session, agent_id, for_update=True)
+    _check_update(principal, agent, body)
+    password_hash = (
+        await hash_password(request.app.state.hasher, body.password) if body.password else None
+    )
+    agent = await service.update_agent(
+        session, agent, changes=body, password_hash=password_hash, actor=principal.actor
+    )
+    return agent_out(agent)
+
+
+@router.post("/agents/{agent_id}/status", response_model=AgentOut, tags=["agents"])
+async def change_status(
+    agent_id: int, body: StatusChangeIn, session: Session, principal: CurrentPrincipal
+) -> AgentOut:
+    """Set an agent's status (available, away with a reason, offline): the agent's choice."""
+    agent = await service.get_or_raise(session, agent_id, for_update=True)
+    if not can_change_status(principal, _target(agent)):
+        raise NotAllowed("you may not change this agent's status")
+    by = presence.Actor.SELF if principal.id == agent.id else presence.Actor.SUPERVISOR
+    agent = await service.change_status(
+        session, agent, status=body.status, reason=body.reason, by=by, actor=principal.actor
+    )
+    return agent_out(agent)

@@ -1,0 +1,134 @@
+"""Request and response bodies for auth, skills and agents."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from app.agents.models import Role
+from app.agents.presence import State, Status
+from app.channels import Channel
+
+SkillName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, pattern=r"^[a-z][a-z0-9_]{0,63}$"),
+    Field(description="lower-case letters, digits and underscores, starting with a letter"),
+]
+Username = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.\-]{3,64}$")
+]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Level = Annotated[int, Field(ge=1, le=10, description="proficiency, 1 (novice) to 10 (expert)")]
+Capacity = Annotated[int, Field(ge=0, le=100)]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int = Field(description="seconds until the token expires")
+
+
+class SkillCreate(StrictModel):
+    name: SkillName
+    description: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+
+class SkillOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    description: str | None
+
+
+class SkillLevel(StrictModel):
+    skill: SkillName
+    level: Level
+
+
+def _unique_skills(value: list[SkillLevel] | None) -> list[SkillLevel] | None:
+    if value is None:
+        return None
+    seen: set[str] = set()
+    for item in value:
+        if item.skill in seen:
+            raise ValueError(f"skill {item.skill!r} is listed more than once")
+        seen.add(item.skill)
+    return value
+
+
+class AgentCreate(StrictModel):
+    name: Name
+    username: Username
+    password: Password
+    role: Role = Role.agent
+    skills: list[SkillLevel] = Field(default_factory=list)
+    capacity: dict[Channel, Capacity] = Field(
+        default_factory=lambda: {Channel.voice: 1},
+        description="contacts the agent can hold at once, per channel",
+    )
+    site: Label | None = None
+    team: Label | None = None
+    endpoint: Annotated[str, StringConstraints(max_length=255)] | None = Field(
+        default=None, description="where a voice contact is bridged, e.g. sip:1001@pbx.example.com"
+    )
+
+    _check_skills = field_validator("skills")(_unique_skills)
+
+
+class AgentUpdate(StrictModel):
+    name: Name | None = None
+    password: Password | None = None
+    role: Role | None = None
+    skills: list[SkillLevel] | None = None
+    capacity: dict[Channel, Capacity] | None = None
+    site: Label | None = None
+    team: Label | None = None
+    endpoint: Annotated[str, StringConstraints(max_length=255)] | None = None
+    active: bool | None = None
+
+    _check_skills = field_validator("skills")(_unique_skills)
+
+
+class AgentPublic(BaseModel):
+    """What any signed-in user may see of a colleague."""
+
+    id: int
+    name: str
+    role: Role
+    site: str | None
+    team: str | None
+    status: Status
+    status_reason: str | None
+    state: State
+
+
+class AgentOut(AgentPublic):
+    """The full record, for the agent themselves, their supervisor and admins."""
+
+    username: str
+    endpoint: str | None
+    active: bool
+    skills: list[SkillLevel]
+    capacity: dict[str, int]
+    status_changed_at: datetime
+    state_changed_at: datetime
+    created_at: datetime
+
+
+class StatusChangeIn(StrictModel):
+    status: Status
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] | None = None
+
+
+class AgentPage(BaseModel):
+    items: list[AgentOut | AgentPublic]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page")

@@ -1,0 +1,85 @@
+"""Password hashing (argon2id) and signed, expiring bearer tokens (JWT, HS256)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import anyio
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from app.config import Settings
+
+ALGORITHM = "HS256"
+# Verified against when the username is unknown, so both failures cost the same time.
+_DUMMY_PASSWORD = secrets.token_urlsafe(16)
+
+
+def make_hasher(settings: Settings) -> PasswordHasher:
+    return PasswordHasher(
+        time_cost=settings.argon2_time_cost,
+        memory_cost=settings.argon2_memory_kib,
+        parallelism=settings.argon2_parallelism,
+    )
+
+
+async def hash_password(hasher: PasswordHasher, password: str) -> str:
+    """Hash off the event loop: argon2 is deliberately slow."""
+    return await anyio.to_thread.run_sync(hasher.hash, password)
+
+
+async def verify_password(hasher: PasswordHasher, password_hash: str | None, password: str) -> bool:
+    """True if ``password`` matches; an unknown user still pays the hashing cost."""
+    target = password_hash or hasher.hash(_DUMMY_PASSWORD)
+
+    def check() -> bool:
+        try:
+            return hasher.verify(target, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    ok = await anyio.to_thread.run_sync(check)
+    return ok and password_hash is not None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    access_token: str
+    expires_in: int
+
+
+def issue_token(
+    secret: str, *, agent_id: int, ttl_s: int, now: datetime | None = None
+) -> IssuedToken:
+    """A signed token naming the agent; the role is read from the database on each request."""
+    issued = now or datetime.now(UTC)
+    claims = {
+        "sub": str(agent_id),
+        "iat": int(issued.timestamp()),
+        "exp": int((issued + timedelta(seconds=ttl_s)).timestamp()),
+        "typ": "access",
+    }
+    return IssuedToken(jwt.encode(claims, secret, algorithm=ALGORITHM), ttl_s)
+
+
+class TokenError(Exception):
+    """The token is missing, malformed, forged or expired."""
+
+
+def read_token(secret: str, token: str) -> int:
+    """The agent id a valid token names."""
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]}
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise TokenError("token has expired") from exc
+    except jwt.PyJWTError as exc:
+        raise TokenError("token is not valid") from exc
+    subject = claims.get("sub")
+    if claims.get("typ") != "access" or not isinstance(subject, str) or not subject.isdigit():
+        raise TokenError("token is not an access token")
+    return int(subject)

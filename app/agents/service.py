@@ -1,0 +1,237 @@
+"""Agents and skills: load, create, update, change status. Never commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from app.agents import presence
+from app.agents.exceptions import AgentNotFound, StatusConflict, UnknownSkill
+from app.agents.models import Agent, AgentChannel, AgentSkill, Role, Skill
+from app.agents.schemas import AgentCreate, AgentUpdate, SkillLevel
+from app.errors import InvalidInput
+from app.events.log import record
+
+_WITH_DETAILS = (
+    selectinload(Agent.skills).selectinload(AgentSkill.skill),
+    selectinload(Agent.channels),
+)
+
+
+async def create_skill(session: AsyncSession, *, name: str, description: str | None) -> Skill:
+    skill = Skill(name=name, description=description)
+    session.add(skill)
+    await session.flush()
+    return skill
+
+
+async def list_skills(session: AsyncSession) -> Sequence[Skill]:
+    return (await session.scalars(select(Skill).order_by(Skill.name))).all()
+
+
+async def skill_ids(session: AsyncSession, names: list[str]) -> dict[str, int]:
+    """Map skill names to ids; unknown names are a client error naming them."""
+    if not names:
+        return {}
+    rows = await session.execute(select(Skill.name, Skill.id).where(Skill.name.in_(names)))
+    found: dict[str, int] = dict(rows.tuples())
+    missing = [name for name in names if name not in found]
+    if missing:
+        raise UnknownSkill(missing)
+    return found
+
+
+async def get(session: AsyncSession, agent_id: int, *, for_update: bool = False) -> Agent | None:
+    stmt = select(Agent).where(Agent.id == agent_id).options(*_WITH_DETAILS)
+    if for_update:
+        stmt = stmt.with_for_update(of=Agent)
+    return await session.scalar(stmt)
+
+
+async def get_or_raise(session: AsyncSession, agent_id: int, *, for_update: bool = False) -> Agent:
+    agent = await get(session, agent_id, for_update=for_update)
+    if agent is None:
+        raise AgentNotFound(agent_id)
+    return agent
+
+
+async def get_by_username(session: AsyncSession, username: str) -> Agent | None:
+    return await session.scalar(select(Agent).where(Agent.username == username.lower()))
+
+
+async def list_agents(
+    session: AsyncSession, *, site: str | None, after_id: int, limit: int
+) -> Sequence[Agent]:
+    stmt = (
+        select(Agent)
+        .where(Agent.id > after_id)
+        .options(*_WITH_DETAILS)
+        .order_by(Agent.id)
+        .limit(limit)
+    )
+    if site is not None:
+        stmt = stmt.where(Agent.site == site)
+    return (await session.scalars(stmt)).all()
+
+
+async def _set_skills(session: AsyncSession, agent: Agent, levels: list[SkillLevel]) -> None:
+    ids = await skill_ids(session, [item.skill for item in levels])
+    agent.skills = [AgentSkill(skill_id=ids[item.skill], level=item.level) for item in levels]
+
+
+def _set_capacity(agent: Agent, capacity: dict[Any, int]) -> None:
+    agent.channels = [
+        AgentChannel(channel=str(channel), capacity=value) for channel, value in capacity.items()
+    ]
+
+
+async def create_agent(
+    session: AsyncSession, *, data: AgentCreate, password_hash: str, actor: str | None
+) -> Agent:
+    """A new agent, offline and idle; writes ``agent.created``."""
+    agent = Agent(
+        username=data.username.lower(),
+        name=data.name,
+        password_hash=password_hash,
+        role=data.role.value,
+        site=data.site,
+        team=data.team,
+        endpoint=data.endpoint,
+        skills=[],
+        channels=[],
+    )
+    await _set_skills(session, agent, data.skills)
+    _set_capacity(agent, data.capacity)
+    session.add(agent)
+    await session.flush()
+    record(
+        session,
+        type="agent.created",
+        subject_type="agent",
+        subject_id=agent.id,
+        data={"username": agent.username, "role": agent.role, "site": agent.site},
+        actor=actor,
+    )
+    return await reload(session, agent)
+
+
+async def reload(session: AsyncSession, agent: Agent) -> Agent:
+    """The agent with its skills and channels freshly loaded."""
+    await session.flush()
+    session.expire(agent)
+    return await get_or_raise(session, agent.id)
+
+
+async def update_agent(
+    session: AsyncSession,
+    agent: Agent,
+    *,
+    changes: AgentUpdate,
+    password_hash: str | None,
+    actor: str | None,
+) -> Agent:
+    """Apply a partial update; writes ``agent.updated`` naming the changed fields."""
+    fields = changes.model_dump(exclude_unset=True, exclude={"password", "skills", "capacity"})
+    for name, value in fields.items():
+        setattr(agent, name, value.value if isinstance(value, Role) else value)
+    changed = sorted(fields)
+    if changes.skills is not None:
+        await _set_skills(session, agent, changes.skills)
+        changed.append("skills")
+    if changes.capacity is not None:
+        _set_capacity(agent, changes.capacity)
+        changed.append("capacity")
+    if password_hash is not None:
+        agent.password_hash = password_hash
+        changed.append("password")
+    if changed:
+        record(
+            session,
+            type="agent.updated",
+            subject_type="agent",
+            subject_id=agent.id,
+            data={"fields": changed},
+            actor=actor,
+        )
+    return await reload(session, agent)
+
+
+async def change_status(
+    session: AsyncSession,
+    agent: Agent,
+    *,
+    status: presence.Status,
+    reason: str | None,
+    by: presence.Actor,
+    actor: str | None,
+) -> Agent:
+    """The agent's own choice of presence; writes ``agent.status_changed`` when it changes."""
+    try:
+        change = presence.change_status(
+            presence.Status(agent.status), agent.status_reason, status, reason, actor=by
+        )
+    except presence.InvalidStatusReason as exc:
+        raise InvalidInput(str(exc), field="reason") from exc
+    except presence.InvalidStatusChange as exc:
+        raise StatusConflict(str(exc)) from exc
+    if not change.changed:
+        return agent
+    if status is not presence.Status.OFFLINE and not agent.active:
+        raise StatusConflict("a deactivated agent cannot become available or away")
+    now = await _now(session)
+    agent.status, agent.status_reason, agent.status_changed_at = (
+        change.status.value,
+        change.reason,
+        now,
+    )
+    record(
+        session,
+        type="agent.status_changed",
+        subject_type="agent",
+        subject_id=agent.id,
+        data={
+            "status": change.status.value,
+            "reason": change.reason,
+            "previous": change.previous.value,
+            "site": agent.site,
+        },
+        actor=actor,
+    )
+    return agent
+
+
+async def _now(session: AsyncSession) -> datetime:
+    now: datetime | None = await session.scalar(select(func.now()))
+    assert now is not None
+    return now
+
+
+async def ensure_admin(
+    session: AsyncSession, *, username: str, password_hash: str
+) -> tuple[Agent, bool]:
+    """The first admin: created once; returns (agent, created)."""
+    existing = await session.scalar(select(Agent).where(Agent.role == Role.admin.value).limit(1))
+    if existing is not None:
+        return existing, False
+    agent = Agent(
+        username=username.lower(),
+        name="Administrator",
+        password_hash=password_hash,
+        role=Role.admin.value,
+    )
+    session.add(agent)
+    await session.flush()
+    record(
+        session,
+        type="agent.created",
+        subject_type="agent",
+        subject_id=agent.id,
+        data={"username": agent.username, "role": agent.role, "site": None},
+        actor="system",
+    )
+    return agent, True

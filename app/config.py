@@ -1,0 +1,86 @@
+"""Settings: one class, read from the environment (prefix ``HOTLINE_``) and ``.env``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TierConfig(BaseModel):
+    """A customer tier: its service-level target and routing privileges."""
+
+    rank: int = Field(description="1 is the most valuable tier")
+    sl_target_s: float = Field(gt=0, description="answer within this many seconds")
+    rm_affinity_s: float = Field(
+        default=0, ge=0, description="seconds the customer's own relationship manager is waited for"
+    )
+
+
+def default_tiers() -> dict[str, TierConfig]:
+    """The bank-style default: a few key accounts answered first, nobody starved."""
+    return {
+        "platinum": TierConfig(rank=1, sl_target_s=10, rm_affinity_s=30),
+        "gold": TierConfig(rank=2, sl_target_s=20, rm_affinity_s=15),
+        "silver": TierConfig(rank=3, sl_target_s=40),
+        "standard": TierConfig(rank=4, sl_target_s=60),
+    }
+
+
+class Settings(BaseSettings):
+    """Every knob of a Hotline instance."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HOTLINE_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "HOTLINE_DATABASE_URL"),
+        description="PostgreSQL URL; unset starts the embedded server in data_dir",
+    )
+    data_dir: Path = Field(default=Path(".hotline"), description="embedded server's folder")
+    admin_username: str = "admin"
+    admin_password: SecretStr | None = None
+    jwt_secret: SecretStr | None = Field(
+        default=None, description="token signing key; unset: generated once, kept in the database"
+    )
+    token_ttl_s: int = Field(default=8 * 3600, gt=0)
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65536, ge=8)
+    argon2_parallelism: int = Field(default=4, ge=1)
+    public_base_url: str = "http://127.0.0.1:8000"
+    twilio_auth_token: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
+
+    tiers: dict[str, TierConfig] = Field(default_factory=default_tiers)
+    default_tier: str = "standard"
+
+    db_pool_size: int = Field(default=10, gt=0)
+    idle_in_transaction_timeout_ms: int = Field(default=10_000, ge=0)
+    event_poll_interval_s: float = Field(default=0.25, gt=0)
+    timer_poll_interval_s: float = Field(default=0.5, gt=0)
+    timer_batch_size: int = Field(default=50, gt=0)
+    timer_max_attempts: int = Field(default=5, gt=0)
+    ws_client_queue_size: int = Field(default=1000, gt=0)
+    log_level: str = "INFO"
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers_not_empty(cls, value: dict[str, TierConfig]) -> dict[str, TierConfig]:
+        if not value:
+            raise ValueError("at least one customer tier must be configured")
+        return value
+
+    @property
+    def tier_names(self) -> list[str]:
+        """Tier names, most valuable first."""
+        return sorted(self.tiers, key=lambda name: self.tiers[name].rank)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,56 @@
+"""Customer bodies. Phone and ID numbers are validated and normalised on the way in."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Language = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"),
+    Field(description="BCP 47 tag, e.g. zh-CN, en, yue-HK"),
+]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CustomerCreate(StrictModel):
+    name: Name
+    phone: str | None = Field(default=None, max_length=32, examples=["+8613800138000"])
+    id_number: str | None = Field(
+        default=None, max_length=32, description="Chinese 18-digit resident ID number"
+    )
+    tier: str | None = Field(default=None, description="a configured tier; default: the lowest")
+    relationship_manager_id: int | None = None
+    language: Language = "zh-CN"
+
+
+class CustomerUpdate(StrictModel):
+    name: Name | None = None
+    phone: str | None = Field(default=None, max_length=32)
+    id_number: str | None = Field(default=None, max_length=32)
+    tier: str | None = None
+    relationship_manager_id: int | None = None
+    language: Language | None = None
+
+
+class CustomerOut(BaseModel):
+    id: int
+    name: str
+    phone: str | None = Field(description="masked for the agent role")
+    id_number: str | None = Field(description="masked for the agent role")
+    tier: str
+    relationship_manager_id: int | None
+    language: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class CustomerPage(BaseModel):
+    items: list[CustomerOut]
+    next_cursor: str | None

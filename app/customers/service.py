@@ -1,0 +1,168 @@
+"""Customers: create, update (tier changes are events), look up. Never commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.agents.models import Agent
+from app.config import Settings
+from app.customers import identity
+from app.customers.exceptions import CustomerNotFound, InvalidCustomer
+from app.customers.models import Customer
+from app.customers.schemas import CustomerCreate, CustomerUpdate
+from app.events.log import record
+
+
+def clean_phone(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return identity.normalise_phone(value)
+    except identity.InvalidPhone as exc:
+        raise InvalidCustomer("phone", str(exc)) from exc
+
+
+def clean_id_number(value: str | None, *, today: date) -> str | None:
+    if value is None:
+        return None
+    try:
+        return identity.validate_resident_id(value, today=today)
+    except identity.InvalidIdNumber as exc:
+        raise InvalidCustomer("id_number", str(exc)) from exc
+
+
+def clean_tier(value: str | None, settings: Settings) -> str:
+    tier = value if value is not None else settings.default_tier
+    if tier not in settings.tiers:
+        known = ", ".join(settings.tier_names)
+        raise InvalidCustomer("tier", f"unknown tier {tier!r}; configured tiers: {known}")
+    return tier
+
+
+async def _check_manager(session: AsyncSession, manager_id: int | None) -> None:
+    if manager_id is None:
+        return
+    active = await session.scalar(select(Agent.active).where(Agent.id == manager_id))
+    if not active:
+        raise InvalidCustomer(
+            "relationship_manager_id", f"agent {manager_id} does not exist or is not active"
+        )
+
+
+async def create(
+    session: AsyncSession,
+    *,
+    data: CustomerCreate,
+    settings: Settings,
+    today: date,
+    actor: str | None,
+) -> Customer:
+    """A new customer; writes ``customer.created``."""
+    await _check_manager(session, data.relationship_manager_id)
+    customer = Customer(
+        name=data.name,
+        phone=clean_phone(data.phone),
+        id_number=clean_id_number(data.id_number, today=today),
+        tier=clean_tier(data.tier, settings),
+        language=data.language,
+        relationship_manager_id=data.relationship_manager_id,
+    )
+    session.add(customer)
+    await session.flush()
+    record(
+        session,
+        type="customer.created",
+        subject_type="customer",
+        subject_id=customer.id,
+        data={"tier": customer.tier},
+        actor=actor,
+    )
+    return customer
+
+
+async def update(
+    session: AsyncSession,
+    customer: Customer,
+    *,
+    changes: CustomerUpdate,
+    settings: Settings,
+    today: date,
+    actor: str | None,
+) -> Customer:
+    """Apply a partial update; a tier change writes ``customer.tier_changed``."""
+    fields = changes.model_dump(exclude_unset=True)
+    if "phone" in fields:
+        fields["phone"] = clean_phone(fields["phone"])
+    if "id_number" in fields:
+        fields["id_number"] = clean_id_number(fields["id_number"], today=today)
+    if "tier" in fields:
+        fields["tier"] = clean_tier(fields["tier"], settings)
+    if "relationship_manager_id" in fields:
+        await _check_manager(session, fields["relationship_manager_id"])
+    previous_tier = customer.tier
+    for name, value in fields.items():
+        setattr(customer, name, value)
+    await session.flush()
+    if customer.tier != previous_tier:
+        record(
+            session,
+            type="customer.tier_changed",
+            subject_type="customer",
+            subject_id=customer.id,
+            data={"tier": customer.tier, "previous": previous_tier},
+            actor=actor,
+        )
+    elif fields:
+        record(
+            session,
+            type="customer.updated",
+            subject_type="customer",
+            subject_id=customer.id,
+            data={"fields": sorted(fields)},
+            actor=actor,
+        )
+    await session.refresh(customer)
+    return customer
+
+
+async def get(
+    session: AsyncSession, customer_id: int, *, for_update: bool = False
+) -> Customer | None:
+    stmt = select(Customer).where(Customer.id == customer_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return await session.scalar(stmt)
+
+
+async def get_or_raise(
+    session: AsyncSession, customer_id: int, *, for_update: bool = False
+) -> Customer:
+    customer = await get(session, customer_id, for_update=for_update)
+    if customer is None:
+        raise CustomerNotFound(customer_id)
+    return customer
+
+
+async def get_by_phone(session: AsyncSession, phone: str) -> Customer | None:
+    normalised = clean_phone(phone)
+    return await session.scalar(select(Customer).where(Customer.phone == normalised))
+
+
+async def list_customers(
+    session: AsyncSession,
+    *,
+    phone: str | None,
+    tier: str | None,
+    after_id: int,
+    limit: int,
+) -> Sequence[Customer]:
+    stmt = select(Customer).where(Customer.id > after_id).order_by(Customer.id).limit(limit)
+    if phone is not None:
+        stmt = stmt.where(Customer.phone == clean_phone(phone))
+    if tier is not None:
+        stmt = stmt.where(Customer.tier == tier)
+    return (await session.scalars(stmt)).all()

@@ -1,0 +1,133 @@
+"""Database plumbing: the declarative base, the engine, and the unit of work.
+
+A request gets one ``AsyncSession`` from ``get_session``. The dependency commits after the
+endpoint returns and before the response is sent, so a client never sees an acknowledgement
+for something that is not durable; any error rolls the whole request back. Work that must
+follow the commit (waking the event hub and the dispatcher) is queued with ``after_commit``.
+Background loops use ``unit_of_work`` for the same discipline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import DateTime, MetaData, func
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base for every table, with named constraints."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class TimestampMixin:
+    """``created_at`` and ``updated_at`` kept by the database."""
+
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
+
+
+def async_url(url: str) -> str:
+    """Normalise a PostgreSQL URL to the asyncpg driver."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+psycopg"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def plain_url(url: str) -> str:
+    """The libpq form of a URL (for asyncpg.connect)."""
+    return (
+        make_url(async_url(url)).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
+
+
+def create_engine(
+    url: str, *, pool_size: int = 10, idle_tx_timeout_ms: int = 10_000
+) -> AsyncEngine:
+    """An engine whose sessions cannot hold the event log back for long."""
+    settings = {"application_name": "hotline", "timezone": "UTC"}
+    if idle_tx_timeout_ms:
+        settings["idle_in_transaction_session_timeout"] = str(idle_tx_timeout_ms)
+    return create_async_engine(
+        async_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args={"server_settings": settings},
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+AfterCommit = Callable[[], Any]
+
+
+def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
+    """Run ``callback`` once this session's transaction has committed (never on rollback)."""
+    session.info.setdefault("after_commit", []).append(callback)
+
+
+def run_after_commit(session: AsyncSession) -> None:
+    """Fire and clear the queued after-commit callbacks (deduplicated, in order)."""
+    callbacks: list[AfterCommit] = session.info.pop("after_commit", [])
+    seen: set[int] = set()
+    for callback in callbacks:
+        if id(callback) not in seen:
+            seen.add(id(callback))
+            callback()
+
+
+def discard_after_commit(session: AsyncSession) -> None:
+    session.info.pop("after_commit", None)
+
+
+@asynccontextmanager
+async def unit_of_work(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """One transaction: commit on success and run after-commit work, roll back on error."""
+    async with sessionmaker() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            discard_after_commit(session)
+            raise
+        run_after_commit(session)
+
+
+async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with unit_of_work(request.app.state.sessionmaker) as session:
+        yield session
+
+
+get_session = _request_session
+Session = Annotated[AsyncSession, Depends(_request_session, scope="function")]

@@ -1,0 +1,111 @@
+"""The demo centre: skills, agents with known passwords, customers of every tier.
+
+Idempotent: what exists is left alone, so running it twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from app.agents import service as agents
+from app.agents.models import Role, Skill
+from app.agents.schemas import AgentCreate, SkillLevel
+from app.agents.security import hash_password, make_hasher
+from app.channels import Channel
+from app.config import Settings
+from app.customers import service as customers
+from app.customers.schemas import CustomerCreate
+from app.db import create_engine, create_sessionmaker, unit_of_work
+
+SKILLS = {
+    "credit_card": "credit-card accounts, limits and disputes",
+    "loans": "personal loans and mortgages",
+    "wealth": "deposits, funds and wealth management",
+    "complaints": "complaint intake and resolution",
+    "mandarin": "speaks Mandarin",
+    "english": "speaks English",
+}
+
+AgentSeed = tuple[str, str, Role, str, dict[str, int], dict[Channel, int]]
+AGENTS: list[AgentSeed] = [
+    # username, name, role, site, skills, capacity
+    ("li.na", "Li Na", Role.supervisor, "shanghai", {"complaints": 9, "mandarin": 10}, {}),
+    ("wang.wei", "Wang Wei", Role.agent, "shanghai", {"credit_card": 8, "mandarin": 10}, {}),
+    (
+        "zhang.min",
+        "Zhang Min",
+        Role.agent,
+        "shanghai",
+        {"loans": 7, "wealth": 9, "mandarin": 9},
+        {},
+    ),
+    ("chen.jie", "Chen Jie", Role.agent, "shanghai", {"complaints": 6, "credit_card": 5}, {}),
+    ("liu.yang", "Liu Yang", Role.agent, "beijing", {"credit_card": 4, "english": 8}, {}),
+    ("zhao.lei", "Zhao Lei", Role.supervisor, "beijing", {"complaints": 8, "english": 7}, {}),
+]
+
+CUSTOMERS = [
+    ("Huang Mei", "+8613800000001", "11010519491231002X", "platinum", "zhang.min"),
+    ("Sun Hao", "+8613800000002", None, "gold", "wang.wei"),
+    ("Zhou Xin", "+8613800000003", None, "silver", None),
+    ("Wu Tao", "+8613800000004", None, "standard", None),
+    ("Alice Smith", "+442071234567", None, "standard", None),
+]
+
+
+def demo_password(username: str) -> str:
+    return f"demo-{username.replace('.', '-')}"
+
+
+async def seed(settings: Settings) -> None:
+    """Create whatever part of the demo centre is missing and print the sign-ins."""
+    assert settings.database_url is not None
+    engine = create_engine(settings.database_url, pool_size=2)
+    sessionmaker = create_sessionmaker(engine)
+    hasher = make_hasher(settings)
+    try:
+        async with unit_of_work(sessionmaker) as session:
+            existing = set((await session.scalars(select(Skill.name))).all())
+            for name, description in SKILLS.items():
+                if name not in existing:
+                    await agents.create_skill(session, name=name, description=description)
+            ids: dict[str, int] = {}
+            for username, name, role, site, skills, capacity in AGENTS:
+                agent = await agents.get_by_username(session, username)
+                if agent is None:
+                    data = AgentCreate(
+                        name=name,
+                        username=username,
+                        password=demo_password(username),
+                        role=role,
+                        site=site,
+                        team="retail",
+                        skills=[SkillLevel(skill=s, level=lvl) for s, lvl in skills.items()],
+                        capacity=capacity or {Channel.voice: 1, Channel.chat: 3, Channel.case: 20},
+                        endpoint=f"client:{username}",
+                    )
+                    password_hash = await hash_password(hasher, data.password)
+                    agent = await agents.create_agent(
+                        session, data=data, password_hash=password_hash, actor="system"
+                    )
+                ids[username] = agent.id
+            today = datetime.now(UTC).date()
+            for name, phone, id_number, tier, manager in CUSTOMERS:
+                if await customers.get_by_phone(session, phone) is None:
+                    data_c = CustomerCreate(
+                        name=name,
+                        phone=phone,
+                        id_number=id_number,
+                        tier=tier,
+                        relationship_manager_id=ids[manager] if manager else None,
+                    )
+                    await customers.create(
+                        session, data=data_c, settings=settings, today=today, actor="system"
+                    )
+    finally:
+        await engine.dispose()
+    print("Demo centre ready. Sign in with (username / password):")
+    for username, _, role, site, _, _ in AGENTS:
+        print(f"  {username:<10} / {demo_password(username):<16} {role.value} at {site}")

@@ -1,0 +1,146 @@
+"""One error hierarchy, rendered as ``{"error": <Name>, "detail": <text>, ...}``.
+
+Services raise ``AppError`` subclasses and never HTTP exceptions; the handlers here turn
+them, request validation errors and database integrity errors into 4xx responses.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class AppError(Exception):
+    """Base of every error a client may see."""
+
+    status_code: ClassVar[int] = 400
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.name, "detail": self.detail, **self.extra}
+
+
+class BadRequest(AppError):
+    status_code = 400
+
+
+class Unauthorized(AppError):
+    status_code = 401
+
+
+class Forbidden(AppError):
+    status_code = 403
+
+
+class NotFound(AppError):
+    status_code = 404
+
+
+class Conflict(AppError):
+    status_code = 409
+
+
+class InvalidInput(AppError):
+    """A payload that parses but names something impossible (an unknown skill, a bad ID)."""
+
+    status_code = 422
+
+
+class IllegalTransition(Conflict):
+    """The subject's current status does not allow the requested change."""
+
+
+# Constraint name -> message. Domains register theirs at import time.
+CONSTRAINT_MESSAGES: dict[str, str] = {}
+
+
+def register_constraint(name: str, message: str) -> None:
+    """Give an integrity error on constraint ``name`` a human message."""
+    CONSTRAINT_MESSAGES[name] = message
+
+
+def _constraint_name(exc: DBAPIError) -> str | None:
+    orig = getattr(exc, "orig", None)
+    cause = getattr(orig, "__cause__", None)
+    for candidate in (cause, orig):
+        name = getattr(candidate, "constraint_name", None)
+        if name:
+            return str(name)
+    return None
+
+
+def integrity_error_body(exc: IntegrityError) -> dict[str, Any]:
+    """A 409 body for an integrity error, by the violated constraint's name."""
+    name = _constraint_name(exc)
+    detail = CONSTRAINT_MESSAGES.get(name or "", f"conflicts with existing data ({name})")
+    return {"error": "Conflict", "detail": detail, "constraint": name}
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "form")]
+    return ".".join(parts) or ".".join(str(p) for p in loc)
+
+
+def validation_error_body(exc: RequestValidationError) -> dict[str, Any]:
+    """A 422 body naming every offending field."""
+    fields = [
+        {"field": _field_path(tuple(err.get("loc", ()))), "message": err.get("msg", "")}
+        for err in exc.errors()
+    ]
+    detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+    return {"error": "ValidationError", "detail": detail, "fields": fields}
+
+
+async def _app_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse(validation_error_body(exc), status_code=422)
+
+
+async def _integrity_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, IntegrityError)
+    return JSONResponse(integrity_error_body(exc), status_code=409)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    body = {"error": _HTTP_NAMES.get(exc.status_code, "HTTPError"), "detail": str(exc.detail)}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+_HTTP_NAMES = {
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every error class to its renderer."""
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -1,0 +1,153 @@
+"""Writing and reading the event log.
+
+Theory of operation: ``record`` adds an ``events`` row to the caller's transaction, so the
+event exists exactly when the change it describes does. Event ids come from a sequence but
+transactions commit in any order, so "id > last seen" could skip a row that an older
+transaction commits later. Each row therefore carries its transaction id ``tx``; a reader
+takes rows with ``(tx, id)`` after its cursor and ``tx`` below the snapshot's ``xmin`` (the
+oldest transaction still running). Every transaction below ``xmin`` has finished, so nothing
+can appear behind the cursor afterwards: the feed is gapless and totally ordered, at the cost
+of waiting for the oldest open transaction (kept short by ``idle_in_transaction_session_timeout``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from app.db import after_commit
+from app.errors import InvalidInput
+from app.events.models import Event
+
+WAKE_CALLBACK_KEY = "events_wake"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Cursor:
+    """A position in the log: after the event ``(tx, id)``."""
+
+    tx: int
+    id: int
+
+    def __str__(self) -> str:
+        return f"{self.tx}-{self.id}"
+
+    @classmethod
+    def parse(cls, value: str) -> Cursor:
+        """Parse ``"<tx>-<id>"``; anything else is a client error."""
+        tx, sep, id_ = value.partition("-")
+        if not sep or not tx.isdigit() or not id_.isdigit():
+            raise InvalidInput(f"cursor {value!r} is not a valid event cursor")
+        return cls(int(tx), int(id_))
+
+
+ORIGIN = Cursor(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """An event as readers see it."""
+
+    id: int
+    cursor: Cursor
+    type: str
+    subject_type: str
+    subject_id: str
+    data: dict[str, Any]
+    actor: str | None
+    at: datetime
+
+    def as_message(self) -> dict[str, Any]:
+        """The websocket/API form."""
+        return {
+            "id": self.id,
+            "type": self.type,
+            "subject": {"type": self.subject_type, "id": self.subject_id},
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "data": self.data,
+        }
+
+
+def record(
+    session: AsyncSession,
+    *,
+    type: str,  # noqa: A002 - the event vocabulary calls it "type"
+    subject_type: str,
+    subject_id: str | int,
+    data: dict[str, Any] | None = None,
+    actor: str | None = None,
+) -> Event:
+    """Append an event to the session's transaction."""
+    event = Event(
+        type=type,
+        subject_type=subject_type,
+        subject_id=str(subject_id),
+        data=data or {},
+        actor=actor,
+    )
+    session.add(event)
+    wake = session.info.get(WAKE_CALLBACK_KEY)
+    if wake is not None:
+        after_commit(session, wake)
+    return event
+
+
+_READ_SQL = text(
+    """
+    SELECT id, tx, type, subject_type, subject_id, data, actor, at
+    FROM events
+    WHERE (tx, id) > (:tx, :id)
+      AND tx < (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint
+    ORDER BY tx, id
+    LIMIT :limit
+    """
+)
+
+_HEAD_SQL = text(
+    """
+    SELECT tx, id FROM events
+    WHERE tx < (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint
+    ORDER BY tx DESC, id DESC
+    LIMIT 1
+    """
+)
+
+_OLDEST_SQL = text("SELECT tx, id FROM events ORDER BY tx, id LIMIT 1")
+
+
+async def read_after(
+    conn: AsyncConnection | AsyncSession, cursor: Cursor, *, limit: int = 500
+) -> Sequence[LoggedEvent]:
+    """Events after ``cursor`` that can no longer be preceded by a late commit."""
+    result = await conn.execute(_READ_SQL, {"tx": cursor.tx, "id": cursor.id, "limit": limit})
+    return [
+        LoggedEvent(
+            id=row.id,
+            cursor=Cursor(row.tx, row.id),
+            type=row.type,
+            subject_type=row.subject_type,
+            subject_id=row.subject_id,
+            data=row.data,
+            actor=row.actor,
+            at=row.at,
+        )
+        for row in result
+    ]
+
+
+async def head(conn: AsyncConnection | AsyncSession) -> Cursor:
+    """The cursor after the last readable event (the origin for an empty log)."""
+    row = (await conn.execute(_HEAD_SQL)).first()
+    return Cursor(row.tx, row.id) if row else ORIGIN
+
+
+async def oldest(conn: AsyncConnection | AsyncSession) -> Cursor | None:
+    """The first event still in the log, if any (for detecting a cursor that is too old)."""
+    row = (await conn.execute(_OLDEST_SQL)).first()
+    return Cursor(row.tx, row.id) if row else None

@@ -1,0 +1,85 @@
+"""Idempotency keys: a retried create returns the first response, never a duplicate.
+
+Theory of operation: the key row is inserted in the same transaction as the resource it
+creates. A concurrent retry blocks on the primary key until the first request commits, then
+finds the stored response. A retry with the same key but a different payload is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Integer, String, func, select
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base
+from app.errors import Conflict, InvalidInput
+
+MAX_KEY_LENGTH = 200
+
+
+class IdempotencyKey(Base):
+    """The response given to the first request with a key."""
+
+    __tablename__ = "idempotency_keys"
+
+    scope: Mapped[str] = mapped_column(String(200), primary_key=True)
+    key: Mapped[str] = mapped_column(String(MAX_KEY_LENGTH), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[Any] = mapped_column(JSONB, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+
+
+def fingerprint(payload: Any) -> str:
+    """A stable hash of a JSON-able payload."""
+    raw = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+async def run_once(
+    session: AsyncSession,
+    *,
+    scope: str,
+    key: str | None,
+    payload: Any,
+    create: Callable[[], Awaitable[tuple[int, Any]]],
+) -> tuple[int, Any]:
+    """Run ``create`` once per (scope, key); later calls get the stored (status, body)."""
+    if key is None:
+        return await create()
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise InvalidInput(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")
+    digest = fingerprint(payload)
+    inserted = await session.execute(
+        insert(IdempotencyKey)
+        .values(scope=scope, key=key, request_hash=digest)
+        .on_conflict_do_nothing()
+        .returning(IdempotencyKey.key)
+    )
+    if inserted.first() is None:
+        return await _replay(session, scope=scope, key=key, digest=digest)
+    status_code, body = await create()
+    row = await session.get(IdempotencyKey, (scope, key))
+    assert row is not None
+    row.status_code, row.response = status_code, body
+    return status_code, body
+
+
+async def _replay(session: AsyncSession, *, scope: str, key: str, digest: str) -> tuple[int, Any]:
+    row = await session.scalar(
+        select(IdempotencyKey).where(IdempotencyKey.scope == scope, IdempotencyKey.key == key)
+    )
+    assert row is not None
+    assert row.status_code is not None
+    if row.request_hash != digest:
+        raise Conflict(f"Idempotency-Key {key!r} was already used with a different request")
+    return row.status_code, row.response

@@ -1,0 +1,51 @@
+"""Scheduling and cancelling durable timers (in the caller's transaction)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import after_commit
+from app.timers.models import Timer
+
+WAKE_CALLBACK_KEY = "timers_wake"
+
+
+async def schedule(
+    session: AsyncSession,
+    *,
+    kind: str,
+    subject: str | int,
+    due_at: datetime,
+    payload: dict[str, Any] | None = None,
+) -> None:
+    """Set the (kind, subject) timer to ``due_at``, replacing any pending one."""
+    stmt = insert(Timer).values(
+        kind=kind, subject=str(subject), due_at=due_at, payload=payload or {}
+    )
+    stmt = stmt.on_conflict_do_update(
+        constraint="uq_timers_kind_subject",
+        set_={"due_at": stmt.excluded.due_at, "payload": stmt.excluded.payload, "attempts": 0},
+    )
+    await session.execute(stmt)
+    wake = session.info.get(WAKE_CALLBACK_KEY)
+    if wake is not None:
+        after_commit(session, wake)
+
+
+async def cancel(session: AsyncSession, *, kind: str, subject: str | int) -> bool:
+    """Remove a pending timer; True if there was one."""
+    result = await session.execute(
+        delete(Timer).where(Timer.kind == kind, Timer.subject == str(subject)).returning(Timer.id)
+    )
+    return result.first() is not None
+
+
+async def get(session: AsyncSession, *, kind: str, subject: str | int) -> Timer | None:
+    return await session.scalar(
+        select(Timer).where(Timer.kind == kind, Timer.subject == str(subject))
+    )
