@@ -38,8 +38,8 @@ async def skill_ids(session: AsyncSession, names: list[str]) -> dict[str, int]:
     """Map skill names to ids; unknown names are a client error naming them."""
     if not names:
         return {}
-    rows = await session.execute(select(Skill.name, Skill.id).where(Skill.name.in_(names)))
-    found: dict[str, int] = dict(rows.tuples())
+    rows = (await session.execute(select(Skill.name, Skill.id).where(Skill.name.in_(names)))).all()
+    found = {row.name: row.id for row in rows}
     missing = [name for name in names if name not in found]
     if missing:
         raise UnknownSkill(missing)
@@ -122,9 +122,10 @@ async def create_agent(
 
 async def reload(session: AsyncSession, agent: Agent) -> Agent:
     """The agent with its skills and channels freshly loaded."""
+    agent_id = agent.id  # read before expiring: an expired attribute would lazy-load
     await session.flush()
     session.expire(agent)
-    return await get_or_raise(session, agent.id)
+    return await get_or_raise(session, agent_id)
 
 
 async def update_agent(

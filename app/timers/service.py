@@ -29,7 +29,13 @@ async def schedule(
     )
     stmt = stmt.on_conflict_do_update(
         constraint="uq_timers_kind_subject",
-        set_={"due_at": stmt.excluded.due_at, "payload": stmt.excluded.payload, "attempts": 0},
+        set_={
+            "due_at": stmt.excluded.due_at,
+            "payload": stmt.excluded.payload,
+            "attempts": 0,
+            "last_error": None,
+            "failed_at": None,
+        },
     )
     await session.execute(stmt)
     wake = session.info.get(WAKE_CALLBACK_KEY)

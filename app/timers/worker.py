@@ -4,8 +4,8 @@ Theory of operation: the worker claims due timers with ``FOR UPDATE SKIP LOCKED`
 instances never run the same timer), runs each handler in a savepoint of the claiming
 transaction and deletes the row in that same transaction. A crash before commit releases the
 row lock and the timer fires again elsewhere, which is why handlers must be idempotent. A
-handler that raises is retried with backoff and, after ``max_attempts``, dropped with a
-``timer.failed`` event. Kinds this instance has no handler for are left for instances that do.
+handler that raises is retried with backoff and, after ``max_attempts``, marked failed (kept
+for inspection, never claimed again) with a ``timer.failed`` event. Kinds this instance has no handler for are left for instances that do.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -98,7 +98,7 @@ class TimerWorker:
         async with self._sessionmaker() as session:
             wait = await session.scalar(
                 select(func.extract("epoch", func.min(Timer.due_at) - func.now())).where(
-                    Timer.kind.in_(self._registry.kinds)
+                    Timer.kind.in_(self._registry.kinds), Timer.failed_at.is_(None)
                 )
             )
         if wait is None:
@@ -116,7 +116,7 @@ class TimerWorker:
             timers = (
                 await session.scalars(
                     select(Timer)
-                    .where(Timer.due_at <= now, Timer.kind.in_(kinds))
+                    .where(Timer.due_at <= now, Timer.kind.in_(kinds), Timer.failed_at.is_(None))
                     .order_by(Timer.due_at, Timer.id)
                     .limit(self._batch_size)
                     .with_for_update(skip_locked=True)
@@ -150,7 +150,6 @@ class TimerWorker:
                 data={"kind": timer.kind, "subject": timer.subject, "error": timer.last_error},
                 actor="system",
             )
-            # Parked, not deleted: kept for inspection and never due again.
-            timer.due_at = datetime.max.replace(tzinfo=UTC)
+            timer.failed_at = now  # kept for inspection; never claimed again
             return
         timer.due_at = now + timedelta(seconds=min(2**timer.attempts, 60))

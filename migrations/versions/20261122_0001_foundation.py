@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 08:30:06.998500+00:00
+Create Date: 2026-11-22 08:32:57.188271+00:00
 """
 
 from collections.abc import Sequence
@@ -136,6 +136,12 @@ def upgrade() -> None:
         ),
         sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column(
+            "failed_at",
+            sa.DateTime(timezone=True),
+            nullable=True,
+            comment="set when retries ran out; a failed timer never fires",
+        ),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),

@@ -1,0 +1,110 @@
+"""Hubs on one database see each other's events: NOTIFY wakes them, polling backs it up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from app.db import create_engine
+from app.events.hub import EventHub
+from app.events.log import LoggedEvent, record
+
+
+@pytest.fixture
+async def engine(db: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(db, pool_size=5)
+    yield engine
+    await engine.dispose()
+
+
+async def started(engine: AsyncEngine, url: str, poll: float) -> EventHub:
+    hub = EventHub(engine, url, poll_interval_s=poll)
+    await hub.start()
+    return hub
+
+
+async def commit_event(engine: AsyncEngine, name: str, hub: EventHub | None) -> None:
+    async with AsyncSession(engine) as session:
+        record(session, type="test.hub", subject_type="test", subject_id=name)
+        await session.commit()
+    if hub is not None:
+        hub.poke()  # what the unit of work does after a commit
+
+
+class TestEventHub:
+    async def test_event_written_through_one_hub_is_read_by_the_other(
+        self, engine: AsyncEngine, db: str
+    ) -> None:
+        # The reader's poll is far longer than the wait: only NOTIFY can wake it in time.
+        writer, reader = await started(engine, db, 0.05), await started(engine, db, 3600)
+        try:
+            sub = reader.subscribe(maxsize=10)
+            await commit_event(engine, "cross-instance", writer)
+            event = await asyncio.wait_for(sub.queue.get(), 10)
+            assert event.subject_id == "cross-instance"
+        finally:
+            await writer.stop()
+            await reader.stop()
+
+    async def test_poll_finds_events_when_no_notification_comes(
+        self, engine: AsyncEngine, db: str
+    ) -> None:
+        reader = await started(engine, db, 0.05)
+        try:
+            sub = reader.subscribe(maxsize=10)
+            await commit_event(engine, "silent", hub=None)
+            event = await asyncio.wait_for(sub.queue.get(), 10)
+            assert event.subject_id == "silent"
+        finally:
+            await reader.stop()
+
+    async def test_listeners_get_batches_in_log_order(self, engine: AsyncEngine, db: str) -> None:
+        hub = await started(engine, db, 0.05)
+        seen: list[str] = []
+        done = asyncio.Event()
+
+        def listener(batch: object) -> None:
+            assert isinstance(batch, list)
+            seen.extend(e.subject_id for e in batch if isinstance(e, LoggedEvent))
+            if len(seen) >= 3:
+                done.set()
+
+        hub.add_listener(listener)
+        try:
+            for name in ("one", "two", "three"):
+                await commit_event(engine, name, hub)
+            await asyncio.wait_for(done.wait(), 10)
+            assert seen == ["one", "two", "three"]
+        finally:
+            await hub.stop()
+
+    async def test_slow_subscriber_is_marked_overflowed_without_blocking_others(
+        self, engine: AsyncEngine, db: str
+    ) -> None:
+        hub = await started(engine, db, 0.05)
+        try:
+            slow, fast = hub.subscribe(maxsize=1), hub.subscribe(maxsize=100)
+            for n in range(3):
+                await commit_event(engine, str(n), hub)
+            received = [await asyncio.wait_for(fast.queue.get(), 10) for _ in range(3)]
+            assert [e.subject_id for e in received] == ["0", "1", "2"]
+            await asyncio.wait_for(slow.overflowed.wait(), 10)
+            assert slow.queue.qsize() == 1
+        finally:
+            await hub.stop()
+
+    async def test_hub_starts_at_head_and_does_not_replay_old_events(
+        self, engine: AsyncEngine, db: str
+    ) -> None:
+        await commit_event(engine, "before", hub=None)
+        hub = await started(engine, db, 0.05)
+        try:
+            sub = hub.subscribe(maxsize=10)
+            await commit_event(engine, "after", hub)
+            event = await asyncio.wait_for(sub.queue.get(), 10)
+            assert event.subject_id == "after"
+        finally:
+            await hub.stop()

@@ -1,0 +1,1344 @@
+"""Table-driven tests and properties for the pure routing score (app/routing/scoring.py)."""
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.routing.scoring import (
+    Affinity,
+    AgentView,
+    ContactView,
+    DispatchSettings,
+    Match,
+    QueueRules,
+    Ranked,
+    Reason,
+    SkillReq,
+    Step,
+    Strategy,
+    TierPolicy,
+    choose_agent,
+    choose_contact,
+    contact_order_key,
+    current_step,
+    deadline,
+    eligible,
+    is_overdue,
+    match,
+    may_take,
+    next_wake_at,
+    rank_agents,
+)
+
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+PLATINUM = TierPolicy("platinum", sl_target_s=10, rank=1, rm_affinity_s=60)
+GOLD = TierPolicy("gold", sl_target_s=20, rank=2)
+STANDARD = TierPolicy("standard", sl_target_s=60, rank=4)
+SETTINGS = DispatchSettings(starvation_bound_s=30)
+# A contact overdue for SETTINGS has waited more than its target + 30 s.
+
+# Hypothesis must not write an example database into the shared tree.
+PROPERTY = settings(database=None, deadline=None, max_examples=200)
+
+
+def ago(seconds: float) -> datetime:
+    return NOW - timedelta(seconds=seconds)
+
+
+def later(seconds: float) -> datetime:
+    return NOW + timedelta(seconds=seconds)
+
+
+def make_step(*skills: tuple[str, int], expires: float | None = None) -> Step:
+    return Step(tuple(SkillReq(skill, level) for skill, level in skills), expires)
+
+
+def make_queue(
+    strategy: Strategy = Strategy.LONGEST_IDLE, steps: Sequence[Step] = (), queue_id: int = 1
+) -> QueueRules:
+    return QueueRules(queue_id, strategy, tuple(steps))
+
+
+def make_contact(
+    contact_id: int = 1,
+    *,
+    tier: TierPolicy = STANDARD,
+    channel: str = "voice",
+    waited: float = 0.0,
+    in_queue: float | None = None,
+    manager: int | None = None,
+    last_agent: int | None = None,
+    last_until: datetime | None = None,
+    excluded: frozenset[int] = frozenset(),
+) -> ContactView:
+    return ContactView(
+        id=contact_id,
+        channel=channel,
+        tier=tier,
+        enqueued_at=ago(waited),
+        routing_started_at=ago(waited if in_queue is None else in_queue),
+        relationship_manager_id=manager,
+        last_agent_id=last_agent,
+        last_agent_until=last_until,
+        excluded_agent_ids=excluded,
+    )
+
+
+def make_agent(
+    agent_id: int,
+    *,
+    skills: dict[str, int] | None = None,
+    idle: float = 0.0,
+    load: int = 0,
+    capacity: int = 1,
+    channel: str = "voice",
+    contacts_today: int = 0,
+    offered_ago: float | None = None,
+) -> AgentView:
+    return AgentView(
+        id=agent_id,
+        skills=skills or {},
+        idle_since=ago(idle),
+        load={channel: load},
+        capacity={channel: capacity},
+        contacts_today=contacts_today,
+        last_offer_at=None if offered_ago is None else ago(offered_ago),
+    )
+
+
+def ids(ranked: Sequence[Ranked]) -> list[int]:
+    return [entry.agent.id for entry in ranked]
+
+
+def rank(
+    agents: Sequence[AgentView], contact: ContactView | None = None, queue: QueueRules | None = None
+) -> list[Ranked]:
+    return rank_agents(queue or make_queue(), contact or make_contact(), agents, NOW, SETTINGS)
+
+
+# --- validation ----------------------------------------------------------------------------
+
+
+class TestValidation:
+    @pytest.mark.parametrize("level", [0, 11, -1])
+    def test_skill_requirement_outside_one_to_ten_is_rejected(self, level: int) -> None:
+        with pytest.raises(ValueError, match="min_level"):
+            SkillReq("billing", level)
+
+    @pytest.mark.parametrize("level", [1, 10])
+    def test_skill_requirement_at_either_end_of_the_scale_is_accepted(self, level: int) -> None:
+        assert SkillReq("billing", level).min_level == level
+
+    @pytest.mark.parametrize("expires", [0.0, -5.0, float("nan"), float("inf")])
+    def test_step_expiry_must_be_finite_and_positive(self, expires: float) -> None:
+        with pytest.raises(ValueError, match=r"expires_after_s must be a finite number > 0"):
+            Step((), expires)
+
+    def test_only_the_last_step_may_never_expire(self) -> None:
+        with pytest.raises(ValueError, match="only the last routing step"):
+            make_queue(steps=[make_step(expires=None), make_step(expires=30)])
+
+    def test_last_step_that_never_expires_is_accepted(self) -> None:
+        queue = make_queue(steps=[make_step(expires=30), make_step(expires=None)])
+        assert queue.steps[-1].expires_after_s is None
+
+    @pytest.mark.parametrize(
+        ("target", "rm_window"), [(-1.0, 0.0), (float("nan"), 0.0), (10.0, -1.0)]
+    )
+    def test_tier_rejects_negative_or_non_finite_durations(
+        self, target: float, rm_window: float
+    ) -> None:
+        with pytest.raises(ValueError, match=r"must be a finite number >= 0"):
+            TierPolicy("gold", sl_target_s=target, rm_affinity_s=rm_window)
+
+    @pytest.mark.parametrize("bound", [-1.0, float("inf")])
+    def test_starvation_bound_must_be_finite_and_non_negative(self, bound: float) -> None:
+        with pytest.raises(ValueError, match="starvation_bound_s"):
+            DispatchSettings(starvation_bound_s=bound)
+
+    def test_zero_starvation_bound_is_accepted(self) -> None:
+        assert DispatchSettings(starvation_bound_s=0).starvation_bound_s == 0
+
+
+# --- steps -----------------------------------------------------------------------------------
+
+THREE_STEPS = make_queue(
+    steps=[
+        make_step(("billing", 8), expires=30),
+        make_step(("billing", 5), expires=60),
+        make_step(("billing", 1), expires=None),
+    ]
+)
+TWO_EXPIRING_STEPS = make_queue(
+    steps=[make_step(("billing", 8), expires=30), make_step(("billing", 5), expires=60)]
+)
+
+
+class TestCurrentStep:
+    @pytest.mark.parametrize(
+        ("queue", "in_queue", "expected"),
+        [
+            pytest.param(THREE_STEPS, 0, 0, id="first_step_at_enqueue"),
+            pytest.param(THREE_STEPS, 29.999999, 0, id="first_step_just_before_expiry"),
+            pytest.param(THREE_STEPS, 30, 1, id="second_step_exactly_at_first_expiry"),
+            pytest.param(THREE_STEPS, 89.999999, 1, id="second_step_until_cumulative_expiry"),
+            pytest.param(THREE_STEPS, 90, 2, id="last_step_at_cumulative_expiry"),
+            pytest.param(THREE_STEPS, 86_400, 2, id="last_step_without_expiry_holds_forever"),
+            pytest.param(TWO_EXPIRING_STEPS, 89.999999, 1, id="last_step_before_it_expires"),
+            pytest.param(TWO_EXPIRING_STEPS, 90, None, id="none_once_last_step_expired"),
+            pytest.param(make_queue(), 0, None, id="none_for_queue_without_steps"),
+            pytest.param(THREE_STEPS, -5, 0, id="first_step_if_clock_is_behind_routing_start"),
+        ],
+    )
+    def test_step_in_force(self, queue: QueueRules, in_queue: float, expected: int | None) -> None:
+        assert current_step(queue, make_contact(in_queue=in_queue), NOW) == expected
+
+    def test_step_clock_runs_from_routing_start_not_original_enqueue(self) -> None:
+        transferred = make_contact(waited=500, in_queue=10)
+        assert current_step(THREE_STEPS, transferred, NOW) == 0
+
+    def test_fractional_expiries_add_up_exactly(self) -> None:
+        queue = make_queue(steps=[make_step(expires=0.1), make_step(expires=0.2)])
+        assert current_step(queue, make_contact(in_queue=0.3), NOW) is None
+        assert current_step(queue, make_contact(in_queue=0.299999), NOW) == 1
+
+
+class TestNextWakeAt:
+    @pytest.mark.parametrize(
+        ("queue", "contact", "expected"),
+        [
+            pytest.param(THREE_STEPS, make_contact(in_queue=0), later(30), id="first_expiry"),
+            pytest.param(THREE_STEPS, make_contact(in_queue=30), later(60), id="second_expiry"),
+            pytest.param(THREE_STEPS, make_contact(in_queue=90), None, id="last_never_expires"),
+            pytest.param(TWO_EXPIRING_STEPS, make_contact(in_queue=95), None, id="all_expired"),
+            pytest.param(make_queue(), make_contact(), None, id="no_steps_no_manager"),
+            pytest.param(
+                make_queue(),
+                make_contact(tier=PLATINUM, manager=7, waited=20),
+                later(40),
+                id="manager_window_end",
+            ),
+            pytest.param(
+                THREE_STEPS,
+                make_contact(tier=PLATINUM, manager=7, waited=55, in_queue=20),
+                later(5),
+                id="manager_window_end_before_step_expiry",
+            ),
+            pytest.param(
+                THREE_STEPS,
+                make_contact(tier=PLATINUM, manager=7, waited=20, in_queue=20),
+                later(10),
+                id="step_expiry_before_manager_window_end",
+            ),
+            pytest.param(
+                make_queue(),
+                make_contact(tier=PLATINUM, manager=7, waited=60),
+                None,
+                id="manager_window_already_closed",
+            ),
+            pytest.param(
+                make_queue(),
+                make_contact(tier=GOLD, manager=7),
+                None,
+                id="tier_without_manager_affinity",
+            ),
+        ],
+    )
+    def test_next_instant_when_more_agents_may_take_the_contact(
+        self, queue: QueueRules, contact: ContactView, expected: datetime | None
+    ) -> None:
+        assert next_wake_at(queue, contact, NOW) == expected
+
+
+class TestDeadlineAndOverdue:
+    @pytest.mark.parametrize(
+        ("tier", "expected"), [(PLATINUM, ago(90)), (GOLD, ago(80)), (STANDARD, ago(40))]
+    )
+    def test_deadline_is_enqueue_time_plus_tier_target(
+        self, tier: TierPolicy, expected: datetime
+    ) -> None:
+        assert deadline(make_contact(tier=tier, waited=100)) == expected
+
+    def test_deadline_counts_from_original_enqueue_not_routing_start(self) -> None:
+        assert deadline(make_contact(waited=100, in_queue=5)) == ago(40)
+
+    @pytest.mark.parametrize(
+        ("tier", "waited", "expected"),
+        [
+            pytest.param(STANDARD, 90, False, id="standard_exactly_target_plus_bound"),
+            pytest.param(STANDARD, 90.000001, True, id="standard_just_past_target_plus_bound"),
+            pytest.param(PLATINUM, 40, False, id="platinum_exactly_target_plus_bound"),
+            pytest.param(PLATINUM, 41, True, id="platinum_past_target_plus_bound"),
+            pytest.param(STANDARD, 61, False, id="past_target_but_within_bound"),
+        ],
+    )
+    def test_overdue_only_after_strictly_more_than_target_plus_bound(
+        self, tier: TierPolicy, waited: float, expected: bool
+    ) -> None:
+        assert is_overdue(make_contact(tier=tier, waited=waited), NOW, SETTINGS) is expected
+
+
+# --- eligibility ---------------------------------------------------------------------------
+
+BILLING_AND_CARDS = make_queue(steps=[make_step(("billing", 5), ("cards", 3), expires=None)])
+
+
+class TestEligible:
+    @pytest.mark.parametrize(
+        ("agent", "expected"),
+        [
+            pytest.param(make_agent(1, load=0, capacity=1), True, id="spare_capacity"),
+            pytest.param(make_agent(1, load=1, capacity=1), False, id="at_capacity"),
+            pytest.param(make_agent(1, load=2, capacity=1), False, id="over_capacity"),
+            pytest.param(make_agent(1, load=2, capacity=3), True, id="chat_style_capacity"),
+            pytest.param(make_agent(1, capacity=0), False, id="zero_capacity"),
+            pytest.param(make_agent(1, channel="chat"), False, id="capacity_on_other_channel"),
+            pytest.param(
+                AgentView(1, {}, NOW, load={}, capacity={"voice": 1}), True, id="no_load_entry"
+            ),
+        ],
+    )
+    def test_capacity_on_the_contacts_channel(self, agent: AgentView, expected: bool) -> None:
+        assert eligible(agent, make_queue(), make_contact(channel="voice"), NOW) is expected
+
+    @pytest.mark.parametrize(
+        ("skills", "expected"),
+        [
+            pytest.param({"billing": 5, "cards": 3}, True, id="exactly_the_minimum_levels"),
+            pytest.param({"billing": 10, "cards": 9}, True, id="above_the_minimum_levels"),
+            pytest.param({"billing": 4, "cards": 3}, False, id="one_skill_below_minimum"),
+            pytest.param({"billing": 9}, False, id="one_skill_missing"),
+            pytest.param({}, False, id="no_skills"),
+        ],
+    )
+    def test_every_skill_of_the_step_in_force_at_its_minimum(
+        self, skills: dict[str, int], expected: bool
+    ) -> None:
+        agent = make_agent(1, skills=skills)
+        assert eligible(agent, BILLING_AND_CARDS, make_contact(), NOW) is expected
+
+    @pytest.mark.parametrize(
+        ("in_queue", "expected"),
+        [(0, False), (29, False), (30, True), (89, True), (90, False)],
+    )
+    def test_relaxed_step_admits_weaker_agent_only_while_in_force(
+        self, in_queue: float, expected: bool
+    ) -> None:
+        # billing 6 fails step 0 (billing >= 8), passes step 1 (billing >= 5) and fails
+        # step 2 (loans >= 1): eligibility follows the step in force, not the easiest one.
+        queue = make_queue(
+            steps=[
+                make_step(("billing", 8), expires=30),
+                make_step(("billing", 5), expires=60),
+                make_step(("loans", 1), expires=None),
+            ]
+        )
+        agent = make_agent(1, skills={"billing": 6})
+        assert eligible(agent, queue, make_contact(in_queue=in_queue), NOW) is expected
+
+    def test_any_agent_with_capacity_once_all_steps_expired(self) -> None:
+        contact = make_contact(in_queue=90)
+        assert eligible(make_agent(1), TWO_EXPIRING_STEPS, contact, NOW)
+
+    def test_all_steps_expired_still_requires_capacity(self) -> None:
+        contact = make_contact(in_queue=90)
+        assert not eligible(make_agent(1, load=1), TWO_EXPIRING_STEPS, contact, NOW)
+
+    def test_step_without_skills_admits_any_agent(self) -> None:
+        queue = make_queue(steps=[make_step(expires=None)])
+        assert eligible(make_agent(1), queue, make_contact(), NOW)
+
+    def test_excluded_agent_is_not_eligible_even_when_fully_qualified(self) -> None:
+        agent = make_agent(1, skills={"billing": 10, "cards": 10})
+        contact = make_contact(excluded=frozenset({1}))
+        assert not eligible(agent, BILLING_AND_CARDS, contact, NOW)
+
+    def test_exclusion_of_another_agent_does_not_matter(self) -> None:
+        contact = make_contact(excluded=frozenset({2}))
+        assert eligible(make_agent(1), make_queue(), contact, NOW)
+
+
+class TestMayTake:
+    @pytest.mark.parametrize(
+        ("agent_id", "waited", "tier", "expected"),
+        [
+            pytest.param(7, 10, PLATINUM, True, id="manager_inside_window"),
+            pytest.param(8, 10, PLATINUM, False, id="other_agent_inside_window"),
+            pytest.param(8, 59.999999, PLATINUM, False, id="other_agent_just_before_window_end"),
+            pytest.param(8, 60, PLATINUM, True, id="other_agent_exactly_at_window_end"),
+            pytest.param(8, 10, GOLD, True, id="other_agent_when_tier_has_no_window"),
+        ],
+    )
+    def test_manager_window_is_exclusive(
+        self, agent_id: int, waited: float, tier: TierPolicy, expected: bool
+    ) -> None:
+        contact = make_contact(tier=tier, manager=7, waited=waited)
+        assert may_take(make_agent(agent_id), make_queue(), contact, NOW) is expected
+
+    def test_manager_still_needs_to_be_eligible(self) -> None:
+        contact = make_contact(tier=PLATINUM, manager=7, waited=10)
+        assert not may_take(make_agent(7, load=1), make_queue(), contact, NOW)
+
+    def test_contact_without_manager_may_be_taken_by_any_eligible_agent(self) -> None:
+        contact = make_contact(tier=PLATINUM, waited=10)
+        assert may_take(make_agent(8), make_queue(), contact, NOW)
+
+
+# --- contact order -------------------------------------------------------------------------
+
+
+class TestContactOrderKey:
+    @pytest.mark.parametrize(
+        ("first", "second"),
+        [
+            pytest.param(
+                make_contact(1, tier=PLATINUM, waited=1),
+                make_contact(2, tier=STANDARD, waited=10),
+                id="platinum_waited_1s_before_standard_waited_10s",
+            ),
+            pytest.param(
+                make_contact(2, tier=STANDARD, waited=55),
+                make_contact(1, tier=PLATINUM, waited=1),
+                id="standard_near_deadline_before_fresh_platinum",
+            ),
+            pytest.param(
+                make_contact(2, tier=STANDARD, waited=91),
+                make_contact(1, tier=PLATINUM, waited=0),
+                id="standard_past_target_plus_bound_before_fresh_platinum",
+            ),
+            pytest.param(
+                make_contact(2, tier=STANDARD, waited=100),
+                make_contact(1, tier=PLATINUM, waited=90),
+                id="overdue_first_come_first_served_across_tiers",
+            ),
+            pytest.param(
+                make_contact(2, tier=PLATINUM, waited=50),
+                make_contact(1, tier=TierPolicy("slow", 1000), waited=100),
+                id="overdue_before_older_contact_that_is_not_overdue",
+            ),
+            pytest.param(
+                make_contact(2, tier=GOLD, waited=10),
+                make_contact(1, tier=PLATINUM, waited=0),
+                id="same_deadline_first_come_first_served",
+            ),
+            pytest.param(
+                make_contact(1, tier=GOLD, waited=5),
+                make_contact(2, tier=GOLD, waited=5),
+                id="same_deadline_and_enqueue_lower_id",
+            ),
+            pytest.param(
+                make_contact(1, tier=STANDARD, waited=100),
+                make_contact(2, tier=STANDARD, waited=100),
+                id="overdue_same_enqueue_lower_id",
+            ),
+        ],
+    )
+    def test_first_contact_goes_before_second(
+        self, first: ContactView, second: ContactView
+    ) -> None:
+        assert contact_order_key(first, NOW, SETTINGS) < contact_order_key(second, NOW, SETTINGS)
+
+    def test_overdue_contact_is_keyed_by_enqueue_time(self) -> None:
+        key = contact_order_key(make_contact(5, waited=100), NOW, SETTINGS)
+        assert key == (0, ago(100), ago(100), 5)
+
+    def test_contact_exactly_at_target_plus_bound_is_keyed_by_deadline(self) -> None:
+        key = contact_order_key(make_contact(5, waited=90), NOW, SETTINGS)
+        assert key == (1, ago(30), ago(90), 5)
+
+    def test_mixed_queue_sorts_overdue_then_deadline(self) -> None:
+        contacts = [
+            make_contact(1, tier=PLATINUM, waited=2),  # deadline +8
+            make_contact(2, tier=STANDARD, waited=95),  # overdue, enqueued -95
+            make_contact(3, tier=GOLD, waited=15),  # deadline +5
+            make_contact(4, tier=PLATINUM, waited=45),  # overdue, enqueued -45
+            make_contact(5, tier=STANDARD, waited=30),  # deadline +30
+        ]
+        ordered = sorted(contacts, key=lambda c: contact_order_key(c, NOW, SETTINGS))
+        assert [c.id for c in ordered] == [2, 4, 3, 1, 5]
+
+
+TIERS = (PLATINUM, GOLD, STANDARD, TierPolicy("bronze", 120))
+contacts_st = st.builds(
+    make_contact,
+    st.integers(1, 50),
+    tier=st.sampled_from(TIERS),
+    waited=st.integers(0, 400),
+)
+
+
+class TestContactOrderProperties:
+    @PROPERTY
+    @given(contacts_st, contacts_st)
+    def test_overdue_contact_precedes_every_later_contact_of_any_tier(
+        self, a: ContactView, b: ContactView
+    ) -> None:
+        if is_overdue(a, NOW, SETTINGS) and (a.enqueued_at, a.id) < (b.enqueued_at, b.id):
+            assert contact_order_key(a, NOW, SETTINGS) < contact_order_key(b, NOW, SETTINGS)
+
+    @PROPERTY
+    @given(contacts_st, contacts_st)
+    def test_contacts_not_overdue_follow_deadline_then_arrival(
+        self, a: ContactView, b: ContactView
+    ) -> None:
+        if not (is_overdue(a, NOW, SETTINGS) or is_overdue(b, NOW, SETTINGS)):
+            edf_a = (deadline(a), a.enqueued_at, a.id)
+            edf_b = (deadline(b), b.enqueued_at, b.id)
+            key_a = contact_order_key(a, NOW, SETTINGS)
+            key_b = contact_order_key(b, NOW, SETTINGS)
+            assert (edf_a < edf_b) == (key_a < key_b)
+
+
+def _serve_platinum_flood(choose: str) -> float:
+    """One agent (12 s per contact) against platinum arriving every 2.5 s; one standard
+    contact at t=0. Returns the standard contact's wait until offered."""
+    queue = make_queue()
+    start = NOW
+    standard = replace(make_contact(1, tier=STANDARD), enqueued_at=start, routing_started_at=start)
+    platinum = [
+        replace(
+            make_contact(100 + n, tier=PLATINUM),
+            enqueued_at=start + timedelta(seconds=0.5 + 2.5 * n),
+            routing_started_at=start + timedelta(seconds=0.5 + 2.5 * n),
+        )
+        for n in range(400)
+    ]
+    waiting: list[ContactView] = [standard]
+    arrivals = list(platinum)
+    now = start + timedelta(seconds=1)
+    while True:
+        waiting += [c for c in arrivals if c.enqueued_at <= now]
+        arrivals = [c for c in arrivals if c.enqueued_at > now]
+        agent = make_agent(1)
+        pairs = [(queue, c) for c in waiting]
+        if choose == "choose_contact":
+            chosen = choose_contact(agent, pairs, now, SETTINGS)
+            offered = None if chosen is None else chosen.contact
+        else:
+            matched = match(pairs, [agent], now, SETTINGS)
+            offered = matched[0].contact if matched else None
+        assert offered is not None
+        if offered.id == standard.id:
+            return (now - start).total_seconds()
+        waiting.remove(offered)
+        now += timedelta(seconds=12)
+
+
+class TestStarvationBound:
+    @pytest.mark.parametrize("choose", ["choose_contact", "match"])
+    def test_standard_contact_is_offered_within_target_plus_bound_under_platinum_flood(
+        self, choose: str
+    ) -> None:
+        # Earliest deadline alone would serve the 20 platinum contacts enqueued in the
+        # first 50 s first (about 240 s); the overdue rule caps the wait at
+        # target + bound + one service time.
+        waited = _serve_platinum_flood(choose)
+        assert 90 < waited <= STANDARD.sl_target_s + SETTINGS.starvation_bound_s + 12
+
+
+# --- agent order ---------------------------------------------------------------------------
+
+MOST_SKILLED = make_queue(
+    Strategy.MOST_SKILLED, [make_step(("billing", 1), ("cards", 1), expires=None)]
+)
+
+
+def _chat_agent(agent_id: int, load: int, capacity: int, idle: float = 0.0) -> AgentView:
+    return AgentView(
+        agent_id,
+        {},
+        ago(idle),
+        load={"chat": load, "voice": 1},
+        capacity={"chat": capacity, "voice": 1},
+    )
+
+
+STRATEGY_CASES = [
+    pytest.param(
+        make_queue(Strategy.LONGEST_IDLE),
+        make_contact(),
+        [make_agent(1, idle=10), make_agent(2, idle=30), make_agent(3, idle=20)],
+        [2, 3, 1],
+        [30.0, 20.0, 10.0],
+        ["idle_since", "idle_since", None],
+        id="longest_idle_earliest_idle_since_first",
+    ),
+    pytest.param(
+        make_queue(Strategy.LONGEST_IDLE),
+        make_contact(),
+        [make_agent(2, idle=10), make_agent(1, idle=10)],
+        [1, 2],
+        [10.0, 10.0],
+        ["agent_id", None],
+        id="longest_idle_tie_lowest_agent_id",
+    ),
+    pytest.param(
+        MOST_SKILLED,
+        make_contact(),
+        [
+            make_agent(1, skills={"billing": 5, "cards": 5}, idle=5),
+            make_agent(2, skills={"billing": 9, "cards": 3, "loans": 10}, idle=1),
+            make_agent(3, skills={"billing": 2, "cards": 8}, idle=20),
+            make_agent(4, skills={"billing": 10}, idle=99),
+        ],
+        [2, 3, 1],
+        [12, 10, 10],
+        ["skill_sum", "idle_since", None],
+        id="most_skilled_highest_sum_on_step_skills_ties_longest_idle",
+    ),
+    pytest.param(
+        MOST_SKILLED,
+        make_contact(),
+        [
+            make_agent(5, skills={"billing": 5, "cards": 5}, idle=5),
+            make_agent(4, skills={"billing": 4, "cards": 6}, idle=5),
+        ],
+        [4, 5],
+        [10, 10],
+        ["agent_id", None],
+        id="most_skilled_full_tie_lowest_agent_id",
+    ),
+    pytest.param(
+        make_queue(
+            Strategy.MOST_SKILLED,
+            [make_step(("billing", 5), expires=30), make_step(("cards", 5), expires=30)],
+        ),
+        make_contact(in_queue=60),
+        [
+            make_agent(1, skills={"billing": 1, "cards": 1, "loans": 10}),
+            make_agent(2, skills={"cards": 9}),
+            make_agent(3, skills={}),
+        ],
+        [2, 1, 3],
+        [9, 2, 0],
+        ["skill_sum", "skill_sum", None],
+        id="most_skilled_after_expiry_sums_union_of_all_steps",
+    ),
+    pytest.param(
+        make_queue(Strategy.MOST_SKILLED),
+        make_contact(),
+        [make_agent(2, skills={"billing": 9}, idle=1), make_agent(1, idle=1)],
+        [1, 2],
+        [0, 0],
+        ["agent_id", None],
+        id="most_skilled_without_steps_scores_nothing",
+    ),
+    pytest.param(
+        make_queue(Strategy.LEAST_OCCUPIED),
+        make_contact(channel="chat"),
+        [
+            _chat_agent(1, load=1, capacity=2, idle=50),
+            _chat_agent(2, load=1, capacity=4),
+            _chat_agent(3, load=0, capacity=1),
+            _chat_agent(4, load=2, capacity=4, idle=60),
+            _chat_agent(5, load=3, capacity=3, idle=90),
+        ],
+        [3, 2, 4, 1],
+        [0.0, 0.25, 0.5, 0.5],
+        ["occupancy", "occupancy", "idle_since", None],
+        id="least_occupied_lowest_ratio_on_channel_ties_longest_idle",
+    ),
+    pytest.param(
+        make_queue(Strategy.ROUND_ROBIN),
+        make_contact(),
+        [
+            make_agent(1, offered_ago=5),
+            make_agent(2, idle=1),
+            make_agent(3, offered_ago=50),
+            make_agent(4, idle=99),
+        ],
+        [2, 4, 3, 1],
+        [None, None, 50.0, 5.0],
+        ["agent_id", "last_offer_at", "last_offer_at", None],
+        id="round_robin_never_offered_first_then_oldest_offer_ties_lowest_id",
+    ),
+    pytest.param(
+        make_queue(Strategy.ROUND_ROBIN),
+        make_contact(),
+        [make_agent(2, offered_ago=5, idle=1), make_agent(1, offered_ago=5, idle=0)],
+        [1, 2],
+        [5.0, 5.0],
+        ["agent_id", None],
+        id="round_robin_same_offer_time_lowest_id_not_longest_idle",
+    ),
+    pytest.param(
+        make_queue(Strategy.FEWEST_CONTACTS),
+        make_contact(),
+        [
+            make_agent(1, contacts_today=5, idle=99),
+            make_agent(2, contacts_today=2, idle=1),
+            make_agent(3, contacts_today=2, idle=30),
+            make_agent(4, contacts_today=0),
+        ],
+        [4, 3, 2, 1],
+        [0, 2, 2, 5],
+        ["contacts_today", "idle_since", "contacts_today", None],
+        id="fewest_contacts_lowest_count_ties_longest_idle",
+    ),
+    pytest.param(
+        make_queue(Strategy.FEWEST_CONTACTS),
+        make_contact(),
+        [make_agent(9, contacts_today=1, idle=3), make_agent(8, contacts_today=1, idle=3)],
+        [8, 9],
+        [1, 1],
+        ["agent_id", None],
+        id="fewest_contacts_full_tie_lowest_agent_id",
+    ),
+]
+
+
+class TestRankAgents:
+    @pytest.mark.parametrize(
+        ("queue", "contact", "agents", "order", "scores", "tie_breaks"), STRATEGY_CASES
+    )
+    def test_strategy_orders_eligible_agents(
+        self,
+        queue: QueueRules,
+        contact: ContactView,
+        agents: list[AgentView],
+        order: list[int],
+        scores: list[float | None],
+        tie_breaks: list[str | None],
+    ) -> None:
+        ranked = rank(agents, contact, queue)
+        assert ids(ranked) == order
+        assert [r.reason.score for r in ranked] == scores
+        assert [r.reason.tie_break for r in ranked] == tie_breaks
+        assert [r.reason.runner_up_agent_id for r in ranked] == [*order[1:], None]
+        assert all(r.reason.strategy is queue.strategy for r in ranked)
+        assert all(r.reason.affinity is None for r in ranked)
+
+    def test_every_strategy_has_a_table_case(self) -> None:
+        queues = [case.values[0] for case in STRATEGY_CASES]
+        assert {q.strategy for q in queues if isinstance(q, QueueRules)} == set(Strategy)
+
+    def test_no_agents_gives_empty_ranking(self) -> None:
+        assert rank([]) == []
+
+    def test_agents_without_capacity_or_excluded_are_left_out(self) -> None:
+        agents = [make_agent(1, load=1), make_agent(2), make_agent(3, idle=50)]
+        contact = make_contact(excluded=frozenset({3}))
+        ranked = rank(agents, contact)
+        assert ids(ranked) == [2]
+        assert ranked[0].reason.agents_ranked == 1
+
+    def test_agents_failing_the_step_are_left_out(self) -> None:
+        agents = [make_agent(1, skills={"billing": 5, "cards": 3}), make_agent(2, idle=99)]
+        assert ids(rank(agents, queue=BILLING_AND_CARDS)) == [1]
+
+
+PLATINUM_WITH_MANAGER = make_contact(tier=PLATINUM, manager=3, waited=10)
+
+
+class TestAffinity:
+    def test_inside_manager_window_only_the_manager_is_ranked(self) -> None:
+        agents = [make_agent(1, idle=500), make_agent(3, idle=1), make_agent(2, idle=300)]
+        ranked = rank(agents, PLATINUM_WITH_MANAGER)
+        assert ids(ranked) == [3]
+        assert ranked[0].reason.affinity is Affinity.RELATIONSHIP_MANAGER
+        assert ranked[0].reason.agents_ranked == 1
+
+    @pytest.mark.parametrize(
+        "manager",
+        [
+            pytest.param(make_agent(3, load=1), id="manager_at_capacity"),
+            pytest.param(make_agent(3, channel="chat"), id="manager_without_voice_capacity"),
+        ],
+    )
+    def test_contact_waits_for_busy_manager_inside_window(self, manager: AgentView) -> None:
+        assert rank([make_agent(1, idle=500), manager], PLATINUM_WITH_MANAGER) == []
+
+    def test_contact_waits_for_manager_lacking_step_skills_inside_window(self) -> None:
+        agents = [make_agent(1, skills={"billing": 9, "cards": 9}), make_agent(3)]
+        assert rank(agents, PLATINUM_WITH_MANAGER, BILLING_AND_CARDS) == []
+
+    def test_contact_waits_when_manager_rejected_it_inside_window(self) -> None:
+        contact = replace(PLATINUM_WITH_MANAGER, excluded_agent_ids=frozenset({3}))
+        assert rank([make_agent(1), make_agent(3)], contact) == []
+
+    def test_contact_waits_when_manager_is_not_available_inside_window(self) -> None:
+        assert rank([make_agent(1), make_agent(2)], PLATINUM_WITH_MANAGER) == []
+
+    def test_after_window_manager_is_preferred_but_others_follow(self) -> None:
+        contact = make_contact(tier=PLATINUM, manager=3, waited=60)
+        ranked = rank([make_agent(1, idle=500), make_agent(3, idle=1), make_agent(2)], contact)
+        assert ids(ranked) == [3, 1, 2]
+        assert [r.reason.affinity for r in ranked] == [Affinity.RELATIONSHIP_MANAGER, None, None]
+        assert ranked[0].reason.tie_break == "relationship_manager"
+
+    def test_after_window_others_take_contact_when_manager_busy(self) -> None:
+        contact = make_contact(tier=PLATINUM, manager=3, waited=61)
+        assert ids(rank([make_agent(3, load=1), make_agent(2)], contact)) == [2]
+
+    def test_tier_without_manager_affinity_ignores_the_manager(self) -> None:
+        contact = make_contact(tier=GOLD, manager=3, waited=1)
+        ranked = rank([make_agent(3, idle=1), make_agent(1, idle=500)], contact)
+        assert ids(ranked) == [1, 3]
+        assert all(r.reason.affinity is None for r in ranked)
+
+    def test_last_agent_goes_first_while_affinity_holds(self) -> None:
+        contact = make_contact(last_agent=4, last_until=later(1))
+        ranked = rank([make_agent(1, idle=500), make_agent(4, idle=1), make_agent(2)], contact)
+        assert ids(ranked) == [4, 1, 2]
+        assert ranked[0].reason.affinity is Affinity.LAST_AGENT
+        assert ranked[0].reason.tie_break == "last_agent"
+        assert ranked[0].reason.score == 1.0
+
+    @pytest.mark.parametrize(
+        "until",
+        [pytest.param(NOW, id="at_last_agent_until"), pytest.param(None, id="no_until")],
+    )
+    def test_last_agent_affinity_lapses(self, until: datetime | None) -> None:
+        contact = make_contact(last_agent=4, last_until=until)
+        ranked = rank([make_agent(1, idle=500), make_agent(4, idle=1)], contact)
+        assert ids(ranked) == [1, 4]
+        assert ranked[1].reason.affinity is None
+
+    def test_ineligible_last_agent_leaves_others_in_strategy_order(self) -> None:
+        contact = make_contact(last_agent=4, last_until=later(60))
+        agents = [make_agent(4, load=1), make_agent(1), make_agent(2, idle=9)]
+        assert ids(rank(agents, contact)) == [2, 1]
+
+    def test_manager_before_last_agent_before_strategy(self) -> None:
+        contact = make_contact(
+            tier=PLATINUM, manager=3, waited=70, last_agent=4, last_until=later(60)
+        )
+        agents = [make_agent(1, idle=500), make_agent(4), make_agent(3)]
+        ranked = rank(agents, contact)
+        assert ids(ranked) == [3, 4, 1]
+        assert [r.reason.affinity for r in ranked] == [
+            Affinity.RELATIONSHIP_MANAGER,
+            Affinity.LAST_AGENT,
+            None,
+        ]
+        assert [r.reason.tie_break for r in ranked] == [
+            "relationship_manager",
+            "last_agent",
+            None,
+        ]
+
+    def test_manager_who_is_also_last_agent_is_labelled_manager(self) -> None:
+        contact = make_contact(
+            tier=PLATINUM, manager=3, waited=10, last_agent=3, last_until=later(60)
+        )
+        ranked = rank([make_agent(3)], contact)
+        assert ranked[0].reason.affinity is Affinity.RELATIONSHIP_MANAGER
+
+
+# --- reasons ---------------------------------------------------------------------------------
+
+
+class TestReason:
+    def test_reason_names_step_rule_strategy_score_and_contact_deadline(self) -> None:
+        contact = make_contact(9, tier=GOLD, waited=12)
+        agents = [make_agent(1, skills={"billing": 5, "cards": 3}, idle=40), make_agent(2, idle=9)]
+        agents[1] = replace(agents[1], skills={"billing": 6, "cards": 4})
+        reason = rank(agents, contact, BILLING_AND_CARDS)[0].reason
+        assert reason == Reason(
+            queue_id=1,
+            contact_id=9,
+            agent_id=1,
+            tier="gold",
+            step=0,
+            rule="steps[0] requires billing>=5, cards>=3",
+            strategy=Strategy.LONGEST_IDLE,
+            score=40.0,
+            affinity=None,
+            tie_break="idle_since",
+            runner_up_agent_id=2,
+            agents_ranked=2,
+            deadline=later(8),
+            overdue=False,
+            waited_s=12.0,
+        )
+
+    @pytest.mark.parametrize(
+        ("queue", "in_queue", "step", "rule"),
+        [
+            pytest.param(
+                TWO_EXPIRING_STEPS, 90, None, "any agent: all routing steps expired", id="expired"
+            ),
+            pytest.param(make_queue(), 0, None, "any agent: queue has no routing steps", id="none"),
+            pytest.param(
+                make_queue(steps=[make_step(expires=None)]),
+                0,
+                0,
+                "steps[0] requires no skills",
+                id="step_without_skills",
+            ),
+            pytest.param(THREE_STEPS, 45, 1, "steps[1] requires billing>=5", id="second_step"),
+        ],
+    )
+    def test_reason_states_the_eligibility_rule(
+        self, queue: QueueRules, in_queue: float, step: int | None, rule: str
+    ) -> None:
+        agent = make_agent(1, skills={"billing": 10})
+        reason = rank([agent], make_contact(in_queue=in_queue), queue)[0].reason
+        assert (reason.step, reason.rule) == (step, rule)
+
+    def test_reason_marks_overdue_contact(self) -> None:
+        reason = rank([make_agent(1)], make_contact(waited=91))[0].reason
+        assert reason.overdue
+        assert reason.deadline == ago(31)
+
+    def test_only_candidate_has_no_tie_break_or_runner_up(self) -> None:
+        reason = rank([make_agent(1)])[0].reason
+        assert (reason.tie_break, reason.runner_up_agent_id) == (None, None)
+        assert reason.agents_ranked == 1
+        assert (reason.contact_tie_break, reason.next_contact_id) == (None, None)
+
+    def test_as_dict_is_json_serialisable_and_complete(self) -> None:
+        contact = make_contact(4, tier=PLATINUM, manager=3, waited=100)
+        reason = rank([make_agent(3, idle=2), make_agent(1)], contact)[0].reason
+        reason = replace(reason, contact_tie_break="deadline", next_contact_id=5)
+        as_dict = reason.as_dict()
+        assert json.loads(json.dumps(as_dict)) == as_dict
+        assert as_dict == {
+            "queue_id": 1,
+            "contact_id": 4,
+            "agent_id": 3,
+            "tier": "platinum",
+            "step": None,
+            "rule": "any agent: queue has no routing steps",
+            "strategy": "longest_idle",
+            "score": 2.0,
+            "affinity": "relationship_manager",
+            "tie_break": "relationship_manager",
+            "runner_up_agent_id": 1,
+            "agents_ranked": 2,
+            "deadline": "2026-11-22T08:58:30+00:00",
+            "overdue": True,
+            "waited_s": 100.0,
+            "contact_tie_break": "deadline",
+            "next_contact_id": 5,
+        }
+
+    def test_as_dict_without_affinity_gives_null(self) -> None:
+        assert rank([make_agent(1)])[0].reason.as_dict()["affinity"] is None
+
+
+# --- choose_agent / choose_contact ---------------------------------------------------------
+
+
+class TestChooseAgent:
+    def test_best_ranked_agent_is_chosen_with_runner_up_in_reason(self) -> None:
+        agents = [make_agent(1, idle=5), make_agent(2, idle=50), make_agent(3, idle=20)]
+        chosen = choose_agent(make_queue(), make_contact(), agents, NOW, SETTINGS)
+        assert chosen is not None
+        assert chosen.agent.id == 2
+        assert (chosen.reason.runner_up_agent_id, chosen.reason.agents_ranked) == (3, 3)
+
+    def test_none_when_no_agent_is_eligible(self) -> None:
+        agents = [make_agent(1, load=1), make_agent(2, skills={"billing": 1})]
+        assert choose_agent(BILLING_AND_CARDS, make_contact(), agents, NOW, SETTINGS) is None
+
+    def test_none_while_contact_waits_for_its_manager(self) -> None:
+        agents = [make_agent(1), make_agent(3, load=1)]
+        assert choose_agent(make_queue(), PLATINUM_WITH_MANAGER, agents, NOW, SETTINGS) is None
+
+
+SUPPORT = make_queue(queue_id=1)
+BILLING = make_queue(steps=[make_step(("billing", 5), expires=None)], queue_id=2)
+
+
+class TestChooseContact:
+    def test_platinum_waited_1s_is_offered_before_standard_waited_10s(self) -> None:
+        candidates = [
+            (SUPPORT, make_contact(1, tier=STANDARD, waited=10)),
+            (SUPPORT, make_contact(2, tier=PLATINUM, waited=1)),
+        ]
+        chosen = choose_contact(make_agent(1), candidates, NOW, SETTINGS)
+        assert chosen is not None
+        assert (chosen.contact.id, chosen.agent_id, chosen.queue) == (2, 1, SUPPORT)
+        assert (chosen.reason.next_contact_id, chosen.reason.contact_tie_break) == (1, "deadline")
+        assert (chosen.reason.agents_ranked, chosen.reason.tie_break) == (1, None)
+
+    def test_overdue_standard_is_offered_before_fresh_platinum(self) -> None:
+        candidates = [
+            (SUPPORT, make_contact(1, tier=PLATINUM, waited=0)),
+            (SUPPORT, make_contact(2, tier=STANDARD, waited=91)),
+        ]
+        chosen = choose_contact(make_agent(1), candidates, NOW, SETTINGS)
+        assert chosen is not None
+        assert chosen.contact.id == 2
+        assert chosen.reason.overdue
+        assert chosen.reason.contact_tie_break == "overdue"
+
+    @pytest.mark.parametrize(
+        ("second", "tie_break"),
+        [
+            pytest.param(make_contact(2, tier=PLATINUM, waited=45), "enqueued_at", id="overdue"),
+            pytest.param(make_contact(2, tier=GOLD, waited=100), "contact_id", id="same_time"),
+        ],
+    )
+    def test_reason_names_what_put_the_contact_ahead(
+        self, second: ContactView, tie_break: str
+    ) -> None:
+        candidates = [(SUPPORT, second), (SUPPORT, make_contact(1, tier=GOLD, waited=100))]
+        chosen = choose_contact(make_agent(1), candidates, NOW, SETTINGS)
+        assert chosen is not None
+        assert (chosen.contact.id, chosen.reason.contact_tie_break) == (1, tie_break)
+
+    def test_reason_names_enqueue_time_for_equal_deadlines(self) -> None:
+        candidates = [
+            (SUPPORT, make_contact(1, tier=PLATINUM, waited=0)),
+            (SUPPORT, make_contact(2, tier=GOLD, waited=10)),
+        ]
+        chosen = choose_contact(make_agent(1), candidates, NOW, SETTINGS)
+        assert chosen is not None
+        assert (chosen.contact.id, chosen.reason.contact_tie_break) == (2, "enqueued_at")
+
+    def test_earlier_contact_needing_missing_skill_is_skipped(self) -> None:
+        candidates = [
+            (BILLING, make_contact(1, tier=PLATINUM, waited=5)),
+            (SUPPORT, make_contact(2, waited=1)),
+        ]
+        chosen = choose_contact(make_agent(1, skills={"billing": 4}), candidates, NOW, SETTINGS)
+        assert chosen is not None
+        assert (chosen.contact.id, chosen.reason.next_contact_id) == (2, None)
+
+    def test_contact_reserved_for_another_manager_is_skipped(self) -> None:
+        candidates = [
+            (SUPPORT, make_contact(1, tier=PLATINUM, manager=3, waited=5)),
+            (SUPPORT, make_contact(2, waited=1)),
+        ]
+        chosen = choose_contact(make_agent(1), candidates, NOW, SETTINGS)
+        assert chosen is not None
+        assert chosen.contact.id == 2
+
+    def test_manager_is_offered_their_reserved_contact(self) -> None:
+        candidates = [
+            (SUPPORT, make_contact(2, waited=1)),
+            (SUPPORT, make_contact(1, tier=PLATINUM, manager=3, waited=5)),
+        ]
+        chosen = choose_contact(make_agent(3), candidates, NOW, SETTINGS)
+        assert chosen is not None
+        assert chosen.contact.id == 1
+        assert chosen.reason.affinity is Affinity.RELATIONSHIP_MANAGER
+        assert chosen.reason.next_contact_id == 2
+
+    def test_contact_the_agent_just_rejected_is_skipped(self) -> None:
+        candidates = [
+            (SUPPORT, make_contact(1, tier=PLATINUM, waited=5, excluded=frozenset({1}))),
+            (SUPPORT, make_contact(2, waited=1)),
+        ]
+        chosen = choose_contact(make_agent(1), candidates, NOW, SETTINGS)
+        assert chosen is not None
+        assert chosen.contact.id == 2
+
+    def test_contact_on_a_channel_with_spare_capacity_is_chosen(self) -> None:
+        agent = AgentView(
+            1, {}, NOW, load={"voice": 1, "chat": 0}, capacity={"voice": 1, "chat": 2}
+        )
+        candidates = [
+            (SUPPORT, make_contact(1, tier=PLATINUM, waited=5)),
+            (SUPPORT, make_contact(2, channel="chat", waited=1)),
+        ]
+        chosen = choose_contact(agent, candidates, NOW, SETTINGS)
+        assert chosen is not None
+        assert chosen.contact.id == 2
+
+    @pytest.mark.parametrize(
+        "candidates",
+        [
+            pytest.param([], id="no_contacts"),
+            pytest.param([(BILLING, make_contact(1))], id="only_contacts_needing_other_skills"),
+            pytest.param(
+                [(SUPPORT, make_contact(1, channel="chat"))], id="only_contacts_on_full_channel"
+            ),
+        ],
+    )
+    def test_none_when_the_agent_may_take_nothing(
+        self, candidates: list[tuple[QueueRules, ContactView]]
+    ) -> None:
+        agent = AgentView(1, {}, NOW, load={"chat": 3}, capacity={"voice": 1, "chat": 3})
+        assert choose_contact(agent, candidates, NOW, SETTINGS) is None
+
+
+# --- match ------------------------------------------------------------------------------------
+
+
+def _summary(matches: Sequence[Match]) -> list[tuple[int, int]]:
+    return [(m.contact.id, m.agent_id) for m in matches]
+
+
+class TestMatch:
+    def test_contacts_in_order_get_best_remaining_agents(self) -> None:
+        waiting = [
+            (SUPPORT, make_contact(1, tier=STANDARD, waited=10)),
+            (SUPPORT, make_contact(2, tier=PLATINUM, waited=1)),
+        ]
+        agents = [make_agent(1, idle=5), make_agent(2, idle=50)]
+        assert _summary(match(waiting, agents, NOW, SETTINGS)) == [(2, 2), (1, 1)]
+
+    def test_no_contacts_or_no_agents_gives_no_matches(self) -> None:
+        assert match([], [make_agent(1)], NOW, SETTINGS) == []
+        assert match([(SUPPORT, make_contact())], [], NOW, SETTINGS) == []
+
+    def test_capacity_is_never_exceeded_within_a_batch(self) -> None:
+        waiting = [(SUPPORT, make_contact(n, channel="chat", waited=n)) for n in (1, 2, 3)]
+        agent = make_agent(1, channel="chat", capacity=2)
+        assert _summary(match(waiting, [agent], NOW, SETTINGS)) == [(3, 1), (2, 1)]
+
+    def test_agent_with_existing_load_gets_only_its_spare_capacity(self) -> None:
+        waiting = [(SUPPORT, make_contact(n, channel="chat", waited=n)) for n in (1, 2, 3)]
+        agent = make_agent(1, channel="chat", load=2, capacity=3)
+        assert _summary(match(waiting, [agent], NOW, SETTINGS)) == [(3, 1)]
+
+    def test_capacity_is_counted_per_channel(self) -> None:
+        waiting = [
+            (SUPPORT, make_contact(1, waited=9)),
+            (SUPPORT, make_contact(2, waited=8)),
+            (SUPPORT, make_contact(3, channel="chat", waited=7)),
+            (SUPPORT, make_contact(4, channel="chat", waited=6)),
+        ]
+        agent = AgentView(1, {}, NOW, load={}, capacity={"voice": 1, "chat": 2})
+        assert _summary(match(waiting, [agent], NOW, SETTINGS)) == [(1, 1), (3, 1), (4, 1)]
+
+    def test_contact_without_eligible_agent_does_not_block_later_ones(self) -> None:
+        waiting = [
+            (BILLING, make_contact(1, tier=PLATINUM, waited=5)),
+            (SUPPORT, make_contact(2, waited=1)),
+        ]
+        assert _summary(match(waiting, [make_agent(1)], NOW, SETTINGS)) == [(2, 1)]
+
+    def test_contact_waits_for_its_manager_while_others_are_served(self) -> None:
+        waiting = [
+            (SUPPORT, make_contact(1, tier=PLATINUM, manager=3, waited=5)),
+            (SUPPORT, make_contact(2, waited=1)),
+        ]
+        agents = [make_agent(1, idle=99), make_agent(3, load=1)]
+        assert _summary(match(waiting, agents, NOW, SETTINGS)) == [(2, 1)]
+
+    @pytest.mark.parametrize(
+        "strategy",
+        [Strategy.LONGEST_IDLE, Strategy.ROUND_ROBIN, Strategy.FEWEST_CONTACTS],
+    )
+    def test_batch_spreads_contacts_over_multi_capacity_agents(self, strategy: Strategy) -> None:
+        queue = make_queue(strategy)
+        waiting = [(queue, make_contact(n, channel="chat", waited=10 - n)) for n in (1, 2, 3)]
+        agents = [
+            make_agent(1, channel="chat", capacity=3, idle=50, offered_ago=50),
+            make_agent(2, channel="chat", capacity=3, idle=10, offered_ago=10),
+        ]
+        assert _summary(match(waiting, agents, NOW, SETTINGS)) == [(1, 1), (2, 2), (3, 1)]
+
+    def test_batch_fills_least_occupied_agent_first(self) -> None:
+        queue = make_queue(Strategy.LEAST_OCCUPIED)
+        waiting = [(queue, make_contact(n, channel="chat", waited=10 - n)) for n in (1, 2, 3)]
+        agents = [_chat_agent(1, load=1, capacity=4), _chat_agent(2, load=0, capacity=2)]
+        # 1/4 vs 0/2 -> agent 2; then 1/4 vs 1/2 -> agent 1; then 2/4 vs 1/2 tie -> longer idle
+        # (both were just offered at NOW) -> lowest id.
+        assert _summary(match(waiting, agents, NOW, SETTINGS)) == [(1, 2), (2, 1), (3, 1)]
+
+    def test_reason_names_the_next_contact_the_agent_could_have_taken(self) -> None:
+        waiting = [
+            (SUPPORT, make_contact(1, tier=PLATINUM, waited=5)),
+            (BILLING, make_contact(2, waited=50)),
+            (SUPPORT, make_contact(3, waited=10)),
+        ]
+        agents = [make_agent(1, idle=20), make_agent(2, skills={"billing": 7})]
+        matches = match(waiting, agents, NOW, SETTINGS)
+        assert _summary(matches) == [(1, 1), (2, 2)]
+        assert (matches[0].reason.next_contact_id, matches[0].reason.contact_tie_break) == (
+            3,
+            "deadline",
+        )
+        assert matches[0].reason.runner_up_agent_id == 2
+        assert matches[1].reason.next_contact_id == 3
+
+    def test_last_matched_contact_has_no_next_contact(self) -> None:
+        matches = match([(SUPPORT, make_contact(1))], [make_agent(1)], NOW, SETTINGS)
+        assert (matches[0].reason.next_contact_id, matches[0].reason.contact_tie_break) == (
+            None,
+            None,
+        )
+
+
+# --- match properties ------------------------------------------------------------------------
+
+SKILLS = ("billing", "cards", "loans")
+CHANNELS = ("voice", "chat")
+AGENT_IDS = st.integers(1, 8)
+
+
+@st.composite
+def steps_st(draw: st.DrawFn) -> tuple[Step, ...]:
+    count = draw(st.integers(0, 3))
+    steps = []
+    for index in range(count):
+        reqs = draw(
+            st.lists(
+                st.builds(SkillReq, st.sampled_from(SKILLS), st.integers(1, 10)),
+                max_size=2,
+            )
+        )
+        last = index == count - 1
+        expiry = st.one_of(st.none(), st.integers(1, 90)) if last else st.integers(1, 90)
+        steps.append(Step(tuple(reqs), draw(expiry)))
+    return tuple(steps)
+
+
+queues_st = st.builds(QueueRules, st.integers(1, 4), st.sampled_from(list(Strategy)), steps_st())
+
+
+@st.composite
+def agent_st(draw: st.DrawFn, agent_id: int) -> AgentView:
+    per_channel = st.dictionaries(st.sampled_from(CHANNELS), st.integers(0, 3))
+    offered = draw(st.one_of(st.none(), st.integers(0, 300)))
+    return AgentView(
+        id=agent_id,
+        skills=draw(st.dictionaries(st.sampled_from(SKILLS), st.integers(1, 10))),
+        idle_since=ago(draw(st.integers(-5, 300))),
+        load=draw(per_channel),
+        capacity=draw(per_channel),
+        contacts_today=draw(st.integers(0, 5)),
+        last_offer_at=None if offered is None else ago(offered),
+    )
+
+
+@st.composite
+def waiting_contact_st(draw: st.DrawFn, contact_id: int) -> tuple[QueueRules, ContactView]:
+    waited = draw(st.integers(0, 300))
+    until = draw(st.one_of(st.none(), st.integers(-30, 30)))
+    contact = make_contact(
+        contact_id,
+        tier=draw(st.sampled_from(TIERS)),
+        channel=draw(st.sampled_from(CHANNELS)),
+        waited=waited,
+        in_queue=draw(st.integers(0, waited)),
+        manager=draw(st.one_of(st.none(), AGENT_IDS)),
+        last_agent=draw(st.one_of(st.none(), AGENT_IDS)),
+        last_until=None if until is None else later(until),
+        excluded=draw(st.frozensets(AGENT_IDS, max_size=2)),
+    )
+    return draw(queues_st), contact
+
+
+@st.composite
+def scenario_st(
+    draw: st.DrawFn,
+) -> tuple[list[tuple[QueueRules, ContactView]], list[AgentView]]:
+    agent_ids = draw(st.lists(AGENT_IDS, unique=True, max_size=6))
+    agents = [draw(agent_st(agent_id)) for agent_id in agent_ids]
+    contact_ids = draw(st.lists(st.integers(1, 40), unique=True, max_size=10))
+    waiting = [draw(waiting_contact_st(contact_id)) for contact_id in contact_ids]
+    return waiting, agents
+
+
+Scenario = tuple[list[tuple[QueueRules, ContactView]], list[AgentView]]
+
+
+def _final_agents(agents: Sequence[AgentView], matches: Sequence[Match]) -> list[AgentView]:
+    added = Counter((m.agent_id, m.contact.channel) for m in matches)
+    return [
+        replace(
+            agent,
+            load={
+                channel: agent.load.get(channel, 0) + added[agent.id, channel]
+                for channel in CHANNELS
+            },
+        )
+        for agent in agents
+    ]
+
+
+def _unloaded(agent: AgentView) -> AgentView:
+    return replace(agent, load={})
+
+
+class TestMatchProperties:
+    @PROPERTY
+    @given(scenario_st())
+    def test_no_agent_exceeds_capacity_on_any_channel(self, scenario: Scenario) -> None:
+        waiting, agents = scenario
+        matches = match(waiting, agents, NOW, SETTINGS)
+        added = Counter((m.agent_id, m.contact.channel) for m in matches)
+        for agent in agents:
+            for channel in CHANNELS:
+                if added[agent.id, channel]:
+                    total = agent.load.get(channel, 0) + added[agent.id, channel]
+                    assert total <= agent.capacity.get(channel, 0)
+
+    @PROPERTY
+    @given(scenario_st())
+    def test_each_contact_is_matched_at_most_once(self, scenario: Scenario) -> None:
+        waiting, agents = scenario
+        matched = [m.contact.id for m in match(waiting, agents, NOW, SETTINGS)]
+        assert len(matched) == len(set(matched))
+
+    @PROPERTY
+    @given(scenario_st())
+    def test_every_match_is_one_the_agent_may_take(self, scenario: Scenario) -> None:
+        waiting, agents = scenario
+        by_id = {agent.id: agent for agent in agents}
+        for m in match(waiting, agents, NOW, SETTINGS):
+            # Skills, exclusion and manager window; capacity is the property above.
+            assert may_take(_unloaded(by_id[m.agent_id]), m.queue, m.contact, NOW)
+            assert m.reason.agent_id == m.agent_id
+            assert m.reason.contact_id == m.contact.id
+
+    @PROPERTY
+    @given(scenario_st())
+    def test_work_conservation_no_unmatched_contact_has_an_agent_who_may_take_it(
+        self, scenario: Scenario
+    ) -> None:
+        waiting, agents = scenario
+        matches = match(waiting, agents, NOW, SETTINGS)
+        matched = {m.contact.id for m in matches}
+        final = _final_agents(agents, matches)
+        for queue, contact in waiting:
+            if contact.id not in matched:
+                assert not any(may_take(agent, queue, contact, NOW) for agent in final)
+
+    @PROPERTY
+    @given(scenario_st())
+    def test_no_agent_gets_a_contact_while_an_earlier_one_it_could_take_waits(
+        self, scenario: Scenario
+    ) -> None:
+        waiting, agents = scenario
+        matches = match(waiting, agents, NOW, SETTINGS)
+        matched = {m.contact.id for m in matches}
+        by_id = {agent.id: agent for agent in agents}
+        for m in matches:
+            key = contact_order_key(m.contact, NOW, SETTINGS)
+            agent = _unloaded(by_id[m.agent_id])
+            for queue, contact in waiting:
+                earlier = contact_order_key(contact, NOW, SETTINGS) < key
+                # The agent had room on this channel then: it still had room for m later.
+                if earlier and contact.id not in matched and contact.channel == m.contact.channel:
+                    assert not may_take(agent, queue, contact, NOW)
+
+    @PROPERTY
+    @given(scenario_st(), st.data())
+    def test_choose_contact_picks_the_first_contact_the_agent_may_take(
+        self, scenario: Scenario, data: st.DataObject
+    ) -> None:
+        waiting, _ = scenario
+        agent = data.draw(agent_st(1))
+        chosen = choose_contact(agent, waiting, NOW, SETTINGS)
+        takeable = [
+            contact_order_key(c, NOW, SETTINGS) for q, c in waiting if may_take(agent, q, c, NOW)
+        ]
+        if chosen is None:
+            assert takeable == []
+        else:
+            assert contact_order_key(chosen.contact, NOW, SETTINGS) == min(takeable)
+
+    @PROPERTY
+    @given(scenario_st())
+    def test_rank_agents_returns_exactly_the_agents_who_may_take_the_contact(
+        self, scenario: Scenario
+    ) -> None:
+        waiting, agents = scenario
+        for queue, contact in waiting:
+            ranked = rank_agents(queue, contact, agents, NOW, SETTINGS)
+            expected = {a.id for a in agents if may_take(a, queue, contact, NOW)}
+            assert set(ids(ranked)) == expected
+            assert len(ranked) == len(expected)

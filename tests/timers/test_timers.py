@@ -1,0 +1,204 @@
+"""Durable timers: they survive restarts, fire once across workers, and retry on failure."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.db import create_engine, create_sessionmaker, unit_of_work
+from app.events.log import record
+from app.events.models import Event
+from app.main import create_app
+from app.timers import service as timers
+from app.timers.models import Timer
+from app.timers.worker import TimerRegistry, TimerWorker
+
+
+@pytest.fixture
+async def engine(db: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(db, pool_size=10)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return create_sessionmaker(engine)
+
+
+async def db_now(session: AsyncSession) -> datetime:
+    now: datetime | None = await session.scalar(select(func.now()))
+    assert now is not None
+    return now
+
+
+async def mark(session: AsyncSession, timer: Timer, now: datetime) -> None:
+    """A handler that leaves a trace in the log, in the claiming transaction."""
+    record(session, type="test.fired", subject_type="timer", subject_id=timer.subject)
+
+
+async def fired(session: AsyncSession) -> list[str]:
+    rows = await session.scalars(select(Event.subject_id).where(Event.type == "test.fired"))
+    return list(rows)
+
+
+def worker(
+    sessionmaker: async_sessionmaker[AsyncSession], registry: TimerRegistry, attempts: int = 3
+) -> TimerWorker:
+    return TimerWorker(
+        sessionmaker, registry, poll_interval_s=0.05, batch_size=10, max_attempts=attempts
+    )
+
+
+def registry_with(kind: str, handler: object) -> TimerRegistry:
+    registry = TimerRegistry()
+    registry.register(kind, handler)  # type: ignore[arg-type]
+    return registry
+
+
+async def schedule_in(
+    sessionmaker: async_sessionmaker[AsyncSession], kind: str, subject: str, seconds: float
+) -> None:
+    async with unit_of_work(sessionmaker) as session:
+        due = await db_now(session) + timedelta(seconds=seconds)
+        await timers.schedule(session, kind=kind, subject=subject, due_at=due)
+
+
+class TestDurability:
+    async def test_timer_set_before_a_restart_fires_after_it(self, settings: Settings) -> None:
+        fired_in: list[str] = []
+        done = asyncio.Event()
+
+        async def handler(session: AsyncSession, timer: Timer, now: datetime) -> None:
+            fired_in.append(timer.payload["set_by"])
+            done.set()
+
+        first = create_app(settings)
+        first.state.timer_registry.register("test.restart", handler)
+        async with first.router.lifespan_context(first):
+            async with unit_of_work(first.state.sessionmaker) as session:
+                due = await db_now(session) + timedelta(seconds=1)
+                await timers.schedule(
+                    session,
+                    kind="test.restart",
+                    subject="r1",
+                    due_at=due,
+                    payload={"set_by": "first"},
+                )
+        assert fired_in == [], "the first instance stopped before the timer was due"
+
+        second = create_app(settings)
+        second.state.timer_registry.register("test.restart", handler)
+        async with second.router.lifespan_context(second):
+            await asyncio.wait_for(done.wait(), 15)
+            async with second.state.sessionmaker() as session:
+                left = await session.scalar(select(func.count()).select_from(Timer))
+        assert fired_in == ["first"]
+        assert left == 0
+
+
+class TestClaiming:
+    async def test_two_workers_fire_each_timer_exactly_once(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        async with unit_of_work(sessionmaker) as session:
+            now = await db_now(session)
+            for n in range(60):
+                await timers.schedule(session, kind="test.once", subject=str(n), due_at=now)
+        registry = registry_with("test.once", mark)
+        a, b = worker(sessionmaker, registry), worker(sessionmaker, registry)
+        while True:
+            claimed = await asyncio.gather(a.run_due(), b.run_due())
+            if sum(claimed) == 0:
+                break
+        async with sessionmaker() as session:
+            subjects = await fired(session)
+        assert sorted(subjects, key=int) == [str(n) for n in range(60)]
+
+    async def test_timer_not_yet_due_is_left_alone(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        await schedule_in(sessionmaker, "test.once", "later", 3600)
+        assert await worker(sessionmaker, registry_with("test.once", mark)).run_due() == 0
+
+    async def test_kinds_without_a_handler_here_are_left_for_other_instances(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        await schedule_in(sessionmaker, "test.elsewhere", "x", 0)
+        assert await worker(sessionmaker, registry_with("test.once", mark)).run_due() == 0
+        async with sessionmaker() as session:
+            assert await timers.get(session, kind="test.elsewhere", subject="x") is not None
+
+    async def test_running_worker_fires_a_timer_scheduled_after_it_started(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        done = asyncio.Event()
+
+        async def handler(session: AsyncSession, timer: Timer, now: datetime) -> None:
+            done.set()
+
+        running = worker(sessionmaker, registry_with("test.live", handler))
+        running.start()
+        try:
+            await schedule_in(sessionmaker, "test.live", "1", 0.1)
+            await asyncio.wait_for(done.wait(), 10)
+        finally:
+            await running.stop()
+
+
+class TestScheduling:
+    async def test_scheduling_again_replaces_the_pending_timer(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        await schedule_in(sessionmaker, "test.once", "s", 3600)
+        await schedule_in(sessionmaker, "test.once", "s", 0)
+        async with sessionmaker() as session:
+            count = await session.scalar(select(func.count()).select_from(Timer))
+        assert count == 1
+        assert await worker(sessionmaker, registry_with("test.once", mark)).run_due() == 1
+
+    async def test_cancelled_timer_never_fires(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        await schedule_in(sessionmaker, "test.once", "c", 0)
+        async with unit_of_work(sessionmaker) as session:
+            assert await timers.cancel(session, kind="test.once", subject="c") is True
+            assert await timers.cancel(session, kind="test.once", subject="c") is False
+        assert await worker(sessionmaker, registry_with("test.once", mark)).run_due() == 0
+
+
+class TestFailures:
+    async def test_failing_handler_is_retried_then_parked_with_an_event(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        calls = 0
+
+        async def broken(session: AsyncSession, timer: Timer, now: datetime) -> None:
+            nonlocal calls
+            calls += 1
+            record(session, type="test.partial", subject_type="timer", subject_id="b")
+            raise RuntimeError("handler broke")
+
+        failing = worker(sessionmaker, registry_with("test.broken", broken), attempts=2)
+        await schedule_in(sessionmaker, "test.broken", "b", 0)
+        assert await failing.run_due() == 1
+        async with unit_of_work(sessionmaker) as session:
+            timer = await timers.get(session, kind="test.broken", subject="b")
+            assert timer is not None and timer.attempts == 1
+            assert timer.last_error == "RuntimeError: handler broke"
+            assert timer.due_at > await db_now(session), "retried later, with backoff"
+            await session.execute(update(Timer).values(due_at=func.now()))
+        assert await failing.run_due() == 1
+        async with sessionmaker() as session:
+            timer = await timers.get(session, kind="test.broken", subject="b")
+            types = list(await session.scalars(select(Event.type).order_by(Event.id)))
+        assert calls == 2
+        assert timer is not None and timer.failed_at is not None, "kept, marked failed"
+        assert await failing.run_due() == 0, "a failed timer is never claimed again"
+        assert types == ["timer.failed"], "the failed handler's own writes were rolled back"
