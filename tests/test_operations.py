@@ -16,7 +16,8 @@ class TestHealth:
 
     async def test_ready_when_database_is_at_migration_head(self, client: AsyncClient) -> None:
         body = expect(await client.get("/health/ready"), 200)
-        assert body["database"] == "ok" and body["migrations"] == "current"
+        assert body["database"] == "ok"
+        assert body["migrations"] == "current"
 
     async def test_not_ready_when_schema_is_behind_the_code(
         self, app: FastAPI, client: AsyncClient
@@ -26,7 +27,8 @@ class TestHealth:
             await conn.execute(text("UPDATE alembic_version SET version_num = 'old'"))
         try:
             body = expect(await client.get("/health/ready"), 503)
-            assert body["migrations"] == "behind" and body["current"] == ["old"]
+            assert body["migrations"] == "behind"
+            assert body["current"] == ["old"]
         finally:
             async with app.state.engine.begin() as conn:
                 await conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": head})

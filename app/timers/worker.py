@@ -5,7 +5,8 @@ instances never run the same timer), runs each handler in a savepoint of the cla
 transaction and deletes the row in that same transaction. A crash before commit releases the
 row lock and the timer fires again elsewhere, which is why handlers must be idempotent. A
 handler that raises is retried with backoff and, after ``max_attempts``, marked failed (kept
-for inspection, never claimed again) with a ``timer.failed`` event. Kinds this instance has no handler for are left for instances that do.
+for inspection, never claimed again) with a ``timer.failed`` event. Kinds this instance has
+no handler for are left for instances that do.
 """
 
 from __future__ import annotations

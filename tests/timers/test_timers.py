@@ -190,7 +190,8 @@ class TestFailures:
         assert await failing.run_due() == 1
         async with unit_of_work(sessionmaker) as session:
             timer = await timers.get(session, kind="test.broken", subject="b")
-            assert timer is not None and timer.attempts == 1
+            assert timer is not None
+            assert timer.attempts == 1
             assert timer.last_error == "RuntimeError: handler broke"
             assert timer.due_at > await db_now(session), "retried later, with backoff"
             await session.execute(update(Timer).values(due_at=func.now()))
