@@ -58,7 +58,7 @@ class TestOpenApi:
         for route in app.routes:
             if not isinstance(route, APIRoute):
                 continue
-            for method in route.methods:
+            for method in route.methods or ():
                 operation = schema["paths"][route.path_format][method.lower()]
                 assert operation.get("description"), f"{method} {route.path} has no description"
 

@@ -81,16 +81,14 @@ class TestDurability:
 
         first = create_app(settings)
         first.state.timer_registry.register("test.restart", handler)
-        async with first.router.lifespan_context(first):
-            async with unit_of_work(first.state.sessionmaker) as session:
-                due = await db_now(session) + timedelta(seconds=1)
-                await timers.schedule(
-                    session,
-                    kind="test.restart",
-                    subject="r1",
-                    due_at=due,
-                    payload={"set_by": "first"},
-                )
+        async with (
+            first.router.lifespan_context(first),
+            unit_of_work(first.state.sessionmaker) as session,
+        ):
+            due = await db_now(session) + timedelta(seconds=1)
+            await timers.schedule(
+                session, kind="test.restart", subject="r1", due_at=due, payload={"set_by": "first"}
+            )
         assert fired_in == [], "the first instance stopped before the timer was due"
 
         second = create_app(settings)
@@ -200,6 +198,7 @@ class TestFailures:
             timer = await timers.get(session, kind="test.broken", subject="b")
             types = list(await session.scalars(select(Event.type).order_by(Event.id)))
         assert calls == 2
-        assert timer is not None and timer.failed_at is not None, "kept, marked failed"
+        assert timer is not None
+        assert timer.failed_at is not None, "kept, marked failed"
         assert await failing.run_due() == 0, "a failed timer is never claimed again"
         assert types == ["timer.failed"], "the failed handler's own writes were rolled back"
