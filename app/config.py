@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     tiers: dict[str, TierConfig] = Field(default_factory=default_tiers)
     default_tier: str = "standard"
 
+    starvation_bound_s: float = Field(
+        default=30, ge=0, description="no contact waits past its tier target plus this"
+    )
+    dispatch_tick_s: float = Field(default=0.5, gt=0, description="dispatcher's safety tick")
+    dispatch_batch: int = Field(default=500, gt=0, description="waiting contacts per round")
+    leader_retry_s: float = Field(default=0.5, gt=0, description="standby dispatcher's retry")
     db_pool_size: int = Field(default=10, gt=0)
     idle_in_transaction_timeout_ms: int = Field(default=10_000, ge=0)
     event_poll_interval_s: float = Field(default=0.25, gt=0)

@@ -28,6 +28,10 @@ from app.events.hub import EventHub
 from app.events.router import router as events_router
 from app.logging import configure_logging
 from app.metrics import Metrics, MetricsMiddleware
+from app.routing import handlers as routing_timers
+from app.routing.dispatcher import Dispatcher
+from app.routing.lifecycle import DISPATCH_WAKE_KEY
+from app.routing.router import router as routing_router
 from app.timers import service as timers
 from app.timers.worker import TimerRegistry, TimerWorker
 
@@ -62,18 +66,34 @@ async def _check_migrations(engine: AsyncEngine) -> None:
         )
 
 
-def _sessionmaker(
-    engine: AsyncEngine, hub: EventHub, worker_poke: list[TimerWorker]
-) -> async_sessionmaker[AsyncSession]:
-    def wake_timers() -> None:
-        for worker in worker_poke:
-            worker.poke()
+class _Wakers:
+    """Late-bound wake-ups: the sessionmaker exists before the loops it wakes."""
 
+    def __init__(self) -> None:
+        self.timer_worker: TimerWorker | None = None
+        self.dispatcher: Dispatcher | None = None
+
+    def timers(self) -> None:
+        if self.timer_worker is not None:
+            self.timer_worker.poke()
+
+    def dispatch(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.poke()
+
+
+def _sessionmaker(
+    engine: AsyncEngine, hub: EventHub, wakers: _Wakers
+) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(
         engine,
         expire_on_commit=False,
         autoflush=False,
-        info={event_log.WAKE_CALLBACK_KEY: hub.poke, timers.WAKE_CALLBACK_KEY: wake_timers},
+        info={
+            event_log.WAKE_CALLBACK_KEY: hub.poke,
+            timers.WAKE_CALLBACK_KEY: wakers.timers,
+            DISPATCH_WAKE_KEY: wakers.dispatch,
+        },
     )
 
 
@@ -88,8 +108,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     await _check_migrations(engine)
     hub = EventHub(engine, url, poll_interval_s=settings.event_poll_interval_s)
-    workers: list[TimerWorker] = []
-    sessionmaker = _sessionmaker(engine, hub, workers)
+    wakers = _Wakers()
+    sessionmaker = _sessionmaker(engine, hub, wakers)
     worker = TimerWorker(
         sessionmaker,
         app.state.timer_registry,
@@ -97,18 +117,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         batch_size=settings.timer_batch_size,
         max_attempts=settings.timer_max_attempts,
     )
-    workers.append(worker)
+    dispatcher = Dispatcher(sessionmaker, url, settings)
+    wakers.timer_worker, wakers.dispatcher = worker, dispatcher
+    hub.add_listener(dispatcher.on_events)
     hasher = make_hasher(settings)
     async with unit_of_work(sessionmaker) as session:
         app.state.jwt_secret = await bootstrap.jwt_secret(session, settings)
         await bootstrap.first_admin(session, settings, hasher)
     app.state.engine, app.state.sessionmaker = engine, sessionmaker
     app.state.hub, app.state.timer_worker, app.state.hasher = hub, worker, hasher
+    app.state.dispatcher = dispatcher
     await hub.start()
     worker.start()
+    dispatcher.start()
     try:
         yield
     finally:
+        await dispatcher.stop()
         await worker.stop()
         await hub.stop()
         await engine.dispose()
@@ -127,11 +152,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.timer_registry = TimerRegistry()
+    routing_timers.register(app.state.timer_registry)
     app.state.migration_heads = health.migration_heads()
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.include_router(health.router)
     app.include_router(agents_router)
     app.include_router(customers_router)
+    app.include_router(routing_router)
     app.include_router(events_router)
     return app

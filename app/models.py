@@ -5,6 +5,7 @@ from app.customers.models import Customer
 from app.db import Base
 from app.events.models import Event
 from app.idempotency import IdempotencyKey
+from app.routing.models import Contact, Offer, Queue
 from app.secrets import AppSecret
 from app.timers.models import Timer
 
@@ -14,9 +15,12 @@ __all__ = [
     "AgentSkill",
     "AppSecret",
     "Base",
+    "Contact",
     "Customer",
     "Event",
     "IdempotencyKey",
+    "Offer",
+    "Queue",
     "Skill",
     "Timer",
 ]

@@ -25,3 +25,7 @@ class StatusConflict(Conflict):
 register_constraint("uq_agents_username", "an agent with this username already exists")
 register_constraint("uq_skills_name", "a skill with this name already exists")
 register_constraint("ck_agent_skills_level", "skill levels run from 1 to 10")
+register_constraint(
+    "ck_agent_channels_load",
+    "an agent's capacity cannot go below the contacts it holds now, nor be exceeded",
+)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Identity,
@@ -54,6 +55,9 @@ class Agent(TimestampMixin, Base):
         CheckConstraint(_in("role", Role), name="role"),
         CheckConstraint("status IN ('available', 'away', 'offline')", name="status"),
         CheckConstraint("state IN ('idle', 'offered', 'busy', 'wrap_up')", name="state"),
+        CheckConstraint(
+            "work_offers >= 0 AND work_contacts >= 0 AND work_wrap_ups >= 0", name="work"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -74,6 +78,20 @@ class Agent(TimestampMixin, Base):
     state_changed_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
+    # Routing bookkeeping, kept by app/routing in the same transactions as offers.
+    work_offers: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    work_contacts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    work_wrap_ups: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    idle_since: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    ready_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), comment="not offered anything before (reject/no-answer delay)"
+    )
+    last_offer_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    consecutive_no_answers: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    contacts_today: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    contacts_day: Mapped[date | None] = mapped_column(Date)
 
     skills: Mapped[list[AgentSkill]] = relationship(
         lazy="raise", cascade="all, delete-orphan", order_by="AgentSkill.skill_id"
@@ -103,10 +121,17 @@ class AgentChannel(Base):
     """How many contacts of one channel an agent can hold at once."""
 
     __tablename__ = "agent_channels"
-    __table_args__ = (CheckConstraint("capacity BETWEEN 0 AND 100", name="capacity"),)
+    __table_args__ = (
+        CheckConstraint("capacity BETWEEN 0 AND 100", name="capacity"),
+        # The database itself refuses to give an agent more than its capacity (invariant 2).
+        CheckConstraint("load >= 0 AND load <= capacity", name="load"),
+    )
 
     agent_id: Mapped[int] = mapped_column(
         ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
     )
     channel: Mapped[str] = mapped_column(String(16), primary_key=True)
     capacity: Mapped[int] = mapped_column(SmallInteger, nullable=False)
+    load: Mapped[int] = mapped_column(
+        SmallInteger, nullable=False, server_default="0", comment="live offers + connected"
+    )

@@ -38,6 +38,7 @@ from app.db import Session
 from app.errors import Unauthorized
 from app.idempotency import run_once
 from app.pagination import Limit, PageCursor, decode_id_cursor, next_id_cursor
+from app.routing import lifecycle as routing
 
 router = APIRouter(prefix="/api/v1")
 IdempotencyKey = Annotated[
@@ -222,4 +223,6 @@ async def change_status(
     agent = await service.change_status(
         session, agent, status=body.status, reason=body.reason, by=by, actor=principal.actor
     )
+    if agent.status != presence.Status.AVAILABLE.value:
+        await routing.agent_left(session, agent_id=agent.id)
     return agent_out(agent)

@@ -85,9 +85,19 @@ async def _set_skills(session: AsyncSession, agent: Agent, levels: list[SkillLev
 
 
 def _set_capacity(agent: Agent, capacity: dict[Any, int]) -> None:
-    agent.channels = [
-        AgentChannel(channel=str(channel), capacity=value) for channel, value in capacity.items()
-    ]
+    """Set per-channel capacity in place, keeping each channel's live load."""
+    wanted = {str(channel): value for channel, value in capacity.items()}
+    kept: list[AgentChannel] = []
+    for row in agent.channels:
+        if row.channel in wanted:
+            row.capacity = wanted.pop(row.channel)
+            kept.append(row)
+        elif row.load:
+            raise StatusConflict(
+                f"agent holds {row.load} {row.channel} contact(s); keep that channel until they end"
+            )
+    kept.extend(AgentChannel(channel=c, capacity=v, load=0) for c, v in wanted.items())
+    agent.channels = kept
 
 
 async def create_agent(

@@ -23,6 +23,7 @@ class Event(Base):
     __table_args__ = (
         Index("ix_events_tx_id", "tx", "id"),
         Index("ix_events_subject", "subject_type", "subject_id"),
+        Index("ix_events_type_at", "type", "at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)

@@ -1,0 +1,255 @@
+"""How a contact ends: completed after wrap-up, abandoned, transferred, timed out, canceled.
+
+Every contact ends in exactly one terminal state (invariant 1): each function here moves a
+locked contact out of a live status once, and a second attempt finds it terminal and is
+refused (or, for timers, does nothing).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.agents import presence
+from app.errors import Conflict
+from app.routing import work
+from app.routing.exceptions import ChannelNotAccepted
+from app.routing.lifecycle import (
+    MAX_WAIT,
+    WRAP_UP_END,
+    check_owner,
+    contact_event,
+    continuation,
+    db_now,
+    insert_contact,
+    lock_contact,
+    queue_of,
+    require_status,
+    rescind_for_contact,
+    seconds,
+)
+from app.routing.models import Contact, ContactStatus, Offer, OfferStatus, Queue
+from app.timers import service as timers
+
+S = ContactStatus
+
+
+async def complete(
+    session: AsyncSession,
+    *,
+    contact_id: int,
+    agent_id: int,
+    supervisor: bool,
+    disposition: str | None,
+    notes: str | None,
+) -> Contact:
+    """The conversation is over: the agent enters wrap-up (or the contact completes)."""
+    contact = await lock_contact(session, contact_id)
+    check_owner(contact, agent_id, supervisor=supervisor)
+    require_status(contact, {S.connected}, "complete")
+    assert contact.agent_id is not None
+    agent = await work.lock_agent(session, contact.agent_id)
+    now = await db_now(session)
+    queue = await queue_of(session, contact)
+    contact.disposition, contact.notes, contact.completed_at = disposition, notes, now
+    contact.status = S.wrap_up.value
+    await work.apply(
+        session,
+        agent,
+        presence.WorkEvent.CONTACT_ENDED,
+        channel=contact.channel,
+        now=now,
+        contact_id=contact.id,
+    )
+    if queue.wrap_up_s > 0:
+        until = now + timedelta(seconds=queue.wrap_up_s)
+        await timers.schedule(session, kind=WRAP_UP_END, subject=contact.id, due_at=until)
+        contact_event(session, "contact.wrap_up", contact, now, until=until.isoformat())
+    else:
+        await end_wrap_up(session, contact_id=contact.id, now=now)
+    return contact
+
+
+async def end_wrap_up(session: AsyncSession, *, contact_id: int, now: datetime) -> bool:
+    """After-contact work is done (timer or the agent): the contact completes."""
+    contact = await lock_contact(session, contact_id)
+    if contact.status != S.wrap_up.value or contact.agent_id is None:
+        return False
+    agent = await work.lock_agent(session, contact.agent_id)
+    contact.status, contact.ended_at = S.completed.value, now
+    await work.apply(
+        session,
+        agent,
+        presence.WorkEvent.WRAP_UP_DONE,
+        channel=contact.channel,
+        now=now,
+        contact_id=contact.id,
+    )
+    await timers.cancel(session, kind=WRAP_UP_END, subject=contact.id)
+    handled_from = contact.answered_at or contact.enqueued_at
+    contact_event(
+        session,
+        "contact.completed",
+        contact,
+        now,
+        handle_s=seconds(handled_from, contact.completed_at or now),
+        wrap_up_s=seconds(contact.completed_at or now, now),
+        disposition=contact.disposition,
+    )
+    return True
+
+
+async def wrap_up_done(session: AsyncSession, *, agent_id: int) -> int:
+    """The agent says their after-contact work is done; returns the contacts completed."""
+    now = await db_now(session)
+    ids = (
+        await session.scalars(
+            select(Contact.id)
+            .where(Contact.agent_id == agent_id, Contact.status == S.wrap_up.value)
+            .order_by(Contact.id)
+        )
+    ).all()
+    done = 0
+    for contact_id in ids:
+        done += await end_wrap_up(session, contact_id=contact_id, now=now)
+    if not done:
+        raise Conflict(f"agent {agent_id} is not in wrap-up")
+    return done
+
+
+async def abandon(session: AsyncSession, *, contact_id: int, actor: str) -> Contact:
+    """The customer left before being answered."""
+    contact = await lock_contact(session, contact_id)
+    require_status(contact, {S.queued, S.offered}, "abandon")
+    now = await db_now(session)
+    queue = await queue_of(session, contact)
+    if contact.status == S.offered.value:
+        await rescind_for_contact(session, contact, now)
+    waited = seconds(contact.enqueued_at, now)
+    contact.status, contact.ended_at, contact.agent_id = S.abandoned.value, now, None
+    contact.short_abandon = waited < queue.short_abandon_s
+    await timers.cancel(session, kind=MAX_WAIT, subject=contact.id)
+    contact_event(
+        session, "contact.abandoned", contact, now, actor=actor, short=contact.short_abandon
+    )
+    return contact
+
+
+async def cancel(session: AsyncSession, *, contact_id: int, actor: str) -> Contact:
+    """Withdrawn by the service (not the customer) before it was answered."""
+    contact = await lock_contact(session, contact_id)
+    require_status(contact, {S.queued, S.offered}, "cancel")
+    now = await db_now(session)
+    if contact.status == S.offered.value:
+        await rescind_for_contact(session, contact, now)
+    contact.status, contact.ended_at, contact.agent_id = S.canceled.value, now, None
+    await timers.cancel(session, kind=MAX_WAIT, subject=contact.id)
+    contact_event(session, "contact.canceled", contact, now, actor=actor)
+    return contact
+
+
+async def _leave_live_state(session: AsyncSession, contact: Contact, now: datetime) -> None:
+    """Release whoever holds the contact: rescind a ringing offer, free a connected agent."""
+    if contact.status == S.offered.value:
+        await rescind_for_contact(session, contact, now)
+    elif contact.status == S.connected.value and contact.agent_id is not None:
+        agent = await work.lock_agent(session, contact.agent_id)
+        await work.apply(
+            session,
+            agent,
+            presence.WorkEvent.CONTACT_DROPPED,
+            channel=contact.channel,
+            now=now,
+            contact_id=contact.id,
+        )
+    await timers.cancel(session, kind=MAX_WAIT, subject=contact.id)
+
+
+async def transfer(
+    session: AsyncSession,
+    *,
+    contact_id: int,
+    target: Queue,
+    agent_id: int,
+    supervisor: bool,
+    actor: str,
+) -> Contact:
+    """Move the contact to another queue; it keeps its original enqueue time and deadline."""
+    contact = await lock_contact(session, contact_id)
+    require_status(contact, {S.queued, S.offered, S.connected}, "transfer")
+    if contact.status == S.connected.value:
+        check_owner(contact, agent_id, supervisor=supervisor)
+    elif not supervisor:
+        raise Conflict(f"contact {contact.id} is {contact.status}; only a supervisor moves it")
+    if contact.channel not in target.channels:
+        raise ChannelNotAccepted(target.name, contact.channel, list(target.channels))
+    if target.id == contact.queue_id:
+        raise Conflict(f"contact {contact.id} is already in queue {target.name!r}")
+    now = await db_now(session)
+    await _leave_live_state(session, contact, now)
+    successor = await insert_contact(
+        session,
+        queue=target,
+        template=continuation(contact),
+        now=now,
+        parent_id=contact.id,
+        actor=actor,
+    )
+    contact.status, contact.ended_at, contact.next_id = S.transferred.value, now, successor.id
+    contact_event(
+        session,
+        "contact.transferred",
+        contact,
+        now,
+        actor=actor,
+        to_contact_id=successor.id,
+        to_queue_id=target.id,
+    )
+    return successor
+
+
+async def time_out(session: AsyncSession, *, contact_id: int, now: datetime) -> None:
+    """Max wait reached (timer): overflow to the queue's overflow queue, or end."""
+    contact = await lock_contact(session, contact_id)
+    if contact.status == S.offered.value:
+        await _retry_after_offer(session, contact)
+        return
+    if contact.status != S.queued.value:
+        return
+    queue = await queue_of(session, contact)
+    overflow = (
+        await session.get(Queue, queue.overflow_queue_id) if queue.overflow_queue_id else None
+    )
+    successor_id = None
+    if overflow is not None and contact.channel in overflow.channels:
+        successor = await insert_contact(
+            session,
+            queue=overflow,
+            template=continuation(contact),
+            now=now,
+            parent_id=contact.id,
+        )
+        successor_id = contact.next_id = successor.id
+    contact.status, contact.ended_at = S.timed_out.value, now
+    contact_event(
+        session,
+        "contact.timed_out",
+        contact,
+        now,
+        overflow_contact_id=successor_id,
+        overflow_queue_id=overflow.id if overflow is not None and successor_id else None,
+    )
+
+
+async def _retry_after_offer(session: AsyncSession, contact: Contact) -> None:
+    """Max wait came while the contact rings: let the offer run, look again after it."""
+    expires_at = await session.scalar(
+        select(Offer.expires_at).where(
+            Offer.contact_id == contact.id, Offer.status == OfferStatus.pending.value
+        )
+    )
+    if expires_at is not None:
+        due = expires_at + timedelta(milliseconds=100)
+        await timers.schedule(session, kind=MAX_WAIT, subject=contact.id, due_at=due)

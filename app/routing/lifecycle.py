@@ -1,0 +1,359 @@
+"""The life of a contact after it is queued: offers, answer, wrap-up and its one ending.
+
+Theory of operation: every function runs in the caller's transaction and locks rows in one
+order, contact then agent then offer, so two operations on the same contact or agent queue
+up behind each other instead of deadlocking. Each checks the state it found under the lock
+and raises before changing anything, so a refused request changes nothing. Timer handlers
+(ring timeout, wrap-up end, max wait, rescind) are idempotent: they do nothing when the
+state they were set for has already moved on.
+
+Statuses: queued → offered → connected → wrap_up → completed, or abandoned, timed_out,
+transferred, canceled. A transfer or an overflow ends the contact (``transferred`` /
+``timed_out``) and continues it as a new contact in the other queue that keeps the original
+enqueue time and deadline, so the customer keeps their place.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.agents import presence
+from app.agents.models import Agent
+from app.db import after_commit
+from app.events.log import record
+from app.routing import work
+from app.routing.exceptions import (
+    ContactNotFound,
+    ContactStateConflict,
+    NotYourContact,
+    NotYourOffer,
+    OfferClosed,
+    OfferNotFound,
+)
+from app.routing.models import Contact, ContactStatus, Offer, OfferStatus, Queue
+from app.timers import service as timers
+
+OFFER_EXPIRE = "offer.expire"
+WRAP_UP_END = "contact.wrap_up_end"
+MAX_WAIT = "contact.max_wait"
+RESCIND = "agent.rescind"
+DISPATCH_WAKE_KEY = "dispatch_wake"
+
+
+def wake_dispatcher(session: AsyncSession) -> None:
+    """Demand or supply changed: the dispatcher looks again after this commit."""
+    wake = session.info.get(DISPATCH_WAKE_KEY)
+    if wake is not None:
+        after_commit(session, wake)
+
+
+async def db_now(session: AsyncSession) -> datetime:
+    now: datetime | None = await session.scalar(select(func.now()))
+    assert now is not None
+    return now
+
+
+def seconds(since: datetime, now: datetime) -> float:
+    return round(max((now - since).total_seconds(), 0.0), 3)
+
+
+async def lock_contact(session: AsyncSession, contact_id: int) -> Contact:
+    contact = await session.scalar(
+        select(Contact).where(Contact.id == contact_id).with_for_update()
+    )
+    if contact is None:
+        raise ContactNotFound(contact_id)
+    return contact
+
+
+async def queue_of(session: AsyncSession, contact: Contact) -> Queue:
+    queue = await session.get(Queue, contact.queue_id)
+    assert queue is not None
+    return queue
+
+
+def contact_event(
+    session: AsyncSession,
+    type_: str,
+    contact: Contact,
+    now: datetime,
+    *,
+    actor: str = "system",
+    **data: Any,
+) -> None:
+    record(
+        session,
+        type=type_,
+        subject_type="contact",
+        subject_id=contact.id,
+        data={
+            "contact_id": contact.id,
+            "queue_id": contact.queue_id,
+            "channel": contact.channel,
+            "tier": contact.tier,
+            "agent_id": contact.agent_id,
+            "wait_s": seconds(contact.enqueued_at, contact.answered_at or now),
+            **data,
+        },
+        actor=actor,
+    )
+
+
+def offer_event(session: AsyncSession, type_: str, offer: Offer, **data: Any) -> None:
+    record(
+        session,
+        type=type_,
+        subject_type="offer",
+        subject_id=offer.id,
+        data={
+            "offer_id": offer.id,
+            "contact_id": offer.contact_id,
+            "agent_id": offer.agent_id,
+            "queue_id": offer.queue_id,
+            "channel": offer.channel,
+            **data,
+        },
+        actor="system",
+    )
+
+
+# --- offers -------------------------------------------------------------------------------
+
+
+async def _locked_offer(
+    session: AsyncSession, offer_id: int, agent_id: int | None
+) -> tuple[Offer, Contact, Agent]:
+    """The offer with its contact and agent locked (in lock order); checks ownership."""
+    offer = await session.get(Offer, offer_id)
+    if offer is None:
+        raise OfferNotFound(offer_id)
+    if agent_id is not None and offer.agent_id != agent_id:
+        raise NotYourOffer(offer_id)
+    contact = await lock_contact(session, offer.contact_id)
+    agent = await work.lock_agent(session, offer.agent_id)
+    await session.refresh(offer, with_for_update=True)
+    return offer, contact, agent
+
+
+def _requeue(contact: Contact) -> None:
+    """Back in the queue, keeping its place (enqueue time and deadline unchanged)."""
+    contact.status, contact.agent_id = ContactStatus.queued.value, None
+
+
+async def _close_offer(
+    session: AsyncSession,
+    offer: Offer,
+    contact: Contact,
+    agent: Agent,
+    *,
+    status: OfferStatus,
+    now: datetime,
+) -> None:
+    offer.status, offer.decided_at = status.value, now
+    event = {
+        OfferStatus.rejected: presence.WorkEvent.OFFER_REJECTED,
+        OfferStatus.expired: presence.WorkEvent.OFFER_EXPIRED,
+        OfferStatus.rescinded: presence.WorkEvent.OFFER_RESCINDED,
+    }[status]
+    await work.apply(session, agent, event, channel=offer.channel, now=now, contact_id=contact.id)
+    await timers.cancel(session, kind=OFFER_EXPIRE, subject=offer.id)
+    offer_event(session, f"offer.{status.value}", offer)
+    wake_dispatcher(session)
+
+
+async def accept_offer(session: AsyncSession, *, offer_id: int, agent_id: int) -> Offer:
+    """The agent answers: the contact is connected to them."""
+    offer, contact, agent = await _locked_offer(session, offer_id, agent_id)
+    now = await db_now(session)
+    if offer.status != OfferStatus.pending.value:
+        raise OfferClosed(offer_id, offer.status)
+    if offer.expires_at <= now:
+        raise OfferClosed(offer_id, "expired")
+    offer.status, offer.decided_at = OfferStatus.accepted.value, now
+    contact.status, contact.answered_at = ContactStatus.connected.value, now
+    await work.apply(
+        session,
+        agent,
+        presence.WorkEvent.OFFER_ACCEPTED,
+        channel=offer.channel,
+        now=now,
+        contact_id=contact.id,
+    )
+    agent.consecutive_no_answers = 0
+    _count_contact_today(agent, now)
+    await timers.cancel(session, kind=OFFER_EXPIRE, subject=offer.id)
+    offer_event(session, "offer.accepted", offer)
+    contact_event(session, "contact.connected", contact, now)
+    return offer
+
+
+def _count_contact_today(agent: Agent, now: datetime) -> None:
+    today = now.date()
+    if agent.contacts_day != today:
+        agent.contacts_day, agent.contacts_today = today, 0
+    agent.contacts_today += 1
+
+
+async def reject_offer(session: AsyncSession, *, offer_id: int, agent_id: int) -> Offer:
+    """The agent declines: the contact goes back, keeping its place; the agent rests."""
+    offer, contact, agent = await _locked_offer(session, offer_id, agent_id)
+    now = await db_now(session)
+    if offer.status != OfferStatus.pending.value:
+        raise OfferClosed(offer_id, offer.status)
+    queue = await queue_of(session, contact)
+    _requeue(contact)
+    await _close_offer(session, offer, contact, agent, status=OfferStatus.rejected, now=now)
+    agent.ready_at = now + timedelta(seconds=queue.reject_delay_s)
+    contact_event(session, "contact.requeued", contact, now, cause="rejected")
+    return offer
+
+
+async def expire_offer(session: AsyncSession, *, offer_id: int, now: datetime) -> None:
+    """Ring timeout (timer): the contact goes back; the agent rests, or goes away."""
+    offer = await session.get(Offer, offer_id)
+    if offer is None or offer.status != OfferStatus.pending.value:
+        return
+    offer, contact, agent = await _locked_offer(session, offer_id, None)
+    if offer.status != OfferStatus.pending.value:
+        return
+    queue = await queue_of(session, contact)
+    _requeue(contact)
+    await _close_offer(session, offer, contact, agent, status=OfferStatus.expired, now=now)
+    agent.ready_at = now + timedelta(seconds=queue.no_answer_delay_s)
+    agent.consecutive_no_answers += 1
+    contact_event(session, "contact.requeued", contact, now, cause="no_answer")
+    status = presence.status_after_no_answers(agent.consecutive_no_answers, queue.max_no_answer)
+    if status is not None and agent.status == presence.Status.AVAILABLE.value:
+        _system_away(session, agent, now)
+        await timers.schedule(session, kind=RESCIND, subject=agent.id, due_at=now)
+
+
+def _system_away(session: AsyncSession, agent: Agent, now: datetime) -> None:
+    change = presence.change_status(
+        presence.Status(agent.status),
+        agent.status_reason,
+        presence.Status.AWAY,
+        presence.NO_ANSWER_REASON,
+        actor=presence.Actor.SYSTEM,
+    )
+    agent.status, agent.status_reason, agent.status_changed_at = (
+        change.status.value,
+        change.reason,
+        now,
+    )
+    record(
+        session,
+        type="agent.status_changed",
+        subject_type="agent",
+        subject_id=agent.id,
+        data={
+            "agent_id": agent.id,
+            "status": change.status.value,
+            "reason": change.reason,
+            "previous": change.previous.value,
+            "site": agent.site,
+        },
+        actor="system",
+    )
+
+
+async def rescind_offers_of(session: AsyncSession, *, agent_id: int, now: datetime) -> int:
+    """Take back the pending offers of an agent who is no longer available (timer)."""
+    offer_ids = (
+        await session.scalars(
+            select(Offer.id).where(
+                Offer.agent_id == agent_id, Offer.status == OfferStatus.pending.value
+            )
+        )
+    ).all()
+    rescinded = 0
+    for offer_id in offer_ids:
+        offer, contact, agent = await _locked_offer(session, offer_id, None)
+        if offer.status != OfferStatus.pending.value:
+            continue
+        if agent.status == presence.Status.AVAILABLE.value:
+            break  # available again before this ran: let the offers ring
+        _requeue(contact)
+        await _close_offer(session, offer, contact, agent, status=OfferStatus.rescinded, now=now)
+        contact_event(session, "contact.requeued", contact, now, cause="agent_unavailable")
+        rescinded += 1
+    return rescinded
+
+
+async def rescind_for_contact(session: AsyncSession, contact: Contact, now: datetime) -> None:
+    """The contact is leaving while it rings: take the offer back from the agent."""
+    offer = await session.scalar(
+        select(Offer).where(
+            Offer.contact_id == contact.id, Offer.status == OfferStatus.pending.value
+        )
+    )
+    if offer is None:
+        return
+    agent = await work.lock_agent(session, offer.agent_id)
+    await session.refresh(offer, with_for_update=True)
+    await _close_offer(session, offer, contact, agent, status=OfferStatus.rescinded, now=now)
+
+
+# --- new contacts -------------------------------------------------------------------------
+
+
+async def insert_contact(
+    session: AsyncSession,
+    *,
+    queue: Queue,
+    template: Contact,
+    now: datetime,
+    parent_id: int | None = None,
+    actor: str = "system",
+) -> Contact:
+    """Queue ``template`` (unsaved) in ``queue``; writes ``contact.queued`` and its timers."""
+    template.queue_id, template.status = queue.id, ContactStatus.queued.value
+    template.routing_started_at, template.parent_id = now, parent_id
+    session.add(template)
+    await session.flush()
+    if queue.max_wait_s is not None:
+        await timers.schedule(
+            session,
+            kind=MAX_WAIT,
+            subject=template.id,
+            due_at=now + timedelta(seconds=queue.max_wait_s),
+        )
+    contact_event(
+        session, "contact.queued", template, now, actor=actor, customer_id=template.customer_id
+    )
+    wake_dispatcher(session)
+    return template
+
+
+def continuation(contact: Contact) -> Contact:
+    """A copy of ``contact`` for another queue, keeping its original place."""
+    return Contact(
+        channel=contact.channel,
+        customer_id=contact.customer_id,
+        caller=contact.caller,
+        tier=contact.tier,
+        subject=contact.subject,
+        language=contact.language,
+        enqueued_at=contact.enqueued_at,
+        deadline_at=contact.deadline_at,
+        announced_position=None,
+    )
+
+
+def check_owner(contact: Contact, agent_id: int, *, supervisor: bool) -> None:
+    if not supervisor and contact.agent_id != agent_id:
+        raise NotYourContact(contact.id)
+
+
+def require_status(contact: Contact, allowed: set[ContactStatus], action: str) -> None:
+    if ContactStatus(contact.status) not in allowed:
+        raise ContactStateConflict(contact.id, contact.status, action)
+
+
+async def agent_left(session: AsyncSession, *, agent_id: int) -> None:
+    """An agent stopped being available: its ringing offers go back (durably, soon)."""
+    await timers.schedule(session, kind=RESCIND, subject=agent_id, due_at=await db_now(session))

@@ -1,0 +1,292 @@
+"""Queues and contacts: define queues, take contacts in, show where they stand."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.agents.models import Agent, AgentChannel
+from app.config import Settings
+from app.customers import service as customers
+from app.customers.models import Customer
+from app.errors import InvalidInput
+from app.events.log import record
+from app.routing import estimate
+from app.routing.exceptions import (
+    ChannelNotAccepted,
+    ContactNotFound,
+    QueueFull,
+    QueueNotFound,
+    UnknownQueue,
+)
+from app.routing.lifecycle import db_now, insert_contact
+from app.routing.models import Contact, ContactStatus, Offer, Queue
+from app.routing.schemas import ContactCreate, QueueCreate, QueueUpdate, ServiceLevel
+
+ESTIMATE_WINDOW = timedelta(hours=1)
+ESTIMATE_SAMPLES = 50
+
+
+# --- queues -------------------------------------------------------------------------------
+
+
+async def get_queue(session: AsyncSession, ref: str | int) -> Queue | None:
+    if isinstance(ref, int):
+        return await session.get(Queue, ref)
+    return await session.scalar(select(Queue).where(Queue.name == ref))
+
+
+async def get_queue_or_raise(session: AsyncSession, ref: str | int) -> Queue:
+    queue = await get_queue(session, ref)
+    if queue is None:
+        raise QueueNotFound(ref)
+    return queue
+
+
+async def resolve_queue(session: AsyncSession, ref: str | int, field: str = "queue") -> Queue:
+    """A queue named in a request body: unknown is a 422 naming the field."""
+    queue = await get_queue(session, ref)
+    if queue is None:
+        raise UnknownQueue(ref, field)
+    return queue
+
+
+async def list_queues(session: AsyncSession) -> Sequence[Queue]:
+    return (await session.scalars(select(Queue).order_by(Queue.name))).all()
+
+
+async def _check_step_skills(session: AsyncSession, steps: list[dict[str, Any]]) -> None:
+    names = sorted({s["skill"] for step in steps for s in step["skills"]})
+    if not names:
+        return
+    from app.agents.service import skill_ids  # agents' service owns skills
+
+    await skill_ids(session, names)
+
+
+async def _apply_fields(session: AsyncSession, queue: Queue, fields: dict[str, Any]) -> None:
+    if "steps" in fields:
+        await _check_step_skills(session, fields["steps"])
+    sl = fields.pop("service_level", None)
+    if sl is not None:
+        level = ServiceLevel.model_validate(sl)
+        queue.sl_threshold_s, queue.sl_target_pct = level.threshold_s, level.target_pct
+        queue.sl_counts_abandons, queue.short_abandon_s = (
+            level.counts_abandons,
+            level.short_abandon_s,
+        )
+    if "overflow_queue" in fields:
+        ref = fields.pop("overflow_queue")
+        overflow = await resolve_queue(session, ref, "overflow_queue") if ref else None
+        if overflow is not None and overflow.id == queue.id:
+            raise InvalidInput("overflow_queue: a queue cannot overflow into itself")
+        queue.overflow_queue_id = overflow.id if overflow else None
+    for name, value in fields.items():
+        setattr(queue, name, value)
+
+
+async def create_queue(session: AsyncSession, *, data: QueueCreate, actor: str) -> Queue:
+    queue = Queue(name=data.name)
+    await _apply_fields(session, queue, data.model_dump(mode="json", exclude={"name"}))
+    session.add(queue)
+    await session.flush()
+    record(
+        session,
+        type="queue.created",
+        subject_type="queue",
+        subject_id=queue.id,
+        data={"name": queue.name},
+        actor=actor,
+    )
+    return queue
+
+
+async def update_queue(
+    session: AsyncSession, queue: Queue, *, changes: QueueUpdate, actor: str
+) -> Queue:
+    fields = changes.model_dump(mode="json", exclude_unset=True)
+    await _apply_fields(session, queue, dict(fields))
+    await session.flush()
+    if fields:
+        record(
+            session,
+            type="queue.updated",
+            subject_type="queue",
+            subject_id=queue.id,
+            data={"fields": sorted(fields)},
+            actor=actor,
+        )
+    await session.refresh(queue)
+    return queue
+
+
+async def queue_names(session: AsyncSession, ids: set[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    rows = (await session.execute(select(Queue.id, Queue.name).where(Queue.id.in_(ids)))).all()
+    return {row.id: row.name for row in rows}
+
+
+# --- contacts -----------------------------------------------------------------------------
+
+
+async def _customer(
+    session: AsyncSession, data: ContactCreate
+) -> tuple[Customer | None, str | None]:
+    ref = data.customer
+    if ref is None:
+        return None, None
+    if ref.id is not None:
+        customer = await customers.get(session, ref.id)
+        if customer is None:
+            raise InvalidInput(f"customer.id: customer {ref.id} does not exist", field="customer")
+        return customer, customer.phone
+    assert ref.phone is not None
+    phone = customers.clean_phone(ref.phone)
+    assert phone is not None
+    return await customers.get_by_phone(session, phone), phone
+
+
+async def _waiting_count(session: AsyncSession, queue_id: int) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(Contact)
+        .where(
+            Contact.queue_id == queue_id,
+            Contact.status.in_([ContactStatus.queued.value, ContactStatus.offered.value]),
+        )
+    )
+    return int(count or 0)
+
+
+async def _admit(session: AsyncSession, queue: Queue) -> Queue:
+    """The queue itself, or its overflow when it is full."""
+    seen: set[int] = set()
+    while (
+        queue.max_length is not None and await _waiting_count(session, queue.id) >= queue.max_length
+    ):
+        seen.add(queue.id)
+        overflow = (
+            await session.get(Queue, queue.overflow_queue_id) if queue.overflow_queue_id else None
+        )
+        if overflow is None or overflow.id in seen:
+            raise QueueFull(queue.name, queue.max_length)
+        queue = overflow
+    return queue
+
+
+async def create_contact(
+    session: AsyncSession, *, data: ContactCreate, settings: Settings, actor: str
+) -> Contact:
+    """Queue a contact from any channel, with the customer's tier looked up."""
+    queue = await resolve_queue(session, data.queue)
+    if data.channel.value not in queue.channels:
+        raise ChannelNotAccepted(queue.name, data.channel.value, list(queue.channels))
+    customer, caller = await _customer(session, data)
+    tier = customer.tier if customer is not None else settings.default_tier
+    policy = settings.tiers.get(tier) or settings.tiers[settings.default_tier]
+    queue = await _admit(session, queue)
+    if data.channel.value not in queue.channels:
+        raise QueueFull(queue.name, queue.max_length or 0)
+    now = await db_now(session)
+    contact = Contact(
+        channel=data.channel.value,
+        customer_id=customer.id if customer else None,
+        caller=caller,
+        tier=tier,
+        subject=data.subject,
+        language=data.language or (customer.language if customer else None),
+        enqueued_at=now,
+        deadline_at=now + timedelta(seconds=policy.sl_target_s),
+    )
+    return await insert_contact(session, queue=queue, template=contact, now=now, actor=actor)
+
+
+async def get_contact(session: AsyncSession, contact_id: int, *, lock: bool = False) -> Contact:
+    stmt = select(Contact).where(Contact.id == contact_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    contact = await session.scalar(stmt)
+    if contact is None:
+        raise ContactNotFound(contact_id)
+    return contact
+
+
+async def offers_of(session: AsyncSession, contact_id: int) -> Sequence[Offer]:
+    return (
+        await session.scalars(
+            select(Offer).where(Offer.contact_id == contact_id).order_by(Offer.id)
+        )
+    ).all()
+
+
+async def position_of(session: AsyncSession, contact: Contact) -> int | None:
+    """Contacts of the same queue ahead of this one (by deadline, then arrival), plus one."""
+    if contact.status != ContactStatus.queued.value:
+        return 0 if contact.status == ContactStatus.offered.value else None
+    ahead = await session.scalar(
+        select(func.count())
+        .select_from(Contact)
+        .where(
+            Contact.queue_id == contact.queue_id,
+            Contact.status == ContactStatus.queued.value,
+            Contact.id != contact.id,
+            (Contact.deadline_at < contact.deadline_at)
+            | (
+                (Contact.deadline_at == contact.deadline_at)
+                & (Contact.enqueued_at <= contact.enqueued_at)
+                & (Contact.id < contact.id)
+            ),
+        )
+    )
+    return int(ahead or 0) + 1
+
+
+async def announce(
+    session: AsyncSession, contact: Contact
+) -> tuple[int | None, estimate.WaitEstimate | None]:
+    """The position told to the customer (never going backwards) and the wait estimate."""
+    computed = await position_of(session, contact)
+    if computed is None:
+        return None, None
+    if computed == 0:
+        return 0, estimate.estimate_wait(0, [], 1)
+    told = estimate.announce_position(computed, contact.announced_position)
+    if told != contact.announced_position:
+        contact.announced_position = told
+    return told, await _estimate(session, contact, told)
+
+
+async def _estimate(
+    session: AsyncSession, contact: Contact, position: int
+) -> estimate.WaitEstimate:
+    now = await db_now(session)
+    handle_times = (
+        await session.scalars(
+            select(func.extract("epoch", Contact.completed_at - Contact.answered_at))
+            .where(
+                Contact.queue_id == contact.queue_id,
+                Contact.completed_at.is_not(None),
+                Contact.answered_at.is_not(None),
+                Contact.completed_at > now - ESTIMATE_WINDOW,
+            )
+            .order_by(Contact.completed_at.desc())
+            .limit(ESTIMATE_SAMPLES)
+        )
+    ).all()
+    staffed = await session.scalar(
+        select(func.count())
+        .select_from(Agent)
+        .join(AgentChannel, AgentChannel.agent_id == Agent.id)
+        .where(
+            Agent.status == "available",
+            Agent.active.is_(True),
+            AgentChannel.channel == contact.channel,
+            AgentChannel.capacity > 0,
+        )
+    )
+    return estimate.estimate_wait(position, [float(t) for t in handle_times], int(staffed or 0))

@@ -1,0 +1,73 @@
+"""A contact's whole life through the API, with a real dispatcher and real timers."""
+
+from __future__ import annotations
+
+from tests.fixtures.factories import Api, expect
+from tests.routing.acd import available_agent, contact, eventually, offer_for, queue
+
+
+class TestContactLifecycle:
+    async def test_contact_is_offered_answered_completed_and_wrapped_up(self, api: Api) -> None:
+        q = await queue(api, wrap_up_s=30)
+        console = await available_agent(api)
+        created = await contact(api, q["name"])
+        assert created["status"] == "queued"
+        assert created["position"] == 1
+        offer = await offer_for(console, created["id"])
+        assert offer["reason"]["strategy"] == "longest_idle"
+
+        expect(await console.post(f"/api/v1/offers/{offer['id']}/accept"), 200)
+        connected = expect(await api.get(f"/api/v1/contacts/{created['id']}"), 200)
+        assert connected["status"] == "connected"
+        assert connected["agent_id"] == console.me["id"]
+        me = expect(await console.get("/api/v1/agents/me"), 200)
+        assert me["state"] == "busy"
+
+        done = expect(
+            await console.post(
+                f"/api/v1/contacts/{created['id']}/complete", {"disposition": "resolved"}
+            ),
+            200,
+        )
+        assert done["status"] == "wrap_up"
+        assert expect(await console.get("/api/v1/agents/me"), 200)["state"] == "wrap_up"
+        expect(await console.post(f"/api/v1/agents/{console.me['id']}/wrap-up/done"), 200)
+        final = expect(await api.get(f"/api/v1/contacts/{created['id']}"), 200)
+        assert final["status"] == "completed"
+        assert expect(await console.get("/api/v1/agents/me"), 200)["state"] == "idle"
+
+    async def test_rejected_contact_goes_to_the_next_agent(self, api: Api) -> None:
+        q = await queue(api, reject_delay_s=600)
+        first = await available_agent(api)
+        created = await contact(api, q["name"])
+        offer = await offer_for(first, created["id"])
+        second = await available_agent(api)
+        expect(await first.post(f"/api/v1/offers/{offer['id']}/reject"), 200)
+        again = await offer_for(second, created["id"])
+        assert again["agent_id"] == second.me["id"]
+
+    async def test_ring_timeout_expires_the_offer_and_requeues(self, api: Api) -> None:
+        q = await queue(api, ring_timeout_s=0.3, no_answer_delay_s=600)
+        first = await available_agent(api)
+        created = await contact(api, q["name"])
+        offer = await offer_for(first, created["id"])
+        second = await available_agent(api)
+        await offer_for(second, created["id"])
+        detail = expect(await api.get(f"/api/v1/contacts/{created['id']}"), 200)
+        statuses = [o["status"] for o in detail["offers"]]
+        assert statuses == ["expired", "pending"]
+        assert detail["offers"][0]["id"] == offer["id"]
+
+    async def test_abandon_while_ringing_frees_the_agent(self, api: Api) -> None:
+        q = await queue(api)
+        console = await available_agent(api)
+        created = await contact(api, q["name"])
+        await offer_for(console, created["id"])
+        gone = expect(await api.post(f"/api/v1/contacts/{created['id']}/abandon"), 200)
+        assert gone["status"] == "abandoned"
+        assert gone["short_abandon"] is True
+
+        async def idle() -> bool:
+            return bool(expect(await console.get("/api/v1/agents/me"), 200)["state"] == "idle")
+
+        await eventually(idle, what="the agent to be idle again")
