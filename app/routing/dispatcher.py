@@ -245,6 +245,7 @@ async def make_offer(
 class Round:
     offers: int
     next_wake_at: datetime | None
+    now: datetime
 
 
 async def _next_ready(session: AsyncSession, now: datetime) -> datetime | None:
@@ -261,26 +262,65 @@ def _earliest(*times: datetime | None) -> datetime | None:
     return min(present) if present else None
 
 
-async def dispatch_round(session: AsyncSession, settings: Settings) -> Round:
-    """Match what can be matched now; report when something will change by itself."""
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a round read: the free agents and the most urgent waiting contacts."""
+
+    now: datetime
+    agents: list[scoring.AgentView]
+    waiting: list[Waiting]
+    next_ready: datetime | None
+
+
+async def read_round(session: AsyncSession, settings: Settings) -> Plan:
     now = await db_now(session)
     next_ready = await _next_ready(session, now)
     agents = await routable_agents(session, now)
     if not agents:
-        return Round(0, next_ready)
+        return Plan(now, [], [], next_ready)
     channels = {ch for a in agents for ch, cap in a.capacity.items() if a.load.get(ch, 0) < cap}
     waiting = await waiting_contacts(session, settings, channels, settings.dispatch_batch)
+    return Plan(now, agents, waiting, next_ready)
+
+
+def decide(plan: Plan, settings: Settings) -> list[scoring.Match]:
     dispatch = scoring.DispatchSettings(starvation_bound_s=settings.starvation_bound_s)
-    matches = scoring.match([(w.rules, w.view) for w in waiting], agents, now, dispatch)
-    by_id = {w.view.id: w for w in waiting}
+    return scoring.match([(w.rules, w.view) for w in plan.waiting], plan.agents, plan.now, dispatch)
+
+
+async def write_round(session: AsyncSession, plan: Plan, matches: Sequence[scoring.Match]) -> int:
+    """Write the decided offers; a pair that moved on since the read is skipped."""
+    if not matches:
+        return 0
+    now = await db_now(session)
+    queues = {w.view.id: w.queue for w in plan.waiting}
     made = 0
     for m in matches:
-        made += await make_offer(session, m, by_id[m.contact.id].queue, now) is not None
+        made += await make_offer(session, m, queues[m.contact.id], now) is not None
+    return made
+
+
+def next_wake(plan: Plan, matches: Sequence[scoring.Match]) -> datetime | None:
     matched = {m.contact.id for m in matches}
     steps = [
-        scoring.next_wake_at(w.rules, w.view, now) for w in waiting if w.view.id not in matched
+        scoring.next_wake_at(w.rules, w.view, plan.now)
+        for w in plan.waiting
+        if w.view.id not in matched
     ]
-    return Round(made, _earliest(next_ready, *steps))
+    return _earliest(plan.next_ready, *steps)
+
+
+async def dispatch_round(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> Round:
+    """Read, decide, write. No transaction stays open while the scoring core decides, so
+    the round never holds the event log's readers back."""
+    async with unit_of_work(sessionmaker) as session:
+        plan = await read_round(session, settings)
+    matches = decide(plan, settings)
+    async with unit_of_work(sessionmaker) as session:
+        made = await write_round(session, plan, matches)
+    return Round(made, next_wake(plan, matches), plan.now)
 
 
 class Dispatcher:
@@ -363,9 +403,8 @@ class Dispatcher:
     async def _lead_once(self) -> float:
         """One round; returns how long to sleep before the next one (0: go again now)."""
         self._wake.clear()
-        async with unit_of_work(self._sessionmaker) as session:
-            result = await dispatch_round(session, self._settings)
-            now = await db_now(session)
+        result = await dispatch_round(self._sessionmaker, self._settings)
+        now = result.now
         self.rounds += 1
         if result.offers:
             return 0.0

@@ -1,0 +1,424 @@
+"""Routing benchmark: dispatcher decisions per second and end-to-end offer latency.
+
+Builds a centre of 2,000 agents, 50 skills and 4 customer tiers in a fresh database, then:
+
+1. decisions/s: 2,000 queued contacts are matched by the real dispatcher round
+   (``dispatch_round``: scoring, row locks, offer, load, timer, events) and, on the same data
+   reset, by a bare asyncpg loop doing the same claim transaction with the agent chosen in SQL.
+   The ratio of the two is reported.
+2. latency: a real server (uvicorn, separate process) takes ``POST /api/v1/contacts`` at
+   Poisson arrival rates of 100 and 200 contacts/s; a client following
+   ``GET /api/v1/events`` (long poll) notes when each contact's ``offer.created`` arrives.
+   p50 and p99 of (offer seen - request sent) are reported.
+
+Usage: ``python bench/routing.py`` (embedded PostgreSQL) or with ``BENCH_DATABASE_URL``.
+Figures go to stdout and to ``bench/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import httpx
+from alembic import command
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.cli import alembic_config  # noqa: E402
+from app.config import Settings  # noqa: E402
+from app.db import create_engine, create_sessionmaker, plain_url  # noqa: E402
+from app.embedded import start_embedded  # noqa: E402
+from app.routing.dispatcher import dispatch_round  # noqa: E402
+
+AGENTS, SKILLS, QUEUES, BACKLOG = 2000, 50, 50, 2000
+TIERS = [("platinum", 0.01), ("gold", 0.19), ("silver", 0.30), ("standard", 0.50)]
+RATES, PHASE_S = (100, 200), 10.0
+PORT = 8765
+ADMIN_PASSWORD = "bench-admin-password"
+rng = random.Random(2026)
+
+
+async def fresh_database(server: str) -> str:
+    conn = await asyncpg.connect(plain_url(server))
+    await conn.execute('DROP DATABASE IF EXISTS "hotline_bench" WITH (FORCE)')
+    await conn.execute('CREATE DATABASE "hotline_bench"')
+    await conn.close()
+    url = make_url(server).set(database="hotline_bench").render_as_string(hide_password=False)
+    await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+    return url
+
+
+async def build_centre(conn: asyncpg.Connection) -> None:
+    """Skills, queues (one step each, widening after 5 s), agents, customers, via SQL."""
+    await conn.executemany(
+        "INSERT INTO skills (name) VALUES ($1)", [(f"skill_{i}",) for i in range(SKILLS)]
+    )
+    await conn.executemany(
+        """INSERT INTO queues (name, channels, strategy, steps, sl_threshold_s, sl_target_pct,
+           ring_timeout_s, wrap_up_s) VALUES ($1, ARRAY['chat'], 'longest_idle', $2::jsonb,
+           20, 80, 600, 0)""",
+        [
+            (
+                f"q{i}",
+                f'[{{"skills": [{{"skill": "skill_{i}", "min_level": 3}}], "expires_after_s": 5}}]',
+            )
+            for i in range(QUEUES)
+        ],
+    )
+    await conn.executemany(
+        """INSERT INTO agents (username, name, password_hash, role, status, site)
+           VALUES ($1, $1, 'x', 'agent', 'available', 'bench')""",
+        [(f"agent{i}",) for i in range(AGENTS)],
+    )
+    ids = [r["id"] for r in await conn.fetch("SELECT id FROM agents WHERE site = 'bench'")]
+    skill_ids = [r["id"] for r in await conn.fetch("SELECT id FROM skills ORDER BY id")]
+    await conn.executemany(
+        "INSERT INTO agent_channels (agent_id, channel, capacity) VALUES ($1, 'chat', 3)",
+        [(i,) for i in ids],
+    )
+    rows = [(a, s, rng.randint(1, 10)) for a in ids for s in rng.sample(skill_ids, 3)]
+    await conn.executemany(
+        "INSERT INTO agent_skills (agent_id, skill_id, level) VALUES ($1, $2, $3)", rows
+    )
+    customers = [(f"c{i}", f"+86139{i:08d}", pick_tier()) for i in range(1000)]
+    await conn.executemany(
+        "INSERT INTO customers (name, phone, tier) VALUES ($1, $2, $3)", customers
+    )
+
+
+def pick_tier() -> str:
+    roll, total = rng.random(), 0.0
+    for name, share in TIERS:
+        total += share
+        if roll < total:
+            return name
+    return TIERS[-1][0]
+
+
+async def queue_backlog(conn: asyncpg.Connection) -> None:
+    await conn.execute(
+        """INSERT INTO contacts (queue_id, channel, status, tier, customer_id, enqueued_at,
+               routing_started_at, deadline_at)
+           SELECT q.id, 'chat', 'queued', c.tier, c.id, now() - (g % 60) * interval '1 second',
+               now() - (g % 60) * interval '1 second', now() + interval '10 seconds'
+           FROM generate_series(1, $1) g
+           JOIN queues q ON q.name = 'q' || (g % $2)
+           JOIN customers c ON c.name = 'c' || (g % 1000)""",
+        BACKLOG,
+        QUEUES,
+    )
+
+
+async def reset(conn: asyncpg.Connection) -> None:
+    await conn.execute("TRUNCATE offers, timers, events, contacts RESTART IDENTITY CASCADE")
+    await conn.execute("UPDATE agent_channels SET load = 0")
+    await conn.execute(
+        "UPDATE agents SET work_offers = 0, work_contacts = 0, work_wrap_ups = 0, "
+        "state = 'idle', ready_at = NULL, last_offer_at = NULL"
+    )
+
+
+async def hotline_decisions(url: str) -> tuple[int, float]:
+    engine = create_engine(url, pool_size=2)
+    sessionmaker = create_sessionmaker(engine)
+    settings = Settings(database_url=url)
+    made, started = 0, time.perf_counter()
+    while True:
+        result = await dispatch_round(sessionmaker, settings)
+        if not result.offers:
+            break
+        made += result.offers
+    elapsed = time.perf_counter() - started
+    await engine.dispose()
+    return made, elapsed
+
+
+BARE_CLAIM = """
+WITH agent AS (
+    SELECT a.id FROM agents a
+    JOIN agent_channels ac ON ac.agent_id = a.id AND ac.channel = 'chat'
+    WHERE a.status = 'available' AND a.work_wrap_ups = 0 AND ac.load < ac.capacity
+    ORDER BY a.idle_since, a.id LIMIT 1 FOR UPDATE OF a SKIP LOCKED
+)
+SELECT id FROM agent
+"""
+
+
+async def bare_decisions(url: str) -> tuple[int, float]:
+    """The same claim transaction in bare asyncpg: no scoring, agent chosen by SQL."""
+    conn = await asyncpg.connect(plain_url(url))
+    made, started = 0, time.perf_counter()
+    while True:
+        async with conn.transaction():
+            contacts = await conn.fetch(
+                "SELECT id, queue_id FROM contacts WHERE status = 'queued' "
+                "ORDER BY deadline_at, id LIMIT 500 FOR UPDATE SKIP LOCKED"
+            )
+            for contact in contacts:
+                made += await bare_claim(conn, contact["id"], contact["queue_id"])
+        if not contacts:
+            break
+    elapsed = time.perf_counter() - started
+    await conn.close()
+    return made, elapsed
+
+
+async def bare_claim(conn: asyncpg.Connection, contact_id: int, queue_id: int) -> int:
+    agent_id = await conn.fetchval(BARE_CLAIM)
+    if agent_id is None:
+        await conn.execute("UPDATE contacts SET status = 'canceled' WHERE id = $1", contact_id)
+        return 0
+    offer_id = await conn.fetchval(
+        "INSERT INTO offers (contact_id, agent_id, queue_id, channel, reason, expires_at) "
+        "VALUES ($1, $2, $3, 'chat', '{}', now() + interval '10 minutes') RETURNING id",
+        contact_id,
+        agent_id,
+        queue_id,
+    )
+    await conn.execute(
+        "UPDATE contacts SET status = 'offered', agent_id = $2 WHERE id = $1", contact_id, agent_id
+    )
+    await conn.execute(
+        "UPDATE agent_channels SET load = load + 1 WHERE agent_id = $1 AND channel = 'chat'",
+        agent_id,
+    )
+    await conn.execute(
+        "UPDATE agents SET work_offers = work_offers + 1, state = 'offered', last_offer_at = now()"
+        " WHERE id = $1",
+        agent_id,
+    )
+    await conn.execute(
+        "INSERT INTO timers (kind, subject, due_at) VALUES ('offer.expire', $1, "
+        "now() + interval '10 minutes')",
+        str(offer_id),
+    )
+    await conn.execute(
+        "INSERT INTO events (type, subject_type, subject_id, data) VALUES "
+        "('offer.created', 'offer', $1, '{}'), ('agent.state_changed', 'agent', $2, '{}')",
+        str(offer_id),
+        str(agent_id),
+    )
+    return 1
+
+
+@dataclass
+class Latency:
+    rate: int
+    sent: int
+    offered: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+def start_server(url: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "HOTLINE_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "HOTLINE_LOG_LEVEL": "WARNING",
+        "HOTLINE_ARGON2_TIME_COST": "1",
+        "HOTLINE_ARGON2_MEMORY_KIB": "1024",
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.main:create_app",
+            "--factory",
+            "--port",
+            str(PORT),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+
+
+async def wait_ready(client: httpx.AsyncClient) -> None:
+    for _ in range(200):
+        try:
+            if (await client.get("/health/ready")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError("server did not become ready")
+
+
+async def follow_offers(
+    client: httpx.AsyncClient, headers: dict[str, str], seen: dict[int, float], stop: asyncio.Event
+) -> None:
+    cursor = (await client.get("/api/v1/events", headers=headers)).json()["cursor"]
+    while not stop.is_set():
+        page = (
+            await client.get(
+                "/api/v1/events",
+                params={"after": cursor, "wait_s": 1, "limit": 1000},
+                headers=headers,
+                timeout=10,
+            )
+        ).json()
+        now = time.perf_counter()
+        cursor = page["cursor"]
+        for item in page["items"]:
+            event = item["event"]
+            if event["type"] == "offer.created":
+                seen.setdefault(event["data"]["contact_id"], now)
+
+
+async def send_contact(
+    client: httpx.AsyncClient, headers: dict[str, str], sent: dict[int, float]
+) -> None:
+    body = {
+        "channel": "chat",
+        "queue": f"q{rng.randrange(QUEUES)}",
+        "customer": {"id": rng.randint(1, 1000)},
+    }
+    t0 = time.perf_counter()
+    response = await client.post("/api/v1/contacts", json=body, headers=headers, timeout=30)
+    if response.status_code == 201:
+        sent[response.json()["id"]] = t0
+
+
+async def latency_phase(client: httpx.AsyncClient, headers: dict[str, str], rate: int) -> Latency:
+    sent: dict[int, float] = {}
+    seen: dict[int, float] = {}
+    stop = asyncio.Event()
+    follower = asyncio.create_task(follow_offers(client, headers, seen, stop))
+    await asyncio.sleep(0.5)
+    tasks: list[asyncio.Task[None]] = []
+    loop = asyncio.get_running_loop()
+    end, next_at = loop.time() + PHASE_S, loop.time()
+    while next_at < end:
+        await asyncio.sleep(max(0.0, next_at - loop.time()))
+        tasks.append(asyncio.create_task(send_contact(client, headers, sent)))
+        next_at += rng.expovariate(rate)
+    await asyncio.gather(*tasks)
+    deadline = loop.time() + 10
+    while loop.time() < deadline and not set(sent) <= set(seen):  # noqa: ASYNC110 - polls a dict
+        await asyncio.sleep(0.1)
+    stop.set()
+    await follower
+    delays = sorted((seen[c] - t0) * 1000 for c, t0 in sent.items() if c in seen)
+    q = statistics.quantiles(delays, n=100) if len(delays) >= 2 else [float("nan")] * 99
+    return Latency(rate, len(sent), len(delays), q[49], q[98], max(delays, default=float("nan")))
+
+
+async def latency(url: str) -> list[Latency]:
+    server = start_server(url)
+    try:
+        limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{PORT}", limits=limits) as client:
+            await wait_ready(client)
+            token = (
+                await client.post(
+                    "/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}
+                )
+            ).json()["access_token"]
+            headers = {"Authorization": f"Bearer {token}"}
+            return [await latency_phase(client, headers, rate) for rate in RATES]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {mem_kb / 1024 / 1024:.0f} GiB, "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
+
+
+def report(
+    server: str, ours: tuple[int, float], bare: tuple[int, float], lat: list[Latency]
+) -> str:
+    ours_rate, bare_rate = ours[0] / ours[1], bare[0] / bare[1]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `python bench/routing.py`.",
+        f"Machine: {machine()}.",
+        f"Database: {server}.",
+        "",
+        f"Centre: {AGENTS} agents (chat capacity 3, 3 random skills each), {SKILLS} skills, "
+        f"{QUEUES} queues, tiers {', '.join(f'{n} {s:.0%}' for n, s in TIERS)}.",
+        "",
+        "## Dispatcher decisions per second",
+        "",
+        f"{BACKLOG} queued contacts matched to {AGENTS} agents.",
+        "",
+        "| implementation | decisions | seconds | decisions/s |",
+        "|---|---|---|---|",
+        f"| Hotline dispatcher round | {ours[0]} | {ours[1]:.2f} | {ours_rate:.0f} |",
+        f"| bare asyncpg claim transaction | {bare[0]} | {bare[1]:.2f} | {bare_rate:.0f} |",
+        "",
+        f"Ratio Hotline / bare: **{ours_rate / bare_rate:.2f}**.",
+        "",
+        "## End-to-end latency: POST /api/v1/contacts → offer.created on the event stream",
+        "",
+        "| arrivals/s (Poisson) | contacts | offered | p50 ms | p99 ms | max ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {x.rate} | {x.sent} | {x.offered} | {x.p50_ms:.1f} | {x.p99_ms:.1f} | {x.max_ms:.1f} |"
+        for x in lat
+    ]
+    return "\n".join(lines) + "\n"
+
+
+async def main() -> None:
+    server = os.environ.get("BENCH_DATABASE_URL") or start_embedded(
+        Path(tempfile.mkdtemp(prefix="hotline-bench-")), delete_on_exit=True
+    )
+    url = await fresh_database(server)
+    conn = await asyncpg.connect(plain_url(url))
+    await build_centre(conn)
+    await queue_backlog(conn)
+    ours = await hotline_decisions(url)
+    print(f"hotline: {ours[0]} decisions in {ours[1]:.2f} s")
+    await reset(conn)
+    await queue_backlog(conn)
+    bare = await bare_decisions(url)
+    print(f"bare: {bare[0]} decisions in {bare[1]:.2f} s")
+    await reset(conn)
+    await conn.close()
+    lat = await latency(url)
+    for x in lat:
+        print(
+            f"{x.rate}/s: {x.offered}/{x.sent} offered, p50 {x.p50_ms:.1f}, p99 {x.p99_ms:.1f} ms"
+        )
+    kind = "external (BENCH_DATABASE_URL)" if os.environ.get("BENCH_DATABASE_URL") else "embedded"
+    text = report(f"PostgreSQL, {kind}", ours, bare, lat)
+    (ROOT / "bench" / "RESULTS.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
