@@ -1,4 +1,4 @@
-"""The demo centre: skills, agents with known passwords, customers of every tier.
+"""The demo centre: skills, queues, agents with known passwords, customers of every tier.
 
 Idempotent: what exists is left alone, so running it twice changes nothing.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agents import service as agents
 from app.agents.models import Role, Skill
@@ -18,6 +19,8 @@ from app.config import Settings
 from app.customers import service as customers
 from app.customers.schemas import CustomerCreate
 from app.db import create_engine, create_sessionmaker, unit_of_work
+from app.routing import service as routing
+from app.routing.schemas import QueueCreate
 
 SKILLS = {
     "credit_card": "credit-card accounts, limits and disputes",
@@ -46,6 +49,36 @@ AGENTS: list[AgentSeed] = [
     ("zhao.lei", "Zhao Lei", Role.supervisor, "beijing", {"complaints": 8, "english": 7}, {}),
 ]
 
+QUEUES: list[dict[str, object]] = [
+    {
+        "name": "general",
+        "description": "everything else; the last resort of the other queues",
+        "channels": ["voice", "chat", "web", "app", "callback"],
+        "steps": [
+            {"skills": [{"skill": "mandarin", "min_level": 5}], "expires_after_s": 30},
+        ],
+    },
+    {
+        "name": "credit-cards",
+        "description": "credit-card centre (press 1)",
+        "channels": ["voice", "chat", "app"],
+        "strategy": "most_skilled",
+        "steps": [
+            {"skills": [{"skill": "credit_card", "min_level": 7}], "expires_after_s": 20},
+            {"skills": [{"skill": "credit_card", "min_level": 3}], "expires_after_s": 40},
+        ],
+        "max_wait_s": 300,
+        "overflow_queue": "general",
+    },
+    {
+        "name": "complaints",
+        "description": "complaint hotline (press 0)",
+        "channels": ["voice", "chat", "web", "app", "email", "case"],
+        "steps": [{"skills": [{"skill": "complaints", "min_level": 5}], "expires_after_s": 60}],
+        "service_level": {"threshold_s": 30, "target_pct": 80},
+    },
+]
+
 CUSTOMERS = [
     ("Huang Mei", "+8613800000001", "11010519491231002X", "platinum", "zhang.min"),
     ("Sun Hao", "+8613800000002", None, "gold", "wang.wei"),
@@ -53,6 +86,14 @@ CUSTOMERS = [
     ("Wu Tao", "+8613800000004", None, "standard", None),
     ("Alice Smith", "+442071234567", None, "standard", None),
 ]
+
+
+async def _seed_queues(session: AsyncSession) -> None:
+    for spec in QUEUES:
+        if await routing.get_queue(session, str(spec["name"])) is None:
+            await routing.create_queue(
+                session, data=QueueCreate.model_validate(spec), actor="system"
+            )
 
 
 def demo_password(username: str) -> str:
@@ -91,6 +132,7 @@ async def seed(settings: Settings) -> None:
                         session, data=data, password_hash=password_hash, actor="system"
                     )
                 ids[username] = agent.id
+            await _seed_queues(session)
             today = datetime.now(UTC).date()
             for name, phone, id_number, tier, manager in CUSTOMERS:
                 if await customers.get_by_phone(session, phone) is None:
