@@ -10,11 +10,11 @@ from tests.fixtures.factories import AGENT_PASSWORD, Api, expect, unique
 
 
 async def eventually(
-    check: Callable[[], Awaitable[Any]], *, timeout: float = 10.0, what: str = "condition"
+    check: Callable[[], Awaitable[Any]], *, within: float = 10.0, what: str = "condition"
 ) -> Any:
-    """Poll ``check`` until it returns something truthy, or fail after ``timeout``."""
+    """Poll ``check`` until it returns something truthy, or fail after ``within`` seconds."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while True:
         result = await check()
         if result:
@@ -55,7 +55,7 @@ async def pending_offers(console: Api) -> list[dict[str, Any]]:
     return expect(await console.get("/api/v1/offers?agent=me"), 200)  # type: ignore[no-any-return]
 
 
-async def offer_for(console: Api, contact_id: int, timeout: float = 10.0) -> dict[str, Any]:
+async def offer_for(console: Api, contact_id: int, within: float = 10.0) -> dict[str, Any]:
     """Wait until the dispatcher offers ``contact_id`` to this agent."""
 
     async def check() -> dict[str, Any] | None:
@@ -63,4 +63,4 @@ async def offer_for(console: Api, contact_id: int, timeout: float = 10.0) -> dic
             (o for o in await pending_offers(console) if o["contact_id"] == contact_id), None
         )
 
-    return await eventually(check, timeout=timeout, what=f"an offer of contact {contact_id}")  # type: ignore[no-any-return]
+    return await eventually(check, within=within, what=f"an offer of contact {contact_id}")  # type: ignore[no-any-return]
