@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db import plain_url
 from app.events.log import Cursor, LoggedEvent, head, read_after
+from app.waiting import wait_for_wake
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +87,10 @@ class EventHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        if self._listen_conn is not None:
+        conn, self._listen_conn = self._listen_conn, None
+        if conn is not None:
             with contextlib.suppress(Exception):
-                await self._listen_conn.close()
-            self._listen_conn = None
+                await conn.close(timeout=5)
         self.started = False
 
     def poke(self) -> None:
@@ -112,11 +113,15 @@ class EventHub:
     async def _connect_listener(self) -> None:
         try:
             conn = await asyncpg.connect(self._dsn)
-            await conn.add_listener(CHANNEL, self._on_notify)
-            self._listen_conn = conn
         except (OSError, asyncpg.PostgresError) as exc:
             log.warning("event hub cannot LISTEN (%s); polling only", exc)
             self._listen_conn = None
+            return
+        self._listen_conn = conn  # owned from here on: stop() closes it whatever happens
+        try:
+            await conn.add_listener(CHANNEL, self._on_notify)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("event hub cannot LISTEN (%s); polling only", exc)
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
@@ -134,8 +139,7 @@ class EventHub:
 
     async def _follow(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
+            await wait_for_wake(self._wake, self._poll_interval_s)
             self._wake.clear()
             try:
                 await self._drain()

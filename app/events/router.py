@@ -71,7 +71,8 @@ async def list_events(
             if items or remaining <= 0 or (batch and len(batch) == limit):
                 break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(sub.queue.get(), remaining)
+                async with asyncio.timeout(remaining):
+                    await sub.queue.get()
     finally:
         sub.close()
     return EventPage(

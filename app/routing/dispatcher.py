@@ -40,6 +40,7 @@ from app.routing import scoring, work
 from app.routing.lifecycle import OFFER_EXPIRE, db_now, offer_event
 from app.routing.models import Contact, ContactStatus, Offer, Queue
 from app.timers import service as timers
+from app.waiting import wait_for_wake
 
 log = logging.getLogger(__name__)
 
@@ -182,16 +183,26 @@ async def waiting_contacts(
 async def _lock_for_offer(
     session: AsyncSession, contact_id: int, agent_id: int, channel: str, now: datetime
 ) -> tuple[Contact, Agent] | None:
-    """Lock the pair and re-check both; None when either moved on since the read."""
+    """Lock the pair and re-check both; None when either moved on since the read.
+
+    Both rows are re-read under the lock (``populate_existing``): the copies this round read
+    without locks may be stale, and work counters computed from them would overwrite what a
+    request changed meanwhile. Our own earlier offers of this round are flushed first.
+    """
+    await session.flush()
     contact = await session.scalar(
         select(Contact)
         .where(Contact.id == contact_id, Contact.status == ContactStatus.queued.value)
         .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
     )
     if contact is None:
         return None
     agent = await session.scalar(
-        select(Agent).where(Agent.id == agent_id, _routable(now)).with_for_update(skip_locked=True)
+        select(Agent)
+        .where(Agent.id == agent_id, _routable(now))
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
     )
     if agent is None:
         return None
@@ -338,11 +349,12 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock_conn: Any = None
+        self._leading = False
         self.rounds = 0
 
     @property
     def is_leader(self) -> bool:
-        return self._lock_conn is not None and not self._lock_conn.is_closed()
+        return self._leading and self._lock_conn is not None and not self._lock_conn.is_closed()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="dispatcher")
@@ -364,26 +376,34 @@ class Dispatcher:
             self._wake.set()
 
     async def _try_lead(self) -> bool:
-        if self.is_leader:
+        """Hold the dispatcher lock, on one dedicated connection kept between attempts."""
+        if self._lock_conn is not None and self._lock_conn.is_closed():
+            self._lock_conn, self._leading = None, False
+        if self._leading:
             return True
-        await self._resign()
+        if self._lock_conn is None:
+            self._lock_conn = await self._connect()
+            if self._lock_conn is None:
+                return False
+        self._leading = bool(
+            await self._lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK)
+        )
+        if self._leading:
+            log.info("this instance now runs the dispatcher")
+        return self._leading
+
+    async def _connect(self) -> Any:
         try:
-            conn = await asyncpg.connect(self._dsn)
+            return await asyncpg.connect(self._dsn)
         except (OSError, asyncpg.PostgresError):
             log.warning("dispatcher cannot reach the database; retrying")
-            return False
-        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK):
-            self._lock_conn = conn
-            log.info("this instance now runs the dispatcher")
-            return True
-        await conn.close()
-        return False
+            return None
 
     async def _resign(self) -> None:
-        if self._lock_conn is not None:
+        conn, self._lock_conn, self._leading = self._lock_conn, None, False
+        if conn is not None:
             with contextlib.suppress(Exception):
-                await self._lock_conn.close()
-            self._lock_conn = None
+                await conn.close(timeout=5)
 
     async def _run(self) -> None:
         while True:
@@ -396,8 +416,7 @@ class Dispatcher:
             except Exception:
                 log.exception("dispatch round failed; retrying")
             if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                await wait_for_wake(self._wake, delay)
             self._wake.clear()
 
     async def _lead_once(self) -> float:

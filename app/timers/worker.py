@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db import unit_of_work
 from app.events.log import record
 from app.timers.models import Timer
+from app.waiting import wait_for_wake
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +86,15 @@ class TimerWorker:
             try:
                 fired = await self.run_due()
                 delay = 0.0 if fired >= self._batch_size else await self._next_delay()
+                if fired == 0 and delay == 0:
+                    delay = self._poll_interval_s  # due but held by another instance
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("timer worker failed; retrying")
                 delay = self._poll_interval_s
             if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                await wait_for_wake(self._wake, delay)
             self._wake.clear()
 
     async def _next_delay(self) -> float:
