@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -14,7 +15,7 @@ from app.agents.models import Role
 from app.agents.permissions import Principal, can_manage_catalogue
 from app.db import Session
 from app.idempotency import run_once
-from app.routing import endings, lifecycle, service
+from app.routing import endings, lifecycle, service, stats
 from app.routing.models import Contact, Offer, OfferStatus, Queue
 from app.routing.schemas import (
     CompleteIn,
@@ -272,3 +273,33 @@ async def wrap_up_done(
     if agent_id != principal.id and not _supervises(principal):
         raise NotAllowed("only the agent or a supervisor ends the agent's wrap-up")
     return {"completed": await endings.wrap_up_done(session, agent_id=agent_id)}
+
+
+# --- live queue statistics ----------------------------------------------------------------
+
+
+@router.get("/queues/{queue_ref}/stats", response_model=stats.QueueStats, tags=["queues"])
+async def queue_stats(
+    queue_ref: str,
+    session: Session,
+    _: CurrentPrincipal,
+    interval: Annotated[
+        stats.Interval | None,
+        Query(description="the current interval, aligned in UTC (default `15m`)"),
+    ] = None,
+    from_: Annotated[
+        datetime | None,
+        Query(alias="from", description="start of an explicit interval (UTC if no zone)"),
+    ] = None,
+    to: Annotated[
+        datetime | None, Query(description="end of an explicit interval (default and at most now)")
+    ] = None,
+) -> stats.QueueStats:
+    """Live figures of a queue (by id or name) and its figures over the current interval.
+
+    Live: contacts waiting, the longest wait, the queue's agents by state and status. Over the
+    interval (`interval`, or `from`/`to`): offered, answered, abandoned, service level with the
+    queue's formula, ASA, AHT, abandon rate, occupancy and the Erlang C agents needed.
+    """
+    queue = await service.get_queue_or_raise(session, _ref(queue_ref))
+    return await stats.queue_stats(session, queue=queue, interval=interval, start=from_, end=to)

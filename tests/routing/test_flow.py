@@ -51,6 +51,8 @@ class TestContactLifecycle:
         first = await available_agent(api)
         created = await contact(api, q["name"])
         offer = await offer_for(first, created["id"])
+        # Offers made from now on ring long enough for the assertions below.
+        expect(await api.patch(f"/api/v1/queues/{q['id']}", {"ring_timeout_s": 60}), 200)
         second = await available_agent(api)
         await offer_for(second, created["id"])
         detail = expect(await api.get(f"/api/v1/contacts/{created['id']}"), 200)
