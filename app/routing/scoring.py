@@ -31,12 +31,12 @@ boundaries do not drift with floating-point sums.
 """
 
 import heapq
+import itertools
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from fractions import Fraction
 from typing import Final, NamedTuple
 
 __all__ = [
@@ -342,45 +342,79 @@ def is_overdue(contact: ContactView, now: datetime, settings: DispatchSettings) 
     return now > deadline(contact) + timedelta(seconds=settings.starvation_bound_s)
 
 
+# --- per-contact context ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What a decision about one contact needs, worked out once per contact.
+
+    ``only`` is the relationship manager while the manager window is open (nobody else may
+    take the contact); ``manager`` and ``last`` are the agents an affinity prefers, if any.
+    """
+
+    queue: QueueRules
+    contact: ContactView
+    now: datetime
+    step: int | None
+    reqs: tuple[SkillReq, ...]
+    scored: frozenset[str]
+    only: int | None
+    manager: int | None
+    last: int | None
+
+
+def _scored_skills(queue: QueueRules, step: int | None) -> frozenset[str]:
+    steps = queue.steps if step is None else (queue.steps[step],)
+    return frozenset(req.skill for s in steps for req in s.skills)
+
+
+def _context(queue: QueueRules, contact: ContactView, now: datetime) -> _Context:
+    step = current_step(queue, contact, now)
+    manager = contact.relationship_manager_id if contact.tier.rm_affinity_s > 0 else None
+    until = contact.last_agent_until
+    return _Context(
+        queue=queue,
+        contact=contact,
+        now=now,
+        step=step,
+        reqs=() if step is None else queue.steps[step].skills,
+        scored=_scored_skills(queue, step),
+        only=manager if _in_rm_window(contact, now) else None,
+        manager=manager,
+        last=contact.last_agent_id if until is not None and now < until else None,
+    )
+
+
 # --- eligibility --------------------------------------------------------------------------
 
 
-def _has_spare_capacity(agent: AgentView, channel: str) -> bool:
-    return agent.load.get(channel, 0) < agent.capacity.get(channel, 0)
+def _meets(skills: Mapping[str, int], reqs: Sequence[SkillReq]) -> bool:
+    return all(skills.get(req.skill, 0) >= req.min_level for req in reqs)
 
 
-def _meets(agent: AgentView, skills: Sequence[SkillReq]) -> bool:
-    return all(agent.skills.get(req.skill, 0) >= req.min_level for req in skills)
-
-
-def _eligible_at(
-    agent: AgentView, queue: QueueRules, contact: ContactView, step: int | None
-) -> bool:
-    if agent.id in contact.excluded_agent_ids:
+def _eligible(ctx: _Context, agent: AgentView, load: Mapping[str, int]) -> bool:
+    # ``load`` is passed apart from the agent: within a batch it grows with each offer.
+    if agent.id in ctx.contact.excluded_agent_ids:
         return False
-    if not _has_spare_capacity(agent, contact.channel):
+    channel = ctx.contact.channel
+    if not load.get(channel, 0) < agent.capacity.get(channel, 0):
         return False
-    return step is None or _meets(agent, queue.steps[step].skills)
+    return _meets(agent.skills, ctx.reqs)
+
+
+def _accepts(ctx: _Context, agent: AgentView, load: Mapping[str, int]) -> bool:
+    return (ctx.only is None or agent.id == ctx.only) and _eligible(ctx, agent, load)
 
 
 def eligible(agent: AgentView, queue: QueueRules, contact: ContactView, now: datetime) -> bool:
     """Spare capacity on the contact's channel, not excluded, and the step's skills if any."""
-    return _eligible_at(agent, queue, contact, current_step(queue, contact, now))
-
-
-def _acceptable_at(
-    agent: AgentView, queue: QueueRules, contact: ContactView, step: int | None, rm_only: bool
-) -> bool:
-    if rm_only and agent.id != contact.relationship_manager_id:
-        return False
-    return _eligible_at(agent, queue, contact, step)
+    return _eligible(_context(queue, contact, now), agent, agent.load)
 
 
 def may_take(agent: AgentView, queue: QueueRules, contact: ContactView, now: datetime) -> bool:
     """Eligible, and the relationship manager if the contact is inside its manager window."""
-    return _acceptable_at(
-        agent, queue, contact, current_step(queue, contact, now), _in_rm_window(contact, now)
-    )
+    return _accepts(_context(queue, contact, now), agent, agent.load)
 
 
 # --- contact order -----------------------------------------------------------------------
@@ -419,98 +453,127 @@ def _first_difference(
 
 
 # --- agent order -------------------------------------------------------------------------
-
-_Terms = tuple[float | None, tuple[Fraction, ...]]
-_StrategyTerms = Callable[[AgentView, str, frozenset[str], datetime], _Terms]
-
-
-def _idle_term(agent: AgentView, now: datetime) -> Fraction:
-    # Earlier idle_since sorts first; microseconds keep the comparison exact.
-    return Fraction(_micros(agent.idle_since - now))
-
-
-def _longest_idle(agent: AgentView, channel: str, skills: frozenset[str], now: datetime) -> _Terms:
-    return _seconds(now - agent.idle_since), (_idle_term(agent, now),)
+#
+# Sort keys are tuples of plain ints, compared exactly: times are microseconds relative to
+# ``now`` and an occupancy load/capacity is scaled by the lcm of the capacities ranked
+# together (``scale``), so load * (scale // capacity) orders like the fraction itself. A
+# strategy's terms followed by the agent id make its *entry*; the full key puts (not
+# manager, not last agent) in front. Scores are derived back from the terms (int / int true
+# division is correctly rounded, like ``timedelta.total_seconds`` and ``float(Fraction)``).
 
 
-def _most_skilled(agent: AgentView, channel: str, skills: frozenset[str], now: datetime) -> _Terms:
-    total = sum(agent.skills.get(skill, 0) for skill in skills)
-    return total, (Fraction(-total), _idle_term(agent, now))
+@dataclass(slots=True)
+class _Agent:
+    """An agent during one call: its view, its load so far, and times in µs from ``now``."""
+
+    view: AgentView
+    load: Mapping[str, int]
+    idle: int
+    offered: int | None
+    contacts: int
 
 
-def _least_occupied(
-    agent: AgentView, channel: str, skills: frozenset[str], now: datetime
-) -> _Terms:
+def _agent_state(view: AgentView, now: datetime) -> _Agent:
+    offered = None if view.last_offer_at is None else _micros(view.last_offer_at - now)
+    return _Agent(view, view.load, _micros(view.idle_since - now), offered, view.contacts_today)
+
+
+_Key = tuple[int, ...]
+_TermsOf = Callable[[_Agent, str, frozenset[str], int], _Key]
+_ScoreOf = Callable[[_Key, int], float | None]
+_US_PER_S: Final = 1_000_000
+
+
+def _longest_idle(agent: _Agent, channel: str, skills: frozenset[str], scale: int) -> _Key:
+    # Earlier idle_since sorts first.
+    return (agent.idle,)
+
+
+def _most_skilled(agent: _Agent, channel: str, skills: frozenset[str], scale: int) -> _Key:
+    held = agent.view.skills
+    return -sum(held.get(skill, 0) for skill in skills), agent.idle
+
+
+def _least_occupied(agent: _Agent, channel: str, skills: frozenset[str], scale: int) -> _Key:
     # Only agents with spare capacity are ranked, so capacity > 0 here.
-    occupancy = Fraction(agent.load.get(channel, 0), agent.capacity[channel])
-    return float(occupancy), (occupancy, _idle_term(agent, now))
+    return agent.load.get(channel, 0) * (scale // agent.view.capacity[channel]), agent.idle
 
 
-def _round_robin(agent: AgentView, channel: str, skills: frozenset[str], now: datetime) -> _Terms:
-    if agent.last_offer_at is None:
-        return None, (Fraction(0), Fraction(0))
-    return _seconds(now - agent.last_offer_at), (
-        Fraction(1),
-        Fraction(_micros(agent.last_offer_at - now)),
-    )
+def _round_robin(agent: _Agent, channel: str, skills: frozenset[str], scale: int) -> _Key:
+    return (0, 0) if agent.offered is None else (1, agent.offered)
 
 
-def _fewest_contacts(
-    agent: AgentView, channel: str, skills: frozenset[str], now: datetime
-) -> _Terms:
-    return agent.contacts_today, (Fraction(agent.contacts_today), _idle_term(agent, now))
+def _fewest_contacts(agent: _Agent, channel: str, skills: frozenset[str], scale: int) -> _Key:
+    return agent.contacts, agent.idle
 
 
-# strategy -> (names of its sort terms, the function computing score and terms)
-_STRATEGIES: Final[Mapping[Strategy, tuple[tuple[str, ...], _StrategyTerms]]] = {
-    Strategy.LONGEST_IDLE: (("idle_since",), _longest_idle),
-    Strategy.MOST_SKILLED: (("skill_sum", "idle_since"), _most_skilled),
-    Strategy.LEAST_OCCUPIED: (("occupancy", "idle_since"), _least_occupied),
-    Strategy.ROUND_ROBIN: (("last_offer_at", "last_offer_at"), _round_robin),
-    Strategy.FEWEST_CONTACTS: (("contacts_today", "idle_since"), _fewest_contacts),
+def _idle_score(terms: _Key, scale: int) -> float:
+    return -terms[0] / _US_PER_S
+
+
+def _negated_score(terms: _Key, scale: int) -> int:
+    return -terms[0]
+
+
+def _occupancy_score(terms: _Key, scale: int) -> float:
+    return terms[0] / scale
+
+
+def _offer_score(terms: _Key, scale: int) -> float | None:
+    return -terms[1] / _US_PER_S if terms[0] else None
+
+
+def _count_score(terms: _Key, scale: int) -> int:
+    return terms[0]
+
+
+class _Spec(NamedTuple):
+    names: tuple[str, ...]  # names of the sort terms
+    terms: _TermsOf
+    score: _ScoreOf  # the value the strategy sorted on, from its terms
+    per_channel: bool  # terms depend on the contact's channel (and on ``scale``)
+    per_skills: bool  # terms depend on the scored skills
+
+
+_STRATEGIES: Final[Mapping[Strategy, _Spec]] = {
+    Strategy.LONGEST_IDLE: _Spec(("idle_since",), _longest_idle, _idle_score, False, False),
+    Strategy.MOST_SKILLED: _Spec(
+        ("skill_sum", "idle_since"), _most_skilled, _negated_score, False, True
+    ),
+    Strategy.LEAST_OCCUPIED: _Spec(
+        ("occupancy", "idle_since"), _least_occupied, _occupancy_score, True, False
+    ),
+    Strategy.ROUND_ROBIN: _Spec(
+        ("last_offer_at", "last_offer_at"), _round_robin, _offer_score, False, False
+    ),
+    Strategy.FEWEST_CONTACTS: _Spec(
+        ("contacts_today", "idle_since"), _fewest_contacts, _count_score, False, False
+    ),
 }
 
 
 def _key_names(strategy: Strategy) -> tuple[str, ...]:
-    return ("relationship_manager", "last_agent", *_STRATEGIES[strategy][0], "agent_id")
+    return ("relationship_manager", "last_agent", *_STRATEGIES[strategy].names, "agent_id")
 
 
-@dataclass(frozen=True, slots=True)
-class _Candidate:
-    agent: AgentView
-    affinity: Affinity | None
-    score: float | None
-    key: tuple[Fraction, ...]
+def _entry(ctx: _Context, agent: _Agent, scale: int) -> _Key:
+    terms = _STRATEGIES[ctx.queue.strategy].terms
+    return (*terms(agent, ctx.contact.channel, ctx.scored, scale), agent.view.id)
 
 
-def _is_manager(contact: ContactView, agent: AgentView) -> bool:
-    return contact.tier.rm_affinity_s > 0 and agent.id == contact.relationship_manager_id
+def _full_key(ctx: _Context, entry: _Key) -> _Key:
+    agent_id = entry[-1]
+    return (agent_id != ctx.manager, agent_id != ctx.last, *entry)
 
 
-def _is_last_agent(contact: ContactView, agent: AgentView, now: datetime) -> bool:
-    until = contact.last_agent_until
-    return agent.id == contact.last_agent_id and until is not None and now < until
+def _capacity_lcm(capacities: Iterable[Mapping[str, int]], channel: str) -> int:
+    return math.lcm(*({capacity.get(channel, 0) for capacity in capacities} - {0}))
 
 
 def _affinity(manager: bool, last_agent: bool) -> Affinity | None:
     if manager:
         return Affinity.RELATIONSHIP_MANAGER
     return Affinity.LAST_AGENT if last_agent else None
-
-
-def _candidate(
-    queue: QueueRules, contact: ContactView, agent: AgentView, skills: frozenset[str], now: datetime
-) -> _Candidate:
-    manager = _is_manager(contact, agent)
-    last_agent = _is_last_agent(contact, agent, now)
-    score, terms = _STRATEGIES[queue.strategy][1](agent, contact.channel, skills, now)
-    key = (Fraction(not manager), Fraction(not last_agent), *terms, Fraction(agent.id))
-    return _Candidate(agent, _affinity(manager, last_agent), score, key)
-
-
-def _scored_skills(queue: QueueRules, step: int | None) -> frozenset[str]:
-    steps = queue.steps if step is None else (queue.steps[step],)
-    return frozenset(req.skill for s in steps for req in s.skills)
 
 
 def _rule(queue: QueueRules, step: int | None) -> str:
@@ -521,68 +584,54 @@ def _rule(queue: QueueRules, step: int | None) -> str:
     return f"steps[{step}] requires {skills}"
 
 
-def _agent_tie_break(
-    strategy: Strategy, winner: _Candidate, runner_up: _Candidate | None
-) -> str | None:
-    if runner_up is None:
-        return None
-    return _first_difference(_key_names(strategy), winner.key, runner_up.key)
-
-
-@dataclass(frozen=True, slots=True)
-class _Decision:
-    queue: QueueRules
-    contact: ContactView
-    step: int | None
-    now: datetime
-    settings: DispatchSettings
-
-
-def _reason(
-    decision: _Decision, winner: _Candidate, runner_up: _Candidate | None, ranked: int
-) -> Reason:
-    queue, contact, now = decision.queue, decision.contact, decision.now
-    return Reason(
-        queue_id=queue.id,
-        contact_id=contact.id,
-        agent_id=winner.agent.id,
-        tier=contact.tier.name,
-        step=decision.step,
-        rule=_rule(queue, decision.step),
-        strategy=queue.strategy,
-        score=winner.score,
-        affinity=winner.affinity,
-        tie_break=_agent_tie_break(queue.strategy, winner, runner_up),
-        runner_up_agent_id=None if runner_up is None else runner_up.agent.id,
-        agents_ranked=ranked,
-        deadline=deadline(contact),
-        overdue=is_overdue(contact, now, decision.settings),
-        waited_s=_seconds(now - contact.enqueued_at),
-    )
-
-
-def _ranked(decision: _Decision, agents: Sequence[AgentView], limit: int) -> list[Ranked]:
-    queue, contact, step, now = decision.queue, decision.contact, decision.step, decision.now
-    rm_only = _in_rm_window(contact, now)
-    skills = _scored_skills(queue, step)
-    pool = [
-        _candidate(queue, contact, agent, skills, now)
-        for agent in agents
-        if _acceptable_at(agent, queue, contact, step, rm_only)
-    ]
-    best = heapq.nsmallest(limit, pool, key=lambda candidate: candidate.key)
+def _reasons(
+    ctx: _Context, settings: DispatchSettings, best: Sequence[_Key], ranked: int, scale: int
+) -> list[Reason]:
+    """Reasons for the agents with these full keys (best first), each naming the next."""
+    queue, contact, now = ctx.queue, ctx.contact, ctx.now
+    names, score = _key_names(queue.strategy), _STRATEGIES[queue.strategy].score
+    rule, due = _rule(queue, ctx.step), deadline(contact)
+    overdue, waited = is_overdue(contact, now, settings), _seconds(now - contact.enqueued_at)
     # Each agent's runner-up is the next one down; the last has none (zip stops at best).
-    runners_up: list[_Candidate | None] = [*best[1:], None]
+    runners_up: list[_Key | None] = [*best[1:], None]
     return [
-        Ranked(winner.agent, _reason(decision, winner, runner_up, len(pool)))
-        for winner, runner_up in zip(best, runners_up, strict=False)
+        Reason(
+            queue_id=queue.id,
+            contact_id=contact.id,
+            agent_id=key[-1],
+            tier=contact.tier.name,
+            step=ctx.step,
+            rule=rule,
+            strategy=queue.strategy,
+            score=score(key[2:-1], scale),
+            affinity=_affinity(not key[0], not key[1]),
+            tie_break=None if other is None else _first_difference(names, key, other),
+            runner_up_agent_id=None if other is None else other[-1],
+            agents_ranked=ranked,
+            deadline=due,
+            overdue=overdue,
+            waited_s=waited,
+        )
+        for key, other in zip(best, runners_up, strict=False)
     ]
 
 
-def _decision(
-    queue: QueueRules, contact: ContactView, now: datetime, settings: DispatchSettings
-) -> _Decision:
-    return _Decision(queue, contact, current_step(queue, contact, now), now, settings)
+def _ranked(
+    ctx: _Context, settings: DispatchSettings, agents: Sequence[AgentView], limit: int
+) -> list[Ranked]:
+    accepted = [agent for agent in agents if _accepts(ctx, agent, agent.load)]
+    per_channel = _STRATEGIES[ctx.queue.strategy].per_channel
+    scale = _capacity_lcm((a.capacity for a in accepted), ctx.contact.channel) if per_channel else 1
+    keyed = [
+        (_full_key(ctx, _entry(ctx, _agent_state(agent, ctx.now), scale)), index)
+        for index, agent in enumerate(accepted)
+    ]
+    # The index breaks ties between equal keys (repeated agent ids) in input order.
+    best = heapq.nsmallest(limit, keyed)
+    reasons = _reasons(ctx, settings, [key for key, _ in best], len(accepted), scale)
+    return [
+        Ranked(accepted[index], reason) for (_, index), reason in zip(best, reasons, strict=True)
+    ]
 
 
 def rank_agents(
@@ -598,7 +647,7 @@ def rank_agents(
     take it now; preferred after it), then the last agent while ``last_agent_until`` holds,
     then the queue's strategy, then the lowest agent id.
     """
-    return _ranked(_decision(queue, contact, now, settings), agents, len(agents))
+    return _ranked(_context(queue, contact, now), settings, agents, len(agents))
 
 
 def choose_agent(
@@ -609,7 +658,7 @@ def choose_agent(
     settings: DispatchSettings,
 ) -> Ranked | None:
     """The best agent for a contact (new or waiting), or None if nobody may take it now."""
-    ranked = _ranked(_decision(queue, contact, now, settings), agents, 2)
+    ranked = _ranked(_context(queue, contact, now), settings, agents, 2)
     return ranked[0] if ranked else None
 
 
@@ -625,49 +674,127 @@ def _in_contact_order(
 
 
 def _with_next_contact(
-    reason: Reason, chosen: ContactView, following: _Waiting | None, decision: _Decision
+    reason: Reason,
+    chosen: ContactView,
+    following: _Context | None,
+    now: datetime,
+    settings: DispatchSettings,
 ) -> Reason:
     if following is None:
         return reason
-    now, settings = decision.now, decision.settings
     tie = _contact_tie_break(
-        contact_order_key(chosen, now, settings), contact_order_key(following[1], now, settings)
+        contact_order_key(chosen, now, settings),
+        contact_order_key(following.contact, now, settings),
     )
-    return replace(reason, contact_tie_break=tie, next_contact_id=following[1].id)
+    return replace(reason, contact_tie_break=tie, next_contact_id=following.contact.id)
 
 
 def choose_contact(
     agent: AgentView, candidates: Sequence[_Waiting], now: datetime, settings: DispatchSettings
 ) -> Match | None:
     """The waiting contact a freed agent should be offered: the first it may take, in order."""
-    takeable = [
-        pair
-        for pair in _in_contact_order(candidates, now, settings)
-        if may_take(agent, pair[0], pair[1], now)
-    ]
-    if not takeable:
+    ordered = (_context(q, c, now) for q, c in _in_contact_order(candidates, now, settings))
+    takeable = (ctx for ctx in ordered if _accepts(ctx, agent, agent.load))
+    first = next(takeable, None)
+    if first is None:
         return None
-    queue, contact = takeable[0]
-    decision = _decision(queue, contact, now, settings)
-    ranked = _ranked(decision, [agent], 1)[0]
-    following = takeable[1] if len(takeable) > 1 else None
-    reason = _with_next_contact(ranked.reason, contact, following, decision)
-    return Match(queue, contact, agent.id, reason)
+    reason = _ranked(first, settings, [agent], 1)[0].reason
+    reason = _with_next_contact(reason, first.contact, next(takeable, None), now, settings)
+    return Match(first.queue, first.contact, agent.id, reason)
 
 
-def _after_offer(agent: AgentView, channel: str, now: datetime) -> AgentView:
-    load = {**agent.load, channel: agent.load.get(channel, 0) + 1}
-    return replace(
-        agent,
-        load=load,
-        idle_since=now,
-        last_offer_at=now,
-        contacts_today=agent.contacts_today + 1,
-    )
+def _skill_levels(agents: Iterable[_Agent]) -> dict[str, dict[int, list[int]]]:
+    """skill -> level -> ids of the agents holding the skill at that level."""
+    levels: dict[str, dict[int, list[int]]] = {}
+    for agent in agents:
+        for skill, level in agent.view.skills.items():
+            levels.setdefault(skill, {}).setdefault(level, []).append(agent.view.id)
+    return levels
 
 
-def _next_takeable(agent: AgentView, later: Sequence[_Waiting], now: datetime) -> _Waiting | None:
-    return next((pair for pair in later if may_take(agent, pair[0], pair[1], now)), None)
+class _Pool:
+    """The agents of one ``match`` call, indexed so that each contact costs set operations.
+
+    Per channel, the ids with spare capacity; per skill requirement, the ids that meet it
+    (skills do not change within a call); per (strategy, channel, skills) the strategy
+    entries computed so far. An offer updates the agent, drops it from its channel's spare
+    set once full, and forgets its entries (they are recomputed when next needed).
+    """
+
+    def __init__(self, agents: Sequence[AgentView], now: datetime) -> None:
+        # Later duplicates of an id replace earlier ones, as a dict would.
+        self.agents = {agent.id: _agent_state(agent, now) for agent in agents}
+        self._spare: dict[str, set[int]] = {}
+        self._levels = _skill_levels(self.agents.values())
+        self._meeting: dict[SkillReq, set[int]] = {}
+        self._scales: dict[str, int] = {}
+        self._entries: dict[tuple[Strategy, str, frozenset[str]], dict[int, _Key]] = {}
+
+    def _spare_on(self, channel: str) -> set[int]:
+        if channel not in self._spare:
+            self._spare[channel] = {
+                agent_id
+                for agent_id, agent in self.agents.items()
+                if agent.load.get(channel, 0) < agent.view.capacity.get(channel, 0)
+            }
+        return self._spare[channel]
+
+    def _meets(self, req: SkillReq) -> set[int]:
+        if req not in self._meeting:
+            levels = self._levels.get(req.skill, {}).items()
+            ids = (held_by for level, held_by in levels if level >= req.min_level)
+            self._meeting[req] = set().union(*ids)
+        return self._meeting[req]
+
+    def _acceptable(self, ctx: _Context) -> set[int]:
+        sets = [self._spare_on(ctx.contact.channel), *map(self._meets, ctx.reqs)]
+        if ctx.only is not None:
+            sets.append({ctx.only})
+        sets.sort(key=len)
+        acceptable = sets[0].intersection(*sets[1:])
+        acceptable.difference_update(ctx.contact.excluded_agent_ids)
+        return acceptable
+
+    def _scale(self, ctx: _Context, spec: _Spec) -> int:
+        channel = ctx.contact.channel
+        if spec.per_channel and channel not in self._scales:
+            capacities = (agent.view.capacity for agent in self.agents.values())
+            self._scales[channel] = _capacity_lcm(capacities, channel)
+        return self._scales[channel] if spec.per_channel else 1
+
+    def _entries_for(
+        self, ctx: _Context, spec: _Spec, ids: set[int], scale: int
+    ) -> dict[int, _Key]:
+        channel = ctx.contact.channel if spec.per_channel else ""
+        skills = ctx.scored if spec.per_skills else frozenset()
+        entries = self._entries.setdefault((ctx.queue.strategy, channel, skills), {})
+        for agent_id in ids.difference(entries):
+            entries[agent_id] = _entry(ctx, self.agents[agent_id], scale)
+        return entries
+
+    def best(self, ctx: _Context) -> tuple[list[_Key], int, int]:
+        """Full keys of the best two acceptable agents, how many are acceptable, the scale."""
+        acceptable = self._acceptable(ctx)
+        spec = _STRATEGIES[ctx.queue.strategy]
+        scale = self._scale(ctx, spec)
+        entries = self._entries_for(ctx, spec, acceptable, scale)
+        # Affinity agents go first. The best two are therefore among them and the best two
+        # by strategy alone: if one affinity agent is among those, the other is the best of
+        # the rest.
+        shortlist = heapq.nsmallest(2, map(entries.__getitem__, acceptable))
+        shortlist += [entries[i] for i in (ctx.manager, ctx.last) if i in acceptable]
+        best = sorted({_full_key(ctx, entry) for entry in shortlist})[:2]
+        return best, len(acceptable), scale
+
+    def offer(self, agent: _Agent, channel: str) -> None:
+        """Treat the agent as just offered a contact on this channel at ``now``."""
+        load = agent.load.get(channel, 0) + 1
+        agent.load = {**agent.load, channel: load}
+        agent.idle, agent.offered, agent.contacts = 0, 0, agent.contacts + 1
+        if not load < agent.view.capacity.get(channel, 0):
+            self._spare_on(channel).discard(agent.view.id)
+        for entries in self._entries.values():
+            entries.pop(agent.view.id, None)
 
 
 def match(
@@ -683,19 +810,21 @@ def match(
     is never exceeded and the strategy spreads a batch. A contact no agent may take is
     skipped. Afterwards no unmatched contact has an agent that may take it (work
     conservation), and no agent was given a contact while an earlier one it could take was
-    left waiting. Contact and agent ids must be unique. Cost: O(contacts x agents).
+    left waiting. Contact and agent ids must be unique. Cost: O(contacts x agents), mostly
+    in set operations (see ``_Pool``).
     """
-    ordered = _in_contact_order(waiting, now, settings)
-    pool = {agent.id: agent for agent in agents}
+    ordered = [_context(q, c, now) for q, c in _in_contact_order(waiting, now, settings)]
+    pool = _Pool(agents, now)
     matches: list[Match] = []
-    for index, (queue, contact) in enumerate(ordered):
-        decision = _decision(queue, contact, now, settings)
-        ranked = _ranked(decision, list(pool.values()), 2)
-        if not ranked:
+    for index, ctx in enumerate(ordered):
+        best, ranked, scale = pool.best(ctx)
+        if not best:
             continue
-        best = ranked[0]
-        following = _next_takeable(best.agent, ordered[index + 1 :], now)
-        reason = _with_next_contact(best.reason, contact, following, decision)
-        matches.append(Match(queue, contact, best.agent.id, reason))
-        pool[best.agent.id] = _after_offer(best.agent, contact.channel, now)
+        reason = _reasons(ctx, settings, best, ranked, scale)[0]
+        agent = pool.agents[best[0][-1]]
+        later = itertools.islice(ordered, index + 1, None)
+        following = next((c for c in later if _accepts(c, agent.view, agent.load)), None)
+        reason = _with_next_contact(reason, ctx.contact, following, now, settings)
+        matches.append(Match(ctx.queue, ctx.contact, agent.view.id, reason))
+        pool.offer(agent, ctx.contact.channel)
     return matches

@@ -1,10 +1,12 @@
 """Table-driven tests and properties for the pure routing score (app/routing/scoring.py)."""
 
+import heapq
 import json
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 
 import pytest
 from hypothesis import given, settings
@@ -1342,3 +1344,470 @@ class TestMatchProperties:
             expected = {a.id for a in agents if may_take(a, queue, contact, NOW)}
             assert set(ids(ranked)) == expected
             assert len(ranked) == len(expected)
+
+
+# --- reference implementation ----------------------------------------------------------------
+#
+# The straightforward algorithm the optimised module replaced, kept here in substance: a
+# dataclass per agent and sort keys of ``Fraction``s. The properties below check that the
+# optimised ``match``, ``rank_agents``, ``choose_agent`` and ``choose_contact`` give exactly
+# its results, and ``bench/scoring.py`` times it against them.
+
+_RefTerms = tuple[float | None, tuple[Fraction, ...]]
+_RefStrategyTerms = Callable[[AgentView, str, frozenset[str], datetime], _RefTerms]
+_REF_MICROSECOND = timedelta(microseconds=1)
+_RefWaiting = tuple[QueueRules, ContactView]
+
+
+def _ref_micros(delta: timedelta) -> int:
+    return delta // _REF_MICROSECOND
+
+
+def _ref_in_rm_window(contact: ContactView, now: datetime) -> bool:
+    if contact.relationship_manager_id is None or contact.tier.rm_affinity_s <= 0:
+        return False
+    return now < contact.enqueued_at + timedelta(seconds=contact.tier.rm_affinity_s)
+
+
+def _ref_acceptable_at(
+    agent: AgentView, queue: QueueRules, contact: ContactView, step: int | None, rm_only: bool
+) -> bool:
+    if rm_only and agent.id != contact.relationship_manager_id:
+        return False
+    if agent.id in contact.excluded_agent_ids:
+        return False
+    if not agent.load.get(contact.channel, 0) < agent.capacity.get(contact.channel, 0):
+        return False
+    reqs = () if step is None else queue.steps[step].skills
+    return all(agent.skills.get(req.skill, 0) >= req.min_level for req in reqs)
+
+
+def reference_may_take(
+    agent: AgentView, queue: QueueRules, contact: ContactView, now: datetime
+) -> bool:
+    step = current_step(queue, contact, now)
+    return _ref_acceptable_at(agent, queue, contact, step, _ref_in_rm_window(contact, now))
+
+
+def _ref_first_difference(
+    names: Sequence[str], winner: Sequence[object], other: Sequence[object]
+) -> str:
+    differing = (name for name, a, b in zip(names, winner, other, strict=True) if a != b)
+    return next(differing, names[-1])
+
+
+def _ref_idle_term(agent: AgentView, now: datetime) -> Fraction:
+    return Fraction(_ref_micros(agent.idle_since - now))
+
+
+def _ref_longest_idle(
+    agent: AgentView, channel: str, skills: frozenset[str], now: datetime
+) -> _RefTerms:
+    return (now - agent.idle_since).total_seconds(), (_ref_idle_term(agent, now),)
+
+
+def _ref_most_skilled(
+    agent: AgentView, channel: str, skills: frozenset[str], now: datetime
+) -> _RefTerms:
+    total = sum(agent.skills.get(skill, 0) for skill in skills)
+    return total, (Fraction(-total), _ref_idle_term(agent, now))
+
+
+def _ref_least_occupied(
+    agent: AgentView, channel: str, skills: frozenset[str], now: datetime
+) -> _RefTerms:
+    occupancy = Fraction(agent.load.get(channel, 0), agent.capacity[channel])
+    return float(occupancy), (occupancy, _ref_idle_term(agent, now))
+
+
+def _ref_round_robin(
+    agent: AgentView, channel: str, skills: frozenset[str], now: datetime
+) -> _RefTerms:
+    if agent.last_offer_at is None:
+        return None, (Fraction(0), Fraction(0))
+    return (now - agent.last_offer_at).total_seconds(), (
+        Fraction(1),
+        Fraction(_ref_micros(agent.last_offer_at - now)),
+    )
+
+
+def _ref_fewest_contacts(
+    agent: AgentView, channel: str, skills: frozenset[str], now: datetime
+) -> _RefTerms:
+    return agent.contacts_today, (Fraction(agent.contacts_today), _ref_idle_term(agent, now))
+
+
+_REF_STRATEGIES: dict[Strategy, tuple[tuple[str, ...], _RefStrategyTerms]] = {
+    Strategy.LONGEST_IDLE: (("idle_since",), _ref_longest_idle),
+    Strategy.MOST_SKILLED: (("skill_sum", "idle_since"), _ref_most_skilled),
+    Strategy.LEAST_OCCUPIED: (("occupancy", "idle_since"), _ref_least_occupied),
+    Strategy.ROUND_ROBIN: (("last_offer_at", "last_offer_at"), _ref_round_robin),
+    Strategy.FEWEST_CONTACTS: (("contacts_today", "idle_since"), _ref_fewest_contacts),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _RefCandidate:
+    agent: AgentView
+    affinity: Affinity | None
+    score: float | None
+    key: tuple[Fraction, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _RefDecision:
+    queue: QueueRules
+    contact: ContactView
+    step: int | None
+    now: datetime
+    settings: DispatchSettings
+
+
+def _ref_decision(
+    queue: QueueRules, contact: ContactView, now: datetime, settings: DispatchSettings
+) -> _RefDecision:
+    return _RefDecision(queue, contact, current_step(queue, contact, now), now, settings)
+
+
+def _ref_candidate(d: _RefDecision, agent: AgentView, skills: frozenset[str]) -> _RefCandidate:
+    contact, now = d.contact, d.now
+    manager = contact.tier.rm_affinity_s > 0 and agent.id == contact.relationship_manager_id
+    until = contact.last_agent_until
+    last_agent = agent.id == contact.last_agent_id and until is not None and now < until
+    score, terms = _REF_STRATEGIES[d.queue.strategy][1](agent, contact.channel, skills, now)
+    key = (Fraction(not manager), Fraction(not last_agent), *terms, Fraction(agent.id))
+    affinity = Affinity.RELATIONSHIP_MANAGER if manager else None
+    if affinity is None and last_agent:
+        affinity = Affinity.LAST_AGENT
+    return _RefCandidate(agent, affinity, score, key)
+
+
+def _ref_rule(queue: QueueRules, step: int | None) -> str:
+    if step is None:
+        why = "all routing steps expired" if queue.steps else "queue has no routing steps"
+        return f"any agent: {why}"
+    skills = ", ".join(str(req) for req in queue.steps[step].skills) or "no skills"
+    return f"steps[{step}] requires {skills}"
+
+
+def _ref_reason(
+    d: _RefDecision, winner: _RefCandidate, runner_up: _RefCandidate | None, ranked: int
+) -> Reason:
+    queue, contact, now = d.queue, d.contact, d.now
+    names = ("relationship_manager", "last_agent", *_REF_STRATEGIES[queue.strategy][0], "agent_id")
+    tie_break = None
+    if runner_up is not None:
+        tie_break = _ref_first_difference(names, winner.key, runner_up.key)
+    return Reason(
+        queue_id=queue.id,
+        contact_id=contact.id,
+        agent_id=winner.agent.id,
+        tier=contact.tier.name,
+        step=d.step,
+        rule=_ref_rule(queue, d.step),
+        strategy=queue.strategy,
+        score=winner.score,
+        affinity=winner.affinity,
+        tie_break=tie_break,
+        runner_up_agent_id=None if runner_up is None else runner_up.agent.id,
+        agents_ranked=ranked,
+        deadline=deadline(contact),
+        overdue=is_overdue(contact, now, d.settings),
+        waited_s=(now - contact.enqueued_at).total_seconds(),
+    )
+
+
+def _ref_ranked(d: _RefDecision, agents: Sequence[AgentView], limit: int) -> list[Ranked]:
+    queue, step = d.queue, d.step
+    rm_only = _ref_in_rm_window(d.contact, d.now)
+    steps = queue.steps if step is None else (queue.steps[step],)
+    skills = frozenset(req.skill for s in steps for req in s.skills)
+    pool = [
+        _ref_candidate(d, agent, skills)
+        for agent in agents
+        if _ref_acceptable_at(agent, queue, d.contact, step, rm_only)
+    ]
+    best = heapq.nsmallest(limit, pool, key=lambda candidate: candidate.key)
+    runners_up: list[_RefCandidate | None] = [*best[1:], None]
+    return [
+        Ranked(winner.agent, _ref_reason(d, winner, runner_up, len(pool)))
+        for winner, runner_up in zip(best, runners_up, strict=False)
+    ]
+
+
+def reference_rank_agents(
+    queue: QueueRules,
+    contact: ContactView,
+    agents: Sequence[AgentView],
+    now: datetime,
+    settings: DispatchSettings,
+) -> list[Ranked]:
+    return _ref_ranked(_ref_decision(queue, contact, now, settings), agents, len(agents))
+
+
+def reference_choose_agent(
+    queue: QueueRules,
+    contact: ContactView,
+    agents: Sequence[AgentView],
+    now: datetime,
+    settings: DispatchSettings,
+) -> Ranked | None:
+    ranked = _ref_ranked(_ref_decision(queue, contact, now, settings), agents, 2)
+    return ranked[0] if ranked else None
+
+
+def _ref_in_contact_order(
+    waiting: Sequence[_RefWaiting], now: datetime, settings: DispatchSettings
+) -> list[_RefWaiting]:
+    return sorted(waiting, key=lambda pair: contact_order_key(pair[1], now, settings))
+
+
+def _ref_with_next_contact(
+    reason: Reason, chosen: ContactView, following: _RefWaiting | None, d: _RefDecision
+) -> Reason:
+    if following is None:
+        return reason
+    winner = contact_order_key(chosen, d.now, d.settings)
+    other = contact_order_key(following[1], d.now, d.settings)
+    primary = "enqueued_at" if winner.overdue_rank == 0 else "deadline"
+    names = ("overdue", primary, "enqueued_at", "contact_id")
+    tie = _ref_first_difference(names, winner, other)
+    return replace(reason, contact_tie_break=tie, next_contact_id=following[1].id)
+
+
+def reference_choose_contact(
+    agent: AgentView, candidates: Sequence[_RefWaiting], now: datetime, settings: DispatchSettings
+) -> Match | None:
+    takeable = [
+        pair
+        for pair in _ref_in_contact_order(candidates, now, settings)
+        if reference_may_take(agent, pair[0], pair[1], now)
+    ]
+    if not takeable:
+        return None
+    queue, contact = takeable[0]
+    d = _ref_decision(queue, contact, now, settings)
+    ranked = _ref_ranked(d, [agent], 1)[0]
+    following = takeable[1] if len(takeable) > 1 else None
+    reason = _ref_with_next_contact(ranked.reason, contact, following, d)
+    return Match(queue, contact, agent.id, reason)
+
+
+def _ref_after_offer(agent: AgentView, channel: str, now: datetime) -> AgentView:
+    load = {**agent.load, channel: agent.load.get(channel, 0) + 1}
+    return replace(
+        agent,
+        load=load,
+        idle_since=now,
+        last_offer_at=now,
+        contacts_today=agent.contacts_today + 1,
+    )
+
+
+def reference_match(
+    waiting: Sequence[_RefWaiting],
+    agents: Sequence[AgentView],
+    now: datetime,
+    settings: DispatchSettings,
+) -> list[Match]:
+    ordered = _ref_in_contact_order(waiting, now, settings)
+    pool = {agent.id: agent for agent in agents}
+    matches: list[Match] = []
+    for index, (queue, contact) in enumerate(ordered):
+        d = _ref_decision(queue, contact, now, settings)
+        ranked = _ref_ranked(d, list(pool.values()), 2)
+        if not ranked:
+            continue
+        best = ranked[0]
+        later_pairs = ordered[index + 1 :]
+        following = next(
+            (p for p in later_pairs if reference_may_take(best.agent, p[0], p[1], now)), None
+        )
+        reason = _ref_with_next_contact(best.reason, contact, following, d)
+        matches.append(Match(queue, contact, best.agent.id, reason))
+        pool[best.agent.id] = _ref_after_offer(best.agent, contact.channel, now)
+    return matches
+
+
+# --- the optimised functions against the reference ---------------------------------------------
+
+# Denser than scenario_st: most agents may take most contacts, contacts share a few queues
+# (so agents are ranked again after an offer within the batch) and affinities name agents
+# that exist. A few shared values make ties, and so every tie-break, likely.
+MICROS = st.one_of(st.sampled_from([0, 1_000_000, 2_500_000]), st.integers(-5_000_000, 3 * 10**8))
+RICH_TIERS = (*TIERS, TierPolicy("vip", sl_target_s=15, rank=1, rm_affinity_s=5))
+
+
+@st.composite
+def rich_steps_st(draw: st.DrawFn) -> tuple[Step, ...]:
+    count = draw(st.integers(0, 2))
+    steps = []
+    for index in range(count):
+        reqs = draw(
+            st.lists(st.builds(SkillReq, st.sampled_from(SKILLS), st.integers(1, 6)), max_size=2)
+        )
+        expiry = st.one_of(st.integers(1, 120), st.sampled_from([0.25, 0.5, 1.5]))
+        last = index == count - 1
+        steps.append(Step(tuple(reqs), draw(st.one_of(st.none(), expiry) if last else expiry)))
+    return tuple(steps)
+
+
+@st.composite
+def rich_agent_st(draw: st.DrawFn, agent_id: int) -> AgentView:
+    offered = draw(st.one_of(st.none(), MICROS))
+    return AgentView(
+        id=agent_id,
+        skills=draw(st.dictionaries(st.sampled_from(SKILLS), st.integers(1, 10), min_size=2)),
+        idle_since=NOW - timedelta(microseconds=draw(MICROS)),
+        load={"voice": draw(st.integers(0, 1)), "chat": draw(st.integers(0, 3))},
+        capacity={"voice": draw(st.integers(0, 2)), "chat": draw(st.integers(0, 6))},
+        contacts_today=draw(st.integers(0, 4)),
+        last_offer_at=None if offered is None else NOW - timedelta(microseconds=offered),
+    )
+
+
+@st.composite
+def rich_contact_st(
+    draw: st.DrawFn, contact_id: int, queues: list[QueueRules], agent_ids: list[int]
+) -> tuple[QueueRules, ContactView]:
+    # Either side of the manager windows (5 s, 60 s) as well as anywhere up to 150 s.
+    edges = st.sampled_from([4_999_999, 5_000_000, 6_000_000, 60_000_000, 61_000_000])
+    waited = draw(st.one_of(edges, st.integers(0, 150_000_000)))
+    until = draw(st.one_of(st.none(), st.integers(-10, 60)))
+    some_agent = st.one_of(st.none(), st.sampled_from([*agent_ids, 99]))
+    contact = ContactView(
+        id=contact_id,
+        channel=draw(st.sampled_from(CHANNELS)),
+        tier=draw(st.sampled_from(RICH_TIERS)),
+        enqueued_at=NOW - timedelta(microseconds=waited),
+        routing_started_at=NOW - timedelta(microseconds=draw(st.integers(0, waited))),
+        relationship_manager_id=draw(some_agent),
+        last_agent_id=draw(some_agent),
+        last_agent_until=None if until is None else later(until),
+        excluded_agent_ids=draw(st.frozensets(st.sampled_from([*agent_ids, 99]), max_size=2)),
+    )
+    return draw(st.sampled_from(queues)), contact
+
+
+@st.composite
+def rich_scenario_st(draw: st.DrawFn) -> Scenario:
+    # Agent ids may repeat: rank_agents and choose_agent keep every view, match the last one.
+    agent_ids = draw(st.lists(st.integers(1, 30), max_size=20))
+    agents = [draw(rich_agent_st(agent_id)) for agent_id in agent_ids]
+    strategy = draw(st.sampled_from(list(Strategy)))
+    queues = draw(
+        st.lists(
+            st.builds(QueueRules, st.integers(1, 6), st.just(strategy), rich_steps_st()),
+            min_size=1,
+            max_size=3,
+        )
+    )
+    contact_ids = draw(st.lists(st.integers(1, 60), unique=True, max_size=20))
+    waiting = [draw(rich_contact_st(n, queues, agent_ids)) for n in contact_ids]
+    return waiting, agents
+
+
+@st.composite
+def affinity_scenario_st(draw: st.DrawFn) -> Scenario:
+    """Every contact names a manager (window of 5 or 60 s) and a current last agent."""
+    waiting, agents = draw(rich_scenario_st())
+    ids = st.sampled_from([agent.id for agent in agents] or [1])
+    pinned = [
+        replace(
+            contact,
+            tier=draw(st.sampled_from([RICH_TIERS[-1], PLATINUM])),
+            relationship_manager_id=draw(ids),
+            last_agent_id=draw(ids),
+            last_agent_until=later(1),
+        )
+        for _, contact in waiting
+    ]
+    return [(queue, contact) for (queue, _), contact in zip(waiting, pinned, strict=True)], agents
+
+
+any_scenario_st = st.one_of(scenario_st(), rich_scenario_st(), affinity_scenario_st())
+
+
+def _score_types(reasons: Sequence[Reason]) -> list[type]:
+    return [type(reason.score) for reason in reasons]
+
+
+class TestAgainstReference:
+    @PROPERTY
+    @given(any_scenario_st)
+    def test_match_gives_the_reference_matches_and_reasons(self, scenario: Scenario) -> None:
+        waiting, agents = scenario
+        got = match(waiting, agents, NOW, SETTINGS)
+        expected = reference_match(waiting, agents, NOW, SETTINGS)
+        assert got == expected
+        assert _score_types([m.reason for m in got]) == _score_types([m.reason for m in expected])
+
+    @PROPERTY
+    @given(any_scenario_st)
+    def test_rank_agents_and_choose_agent_give_the_reference_ranking(
+        self, scenario: Scenario
+    ) -> None:
+        waiting, agents = scenario
+        for queue, contact in waiting:
+            got = rank_agents(queue, contact, agents, NOW, SETTINGS)
+            expected = reference_rank_agents(queue, contact, agents, NOW, SETTINGS)
+            assert got == expected
+            assert _score_types([r.reason for r in got]) == _score_types(
+                [r.reason for r in expected]
+            )
+            chosen = choose_agent(queue, contact, agents, NOW, SETTINGS)
+            assert chosen == reference_choose_agent(queue, contact, agents, NOW, SETTINGS)
+
+    @PROPERTY
+    @given(any_scenario_st)
+    def test_choose_contact_and_may_take_give_the_reference_answers(
+        self, scenario: Scenario
+    ) -> None:
+        waiting, agents = scenario
+        for agent in agents:
+            got = choose_contact(agent, waiting, NOW, SETTINGS)
+            assert got == reference_choose_contact(agent, waiting, NOW, SETTINGS)
+            for queue, contact in waiting:
+                expected = reference_may_take(agent, queue, contact, NOW)
+                assert may_take(agent, queue, contact, NOW) is expected
+
+    @pytest.mark.parametrize("strategy", list(Strategy))
+    def test_large_batch_matches_the_reference(self, strategy: Strategy) -> None:
+        # Many agents per contact, several offers per agent (the within-batch updates), two
+        # queues scoring different skills, both channels, affinities and exclusions.
+        queues = [
+            make_queue(strategy, [make_step(("billing", 3), expires=30)]),
+            make_queue(strategy, [make_step(("cards", 2), ("loans", 1), expires=None)], 2),
+        ]
+        waiting = [
+            (
+                queues[n % 2],
+                make_contact(
+                    n,
+                    tier=TIERS[n % 4],
+                    channel=CHANNELS[n % 3 % 2],
+                    waited=n % 97,
+                    manager=n % 9,
+                    last_agent=n % 7,
+                    last_until=later(5),
+                    excluded=frozenset({n % 11}),
+                ),
+            )
+            for n in range(1, 151)
+        ]
+        agents = [
+            AgentView(
+                n,
+                {"billing": n % 10 + 1, "cards": n % 3 + 1, "loans": n % 4},
+                ago(n % 13),
+                load={"chat": n % 2},
+                capacity={"voice": n % 3, "chat": n % 5},
+                contacts_today=n % 4,
+                last_offer_at=None if n % 5 == 0 else ago(n % 17),
+            )
+            for n in range(1, 41)
+        ]
+        got = match(waiting, agents, NOW, SETTINGS)
+        assert len(got) > 40
+        assert got == reference_match(waiting, agents, NOW, SETTINGS)
+        assert {m.reason.tie_break for m in got} >= {"relationship_manager", "last_agent"}
