@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -48,6 +49,7 @@ AGENTS, SKILLS, QUEUES, BACKLOG = 2000, 50, 50, 2000
 TIERS = [("platinum", 0.01), ("gold", 0.19), ("silver", 0.30), ("standard", 0.50)]
 RATES, PHASE_S = (100, 200), 10.0
 PORT = 8765
+FAILED: list[dict[str, Any]] = []
 ADMIN_PASSWORD = "bench-admin-password"
 rng = random.Random(2026)
 
@@ -293,9 +295,15 @@ async def send_contact(
         "customer": {"id": rng.randint(1, 1000)},
     }
     t0 = time.perf_counter()
-    response = await client.post("/api/v1/contacts", json=body, headers=headers, timeout=30)
+    try:
+        response = await client.post("/api/v1/contacts", json=body, headers=headers, timeout=30)
+    except httpx.TransportError:
+        FAILED.append(body)
+        return
     if response.status_code == 201:
         sent[response.json()["id"]] = t0
+    else:
+        FAILED.append(body)
 
 
 async def latency_phase(client: httpx.AsyncClient, headers: dict[str, str], rate: int) -> Latency:
@@ -325,7 +333,8 @@ async def latency_phase(client: httpx.AsyncClient, headers: dict[str, str], rate
 async def latency(url: str) -> list[Latency]:
     server = start_server(url)
     try:
-        limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
+        # No keep-alive: a connection the server closes while idle is never reused mid-request.
+        limits = httpx.Limits(max_connections=400, max_keepalive_connections=0)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{PORT}", limits=limits) as client:
             await wait_ready(client)
             token = (
@@ -382,6 +391,8 @@ def report(
         f"Ratio Hotline / bare: **{ours_rate / bare_rate:.2f}**.",
         "",
         "## End-to-end latency: POST /api/v1/contacts → offer.created on the event stream",
+        "",
+        f"Requests that failed: {len(FAILED)}.",
         "",
         "| arrivals/s (Poisson) | contacts | offered | p50 ms | p99 ms | max ms |",
         "|---|---|---|---|---|---|",
