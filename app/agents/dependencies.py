@@ -23,7 +23,7 @@ async def principal_from_token(request: Request, session: Session, token: str) -
         agent_id = read_token(request.app.state.jwt_secret, token)
     except TokenError as exc:
         raise Unauthorized(str(exc)) from exc
-    agent = await service.get(session, agent_id)
+    agent = await service.get_identity(session, agent_id)
     if agent is None or not agent.active:
         raise Unauthorized("this account is disabled or no longer exists")
     return Principal(id=agent.id, username=agent.username, role=Role(agent.role), site=agent.site)

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app.agents import presence
-from app.agents.exceptions import AgentNotFound, StatusConflict, UnknownSkill
+from app.agents.exceptions import AgentNotFound, SkillExists, StatusConflict, UnknownSkill
 from app.agents.models import Agent, AgentChannel, AgentSkill, Role, Skill
 from app.agents.schemas import AgentCreate, AgentUpdate, SkillLevel
 from app.errors import InvalidInput
@@ -24,6 +24,9 @@ _WITH_DETAILS = (
 
 
 async def create_skill(session: AsyncSession, *, name: str, description: str | None) -> Skill:
+    """A new skill; a taken name is a conflict naming it (the constraint backs up races)."""
+    if await session.scalar(select(Skill.id).where(Skill.name == name)) is not None:
+        raise SkillExists(name)
     skill = Skill(name=name, description=description)
     session.add(skill)
     await session.flush()
@@ -49,7 +52,9 @@ async def skill_ids(session: AsyncSession, names: list[str]) -> dict[str, int]:
 async def get(session: AsyncSession, agent_id: int, *, for_update: bool = False) -> Agent | None:
     stmt = select(Agent).where(Agent.id == agent_id).options(*_WITH_DETAILS)
     if for_update:
-        stmt = stmt.with_for_update(of=Agent)
+        # The signed-in agent is already in the identity map (loaded before the lock was
+        # taken); without populate_existing the locked row's values would be ignored.
+        stmt = stmt.with_for_update(of=Agent).execution_options(populate_existing=True)
     return await session.scalar(stmt)
 
 
@@ -246,3 +251,9 @@ async def ensure_admin(
         actor="system",
     )
     return agent, True
+
+
+async def get_identity(session: AsyncSession, agent_id: int) -> Agent | None:
+    """Just the agent row (no skills or channels): what signing a request in needs."""
+    agent: Agent | None = await session.get(Agent, agent_id)
+    return agent

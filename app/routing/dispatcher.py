@@ -91,7 +91,46 @@ def _routable(now: datetime) -> Any:
     )
 
 
-async def routable_agents(session: AsyncSession, now: datetime) -> list[scoring.AgentView]:
+class SkillCache:
+    """Agents' skill levels between rounds: they change rarely, and reading 2,000 agents'
+    skills every round would dominate it. Entries go on ``agent.updated``/``agent.created``
+    events and all of them every ``ttl_s``; the offer itself is still written under lock."""
+
+    def __init__(self, ttl_s: float = 30.0) -> None:
+        self._levels: dict[int, dict[str, int]] = {}
+        self._ttl_s = ttl_s
+        self._loaded_at = -ttl_s
+
+    def forget(self, agent_id: int) -> None:
+        self._levels.pop(agent_id, None)
+
+    async def levels(self, session: AsyncSession, ids: list[int]) -> dict[int, dict[str, int]]:
+        clock = asyncio.get_running_loop().time()
+        if clock - self._loaded_at > self._ttl_s:
+            self._levels, self._loaded_at = {}, clock
+        missing = [i for i in ids if i not in self._levels]
+        if missing:
+            self._levels.update(await _skill_levels(session, missing))
+        return {i: self._levels[i] for i in ids}
+
+
+async def _skill_levels(session: AsyncSession, ids: list[int]) -> dict[int, dict[str, int]]:
+    rows = (
+        await session.execute(
+            select(AgentSkill.agent_id, Skill.name, AgentSkill.level)
+            .join(Skill, Skill.id == AgentSkill.skill_id)
+            .where(AgentSkill.agent_id.in_(ids))
+        )
+    ).all()
+    levels: dict[int, dict[str, int]] = {i: {} for i in ids}
+    for row in rows:
+        levels[row.agent_id][row.name] = row.level
+    return levels
+
+
+async def routable_agents(
+    session: AsyncSession, now: datetime, skills: SkillCache | None = None
+) -> list[scoring.AgentView]:
     """Agents that may be offered something now, with skills and per-channel load."""
     spare = exists().where(
         AgentChannel.agent_id == Agent.id, AgentChannel.load < AgentChannel.capacity
@@ -105,20 +144,11 @@ async def routable_agents(session: AsyncSession, now: datetime) -> list[scoring.
         .scalars()
         .all()
     )
-    skills = (
-        await session.execute(
-            select(AgentSkill.agent_id, Skill.name, AgentSkill.level)
-            .join(Skill, Skill.id == AgentSkill.skill_id)
-            .where(AgentSkill.agent_id.in_(ids))
-        )
-    ).all()
+    levels = await (skills or SkillCache()).levels(session, ids)
     load: dict[int, dict[str, int]] = {i: {} for i in ids}
     capacity: dict[int, dict[str, int]] = {i: {} for i in ids}
     for ch in channels:
         load[ch.agent_id][ch.channel], capacity[ch.agent_id][ch.channel] = ch.load, ch.capacity
-    levels: dict[int, dict[str, int]] = {i: {} for i in ids}
-    for row in skills:
-        levels[row.agent_id][row.name] = row.level
     today = now.date()
     return [
         scoring.AgentView(
@@ -185,9 +215,9 @@ async def _lock_for_offer(
 ) -> tuple[Contact, Agent] | None:
     """Lock the pair and re-check both; None when either moved on since the read.
 
-    Both rows are re-read under the lock (``populate_existing``): the copies this round read
-    without locks may be stale, and work counters computed from them would overwrite what a
-    request changed meanwhile. Our own earlier offers of this round are flushed first.
+    Both rows are re-read under the lock (``populate_existing``, after flushing this round's
+    earlier offers): work counters computed from a copy read before the lock would overwrite
+    what a request changed meanwhile.
     """
     await session.flush()
     contact = await session.scalar(
@@ -224,13 +254,18 @@ async def make_offer(
     if locked is None:
         return None
     contact, agent = locked
-    expires_at = now + timedelta(seconds=queue.ring_timeout_s)
+    # The lease starts now, not when the round began: the round may have read the contact
+    # as queued only after its previous offer was decided, later than the round's start.
+    created_at: datetime | None = await session.scalar(select(func.clock_timestamp()))
+    assert created_at is not None
+    expires_at = created_at + timedelta(seconds=queue.ring_timeout_s)
     offer = Offer(
         contact_id=contact.id,
         agent_id=agent.id,
         queue_id=queue.id,
         channel=contact.channel,
         reason=match.reason.as_dict(),
+        created_at=created_at,
         expires_at=expires_at,
     )
     session.add(offer)
@@ -283,10 +318,12 @@ class Plan:
     next_ready: datetime | None
 
 
-async def read_round(session: AsyncSession, settings: Settings) -> Plan:
+async def read_round(
+    session: AsyncSession, settings: Settings, skills: SkillCache | None = None
+) -> Plan:
     now = await db_now(session)
     next_ready = await _next_ready(session, now)
-    agents = await routable_agents(session, now)
+    agents = await routable_agents(session, now, skills)
     if not agents:
         return Plan(now, [], [], next_ready)
     channels = {ch for a in agents for ch, cap in a.capacity.items() if a.load.get(ch, 0) < cap}
@@ -322,12 +359,14 @@ def next_wake(plan: Plan, matches: Sequence[scoring.Match]) -> datetime | None:
 
 
 async def dispatch_round(
-    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    skills: SkillCache | None = None,
 ) -> Round:
     """Read, decide, write. No transaction stays open while the scoring core decides, so
     the round never holds the event log's readers back."""
     async with unit_of_work(sessionmaker) as session:
-        plan = await read_round(session, settings)
+        plan = await read_round(session, settings, skills)
     matches = decide(plan, settings)
     async with unit_of_work(sessionmaker) as session:
         made = await write_round(session, plan, matches)
@@ -350,6 +389,7 @@ class Dispatcher:
         self._task: asyncio.Task[None] | None = None
         self._lock_conn: Any = None
         self._leading = False
+        self._skills = SkillCache()
         self.rounds = 0
 
     @property
@@ -372,6 +412,9 @@ class Dispatcher:
 
     def on_events(self, batch: Sequence[LoggedEvent]) -> None:
         """Hub listener: wake on events that change demand or supply."""
+        for event in batch:
+            if event.type in ("agent.updated", "agent.created"):
+                self._skills.forget(int(event.subject_id))
         if any(event.type in WAKE_EVENTS for event in batch):
             self._wake.set()
 
@@ -422,7 +465,7 @@ class Dispatcher:
     async def _lead_once(self) -> float:
         """One round; returns how long to sleep before the next one (0: go again now)."""
         self._wake.clear()
-        result = await dispatch_round(self._sessionmaker, self._settings)
+        result = await dispatch_round(self._sessionmaker, self._settings, self._skills)
         now = result.now
         self.rounds += 1
         if result.offers:

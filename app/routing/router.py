@@ -113,10 +113,11 @@ async def update_queue(
     return await _queue_out(session, queue)
 
 
-async def contact_out(session: Session, contact: Contact) -> ContactOut:
+async def contact_out(session: Session, contact: Contact, *, fresh: bool = False) -> ContactOut:
+    """The contact as clients see it; ``fresh``: just created, so it has no offers yet."""
     position, wait = await service.announce(session, contact)
     names = await service.queue_names(session, {contact.queue_id})
-    offers = await service.offers_of(session, contact.id)
+    offers = [] if fresh else await service.offers_of(session, contact.id)
     return ContactOut(
         id=contact.id,
         status=contact.status,
@@ -157,7 +158,7 @@ async def create_contact(
         contact = await service.create_contact(
             session, data=body, settings=request.app.state.settings, actor=principal.actor
         )
-        return 201, (await contact_out(session, contact)).model_dump(mode="json")
+        return 201, (await contact_out(session, contact, fresh=True)).model_dump(mode="json")
 
     code, payload = await run_once(
         session,

@@ -264,21 +264,20 @@ async def announce(
 async def _estimate(
     session: AsyncSession, contact: Contact, position: int
 ) -> estimate.WaitEstimate:
-    now = await db_now(session)
-    handle_times = (
-        await session.scalars(
-            select(func.extract("epoch", Contact.completed_at - Contact.answered_at))
-            .where(
-                Contact.queue_id == contact.queue_id,
-                Contact.completed_at.is_not(None),
-                Contact.answered_at.is_not(None),
-                Contact.completed_at > now - ESTIMATE_WINDOW,
-            )
-            .order_by(Contact.completed_at.desc())
-            .limit(ESTIMATE_SAMPLES)
+    """Recent handle times of the queue and staffed agents on the channel, in one query."""
+    recent = (
+        select(func.extract("epoch", Contact.completed_at - Contact.answered_at).label("t"))
+        .where(
+            Contact.queue_id == contact.queue_id,
+            Contact.completed_at.is_not(None),
+            Contact.answered_at.is_not(None),
+            Contact.completed_at > func.now() - ESTIMATE_WINDOW,
         )
-    ).all()
-    staffed = await session.scalar(
+        .order_by(Contact.completed_at.desc())
+        .limit(ESTIMATE_SAMPLES)
+        .subquery()
+    )
+    staffed = (
         select(func.count())
         .select_from(Agent)
         .join(AgentChannel, AgentChannel.agent_id == Agent.id)
@@ -288,5 +287,10 @@ async def _estimate(
             AgentChannel.channel == contact.channel,
             AgentChannel.capacity > 0,
         )
+        .scalar_subquery()
     )
-    return estimate.estimate_wait(position, [float(t) for t in handle_times], int(staffed or 0))
+    row = (
+        await session.execute(select(select(func.array_agg(recent.c.t)).scalar_subquery(), staffed))
+    ).one()
+    handle_times = [float(t) for t in (row[0] or [])]
+    return estimate.estimate_wait(position, handle_times, int(row[1] or 0))

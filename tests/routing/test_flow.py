@@ -73,3 +73,24 @@ class TestContactLifecycle:
             return bool(expect(await console.get("/api/v1/agents/me"), 200)["state"] == "idle")
 
         await eventually(idle, what="the agent to be idle again")
+
+
+class TestEstimatedWait:
+    async def test_wait_is_unknown_until_five_contacts_were_handled(self, api: Api) -> None:
+        q = await queue(api)
+        console = await available_agent(api)
+        first = await contact(api, q["name"])
+        assert first["estimated_wait_s"] is None
+        assert first["estimate_basis"] == "unknown"
+        for n in range(5):
+            created = first if n == 0 else await contact(api, q["name"])
+            offer = await offer_for(console, created["id"])
+            expect(await console.post(f"/api/v1/offers/{offer['id']}/accept"), 200)
+            expect(await console.post(f"/api/v1/contacts/{created['id']}/complete", {}), 200)
+        # The answer is built in the creating transaction: the dispatcher cannot have
+        # offered this contact yet, so it is queued at position 1 with one agent staffed.
+        waiting = await contact(api, q["name"])
+        assert waiting["position"] == 1
+        assert waiting["estimated_wait_s"] is not None
+        assert waiting["estimate_basis"].startswith("aht=")
+        assert "samples=5" in waiting["estimate_basis"]
