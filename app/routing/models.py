@@ -112,6 +112,12 @@ class Contact(TimestampMixin, Base):
             postgresql_where=text("status = 'queued'"),
         ),
         Index(
+            "ix_contacts_completed",
+            "queue_id",
+            "completed_at",
+            postgresql_where=text("completed_at IS NOT NULL"),
+        ),
+        Index(
             "ix_contacts_waiting",
             "queue_id",
             "enqueued_at",

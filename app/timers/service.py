@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -13,6 +13,7 @@ from app.db import after_commit
 from app.timers.models import Timer
 
 WAKE_CALLBACK_KEY = "timers_wake"
+WAKE_HORIZON = timedelta(seconds=1)
 
 
 async def schedule(
@@ -39,7 +40,9 @@ async def schedule(
     )
     await session.execute(stmt)
     wake = session.info.get(WAKE_CALLBACK_KEY)
-    if wake is not None:
+    # The worker looks again at least every poll interval; wake it only for a timer due
+    # before then (a ring timeout 20 s away need not cost a round trip now).
+    if wake is not None and due_at <= datetime.now(UTC) + WAKE_HORIZON:
         after_commit(session, wake)
 
 

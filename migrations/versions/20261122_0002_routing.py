@@ -157,6 +157,13 @@ def upgrade() -> None:
         postgresql_where=sa.text("status IN ('offered', 'connected', 'wrap_up')"),
     )
     op.create_index(
+        "ix_contacts_completed",
+        "contacts",
+        ["queue_id", "completed_at"],
+        unique=False,
+        postgresql_where=sa.text("completed_at IS NOT NULL"),
+    )
+    op.create_index(
         "ix_contacts_queued_deadline",
         "contacts",
         ["deadline_at"],
@@ -289,6 +296,11 @@ def downgrade() -> None:
     )
     op.drop_index("ix_offers_agent_id_status", table_name="offers")
     op.drop_table("offers")
+    op.drop_index(
+        "ix_contacts_completed",
+        table_name="contacts",
+        postgresql_where=sa.text("completed_at IS NOT NULL"),
+    )
     op.drop_index(
         "ix_contacts_queued_deadline",
         table_name="contacts",
