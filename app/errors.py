@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -57,9 +58,20 @@ class Conflict(AppError):
 
 
 class InvalidInput(AppError):
-    """A payload that parses but names something impossible (an unknown skill, a bad ID)."""
+    """A payload that parses but names something impossible (an unknown skill, a bad ID).
+
+    With ``field=`` the body also carries ``fields`` shaped like a validation error's, so
+    clients read every 422 the same way.
+    """
 
     status_code = 422
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        field = self.extra.get("field")
+        if field is not None:
+            body.setdefault("fields", [{"field": field, "message": self.detail}])
+        return body
 
 
 class IllegalTransition(Conflict):
@@ -90,6 +102,23 @@ def integrity_error_body(exc: IntegrityError) -> dict[str, Any]:
     name = _constraint_name(exc)
     detail = CONSTRAINT_MESSAGES.get(name or "", f"conflicts with existing data ({name})")
     return {"error": "Conflict", "detail": detail, "constraint": name}
+
+
+def _refused_value(exc: DBAPIError) -> str | None:
+    """The driver's message if the database refused a value (SQLSTATE class 22), else None.
+
+    Schemas should catch bad values first; this is the net for what they miss (a NUL
+    character in text, a number past BIGINT), so it yields a 422 and not a 500.
+    """
+    error: BaseException | None = exc.orig
+    while error is not None:
+        sqlstate = getattr(error, "sqlstate", None)
+        # asyncpg refuses some values before sending them: an InterfaceError and a ValueError.
+        client_side = isinstance(error, asyncpg.InterfaceError) and isinstance(error, ValueError)
+        if client_side or (isinstance(sqlstate, str) and sqlstate.startswith("22")):
+            return str(error)
+        error = error.__cause__
+    return None
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -123,6 +152,20 @@ async def _integrity_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(integrity_error_body(exc), status_code=409)
 
 
+async def _database_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    message = _refused_value(exc)
+    if message is None:
+        raise exc
+    # Logged because a schema should have refused the value first.
+    log.warning("the database refused a value: %s", message)
+    body = {
+        "error": "InvalidInput",
+        "detail": f"a value in the request cannot be stored: {message}",
+    }
+    return JSONResponse(body, status_code=422)
+
+
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     body = {"error": _HTTP_NAMES.get(exc.status_code, "HTTPError"), "detail": str(exc.detail)}
@@ -143,4 +186,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -14,11 +14,16 @@ PageCursor = Annotated[
 ]
 
 
+def is_number(value: str) -> bool:
+    """ASCII digits only: ``"²".isdigit()`` is true, but ``int("²")`` raises."""
+    return value.isascii() and value.isdigit()
+
+
 def decode_id_cursor(cursor: str | None) -> int:
     """The id after which the next page starts."""
     if cursor is None:
         return 0
-    if not cursor.isdigit():
+    if not is_number(cursor):
         raise InvalidInput(f"cursor {cursor!r} is not valid", field="cursor")
     return int(cursor)
 

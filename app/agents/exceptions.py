@@ -14,6 +14,11 @@ class UnknownSkill(InvalidInput):
         super().__init__(f"unknown skill(s): {listed}; create them first", field="skills")
 
 
+class SkillExists(Conflict):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a skill named {name!r} already exists", constraint="uq_skills_name")
+
+
 class NotAllowed(Forbidden):
     pass
 

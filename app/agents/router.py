@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordRequestForm
 
@@ -22,6 +22,7 @@ from app.agents.permissions import (
     can_view_private,
 )
 from app.agents.schemas import (
+    MAX_ID,
     AgentCreate,
     AgentOut,
     AgentPage,
@@ -44,6 +45,7 @@ router = APIRouter(prefix="/api/v1")
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", description="retry-safe key for this create")
 ]
+AgentId = Annotated[int, Path(ge=1, le=MAX_ID, description="the agent's id")]
 
 
 @router.post("/auth/token", response_model=TokenOut, tags=["auth"])
@@ -138,7 +140,8 @@ async def create_agent(
         )
         return 201, agent_out(agent).model_dump(mode="json")
 
-    fingerprint = body.model_dump(mode="json")
+    # The stored fingerprint is a fast hash: a password in it could be brute-forced offline.
+    fingerprint = body.model_dump(mode="json", exclude={"password"})
     code, payload = await run_once(
         session, scope=f"{principal.id}:agents", key=key, payload=fingerprint, create=create
     )
@@ -171,7 +174,7 @@ async def me(session: Session, principal: CurrentPrincipal) -> AgentOut:
 
 @router.get("/agents/{agent_id}", response_model=AgentOut | AgentPublic, tags=["agents"])
 async def get_agent(
-    agent_id: int, session: Session, principal: CurrentPrincipal
+    agent_id: AgentId, session: Session, principal: CurrentPrincipal
 ) -> AgentOut | AgentPublic:
     """One agent: the full record for themselves, their supervisor and admins."""
     return agent_view(principal, await service.get_or_raise(session, agent_id))
@@ -187,14 +190,18 @@ def _check_update(principal: Principal, agent: Agent, body: AgentUpdate) -> None
     if body.role is not None and not can_grant(principal, body.role):
         raise NotAllowed(f"only an admin can grant the {body.role.value} role")
     new_site = body.site if "site" in body.model_fields_set else agent.site
-    if not can_manage(principal, Target(id=agent.id, role=body.role or target.role, site=new_site)):
+    new_role = body.role or target.role
+    # A move must land where the principal could have created the agent: otherwise a
+    # supervisor could move themselves to another site and take over its agents.
+    moved = (new_role, new_site) != (target.role, target.site)
+    if moved and not can_create(principal, role=new_role, site=new_site):
         raise NotAllowed("you may not move this agent out of your site")
 
 
 @router.patch("/agents/{agent_id}", response_model=AgentOut, tags=["agents"])
 async def update_agent(
     request: Request,
-    agent_id: int,
+    agent_id: AgentId,
     body: AgentUpdate,
     session: Session,
     principal: CurrentPrincipal,
@@ -213,7 +220,7 @@ async def update_agent(
 
 @router.post("/agents/{agent_id}/status", response_model=AgentOut, tags=["agents"])
 async def change_status(
-    agent_id: int, body: StatusChangeIn, session: Session, principal: CurrentPrincipal
+    agent_id: AgentId, body: StatusChangeIn, session: Session, principal: CurrentPrincipal
 ) -> AgentOut:
     """Set an agent's status (available, away with a reason, offline): the agent's choice."""
     agent = await service.get_or_raise(session, agent_id, for_update=True)

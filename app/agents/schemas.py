@@ -24,6 +24,7 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 Level = Annotated[int, Field(ge=1, le=10, description="proficiency, 1 (novice) to 10 (expert)")]
 Capacity = Annotated[int, Field(ge=0, le=100)]
+MAX_ID = 2**63 - 1  # ids are BIGINT; a larger number cannot name anything
 
 
 class StrictModel(BaseModel):
@@ -84,6 +85,13 @@ class AgentCreate(StrictModel):
     _check_skills = field_validator("skills")(_unique_skills)
 
 
+def not_null(value: object) -> object:
+    """For PATCH fields that may be left out but not cleared."""
+    if value is None:
+        raise ValueError("may be left out, but not set to null")
+    return value
+
+
 class AgentUpdate(StrictModel):
     name: Name | None = None
     password: Password | None = None
@@ -96,6 +104,9 @@ class AgentUpdate(StrictModel):
     active: bool | None = None
 
     _check_skills = field_validator("skills")(_unique_skills)
+    _no_nulls = field_validator(
+        "name", "password", "role", "skills", "capacity", "active", mode="before"
+    )(not_null)
 
 
 class AgentPublic(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from app.config import Settings
+from app.pagination import is_number
 
 ALGORITHM = "HS256"
 # Verified against when the username is unknown, so both failures cost the same time.
@@ -31,11 +33,17 @@ async def hash_password(hasher: PasswordHasher, password: str) -> str:
     return await anyio.to_thread.run_sync(hasher.hash, password)
 
 
+@functools.cache
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    """Computed once: hashing per unknown username would make it slower than a known one."""
+    return hasher.hash(_DUMMY_PASSWORD)
+
+
 async def verify_password(hasher: PasswordHasher, password_hash: str | None, password: str) -> bool:
     """True if ``password`` matches; an unknown user still pays the hashing cost."""
-    target = password_hash or hasher.hash(_DUMMY_PASSWORD)
 
     def check() -> bool:
+        target = password_hash or _dummy_hash(hasher)
         try:
             return hasher.verify(target, password)
         except (VerificationError, InvalidHashError):
@@ -80,6 +88,6 @@ def read_token(secret: str, token: str) -> int:
     except jwt.PyJWTError as exc:
         raise TokenError("token is not valid") from exc
     subject = claims.get("sub")
-    if claims.get("typ") != "access" or not isinstance(subject, str) or not subject.isdigit():
+    if claims.get("typ") != "access" or not isinstance(subject, str) or not is_number(subject):
         raise TokenError("token is not an access token")
     return int(subject)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from app.agents.dependencies import CurrentPrincipal
@@ -19,7 +19,10 @@ from app.idempotency import run_once
 from app.pagination import Limit, PageCursor, decode_id_cursor, next_id_cursor
 
 router = APIRouter(prefix="/api/v1", tags=["customers"])
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", description="retry-safe key for this create")
+]
+CustomerId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the customer's id")]
 
 
 def customer_out(principal: Principal, customer: Customer) -> CustomerOut:
@@ -97,7 +100,7 @@ async def list_customers(
 
 @router.get("/customers/{customer_id}", response_model=CustomerOut)
 async def get_customer(
-    customer_id: int, session: Session, principal: CurrentPrincipal
+    customer_id: CustomerId, session: Session, principal: CurrentPrincipal
 ) -> CustomerOut:
     """One customer."""
     return customer_out(principal, await service.get_or_raise(session, customer_id))
@@ -106,7 +109,7 @@ async def get_customer(
 @router.patch("/customers/{customer_id}", response_model=CustomerOut)
 async def update_customer(
     request: Request,
-    customer_id: int,
+    customer_id: CustomerId,
     body: CustomerUpdate,
     session: Session,
     principal: CurrentPrincipal,

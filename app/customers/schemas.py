@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Language = Annotated[
@@ -13,6 +13,15 @@ Language = Annotated[
     StringConstraints(strip_whitespace=True, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"),
     Field(description="BCP 47 tag, e.g. zh-CN, en, yue-HK"),
 ]
+# Ids are BIGINT: a larger number cannot name an agent, and the driver would refuse it.
+AgentRef = Annotated[int, Field(ge=1, le=2**63 - 1, description="an active agent's id")]
+
+
+def not_null(value: object) -> object:
+    """For PATCH fields that may be left out but not cleared."""
+    if value is None:
+        raise ValueError("may be left out, but not set to null")
+    return value
 
 
 class StrictModel(BaseModel):
@@ -26,7 +35,7 @@ class CustomerCreate(StrictModel):
         default=None, max_length=32, description="Chinese 18-digit resident ID number"
     )
     tier: str | None = Field(default=None, description="a configured tier; default: the lowest")
-    relationship_manager_id: int | None = None
+    relationship_manager_id: AgentRef | None = None
     language: Language = "zh-CN"
 
 
@@ -35,8 +44,10 @@ class CustomerUpdate(StrictModel):
     phone: str | None = Field(default=None, max_length=32)
     id_number: str | None = Field(default=None, max_length=32)
     tier: str | None = None
-    relationship_manager_id: int | None = None
+    relationship_manager_id: AgentRef | None = None
     language: Language | None = None
+
+    _no_nulls = field_validator("name", "tier", "language", mode="before")(not_null)
 
 
 class CustomerOut(BaseModel):

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from app.db import after_commit
 from app.errors import InvalidInput
 from app.events.models import Event
+from app.pagination import is_number
 
 WAKE_CALLBACK_KEY = "events_wake"
 
@@ -41,7 +42,7 @@ class Cursor:
     def parse(cls, value: str) -> Cursor:
         """Parse ``"<tx>-<id>"``; anything else is a client error."""
         tx, sep, id_ = value.partition("-")
-        if not sep or not tx.isdigit() or not id_.isdigit():
+        if not sep or not is_number(tx) or not is_number(id_):
             raise InvalidInput(f"cursor {value!r} is not a valid event cursor")
         return cls(int(tx), int(id_))
 

@@ -15,6 +15,7 @@ from app.agents.models import Role
 from app.agents.permissions import Principal, can_manage_catalogue
 from app.db import Session
 from app.idempotency import run_once
+from app.pagination import is_number
 from app.routing import endings, lifecycle, service, stats
 from app.routing.models import Contact, Offer, OfferStatus, Queue
 from app.routing.schemas import (
@@ -34,7 +35,7 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
 def _ref(value: str) -> str | int:
-    return int(value) if value.isdigit() else value
+    return int(value) if is_number(value) else value
 
 
 def queue_out(queue: Queue, names: dict[int, str]) -> QueueOut:
@@ -245,7 +246,7 @@ async def list_offers(
 
 
 def _agent_id(value: str) -> int:
-    if not value.isdigit():
+    if not is_number(value):
         from app.errors import InvalidInput
 
         raise InvalidInput(f"agent: {value!r} is neither 'me' nor an agent id", field="agent")
