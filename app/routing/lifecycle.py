@@ -23,7 +23,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agents import presence
 from app.agents.models import Agent
-from app.db import after_commit
 from app.events.log import record
 from app.routing import work
 from app.routing.exceptions import (
@@ -41,14 +40,8 @@ OFFER_EXPIRE = "offer.expire"
 WRAP_UP_END = "contact.wrap_up_end"
 MAX_WAIT = "contact.max_wait"
 RESCIND = "agent.rescind"
-DISPATCH_WAKE_KEY = "dispatch_wake"
-
-
-def wake_dispatcher(session: AsyncSession) -> None:
-    """Demand or supply changed: the dispatcher looks again after this commit."""
-    wake = session.info.get(DISPATCH_WAKE_KEY)
-    if wake is not None:
-        after_commit(session, wake)
+DISPATCH_WAKE_KEY = work.DISPATCH_WAKE_KEY
+wake_dispatcher = work.wake_dispatcher
 
 
 async def db_now(session: AsyncSession) -> datetime:
@@ -62,8 +55,13 @@ def seconds(since: datetime, now: datetime) -> float:
 
 
 async def lock_contact(session: AsyncSession, contact_id: int) -> Contact:
+    """The contact row, locked and freshly read (see ``work.lock_agent``)."""
+    await session.flush()
     contact = await session.scalar(
-        select(Contact).where(Contact.id == contact_id).with_for_update()
+        select(Contact)
+        .where(Contact.id == contact_id)
+        .with_for_update(**work.for_update(session))
+        .execution_options(populate_existing=True)
     )
     if contact is None:
         raise ContactNotFound(contact_id)
@@ -135,7 +133,7 @@ async def _locked_offer(
         raise NotYourOffer(offer_id)
     contact = await lock_contact(session, offer.contact_id)
     agent = await work.lock_agent(session, offer.agent_id)
-    await session.refresh(offer, with_for_update=True)
+    await session.refresh(offer, with_for_update=work.for_update(session))
     return offer, contact, agent
 
 
@@ -294,7 +292,7 @@ async def rescind_for_contact(session: AsyncSession, contact: Contact, now: date
     if offer is None:
         return
     agent = await work.lock_agent(session, offer.agent_id)
-    await session.refresh(offer, with_for_update=True)
+    await session.refresh(offer, with_for_update=work.for_update(session))
     await _close_offer(session, offer, contact, agent, status=OfferStatus.rescinded, now=now)
 
 

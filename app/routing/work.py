@@ -1,20 +1,34 @@
 """An agent's routing bookkeeping: live load per channel and the derived state.
 
 Every change goes through ``apply``: it moves the agent's work counters by the presence
-table, writes ``agent.state_changed`` when the derived state moves, and adjusts the channel
-load that the database checks against capacity (invariant 2).
+table, writes ``agent.state_changed`` when the derived state moves, adjusts the channel
+load that the database checks against capacity (invariant 2), and wakes the dispatcher
+after the commit when the agent can take more (invariant 3).
+
+Row locks: ``lock_agent`` (and ``lifecycle.lock_contact``) re-read the row under the lock,
+because the session may already hold a copy read without it (the signed-in agent, the
+dispatcher's snapshot) and counters computed from that copy would overwrite concurrent
+changes. Timer handlers set ``NOWAIT_KEY`` on their session: the timer worker fires a batch
+of timers in one transaction, so a handler that waited for a row lock would do so while
+holding the rows of the handlers before it, which deadlocks against requests that lock
+contact then agent.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agents import presence
 from app.agents.models import Agent, AgentChannel
+from app.db import after_commit
 from app.events.log import record
+
+DISPATCH_WAKE_KEY = "dispatch_wake"
+NOWAIT_KEY = "routing_lock_nowait"
 
 # How each work event moves the load of the contact's channel.
 LOAD_DELTA: dict[presence.WorkEvent, int] = {
@@ -29,8 +43,27 @@ LOAD_DELTA: dict[presence.WorkEvent, int] = {
 }
 
 
+def wake_dispatcher(session: AsyncSession) -> None:
+    """Demand or supply changed: the dispatcher looks again after this commit."""
+    wake = session.info.get(DISPATCH_WAKE_KEY)
+    if wake is not None:
+        after_commit(session, wake)
+
+
+def for_update(session: AsyncSession) -> dict[str, Any]:
+    """``FOR UPDATE`` options for this session (``NOWAIT`` in timer handlers)."""
+    return {"nowait": bool(session.info.get(NOWAIT_KEY))}
+
+
 async def lock_agent(session: AsyncSession, agent_id: int) -> Agent:
-    agent = await session.scalar(select(Agent).where(Agent.id == agent_id).with_for_update())
+    """The agent row, locked and freshly read (our own pending changes flushed first)."""
+    await session.flush()
+    agent = await session.scalar(
+        select(Agent)
+        .where(Agent.id == agent_id)
+        .with_for_update(**for_update(session))
+        .execution_options(populate_existing=True)
+    )
     assert agent is not None, f"agent {agent_id} vanished"
     return agent
 
@@ -64,6 +97,8 @@ async def apply(
             .where(AgentChannel.agent_id == agent.id, AgentChannel.channel == channel)
             .values(load=AgentChannel.load + delta)
         )
+    if delta < 0 or event is presence.WorkEvent.WRAP_UP_DONE:
+        wake_dispatcher(session)  # capacity freed: a waiting contact may fit now
     set_state(session, agent, presence.derive_state(work), now=now, contact_id=contact_id)
 
 

@@ -1,0 +1,328 @@
+"""Contacts through the API: bad input is a clear 4xx that changes nothing; queue limits.
+
+Every refusal is checked twice: the status and the field or state it names, and that the
+contact, its offers, the agents' work and the event log are exactly as before.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.fixtures.factories import Api, expect
+from tests.routing.acd import (
+    available_agent,
+    contact,
+    event_count,
+    eventually,
+    offer_for,
+    queue,
+    rows,
+    value,
+)
+
+
+@pytest.fixture
+def engine(app: FastAPI) -> AsyncEngine:
+    return app.state.engine  # type: ignore[no-any-return]
+
+
+async def snapshot(engine: AsyncEngine) -> dict[str, Any]:
+    """What a refused request must leave untouched."""
+    return {
+        "contacts": [
+            tuple(r) for r in await rows(engine, "SELECT id, status FROM contacts ORDER BY id")
+        ],
+        "offers": [
+            tuple(r) for r in await rows(engine, "SELECT id, status FROM offers ORDER BY id")
+        ],
+        "agents": [
+            tuple(r)
+            for r in await rows(
+                engine,
+                "SELECT a.id, a.state, a.work_offers, a.work_contacts, a.work_wrap_ups, "
+                "coalesce(sum(c.load), 0) FROM agents a "
+                "LEFT JOIN agent_channels c ON c.agent_id = a.id GROUP BY a.id ORDER BY a.id",
+            )
+        ],
+        "events": await event_count(engine),
+        "queues": await value(engine, "SELECT count(*) FROM queues"),
+    }
+
+
+async def refused(
+    engine: AsyncEngine, before: dict[str, Any], response: Any, status: int
+) -> dict[str, Any]:
+    """The error body, after checking the status and that nothing changed."""
+    body = expect(response, status)
+    assert await snapshot(engine) == before
+    return body  # type: ignore[no-any-return]
+
+
+async def accepted_contact(api: Api, q: dict[str, Any], console: Api) -> dict[str, Any]:
+    created = await contact(api, q["name"])
+    offer = await offer_for(console, created["id"])
+    expect(await console.post(f"/api/v1/offers/{offer['id']}/accept"), 200)
+    return created
+
+
+class TestCreateContactRefusals:
+    async def test_unknown_queue_is_422_naming_queue(self, api: Api, engine: AsyncEngine) -> None:
+        await queue(api)
+        before = await snapshot(engine)
+
+        response = await api.post("/api/v1/contacts", {"channel": "chat", "queue": "no-such"})
+
+        body = await refused(engine, before, response, 422)
+        assert body["field"] == "queue"
+        assert "no-such" in body["detail"]
+
+    async def test_channel_the_queue_does_not_take_is_422_naming_channel(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        q = await queue(api, channels=["chat"])
+        before = await snapshot(engine)
+
+        response = await api.post("/api/v1/contacts", {"channel": "voice", "queue": q["name"]})
+
+        body = await refused(engine, before, response, 422)
+        assert body["field"] == "channel"
+        assert "voice" in body["detail"]
+
+    async def test_retry_with_the_same_idempotency_key_returns_the_same_contact_once(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        q = await queue(api)
+        body = {"channel": "chat", "queue": q["name"], "subject": "card stolen"}
+        headers = {"Idempotency-Key": "contact-retry-1"}
+
+        first = expect(await api.post("/api/v1/contacts", body, headers=headers), 201)
+        again = expect(await api.post("/api/v1/contacts", body, headers=headers), 201)
+
+        assert again["id"] == first["id"]
+        assert await value(engine, "SELECT count(*) FROM contacts") == 1
+        queued = "SELECT count(*) FROM events WHERE type = 'contact.queued'"
+        assert await value(engine, queued) == 1
+
+    async def test_same_idempotency_key_with_another_body_is_refused(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        q = await queue(api)
+        headers = {"Idempotency-Key": "contact-retry-2"}
+        body = {"channel": "chat", "queue": q["name"]}
+        expect(await api.post("/api/v1/contacts", body, headers=headers), 201)
+        before = await snapshot(engine)
+
+        response = await api.post(
+            "/api/v1/contacts", {**body, "subject": "something else"}, headers=headers
+        )
+
+        await refused(engine, before, response, 409)
+
+
+class TestQueueRefusals:
+    async def test_unknown_skill_in_routing_steps_is_422(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        before = await snapshot(engine)
+
+        response = await api.post(
+            "/api/v1/queues",
+            {
+                "name": "ghostly",
+                "channels": ["chat"],
+                "steps": [{"skills": [{"skill": "ghost_skill", "min_level": 3}]}],
+            },
+        )
+
+        body = await refused(engine, before, response, 422)
+        assert "ghost_skill" in body["detail"]
+        expect(await api.get("/api/v1/queues/ghostly"), 404)
+
+
+class TestOfferRefusals:
+    async def test_accepting_someone_elses_offer_is_403(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        q = await queue(api)
+        owner = await available_agent(api)
+        created = await contact(api, q["name"])
+        offer = await offer_for(owner, created["id"])
+        intruder = await available_agent(api)
+        before = await snapshot(engine)
+
+        response = await intruder.post(f"/api/v1/offers/{offer['id']}/accept")
+
+        await refused(engine, before, response, 403)
+
+    async def test_accepting_an_expired_offer_is_409(self, api: Api, engine: AsyncEngine) -> None:
+        q = await queue(api, ring_timeout_s=0.3, no_answer_delay_s=600)
+        console = await available_agent(api)
+        created = await contact(api, q["name"])
+        offer = await offer_for(console, created["id"])
+
+        async def expired() -> bool:
+            shown = expect(await api.get(f"/api/v1/contacts/{created['id']}"), 200)
+            return bool(shown["offers"][0]["status"] == "expired")
+
+        await eventually(expired, what="the ring timeout")
+        before = await snapshot(engine)
+
+        response = await console.post(f"/api/v1/offers/{offer['id']}/accept")
+
+        body = await refused(engine, before, response, 409)
+        assert body["status"] == "expired"
+
+    async def test_accepting_twice_is_409(self, api: Api, engine: AsyncEngine) -> None:
+        q = await queue(api)
+        console = await available_agent(api)
+        created = await contact(api, q["name"])
+        offer = await offer_for(console, created["id"])
+        expect(await console.post(f"/api/v1/offers/{offer['id']}/accept"), 200)
+        before = await snapshot(engine)
+
+        response = await console.post(f"/api/v1/offers/{offer['id']}/accept")
+
+        body = await refused(engine, before, response, 409)
+        assert body["status"] == "accepted"
+
+
+class TestCompleteRefusals:
+    async def test_completing_a_contact_that_is_not_yours_is_403(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        q = await queue(api)
+        owner = await available_agent(api)
+        created = await accepted_contact(api, q, owner)
+        other = await available_agent(api)
+        before = await snapshot(engine)
+
+        response = await other.post(f"/api/v1/contacts/{created['id']}/complete", {})
+
+        await refused(engine, before, response, 403)
+
+    async def test_completing_a_contact_that_is_not_connected_is_409(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        q = await queue(api)
+        console = await available_agent(api)
+        created = await contact(api, q["name"])
+        await offer_for(console, created["id"])  # ringing at this agent, not answered
+        before = await snapshot(engine)
+
+        response = await console.post(f"/api/v1/contacts/{created['id']}/complete", {})
+
+        body = await refused(engine, before, response, 409)
+        assert body["status"] == "offered"
+
+
+class TestTransfer:
+    async def test_transfer_to_a_queue_that_does_not_take_the_channel_is_422(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        q = await queue(api)
+        phones_only = await queue(api, channels=["voice"])
+        console = await available_agent(api)
+        created = await accepted_contact(api, q, console)
+        before = await snapshot(engine)
+
+        response = await console.post(
+            f"/api/v1/contacts/{created['id']}/transfer", {"queue": phones_only["name"]}
+        )
+
+        body = await refused(engine, before, response, 422)
+        assert body["field"] == "channel"
+
+    async def test_transfer_to_an_unknown_queue_is_422_naming_queue(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        q = await queue(api)
+        console = await available_agent(api)
+        created = await accepted_contact(api, q, console)
+        before = await snapshot(engine)
+
+        response = await console.post(
+            f"/api/v1/contacts/{created['id']}/transfer", {"queue": "no-such"}
+        )
+
+        body = await refused(engine, before, response, 422)
+        assert body["field"] == "queue"
+
+    async def test_transfer_keeps_the_original_enqueue_time_and_deadline(self, api: Api) -> None:
+        q, other = await queue(api), await queue(api)
+        created = await contact(api, q["name"])
+
+        url = f"/api/v1/contacts/{created['id']}/transfer"
+        successor = expect(await api.post(url, {"queue": other["name"]}), 200)
+
+        original = expect(await api.get(f"/api/v1/contacts/{created['id']}"), 200)
+        assert successor["id"] != created["id"]
+        assert successor["queue"] == other["name"]
+        assert successor["status"] == "queued"
+        assert successor["enqueued_at"] == original["enqueued_at"]
+        assert successor["deadline_at"] == original["deadline_at"]
+        assert successor["transferred_from"] == created["id"]
+        assert original["status"] == "transferred"
+        assert original["transferred_to"] == successor["id"]
+        assert original["ended_at"] is not None
+
+
+class TestQueueLimits:
+    async def test_full_queue_without_overflow_refuses_the_contact(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        q = await queue(api, max_length=1)
+        await contact(api, q["name"])
+        before = await snapshot(engine)
+
+        response = await api.post("/api/v1/contacts", {"channel": "chat", "queue": q["name"]})
+
+        body = await refused(engine, before, response, 409)
+        assert "full" in body["detail"]
+
+    async def test_full_queue_with_overflow_queues_the_contact_in_the_overflow(
+        self, api: Api
+    ) -> None:
+        spill = await queue(api)
+        q = await queue(api, max_length=1, overflow_queue=spill["name"])
+        first = await contact(api, q["name"])
+
+        second = await contact(api, q["name"])
+
+        assert first["queue"] == q["name"]
+        assert second["queue"] == spill["name"]
+        assert second["status"] == "queued"
+
+    async def test_max_wait_without_overflow_times_the_contact_out(self, api: Api) -> None:
+        q = await queue(api, max_wait_s=0.3)
+        created = await contact(api, q["name"])
+
+        async def timed_out() -> dict[str, Any] | None:
+            shown = expect(await api.get(f"/api/v1/contacts/{created['id']}"), 200)
+            return shown if shown["status"] == "timed_out" else None
+
+        ended = await eventually(timed_out, what="the max wait")
+        assert ended["ended_at"] is not None
+        assert ended["transferred_to"] is None
+
+    async def test_max_wait_with_overflow_moves_the_contact_keeping_its_place(
+        self, api: Api
+    ) -> None:
+        spill = await queue(api)
+        q = await queue(api, max_wait_s=0.3, overflow_queue=spill["name"])
+        created = await contact(api, q["name"])
+
+        async def moved() -> dict[str, Any] | None:
+            shown = expect(await api.get(f"/api/v1/contacts/{created['id']}"), 200)
+            return shown if shown["status"] == "timed_out" else None
+
+        original = await eventually(moved, what="the max wait")
+        successor = expect(await api.get(f"/api/v1/contacts/{original['transferred_to']}"), 200)
+        assert successor["queue"] == spill["name"]
+        assert successor["status"] == "queued"
+        assert successor["enqueued_at"] == original["enqueued_at"]
+        assert successor["deadline_at"] == original["deadline_at"]
+        assert successor["transferred_from"] == created["id"]

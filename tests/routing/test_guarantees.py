@@ -1,0 +1,537 @@
+"""The ACD's guarantees under load and through the API: no double assignment, order, wake-ups.
+
+The hammer tests drive a real centre (real dispatcher, real timers) from many concurrent
+tasks, through one app instance or two on the same database, then check the database with
+SQL: the invariants in ``acd.INVARIANTS`` and that every change wrote its event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.config import Settings
+from app.events.log import LoggedEvent
+from app.routing.dispatcher import Dispatcher
+from tests.conftest import make_settings
+from tests.fixtures.factories import ADMIN_PASSWORD, Api, expect
+from tests.routing.acd import (
+    assert_invariants,
+    available_agent,
+    contact,
+    eventually,
+    instance,
+    offer_for,
+    pending_offers,
+    queue,
+    rows,
+    value,
+    via,
+    violations,
+)
+
+SEED = 20261122
+QUIET_S = 0.25  # a console with nothing new looks at its contacts again after this
+AGENTS = 20
+CONTACTS = 150
+TERMINAL = ("completed", "abandoned", "timed_out", "transferred", "canceled")
+
+
+# --- no double assignment under load ------------------------------------------------------
+
+
+@dataclass
+class Hammer:
+    """A centre under fire: each agent reachable through every instance.
+
+    Agents' consoles are fed by the event hub, as the websocket feeds a real console: each
+    agent task wakes on its own events (an offer made to it), or after a short quiet spell,
+    and acts through the API of a randomly chosen instance.
+    """
+
+    admins: list[Api]
+    consoles: list[list[Api]]
+    queue: str
+    engine: AsyncEngine
+    contact_ids: list[int] = field(default_factory=list)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    news: asyncio.Event = field(default_factory=asyncio.Event)
+    inboxes: dict[int, asyncio.Queue[LoggedEvent]] = field(default_factory=dict)
+    dispatchers: list[Dispatcher] = field(default_factory=list)
+    checks: int = 0
+
+    def __post_init__(self) -> None:
+        self.inboxes = {c[0].me["id"]: asyncio.Queue() for c in self.consoles}
+
+    def on_events(self, batch: Sequence[LoggedEvent]) -> None:
+        """Hub listener: each event to the console of the agent it concerns."""
+        for event in batch:
+            agent = (
+                event.subject_id if event.subject_type == "agent" else event.data.get("agent_id")
+            )
+            inbox = self.inboxes.get(int(agent)) if agent is not None else None
+            if inbox is not None:
+                inbox.put_nowait(event)
+        self.news.set()
+
+    async def create_contacts(self) -> None:
+        gate = asyncio.Semaphore(25)
+
+        async def one(n: int) -> None:
+            async with gate:
+                api = self.admins[n % len(self.admins)]
+                created = await contact(api, self.queue, subject=f"hammer {n}")
+                self.contact_ids.append(created["id"])
+
+        await asyncio.gather(*(one(n) for n in range(CONTACTS)))
+
+    async def work(self, index: int) -> None:
+        """One agent: answers, rejects or ignores offers, completes, goes away and back."""
+        rng = random.Random(SEED * 100 + index)
+        mine: set[int] = set()
+        agent_id = self.consoles[index][0].me["id"]
+        inbox = self.inboxes[agent_id]
+        while not self.stop.is_set():
+            try:
+                event: LoggedEvent | None = await asyncio.wait_for(inbox.get(), QUIET_S)
+            except TimeoutError:
+                event = None
+            console = rng.choice(self.consoles[index])
+            if event is not None and event.type == "offer.created":
+                roll, offer_id = rng.random(), event.data["offer_id"]
+                if roll < 0.7:
+                    answer = await console.post(f"/api/v1/offers/{offer_id}/accept")
+                    assert answer.status_code in (200, 409), answer.text
+                    if answer.status_code == 200:
+                        mine.add(event.data["contact_id"])
+                elif roll < 0.85:
+                    refusal = await console.post(f"/api/v1/offers/{offer_id}/reject")
+                    assert refusal.status_code in (200, 409), refusal.text
+            for contact_id in sorted(mine):
+                if rng.random() < 0.3:
+                    body = {"disposition": "resolved"}
+                    expect(await console.post(f"/api/v1/contacts/{contact_id}/complete", body), 200)
+                    mine.discard(contact_id)
+            if rng.random() < 0.05:
+                away = rng.random() < 0.5
+                status = {"status": "away", "reason": "break"} if away else {"status": "available"}
+                expect(await console.post(f"/api/v1/agents/{agent_id}/status", status), 200)
+
+    async def hang_up(self) -> None:
+        """Customers, as things happen, look at their place in the queue and some leave."""
+        rng = random.Random(SEED)
+        while not self.stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.news.wait(), QUIET_S)
+            self.news.clear()
+            if not self.contact_ids or rng.random() < 0.8:
+                continue
+            api = rng.choice(self.admins)
+            contact_id = rng.choice(self.contact_ids)
+            seen = expect(await api.get(f"/api/v1/contacts/{contact_id}"), 200)
+            if seen["status"] in ("queued", "offered"):
+                gone = await api.post(f"/api/v1/contacts/{contact_id}/abandon")
+                assert gone.status_code in (200, 409), gone.text
+
+    async def all_ended(self) -> bool:
+        if len(self.contact_ids) < CONTACTS:
+            return False
+        live = await value(
+            self.engine,
+            "SELECT count(*) FROM contacts WHERE NOT (status = ANY(:terminal))",
+            terminal=list(TERMINAL),
+        )
+        return bool(live == 0)
+
+    async def watch(self) -> None:
+        """Check the invariants again and again while the hammering goes on."""
+        while not self.stop.is_set():
+            broken = await violations(self.engine)
+            assert not broken, f"while hammering: {broken}"
+            self.checks += 1
+
+    async def ended(self) -> int:
+        return int(
+            await value(
+                self.engine,
+                "SELECT count(*) FROM contacts WHERE status = ANY(:terminal)",
+                terminal=list(TERMINAL),
+            )
+        )
+
+    async def fail_over(self) -> None:
+        """Midway, the leading instance's dispatcher dies; another instance must take over."""
+        if len(self.dispatchers) < 2:
+            return
+
+        async def a_third_ended() -> bool:
+            return await self.ended() >= CONTACTS // 3
+
+        await eventually(a_third_ended, within=60, what="a third of the contacts to end")
+        leader = next(d for d in self.dispatchers if d.is_leader)
+        await leader.stop()
+        self.dispatchers.remove(leader)
+
+    async def until_all_ended(self) -> None:
+        await self.create_contacts()
+        await self.fail_over()
+        try:
+            await eventually(self.all_ended, within=60, what="every contact to end")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {await self.where_things_stand()}") from None
+
+    async def where_things_stand(self) -> dict[str, Any]:
+        return {
+            "contacts": await rows(
+                self.engine, "SELECT status, count(*) FROM contacts GROUP BY status"
+            ),
+            "agents": await rows(
+                self.engine,
+                "SELECT status, status_reason, state, ready_at > now(), count(*) FROM agents "
+                "WHERE role = 'agent' GROUP BY 1, 2, 3, 4",
+            ),
+            "offers": await rows(self.engine, "SELECT status, count(*) FROM offers GROUP BY 1"),
+            "timers": await rows(
+                self.engine,
+                "SELECT kind, failed_at IS NOT NULL, due_at < now(), count(*) FROM timers "
+                "GROUP BY 1, 2, 3",
+            ),
+            "invariants": await violations(self.engine),
+        }
+
+    async def run(self) -> None:
+        """Work until every contact has ended; the first failure of any task fails the run."""
+        tasks = [asyncio.create_task(self.work(i)) for i in range(len(self.consoles))]
+        tasks += [asyncio.create_task(self.hang_up()), asyncio.create_task(self.watch())]
+        ended = asyncio.create_task(self.until_all_ended())
+
+        try:
+            await asyncio.wait([ended, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.stop.set()
+            await asyncio.wait(tasks)
+            if not ended.done():
+                ended.cancel()
+            await asyncio.gather(ended, return_exceptions=True)
+        for task in [*tasks, ended]:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+
+@pytest.fixture
+def settings(db: str) -> Settings:
+    """Room for a hammering: more connections per instance than the default tests need."""
+    return make_settings(db, db_pool_size=10)
+
+
+@pytest.fixture
+async def instances(request: pytest.FixtureRequest, app: FastAPI, settings: Settings) -> Any:
+    """The app fixture, plus as many more instances on the same database as asked."""
+    extra: int = request.param - 1
+    async with AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(instance(settings)) for _ in range(extra)]
+        yield clients
+
+
+async def set_up_hammer(api: Api, apps: list[FastAPI], others: list[Any]) -> Hammer:
+    q = await queue(
+        api,
+        channels=["chat"],
+        ring_timeout_s=1,
+        no_answer_delay_s=0,
+        reject_delay_s=0,
+        max_no_answer=2,
+        wrap_up_s=0,
+    )
+    consoles = [
+        await available_agent(api, capacity={"chat": 2}, name=f"Agent {n}") for n in range(AGENTS)
+    ]
+    clients = [client for _, client in others]
+    return Hammer(
+        admins=[api, *(via(api, c) for c in clients)],
+        consoles=[[console, *(via(console, c) for c in clients)] for console in consoles],
+        queue=q["name"],
+        engine=apps[0].state.engine,
+        dispatchers=[a.state.dispatcher for a in apps],
+    )
+
+
+async def event_mismatches(engine: AsyncEngine) -> dict[str, tuple[int, int]]:
+    """Rows whose change has no event (or the reverse): name -> (rows, events)."""
+    counts = {
+        row.type: row.n
+        for row in await rows(engine, "SELECT type, count(*) AS n FROM events GROUP BY type")
+    }
+    expected = {
+        "contact.queued": "SELECT count(*) FROM contacts",
+        "offer.created": "SELECT count(*) FROM offers",
+        "contact.connected": "SELECT count(*) FROM contacts WHERE answered_at IS NOT NULL",
+        **{
+            f"offer.{s}": f"SELECT count(*) FROM offers WHERE status = '{s}'"
+            for s in ("accepted", "rejected", "expired", "rescinded")
+        },
+        **{
+            f"contact.{s}": f"SELECT count(*) FROM contacts WHERE status = '{s}'"
+            for s in ("completed", "abandoned")
+        },
+    }
+    found: dict[str, tuple[int, int]] = {}
+    for event_type, sql in expected.items():
+        n = int(await value(engine, sql))
+        if n != counts.get(event_type, 0):
+            found[event_type] = (n, counts.get(event_type, 0))
+    return found
+
+
+class TestNoDoubleAssignment:
+    @pytest.mark.parametrize(
+        "instances", [1, 2], indirect=True, ids=["one_instance", "two_instances_with_failover"]
+    )
+    async def test_hammered_centre_never_double_offers_nor_exceeds_capacity(
+        self, api: Api, app: FastAPI, instances: list[Any]
+    ) -> None:
+        engine: AsyncEngine = app.state.engine
+        apps = [app, *(other for other, _ in instances)]
+        hammer = await set_up_hammer(api, apps, instances)
+        app.state.hub.add_listener(hammer.on_events)
+        await hammer.run()
+        if len(apps) > 1:
+            assert [d.is_leader for d in hammer.dispatchers] == [True], "another instance took over"
+
+        await assert_invariants(engine)
+        assert hammer.checks > 10, "the invariants were checked while the hammering went on"
+        assert await event_mismatches(engine) == {}
+        offers = await value(engine, "SELECT count(*) FROM offers")
+        outcomes = {row.status for row in await rows(engine, "SELECT DISTINCT status FROM offers")}
+        # The run really exercised what it claims to: re-offers, every kind of offer outcome.
+        assert offers > CONTACTS
+        assert {"accepted", "rejected", "expired"} <= outcomes
+        assert await value(engine, "SELECT count(*) FROM contacts WHERE status = 'abandoned'")
+        assert await value(engine, "SELECT max(load) FROM agent_channels") == 0
+
+
+class TestDatabaseRefusesDoubleAssignment:
+    async def test_second_pending_offer_for_a_contact_is_refused_by_a_unique_index(
+        self, api: Api, app: FastAPI
+    ) -> None:
+        q = await queue(api)
+        console = await available_agent(api)
+        other = await api.agent()
+        created = await contact(api, q["name"])
+        await offer_for(console, created["id"])
+        insert = text(
+            "INSERT INTO offers (contact_id, agent_id, queue_id, channel, status, reason, "
+            "expires_at, decided_at) VALUES (:contact, :agent, :queue, 'chat', :status, '{}', "
+            "now() + interval '1 minute', :decided)"
+        )
+        params = {"contact": created["id"], "agent": other["id"], "queue": q["id"]}
+        engine: AsyncEngine = app.state.engine
+        with pytest.raises(IntegrityError, match="uq_offers_contact_id_pending"):
+            async with engine.begin() as conn:
+                await conn.execute(insert, {**params, "status": "pending", "decided": None})
+        # Only pending offers are unique: the history may hold any number of decided ones.
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert,
+                {**params, "status": "rejected", "decided": await value(engine, "SELECT now()")},
+            )
+
+    async def test_load_above_capacity_is_refused_by_a_check_constraint(
+        self, api: Api, app: FastAPI
+    ) -> None:
+        agent = await api.agent(capacity={"chat": 2})
+        engine: AsyncEngine = app.state.engine
+        with pytest.raises(IntegrityError, match="ck_agent_channels_load"):
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text(
+                        "UPDATE agent_channels SET load = capacity + 1 "
+                        "WHERE agent_id = :agent AND channel = 'chat'"
+                    ),
+                    {"agent": agent["id"]},
+                )
+        load = await value(
+            engine,
+            "SELECT load FROM agent_channels WHERE agent_id = :agent AND channel = 'chat'",
+            agent=agent["id"],
+        )
+        assert load == 0
+
+
+async def waiting_for_a_lock(engine: AsyncEngine) -> bool:
+    waiting = await value(
+        engine,
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )
+    return bool(waiting)
+
+
+class TestRacingWritesKeepTheAgentsBooks:
+    async def test_accept_racing_a_new_offer_to_the_same_agent_keeps_its_work_counts(
+        self, api: Api, app: FastAPI
+    ) -> None:
+        """The accept reads its agent (signing in) before locking it; meanwhile the
+        dispatcher offers that agent a second contact. Counts computed from the first read
+        would forget the second offer."""
+        engine: AsyncEngine = app.state.engine
+        q = await queue(api)
+        console = await available_agent(api, capacity={"chat": 2})
+        first = await contact(api, q["name"])
+        offer = await offer_for(console, first["id"])
+        async with engine.connect() as blocker:
+            await blocker.execute(
+                text("SELECT 1 FROM contacts WHERE id = :id FOR UPDATE"), {"id": first["id"]}
+            )
+            accepting = asyncio.create_task(console.post(f"/api/v1/offers/{offer['id']}/accept"))
+            await eventually(lambda: waiting_for_a_lock(engine), what="the accept to block")
+            second = await contact(api, q["name"])
+            await offer_for(console, second["id"])
+            await blocker.rollback()
+        expect(await accepting, 200)
+
+        await assert_invariants(engine)
+        me = expect(await console.get("/api/v1/agents/me"), 200)
+        assert me["state"] == "busy"
+        counts = await rows(
+            engine,
+            "SELECT work_offers, work_contacts FROM agents WHERE id = :id",
+            id=console.me["id"],
+        )
+        assert [tuple(r) for r in counts] == [(1, 1)]
+
+
+# --- order, through the API --------------------------------------------------------------
+
+
+async def accept(console: Api, offer: dict[str, Any]) -> None:
+    expect(await console.post(f"/api/v1/offers/{offer['id']}/accept"), 200)
+
+
+async def complete(console: Api, contact_id: int) -> None:
+    expect(await console.post(f"/api/v1/contacts/{contact_id}/complete", {}), 200)
+
+
+class TestOrder:
+    async def test_platinum_contact_arriving_later_is_offered_before_standard(
+        self, api: Api
+    ) -> None:
+        skill = await api.skill()
+        q = await queue(api, steps=[{"skills": [{"skill": skill["name"], "min_level": 3}]}])
+        console = await available_agent(
+            api, capacity={"chat": 1}, skills=[{"skill": skill["name"], "level": 5}]
+        )
+        busy = await contact(api, q["name"])
+        await accept(console, await offer_for(console, busy["id"]))
+        standard = await contact(
+            api, q["name"], customer={"id": (await api.customer(tier="standard"))["id"]}
+        )
+        platinum = await contact(
+            api, q["name"], customer={"id": (await api.customer(tier="platinum"))["id"]}
+        )
+        assert platinum["position"] == 1
+
+        await complete(console, busy["id"])
+        offer = await offer_for(console, platinum["id"])
+
+        assert [o["contact_id"] for o in await pending_offers(console)] == [platinum["id"]]
+        shown = expect(await api.get(f"/api/v1/contacts/{platinum['id']}"), 200)
+        reason = shown["offers"][0]["reason"]
+        assert shown["offers"][0]["id"] == offer["id"]
+        assert reason["tier"] == "platinum"
+        assert reason["step"] == 0
+        assert reason["rule"] == f"steps[0] requires {skill['name']}>=3"
+        assert reason["strategy"] == "longest_idle"
+        assert reason["contact_tie_break"] == "deadline"
+        assert reason["next_contact_id"] == standard["id"]
+        waiting = expect(await api.get(f"/api/v1/contacts/{standard['id']}"), 200)
+        assert waiting["status"] == "queued"
+        assert waiting["offers"] == []
+
+    async def test_longest_idle_agent_is_offered_the_contact_and_the_reason_says_why(
+        self, api: Api
+    ) -> None:
+        q = await queue(api)
+        veteran = await available_agent(api)
+        newcomer = await available_agent(api)
+        created = await contact(api, q["name"])
+
+        offer = await offer_for(veteran, created["id"])
+
+        assert await pending_offers(newcomer) == []
+        reason = offer["reason"]
+        assert reason["strategy"] == "longest_idle"
+        assert reason["tie_break"] == "idle_since"
+        assert reason["runner_up_agent_id"] == newcomer.me["id"]
+        assert reason["agents_ranked"] == 2
+        assert reason["step"] is None
+        assert reason["rule"] == "any agent: queue has no routing steps"
+
+    async def test_platinum_customer_gets_their_manager_over_a_longer_idle_agent(
+        self, api: Api
+    ) -> None:
+        q = await queue(api)
+        veteran = await available_agent(api)
+        manager = await available_agent(api)
+        customer = await api.customer(tier="platinum", relationship_manager_id=manager.me["id"])
+
+        created = await contact(api, q["name"], customer={"id": customer["id"]})
+        offer = await offer_for(manager, created["id"])
+
+        assert await pending_offers(veteran) == []
+        assert offer["reason"]["affinity"] == "relationship_manager"
+        assert offer["reason"]["agent_id"] == manager.me["id"]
+
+
+# --- work conservation without the safety tick -------------------------------------------
+
+
+@pytest.fixture
+async def slow_ticking(db: str) -> AsyncIterator[Api]:
+    """A centre whose dispatcher only moves when woken (its safety tick is a minute)."""
+    async with instance(make_settings(db, dispatch_tick_s=60)) as (_, client):
+        yield await Api.signed_in(client, "admin", ADMIN_PASSWORD)
+
+
+class TestWakeUps:
+    async def test_capacity_freed_mid_conversation_is_used_without_waiting_for_the_tick(
+        self, slow_ticking: Api
+    ) -> None:
+        api = slow_ticking
+        q = await queue(api, wrap_up_s=0)
+        console = await available_agent(api, capacity={"chat": 2})
+        first, second = await contact(api, q["name"]), await contact(api, q["name"])
+        await accept(console, await offer_for(console, first["id"]))
+        await accept(console, await offer_for(console, second["id"]))
+        third = await contact(api, q["name"])
+
+        await complete(console, first["id"])
+
+        await offer_for(console, third["id"], within=5)
+
+    async def test_agent_finishing_wrap_up_is_offered_the_next_contact_without_the_tick(
+        self, slow_ticking: Api
+    ) -> None:
+        api = slow_ticking
+        q = await queue(api, wrap_up_s=600)
+        console = await available_agent(api, capacity={"chat": 2})
+        first, second = await contact(api, q["name"]), await contact(api, q["name"])
+        await accept(console, await offer_for(console, first["id"]))
+        await accept(console, await offer_for(console, second["id"]))
+        await complete(console, first["id"])
+        third = await contact(api, q["name"])
+
+        expect(await console.post(f"/api/v1/agents/{console.me['id']}/wrap-up/done"), 200)
+
+        await offer_for(console, third["id"], within=5)
