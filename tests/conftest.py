@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -54,16 +54,29 @@ async def _recreate(server_url: str, name: str) -> None:
         await conn.close()
 
 
+async def _drop(server_url: str, name: str) -> None:
+    conn = await asyncpg.connect(plain_url(server_url))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="session")
-def database_url() -> str:
-    """This worker's database, freshly migrated."""
+def database_url() -> Iterator[str]:
+    """This process's own database, freshly migrated, dropped at the end of the run.
+
+    The name carries the process id, so runs sharing one server never touch each other's.
+    """
     from alembic import command
 
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    url = _database_url_for(worker)
-    asyncio.run(_recreate(os.environ["TEST_DATABASE_URL"], make_url(url).database or ""))
+    url = _database_url_for(f"{worker}_{os.getpid()}")
+    name = make_url(url).database or ""
+    asyncio.run(_recreate(os.environ["TEST_DATABASE_URL"], name))
     command.upgrade(alembic_config(url), "head")
-    return url
+    yield url
+    asyncio.run(_drop(os.environ["TEST_DATABASE_URL"], name))
 
 
 async def truncate_all(url: str) -> None:

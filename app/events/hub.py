@@ -138,29 +138,35 @@ class EventHub:
                 log.exception("NOTIFY failed; other instances will see events on their poll")
 
     async def _follow(self) -> None:
+        recheck = 0.0  # > 0: a wake-up found nothing yet; look again soon
         while True:
-            await wait_for_wake(self._wake, self._poll_interval_s)
+            woken = await wait_for_wake(self._wake, recheck or self._poll_interval_s)
             self._wake.clear()
             try:
-                await self._drain()
+                found = await self._drain()
                 await self._keep_listening()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("event hub read failed; retrying")
+                found = 0
+            recheck = _next_recheck(recheck, woken=woken, found=found)
 
-    async def _keep_listening(self) -> None:
-        if self._listen_conn is None or self._listen_conn.is_closed():
-            await self._connect_listener()
-
-    async def _drain(self) -> None:
+    async def _drain(self) -> int:
+        """Read and dispatch everything readable; returns how many events."""
+        total = 0
         while True:
             async with self._engine.connect() as conn:
                 batch = await read_after(conn, self.cursor)
             if not batch:
-                return
+                return total
+            total += len(batch)
             self.cursor = batch[-1].cursor
             await self._dispatch(batch)
+
+    async def _keep_listening(self) -> None:
+        if self._listen_conn is None or self._listen_conn.is_closed():
+            await self._connect_listener()
 
     async def _dispatch(self, batch: Sequence[LoggedEvent]) -> None:
         for event in batch:
@@ -173,3 +179,23 @@ class EventHub:
                     await result
             except Exception:
                 log.exception("event listener failed")
+
+
+RECHECK_FIRST_S, RECHECK_LAST_S = 0.01, 1.0
+
+
+def _next_recheck(current: float, *, woken: bool, found: int) -> float:
+    """After a wake-up that read nothing, look again soon, backing off.
+
+    A commit's events can be held back by any transaction still open on the server
+    (transaction ids are cluster-wide): the notification arrives before the events are
+    readable. Re-checking at 10 ms, 20 ms, ... up to a second delivers them without waiting
+    for the poll.
+    """
+    if found:
+        return 0.0
+    if woken and not current:
+        return RECHECK_FIRST_S
+    if current and current * 2 <= RECHECK_LAST_S:
+        return current * 2
+    return 0.0

@@ -174,7 +174,7 @@ async def create_contact(
 @router.get("/contacts/{contact_id}", response_model=ContactOut, tags=["contacts"])
 async def get_contact(contact_id: int, session: Session, _: CurrentPrincipal) -> ContactOut:
     """A contact with its position, estimated wait and every offer with its reason."""
-    return await contact_out(session, await service.get_contact(session, contact_id, lock=True))
+    return await contact_out(session, await service.get_contact(session, contact_id))
 
 
 @router.post("/contacts/{contact_id}/abandon", response_model=ContactOut, tags=["contacts"])

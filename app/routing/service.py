@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agents.models import Agent, AgentChannel
@@ -206,11 +206,8 @@ async def create_contact(
     return await insert_contact(session, queue=queue, template=contact, now=now, actor=actor)
 
 
-async def get_contact(session: AsyncSession, contact_id: int, *, lock: bool = False) -> Contact:
-    stmt = select(Contact).where(Contact.id == contact_id)
-    if lock:
-        stmt = stmt.with_for_update()
-    contact = await session.scalar(stmt)
+async def get_contact(session: AsyncSession, contact_id: int) -> Contact:
+    contact = await session.get(Contact, contact_id)
     if contact is None:
         raise ContactNotFound(contact_id)
     return contact
@@ -257,7 +254,19 @@ async def announce(
         return 0, estimate.estimate_wait(0, [], 1)
     told = estimate.announce_position(computed, contact.announced_position)
     if told != contact.announced_position:
-        contact.announced_position = told
+        # Only ever lowered, and without holding the row: concurrent readers cannot push
+        # the announced position back up, and the dispatcher is never kept from the contact.
+        lowered = await session.scalar(
+            update(Contact)
+            .where(
+                Contact.id == contact.id,
+                or_(Contact.announced_position.is_(None), Contact.announced_position > told),
+            )
+            .values(announced_position=told)
+            .returning(Contact.announced_position)
+            .execution_options(synchronize_session=False)
+        )
+        told = lowered if lowered is not None else min(told, contact.announced_position or told)
     return told, await _estimate(session, contact, told)
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.db import create_engine
 from app.events.hub import EventHub
-from app.events.log import LoggedEvent, record
+from app.events.log import ORIGIN, LoggedEvent, read_after, record
 
 
 @pytest.fixture
@@ -24,6 +24,17 @@ async def started(engine: AsyncEngine, url: str, poll: float) -> EventHub:
     hub = EventHub(engine, url, poll_interval_s=poll)
     await hub.start()
     return hub
+
+
+async def readable(engine: AsyncEngine, name: str) -> None:
+    """Wait until the event is readable (another transaction on the server may hold it back)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while loop.time() < deadline:
+        async with engine.connect() as conn:
+            if any(e.subject_id == name for e in await read_after(conn, ORIGIN)):
+                return
+    raise AssertionError(f"event {name} never became readable")
 
 
 async def commit_event(engine: AsyncEngine, name: str, hub: EventHub | None) -> None:
@@ -100,6 +111,7 @@ class TestEventHub:
         self, engine: AsyncEngine, db: str
     ) -> None:
         await commit_event(engine, "before", hub=None)
+        await readable(engine, "before")  # otherwise it is, rightly, new to a starting hub
         hub = await started(engine, db, 0.05)
         try:
             sub = hub.subscribe(maxsize=10)

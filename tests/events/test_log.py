@@ -28,6 +28,23 @@ async def read_all(engine: AsyncEngine, cursor: Cursor) -> tuple[list[LoggedEven
     return batch, (batch[-1].cursor if batch else cursor)
 
 
+async def read_settled(
+    engine: AsyncEngine, cursor: Cursor, count: int
+) -> tuple[list[LoggedEvent], Cursor]:
+    """Read until ``count`` events arrived (or 10 s passed).
+
+    Transaction ids are cluster-wide: a transaction open in another database on the same
+    server (another test worker) may hold committed events back for a moment.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    seen: list[LoggedEvent] = []
+    while len(seen) < count and loop.time() < deadline:
+        batch, cursor = await read_all(engine, cursor)
+        seen.extend(batch)
+    return seen, cursor
+
+
 def write(session: AsyncSession, name: str) -> None:
     record(session, type="test.written", subject_type="test", subject_id=name)
 
@@ -46,7 +63,7 @@ class TestReadAfter:
             assert seen == [], "an event must not be readable while an older writer is open"
 
             await first.commit()
-        seen, cursor = await read_all(engine, cursor)
+        seen, cursor = await read_settled(engine, cursor, 2)
         assert [e.subject_id for e in seen] == ["first", "second"]
         assert seen[0].id < seen[1].id
 
@@ -62,7 +79,7 @@ class TestReadAfter:
             await younger.commit()
             assert (await read_all(engine, ORIGIN))[0] == []
             await older.commit()
-        seen, _ = await read_all(engine, ORIGIN)
+        seen, _ = await read_settled(engine, ORIGIN, 2)
         assert [e.subject_id for e in seen] == ["older", "younger"]
         assert seen[0].id > seen[1].id, "ids run against commit-safe order in this scenario"
 
@@ -111,7 +128,7 @@ class TestReadAfter:
         async with AsyncSession(engine) as session:
             write(session, "kept")
             await session.commit()
-        seen, _ = await read_all(engine, ORIGIN)
+        seen, _ = await read_settled(engine, ORIGIN, 1)
         assert [e.subject_id for e in seen] == ["kept"]
 
 
@@ -125,13 +142,7 @@ class TestHead:
             write(session, "a")
             write(session, "b")
             await session.commit()
-        # Transaction ids are cluster-wide: a transaction open elsewhere on the server (another
-        # test worker's database) may hold the feed back for a moment, so poll for the events.
-        seen: list[LoggedEvent] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while len(seen) < 2 and loop.time() < deadline:
-            seen = (await read_all(engine, ORIGIN))[0]
+        seen, _ = await read_settled(engine, ORIGIN, 2)
         assert len(seen) == 2
         async with engine.connect() as conn:
             assert await head(conn) == seen[-1].cursor
