@@ -163,9 +163,16 @@ class TestKnownScenario:
         work = figures["aht_s"] * 2
         expected = min(100.0, 100 * work / figures["length_s"])
         assert figures["occupancy_pct"] == pytest.approx(expected, rel=0.05, abs=0.2)
-        needed = agents_needed(5 / figures["length_s"], figures["aht_s"], 20, 80)
-        assert figures["erlang_agents_needed"] == needed
-        assert needed is not None
+        # The server used unrounded figures; the response rounds them to milliseconds.
+        length, aht = figures["length_s"], figures["aht_s"]
+        deltas = (-0.001, 0.0, 0.001)
+        candidates = {
+            agents_needed(5 / (length + d_len), aht + d_aht, 20, 80)
+            for d_len in deltas
+            for d_aht in deltas
+        }
+        assert figures["erlang_agents_needed"] in candidates
+        assert figures["erlang_agents_needed"] is not None
 
 
 class TestEndings:
