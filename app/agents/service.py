@@ -211,6 +211,7 @@ async def change_status(
         subject_type="agent",
         subject_id=agent.id,
         data={
+            "agent_id": agent.id,
             "status": change.status.value,
             "reason": change.reason,
             "previous": change.previous.value,

@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agents import presence
+from app.agents import service as agents
 from app.agents.models import Agent
 from app.events.log import record
 from app.routing import work
@@ -226,37 +227,15 @@ async def expire_offer(session: AsyncSession, *, offer_id: int, now: datetime) -
     contact_event(session, "contact.requeued", contact, now, cause="no_answer")
     status = presence.status_after_no_answers(agent.consecutive_no_answers, queue.max_no_answer)
     if status is not None and agent.status == presence.Status.AVAILABLE.value:
-        _system_away(session, agent, now)
+        await agents.change_status(
+            session,
+            agent,
+            status=presence.Status.AWAY,
+            reason=presence.NO_ANSWER_REASON,
+            by=presence.Actor.SYSTEM,
+            actor="system",
+        )
         await timers.schedule(session, kind=RESCIND, subject=agent.id, due_at=now)
-
-
-def _system_away(session: AsyncSession, agent: Agent, now: datetime) -> None:
-    change = presence.change_status(
-        presence.Status(agent.status),
-        agent.status_reason,
-        presence.Status.AWAY,
-        presence.NO_ANSWER_REASON,
-        actor=presence.Actor.SYSTEM,
-    )
-    agent.status, agent.status_reason, agent.status_changed_at = (
-        change.status.value,
-        change.reason,
-        now,
-    )
-    record(
-        session,
-        type="agent.status_changed",
-        subject_type="agent",
-        subject_id=agent.id,
-        data={
-            "agent_id": agent.id,
-            "status": change.status.value,
-            "reason": change.reason,
-            "previous": change.previous.value,
-            "site": agent.site,
-        },
-        actor="system",
-    )
 
 
 async def rescind_offers_of(session: AsyncSession, *, agent_id: int, now: datetime) -> int:
