@@ -94,3 +94,20 @@ class TestEstimatedWait:
         assert waiting["estimated_wait_s"] is not None
         assert waiting["estimate_basis"].startswith("aht=")
         assert "samples=5" in waiting["estimate_basis"]
+
+
+class TestNoAnswer:
+    async def test_agent_who_misses_max_no_answer_offers_goes_away(self, api: Api) -> None:
+        q = await queue(api, ring_timeout_s=0.2, no_answer_delay_s=0, max_no_answer=2)
+        console = await available_agent(api)
+        created = await contact(api, q["name"])
+
+        async def away() -> dict[str, object] | None:
+            me: dict[str, object] = expect(await console.get("/api/v1/agents/me"), 200)
+            return me if me["status"] == "away" else None
+
+        me = await eventually(away, what="the agent to be set away after two missed offers")
+        assert me["status_reason"] == "no_answer"
+        detail = expect(await api.get(f"/api/v1/contacts/{created['id']}"), 200)
+        assert detail["status"] == "queued", "the contact keeps waiting for someone else"
+        assert [o["status"] for o in detail["offers"]] == ["expired", "expired"]
