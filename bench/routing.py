@@ -228,6 +228,8 @@ class Latency:
     p50_ms: float
     p99_ms: float
     max_ms: float
+    post_p50_ms: float
+    post_p99_ms: float
 
 
 def start_server(url: str) -> subprocess.Popen[bytes]:
@@ -339,11 +341,18 @@ async def latency_phase(client: httpx.AsyncClient, headers: dict[str, str], rate
     delays = sorted((seen[c] - t0) * 1000 for c, t0 in sent.items() if c in seen)
     posts = sorted(ANSWERED)
     ANSWERED.clear()
-    if len(posts) >= 2:
-        pq = statistics.quantiles(posts, n=100)
-        print(f"  {rate}/s POST answered: p50 {pq[49]:.1f} ms, p99 {pq[98]:.1f} ms")
+    pq = statistics.quantiles(posts, n=100) if len(posts) >= 2 else [float("nan")] * 99
     q = statistics.quantiles(delays, n=100) if len(delays) >= 2 else [float("nan")] * 99
-    return Latency(rate, len(sent), len(delays), q[49], q[98], max(delays, default=float("nan")))
+    return Latency(
+        rate,
+        len(sent),
+        len(delays),
+        q[49],
+        q[98],
+        max(delays, default=float("nan")),
+        pq[49],
+        pq[98],
+    )
 
 
 async def latency(url: str) -> list[Latency]:
@@ -409,12 +418,26 @@ def report(
         "",
         f"Requests that failed: {len(FAILED)}.",
         "",
-        "| arrivals/s (Poisson) | contacts | offered | p50 ms | p99 ms | max ms |",
-        "|---|---|---|---|---|---|",
+        "| arrivals/s (Poisson) | contacts | offered | p50 ms | p99 ms | max ms "
+        "| POST answered p50 ms | POST p99 ms |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {x.rate} | {x.sent} | {x.offered} | {x.p50_ms:.1f} | {x.p99_ms:.1f} | {x.max_ms:.1f} |"
+        f"| {x.rate} | {x.sent} | {x.offered} | {x.p50_ms:.1f} | {x.p99_ms:.1f} | {x.max_ms:.1f} "
+        f"| {x.post_p50_ms:.1f} | {x.post_p99_ms:.1f} |"
         for x in lat
+    ]
+    ratio_ok = ours_rate / bare_rate >= 0.5
+    p99_ok = all(x.p99_ms < 50 for x in lat if x.rate == 200)
+    lines += [
+        "",
+        "## Against the targets",
+        "",
+        f"- Throughput at least half the bare implementation's: "
+        f"{'met' if ratio_ok else 'not met'} ({ours_rate / bare_rate:.2f}).",
+        f"- p99 under 50 ms at 200 contacts/s: {'met' if p99_ok else 'not met'}. The server, "
+        "PostgreSQL and the load generator share the 2 cores; when arrivals outrun what one "
+        "server process answers, requests queue and latency grows through the phase.",
     ]
     return "\n".join(lines) + "\n"
 
