@@ -30,8 +30,8 @@ from app.logging import configure_logging
 from app.metrics import Metrics, MetricsMiddleware
 from app.routing import handlers as routing_timers
 from app.routing.dispatcher import Dispatcher
-from app.routing.lifecycle import DISPATCH_WAKE_KEY
 from app.routing.router import router as routing_router
+from app.routing.work import DISPATCH_WAKE_KEY
 from app.timers import service as timers
 from app.timers.worker import TimerRegistry, TimerWorker
 

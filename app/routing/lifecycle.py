@@ -41,7 +41,6 @@ OFFER_EXPIRE = "offer.expire"
 WRAP_UP_END = "contact.wrap_up_end"
 MAX_WAIT = "contact.max_wait"
 RESCIND = "agent.rescind"
-DISPATCH_WAKE_KEY = work.DISPATCH_WAKE_KEY
 wake_dispatcher = work.wake_dispatcher
 
 

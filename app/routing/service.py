@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.agents import service as agents
 from app.agents.models import Agent, AgentChannel
 from app.config import Settings
 from app.customers import service as customers
@@ -63,9 +64,7 @@ async def _check_step_skills(session: AsyncSession, steps: list[dict[str, Any]])
     names = sorted({s["skill"] for step in steps for s in step["skills"]})
     if not names:
         return
-    from app.agents.service import skill_ids  # agents' service owns skills
-
-    await skill_ids(session, names)
+    await agents.skill_ids(session, names)
 
 
 async def _apply_fields(session: AsyncSession, queue: Queue, fields: dict[str, Any]) -> None:
