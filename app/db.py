@@ -1,7 +1,7 @@
 """Database plumbing: the declarative base, the engine, and the unit of work.
 
-A request gets one ``AsyncSession`` from ``get_session``. The dependency commits after the
-endpoint returns and before the response is sent, so a client never sees an acknowledgement
+A request gets one ``AsyncSession`` through the ``Session`` dependency, which commits after
+the endpoint returns and before the response is sent, so a client never sees an acknowledgement
 for something that is not durable; any error rolls the whole request back. Work that must
 follow the commit (waking the event hub and the dispatcher) is queued with ``after_commit``.
 Background loops use ``unit_of_work`` for the same discipline.
@@ -129,5 +129,4 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-get_session = _request_session
 Session = Annotated[AsyncSession, Depends(_request_session, scope="function")]

@@ -119,8 +119,6 @@ _HEAD_SQL = text(
     """
 )
 
-_OLDEST_SQL = text("SELECT tx, id FROM events ORDER BY tx, id LIMIT 1")
-
 
 async def read_after(
     conn: AsyncConnection | AsyncSession, cursor: Cursor, *, limit: int = 500
@@ -146,9 +144,3 @@ async def head(conn: AsyncConnection | AsyncSession) -> Cursor:
     """The cursor after the last readable event (the origin for an empty log)."""
     row = (await conn.execute(_HEAD_SQL)).first()
     return Cursor(row.tx, row.id) if row else ORIGIN
-
-
-async def oldest(conn: AsyncConnection | AsyncSession) -> Cursor | None:
-    """The first event still in the log, if any (for detecting a cursor that is too old)."""
-    row = (await conn.execute(_OLDEST_SQL)).first()
-    return Cursor(row.tx, row.id) if row else None
