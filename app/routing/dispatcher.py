@@ -27,17 +27,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.agents import presence
 from app.agents.models import Agent, AgentChannel, AgentSkill, Skill
 from app.config import Settings
 from app.customers.models import Customer
-from app.db import plain_url, unit_of_work
-from app.events.log import LoggedEvent
+from app.db import plain_url, table_of, unit_of_work
+from app.events.log import LoggedEvent, record_many
 from app.routing import scoring, work
-from app.routing.lifecycle import OFFER_EXPIRE, db_now, offer_event
+from app.routing.lifecycle import OFFER_EXPIRE
 from app.routing.models import Contact, ContactStatus, Offer, Queue
 from app.timers import service as timers
 from app.waiting import wait_for_wake
@@ -128,39 +128,102 @@ async def _skill_levels(session: AsyncSession, ids: list[int]) -> dict[int, dict
     return levels
 
 
-async def routable_agents(
-    session: AsyncSession, now: datetime, skills: SkillCache | None = None
-) -> list[scoring.AgentView]:
-    """Agents that may be offered something now, with skills and per-channel load."""
-    spare = exists().where(
-        AgentChannel.agent_id == Agent.id, AgentChannel.load < AgentChannel.capacity
+_ROUTABLE_SQL = """
+    SELECT a.id, a.idle_since, a.last_offer_at, a.contacts_day, a.contacts_today,
+           array_agg(ac.channel), array_agg(ac.load), array_agg(ac.capacity)
+    FROM agents a
+    JOIN agent_channels ac ON ac.agent_id = a.id
+    WHERE a.status = 'available' AND a.active AND a.work_wrap_ups = 0
+      AND (a.ready_at IS NULL OR a.ready_at <= $1)
+      AND ($3::text[] IS NULL OR a.id = ANY($4::bigint[]) OR EXISTS (
+          SELECT 1 FROM agent_skills s JOIN skills k ON k.id = s.skill_id
+          WHERE s.agent_id = a.id AND k.name = ANY($3::text[])))
+    GROUP BY a.id
+    HAVING bool_or(ac.load < ac.capacity AND ac.channel = ANY($2::text[]))
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """Which agents a round's contacts could go to: a superset, to keep the read small.
+
+    ``skills`` None: any agent (a contact whose steps have all expired, or a step without
+    skills); otherwise agents holding one of these skills, or one of ``agent_ids`` (the
+    relationship managers, who may be the only agent a contact may go to).
+    """
+
+    channels: frozenset[str]
+    skills: frozenset[str] | None
+    agent_ids: frozenset[int]
+
+
+def wanted(waiting: Sequence[Waiting], now: datetime) -> Wanted:
+    skills: set[str] | None = set()
+    managers: set[int] = set()
+    for w in waiting:
+        if w.view.relationship_manager_id is not None:
+            managers.add(w.view.relationship_manager_id)
+        step = scoring.current_step(w.rules, w.view, now)
+        reqs = () if step is None else w.rules.steps[step].skills
+        if not reqs:
+            skills = None
+        elif skills is not None:
+            skills.update(req.skill for req in reqs)
+    return Wanted(
+        channels=frozenset(w.view.channel for w in waiting),
+        skills=None if skills is None else frozenset(skills),
+        agent_ids=frozenset(managers),
     )
-    rows = (await session.execute(select(Agent).where(_routable(now), spare))).scalars().all()
+
+
+async def driver_connection(session: AsyncSession) -> Any:
+    """The session's asyncpg connection, for reads too large for ORM rows (see below)."""
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection
+
+
+async def routable_agents(
+    session: AsyncSession, now: datetime, want: Wanted, skills: SkillCache | None = None
+) -> list[scoring.AgentView]:
+    """Agents that may be offered something now and could take one of the wanted contacts,
+    with skills and per-channel load.
+
+    Rounds run often and a centre has thousands of agents, so this read goes to the driver
+    directly (ORM or Core rows would cost more than the rest of the round). It runs outside
+    any transaction, as the round's reads do; the writes re-check under lock.
+    """
+    rows = await (await driver_connection(session)).fetch(
+        _ROUTABLE_SQL,
+        now,
+        list(want.channels),
+        None if want.skills is None else list(want.skills),
+        list(want.agent_ids),
+    )
     if not rows:
         return []
-    ids = [a.id for a in rows]
-    channels = (
-        (await session.execute(select(AgentChannel).where(AgentChannel.agent_id.in_(ids))))
-        .scalars()
-        .all()
-    )
-    levels = await (skills or SkillCache()).levels(session, ids)
-    load: dict[int, dict[str, int]] = {i: {} for i in ids}
-    capacity: dict[int, dict[str, int]] = {i: {} for i in ids}
-    for ch in channels:
-        load[ch.agent_id][ch.channel], capacity[ch.agent_id][ch.channel] = ch.load, ch.capacity
+    levels = await (skills or SkillCache()).levels(session, [row[0] for row in rows])
     today = now.date()
     return [
         scoring.AgentView(
-            id=a.id,
-            skills=levels[a.id],
-            idle_since=a.idle_since,
-            load=load[a.id],
-            capacity=capacity[a.id],
-            contacts_today=a.contacts_today if a.contacts_day == today else 0,
-            last_offer_at=a.last_offer_at,
+            id=agent_id,
+            skills=levels[agent_id],
+            idle_since=idle_since,
+            load=dict(zip(channels, loads, strict=True)),
+            capacity=dict(zip(channels, capacities, strict=True)),
+            contacts_today=contacts_today if contacts_day == today else 0,
+            last_offer_at=last_offer_at,
         )
-        for a in rows
+        for (
+            agent_id,
+            idle_since,
+            last_offer_at,
+            contacts_day,
+            contacts_today,
+            channels,
+            loads,
+            capacities,
+        ) in rows
     ]
 
 
@@ -172,21 +235,35 @@ class Waiting:
 
 
 async def waiting_contacts(
-    session: AsyncSession, settings: Settings, channels: set[str], limit: int
+    session: AsyncSession, settings: Settings, now: datetime, limit: int
 ) -> list[Waiting]:
-    """The most urgent queued contacts on these channels (by deadline)."""
+    """The most urgent queued contacts (by deadline) on channels where some agent who may be
+    offered something now has spare capacity."""
+    served = (
+        select(AgentChannel.channel)
+        .join(Agent, Agent.id == AgentChannel.agent_id)
+        .where(_routable(now), AgentChannel.load < AgentChannel.capacity)
+    )
     rows = (
         await session.execute(
-            select(Contact, Customer.relationship_manager_id)
+            select(
+                Contact.id,
+                Contact.queue_id,
+                Contact.channel,
+                Contact.tier,
+                Contact.enqueued_at,
+                Contact.routing_started_at,
+                Customer.relationship_manager_id,
+            )
             .outerjoin(Customer, Customer.id == Contact.customer_id)
-            .where(Contact.status == ContactStatus.queued.value, Contact.channel.in_(channels))
+            .where(Contact.status == ContactStatus.queued.value, Contact.channel.in_(served))
             .order_by(Contact.deadline_at, Contact.id)
             .limit(limit)
         )
     ).all()
     if not rows:
         return []
-    queue_ids = {row.Contact.queue_id for row in rows}
+    queue_ids = {row.queue_id for row in rows}
     queues = {
         q.id: q for q in (await session.scalars(select(Queue).where(Queue.id.in_(queue_ids))))
     }
@@ -195,14 +272,14 @@ async def waiting_contacts(
     fallback = tiers[settings.default_tier]
     return [
         Waiting(
-            rules=rules[row.Contact.queue_id],
-            queue=queues[row.Contact.queue_id],
+            rules=rules[row.queue_id],
+            queue=queues[row.queue_id],
             view=scoring.ContactView(
-                id=row.Contact.id,
-                channel=row.Contact.channel,
-                tier=tiers.get(row.Contact.tier, fallback),
-                enqueued_at=row.Contact.enqueued_at,
-                routing_started_at=row.Contact.routing_started_at,
+                id=row.id,
+                channel=row.channel,
+                tier=tiers.get(row.tier, fallback),
+                enqueued_at=row.enqueued_at,
+                routing_started_at=row.routing_started_at,
                 relationship_manager_id=row.relationship_manager_id,
             ),
         )
@@ -210,81 +287,196 @@ async def waiting_contacts(
     ]
 
 
-async def _lock_for_offer(
-    session: AsyncSession, contact_id: int, agent_id: int, channel: str, now: datetime
-) -> tuple[Contact, Agent] | None:
-    """Lock the pair and re-check both; None when either moved on since the read.
-
-    Both rows are re-read under the lock (``populate_existing``, after flushing this round's
-    earlier offers): work counters computed from a copy read before the lock would overwrite
-    what a request changed meanwhile.
+_LOCK_CONTACTS = text(
     """
-    await session.flush()
-    contact = await session.scalar(
-        select(Contact)
-        .where(Contact.id == contact_id, Contact.status == ContactStatus.queued.value)
-        .with_for_update(skip_locked=True)
-        .execution_options(populate_existing=True)
+    SELECT id FROM contacts
+    WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'queued'
+    ORDER BY id
+    FOR UPDATE SKIP LOCKED
+    """
+)
+_LOCK_AGENTS = text(
+    """
+    SELECT id, work_offers, work_contacts, work_wrap_ups, state, now() AS now,
+           clock_timestamp() AS clock
+    FROM agents
+    WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'available' AND active
+      AND work_wrap_ups = 0 AND (ready_at IS NULL OR ready_at <= now())
+    ORDER BY id
+    FOR UPDATE SKIP LOCKED
+    """
+)
+_SPARE = text(
+    """
+    SELECT agent_id, channel, capacity - load AS spare FROM agent_channels
+    WHERE agent_id = ANY(CAST(:ids AS bigint[]))
+    """
+)
+_OFFERED = (
+    update(table_of(Contact))
+    .where(table_of(Contact).c.id == bindparam("b_id"))
+    .values(
+        status=ContactStatus.offered.value, agent_id=bindparam("b_agent"), updated_at=func.now()
     )
-    if contact is None:
-        return None
-    agent = await session.scalar(
-        select(Agent)
-        .where(Agent.id == agent_id, _routable(now))
-        .with_for_update(skip_locked=True)
-        .execution_options(populate_existing=True)
+)
+_LOADED = (
+    update(table_of(AgentChannel))
+    .where(
+        table_of(AgentChannel).c.agent_id == bindparam("b_agent"),
+        table_of(AgentChannel).c.channel == bindparam("b_channel"),
     )
-    if agent is None:
-        return None
-    spare = await session.scalar(
-        select(AgentChannel.load < AgentChannel.capacity).where(
-            AgentChannel.agent_id == agent_id, AgentChannel.channel == channel
+    .values(load=table_of(AgentChannel).c.load + bindparam("b_n"))
+)
+_WORKING = (
+    update(table_of(Agent))
+    .where(table_of(Agent).c.id == bindparam("b_id"))
+    .values(
+        work_offers=bindparam("b_offers"),
+        work_contacts=bindparam("b_contacts"),
+        work_wrap_ups=bindparam("b_wrap_ups"),
+        state=bindparam("b_state"),
+        state_changed_at=func.coalesce(
+            bindparam("b_state_changed_at"), table_of(Agent).c.state_changed_at
+        ),
+        last_offer_at=bindparam("b_last_offer_at"),
+        updated_at=func.now(),
+    )
+)
+
+
+@dataclass(slots=True)
+class _Locked:
+    """An agent as locked for this round's offers."""
+
+    work: presence.Work
+    state: str
+    state_changed_at: datetime | None = None
+    offered: bool = False
+
+
+async def write_round(session: AsyncSession, plan: Plan, matches: Sequence[scoring.Match]) -> int:
+    """Write the decided offers (leases until each queue's ring timeout) in a few statements.
+
+    The matched contacts, then the matched agents, are locked with ``SKIP LOCKED`` and
+    re-checked (still queued; still routable, with spare capacity counted afresh); a pair
+    that moved on since the read is skipped and left to the next round. The offers, the
+    contacts' status, the loads, the agents' work, the ring-timeout timers and the events
+    then go in one statement each, whatever the number of offers.
+    """
+    if not matches:
+        return 0
+    contact_ids = sorted({m.contact.id for m in matches})
+    agent_ids = sorted({m.agent_id for m in matches})
+    locked_contacts = set((await session.scalars(_LOCK_CONTACTS, {"ids": contact_ids})).all())
+    if not locked_contacts:
+        return 0
+    agent_rows = (await session.execute(_LOCK_AGENTS, {"ids": agent_ids})).all()
+    if not agent_rows:
+        return 0
+    now, created_at = agent_rows[0].now, agent_rows[0].clock
+    agents = {
+        row.id: _Locked(
+            presence.Work(row.work_offers, row.work_contacts, row.work_wrap_ups), row.state
         )
+        for row in agent_rows
+    }
+    spare = {
+        (row.agent_id, row.channel): row.spare
+        for row in await session.execute(_SPARE, {"ids": list(agents)})
+    }
+    queues = {w.view.id: w.queue for w in plan.waiting}
+    offers: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for m in matches:
+        key = (m.agent_id, m.contact.channel)
+        agent = agents.get(m.agent_id)
+        if m.contact.id not in locked_contacts or agent is None or spare.get(key, 0) <= 0:
+            continue
+        spare[key] -= 1
+        agent.offered = True
+        agent.work = presence.apply_work(agent.work, presence.WorkEvent.OFFER_CREATED)
+        state = presence.derive_state(agent.work).value
+        if state != agent.state:
+            events.append(work.state_event(m.agent_id, state, agent.state, m.contact.id))
+            agent.state, agent.state_changed_at = state, now
+        queue = queues[m.contact.id]
+        offers.append(
+            {
+                "contact_id": m.contact.id,
+                "agent_id": m.agent_id,
+                "queue_id": queue.id,
+                "channel": m.contact.channel,
+                "reason": m.reason.as_dict(),
+                "created_at": created_at,
+                "expires_at": created_at + timedelta(seconds=queue.ring_timeout_s),
+                "_event_at": len(events),
+            }
+        )
+        events.append({})  # the offer.created event, once the offer has its id
+    if not offers:
+        return 0
+    await _insert_offers(session, offers, events)
+    await session.execute(
+        _OFFERED, [{"b_id": o["contact_id"], "b_agent": o["agent_id"]} for o in offers]
     )
-    return (contact, agent) if spare else None
+    taken: dict[tuple[int, str], int] = {}
+    for o in offers:
+        taken[o["agent_id"], o["channel"]] = taken.get((o["agent_id"], o["channel"]), 0) + 1
+    await session.execute(
+        _LOADED, [{"b_agent": a, "b_channel": ch, "b_n": n} for (a, ch), n in taken.items()]
+    )
+    await session.execute(
+        _WORKING,
+        [
+            {
+                "b_id": agent_id,
+                "b_offers": a.work.offers,
+                "b_contacts": a.work.contacts,
+                "b_wrap_ups": a.work.wrap_ups,
+                "b_state": a.state,
+                "b_state_changed_at": a.state_changed_at,
+                "b_last_offer_at": now,
+            }
+            for agent_id, a in agents.items()
+            if a.offered
+        ],
+    )
+    await timers.schedule_many(
+        session, kind=OFFER_EXPIRE, due=[(o["id"], o["expires_at"]) for o in offers]
+    )
+    await record_many(session, events)
+    return len(offers)
 
 
-async def make_offer(
-    session: AsyncSession, match: scoring.Match, queue: Queue, now: datetime
-) -> Offer | None:
-    """Write one decided offer (a lease until the ring timeout)."""
-    locked = await _lock_for_offer(
-        session, match.contact.id, match.agent_id, match.contact.channel, now
-    )
-    if locked is None:
-        return None
-    contact, agent = locked
-    # The lease starts now, not when the round began: the round may have read the contact
-    # as queued only after its previous offer was decided, later than the round's start.
-    created_at: datetime | None = await session.scalar(select(func.clock_timestamp()))
-    assert created_at is not None
-    expires_at = created_at + timedelta(seconds=queue.ring_timeout_s)
-    offer = Offer(
-        contact_id=contact.id,
-        agent_id=agent.id,
-        queue_id=queue.id,
-        channel=contact.channel,
-        reason=match.reason.as_dict(),
-        created_at=created_at,
-        expires_at=expires_at,
-    )
-    session.add(offer)
-    await session.flush()
-    contact.status, contact.agent_id = ContactStatus.offered.value, agent.id
-    agent.last_offer_at = now
-    await work.apply(
-        session,
-        agent,
-        presence.WorkEvent.OFFER_CREATED,
-        channel=contact.channel,
-        now=now,
-        contact_id=contact.id,
-    )
-    await timers.schedule(session, kind=OFFER_EXPIRE, subject=offer.id, due_at=expires_at)
-    offer_event(
-        session, "offer.created", offer, expires_at=expires_at.isoformat(), reason=offer.reason
-    )
-    return offer
+async def _insert_offers(
+    session: AsyncSession, offers: list[dict[str, Any]], events: list[dict[str, Any]]
+) -> None:
+    """Insert the offers, note their ids and fill in their ``offer.created`` events."""
+    table = table_of(Offer)
+    columns = ("contact_id", "agent_id", "queue_id", "channel", "reason", "created_at")
+    ids = (
+        await session.scalars(
+            insert(table).returning(table.c.id, sort_by_parameter_order=True),
+            [{c: o[c] for c in (*columns, "expires_at")} for o in offers],
+        )
+    ).all()
+    for offer, offer_id in zip(offers, ids, strict=True):
+        offer["id"] = offer_id
+        events[offer.pop("_event_at")] = {
+            "type": "offer.created",
+            "subject_type": "offer",
+            "subject_id": offer_id,
+            "actor": "system",
+            "data": {
+                "offer_id": offer_id,
+                "contact_id": offer["contact_id"],
+                "agent_id": offer["agent_id"],
+                "queue_id": offer["queue_id"],
+                "channel": offer["channel"],
+                "expires_at": offer["expires_at"].isoformat(),
+                "reason": offer["reason"],
+            },
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,13 +486,19 @@ class Round:
     now: datetime
 
 
-async def _next_ready(session: AsyncSession, now: datetime) -> datetime | None:
-    ready: datetime | None = await session.scalar(
-        select(func.min(Agent.ready_at)).where(
-            Agent.status == presence.Status.AVAILABLE.value, Agent.ready_at > now
+async def _clock(session: AsyncSession) -> tuple[datetime, datetime | None]:
+    """The database's time, and the next time a resting available agent becomes ready."""
+    row = (
+        await session.execute(
+            select(
+                func.now(),
+                select(func.min(Agent.ready_at))
+                .where(Agent.status == presence.Status.AVAILABLE.value, Agent.ready_at > func.now())
+                .scalar_subquery(),
+            )
         )
-    )
-    return ready
+    ).one()
+    return row[0], row[1]
 
 
 def _earliest(*times: datetime | None) -> datetime | None:
@@ -321,31 +519,17 @@ class Plan:
 async def read_round(
     session: AsyncSession, settings: Settings, skills: SkillCache | None = None
 ) -> Plan:
-    now = await db_now(session)
-    next_ready = await _next_ready(session, now)
-    agents = await routable_agents(session, now, skills)
-    if not agents:
+    now, next_ready = await _clock(session)
+    waiting = await waiting_contacts(session, settings, now, settings.dispatch_batch)
+    if not waiting:
         return Plan(now, [], [], next_ready)
-    channels = {ch for a in agents for ch, cap in a.capacity.items() if a.load.get(ch, 0) < cap}
-    waiting = await waiting_contacts(session, settings, channels, settings.dispatch_batch)
+    agents = await routable_agents(session, now, wanted(waiting, now), skills)
     return Plan(now, agents, waiting, next_ready)
 
 
 def decide(plan: Plan, settings: Settings) -> list[scoring.Match]:
     dispatch = scoring.DispatchSettings(starvation_bound_s=settings.starvation_bound_s)
     return scoring.match([(w.rules, w.view) for w in plan.waiting], plan.agents, plan.now, dispatch)
-
-
-async def write_round(session: AsyncSession, plan: Plan, matches: Sequence[scoring.Match]) -> int:
-    """Write the decided offers; a pair that moved on since the read is skipped."""
-    if not matches:
-        return 0
-    now = await db_now(session)
-    queues = {w.view.id: w.queue for w in plan.waiting}
-    made = 0
-    for m in matches:
-        made += await make_offer(session, m, queues[m.contact.id], now) is not None
-    return made
 
 
 def next_wake(plan: Plan, matches: Sequence[scoring.Match]) -> datetime | None:

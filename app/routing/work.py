@@ -116,16 +116,20 @@ def set_state(
     agent.state, agent.state_changed_at = state.value, now
     if state is presence.State.IDLE:
         agent.idle_since = now
-    record(
-        session,
-        type="agent.state_changed",
-        subject_type="agent",
-        subject_id=agent.id,
-        data={
-            "agent_id": agent.id,
-            "state": state.value,
+    record(session, **state_event(agent.id, state.value, previous, contact_id))
+
+
+def state_event(agent_id: int, state: str, previous: str, contact_id: int | None) -> dict[str, Any]:
+    """The ``agent.state_changed`` event, as ``record`` takes it."""
+    return {
+        "type": "agent.state_changed",
+        "subject_type": "agent",
+        "subject_id": agent_id,
+        "data": {
+            "agent_id": agent_id,
+            "state": state,
             "previous": previous,
             "contact_id": contact_id,
         },
-        actor="system",
-    )
+        "actor": "system",
+    }

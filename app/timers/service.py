@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -9,7 +10,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import after_commit
+from app.db import after_commit, table_of
 from app.timers.models import Timer
 
 WAKE_CALLBACK_KEY = "timers_wake"
@@ -43,6 +44,31 @@ async def schedule(
     # The worker looks again at least every poll interval; wake it only for a timer due
     # before then (a ring timeout 20 s away need not cost a round trip now).
     if wake is not None and due_at <= datetime.now(UTC) + WAKE_HORIZON:
+        after_commit(session, wake)
+
+
+async def schedule_many(
+    session: AsyncSession, *, kind: str, due: Sequence[tuple[str | int, datetime]]
+) -> None:
+    """``schedule`` for several subjects of one kind in one statement (no payloads)."""
+    if not due:
+        return
+    stmt = insert(table_of(Timer))
+    stmt = stmt.on_conflict_do_update(
+        constraint="uq_timers_kind_subject",
+        set_={
+            "due_at": stmt.excluded.due_at,
+            "payload": stmt.excluded.payload,
+            "attempts": 0,
+            "last_error": None,
+            "failed_at": None,
+        },
+    )
+    await session.execute(
+        stmt, [{"kind": kind, "subject": str(s), "due_at": d, "payload": {}} for s, d in due]
+    )
+    wake = session.info.get(WAKE_CALLBACK_KEY)
+    if wake is not None and min(d for _, d in due) <= datetime.now(UTC) + WAKE_HORIZON:
         after_commit(session, wake)
 
 
