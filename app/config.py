@@ -64,7 +64,9 @@ class Settings(BaseSettings):
     dispatch_tick_s: float = Field(default=0.5, gt=0, description="dispatcher's safety tick")
     dispatch_batch: int = Field(default=500, gt=0, description="waiting contacts per round")
     leader_retry_s: float = Field(default=0.5, gt=0, description="standby dispatcher's retry")
-    db_pool_size: int = Field(default=10, gt=0)
+    db_pool_size: int = Field(
+        default=20, gt=0, description="database connections per instance (requests wait for one)"
+    )
     idle_in_transaction_timeout_ms: int = Field(default=10_000, ge=0)
     event_poll_interval_s: float = Field(default=0.25, gt=0)
     timer_poll_interval_s: float = Field(default=0.5, gt=0)

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, String, func, select
+from sqlalchemy import DateTime, Integer, String, func, select, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -68,9 +68,12 @@ async def run_once(
     if inserted.first() is None:
         return await _replay(session, scope=scope, key=key, digest=digest)
     status_code, body = await create()
-    row = await session.get(IdempotencyKey, (scope, key))
-    assert row is not None
-    row.status_code, row.response = status_code, body
+    await session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.scope == scope, IdempotencyKey.key == key)
+        .values(status_code=status_code, response=body)
+        .execution_options(synchronize_session=False)
+    )
     return status_code, body
 
 

@@ -104,6 +104,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = create_engine(
         url,
         pool_size=settings.db_pool_size,
+        max_overflow=0,
         idle_tx_timeout_ms=settings.idle_in_transaction_timeout_ms,
     )
     await _check_migrations(engine)

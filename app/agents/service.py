@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -254,7 +255,23 @@ async def ensure_admin(
     return agent, True
 
 
-async def get_identity(session: AsyncSession, agent_id: int) -> Agent | None:
-    """Just the agent row (no skills or channels): what signing a request in needs."""
-    agent: Agent | None = await session.get(Agent, agent_id)
-    return agent
+async def get_identity(session: AsyncSession, agent_id: int) -> Identity | None:
+    """What signing a request in needs, and no more: every request pays for this read."""
+    conn = await session.connection()  # Core: no ORM bookkeeping for five columns
+    row = (
+        await conn.execute(
+            select(Agent.id, Agent.username, Agent.role, Agent.site, Agent.active).where(
+                Agent.id == agent_id
+            )
+        )
+    ).first()
+    return None if row is None else Identity(row.id, row.username, row.role, row.site, row.active)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    id: int
+    username: str
+    role: str
+    site: str | None
+    active: bool

@@ -93,10 +93,15 @@ def record(
         actor=actor,
     )
     session.add(event)
+    wake_after_commit(session)
+    return event
+
+
+def wake_after_commit(session: AsyncSession) -> None:
+    """Events were written in this transaction: wake the hub once it commits."""
     wake = session.info.get(WAKE_CALLBACK_KEY)
     if wake is not None:
         after_commit(session, wake)
-    return event
 
 
 async def record_many(session: AsyncSession, events: Sequence[dict[str, Any]]) -> None:
@@ -115,9 +120,7 @@ async def record_many(session: AsyncSession, events: Sequence[dict[str, Any]]) -
         for e in events
     ]
     await session.execute(insert(table_of(Event)), rows)
-    wake = session.info.get(WAKE_CALLBACK_KEY)
-    if wake is not None:
-        after_commit(session, wake)
+    wake_after_commit(session)
 
 
 _READ_SQL = text(

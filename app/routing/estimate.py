@@ -22,10 +22,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["BASIS_OFFERED", "BASIS_UNKNOWN", "WaitEstimate", "announce_position", "estimate_wait"]
+__all__ = [
+    "BASIS_OFFERED",
+    "BASIS_UNKNOWN",
+    "MIN_SAMPLES",
+    "WaitEstimate",
+    "announce_position",
+    "estimate_wait",
+]
 
 BASIS_UNKNOWN: Final = "unknown"
 BASIS_OFFERED: Final = "offered"
+MIN_SAMPLES: Final = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +49,7 @@ def estimate_wait(
     handle_times_s: Sequence[float],
     staffed_agents: int,
     *,
-    min_samples: int = 5,
+    min_samples: int = MIN_SAMPLES,
 ) -> WaitEstimate:
     """Estimated wait for the contact at ``position``; unknown when the data is thin."""
     _require(position >= 0, "position", "an integer >= 0", position)

@@ -292,17 +292,22 @@ async def insert_contact(
     session.add(template)
     await session.flush()
     if queue.max_wait_s is not None:
-        await timers.schedule(
-            session,
-            kind=MAX_WAIT,
-            subject=template.id,
-            due_at=now + timedelta(seconds=queue.max_wait_s),
-        )
+        await schedule_max_wait(session, template, queue, now)
     contact_event(
         session, "contact.queued", template, now, actor=actor, customer_id=template.customer_id
     )
     wake_dispatcher(session)
     return template
+
+
+async def schedule_max_wait(
+    session: AsyncSession, contact: Contact, queue: Queue, now: datetime
+) -> None:
+    """The queue's max wait, counted from ``now`` (the contact's arrival in this queue)."""
+    assert queue.max_wait_s is not None
+    await timers.schedule(
+        session, kind=MAX_WAIT, subject=contact.id, due_at=now + timedelta(seconds=queue.max_wait_s)
+    )
 
 
 def continuation(contact: Contact) -> Contact:

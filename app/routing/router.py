@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -17,6 +18,7 @@ from app.db import Session
 from app.idempotency import run_once
 from app.pagination import is_number
 from app.routing import endings, lifecycle, service, stats
+from app.routing.estimate import WaitEstimate
 from app.routing.models import Contact, Offer, OfferStatus, Queue
 from app.routing.schemas import (
     CompleteIn,
@@ -114,15 +116,25 @@ async def update_queue(
     return await _queue_out(session, queue)
 
 
-async def contact_out(session: Session, contact: Contact, *, fresh: bool = False) -> ContactOut:
-    """The contact as clients see it; ``fresh``: just created, so it has no offers yet."""
+async def contact_out(session: Session, contact: Contact) -> ContactOut:
+    """The contact as clients see it, with its position, wait estimate and offers."""
     position, wait = await service.announce(session, contact)
     names = await service.queue_names(session, {contact.queue_id})
-    offers = [] if fresh else await service.offers_of(session, contact.id)
+    offers = await service.offers_of(session, contact.id)
+    return contact_view(contact, names[contact.queue_id], position, wait, offers)
+
+
+def contact_view(
+    contact: Contact,
+    queue_name: str,
+    position: int | None,
+    wait: WaitEstimate | None,
+    offers: Sequence[Offer] = (),
+) -> ContactOut:
     return ContactOut(
         id=contact.id,
         status=contact.status,
-        queue=names[contact.queue_id],
+        queue=queue_name,
         queue_id=contact.queue_id,
         channel=contact.channel,
         tier=contact.tier,
@@ -156,10 +168,11 @@ async def create_contact(
     """Queue a web, chat, app or callback contact; answers with its position and wait."""
 
     async def create() -> tuple[int, Any]:
-        contact = await service.create_contact(
+        new = await service.create_contact(
             session, data=body, settings=request.app.state.settings, actor=principal.actor
         )
-        return 201, (await contact_out(session, contact, fresh=True)).model_dump(mode="json")
+        view = contact_view(new.contact, new.queue.name, new.position, new.wait)
+        return 201, view.model_dump(mode="json")
 
     code, payload = await run_once(
         session,
