@@ -128,18 +128,35 @@ async def _skill_levels(session: AsyncSession, ids: list[int]) -> dict[int, dict
     return levels
 
 
-_ROUTABLE_SQL = """
+# Agents who may be offered something now, with spare capacity on one of the channels ($2).
+# The first form reads every such agent; the second only those holding one of the skills
+# ($3) or named ($4). Two statements rather than one with an "$3 IS NULL OR ..." test: a
+# prepared statement gets one generic plan, which cannot be good for both.
+_ROUTABLE_COLUMNS = """
     SELECT a.id, a.idle_since, a.last_offer_at, a.contacts_day, a.contacts_today,
            array_agg(ac.channel), array_agg(ac.load), array_agg(ac.capacity)
-    FROM agents a
-    JOIN agent_channels ac ON ac.agent_id = a.id
+"""
+_ROUTABLE_WHERE = """
     WHERE a.status = 'available' AND a.active AND a.work_wrap_ups = 0
       AND (a.ready_at IS NULL OR a.ready_at <= $1)
-      AND ($3::text[] IS NULL OR a.id = ANY($4::bigint[]) OR EXISTS (
-          SELECT 1 FROM agent_skills s JOIN skills k ON k.id = s.skill_id
-          WHERE s.agent_id = a.id AND k.name = ANY($3::text[])))
     GROUP BY a.id
     HAVING bool_or(ac.load < ac.capacity AND ac.channel = ANY($2::text[]))
+"""
+_ROUTABLE_ANY = f"""
+    {_ROUTABLE_COLUMNS}
+    FROM agents a JOIN agent_channels ac ON ac.agent_id = a.id
+    {_ROUTABLE_WHERE}
+"""
+_ROUTABLE_SKILLED = f"""
+    WITH candidates AS (
+        SELECT s.agent_id AS id FROM agent_skills s JOIN skills k ON k.id = s.skill_id
+        WHERE k.name = ANY($3::text[])
+        UNION
+        SELECT unnest($4::bigint[])
+    )
+    {_ROUTABLE_COLUMNS}
+    FROM candidates c JOIN agents a ON a.id = c.id JOIN agent_channels ac ON ac.agent_id = a.id
+    {_ROUTABLE_WHERE}
 """
 
 
@@ -193,13 +210,13 @@ async def routable_agents(
     directly (ORM or Core rows would cost more than the rest of the round). It runs outside
     any transaction, as the round's reads do; the writes re-check under lock.
     """
-    rows = await (await driver_connection(session)).fetch(
-        _ROUTABLE_SQL,
-        now,
-        list(want.channels),
-        None if want.skills is None else list(want.skills),
-        list(want.agent_ids),
-    )
+    conn = await driver_connection(session)
+    if want.skills is None:
+        rows = await conn.fetch(_ROUTABLE_ANY, now, list(want.channels))
+    else:
+        rows = await conn.fetch(
+            _ROUTABLE_SKILLED, now, list(want.channels), list(want.skills), list(want.agent_ids)
+        )
     if not rows:
         return []
     levels = await (skills or SkillCache()).levels(session, [row[0] for row in rows])
