@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 from alembic import command
 from sqlalchemy.engine import make_url
 
@@ -45,11 +44,13 @@ from app.config import Settings  # noqa: E402
 from app.db import create_engine, create_sessionmaker, plain_url  # noqa: E402
 from app.embedded import start_embedded  # noqa: E402
 from app.routing.dispatcher import dispatch_round  # noqa: E402
+from bench.http import HttpError, LeanClient  # noqa: E402
 
 AGENTS, SKILLS, QUEUES, BACKLOG = 2000, 50, 50, 2000
 TIERS = [("platinum", 0.01), ("gold", 0.19), ("silver", 0.30), ("standard", 0.50)]
 RATES, PHASE_S = (100, 200), 10.0
 PORT = 8765
+CONNECTIONS = 100  # keep-alive connections for the POSTs
 FAILED: list[dict[str, Any]] = []
 KEYS = itertools.count()
 ANSWERED: list[float] = []  # POST response times, ms
@@ -253,36 +254,36 @@ def start_server(url: str) -> subprocess.Popen[bytes]:
             "--log-level",
             "warning",
             "--no-access-log",
+            *(
+                ["--workers", os.environ["BENCH_WORKERS"]]
+                if os.environ.get("BENCH_WORKERS")
+                else []
+            ),
         ],
         cwd=ROOT,
         env=env,
     )
 
 
-async def wait_ready(client: httpx.AsyncClient) -> None:
+async def wait_ready(client: LeanClient) -> None:
     for _ in range(200):
         try:
-            if (await client.get("/health/ready")).status_code == 200:
+            if (await client.request("GET", "/health/ready"))[0] == 200:
                 return
-        except httpx.TransportError:
+        except HttpError:
             pass
         await asyncio.sleep(0.1)
     raise RuntimeError("server did not become ready")
 
 
 async def follow_offers(
-    client: httpx.AsyncClient, headers: dict[str, str], seen: dict[int, float], stop: asyncio.Event
+    client: LeanClient, headers: dict[str, str], seen: dict[int, float], stop: asyncio.Event
 ) -> None:
-    cursor = (await client.get("/api/v1/events", headers=headers)).json()["cursor"]
+    cursor = (await client.request("GET", "/api/v1/events", headers=headers))[1]["cursor"]
     while not stop.is_set():
-        page = (
-            await client.get(
-                "/api/v1/events",
-                params={"after": cursor, "wait_s": 1, "limit": 1000},
-                headers=headers,
-                timeout=10,
-            )
-        ).json()
+        _, page = await client.request(
+            "GET", f"/api/v1/events?after={cursor}&wait_s=1&limit=1000", headers=headers
+        )
         now = time.perf_counter()
         cursor = page["cursor"]
         for item in page["items"]:
@@ -291,9 +292,7 @@ async def follow_offers(
                 seen.setdefault(event["data"]["contact_id"], now)
 
 
-async def send_contact(
-    client: httpx.AsyncClient, headers: dict[str, str], sent: dict[int, float]
-) -> None:
+async def send_contact(client: LeanClient, headers: dict[str, str], sent: dict[int, float]) -> None:
     body = {
         "channel": "chat",
         "queue": f"q{rng.randrange(QUEUES)}",
@@ -305,25 +304,30 @@ async def send_contact(
     response = None
     for _ in range(3):
         try:
-            response = await client.post("/api/v1/contacts", json=body, headers=keyed, timeout=30)
+            response = await client.request(
+                "POST", "/api/v1/contacts", json_body=body, headers=keyed
+            )
             break
-        except httpx.TransportError:
+        except HttpError:
             continue
     if response is None:
         FAILED.append(body)
         return
-    if response.status_code == 201:
-        sent[response.json()["id"]] = t0
+    status, created = response
+    if status == 201:
+        sent[created["id"]] = t0
         ANSWERED.append((time.perf_counter() - t0) * 1000)
     else:
         FAILED.append(body)
 
 
-async def latency_phase(client: httpx.AsyncClient, headers: dict[str, str], rate: int) -> Latency:
+async def latency_phase(client: LeanClient, headers: dict[str, str], rate: int) -> Latency:
     sent: dict[int, float] = {}
     seen: dict[int, float] = {}
     stop = asyncio.Event()
-    follower = asyncio.create_task(follow_offers(client, headers, seen, stop))
+    # The follower has a connection of its own: its long poll never waits behind POSTs.
+    feed = LeanClient("127.0.0.1", PORT, size=1)
+    follower = asyncio.create_task(follow_offers(feed, headers, seen, stop))
     await asyncio.sleep(0.5)
     tasks: list[asyncio.Task[None]] = []
     loop = asyncio.get_running_loop()
@@ -338,6 +342,7 @@ async def latency_phase(client: httpx.AsyncClient, headers: dict[str, str], rate
         await asyncio.sleep(0.1)
     stop.set()
     await follower
+    await feed.close()
     delays = sorted((seen[c] - t0) * 1000 for c, t0 in sent.items() if c in seen)
     posts = sorted(ANSWERED)
     ANSWERED.clear()
@@ -357,18 +362,16 @@ async def latency_phase(client: httpx.AsyncClient, headers: dict[str, str], rate
 
 async def latency(url: str) -> list[Latency]:
     server = start_server(url)
+    client = LeanClient("127.0.0.1", PORT, size=CONNECTIONS)
     try:
-        limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{PORT}", limits=limits) as client:
-            await wait_ready(client)
-            token = (
-                await client.post(
-                    "/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}
-                )
-            ).json()["access_token"]
-            headers = {"Authorization": f"Bearer {token}"}
-            return [await latency_phase(client, headers, rate) for rate in RATES]
+        await wait_ready(client)
+        _, auth = await client.request(
+            "POST", "/api/v1/auth/token", form={"username": "admin", "password": ADMIN_PASSWORD}
+        )
+        headers = {"Authorization": f"Bearer {auth['access_token']}"}
+        return [await latency_phase(client, headers, rate) for rate in RATES]
     finally:
+        await client.close()
         server.terminate()
         server.wait(timeout=30)
 
