@@ -9,13 +9,21 @@ transaction, and coalesced so that a burst of commits costs one notification.
 
 Every event read is passed to internal listeners (the dispatcher's wake-up, for instance)
 and to subscribers, each with a bounded queue: a subscriber that falls behind is marked
-overflowed and dropped, so one slow websocket never slows the others.
+overflowed and dropped, so one slow websocket never slows the others. The hub also keeps the
+most recent events in memory (``since``), so readers that follow the log closely (long
+polls) are answered without reading it again.
+
+The hub reads, listens and notifies on one connection of its own, outside the request pool
+and outside any transaction: a read is one statement, whose own snapshot decides what is
+readable. A notification the hub sent itself is ignored (it has just read).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -24,12 +32,14 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db import plain_url
-from app.events.log import Cursor, LoggedEvent, head, read_after
+from app.events.log import READ_SQL, Cursor, LoggedEvent, head
 from app.waiting import wait_for_wake
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "hotline_events"
+RECENT_MAX = 20_000  # events kept in memory for ``since``; the older half goes when full
+READ_LIMIT = 500
 Listener = Callable[[Sequence[LoggedEvent]], Awaitable[None] | None]
 
 
@@ -63,17 +73,22 @@ class EventHub:
         self._wake = asyncio.Event()
         self._notify_wanted = asyncio.Event()
         self._subscribers: set[Subscription] = set()
+        self._watchers: set[asyncio.Event] = set()
         self._listeners: list[Listener] = []
-        self._listen_conn: Any = None
+        self._conn: Any = None  # reads, LISTEN and NOTIFY
+        self._conn_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self.cursor = Cursor(0, 0)
+        self._recent: list[LoggedEvent] = []
+        self._recent_from = self.cursor  # every event after this one is in _recent
         self.started = False
 
     async def start(self) -> None:
         """Start at the head of the log and follow it."""
         async with self._engine.connect() as conn:
             self.cursor = await head(conn)
-        await self._connect_listener()
+        self._recent, self._recent_from = [], self.cursor
+        await self._connect()
         self._tasks = [
             asyncio.create_task(self._follow(), name="hub-follow"),
             asyncio.create_task(self._notifier(), name="hub-notify"),
@@ -87,7 +102,7 @@ class EventHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        conn, self._listen_conn = self._listen_conn, None
+        conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close(timeout=5)
@@ -106,34 +121,69 @@ class EventHub:
     def unsubscribe(self, sub: Subscription) -> None:
         self._subscribers.discard(sub)
 
+    def watch(self) -> asyncio.Event:
+        """An event the hub sets whenever it has read more of the log (clear it, then look)."""
+        watcher = asyncio.Event()
+        self._watchers.add(watcher)
+        return watcher
+
+    def unwatch(self, watcher: asyncio.Event) -> None:
+        self._watchers.discard(watcher)
+
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener`` with every batch of new events, in log order."""
         self._listeners.append(listener)
 
-    async def _connect_listener(self) -> None:
+    def since(self, cursor: Cursor, limit: int) -> list[LoggedEvent] | None:
+        """Up to ``limit`` events after ``cursor`` from memory, in log order; None when memory
+        does not reach back to ``cursor`` (read the log instead). Empty: nothing read yet."""
+        if cursor < self._recent_from:
+            return None
+        start = bisect.bisect_right(self._recent, cursor, key=lambda e: e.cursor)
+        return self._recent[start : start + limit]
+
+    def _remember(self, batch: Sequence[LoggedEvent]) -> None:
+        self._recent.extend(batch)
+        if len(self._recent) > RECENT_MAX:
+            keep = RECENT_MAX // 2
+            self._recent_from = self._recent[-keep - 1].cursor
+            del self._recent[:-keep]
+
+    async def _connect(self) -> None:
         try:
             conn = await asyncpg.connect(self._dsn)
         except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("event hub cannot LISTEN (%s); polling only", exc)
-            self._listen_conn = None
+            log.warning("event hub cannot reach the database (%s); retrying", exc)
+            self._conn = None
             return
-        self._listen_conn = conn  # owned from here on: stop() closes it whatever happens
+        self._conn = conn  # owned from here on: stop() closes it whatever happens
         try:
+            await conn.set_type_codec(
+                "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+            )
             await conn.add_listener(CHANNEL, self._on_notify)
         except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("event hub cannot LISTEN (%s); polling only", exc)
+            log.warning("event hub cannot LISTEN (%s); retrying", exc)
+            await self._close()
 
-    def _on_notify(self, *_: object) -> None:
-        self._wake.set()
+    async def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=5)
+
+    def _on_notify(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+        if pid != conn.get_server_pid():
+            self._wake.set()
 
     async def _notifier(self) -> None:
         while True:
             await self._notify_wanted.wait()
             self._notify_wanted.clear()
             try:
-                async with self._engine.connect() as conn:
-                    await conn.exec_driver_sql(f"SELECT pg_notify('{CHANNEL}', '')")
-                    await conn.commit()
+                async with self._conn_lock:
+                    if self._conn is not None:
+                        await self._conn.execute(f"NOTIFY {CHANNEL}")
             except Exception:
                 log.exception("NOTIFY failed; other instances will see events on their poll")
 
@@ -143,32 +193,51 @@ class EventHub:
             woken = await wait_for_wake(self._wake, recheck or self._poll_interval_s)
             self._wake.clear()
             try:
+                await self._keep_connected()
                 found = await self._drain()
-                await self._keep_listening()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("event hub read failed; retrying")
+                await self._close()
                 found = 0
             recheck = _next_recheck(recheck, woken=woken, found=found)
 
     async def _drain(self) -> int:
         """Read and dispatch everything readable; returns how many events."""
         total = 0
-        while True:
-            async with self._engine.connect() as conn:
-                batch = await read_after(conn, self.cursor)
+        while self._conn is not None:
+            async with self._conn_lock:
+                rows = await self._conn.fetch(READ_SQL, self.cursor.tx, self.cursor.id, READ_LIMIT)
+            batch = [
+                LoggedEvent(
+                    id=row["id"],
+                    cursor=Cursor(row["tx"], row["id"]),
+                    type=row["type"],
+                    subject_type=row["subject_type"],
+                    subject_id=row["subject_id"],
+                    data=row["data"],
+                    actor=row["actor"],
+                    at=row["at"],
+                )
+                for row in rows
+            ]
             if not batch:
                 return total
             total += len(batch)
             self.cursor = batch[-1].cursor
+            self._remember(batch)
             await self._dispatch(batch)
+        return total
 
-    async def _keep_listening(self) -> None:
-        if self._listen_conn is None or self._listen_conn.is_closed():
-            await self._connect_listener()
+    async def _keep_connected(self) -> None:
+        if self._conn is None or self._conn.is_closed():
+            await self._close()
+            await self._connect()
 
     async def _dispatch(self, batch: Sequence[LoggedEvent]) -> None:
+        for watcher in self._watchers:
+            watcher.set()
         for event in batch:
             for sub in list(self._subscribers):
                 sub.offer(event)

@@ -123,16 +123,16 @@ async def record_many(session: AsyncSession, events: Sequence[dict[str, Any]]) -
     wake_after_commit(session)
 
 
-_READ_SQL = text(
-    """
+# The read, in the driver's form ($1 tx, $2 id, $3 limit): the hub runs it directly.
+READ_SQL = """
     SELECT id, tx, type, subject_type, subject_id, data, actor, at
     FROM events
-    WHERE (tx, id) > (:tx, :id)
+    WHERE (tx, id) > ($1, $2)
       AND tx < (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint
     ORDER BY tx, id
-    LIMIT :limit
-    """
-)
+    LIMIT $3
+"""
+_READ_SQL = text(READ_SQL.replace("$1", ":tx").replace("$2", ":id").replace("$3", ":limit"))
 
 _HEAD_SQL = text(
     """

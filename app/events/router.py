@@ -60,11 +60,16 @@ async def list_events(
         cursor = Cursor.parse(after) if after is not None else await head(conn)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
-    sub = request.app.state.hub.subscribe(maxsize=1)
+    hub = request.app.state.hub
+    more = hub.watch()
     try:
         while True:
-            async with engine.connect() as conn:
-                batch = await read_after(conn, cursor, limit=limit)
+            more.clear()
+            # Close followers are served from what the hub has read; others read the log.
+            batch = hub.since(cursor, limit)
+            if batch is None:
+                async with engine.connect() as conn:
+                    batch = await read_after(conn, cursor, limit=limit)
             items = [e for e in batch if visible_to(principal, e)]
             cursor = batch[-1].cursor if batch else cursor
             remaining = deadline - loop.time()
@@ -72,9 +77,9 @@ async def list_events(
                 break
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
-                    await sub.queue.get()
+                    await more.wait()
     finally:
-        sub.close()
+        hub.unwatch(more)
     return EventPage(
         items=[EventOut(cursor=str(e.cursor), event=e.as_message()) for e in items],
         cursor=str(cursor),

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.db import create_engine
+from app.events import hub as hub_module
 from app.events.hub import EventHub
 from app.events.log import ORIGIN, LoggedEvent, read_after, record
 
@@ -118,5 +119,62 @@ class TestEventHub:
             await commit_event(engine, "after", hub)
             event = await asyncio.wait_for(sub.queue.get(), 10)
             assert event.subject_id == "after"
+        finally:
+            await hub.stop()
+
+    async def test_recent_events_are_served_from_memory_after_any_cursor_it_covers(
+        self, engine: AsyncEngine, db: str
+    ) -> None:
+        await commit_event(engine, "older", hub=None)
+        await readable(engine, "older")
+        hub = await started(engine, db, 0.05)
+        try:
+            start = hub.cursor
+            sub = hub.subscribe(maxsize=10)
+            for n in range(3):
+                await commit_event(engine, f"m{n}", hub)
+            read = [await asyncio.wait_for(sub.queue.get(), 10) for _ in range(3)]
+            assert [e.subject_id for e in hub.since(start, 10) or []] == ["m0", "m1", "m2"]
+            assert [e.subject_id for e in hub.since(read[0].cursor, 10) or []] == ["m1", "m2"]
+            assert [e.subject_id for e in hub.since(start, 2) or []] == ["m0", "m1"]
+            assert hub.since(read[2].cursor, 10) == []  # nothing newer read yet
+            assert hub.since(ORIGIN, 10) is None  # before the hub started: read the log
+        finally:
+            await hub.stop()
+
+    async def test_memory_keeps_the_newest_half_when_full(
+        self, engine: AsyncEngine, db: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(hub_module, "RECENT_MAX", 4)
+        hub = await started(engine, db, 0.05)
+        try:
+            start = hub.cursor
+            sub = hub.subscribe(maxsize=10)
+            for n in range(5):
+                await commit_event(engine, f"t{n}", hub)
+            read = [await asyncio.wait_for(sub.queue.get(), 10) for _ in range(5)]
+            assert hub.since(start, 10) is None
+            kept = hub.since(read[2].cursor, 10)
+            assert [e.subject_id for e in kept or []] == ["t3", "t4"]
+            assert hub.since(read[1].cursor, 10) is None  # t2 itself is no longer held
+        finally:
+            await hub.stop()
+
+    async def test_a_watcher_is_woken_by_every_read_not_only_the_first(
+        self, engine: AsyncEngine, db: str
+    ) -> None:
+        hub = await started(engine, db, 0.05)
+        try:
+            more = hub.watch()
+            for name in ("w1", "w2"):
+                more.clear()
+                await commit_event(engine, name, hub)
+                await asyncio.wait_for(more.wait(), 10)
+            hub.unwatch(more)
+            more.clear()
+            sub = hub.subscribe(maxsize=10)
+            await commit_event(engine, "w3", hub)
+            assert (await asyncio.wait_for(sub.queue.get(), 10)).subject_id in {"w1", "w2", "w3"}
+            assert not more.is_set()
         finally:
             await hub.stop()
