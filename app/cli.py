@@ -1,11 +1,13 @@
-"""The ``hotline`` command: serve, migrate, seed-demo."""
+"""The ``hotline`` command: serve, dispatch, migrate, seed-demo."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import os
+import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 
 from alembic import command
@@ -47,14 +49,76 @@ def seed_demo() -> None:
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=get_settings().log_level.lower(),
-    )
+    child = None
+    if args.dispatcher_process:
+        # The API processes leave deciding to the dispatcher process, kept running beside them.
+        os.environ["HOTLINE_DISPATCHER_ENABLED"] = "false"
+        get_settings.cache_clear()
+        child = DispatcherProcess()
+        child.start()
+    try:
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=get_settings().log_level.lower(),
+        )
+    finally:
+        if child is not None:
+            child.stop()
+
+
+class DispatcherProcess:
+    """``hotline dispatch`` as a child process, started again if it ever exits."""
+
+    RESTART_DELAY_S = 1.0
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._supervise, daemon=True)
+
+    def start(self) -> None:
+        self._spawn()
+        self._thread.start()
+
+    def _spawn(self) -> None:
+        env = {**os.environ, "HOTLINE_DISPATCHER_ENABLED": "true"}
+        self._process = subprocess.Popen([sys.executable, "-m", "app.cli", "dispatch"], env=env)
+
+    def _supervise(self) -> None:
+        while not self._stopping.is_set():
+            assert self._process is not None
+            code = self._process.wait()
+            if self._stopping.wait(self.RESTART_DELAY_S):
+                return
+            print(f"dispatcher process exited ({code}); starting it again", file=sys.stderr)
+            self._spawn()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+
+
+def dispatch() -> None:
+    from app.logging import configure_logging
+    from app.runtime import dispatch_until_stopped
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        asyncio.run(dispatch_until_stopped(settings))
+    else:
+        uvloop.run(dispatch_until_stopped(settings))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,6 +130,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=1)
     run.add_argument("--migrate", action="store_true", help="migrate the database first")
     run.add_argument("--seed-demo", action="store_true", help="seed the demo centre first")
+    run.add_argument(
+        "--dispatcher-process",
+        action="store_true",
+        help="run the dispatcher in a process of its own beside the API (busy centres)",
+    )
+    sub.add_parser("dispatch", help="run only the dispatcher, event hub and timers (no HTTP)")
     sub.add_parser("migrate", help="bring the database schema to the latest revision")
     sub.add_parser("seed-demo", help="create the demo centre (idempotent)")
     return parser
@@ -80,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed_demo()
     if args.command == "serve":
         serve(args)
+    if args.command == "dispatch":
+        dispatch()
     return 0
 
 

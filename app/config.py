@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     starvation_bound_s: float = Field(
         default=30, ge=0, description="no contact waits past its tier target plus this"
     )
+    dispatcher_enabled: bool = Field(
+        default=True,
+        description="run the dispatcher in this API process (false: `hotline dispatch` runs it)",
+    )
     dispatch_tick_s: float = Field(default=0.5, gt=0, description="dispatcher's safety tick")
     dispatch_batch: int = Field(default=500, gt=0, description="waiting contacts per round")
     leader_retry_s: float = Field(default=0.5, gt=0, description="standby dispatcher's retry")

@@ -43,7 +43,7 @@ from app.cli import alembic_config  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.db import create_engine, create_sessionmaker, plain_url  # noqa: E402
 from app.embedded import start_embedded  # noqa: E402
-from app.routing.dispatcher import dispatch_round  # noqa: E402
+from app.routing.dispatcher import LEADER_LOCK, dispatch_round  # noqa: E402
 from bench.http import HttpError, LeanClient  # noqa: E402
 
 AGENTS, SKILLS, QUEUES, BACKLOG = 2000, 50, 50, 2000
@@ -104,6 +104,9 @@ async def build_centre(conn: asyncpg.Connection) -> None:
     await conn.executemany(
         "INSERT INTO customers (name, phone, tier) VALUES ($1, $2, $3)", customers
     )
+    # Planner statistics for the bulk-loaded tables, as autovacuum would gather in time: with
+    # the empty tables' statistics, plans assume one agent and join accordingly.
+    await conn.execute("ANALYZE")
 
 
 def pick_tier() -> str:
@@ -221,8 +224,12 @@ async def bare_claim(conn: asyncpg.Connection, contact_id: int, queue_id: int) -
     return 1
 
 
+LAYOUTS = {False: "one process", True: "API + dispatcher process"}
+
+
 @dataclass
 class Latency:
+    layout: str
     rate: int
     sent: int
     offered: int
@@ -233,7 +240,8 @@ class Latency:
     post_p99_ms: float
 
 
-def start_server(url: str) -> subprocess.Popen[bytes]:
+def start_server(url: str, *, split: bool) -> subprocess.Popen[bytes]:
+    """``hotline serve``; ``split``: with the dispatcher in a process of its own."""
     env = {
         **os.environ,
         "DATABASE_URL": url,
@@ -246,23 +254,33 @@ def start_server(url: str) -> subprocess.Popen[bytes]:
         [
             sys.executable,
             "-m",
-            "uvicorn",
-            "app.main:create_app",
-            "--factory",
+            "app.cli",
+            "serve",
             "--port",
             str(PORT),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            *(
-                ["--workers", os.environ["BENCH_WORKERS"]]
-                if os.environ.get("BENCH_WORKERS")
-                else []
-            ),
+            *(["--dispatcher-process"] if split else []),
         ],
         cwd=ROOT,
         env=env,
     )
+
+
+async def wait_leader(url: str) -> None:
+    """Until some process holds the dispatcher's lock (the child may start after the API)."""
+    conn = await asyncpg.connect(plain_url(url))
+    try:
+        for _ in range(300):
+            held = await conn.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND ((classid::bigint << 32) | objid::bigint) = $1",
+                LEADER_LOCK,
+            )
+            if held:
+                return
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+    raise RuntimeError("no dispatcher took the lead")
 
 
 async def wait_ready(client: LeanClient) -> None:
@@ -321,7 +339,9 @@ async def send_contact(client: LeanClient, headers: dict[str, str], sent: dict[i
         FAILED.append(body)
 
 
-async def latency_phase(client: LeanClient, headers: dict[str, str], rate: int) -> Latency:
+async def latency_phase(
+    client: LeanClient, headers: dict[str, str], rate: int, layout: str
+) -> Latency:
     sent: dict[int, float] = {}
     seen: dict[int, float] = {}
     stop = asyncio.Event()
@@ -349,6 +369,7 @@ async def latency_phase(client: LeanClient, headers: dict[str, str], rate: int) 
     pq = statistics.quantiles(posts, n=100) if len(posts) >= 2 else [float("nan")] * 99
     q = statistics.quantiles(delays, n=100) if len(delays) >= 2 else [float("nan")] * 99
     return Latency(
+        layout,
         rate,
         len(sent),
         len(delays),
@@ -360,16 +381,17 @@ async def latency_phase(client: LeanClient, headers: dict[str, str], rate: int) 
     )
 
 
-async def latency(url: str) -> list[Latency]:
-    server = start_server(url)
+async def latency(url: str, *, split: bool) -> list[Latency]:
+    server = start_server(url, split=split)
     client = LeanClient("127.0.0.1", PORT, size=CONNECTIONS)
     try:
         await wait_ready(client)
+        await wait_leader(url)
         _, auth = await client.request(
             "POST", "/api/v1/auth/token", form={"username": "admin", "password": ADMIN_PASSWORD}
         )
         headers = {"Authorization": f"Bearer {auth['access_token']}"}
-        return [await latency_phase(client, headers, rate) for rate in RATES]
+        return [await latency_phase(client, headers, rate, LAYOUTS[split]) for rate in RATES]
     finally:
         await client.close()
         server.terminate()
@@ -421,26 +443,30 @@ def report(
         "",
         f"Requests that failed: {len(FAILED)}.",
         "",
-        "| arrivals/s (Poisson) | contacts | offered | p50 ms | p99 ms | max ms "
+        "Layouts: `hotline serve` (one process: API and dispatcher on one event loop) and "
+        "`hotline serve --dispatcher-process` (the dispatcher in a process of its own). "
+        "The load generator is one lean keep-alive HTTP client (`bench/http.py`); the server, "
+        "PostgreSQL and the load generator share the machine's cores.",
+        "",
+        "| layout | arrivals/s (Poisson) | contacts | offered | p50 ms | p99 ms | max ms "
         "| POST answered p50 ms | POST p99 ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {x.rate} | {x.sent} | {x.offered} | {x.p50_ms:.1f} | {x.p99_ms:.1f} | {x.max_ms:.1f} "
-        f"| {x.post_p50_ms:.1f} | {x.post_p99_ms:.1f} |"
+        f"| {x.layout} | {x.rate} | {x.sent} | {x.offered} | {x.p50_ms:.1f} | {x.p99_ms:.1f} "
+        f"| {x.max_ms:.1f} | {x.post_p50_ms:.1f} | {x.post_p99_ms:.1f} |"
         for x in lat
     ]
     ratio_ok = ours_rate / bare_rate >= 0.5
-    p99_ok = all(x.p99_ms < 50 for x in lat if x.rate == 200)
+    best = min((x for x in lat if x.rate == 200), key=lambda x: x.p99_ms)
     lines += [
         "",
         "## Against the targets",
         "",
         f"- Throughput at least half the bare implementation's: "
         f"{'met' if ratio_ok else 'not met'} ({ours_rate / bare_rate:.2f}).",
-        f"- p99 under 50 ms at 200 contacts/s: {'met' if p99_ok else 'not met'}. The server, "
-        "PostgreSQL and the load generator share the 2 cores; when arrivals outrun what one "
-        "server process answers, requests queue and latency grows through the phase.",
+        f"- p99 under 50 ms at 200 contacts/s: {'met' if best.p99_ms < 50 else 'not met'} "
+        f"(best: {best.p99_ms:.0f} ms, {best.layout}).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -459,12 +485,15 @@ async def main() -> None:
     await queue_backlog(conn)
     bare = await bare_decisions(url)
     print(f"bare: {bare[0]} decisions in {bare[1]:.2f} s")
-    await reset(conn)
+    lat: list[Latency] = []
+    for split in LAYOUTS:
+        await reset(conn)
+        lat += await latency(url, split=split)
     await conn.close()
-    lat = await latency(url)
     for x in lat:
         print(
-            f"{x.rate}/s: {x.offered}/{x.sent} offered, p50 {x.p50_ms:.1f}, p99 {x.p99_ms:.1f} ms"
+            f"{x.layout}, {x.rate}/s: {x.offered}/{x.sent} offered, "
+            f"p50 {x.p50_ms:.1f}, p99 {x.p99_ms:.1f} ms"
         )
     kind = "external (BENCH_DATABASE_URL)" if os.environ.get("BENCH_DATABASE_URL") else "embedded"
     text = report(f"PostgreSQL, {kind}", ours, bare, lat)

@@ -26,6 +26,7 @@ from app.events.models import Event
 from app.pagination import is_number
 
 WAKE_CALLBACK_KEY = "events_wake"
+BIGINT = 2**63 - 1  # transaction ids and event ids are bigints
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -42,7 +43,7 @@ class Cursor:
     def parse(cls, value: str) -> Cursor:
         """Parse ``"<tx>-<id>"``; anything else is a client error."""
         tx, sep, id_ = value.partition("-")
-        if not sep or not is_number(tx) or not is_number(id_):
+        if not sep or not is_number(tx) or not is_number(id_) or max(int(tx), int(id_)) > BIGINT:
             raise InvalidInput(f"cursor {value!r} is not a valid event cursor")
         return cls(int(tx), int(id_))
 

@@ -1,0 +1,149 @@
+"""What runs beside the requests: the engine, the event hub, the timer worker, the dispatcher.
+
+Theory of operation: an API process (``hotline serve``) and a dispatcher process
+(``hotline dispatch``) build the same runtime. Both follow the event log, fire due timers and
+wake their loops after their own commits. The dispatcher runs where it is enabled: in the API
+process by default (one process does everything), or only in dispatcher processes
+(``HOTLINE_DISPATCHER_ENABLED=false`` for the API), where its rounds never wait behind
+requests on a busy event loop. Any number of processes may run it: one holds the leader lock
+and decides, the others stand by (``app/routing/dispatcher.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app import health
+from app.config import Settings
+from app.db import create_engine
+from app.embedded import resolve_database_url
+from app.events import log as event_log
+from app.events.hub import EventHub
+from app.routing import handlers as routing_timers
+from app.routing.dispatcher import Dispatcher
+from app.routing.work import DISPATCH_WAKE_KEY
+from app.timers import service as timers
+from app.timers.worker import TimerRegistry, TimerWorker
+
+log = logging.getLogger(__name__)
+
+
+class MigrationsBehind(RuntimeError):
+    pass
+
+
+async def check_migrations(engine: AsyncEngine) -> None:
+    expected = health.migration_heads()
+    try:
+        async with engine.connect() as conn:
+            current = {
+                r[0] for r in await conn.execute(text("SELECT version_num FROM alembic_version"))
+            }
+    except Exception as exc:
+        raise MigrationsBehind("the database is not migrated: run `hotline migrate`") from exc
+    if current != expected:
+        raise MigrationsBehind(
+            f"the database is at {sorted(current)}, the code needs {sorted(expected)}: "
+            "run `hotline migrate`"
+        )
+
+
+def timer_registry() -> TimerRegistry:
+    """Every timer kind this code handles."""
+    registry = TimerRegistry()
+    routing_timers.register(registry)
+    return registry
+
+
+class Runtime:
+    """The background machinery of one process; ``start`` it, then ``stop`` it."""
+
+    def __init__(
+        self, settings: Settings, registry: TimerRegistry, *, dispatcher: bool, pool_size: int
+    ) -> None:
+        self.settings = settings
+        self._registry = registry
+        self._with_dispatcher = dispatcher
+        self._pool_size = pool_size
+        self.engine: AsyncEngine | None = None
+        self.hub: EventHub | None = None
+        self.worker: TimerWorker | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.sessionmaker: async_sessionmaker[AsyncSession] | None = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        url = resolve_database_url(settings.database_url, settings.data_dir)
+        # Requests wait for a pooled connection under load rather than open extra ones.
+        engine = create_engine(
+            url,
+            pool_size=self._pool_size,
+            max_overflow=0,
+            idle_tx_timeout_ms=settings.idle_in_transaction_timeout_ms,
+        )
+        self.engine = engine
+        await check_migrations(engine)
+        hub = EventHub(engine, url, poll_interval_s=settings.event_poll_interval_s)
+        self.sessionmaker = async_sessionmaker(
+            engine,
+            expire_on_commit=False,
+            autoflush=False,
+            info={
+                event_log.WAKE_CALLBACK_KEY: hub.poke,
+                timers.WAKE_CALLBACK_KEY: self._wake_timers,
+                DISPATCH_WAKE_KEY: self._wake_dispatcher,
+            },
+        )
+        self.worker = TimerWorker(
+            self.sessionmaker,
+            self._registry,
+            poll_interval_s=settings.timer_poll_interval_s,
+            batch_size=settings.timer_batch_size,
+            max_attempts=settings.timer_max_attempts,
+        )
+        if self._with_dispatcher:
+            self.dispatcher = Dispatcher(self.sessionmaker, url, settings)
+            hub.add_listener(self.dispatcher.on_events)
+        self.hub = hub
+        await hub.start()
+        self.worker.start()
+        if self.dispatcher is not None:
+            self.dispatcher.start()
+
+    async def stop(self) -> None:
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
+        if self.worker is not None:
+            await self.worker.stop()
+        if self.hub is not None:
+            await self.hub.stop()
+        if self.engine is not None:
+            await self.engine.dispose()
+
+    def _wake_timers(self) -> None:
+        if self.worker is not None:
+            self.worker.poke()
+
+    def _wake_dispatcher(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.poke()
+
+
+async def dispatch_until_stopped(settings: Settings) -> None:
+    """``hotline dispatch``: the dispatcher, the hub and the timer worker, until a signal."""
+    runtime = Runtime(settings, timer_registry(), dispatcher=True, pool_size=4)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await runtime.start()
+    log.info("dispatcher process running")
+    try:
+        await stop.wait()
+    finally:
+        await runtime.stop()
