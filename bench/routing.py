@@ -44,7 +44,7 @@ from app.config import Settings  # noqa: E402
 from app.db import create_engine, create_sessionmaker, plain_url  # noqa: E402
 from app.embedded import start_embedded  # noqa: E402
 from app.routing.dispatcher import LEADER_LOCK, dispatch_round  # noqa: E402
-from bench.http import HttpError, LeanClient  # noqa: E402
+from bench.lean_http import HttpError, LeanClient  # noqa: E402
 
 AGENTS, SKILLS, QUEUES, BACKLOG = 2000, 50, 50, 2000
 TIERS = [("platinum", 0.01), ("gold", 0.19), ("silver", 0.30), ("standard", 0.50)]
@@ -445,7 +445,7 @@ def report(
         "",
         "Layouts: `hotline serve` (one process: API and dispatcher on one event loop) and "
         "`hotline serve --dispatcher-process` (the dispatcher in a process of its own). "
-        "The load generator is one lean keep-alive HTTP client (`bench/http.py`); the server, "
+        "The load generator is one lean keep-alive HTTP client (`bench/lean_http.py`); the server, "
         "PostgreSQL and the load generator share the machine's cores.",
         "",
         "| layout | arrivals/s (Poisson) | contacts | offered | p50 ms | p99 ms | max ms "
