@@ -70,6 +70,9 @@ def serve(args: argparse.Namespace) -> None:
             child.stop()
 
 
+PARENT_PID_ENV = "HOTLINE_PARENT_PID"
+
+
 class DispatcherProcess:
     """``hotline dispatch`` as a child process, started again if it ever exits."""
 
@@ -85,7 +88,11 @@ class DispatcherProcess:
         self._thread.start()
 
     def _spawn(self) -> None:
-        env = {**os.environ, "HOTLINE_DISPATCHER_ENABLED": "true"}
+        env = {
+            **os.environ,
+            "HOTLINE_DISPATCHER_ENABLED": "true",
+            PARENT_PID_ENV: str(os.getpid()),
+        }
         self._process = subprocess.Popen([sys.executable, "-m", "app.cli", "dispatch"], env=env)
 
     def _supervise(self) -> None:
@@ -113,12 +120,16 @@ def dispatch() -> None:
 
     settings = get_settings()
     configure_logging(settings.log_level)
+    # Started by `serve --dispatcher-process`: end with the server, however it ends (uvicorn
+    # re-raises the signal that stopped it, so the server may not get to stop this process).
+    parent = int(os.environ.get(PARENT_PID_ENV, "0")) or None
+    main = dispatch_until_stopped(settings, parent_pid=parent)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
-        asyncio.run(dispatch_until_stopped(settings))
+        asyncio.run(main)
     else:
-        uvloop.run(dispatch_until_stopped(settings))
+        uvloop.run(main)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
 from sqlalchemy import text
@@ -134,16 +135,37 @@ class Runtime:
             self.dispatcher.poke()
 
 
-async def dispatch_until_stopped(settings: Settings) -> None:
-    """``hotline dispatch``: the dispatcher, the hub and the timer worker, until a signal."""
+async def dispatch_until_stopped(settings: Settings, *, parent_pid: int | None = None) -> None:
+    """``hotline dispatch``: the dispatcher, the hub and the timer worker, until a signal
+    (or, given ``parent_pid``, until that process is gone)."""
     runtime = Runtime(settings, timer_registry(), dispatcher=True, pool_size=4)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    watch = _stop_with(parent_pid, stop) if parent_pid else None
     await runtime.start()
     log.info("dispatcher process running")
     try:
         await stop.wait()
     finally:
+        if watch is not None:
+            loop.remove_reader(watch)
+            os.close(watch)
         await runtime.stop()
+
+
+def _stop_with(parent_pid: int, stop: asyncio.Event) -> int | None:
+    """Set ``stop`` when the parent process exits (a pidfd becomes readable then)."""
+
+    def gone() -> None:
+        log.warning("the server that started this dispatcher has gone; stopping")
+        stop.set()
+
+    try:
+        fd = os.pidfd_open(parent_pid)
+    except ProcessLookupError:
+        gone()
+        return None
+    asyncio.get_running_loop().add_reader(fd, gone)
+    return fd

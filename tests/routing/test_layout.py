@@ -1,0 +1,126 @@
+"""The dispatcher in a process of its own: API processes without it, `hotline dispatch`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.config import Settings
+from app.db import create_engine
+from app.main import create_app
+from app.routing.dispatcher import LEADER_LOCK
+from app.runtime import Runtime, timer_registry
+from tests.conftest import make_settings
+from tests.fixtures.factories import ADMIN_PASSWORD, Api, expect
+from tests.routing.acd import available_agent, contact, eventually, offer_for, queue, value
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def api_only(db: str) -> Settings:
+    return make_settings(db, dispatcher_enabled=False)
+
+
+@pytest.fixture
+async def api_app(api_only: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(api_only)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def engine(db: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(db, pool_size=2)
+    yield engine
+    await engine.dispose()
+
+
+async def leader_held(engine: AsyncEngine) -> bool:
+    held = await value(
+        engine,
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND ((classid::bigint << 32) | objid::bigint) = :key",
+        key=LEADER_LOCK,
+    )
+    return bool(held)
+
+
+class TestDispatcherElsewhere:
+    async def test_api_without_dispatcher_leaves_offers_to_a_dispatcher_runtime(
+        self, api_app: FastAPI, api_only: Settings
+    ) -> None:
+        assert api_app.state.dispatcher is None
+        async with AsyncClient(transport=ASGITransport(app=api_app), base_url="http://t") as http:
+            api = await Api.signed_in(http, "admin", ADMIN_PASSWORD)
+            q = await queue(api)
+            console = await available_agent(api)
+            waiting = await contact(api, q["name"])
+            assert waiting["status"] == "queued"
+            seen = expect(await api.get(f"/api/v1/contacts/{waiting['id']}"), 200)
+            assert seen["status"] == "queued"  # nobody here decides
+            elsewhere = Runtime(api_only, timer_registry(), dispatcher=True, pool_size=2)
+            await elsewhere.start()
+            try:
+                offer = await offer_for(console, waiting["id"])
+            finally:
+                await elsewhere.stop()
+            assert offer["agent_id"] == console.me["id"]
+
+
+def dispatch_process(db: str, **env: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "dispatch"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": db, "HOTLINE_LOG_LEVEL": "WARNING", **env},
+    )
+
+
+def stand_in_server() -> subprocess.Popen[bytes]:
+    """A process to play the server that started the dispatcher."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+
+
+async def exit_code(process: subprocess.Popen[bytes]) -> int:
+    try:
+        return await asyncio.to_thread(process.wait, 60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+class TestDispatchCommand:
+    async def test_dispatch_takes_the_lead_and_stops_cleanly_on_sigterm(
+        self, db: str, engine: AsyncEngine
+    ) -> None:
+        process = dispatch_process(db)
+        try:
+            await eventually(lambda: leader_held(engine), within=30, what="the dispatcher lock")
+        finally:
+            process.send_signal(signal.SIGTERM)
+        assert await exit_code(process) == 0
+        assert not await leader_held(engine)
+
+    async def test_dispatch_started_by_a_server_ends_when_the_server_is_gone(
+        self, db: str, engine: AsyncEngine
+    ) -> None:
+        server = stand_in_server()
+        process = dispatch_process(db, HOTLINE_PARENT_PID=str(server.pid))
+        try:
+            await eventually(lambda: leader_held(engine), within=30, what="the dispatcher lock")
+        finally:
+            server.kill()
+            await asyncio.to_thread(server.wait)
+        assert await exit_code(process) == 0
+        assert not await leader_held(engine)
