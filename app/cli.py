@@ -154,6 +154,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Long-running server processes (and uvicorn's workers, through the environment) tune
+    # their garbage collection (app/runtime.py).
+    os.environ.setdefault("HOTLINE_GC_TUNED", "true")
+    get_settings.cache_clear()
     url = database_url()
     if args.command == "migrate" or getattr(args, "migrate", False):
         migrate(url)

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
         default=True,
         description="run the dispatcher in this API process (false: `hotline dispatch` runs it)",
     )
+    gc_tuned: bool = Field(
+        default=False,
+        description="fewer, cheaper garbage collections for a long-running server process",
+    )
     dispatch_tick_s: float = Field(default=0.5, gt=0, description="dispatcher's safety tick")
     dispatch_batch: int = Field(default=500, gt=0, description="waiting contacts per round")
     leader_retry_s: float = Field(default=0.5, gt=0, description="standby dispatcher's retry")

@@ -6,13 +6,15 @@ Builds a centre of 2,000 agents, 50 skills and 4 customer tiers in a fresh datab
    (``dispatch_round``: scoring, row locks, offer, load, timer, events) and, on the same data
    reset, by a bare asyncpg loop doing the same claim transaction with the agent chosen in SQL.
    The ratio of the two is reported.
-2. latency: a real server (uvicorn, separate process) takes ``POST /api/v1/contacts`` at
-   Poisson arrival rates of 100 and 200 contacts/s; a client following
-   ``GET /api/v1/events`` (long poll) notes when each contact's ``offer.created`` arrives.
-   p50 and p99 of (offer seen - request sent) are reported.
+2. latency: a real server (``hotline serve``, in two layouts: one process, and the API with
+   the dispatcher in a process of its own) takes ``POST /api/v1/contacts`` at Poisson arrival
+   rates of 100 and 200 contacts/s; a client following ``GET /api/v1/events`` (long poll)
+   notes when each contact's ``offer.created`` arrives. p50 and p99 of (offer seen - request
+   sent) are reported.
 
-Usage: ``python bench/routing.py`` (embedded PostgreSQL) or with ``BENCH_DATABASE_URL``.
-Figures go to stdout and to ``bench/RESULTS.md``.
+Usage: ``python bench/routing.py`` (embedded PostgreSQL) or with ``BENCH_DATABASE_URL``;
+``BENCH_WORKERS=N`` serves the API with N uvicorn workers. Figures go to stdout and to
+``bench/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from bench.lean_http import HttpError, LeanClient  # noqa: E402
 AGENTS, SKILLS, QUEUES, BACKLOG = 2000, 50, 50, 2000
 TIERS = [("platinum", 0.01), ("gold", 0.19), ("silver", 0.30), ("standard", 0.50)]
 RATES, PHASE_S = (100, 200), 10.0
+WARMUP_S = 3.0  # at the lower rate, before the measured phases: pools, caches, plans
 PORT = 8765
 CONNECTIONS = 100  # keep-alive connections for the POSTs
 FAILED: list[dict[str, Any]] = []
@@ -259,6 +262,11 @@ def start_server(url: str, *, split: bool) -> subprocess.Popen[bytes]:
             "--port",
             str(PORT),
             *(["--dispatcher-process"] if split else []),
+            *(
+                ["--workers", os.environ["BENCH_WORKERS"]]
+                if os.environ.get("BENCH_WORKERS")
+                else []
+            ),
         ],
         cwd=ROOT,
         env=env,
@@ -340,7 +348,11 @@ async def send_contact(client: LeanClient, headers: dict[str, str], sent: dict[i
 
 
 async def latency_phase(
-    client: LeanClient, headers: dict[str, str], rate: int, layout: str
+    client: LeanClient,
+    headers: dict[str, str],
+    rate: int,
+    layout: str,
+    duration: float = PHASE_S,
 ) -> Latency:
     sent: dict[int, float] = {}
     seen: dict[int, float] = {}
@@ -351,7 +363,7 @@ async def latency_phase(
     await asyncio.sleep(0.5)
     tasks: list[asyncio.Task[None]] = []
     loop = asyncio.get_running_loop()
-    end, next_at = loop.time() + PHASE_S, loop.time()
+    end, next_at = loop.time() + duration, loop.time()
     while next_at < end:
         await asyncio.sleep(max(0.0, next_at - loop.time()))
         tasks.append(asyncio.create_task(send_contact(client, headers, sent)))
@@ -391,6 +403,7 @@ async def latency(url: str, *, split: bool) -> list[Latency]:
             "POST", "/api/v1/auth/token", form={"username": "admin", "password": ADMIN_PASSWORD}
         )
         headers = {"Authorization": f"Bearer {auth['access_token']}"}
+        await latency_phase(client, headers, RATES[0], LAYOUTS[split], WARMUP_S)  # not counted
         return [await latency_phase(client, headers, rate, LAYOUTS[split]) for rate in RATES]
     finally:
         await client.close()
@@ -446,7 +459,9 @@ def report(
         "Layouts: `hotline serve` (one process: API and dispatcher on one event loop) and "
         "`hotline serve --dispatcher-process` (the dispatcher in a process of its own). "
         "The load generator is one lean keep-alive HTTP client (`bench/lean_http.py`); the server, "
-        "PostgreSQL and the load generator share the machine's cores.",
+        "PostgreSQL and the load generator share the machine's cores. Each layout gets "
+        f"{WARMUP_S:.0f} s of arrivals at {RATES[0]}/s first, not counted (connections, "
+        f"statement caches); each measured phase lasts {PHASE_S:.0f} s.",
         "",
         "| layout | arrivals/s (Poisson) | contacts | offered | p50 ms | p99 ms | max ms "
         "| POST answered p50 ms | POST p99 ms |",
