@@ -270,6 +270,7 @@ async def waiting_contacts(
                 Contact.tier,
                 Contact.enqueued_at,
                 Contact.routing_started_at,
+                Contact.declined_by,
                 Customer.relationship_manager_id,
             )
             .outerjoin(Customer, Customer.id == Contact.customer_id)
@@ -298,6 +299,7 @@ async def waiting_contacts(
                 enqueued_at=row.enqueued_at,
                 routing_started_at=row.routing_started_at,
                 relationship_manager_id=row.relationship_manager_id,
+                declined_by=frozenset(row.declined_by),
             ),
         )
         for row in rows

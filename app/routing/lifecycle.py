@@ -137,9 +137,15 @@ async def _locked_offer(
     return offer, contact, agent
 
 
-def _requeue(contact: Contact) -> None:
-    """Back in the queue, keeping its place (enqueue time and deadline unchanged)."""
+def _requeue(contact: Contact, *, declined_by: int | None = None) -> None:
+    """Back in the queue, keeping its place (enqueue time and deadline unchanged).
+
+    ``declined_by``: the agent who rejected or missed the offer; the dispatcher offers the
+    contact to anyone else first (``scoring``), and to them again only if nobody else may.
+    """
     contact.status, contact.agent_id = ContactStatus.queued.value, None
+    if declined_by is not None and declined_by not in contact.declined_by:
+        contact.declined_by = [*contact.declined_by, declined_by]
 
 
 async def _close_offer(
@@ -203,7 +209,7 @@ async def reject_offer(session: AsyncSession, *, offer_id: int, agent_id: int) -
     if offer.status != OfferStatus.pending.value:
         raise OfferClosed(offer_id, offer.status)
     queue = await queue_of(session, contact)
-    _requeue(contact)
+    _requeue(contact, declined_by=agent.id)
     await _close_offer(session, offer, contact, agent, status=OfferStatus.rejected, now=now)
     agent.ready_at = now + timedelta(seconds=queue.reject_delay_s)
     contact_event(session, "contact.requeued", contact, now, cause="rejected")
@@ -219,7 +225,7 @@ async def expire_offer(session: AsyncSession, *, offer_id: int, now: datetime) -
     if offer.status != OfferStatus.pending.value:
         return
     queue = await queue_of(session, contact)
-    _requeue(contact)
+    _requeue(contact, declined_by=agent.id)
     await _close_offer(session, offer, contact, agent, status=OfferStatus.expired, now=now)
     agent.ready_at = now + timedelta(seconds=queue.no_answer_delay_s)
     agent.consecutive_no_answers += 1

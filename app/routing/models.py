@@ -160,6 +160,12 @@ class Contact(TimestampMixin, Base):
     next_id: Mapped[int | None] = mapped_column(
         ForeignKey("contacts.id"), comment="the contact this one became in another queue"
     )
+    declined_by: Mapped[list[int]] = mapped_column(
+        ARRAY(BigInteger),
+        nullable=False,
+        server_default="{}",
+        comment="agents who rejected or missed an offer of this contact",
+    )
 
 
 class Offer(Base):

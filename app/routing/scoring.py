@@ -21,8 +21,10 @@ A decision has three layers, applied in this order:
 2. **Contact order** (``contact_order_key``): earliest deadline first, then first come first
    served; overdue contacts (waited past their target plus the starvation bound) go first,
    among themselves first come first served.
-3. **Agent order** (``rank_agents``): relationship manager, then last agent, then the queue's
-   strategy with its own tie-break, then the lowest agent id.
+3. **Agent order** (``rank_agents``): agents who already declined or missed this contact
+   (``declined_by``) after every other agent (they still take it when nobody else may, so
+   nothing waits for them), then the relationship manager, then the last agent, then the
+   queue's strategy with its own tie-break, then the lowest agent id.
 
 Intervals are half-open: a step expires, and an affinity window closes, exactly at its
 instant. A contact becomes overdue only when it has waited strictly longer than its target
@@ -176,6 +178,7 @@ class ContactView:
     last_agent_id: int | None = None
     last_agent_until: datetime | None = None
     excluded_agent_ids: frozenset[int] = frozenset()
+    declined_by: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,8 +460,8 @@ def _first_difference(
 # Sort keys are tuples of plain ints, compared exactly: times are microseconds relative to
 # ``now`` and an occupancy load/capacity is scaled by the lcm of the capacities ranked
 # together (``scale``), so load * (scale // capacity) orders like the fraction itself. A
-# strategy's terms followed by the agent id make its *entry*; the full key puts (not
-# manager, not last agent) in front. Scores are derived back from the terms (int / int true
+# strategy's terms followed by the agent id make its *entry*; the full key puts (declined,
+# not manager, not last agent) in front. Scores are derived back from the terms (int / int true
 # division is correctly rounded, like ``timedelta.total_seconds`` and ``float(Fraction)``).
 
 
@@ -553,7 +556,8 @@ _STRATEGIES: Final[Mapping[Strategy, _Spec]] = {
 
 
 def _key_names(strategy: Strategy) -> tuple[str, ...]:
-    return ("relationship_manager", "last_agent", *_STRATEGIES[strategy].names, "agent_id")
+    names = _STRATEGIES[strategy].names
+    return ("declined", "relationship_manager", "last_agent", *names, "agent_id")
 
 
 def _entry(ctx: _Context, agent: _Agent, scale: int) -> _Key:
@@ -563,7 +567,8 @@ def _entry(ctx: _Context, agent: _Agent, scale: int) -> _Key:
 
 def _full_key(ctx: _Context, entry: _Key) -> _Key:
     agent_id = entry[-1]
-    return (agent_id != ctx.manager, agent_id != ctx.last, *entry)
+    declined = agent_id in ctx.contact.declined_by
+    return (declined, agent_id != ctx.manager, agent_id != ctx.last, *entry)
 
 
 def _capacity_lcm(capacities: Iterable[Mapping[str, int]], channel: str) -> int:
@@ -603,8 +608,8 @@ def _reasons(
             step=ctx.step,
             rule=rule,
             strategy=queue.strategy,
-            score=score(key[2:-1], scale),
-            affinity=_affinity(not key[0], not key[1]),
+            score=score(key[3:-1], scale),
+            affinity=_affinity(not key[1], not key[2]),
             tie_break=None if other is None else _first_difference(names, key, other),
             runner_up_agent_id=None if other is None else other[-1],
             agents_ranked=ranked,
@@ -643,9 +648,10 @@ def rank_agents(
 ) -> list[Ranked]:
     """Agents that may take the contact, best first, each with its reason.
 
-    Order: the relationship manager (alone, inside the manager window: empty if they cannot
-    take it now; preferred after it), then the last agent while ``last_agent_until`` holds,
-    then the queue's strategy, then the lowest agent id.
+    Order: agents in ``declined_by`` after all others; then the relationship manager (alone,
+    inside the manager window: empty if they cannot take it now; preferred after it), then
+    the last agent while ``last_agent_until`` holds, then the queue's strategy, then the
+    lowest agent id.
     """
     return _ranked(_context(queue, contact, now), settings, agents, len(agents))
 
@@ -778,10 +784,14 @@ class _Pool:
         spec = _STRATEGIES[ctx.queue.strategy]
         scale = self._scale(ctx, spec)
         entries = self._entries_for(ctx, spec, acceptable, scale)
-        # Affinity agents go first. The best two are therefore among them and the best two
-        # by strategy alone: if one affinity agent is among those, the other is the best of
-        # the rest.
-        shortlist = heapq.nsmallest(2, map(entries.__getitem__, acceptable))
+        # Agents who declined the contact go last, then affinity agents go first. The best
+        # two are therefore among the affinity agents and the best two by strategy alone of
+        # those who did not decline, topped up from those who did when there are fewer.
+        declined = ctx.contact.declined_by & acceptable
+        fresh = acceptable - declined if declined else acceptable
+        shortlist = heapq.nsmallest(2, map(entries.__getitem__, fresh))
+        if len(shortlist) < 2:
+            shortlist += heapq.nsmallest(2 - len(shortlist), map(entries.__getitem__, declined))
         shortlist += [entries[i] for i in (ctx.manager, ctx.last) if i in acceptable]
         best = sorted({_full_key(ctx, entry) for entry in shortlist})[:2]
         return best, len(acceptable), scale

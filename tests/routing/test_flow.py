@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from tests.fixtures.factories import Api, expect
-from tests.routing.acd import available_agent, contact, eventually, offer_for, queue
+from tests.routing.acd import (
+    available_agent,
+    contact,
+    eventually,
+    offer_for,
+    pending_offers,
+    queue,
+)
 
 
 class TestContactLifecycle:
@@ -45,6 +52,38 @@ class TestContactLifecycle:
         expect(await first.post(f"/api/v1/offers/{offer['id']}/reject"), 200)
         again = await offer_for(second, created["id"])
         assert again["agent_id"] == second.me["id"]
+
+    async def test_rejected_contact_goes_to_someone_else_first_even_without_a_delay(
+        self, api: Api
+    ) -> None:
+        # most_skilled keeps the expert first whatever the idle times: without the decline
+        # being remembered, the contact would ring the expert again at once.
+        skill = await api.skill()
+        q = await queue(
+            api,
+            strategy="most_skilled",
+            steps=[{"skills": [{"skill": skill["name"], "min_level": 1}]}],
+        )
+        expert = await available_agent(api, skills=[{"skill": skill["name"], "level": 9}])
+        created = await contact(api, q["name"])
+        offer = await offer_for(expert, created["id"])
+        novice = await available_agent(api, skills=[{"skill": skill["name"], "level": 2}])
+        expect(await expert.post(f"/api/v1/offers/{offer['id']}/reject"), 200)
+        again = await offer_for(novice, created["id"])
+        assert again["reason"]["tie_break"] == "declined"
+        assert again["reason"]["runner_up_agent_id"] == expert.me["id"]
+        assert [o["contact_id"] for o in await pending_offers(expert)] == []
+
+    async def test_rejected_contact_returns_to_the_only_agent_who_may_take_it(
+        self, api: Api
+    ) -> None:
+        q = await queue(api, reject_delay_s=0)
+        only = await available_agent(api)
+        created = await contact(api, q["name"])
+        first = await offer_for(only, created["id"])
+        expect(await only.post(f"/api/v1/offers/{first['id']}/reject"), 200)
+        second = await offer_for(only, created["id"])
+        assert second["id"] != first["id"]
 
     async def test_ring_timeout_expires_the_offer_and_requeues(self, api: Api) -> None:
         q = await queue(api, ring_timeout_s=0.3, no_answer_delay_s=600)

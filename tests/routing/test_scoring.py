@@ -78,6 +78,7 @@ def make_contact(
     last_agent: int | None = None,
     last_until: datetime | None = None,
     excluded: frozenset[int] = frozenset(),
+    declined: frozenset[int] = frozenset(),
 ) -> ContactView:
     return ContactView(
         id=contact_id,
@@ -89,6 +90,7 @@ def make_contact(
         last_agent_id=last_agent,
         last_agent_until=last_until,
         excluded_agent_ids=excluded,
+        declined_by=declined,
     )
 
 
@@ -833,6 +835,50 @@ class TestAffinity:
         assert ranked[0].reason.affinity is Affinity.RELATIONSHIP_MANAGER
 
 
+class TestDeclined:
+    """An agent who declined or missed a contact gets it again only when nobody else may."""
+
+    def test_agent_who_declined_goes_after_a_worse_agent_by_strategy(self) -> None:
+        contact = make_contact(declined=frozenset({1}))
+        ranked = rank([make_agent(1, idle=500), make_agent(2, idle=5)], contact)
+        assert ids(ranked) == [2, 1]
+        assert ranked[0].reason.tie_break == "declined"
+        assert ranked[0].reason.runner_up_agent_id == 1
+
+    def test_agent_who_declined_still_takes_it_when_alone(self) -> None:
+        contact = make_contact(declined=frozenset({1}))
+        ranked = rank([make_agent(1, idle=500)], contact)
+        assert ids(ranked) == [1]
+        assert ranked[0].reason.tie_break is None
+
+    def test_declining_outranks_affinity(self) -> None:
+        contact = make_contact(tier=PLATINUM, manager=3, waited=60, declined=frozenset({3}))
+        ranked = rank([make_agent(3, idle=500), make_agent(2, idle=1)], contact)
+        assert ids(ranked) == [2, 3]
+        assert ranked[1].reason.affinity is Affinity.RELATIONSHIP_MANAGER
+
+    def test_match_gives_the_contact_to_someone_else_while_anyone_else_may_take_it(self) -> None:
+        contact = make_contact(1, declined=frozenset({1, 2}))
+        agents = [make_agent(1, idle=500), make_agent(2, idle=400), make_agent(3, idle=1)]
+        assert _summary(match([(SUPPORT, contact)], agents, NOW, SETTINGS)) == [(1, 3)]
+
+    def test_match_tops_up_the_shortlist_from_those_who_declined(self) -> None:
+        contact = make_contact(1, declined=frozenset({1, 2}))
+        agents = [make_agent(1, idle=500), make_agent(2, idle=400)]
+        matches = match([(SUPPORT, contact)], agents, NOW, SETTINGS)
+        assert _summary(matches) == [(1, 1)]
+        assert matches[0].reason.runner_up_agent_id == 2
+        assert matches[0].reason.tie_break == "idle_since"
+
+    def test_match_offers_a_decliner_once_the_others_are_taken_in_the_batch(self) -> None:
+        waiting = [
+            (SUPPORT, make_contact(1, waited=20, declined=frozenset({1}))),
+            (SUPPORT, make_contact(2, waited=10, declined=frozenset({1, 2}))),
+        ]
+        agents = [make_agent(1, idle=500), make_agent(2, idle=400)]
+        assert _summary(match(waiting, agents, NOW, SETTINGS)) == [(1, 2), (2, 1)]
+
+
 # --- reasons ---------------------------------------------------------------------------------
 
 
@@ -1475,7 +1521,14 @@ def _ref_candidate(d: _RefDecision, agent: AgentView, skills: frozenset[str]) ->
     until = contact.last_agent_until
     last_agent = agent.id == contact.last_agent_id and until is not None and now < until
     score, terms = _REF_STRATEGIES[d.queue.strategy][1](agent, contact.channel, skills, now)
-    key = (Fraction(not manager), Fraction(not last_agent), *terms, Fraction(agent.id))
+    declined = agent.id in contact.declined_by
+    key = (
+        Fraction(declined),
+        Fraction(not manager),
+        Fraction(not last_agent),
+        *terms,
+        Fraction(agent.id),
+    )
     affinity = Affinity.RELATIONSHIP_MANAGER if manager else None
     if affinity is None and last_agent:
         affinity = Affinity.LAST_AGENT
@@ -1494,7 +1547,8 @@ def _ref_reason(
     d: _RefDecision, winner: _RefCandidate, runner_up: _RefCandidate | None, ranked: int
 ) -> Reason:
     queue, contact, now = d.queue, d.contact, d.now
-    names = ("relationship_manager", "last_agent", *_REF_STRATEGIES[queue.strategy][0], "agent_id")
+    strategy_names = _REF_STRATEGIES[queue.strategy][0]
+    names = ("declined", "relationship_manager", "last_agent", *strategy_names, "agent_id")
     tie_break = None
     if runner_up is not None:
         tie_break = _ref_first_difference(names, winner.key, runner_up.key)
@@ -1685,6 +1739,7 @@ def rich_contact_st(
         last_agent_id=draw(some_agent),
         last_agent_until=None if until is None else later(until),
         excluded_agent_ids=draw(st.frozensets(st.sampled_from([*agent_ids, 99]), max_size=2)),
+        declined_by=draw(st.frozensets(st.sampled_from([*agent_ids, 99]), max_size=3)),
     )
     return draw(st.sampled_from(queues)), contact
 
