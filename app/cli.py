@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -49,6 +50,10 @@ def seed_demo() -> None:
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    # uvicorn stops on SIGTERM, then raises it again: with this handler the process then
+    # exits normally, so the dispatcher child and the embedded server are stopped too.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+
     child = None
     if args.dispatcher_process:
         # The API processes leave deciding to the dispatcher process, kept running beside them.
@@ -71,6 +76,10 @@ def serve(args: argparse.Namespace) -> None:
 
 
 PARENT_PID_ENV = "HOTLINE_PARENT_PID"
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 class DispatcherProcess:
