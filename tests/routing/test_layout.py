@@ -89,7 +89,7 @@ def dispatch_process(db: str, **env: str) -> subprocess.Popen[bytes]:
 
 def stand_in_server() -> subprocess.Popen[bytes]:
     """A process to play the server that started the dispatcher."""
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    return subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])
 
 
 async def exit_code(process: subprocess.Popen[bytes]) -> int:
