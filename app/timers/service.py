@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import after_commit, table_of
@@ -15,6 +15,20 @@ from app.timers.models import Timer
 
 WAKE_CALLBACK_KEY = "timers_wake"
 WAKE_HORIZON = timedelta(seconds=1)
+
+
+def _replacing(stmt: Insert) -> Insert:
+    """The insert, replacing the pending timer of the same kind and subject (fresh retries)."""
+    return stmt.on_conflict_do_update(
+        constraint="uq_timers_kind_subject",
+        set_={
+            "due_at": stmt.excluded.due_at,
+            "payload": stmt.excluded.payload,
+            "attempts": 0,
+            "last_error": None,
+            "failed_at": None,
+        },
+    )
 
 
 async def schedule(
@@ -26,20 +40,13 @@ async def schedule(
     payload: dict[str, Any] | None = None,
 ) -> None:
     """Set the (kind, subject) timer to ``due_at``, replacing any pending one."""
-    stmt = insert(Timer).values(
-        kind=kind, subject=str(subject), due_at=due_at, payload=payload or {}
+    await session.execute(
+        _replacing(
+            insert(Timer).values(
+                kind=kind, subject=str(subject), due_at=due_at, payload=payload or {}
+            )
+        )
     )
-    stmt = stmt.on_conflict_do_update(
-        constraint="uq_timers_kind_subject",
-        set_={
-            "due_at": stmt.excluded.due_at,
-            "payload": stmt.excluded.payload,
-            "attempts": 0,
-            "last_error": None,
-            "failed_at": None,
-        },
-    )
-    await session.execute(stmt)
     wake = session.info.get(WAKE_CALLBACK_KEY)
     # The worker looks again at least every poll interval; wake it only for a timer due
     # before then (a ring timeout 20 s away need not cost a round trip now).
@@ -53,19 +60,9 @@ async def schedule_many(
     """``schedule`` for several subjects of one kind in one statement (no payloads)."""
     if not due:
         return
-    stmt = insert(table_of(Timer))
-    stmt = stmt.on_conflict_do_update(
-        constraint="uq_timers_kind_subject",
-        set_={
-            "due_at": stmt.excluded.due_at,
-            "payload": stmt.excluded.payload,
-            "attempts": 0,
-            "last_error": None,
-            "failed_at": None,
-        },
-    )
     await session.execute(
-        stmt, [{"kind": kind, "subject": str(s), "due_at": d, "payload": {}} for s, d in due]
+        _replacing(insert(table_of(Timer))),
+        [{"kind": kind, "subject": str(s), "due_at": d, "payload": {}} for s, d in due],
     )
     wake = session.info.get(WAKE_CALLBACK_KEY)
     if wake is not None and min(d for _, d in due) <= datetime.now(UTC) + WAKE_HORIZON:

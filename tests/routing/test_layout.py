@@ -12,31 +12,23 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.db import create_engine
-from app.main import create_app
 from app.routing.dispatcher import LEADER_LOCK
 from app.runtime import Runtime, timer_registry
 from tests.conftest import make_settings
-from tests.fixtures.factories import ADMIN_PASSWORD, Api, expect
+from tests.fixtures.factories import Api, expect
 from tests.routing.acd import available_agent, contact, eventually, offer_for, queue, value
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def api_only(db: str) -> Settings:
+def settings(db: str) -> Settings:
+    """This module's apps are API processes that leave dispatching to another process."""
     return make_settings(db, dispatcher_enabled=False)
-
-
-@pytest.fixture
-async def api_app(api_only: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(api_only)
-    async with application.router.lifespan_context(application):
-        yield application
 
 
 @pytest.fixture
@@ -59,24 +51,22 @@ async def leader_held(engine: AsyncEngine) -> bool:
 
 class TestDispatcherElsewhere:
     async def test_api_without_dispatcher_leaves_offers_to_a_dispatcher_runtime(
-        self, api_app: FastAPI, api_only: Settings
+        self, app: FastAPI, api: Api, settings: Settings
     ) -> None:
-        assert api_app.state.dispatcher is None
-        async with AsyncClient(transport=ASGITransport(app=api_app), base_url="http://t") as http:
-            api = await Api.signed_in(http, "admin", ADMIN_PASSWORD)
-            q = await queue(api)
-            console = await available_agent(api)
-            waiting = await contact(api, q["name"])
-            assert waiting["status"] == "queued"
-            seen = expect(await api.get(f"/api/v1/contacts/{waiting['id']}"), 200)
-            assert seen["status"] == "queued"  # nobody here decides
-            elsewhere = Runtime(api_only, timer_registry(), dispatcher=True, pool_size=2)
-            await elsewhere.start()
-            try:
-                offer = await offer_for(console, waiting["id"])
-            finally:
-                await elsewhere.stop()
-            assert offer["agent_id"] == console.me["id"]
+        assert app.state.dispatcher is None
+        q = await queue(api)
+        console = await available_agent(api)
+        waiting = await contact(api, q["name"])
+        assert waiting["status"] == "queued"
+        seen = expect(await api.get(f"/api/v1/contacts/{waiting['id']}"), 200)
+        assert seen["status"] == "queued"  # nobody here decides
+        elsewhere = Runtime(settings, timer_registry(), dispatcher=True, pool_size=2)
+        await elsewhere.start()
+        try:
+            offer = await offer_for(console, waiting["id"])
+        finally:
+            await elsewhere.stop()
+        assert offer["agent_id"] == console.me["id"]
 
 
 def dispatch_process(db: str, **env: str) -> subprocess.Popen[bytes]:
