@@ -45,10 +45,19 @@ from app.waiting import wait_for_wake
 log = logging.getLogger(__name__)
 
 LEADER_LOCK = 0x484C4449  # "HLDI": the dispatcher's advisory lock key
+# What changes demand or supply. A contact's ending frees its agent's capacity even when the
+# agent's state stays busy (other chats), so the endings wake the dispatcher too: another
+# process's commits reach it only through these events.
 WAKE_EVENTS = frozenset(
     {
         "contact.queued",
         "contact.requeued",
+        "contact.wrap_up",
+        "contact.completed",
+        "contact.abandoned",
+        "contact.transferred",
+        "contact.timed_out",
+        "contact.canceled",
         "offer.rejected",
         "offer.expired",
         "offer.rescinded",

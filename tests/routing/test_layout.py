@@ -68,6 +68,30 @@ class TestDispatcherElsewhere:
             await elsewhere.stop()
         assert offer["agent_id"] == console.me["id"]
 
+    async def test_capacity_freed_through_the_api_wakes_the_other_process_dispatcher(
+        self, api: Api, db: str
+    ) -> None:
+        # The dispatcher's own tick is a minute: only the API's events can wake it in time.
+        # Ending one of two chats leaves the agent busy, so no state change announces it.
+        elsewhere = Runtime(
+            make_settings(db, dispatch_tick_s=60), timer_registry(), dispatcher=True, pool_size=2
+        )
+        await elsewhere.start()
+        try:
+            q = await queue(api, wrap_up_s=0)
+            console = await available_agent(api, capacity={"chat": 2})
+            first, second = await contact(api, q["name"]), await contact(api, q["name"])
+            for held in (first, second):
+                offer = await offer_for(console, held["id"])
+                expect(await console.post(f"/api/v1/offers/{offer['id']}/accept"), 200)
+            third = await contact(api, q["name"])
+            ended = f"/api/v1/contacts/{first['id']}/complete"
+            expect(await console.post(ended, {"disposition": "resolved"}), 200)
+            assert expect(await console.get("/api/v1/agents/me"), 200)["state"] == "busy"
+            await offer_for(console, third["id"], within=5)
+        finally:
+            await elsewhere.stop()
+
 
 def dispatch_process(db: str, **env: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
