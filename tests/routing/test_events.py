@@ -176,6 +176,12 @@ class TestContactEvents:
         assert life_of(events, successor["id"])[:2] == ["contact.queued", "offer.created"]
         assert the(events, "contact.queued", successor["id"])["data"]["queue_id"] == other["id"]
         assert states_of(events, console.me["id"])[:3] == ["offered", "busy", "idle"]
+        # A new contact's event is written in SQL with the contact, a successor's in Python:
+        # clients see one shape.
+        fresh = the(events, "contact.queued", created["id"])
+        moved_on = the(events, "contact.queued", successor["id"])
+        assert sorted(fresh["data"]) == sorted(moved_on["data"])
+        assert fresh["data"]["wait_s"] == 0.0
 
     async def test_max_wait_writes_contact_timed_out(self, api: Api) -> None:
         q = await queue(api, max_wait_s=0.3)
