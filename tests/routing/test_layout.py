@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,76 @@ class TestDispatchCommand:
             await asyncio.to_thread(server.wait)
         assert await exit_code(process) == 0
         assert not await leader_held(engine)
+
+
+def serve_process(db: str, port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--dispatcher-process"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": db, "HOTLINE_LOG_LEVEL": "WARNING"},
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def children_of(pid: int) -> set[int]:
+    """Live child processes of ``pid`` (Linux: /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(entry.name))
+    return found
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (it may linger as a zombie until its new parent reaps it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+class TestServeWithDispatcherProcess:
+    async def test_dispatcher_child_is_started_again_and_stops_with_the_server(
+        self, db: str, engine: AsyncEngine
+    ) -> None:
+        server = serve_process(db, free_port())
+        try:
+            first = await eventually(
+                lambda: asyncio.to_thread(children_of, server.pid), within=30, what="the child"
+            )
+            await eventually(lambda: leader_held(engine), within=30, what="the dispatcher lock")
+            (child,) = first
+            os.kill(child, signal.SIGKILL)
+
+            async def replaced() -> set[int]:
+                now = await asyncio.to_thread(children_of, server.pid)
+                return now if now and child not in now else set()
+
+            (second,) = await eventually(replaced, within=30, what="a new dispatcher child")
+            await eventually(lambda: leader_held(engine), within=30, what="the lock again")
+            server.send_signal(signal.SIGTERM)
+            assert await exit_code(server) == 128 + signal.SIGTERM
+            await eventually(
+                lambda: asyncio.to_thread(gone, second), within=30, what="the child to stop"
+            )
+            await eventually(lambda: _not(leader_held(engine)), within=30, what="the lock released")
+        finally:
+            if server.poll() is None:
+                server.kill()
+
+
+async def _not(check: Awaitable[bool]) -> bool:
+    return not await check
