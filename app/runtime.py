@@ -156,9 +156,9 @@ async def dispatch_until_stopped(settings: Settings, *, parent_pid: int | None =
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     watch = _stop_with(parent_pid, stop) if parent_pid else None
-    await runtime.start()
-    log.info("dispatcher process running")
     try:
+        await runtime.start()
+        log.info("dispatcher process running")
         await stop.wait()
     finally:
         if watch is not None:
