@@ -20,12 +20,14 @@ bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 async def principal_from_token(request: Request, session: Session, token: str) -> Principal:
     """The active agent a token names, with the role the database holds now."""
     try:
-        agent_id = read_token(request.app.state.jwt_secret, token)
+        claims = read_token(request.app.state.jwt_secret, token)
     except TokenError as exc:
         raise Unauthorized(str(exc)) from exc
-    agent = await service.get_identity(session, agent_id)
+    agent = await service.get_identity(session, claims.agent_id)
     if agent is None or not agent.active:
         raise Unauthorized("this account is disabled or no longer exists")
+    if claims.version != agent.token_version:
+        raise Unauthorized("the password has changed since this token was issued: sign in again")
     return Principal(id=agent.id, username=agent.username, role=Role(agent.role), site=agent.site)
 
 

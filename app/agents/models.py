@@ -92,6 +92,12 @@ class Agent(TimestampMixin, Base):
     consecutive_no_answers: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     contacts_today: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     contacts_day: Mapped[date | None] = mapped_column(Date)
+    token_version: Mapped[int] = mapped_column(
+        Integer,
+        nullable=False,
+        server_default="0",
+        comment="raised by a password change: tokens carrying an older one are refused",
+    )
 
     skills: Mapped[list[AgentSkill]] = relationship(
         lazy="raise", cascade="all, delete-orphan", order_by="AgentSkill.skill_id"

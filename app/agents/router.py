@@ -62,6 +62,7 @@ async def token(
         request.app.state.jwt_secret,
         agent_id=agent.id,
         ttl_s=request.app.state.settings.token_ttl_s,
+        version=agent.token_version,
     )
     return TokenOut(access_token=issued.access_token, expires_in=issued.expires_in)
 

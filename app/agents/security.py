@@ -60,12 +60,14 @@ class IssuedToken:
 
 
 def issue_token(
-    secret: str, *, agent_id: int, ttl_s: int, now: datetime | None = None
+    secret: str, *, agent_id: int, ttl_s: int, version: int = 0, now: datetime | None = None
 ) -> IssuedToken:
-    """A signed token naming the agent; the role is read from the database on each request."""
+    """A signed token naming the agent and its token version (raised by a password change);
+    the role is read from the database on each request."""
     issued = now or datetime.now(UTC)
     claims = {
         "sub": str(agent_id),
+        "ver": version,
         "iat": int(issued.timestamp()),
         "exp": int((issued + timedelta(seconds=ttl_s)).timestamp()),
         "typ": "access",
@@ -77,8 +79,14 @@ class TokenError(Exception):
     """The token is missing, malformed, forged or expired."""
 
 
-def read_token(secret: str, token: str) -> int:
-    """The agent id a valid token names."""
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    agent_id: int
+    version: int
+
+
+def read_token(secret: str, token: str) -> TokenClaims:
+    """The agent id and token version a valid token names."""
     try:
         claims = jwt.decode(
             token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]}
@@ -87,7 +95,9 @@ def read_token(secret: str, token: str) -> int:
         raise TokenError("token has expired") from exc
     except jwt.PyJWTError as exc:
         raise TokenError("token is not valid") from exc
-    subject = claims.get("sub")
+    subject, version = claims.get("sub"), claims.get("ver", 0)
     if claims.get("typ") != "access" or not isinstance(subject, str) or not is_number(subject):
         raise TokenError("token is not an access token")
-    return int(subject)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise TokenError("token is not an access token")
+    return TokenClaims(int(subject), version)

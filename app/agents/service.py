@@ -165,6 +165,7 @@ async def update_agent(
         changed.append("capacity")
     if password_hash is not None:
         agent.password_hash = password_hash
+        agent.token_version += 1  # every token issued before now stops working
         changed.append("password")
     if changed:
         record(
@@ -260,12 +261,12 @@ async def get_identity(session: AsyncSession, agent_id: int) -> Identity | None:
     conn = await session.connection()  # Core: no ORM bookkeeping for five columns
     row = (
         await conn.execute(
-            select(Agent.id, Agent.username, Agent.role, Agent.site, Agent.active).where(
-                Agent.id == agent_id
-            )
+            select(
+                Agent.id, Agent.username, Agent.role, Agent.site, Agent.active, Agent.token_version
+            ).where(Agent.id == agent_id)
         )
     ).first()
-    return None if row is None else Identity(row.id, row.username, row.role, row.site, row.active)
+    return None if row is None else Identity(*row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,3 +276,4 @@ class Identity:
     role: str
     site: str | None
     active: bool
+    token_version: int

@@ -132,6 +132,41 @@ class TestBearerToken:
         body = expect(await session.get(ME_URL), 401)
         assert body["error"] == "Unauthorized"
 
+    async def test_password_change_revokes_earlier_tokens_only(self, api: Api) -> None:
+        agent = await api.agent()
+        phone, laptop = await api.signed_in_as(agent), await api.signed_in_as(agent)
+        other = await api.signed_in_as(await api.agent())
+        url = f"/api/v1/agents/{agent['id']}"
+        expect(await phone.patch(url, {"password": "a-brand-new-password"}), 200)
+
+        for stale in (phone, laptop):
+            body = expect(await stale.get(ME_URL), 401)
+            assert "password has changed" in body["detail"]
+        expect(await other.get(ME_URL), 200)
+        status, fresh = await _login(api.client, agent["username"], "a-brand-new-password")
+        assert status == 200
+        assert await _me_with(api.client, fresh["access_token"]) == 200
+
+    async def test_changes_other_than_the_password_keep_tokens(self, api: Api) -> None:
+        agent = await api.agent()
+        session = await api.signed_in_as(agent)
+        expect(await api.patch(f"/api/v1/agents/{agent['id']}", {"team": "night"}), 200)
+        expect(await session.get(ME_URL), 200)
+
+    async def test_token_with_a_malformed_version_is_rejected_with_401(
+        self, api: Api, app: FastAPI
+    ) -> None:
+        claims = {"sub": str(api.me["id"]), "exp": 4102444800, "typ": "access", "ver": "0"}
+        token = jwt.encode(claims, app.state.jwt_secret, algorithm=ALGORITHM)
+        assert await _me_with(api.client, token) == 401
+
+    async def test_token_issued_before_versions_counts_as_version_zero(
+        self, api: Api, app: FastAPI
+    ) -> None:
+        claims = {"sub": str(api.me["id"]), "exp": 4102444800, "typ": "access"}
+        token = jwt.encode(claims, app.state.jwt_secret, algorithm=ALGORITHM)
+        assert await _me_with(api.client, token) == 200
+
     async def test_role_is_read_from_the_database_not_the_token(self, api: Api) -> None:
         agent = await api.agent()
         session = await api.signed_in_as(agent)
