@@ -27,6 +27,14 @@ class StatusConflict(Conflict):
     pass
 
 
+class LastAdmin(Conflict):
+    def __init__(self, agent_id: int) -> None:
+        super().__init__(
+            f"agent {agent_id} is the last active admin: make another admin first, "
+            "so the centre keeps someone who can manage it"
+        )
+
+
 register_constraint("uq_agents_username", "an agent with this username already exists")
 register_constraint("uq_skills_name", "a skill with this name already exists")
 register_constraint("ck_agent_skills_level", "skill levels run from 1 to 10")

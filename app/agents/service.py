@@ -12,7 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app.agents import presence
-from app.agents.exceptions import AgentNotFound, SkillExists, StatusConflict, UnknownSkill
+from app.agents.exceptions import (
+    AgentNotFound,
+    LastAdmin,
+    SkillExists,
+    StatusConflict,
+    UnknownSkill,
+)
 from app.agents.models import Agent, AgentChannel, AgentSkill, Role, Skill
 from app.agents.schemas import AgentCreate, AgentUpdate, SkillLevel
 from app.errors import InvalidInput
@@ -144,6 +150,31 @@ async def reload(session: AsyncSession, agent: Agent) -> Agent:
     return await get_or_raise(session, agent_id)
 
 
+ADMIN_CHANGES_LOCK = 0x484C4144  # "HLAD": serialises demotions and deactivations of admins
+
+
+async def _keep_an_admin(session: AsyncSession, agent: Agent, fields: dict[str, Any]) -> None:
+    """Refuse to demote or deactivate the last active admin.
+
+    Such changes take a transaction-level advisory lock before counting, so two admins
+    demoting each other at once cannot both succeed: the second counts after the first has
+    committed. (Locking the admins' rows instead could deadlock with the row each request
+    already holds.)
+    """
+    role, active = fields.get("role", agent.role), fields.get("active", agent.active)
+    still_admin = active and (role.value if isinstance(role, Role) else role) == Role.admin.value
+    if agent.role != Role.admin.value or not agent.active or still_admin:
+        return
+    await session.execute(select(func.pg_advisory_xact_lock(ADMIN_CHANGES_LOCK)))
+    others = await session.scalar(
+        select(func.count())
+        .select_from(Agent)
+        .where(Agent.role == Role.admin.value, Agent.active.is_(True), Agent.id != agent.id)
+    )
+    if not others:
+        raise LastAdmin(agent.id)
+
+
 async def update_agent(
     session: AsyncSession,
     agent: Agent,
@@ -154,6 +185,7 @@ async def update_agent(
 ) -> Agent:
     """Apply a partial update; writes ``agent.updated`` naming the changed fields."""
     fields = changes.model_dump(exclude_unset=True, exclude={"password", "skills", "capacity"})
+    await _keep_an_admin(session, agent, fields)
     for name, value in fields.items():
         setattr(agent, name, value.value if isinstance(value, Role) else value)
     changed = sorted(fields)

@@ -7,6 +7,7 @@ shanghai and another admin.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -276,3 +277,40 @@ class TestCreateAgentRoles:
             "role": "admin",
         }
         assert expect(await cast.admin.post(AGENTS, body), 201)["role"] == "admin"
+
+
+class TestLastAdmin:
+    async def test_the_only_admin_cannot_demote_or_deactivate_themselves(self, api: Api) -> None:
+        url = f"/api/v1/agents/{api.me['id']}"
+        for change in ({"role": "supervisor"}, {"active": False}, {"role": "agent"}):
+            body = expect(await api.patch(url, change), 409)
+            assert "last active admin" in body["detail"]
+        me = expect(await api.get(url), 200)
+        assert (me["role"], me["active"]) == ("admin", True)
+        expect(await api.patch(url, {"name": "Still In Charge"}), 200)
+
+    async def test_with_another_admin_one_may_step_down_but_not_the_last(self, api: Api) -> None:
+        second = await api.signed_in_as(await api.agent(role="admin"))
+        expect(await second.patch(f"/api/v1/agents/{api.me['id']}", {"role": "supervisor"}), 200)
+        body = expect(
+            await second.patch(f"/api/v1/agents/{second.me['id']}", {"active": False}), 409
+        )
+        assert "last active admin" in body["detail"]
+
+    async def test_an_inactive_admin_does_not_count(self, api: Api) -> None:
+        dormant = await api.agent(role="admin")
+        expect(await api.patch(f"/api/v1/agents/{dormant['id']}", {"active": False}), 200)
+        expect(await api.patch(f"/api/v1/agents/{api.me['id']}", {"role": "supervisor"}), 409)
+
+    async def test_two_admins_demoting_each_other_at_once_leave_one_admin(self, api: Api) -> None:
+        second = await api.signed_in_as(await api.agent(role="admin"))
+        results = await asyncio.gather(
+            api.patch(f"/api/v1/agents/{second.me['id']}", {"role": "agent"}),
+            second.patch(f"/api/v1/agents/{api.me['id']}", {"role": "agent"}),
+        )
+        assert sorted(r.status_code for r in results) == [200, 409]
+        page = expect(await api.get(AGENTS), 200)
+        assert [a["id"] for a in page["items"] if a["role"] == "admin"] in (
+            [api.me["id"]],
+            [second.me["id"]],
+        )
