@@ -348,3 +348,16 @@ class SensitiveDataFilter(logging.Filter):
         record.msg = mask_text(message)
         record.args = ()
         return True
+
+
+class SensitiveArgsFilter(logging.Filter):
+    """Mask ID and phone numbers argument by argument, keeping the arguments' shape: for
+    handlers whose formatter reads ``record.args`` itself (uvicorn's access log)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Mask the message and each text argument; never drops a record."""
+        if isinstance(record.msg, str):
+            record.msg = mask_text(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(mask_text(a) if isinstance(a, str) else a for a in record.args)
+        return True

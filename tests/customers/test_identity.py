@@ -15,6 +15,7 @@ from app.customers.identity import (
     InvalidIdNumber,
     InvalidPhone,
     PhoneProblem,
+    SensitiveArgsFilter,
     SensitiveDataFilter,
     birth_date_of,
     mask_id_number,
@@ -518,3 +519,35 @@ def stream_logger() -> Iterator[StreamLogger]:
     finally:
         logger.removeHandler(handler)
         logger.propagate = True
+
+
+class TestSensitiveArgsFilter:
+    @staticmethod
+    def record(msg: object, args: object) -> logging.LogRecord:
+        record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, msg, None, None)
+        record.args = args  # type: ignore[assignment]
+        return record
+
+    def test_each_text_argument_is_masked_and_the_tuple_keeps_its_shape(self) -> None:
+        args = ("127.0.0.1:5000", "GET", "/api/v1/customers?phone=13812345678", "1.1", 200)
+        record = self.record('%s - "%s %s HTTP/%s" %d', args)
+        assert SensitiveArgsFilter().filter(record) is True
+        assert record.args == (
+            "127.0.0.1:5000",
+            "GET",
+            "/api/v1/customers?phone=138****5678",
+            "1.1",
+            200,
+        )
+
+    def test_message_text_is_masked(self) -> None:
+        record = self.record(f"lookup {SAMPLE}", ())
+        assert SensitiveArgsFilter().filter(record) is True
+        assert record.getMessage() == "lookup 110105********002X"
+
+    def test_non_text_message_and_mapping_args_are_left_alone(self) -> None:
+        error = ValueError("13812345678")
+        record = self.record(error, {"phone": "13812345678"})
+        assert SensitiveArgsFilter().filter(record) is True
+        assert record.msg is error
+        assert record.args == {"phone": "13812345678"}
