@@ -290,7 +290,7 @@ async def ensure_admin(
 
 async def get_identity(session: AsyncSession, agent_id: int) -> Identity | None:
     """What signing a request in needs, and no more: every request pays for this read."""
-    conn = await session.connection()  # Core: no ORM bookkeeping for five columns
+    conn = await session.connection()  # Core: no ORM bookkeeping for a few columns
     row = (
         await conn.execute(
             select(
