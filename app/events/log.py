@@ -86,16 +86,26 @@ def record(
     actor: str | None = None,
 ) -> Event:
     """Append an event to the session's transaction."""
-    event = Event(
-        type=type,
-        subject_type=subject_type,
-        subject_id=str(subject_id),
-        data=data or {},
-        actor=actor,
-    )
+    event = Event(**_row(type, subject_type, subject_id, data, actor))
     session.add(event)
     wake_after_commit(session)
     return event
+
+
+def _row(
+    type_: str,
+    subject_type: str,
+    subject_id: str | int,
+    data: dict[str, Any] | None = None,
+    actor: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "type": type_,
+        "subject_type": subject_type,
+        "subject_id": str(subject_id),
+        "data": data or {},
+        "actor": actor,
+    }
 
 
 def wake_after_commit(session: AsyncSession) -> None:
@@ -111,13 +121,7 @@ async def record_many(session: AsyncSession, events: Sequence[dict[str, Any]]) -
     if not events:
         return
     rows = [
-        {
-            "type": e["type"],
-            "subject_type": e["subject_type"],
-            "subject_id": str(e["subject_id"]),
-            "data": e.get("data") or {},
-            "actor": e.get("actor"),
-        }
+        _row(e["type"], e["subject_type"], e["subject_id"], e.get("data"), e.get("actor"))
         for e in events
     ]
     await session.execute(insert(table_of(Event)), rows)
