@@ -12,7 +12,8 @@ A decision has three layers, applied in this order:
 
 1. **Eligibility** (``eligible``, ``may_take``). An agent may take a contact when it has spare
    capacity on the contact's channel (``load < capacity``), is not in the contact's
-   ``excluded_agent_ids`` (it just rejected or missed the offer) and, while a routing step is
+   ``excluded_agent_ids`` (never to be offered this contact: a hard rule, unlike
+   ``declined_by`` below; the dispatcher sets none today) and, while a routing step is
    in force, holds every skill of that step at the step's minimum level. Steps expire in
    order, each ``expires_after_s`` after the previous one, counted from
    ``routing_started_at``; once the last step has expired any agent with capacity may take
