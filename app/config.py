@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(
         default=20, gt=0, description="database connections per instance (requests wait for one)"
     )
+    driver_pool_size: int = Field(
+        default=10,
+        gt=0,
+        description="driver connections per instance for sign-in and taking contacts in",
+    )
     idle_in_transaction_timeout_ms: int = Field(default=10_000, ge=0)
     event_poll_interval_s: float = Field(default=0.25, gt=0)
     timer_poll_interval_s: float = Field(default=0.5, gt=0)

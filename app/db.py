@@ -9,11 +9,13 @@ Background loops use ``unit_of_work`` for the same discipline.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any, cast
 
+import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData, Table, func
 from sqlalchemy.engine import make_url
@@ -71,6 +73,24 @@ def plain_url(url: str) -> str:
     )
 
 
+def server_settings(idle_tx_timeout_ms: int, *, generic_plans: bool = False) -> dict[str, str]:
+    """Session settings of every connection Hotline opens: named, in UTC, and never left
+    idle inside a transaction for long (an open transaction holds the event log back).
+
+    ``generic_plans``: plan each prepared statement once. PostgreSQL otherwise plans a
+    statement with many parameters afresh on every execution whenever it guesses that a
+    custom plan beats the generic one: for the one-statement contact intake that planning
+    cost more than running it. The driver connections, which run only Hotline's own hot
+    statements (written to be planned once), set it.
+    """
+    settings = {"application_name": "hotline", "timezone": "UTC"}
+    if idle_tx_timeout_ms:
+        settings["idle_in_transaction_session_timeout"] = str(idle_tx_timeout_ms)
+    if generic_plans:
+        settings["plan_cache_mode"] = "force_generic_plan"
+    return settings
+
+
 def create_engine(
     url: str,
     *,
@@ -88,15 +108,53 @@ def create_engine(
     open and close extra ones, which costs a connection set-up and every statement prepared
     again each time.
     """
-    settings = {"application_name": "hotline", "timezone": "UTC"}
-    if idle_tx_timeout_ms:
-        settings["idle_in_transaction_session_timeout"] = str(idle_tx_timeout_ms)
     return create_async_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=pool_size if max_overflow is None else max_overflow,
-        connect_args={"server_settings": settings},
+        connect_args={"server_settings": server_settings(idle_tx_timeout_ms)},
     )
+
+
+async def json_codecs(conn: asyncpg.Connection) -> None:
+    """JSON and JSONB as Python values on a driver connection (as SQLAlchemy has them)."""
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def connect_driver(url: str, *, idle_tx_timeout_ms: int = 10_000) -> asyncpg.Connection:
+    """One driver connection of Hotline's own (the dispatcher's, the event hub's)."""
+    conn = await asyncpg.connect(
+        plain_url(url), server_settings=server_settings(idle_tx_timeout_ms, generic_plans=True)
+    )
+    await json_codecs(conn)
+    return conn
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Nothing to undo: pooled driver connections run single statements and never LISTEN,
+    SET or take session locks (the driver still rolls back a transaction left open)."""
+
+
+async def create_driver_pool(
+    url: str, *, size: int, idle_tx_timeout_ms: int = 10_000
+) -> asyncpg.Pool:
+    """A pool of driver connections for the hottest statements (sign-in, taking contacts
+    in): each runs as one statement on the driver, with none of the ORM's bookkeeping.
+
+    Releasing a connection costs no round trip: the driver's default reset (``RESET ALL``,
+    ``UNLISTEN *``, unlocking advisory locks) would double the cost of a one-statement
+    request, and there is nothing for it to undo (see ``_keep_session``).
+    """
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        plain_url(url),
+        min_size=1,
+        max_size=size,
+        server_settings=server_settings(idle_tx_timeout_ms, generic_plans=True),
+        init=json_codecs,
+        reset=_keep_session,
+    )
+    return pool
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -3,6 +3,10 @@
 Theory of operation: the key row is inserted in the same transaction as the resource it
 creates. A concurrent retry blocks on the primary key until the first request commits, then
 finds the stored response. A retry with the same key but a different payload is refused.
+
+``run_once`` stores the first response and answers retries with it. A create that takes its
+key in its own statement (``POST /contacts``, ``app/routing/intake.py``) stores the id of
+what it created instead (``resource_id``): a retry is shown that resource as it is now.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, String, func, select, update
+from sqlalchemy import BigInteger, DateTime, Integer, String, func, select, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -34,9 +38,24 @@ class IdempotencyKey(Base):
     request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     status_code: Mapped[int | None] = mapped_column(Integer)
     response: Mapped[Any] = mapped_column(JSONB, nullable=True)
+    resource_id: Mapped[int | None] = mapped_column(
+        BigInteger,
+        comment="the resource the first request created; a retry is shown it as it is now",
+    )
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
+
+
+def key_reused(key: str) -> Conflict:
+    """The refusal of a key already used for another request (409)."""
+    return Conflict(f"Idempotency-Key {key!r} was already used with a different request")
+
+
+def check_key(key: str) -> None:
+    """A key a client may use: 1 to ``MAX_KEY_LENGTH`` characters."""
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise InvalidInput(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")
 
 
 def fingerprint(payload: Any) -> str:
@@ -56,8 +75,7 @@ async def run_once(
     """Run ``create`` once per (scope, key); later calls get the stored (status, body)."""
     if key is None:
         return await create()
-    if not key or len(key) > MAX_KEY_LENGTH:
-        raise InvalidInput(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")
+    check_key(key)
     digest = fingerprint(payload)
     inserted = await session.execute(
         insert(IdempotencyKey)
@@ -84,5 +102,5 @@ async def _replay(session: AsyncSession, *, scope: str, key: str, digest: str) -
     assert row is not None
     assert row.status_code is not None
     if row.request_hash != digest:
-        raise Conflict(f"Idempotency-Key {key!r} was already used with a different request")
+        raise key_reused(key)
     return row.status_code, row.response

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from app import bootstrap, health
 from app.agents.router import router as agents_router
-from app.agents.security import make_hasher
+from app.agents.security import TokenReader, make_hasher
 from app.config import Settings, get_settings
 from app.customers.router import router as customers_router
 from app.db import unit_of_work
@@ -53,8 +53,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hasher = make_hasher(settings)
         async with unit_of_work(runtime.sessionmaker) as session:
             app.state.jwt_secret = await bootstrap.jwt_secret(session, settings)
+            app.state.tokens = TokenReader(app.state.jwt_secret)
             await bootstrap.first_admin(session, settings, hasher)
         app.state.engine, app.state.sessionmaker = runtime.engine, runtime.sessionmaker
+        app.state.db_pool, app.state.wakes = runtime.pool, runtime.wakes
         app.state.hub, app.state.timer_worker = runtime.hub, runtime.worker
         app.state.dispatcher, app.state.hasher = runtime.dispatcher, hasher
         yield

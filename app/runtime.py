@@ -17,12 +17,13 @@ import logging
 import os
 import signal
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app import health
 from app.config import Settings
-from app.db import create_engine
+from app.db import create_driver_pool, create_engine
 from app.embedded import resolve_database_url
 from app.events import log as event_log
 from app.events.hub import EventHub
@@ -70,6 +71,23 @@ def timer_registry() -> TimerRegistry:
     return registry
 
 
+class Wakes:
+    """What a commit made on the driver (outside a session) wakes, once it has committed."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def contact_queued(self, *, timers: bool) -> None:
+        """A contact was queued: the hub reads its event, the dispatcher looks for an agent,
+        and the timer worker looks now when its max-wait timer is due soon."""
+        runtime = self._runtime
+        if runtime.hub is not None:
+            runtime.hub.poke()
+        runtime.wake_dispatcher()
+        if timers:
+            runtime.wake_timers()
+
+
 class Runtime:
     """The background machinery of one process; ``start`` it, then ``stop`` it."""
 
@@ -81,10 +99,12 @@ class Runtime:
         self._with_dispatcher = dispatcher
         self._pool_size = pool_size
         self.engine: AsyncEngine | None = None
+        self.pool: asyncpg.Pool | None = None
         self.hub: EventHub | None = None
         self.worker: TimerWorker | None = None
         self.dispatcher: Dispatcher | None = None
         self.sessionmaker: async_sessionmaker[AsyncSession] | None = None
+        self.wakes = Wakes(self)
 
     async def start(self) -> None:
         settings = self.settings
@@ -98,6 +118,11 @@ class Runtime:
         )
         self.engine = engine
         await check_migrations(engine)
+        self.pool = await create_driver_pool(
+            url,
+            size=settings.driver_pool_size,
+            idle_tx_timeout_ms=settings.idle_in_transaction_timeout_ms,
+        )
         hub = EventHub(engine, url, poll_interval_s=settings.event_poll_interval_s)
         self.sessionmaker = async_sessionmaker(
             engine,
@@ -105,8 +130,8 @@ class Runtime:
             autoflush=False,
             info={
                 event_log.WAKE_CALLBACK_KEY: hub.poke,
-                timers.WAKE_CALLBACK_KEY: self._wake_timers,
-                DISPATCH_WAKE_KEY: self._wake_dispatcher,
+                timers.WAKE_CALLBACK_KEY: self.wake_timers,
+                DISPATCH_WAKE_KEY: self.wake_dispatcher,
             },
         )
         self.worker = TimerWorker(
@@ -135,14 +160,16 @@ class Runtime:
             await self.worker.stop()
         if self.hub is not None:
             await self.hub.stop()
+        if self.pool is not None:
+            await self.pool.close()
         if self.engine is not None:
             await self.engine.dispose()
 
-    def _wake_timers(self) -> None:
+    def wake_timers(self) -> None:
         if self.worker is not None:
             self.worker.poke()
 
-    def _wake_dispatcher(self) -> None:
+    def wake_dispatcher(self) -> None:
         if self.dispatcher is not None:
             self.dispatcher.poke()
 

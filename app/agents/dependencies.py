@@ -10,36 +10,57 @@ from fastapi.security import OAuth2PasswordBearer
 from app.agents import service
 from app.agents.models import Role
 from app.agents.permissions import Principal
-from app.agents.security import TokenError, read_token
-from app.db import Session
+from app.agents.security import TokenClaims, TokenError
 from app.errors import Forbidden, Unauthorized
 
 bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
-async def principal_from_token(request: Request, session: Session, token: str) -> Principal:
-    """The active agent a token names, with the role the database holds now."""
+def token_claims(request: Request, token: str | None) -> TokenClaims:
+    """What a bearer token says, once its signature and expiry are checked."""
+    if not token:
+        raise Unauthorized("a bearer token is required (POST /api/v1/auth/token)")
     try:
-        claims = read_token(request.app.state.jwt_secret, token)
+        return request.app.state.tokens.read(token)  # type: ignore[no-any-return]
     except TokenError as exc:
         raise Unauthorized(str(exc)) from exc
-    agent = await service.get_identity(session, claims.agent_id)
-    if agent is None or not agent.active:
+
+
+def check_identity(claims: TokenClaims, identity: service.Identity | None) -> Principal:
+    """The principal a token names, if the database still lets it in."""
+    if identity is None or not identity.active:
         raise Unauthorized("this account is disabled or no longer exists")
-    if claims.version != agent.token_version:
+    if claims.version != identity.token_version:
         raise Unauthorized("the password has changed since this token was issued: sign in again")
-    return Principal(id=agent.id, username=agent.username, role=Role(agent.role), site=agent.site)
+    return Principal(
+        id=identity.id, username=identity.username, role=Role(identity.role), site=identity.site
+    )
+
+
+async def principal_from_token(request: Request, token: str) -> Principal:
+    """The active agent a token names, with the role the database holds now."""
+    claims = token_claims(request, token)
+    return check_identity(claims, await service.get_identity(request.app.state.db_pool, claims))
 
 
 async def current_principal(
-    request: Request, session: Session, token: Annotated[str | None, Depends(bearer)]
+    request: Request, token: Annotated[str | None, Depends(bearer)]
 ) -> Principal:
-    if not token:
-        raise Unauthorized("a bearer token is required (POST /api/v1/auth/token)")
-    return await principal_from_token(request, session, token)
+    return await principal_from_token(request, token or "")
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+async def signed_token(
+    request: Request, token: Annotated[str | None, Depends(bearer)]
+) -> TokenClaims:
+    """A valid token, not yet checked against the database: for a route whose one statement
+    checks the agent itself (``check_identity`` gives its refusals)."""
+    return token_claims(request, token)
+
+
+SignedToken = Annotated[TokenClaims, Depends(signed_token)]
 
 
 def require_role(*roles: Role) -> object:

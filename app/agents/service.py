@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -21,6 +22,7 @@ from app.agents.exceptions import (
 )
 from app.agents.models import Agent, AgentChannel, AgentSkill, Role, Skill
 from app.agents.schemas import AgentCreate, AgentUpdate, SkillLevel
+from app.agents.security import TokenClaims
 from app.errors import InvalidInput
 from app.events.log import record
 
@@ -288,16 +290,17 @@ async def ensure_admin(
     return agent, True
 
 
-async def get_identity(session: AsyncSession, agent_id: int) -> Identity | None:
-    """What signing a request in needs, and no more: every request pays for this read."""
-    conn = await session.connection()  # Core: no ORM bookkeeping for a few columns
-    row = (
-        await conn.execute(
-            select(
-                Agent.id, Agent.username, Agent.role, Agent.site, Agent.active, Agent.token_version
-            ).where(Agent.id == agent_id)
-        )
-    ).first()
+# Every request pays for this read: one prepared statement on the driver, no ORM.
+_IDENTITY = """
+    SELECT id, username, role, site, active, token_version FROM agents WHERE id = $1
+"""
+
+
+async def get_identity(
+    db: asyncpg.Pool | asyncpg.Connection, claims: TokenClaims
+) -> Identity | None:
+    """What signing a request in needs, and no more: the agent a token names, as it is now."""
+    row = await db.fetchrow(_IDENTITY, claims.agent_id)
     return None if row is None else Identity(*row)
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -31,7 +30,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db import plain_url
+from app.db import connect_driver
 from app.events.log import READ_SQL, Cursor, LoggedEvent, head
 from app.waiting import wait_for_wake
 
@@ -68,7 +67,7 @@ class EventHub:
 
     def __init__(self, engine: AsyncEngine, database_url: str, *, poll_interval_s: float) -> None:
         self._engine = engine
-        self._dsn = plain_url(database_url)
+        self._url = database_url
         self._poll_interval_s = poll_interval_s
         self._wake = asyncio.Event()
         self._notify_wanted = asyncio.Event()
@@ -148,16 +147,13 @@ class EventHub:
 
     async def _connect(self) -> None:
         try:
-            conn = await asyncpg.connect(self._dsn)
+            conn = await connect_driver(self._url)
         except (OSError, asyncpg.PostgresError) as exc:
             log.warning("event hub cannot reach the database (%s); retrying", exc)
             self._conn = None
             return
         self._conn = conn  # owned from here on: stop() closes it whatever happens
         try:
-            await conn.set_type_codec(
-                "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
-            )
             await conn.add_listener(CHANNEL, self._on_notify)
         except (OSError, asyncpg.PostgresError) as exc:
             log.warning("event hub cannot LISTEN (%s); retrying", exc)

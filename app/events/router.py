@@ -12,7 +12,6 @@ from pydantic import BaseModel, Field
 from app.agents.dependencies import CurrentPrincipal
 from app.agents.models import Role
 from app.agents.permissions import Principal
-from app.db import Session
 from app.events.log import Cursor, LoggedEvent, head, read_after
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
@@ -41,7 +40,6 @@ def visible_to(principal: Principal, event: LoggedEvent) -> bool:
 @router.get("/events", response_model=EventPage)
 async def list_events(
     request: Request,
-    session: Session,
     principal: CurrentPrincipal,
     after: Annotated[
         str | None, Query(description="cursor; omitted: start from the current head")
@@ -52,9 +50,8 @@ async def list_events(
     ] = 0,
 ) -> EventPage:
     """Events after a cursor, in commit-safe log order, gapless; long-polls with `wait_s`."""
-    # Sign-in looked the agent up; end that transaction now so a long poll never holds one
-    # open (an open transaction would hold every reader of the log back).
-    await session.commit()
+    # No transaction stays open while the poll waits (an open transaction would hold every
+    # reader of the log back): each read below is a statement of its own.
     engine = request.app.state.engine
     async with engine.connect() as conn:
         cursor = Cursor.parse(after) if after is not None else await head(conn)

@@ -20,12 +20,15 @@ Nothing here does I/O or reads a clock.
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Final
 
 __all__ = [
     "BASIS_OFFERED",
     "BASIS_UNKNOWN",
     "MIN_SAMPLES",
+    "RECENT_SAMPLES",
+    "RECENT_WINDOW",
     "WaitEstimate",
     "announce_position",
     "estimate_wait",
@@ -34,6 +37,9 @@ __all__ = [
 BASIS_UNKNOWN: Final = "unknown"
 BASIS_OFFERED: Final = "offered"
 MIN_SAMPLES: Final = 5
+# What the service passes as recent: the last handle times of the queue, within an hour.
+RECENT_WINDOW: Final = timedelta(hours=1)
+RECENT_SAMPLES: Final = 50
 
 
 @dataclass(frozen=True, slots=True)

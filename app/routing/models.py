@@ -111,6 +111,13 @@ class Contact(TimestampMixin, Base):
             "deadline_at",
             postgresql_where=text("status = 'queued'"),
         ),
+        # A contact's position: the queued contacts of its queue ahead of it by deadline.
+        Index(
+            "ix_contacts_queued_queue_deadline",
+            "queue_id",
+            "deadline_at",
+            postgresql_where=text("status = 'queued'"),
+        ),
         Index(
             "ix_contacts_completed",
             "queue_id",

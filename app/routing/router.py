@@ -10,14 +10,14 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from app.agents.dependencies import CurrentPrincipal, SupervisorOrAdmin
+from app.agents.dependencies import CurrentPrincipal, SignedToken, SupervisorOrAdmin
 from app.agents.exceptions import NotAllowed
 from app.agents.models import Role
 from app.agents.permissions import Principal, can_manage_catalogue
-from app.db import Session
+from app.db import Session, unit_of_work
 from app.idempotency import run_once
 from app.pagination import is_number
-from app.routing import endings, lifecycle, service, stats
+from app.routing import endings, intake, lifecycle, service, stats
 from app.routing.estimate import WaitEstimate
 from app.routing.models import Contact, Offer, OfferStatus, Queue
 from app.routing.schemas import (
@@ -159,29 +159,33 @@ def contact_view(
 
 @router.post("/contacts", response_model=ContactOut, status_code=201, tags=["contacts"])
 async def create_contact(
-    request: Request,
-    body: ContactCreate,
-    session: Session,
-    principal: CurrentPrincipal,
-    key: IdempotencyKey = None,
+    request: Request, body: ContactCreate, claims: SignedToken, key: IdempotencyKey = None
 ) -> JSONResponse:
-    """Queue a web, chat, app or callback contact; answers with its position and wait."""
+    """Queue a web, chat, app or callback contact; answers with its position and wait.
 
-    async def create() -> tuple[int, Any]:
-        new = await service.create_contact(
-            session, data=body, settings=request.app.state.settings, actor=principal.actor
-        )
-        view = contact_view(new.contact, new.queue.name, new.position, new.wait)
-        return 201, view.model_dump(mode="json")
-
-    code, payload = await run_once(
-        session,
-        scope=f"{principal.id}:contacts",
-        key=key,
-        payload=body.model_dump(mode="json"),
-        create=create,
+    A retry with the same `Idempotency-Key` creates nothing: it answers with the contact the
+    first request created, as it stands now.
+    """
+    state = request.app.state
+    taken = await intake.take_in(
+        state.db_pool, claims=claims, data=body, key=key, settings=state.settings
     )
-    return JSONResponse(payload, status_code=code)
+    if isinstance(taken, intake.Retried):
+        async with unit_of_work(state.sessionmaker) as session:
+            shown = await contact_out(session, await service.get_contact(session, taken.contact_id))
+        return JSONResponse(shown.model_dump(mode="json"), status_code=201)
+    state.wakes.contact_queued(timers=taken.wakes_timers)
+    view = ContactOut(
+        **taken.contact,
+        queue=taken.queue_name,
+        agent_id=None,
+        answered_at=None,
+        ended_at=None,
+        position=taken.position,
+        estimated_wait_s=taken.wait.seconds,
+        estimate_basis=taken.wait.basis,
+    )
+    return JSONResponse(view.model_dump(mode="json"), status_code=201)
 
 
 @router.get("/contacts/{contact_id}", response_model=ContactOut, tags=["contacts"])

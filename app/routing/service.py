@@ -3,37 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agents import service as agents
 from app.agents.models import Agent, AgentChannel
-from app.config import Settings
-from app.customers import service as customers
-from app.customers.models import Customer
-from app.db import table_of
 from app.errors import InvalidInput
-from app.events.log import record, wake_after_commit
+from app.events.log import record
 from app.routing import estimate
 from app.routing.exceptions import (
-    ChannelNotAccepted,
     ContactNotFound,
-    QueueFull,
     QueueNotFound,
     UnknownQueue,
 )
-from app.routing.lifecycle import schedule_max_wait
 from app.routing.models import Contact, ContactStatus, Offer, Queue
-from app.routing.schemas import ContactCreate, QueueCreate, QueueUpdate, ServiceLevel
-from app.routing.work import wake_dispatcher
-
-ESTIMATE_WINDOW = timedelta(hours=1)
-ESTIMATE_SAMPLES = 50
-
+from app.routing.schemas import QueueCreate, QueueUpdate, ServiceLevel
 
 # --- queues -------------------------------------------------------------------------------
 
@@ -136,155 +122,6 @@ async def queue_names(session: AsyncSession, ids: set[int]) -> dict[int, str]:
 # --- contacts -----------------------------------------------------------------------------
 
 
-async def _customer(
-    session: AsyncSession, data: ContactCreate
-) -> tuple[Customer | None, str | None]:
-    ref = data.customer
-    if ref is None:
-        return None, None
-    if ref.id is not None:
-        customer = await customers.get(session, ref.id)
-        if customer is None:
-            raise InvalidInput(f"customer.id: customer {ref.id} does not exist", field="customer")
-        return customer, customer.phone
-    assert ref.phone is not None
-    phone = customers.clean_phone(ref.phone)
-    assert phone is not None
-    return await customers.get_by_phone(session, phone), phone
-
-
-async def _waiting_count(session: AsyncSession, queue_id: int) -> int:
-    count = await session.scalar(
-        select(func.count())
-        .select_from(Contact)
-        .where(
-            Contact.queue_id == queue_id,
-            Contact.status.in_([ContactStatus.queued.value, ContactStatus.offered.value]),
-        )
-    )
-    return int(count or 0)
-
-
-async def _admit(session: AsyncSession, queue: Queue) -> Queue:
-    """The queue itself, or its overflow when it is full."""
-    seen: set[int] = set()
-    while (
-        queue.max_length is not None and await _waiting_count(session, queue.id) >= queue.max_length
-    ):
-        seen.add(queue.id)
-        overflow = (
-            await session.get(Queue, queue.overflow_queue_id) if queue.overflow_queue_id else None
-        )
-        if overflow is None or overflow.id in seen:
-            raise QueueFull(queue.name, queue.max_length)
-        queue = overflow
-    return queue
-
-
-# A new contact, its ``contact.queued`` event, its announced position and what its wait
-# estimate needs, in one statement: this is the hottest write path. The position counts the
-# queued contacts of the queue ahead of it (deadline not later than its own: ties went first,
-# being older), as ``position_of`` does for any contact.
-_QUEUE_CONTACT = text(
-    """
-    WITH ahead AS (
-        SELECT count(*) AS n FROM contacts
-        WHERE queue_id = :queue_id AND status = 'queued'
-          AND deadline_at <= now() + make_interval(secs => :sl_target_s)
-    ), c AS (
-        INSERT INTO contacts (queue_id, channel, status, customer_id, caller, tier, subject,
-            language, enqueued_at, routing_started_at, deadline_at, announced_position)
-        SELECT :queue_id, :channel, 'queued', :customer_id, :caller, :tier, :subject,
-            :language, now(), now(), now() + make_interval(secs => :sl_target_s), ahead.n + 1
-        FROM ahead
-        RETURNING *
-    ), e AS (
-        INSERT INTO events (type, subject_type, subject_id, data, actor)
-        SELECT 'contact.queued', 'contact', c.id::text,
-            jsonb_build_object('contact_id', c.id, 'queue_id', c.queue_id,
-                'channel', c.channel, 'tier', c.tier, 'agent_id', NULL, 'wait_s', 0.0,
-                'customer_id', c.customer_id),
-            :actor
-        FROM c
-    )
-    SELECT c.*, h.times AS handle_times,
-        -- Staffing is only worth counting when there are handle times to spread over it.
-        CASE WHEN cardinality(h.times) >= :min_samples THEN
-            (SELECT count(*) FROM agents a JOIN agent_channels ac ON ac.agent_id = a.id
-             WHERE a.status = 'available' AND a.active AND ac.channel = c.channel
-               AND ac.capacity > 0)
-        ELSE 0 END AS staffed
-    FROM c, LATERAL (
-        SELECT array_agg(t) AS times FROM (
-            SELECT extract(epoch FROM d.completed_at - d.answered_at)::float8 AS t
-            FROM contacts d
-            WHERE d.queue_id = c.queue_id AND d.completed_at IS NOT NULL
-              AND d.answered_at IS NOT NULL
-              AND d.completed_at > now() - make_interval(secs => :window_s)
-            ORDER BY d.completed_at DESC LIMIT :samples) recent
-    ) h
-    """
-).bindparams(
-    window_s=ESTIMATE_WINDOW.total_seconds(),
-    samples=ESTIMATE_SAMPLES,
-    min_samples=estimate.MIN_SAMPLES,
-)
-_CONTACT_COLUMNS = tuple(c.key for c in table_of(Contact).columns)
-
-
-@dataclass(frozen=True, slots=True)
-class Queued:
-    """A contact just queued, with what its caller is told."""
-
-    contact: Contact
-    queue: Queue
-    position: int
-    wait: estimate.WaitEstimate
-
-
-async def create_contact(
-    session: AsyncSession, *, data: ContactCreate, settings: Settings, actor: str
-) -> Queued:
-    """Queue a contact from any channel, with the customer's tier looked up."""
-    queue = await resolve_queue(session, data.queue)
-    if data.channel.value not in queue.channels:
-        raise ChannelNotAccepted(queue.name, data.channel.value, list(queue.channels))
-    customer, caller = await _customer(session, data)
-    tier = customer.tier if customer is not None else settings.default_tier
-    policy = settings.tiers.get(tier) or settings.tiers[settings.default_tier]
-    queue = await _admit(session, queue)
-    if data.channel.value not in queue.channels:
-        raise QueueFull(queue.name, queue.max_length or 0)
-    row = (
-        (
-            await session.execute(
-                _QUEUE_CONTACT,
-                {
-                    "queue_id": queue.id,
-                    "channel": data.channel.value,
-                    "customer_id": customer.id if customer else None,
-                    "caller": caller,
-                    "tier": tier,
-                    "subject": data.subject,
-                    "language": data.language or (customer.language if customer else None),
-                    "sl_target_s": float(policy.sl_target_s),
-                    "actor": actor,
-                },
-            )
-        )
-        .mappings()
-        .one()
-    )
-    contact = Contact(**{key: row[key] for key in _CONTACT_COLUMNS})
-    wake_after_commit(session)
-    if queue.max_wait_s is not None:
-        await schedule_max_wait(session, contact, queue, contact.enqueued_at)
-    wake_dispatcher(session)
-    position = contact.announced_position or 1
-    wait = estimate.estimate_wait(position, row["handle_times"] or [], row["staffed"])
-    return Queued(contact, queue, position, wait)
-
-
 async def get_contact(session: AsyncSession, contact_id: int) -> Contact:
     contact = await session.get(Contact, contact_id)
     if contact is None:
@@ -359,10 +196,10 @@ async def _estimate(
             Contact.queue_id == contact.queue_id,
             Contact.completed_at.is_not(None),
             Contact.answered_at.is_not(None),
-            Contact.completed_at > func.now() - ESTIMATE_WINDOW,
+            Contact.completed_at > func.now() - estimate.RECENT_WINDOW,
         )
         .order_by(Contact.completed_at.desc())
-        .limit(ESTIMATE_SAMPLES)
+        .limit(estimate.RECENT_SAMPLES)
         .subquery()
     )
     staffed = (
