@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     )
     dispatch_tick_s: float = Field(default=0.5, gt=0, description="dispatcher's safety tick")
     dispatch_batch: int = Field(default=500, gt=0, description="waiting contacts per round")
+    dispatch_board_refresh_s: float = Field(
+        default=30,
+        gt=0,
+        description="the dispatcher reads every agent again this often (between, as events "
+        "name them)",
+    )
     leader_retry_s: float = Field(default=0.5, gt=0, description="standby dispatcher's retry")
     db_pool_size: int = Field(
         default=20, gt=0, description="database connections per instance (requests wait for one)"

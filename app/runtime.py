@@ -142,7 +142,9 @@ class Runtime:
             max_attempts=settings.timer_max_attempts,
         )
         if self._with_dispatcher:
-            self.dispatcher = Dispatcher(self.sessionmaker, url, settings)
+            self.dispatcher = Dispatcher(
+                url, settings, wake_events=hub.poke, wake_timers=self.wake_timers
+            )
             hub.add_listener(self.dispatcher.on_events)
         self.hub = hub
         await hub.start()

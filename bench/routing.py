@@ -43,9 +43,9 @@ sys.path.insert(0, str(ROOT))
 
 from app.cli import alembic_config  # noqa: E402
 from app.config import Settings  # noqa: E402
-from app.db import create_engine, create_sessionmaker, plain_url  # noqa: E402
+from app.db import connect_driver, plain_url  # noqa: E402
 from app.embedded import start_embedded  # noqa: E402
-from app.routing.dispatcher import LEADER_LOCK, dispatch_round  # noqa: E402
+from app.routing.dispatcher import LEADER_LOCK, Rounds  # noqa: E402
 from bench.lean_http import HttpError, LeanClient  # noqa: E402
 
 AGENTS, SKILLS, QUEUES, BACKLOG = 2000, 50, 50, 2000
@@ -148,17 +148,18 @@ async def reset(conn: asyncpg.Connection) -> None:
 
 
 async def hotline_decisions(url: str) -> tuple[int, float]:
-    engine = create_engine(url, pool_size=2)
-    sessionmaker = create_sessionmaker(engine)
+    """The leader's rounds, from taking the lead (reading every agent) until nothing is left."""
+    conn = await connect_driver(url)
     settings = Settings(database_url=url)
     made, started = 0, time.perf_counter()
+    rounds = Rounds(conn, settings)
     while True:
-        result = await dispatch_round(sessionmaker, settings)
+        result = await rounds.round()
         if not result.offers:
             break
         made += result.offers
     elapsed = time.perf_counter() - started
-    await engine.dispose()
+    await conn.close()
     return made, elapsed
 
 

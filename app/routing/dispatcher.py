@@ -1,18 +1,29 @@
 """The dispatcher: one decider per deployment matches waiting contacts with free agents.
 
 Theory of operation: every instance runs a ``Dispatcher``, but only the one holding a
-session-level advisory lock (on a dedicated connection) decides; when it dies its connection
+session-level advisory lock (on a connection of its own) decides; when it dies its connection
 closes, the lock is released and another instance takes over within ``leader_retry_s``. The
 leader is woken after commits that change demand or supply (a contact queued or requeued,
 an agent freed or made available) on this instance directly, on other instances through the
 event log, and by a short tick; it also sleeps no longer than the next routing-step expiry or
 agent delay it knows of.
 
-A round reads the routable agents and the most urgent waiting contacts without locks, lets
-the pure scoring core (``scoring.match``) decide, then, per match, locks the contact and the
-agent with ``SKIP LOCKED`` and re-checks them before writing the offer. So a contact or agent
-that changed meanwhile is simply left for the next round, and nothing waits on a lock held
-by a request. The database backs the decision: one pending offer per contact (partial
+The leader keeps what changes rarely between rounds (``Rounds``): the agents
+(``board.AgentBoard``, re-read agent by agent as events name them) and the queues' routing
+rules (re-read when a queue changes). A round then costs a few statements on the leader's
+own connection, whatever the size of the centre:
+
+1. read the most urgent queued contacts (by deadline, up to ``dispatch_batch``) on channels
+   some agent has room on, with the database's clock, and re-read the agents marked stale;
+2. decide with the pure scoring core (``scoring.match``) among the board's candidates, with
+   no transaction open;
+3. write in one short transaction: lock the matched contacts and agents with ``SKIP
+   LOCKED`` and re-check them (still queued; still routable, with room counted afresh), then
+   insert the offers, their ring-timeout timers and events and update the contacts, loads
+   and agents in one statement. A pair that changed meanwhile is left for the next round.
+
+So nothing waits on a lock held by a request, and a stale board costs a skipped match,
+never a wrong offer. The database backs the decision: one pending offer per contact (partial
 unique index) and ``load <= capacity`` per agent channel (check constraint).
 """
 
@@ -21,25 +32,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.agents import presence
-from app.agents.models import Agent, AgentChannel, AgentSkill, Skill
 from app.config import Settings
-from app.customers.models import Customer
-from app.db import plain_url, table_of, unit_of_work
-from app.events.log import LoggedEvent, record_many
+from app.db import connect_driver
+from app.events.log import LoggedEvent
 from app.routing import scoring, work
+from app.routing.board import AgentBoard, AgentRow, Wanted
 from app.routing.lifecycle import OFFER_EXPIRE
-from app.routing.models import Contact, ContactStatus, Offer, Queue
-from app.timers import service as timers
+from app.timers.service import WAKE_HORIZON
 from app.waiting import wait_for_wake
 
 log = logging.getLogger(__name__)
@@ -47,7 +54,8 @@ log = logging.getLogger(__name__)
 LEADER_LOCK = 0x484C4449  # "HLDI": the dispatcher's advisory lock key
 # What changes demand or supply. A contact's ending frees its agent's capacity even when the
 # agent's state stays busy (other chats), so the endings wake the dispatcher too: another
-# process's commits reach it only through these events.
+# process's commits reach it only through these events. A state change wakes it only when
+# the agent became idle (see ``wakes``): the offers it makes itself change states too.
 WAKE_EVENTS = frozenset(
     {
         "contact.queued",
@@ -61,12 +69,19 @@ WAKE_EVENTS = frozenset(
         "offer.rejected",
         "offer.expired",
         "offer.rescinded",
+        "agent.created",
         "agent.status_changed",
-        "agent.state_changed",
         "agent.updated",
         "queue.updated",
     }
 )
+
+
+def wakes(event: LoggedEvent) -> bool:
+    """Whether this event may let a waiting contact be offered now."""
+    if event.type == "agent.state_changed":
+        return event.data.get("state") == presence.State.IDLE.value
+    return event.type in WAKE_EVENTS
 
 
 def tier_policies(settings: Settings) -> dict[str, scoring.TierPolicy]:
@@ -78,109 +93,40 @@ def tier_policies(settings: Settings) -> dict[str, scoring.TierPolicy]:
     }
 
 
-def queue_rules(queue: Queue) -> scoring.QueueRules:
-    steps = tuple(
-        scoring.Step(
-            skills=tuple(
-                scoring.SkillReq(skill=s["skill"], min_level=s["min_level"]) for s in step["skills"]
-            ),
-            expires_after_s=step.get("expires_after_s"),
-        )
-        for step in queue.steps
+def queue_rules(queue_id: int, strategy: str, steps: Sequence[Any]) -> scoring.QueueRules:
+    """A queue's routing rules as the scoring core takes them (steps as stored: JSON)."""
+    return scoring.QueueRules(
+        id=queue_id,
+        strategy=scoring.Strategy(strategy),
+        steps=tuple(
+            scoring.Step(
+                skills=tuple(
+                    scoring.SkillReq(skill=s["skill"], min_level=s["min_level"])
+                    for s in step["skills"]
+                ),
+                expires_after_s=step.get("expires_after_s"),
+            )
+            for step in steps
+        ),
     )
-    return scoring.QueueRules(id=queue.id, strategy=scoring.Strategy(queue.strategy), steps=steps)
-
-
-def _routable(now: datetime) -> Any:
-    return and_(
-        Agent.status == presence.Status.AVAILABLE.value,
-        Agent.active.is_(True),
-        Agent.work_wrap_ups == 0,
-        or_(Agent.ready_at.is_(None), Agent.ready_at <= now),
-    )
-
-
-class SkillCache:
-    """Agents' skill levels between rounds: they change rarely, and reading 2,000 agents'
-    skills every round would dominate it. Entries go on ``agent.updated``/``agent.created``
-    events and all of them every ``ttl_s``; the offer itself is still written under lock."""
-
-    def __init__(self, ttl_s: float = 30.0) -> None:
-        self._levels: dict[int, dict[str, int]] = {}
-        self._ttl_s = ttl_s
-        self._loaded_at = -ttl_s
-
-    def forget(self, agent_id: int) -> None:
-        self._levels.pop(agent_id, None)
-
-    async def levels(self, session: AsyncSession, ids: list[int]) -> dict[int, dict[str, int]]:
-        clock = asyncio.get_running_loop().time()
-        if clock - self._loaded_at > self._ttl_s:
-            self._levels, self._loaded_at = {}, clock
-        missing = [i for i in ids if i not in self._levels]
-        if missing:
-            self._levels.update(await _skill_levels(session, missing))
-        return {i: self._levels[i] for i in ids}
-
-
-async def _skill_levels(session: AsyncSession, ids: list[int]) -> dict[int, dict[str, int]]:
-    rows = (
-        await session.execute(
-            select(AgentSkill.agent_id, Skill.name, AgentSkill.level)
-            .join(Skill, Skill.id == AgentSkill.skill_id)
-            .where(AgentSkill.agent_id.in_(ids))
-        )
-    ).all()
-    levels: dict[int, dict[str, int]] = {i: {} for i in ids}
-    for row in rows:
-        levels[row.agent_id][row.name] = row.level
-    return levels
-
-
-# Agents who may be offered something now, with spare capacity on one of the channels ($2).
-# The first form reads every such agent; the second only those holding one of the skills
-# ($3) or named ($4). Two statements rather than one with an "$3 IS NULL OR ..." test: a
-# prepared statement gets one generic plan, which cannot be good for both.
-_ROUTABLE_COLUMNS = """
-    SELECT a.id, a.idle_since, a.last_offer_at, a.contacts_day, a.contacts_today,
-           array_agg(ac.channel), array_agg(ac.load), array_agg(ac.capacity)
-"""
-_ROUTABLE_WHERE = """
-    WHERE a.status = 'available' AND a.active AND a.work_wrap_ups = 0
-      AND (a.ready_at IS NULL OR a.ready_at <= $1)
-    GROUP BY a.id
-    HAVING bool_or(ac.load < ac.capacity AND ac.channel = ANY($2::text[]))
-"""
-_ROUTABLE_ANY = f"""
-    {_ROUTABLE_COLUMNS}
-    FROM agents a JOIN agent_channels ac ON ac.agent_id = a.id
-    {_ROUTABLE_WHERE}
-"""
-_ROUTABLE_SKILLED = f"""
-    WITH candidates AS (
-        SELECT s.agent_id AS id FROM agent_skills s JOIN skills k ON k.id = s.skill_id
-        WHERE k.name = ANY($3::text[])
-        UNION
-        SELECT unnest($4::bigint[])
-    )
-    {_ROUTABLE_COLUMNS}
-    FROM candidates c JOIN agents a ON a.id = c.id JOIN agent_channels ac ON ac.agent_id = a.id
-    {_ROUTABLE_WHERE}
-"""
 
 
 @dataclass(frozen=True, slots=True)
-class Wanted:
-    """Which agents a round's contacts could go to: a superset, to keep the read small.
+class QueuePolicy:
+    """What a round needs of a queue: its rules and how long an offer of it rings."""
 
-    ``skills`` None: any agent (a contact whose steps have all expired, or a step without
-    skills); otherwise agents holding one of these skills, or one of ``agent_ids`` (the
-    relationship managers, who may be the only agent a contact may go to).
-    """
+    rules: scoring.QueueRules
+    ring_timeout_s: float
 
-    channels: frozenset[str]
-    skills: frozenset[str] | None
-    agent_ids: frozenset[int]
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    policy: QueuePolicy
+    view: scoring.ContactView
+
+    @property
+    def rules(self) -> scoring.QueueRules:
+        return self.policy.rules
 
 
 def wanted(waiting: Sequence[Waiting], now: datetime) -> Wanted:
@@ -202,338 +148,6 @@ def wanted(waiting: Sequence[Waiting], now: datetime) -> Wanted:
     )
 
 
-async def driver_connection(session: AsyncSession) -> Any:
-    """The session's asyncpg connection, for reads too large for ORM rows (see below)."""
-    conn = await session.connection()
-    raw = await conn.get_raw_connection()
-    return raw.driver_connection
-
-
-async def routable_agents(
-    session: AsyncSession, now: datetime, want: Wanted, skills: SkillCache | None = None
-) -> list[scoring.AgentView]:
-    """Agents that may be offered something now and could take one of the wanted contacts,
-    with skills and per-channel load.
-
-    Rounds run often and a centre has thousands of agents, so this read goes to the driver
-    directly (ORM or Core rows would cost more than the rest of the round). It runs outside
-    any transaction, as the round's reads do; the writes re-check under lock.
-    """
-    conn = await driver_connection(session)
-    if want.skills is None:
-        rows = await conn.fetch(_ROUTABLE_ANY, now, list(want.channels))
-    else:
-        rows = await conn.fetch(
-            _ROUTABLE_SKILLED, now, list(want.channels), list(want.skills), list(want.agent_ids)
-        )
-    if not rows:
-        return []
-    levels = await (skills or SkillCache()).levels(session, [row[0] for row in rows])
-    today = now.date()
-    return [
-        scoring.AgentView(
-            id=agent_id,
-            skills=levels[agent_id],
-            idle_since=idle_since,
-            load=dict(zip(channels, loads, strict=True)),
-            capacity=dict(zip(channels, capacities, strict=True)),
-            contacts_today=contacts_today if contacts_day == today else 0,
-            last_offer_at=last_offer_at,
-        )
-        for (
-            agent_id,
-            idle_since,
-            last_offer_at,
-            contacts_day,
-            contacts_today,
-            channels,
-            loads,
-            capacities,
-        ) in rows
-    ]
-
-
-@dataclass(frozen=True, slots=True)
-class Waiting:
-    rules: scoring.QueueRules
-    view: scoring.ContactView
-    queue: Queue
-
-
-async def waiting_contacts(
-    session: AsyncSession, settings: Settings, now: datetime, limit: int
-) -> list[Waiting]:
-    """The most urgent queued contacts (by deadline) on channels where some agent who may be
-    offered something now has spare capacity."""
-    served = (
-        select(AgentChannel.channel)
-        .join(Agent, Agent.id == AgentChannel.agent_id)
-        .where(_routable(now), AgentChannel.load < AgentChannel.capacity)
-    )
-    rows = (
-        await session.execute(
-            select(
-                Contact.id,
-                Contact.queue_id,
-                Contact.channel,
-                Contact.tier,
-                Contact.enqueued_at,
-                Contact.routing_started_at,
-                Contact.declined_by,
-                Customer.relationship_manager_id,
-            )
-            .outerjoin(Customer, Customer.id == Contact.customer_id)
-            .where(Contact.status == ContactStatus.queued.value, Contact.channel.in_(served))
-            .order_by(Contact.deadline_at, Contact.id)
-            .limit(limit)
-        )
-    ).all()
-    if not rows:
-        return []
-    queue_ids = {row.queue_id for row in rows}
-    queues = {
-        q.id: q for q in (await session.scalars(select(Queue).where(Queue.id.in_(queue_ids))))
-    }
-    rules = {qid: queue_rules(q) for qid, q in queues.items()}
-    tiers = tier_policies(settings)
-    fallback = tiers[settings.default_tier]
-    return [
-        Waiting(
-            rules=rules[row.queue_id],
-            queue=queues[row.queue_id],
-            view=scoring.ContactView(
-                id=row.id,
-                channel=row.channel,
-                tier=tiers.get(row.tier, fallback),
-                enqueued_at=row.enqueued_at,
-                routing_started_at=row.routing_started_at,
-                relationship_manager_id=row.relationship_manager_id,
-                declined_by=frozenset(row.declined_by),
-            ),
-        )
-        for row in rows
-    ]
-
-
-_LOCK_CONTACTS = text(
-    """
-    SELECT id FROM contacts
-    WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'queued'
-    ORDER BY id
-    FOR UPDATE SKIP LOCKED
-    """
-)
-_LOCK_AGENTS = text(
-    """
-    SELECT id, work_offers, work_contacts, work_wrap_ups, state, now() AS now,
-           clock_timestamp() AS clock
-    FROM agents
-    WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'available' AND active
-      AND work_wrap_ups = 0 AND (ready_at IS NULL OR ready_at <= now())
-    ORDER BY id
-    FOR UPDATE SKIP LOCKED
-    """
-)
-_SPARE = text(
-    """
-    SELECT agent_id, channel, capacity - load AS spare FROM agent_channels
-    WHERE agent_id = ANY(CAST(:ids AS bigint[]))
-    """
-)
-_OFFERED = (
-    update(table_of(Contact))
-    .where(table_of(Contact).c.id == bindparam("b_id"))
-    .values(
-        status=ContactStatus.offered.value, agent_id=bindparam("b_agent"), updated_at=func.now()
-    )
-)
-_LOADED = (
-    update(table_of(AgentChannel))
-    .where(
-        table_of(AgentChannel).c.agent_id == bindparam("b_agent"),
-        table_of(AgentChannel).c.channel == bindparam("b_channel"),
-    )
-    .values(load=table_of(AgentChannel).c.load + bindparam("b_n"))
-)
-_WORKING = (
-    update(table_of(Agent))
-    .where(table_of(Agent).c.id == bindparam("b_id"))
-    .values(
-        work_offers=bindparam("b_offers"),
-        work_contacts=bindparam("b_contacts"),
-        work_wrap_ups=bindparam("b_wrap_ups"),
-        state=bindparam("b_state"),
-        state_changed_at=func.coalesce(
-            bindparam("b_state_changed_at"), table_of(Agent).c.state_changed_at
-        ),
-        last_offer_at=bindparam("b_last_offer_at"),
-        updated_at=func.now(),
-    )
-)
-
-
-@dataclass(slots=True)
-class _Locked:
-    """An agent as locked for this round's offers."""
-
-    work: presence.Work
-    state: str
-    state_changed_at: datetime | None = None
-    offered: bool = False
-
-
-async def write_round(session: AsyncSession, plan: Plan, matches: Sequence[scoring.Match]) -> int:
-    """Write the decided offers (leases until each queue's ring timeout) in a few statements.
-
-    The matched contacts, then the matched agents, are locked with ``SKIP LOCKED`` and
-    re-checked (still queued; still routable, with spare capacity counted afresh); a pair
-    that moved on since the read is skipped and left to the next round. The offers, the
-    contacts' status, the loads, the agents' work, the ring-timeout timers and the events
-    then go in one statement each, whatever the number of offers.
-    """
-    if not matches:
-        return 0
-    contact_ids = sorted({m.contact.id for m in matches})
-    agent_ids = sorted({m.agent_id for m in matches})
-    locked_contacts = set((await session.scalars(_LOCK_CONTACTS, {"ids": contact_ids})).all())
-    if not locked_contacts:
-        return 0
-    agent_rows = (await session.execute(_LOCK_AGENTS, {"ids": agent_ids})).all()
-    if not agent_rows:
-        return 0
-    now, created_at = agent_rows[0].now, agent_rows[0].clock
-    agents = {
-        row.id: _Locked(
-            presence.Work(row.work_offers, row.work_contacts, row.work_wrap_ups), row.state
-        )
-        for row in agent_rows
-    }
-    spare = {
-        (row.agent_id, row.channel): row.spare
-        for row in await session.execute(_SPARE, {"ids": list(agents)})
-    }
-    queues = {w.view.id: w.queue for w in plan.waiting}
-    offers: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
-    for m in matches:
-        key = (m.agent_id, m.contact.channel)
-        agent = agents.get(m.agent_id)
-        if m.contact.id not in locked_contacts or agent is None or spare.get(key, 0) <= 0:
-            continue
-        spare[key] -= 1
-        agent.offered = True
-        agent.work = presence.apply_work(agent.work, presence.WorkEvent.OFFER_CREATED)
-        state = presence.derive_state(agent.work).value
-        if state != agent.state:
-            events.append(work.state_event(m.agent_id, state, agent.state, m.contact.id))
-            agent.state, agent.state_changed_at = state, now
-        queue = queues[m.contact.id]
-        offers.append(
-            {
-                "contact_id": m.contact.id,
-                "agent_id": m.agent_id,
-                "queue_id": queue.id,
-                "channel": m.contact.channel,
-                "reason": m.reason.as_dict(),
-                "created_at": created_at,
-                "expires_at": created_at + timedelta(seconds=queue.ring_timeout_s),
-                "_event_at": len(events),
-            }
-        )
-        events.append({})  # the offer.created event, once the offer has its id
-    if not offers:
-        return 0
-    await _insert_offers(session, offers, events)
-    await session.execute(
-        _OFFERED, [{"b_id": o["contact_id"], "b_agent": o["agent_id"]} for o in offers]
-    )
-    taken: dict[tuple[int, str], int] = {}
-    for o in offers:
-        taken[o["agent_id"], o["channel"]] = taken.get((o["agent_id"], o["channel"]), 0) + 1
-    await session.execute(
-        _LOADED, [{"b_agent": a, "b_channel": ch, "b_n": n} for (a, ch), n in taken.items()]
-    )
-    await session.execute(
-        _WORKING,
-        [
-            {
-                "b_id": agent_id,
-                "b_offers": a.work.offers,
-                "b_contacts": a.work.contacts,
-                "b_wrap_ups": a.work.wrap_ups,
-                "b_state": a.state,
-                "b_state_changed_at": a.state_changed_at,
-                "b_last_offer_at": now,
-            }
-            for agent_id, a in agents.items()
-            if a.offered
-        ],
-    )
-    await timers.schedule_many(
-        session, kind=OFFER_EXPIRE, due=[(o["id"], o["expires_at"]) for o in offers]
-    )
-    await record_many(session, events)
-    return len(offers)
-
-
-async def _insert_offers(
-    session: AsyncSession, offers: list[dict[str, Any]], events: list[dict[str, Any]]
-) -> None:
-    """Insert the offers, note their ids and fill in their ``offer.created`` events."""
-    table = table_of(Offer)
-    columns = ("contact_id", "agent_id", "queue_id", "channel", "reason", "created_at")
-    ids = (
-        await session.scalars(
-            insert(table).returning(table.c.id, sort_by_parameter_order=True),
-            [{c: o[c] for c in (*columns, "expires_at")} for o in offers],
-        )
-    ).all()
-    for offer, offer_id in zip(offers, ids, strict=True):
-        offer["id"] = offer_id
-        events[offer.pop("_event_at")] = {
-            "type": "offer.created",
-            "subject_type": "offer",
-            "subject_id": offer_id,
-            "actor": "system",
-            "data": {
-                "offer_id": offer_id,
-                "contact_id": offer["contact_id"],
-                "agent_id": offer["agent_id"],
-                "queue_id": offer["queue_id"],
-                "channel": offer["channel"],
-                "expires_at": offer["expires_at"].isoformat(),
-                "reason": offer["reason"],
-            },
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Round:
-    offers: int
-    next_wake_at: datetime | None
-    now: datetime
-
-
-async def _clock(session: AsyncSession) -> tuple[datetime, datetime | None]:
-    """The database's time, and the next time a resting available agent becomes ready."""
-    row = (
-        await session.execute(
-            select(
-                func.now(),
-                select(func.min(Agent.ready_at))
-                .where(Agent.status == presence.Status.AVAILABLE.value, Agent.ready_at > func.now())
-                .scalar_subquery(),
-            )
-        )
-    ).one()
-    return row[0], row[1]
-
-
-def _earliest(*times: datetime | None) -> datetime | None:
-    present = [t for t in times if t is not None]
-    return min(present) if present else None
-
-
 @dataclass(frozen=True, slots=True)
 class Plan:
     """What a round read: the free agents and the most urgent waiting contacts."""
@@ -544,20 +158,14 @@ class Plan:
     next_ready: datetime | None
 
 
-async def read_round(
-    session: AsyncSession, settings: Settings, skills: SkillCache | None = None
-) -> Plan:
-    now, next_ready = await _clock(session)
-    waiting = await waiting_contacts(session, settings, now, settings.dispatch_batch)
-    if not waiting:
-        return Plan(now, [], [], next_ready)
-    agents = await routable_agents(session, now, wanted(waiting, now), skills)
-    return Plan(now, agents, waiting, next_ready)
-
-
 def decide(plan: Plan, settings: Settings) -> list[scoring.Match]:
     dispatch = scoring.DispatchSettings(starvation_bound_s=settings.starvation_bound_s)
     return scoring.match([(w.rules, w.view) for w in plan.waiting], plan.agents, plan.now, dispatch)
+
+
+def _earliest(*times: datetime | None) -> datetime | None:
+    present = [t for t in times if t is not None]
+    return min(present) if present else None
 
 
 def next_wake(plan: Plan, matches: Sequence[scoring.Match]) -> datetime | None:
@@ -570,19 +178,365 @@ def next_wake(plan: Plan, matches: Sequence[scoring.Match]) -> datetime | None:
     return _earliest(plan.next_ready, *steps)
 
 
-async def dispatch_round(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    settings: Settings,
-    skills: SkillCache | None = None,
-) -> Round:
-    """Read, decide, write. No transaction stays open while the scoring core decides, so
-    the round never holds the event log's readers back."""
-    async with unit_of_work(sessionmaker) as session:
-        plan = await read_round(session, settings, skills)
-    matches = decide(plan, settings)
-    async with unit_of_work(sessionmaker) as session:
-        made = await write_round(session, plan, matches)
-    return Round(made, next_wake(plan, matches), plan.now)
+@dataclass(frozen=True, slots=True)
+class Round:
+    offers: int
+    next_wake_at: datetime | None
+    now: datetime
+
+
+# --- reads --------------------------------------------------------------------------------
+
+_AGENT_COLUMNS = """
+    SELECT a.id, a.status = 'available' AND a.active AS available, a.work_wrap_ups,
+        a.ready_at, a.idle_since, a.last_offer_at, a.contacts_day, a.contacts_today,
+        ch.channels, ch.loads, ch.capacities, sk.names, sk.levels
+    FROM agents a
+    LEFT JOIN LATERAL (
+        SELECT array_agg(channel) AS channels, array_agg(load) AS loads,
+            array_agg(capacity) AS capacities
+        FROM agent_channels WHERE agent_id = a.id
+    ) ch ON true
+    LEFT JOIN LATERAL (
+        SELECT array_agg(k.name) AS names, array_agg(s.level) AS levels
+        FROM agent_skills s JOIN skills k ON k.id = s.skill_id WHERE s.agent_id = a.id
+    ) sk ON true
+"""
+# Two statements rather than one with an "$1 IS NULL OR ..." test: a prepared statement gets
+# one generic plan, which cannot be good for both.
+_ALL_AGENTS = f"{_AGENT_COLUMNS} WHERE a.active"
+_SOME_AGENTS = f"{_AGENT_COLUMNS} WHERE a.active AND a.id = ANY($1::bigint[])"
+
+# The database's clock, and the most urgent queued contacts on the channels some agent has
+# room on ($1), up to $2 of them.
+_WAITING = """
+    SELECT now() AS now, w.* FROM (SELECT) one
+    LEFT JOIN LATERAL (
+        SELECT c.id, c.queue_id, c.channel, c.tier, c.enqueued_at, c.routing_started_at,
+            c.declined_by, cu.relationship_manager_id
+        FROM contacts c LEFT JOIN customers cu ON cu.id = c.customer_id
+        WHERE c.status = 'queued' AND c.channel = ANY($1::text[])
+        ORDER BY c.deadline_at, c.id
+        LIMIT $2
+    ) w ON true
+"""
+_QUEUES = "SELECT id, strategy, steps, ring_timeout_s FROM queues WHERE id = ANY($1::bigint[])"
+
+
+def _agent_row(record: asyncpg.Record) -> AgentRow:
+    channels = record["channels"] or []
+    names = record["names"] or []
+    return AgentRow(
+        id=record["id"],
+        available=record["available"],
+        wrap_ups=record["work_wrap_ups"],
+        ready_at=record["ready_at"],
+        idle_since=record["idle_since"],
+        last_offer_at=record["last_offer_at"],
+        contacts_day=record["contacts_day"],
+        contacts_today=record["contacts_today"],
+        load=dict(zip(channels, record["loads"] or [], strict=True)),
+        capacity=dict(zip(channels, record["capacities"] or [], strict=True)),
+        skills=dict(zip(names, record["levels"] or [], strict=True)),
+    )
+
+
+# --- the write ----------------------------------------------------------------------------
+
+# The matched contacts still queued and the matched agents still routable, locked without
+# waiting (a row a request holds is skipped: its pair waits for the next round), with the
+# agents' work and their room per channel counted under the lock.
+_LOCK = """
+    WITH contact AS (
+        SELECT id FROM contacts
+        WHERE id = ANY($1::bigint[]) AND status = 'queued'
+        ORDER BY id FOR UPDATE SKIP LOCKED
+    ), agent AS (
+        SELECT id, work_offers, work_contacts, work_wrap_ups, state FROM agents
+        WHERE id = ANY($2::bigint[]) AND status = 'available' AND active
+          AND work_wrap_ups = 0 AND (ready_at IS NULL OR ready_at <= now())
+        ORDER BY id FOR UPDATE SKIP LOCKED
+    )
+    SELECT now() AS now, clock_timestamp() AS clock, NULL::bigint AS contact_id,
+        agent.id AS agent_id, agent.work_offers, agent.work_contacts, agent.work_wrap_ups,
+        agent.state, ac.channel, ac.capacity - ac.load AS room
+    FROM agent JOIN agent_channels ac ON ac.agent_id = agent.id
+    UNION ALL
+    SELECT now(), clock_timestamp(), contact.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+    FROM contact
+"""
+
+# The round's offers ($1..$7, one element per offer, in decision order), created at $8;
+# the agents' new work ($9..$13); their state-change events ($14..$16, placed before the
+# offer of the same order). One statement: offers, their timers and events, the contacts,
+# the loads and the agents.
+_WRITE = f"""
+    WITH m AS (
+        SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[],
+            $5::jsonb[], $6::timestamptz[], $7::jsonb[])
+            WITH ORDINALITY AS m(contact_id, agent_id, queue_id, channel, reason, expires_at,
+                event, ord)
+    ), o AS (
+        INSERT INTO offers (contact_id, agent_id, queue_id, channel, reason, created_at,
+            expires_at)
+        SELECT contact_id, agent_id, queue_id, channel, reason, $8::timestamptz, expires_at
+        FROM m ORDER BY ord
+        RETURNING id, contact_id, expires_at
+    ), offered AS (
+        UPDATE contacts c SET status = 'offered', agent_id = m.agent_id, updated_at = now()
+        FROM m WHERE c.id = m.contact_id
+    ), loaded AS (
+        UPDATE agent_channels ac SET load = ac.load + t.n
+        FROM (SELECT agent_id, channel, count(*)::int AS n FROM m GROUP BY 1, 2) t
+        WHERE ac.agent_id = t.agent_id AND ac.channel = t.channel
+    ), working AS (
+        UPDATE agents a SET work_offers = w.offers, work_contacts = w.contacts,
+            work_wrap_ups = w.wrap_ups, state = w.state,
+            state_changed_at = CASE WHEN w.state <> a.state THEN now()
+                                    ELSE a.state_changed_at END,
+            last_offer_at = now(), updated_at = now()
+        FROM unnest($9::bigint[], $10::int[], $11::int[], $12::int[], $13::text[])
+            AS w(id, offers, contacts, wrap_ups, state)
+        WHERE a.id = w.id
+    ), ringing AS (
+        INSERT INTO timers (kind, subject, due_at)
+        SELECT '{OFFER_EXPIRE}', o.id::text, o.expires_at FROM o
+    ), logged AS (
+        INSERT INTO events (type, subject_type, subject_id, data, actor)
+        SELECT type, subject_type, subject_id, data, 'system' FROM (
+            SELECT s.ord, 0 AS k, 'agent.state_changed' AS type, 'agent' AS subject_type,
+                s.agent_id::text AS subject_id, s.data
+            FROM unnest($14::bigint[], $15::bigint[], $16::jsonb[]) AS s(ord, agent_id, data)
+            UNION ALL
+            SELECT m.ord, 1, 'offer.created', 'offer', o.id::text,
+                m.event || jsonb_build_object('offer_id', o.id)
+            FROM o JOIN m ON m.contact_id = o.contact_id
+        ) e ORDER BY ord, k
+    )
+    SELECT id, contact_id, expires_at FROM o
+"""
+
+
+@dataclass(slots=True)
+class _Locked:
+    """An agent as locked for this round's offers."""
+
+    work: presence.Work
+    state: str
+    offered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Made:
+    """An offer the round wrote."""
+
+    offer_id: int
+    contact_id: int
+    agent_id: int
+    channel: str
+    expires_at: datetime
+
+
+def _locked(rows: Sequence[asyncpg.Record]) -> tuple[set[int], dict[int, _Locked], dict[Any, int]]:
+    contacts: set[int] = set()
+    agents: dict[int, _Locked] = {}
+    room: dict[tuple[int, str], int] = {}
+    for row in rows:
+        if row["contact_id"] is not None:
+            contacts.add(row["contact_id"])
+            continue
+        agent_id = row["agent_id"]
+        if agent_id not in agents:
+            work_ = presence.Work(row["work_offers"], row["work_contacts"], row["work_wrap_ups"])
+            agents[agent_id] = _Locked(work_, row["state"])
+        room[agent_id, row["channel"]] = row["room"]
+    return contacts, agents, room
+
+
+class Rounds:
+    """What the leader keeps between rounds, and the rounds themselves, on its connection.
+
+    ``on_commit(made)`` runs after each round's write commits (wake the event hub, and the
+    timer worker when an offer rings for less than its poll interval).
+    """
+
+    def __init__(
+        self,
+        conn: asyncpg.Connection,
+        settings: Settings,
+        *,
+        on_commit: Callable[[Sequence[Made]], None] | None = None,
+    ) -> None:
+        self._conn = conn
+        self._settings = settings
+        self._on_commit = on_commit
+        self._tiers = tier_policies(settings)
+        self.board = AgentBoard()
+        self._queues: dict[int, QueuePolicy] = {}
+        self._filled_at: float | None = None
+
+    def on_events(self, batch: Sequence[LoggedEvent]) -> None:
+        """Mark the agents and queues these events name as stale."""
+        self.board.mark_events((e.subject_type, e.subject_id, e.data) for e in batch)
+        for event in batch:
+            if event.subject_type == "queue" and event.subject_id.isdigit():
+                self._queues.pop(int(event.subject_id), None)
+
+    async def round(self) -> Round:
+        """Read, decide, write. No transaction stays open while the scoring core decides, so
+        the round never holds the event log's readers back."""
+        plan = await self.read()
+        matches = decide(plan, self._settings)
+        made = await self.write(plan, matches)
+        return Round(len(made), next_wake(plan, matches), plan.now)
+
+    async def read(self) -> Plan:
+        await self._refresh_agents()
+        board = self.board
+        rows = await self._conn.fetch(
+            _WAITING, list(board.served_channels()), self._settings.dispatch_batch
+        )
+        now: datetime = rows[0]["now"]
+        found = [row for row in rows if row["id"] is not None]
+        if not found:
+            return Plan(now, [], [], board.next_ready(now))
+        waiting = await self._waiting(found)
+        agents = board.candidates(wanted(waiting, now), now)
+        return Plan(now, agents, waiting, board.next_ready(now))
+
+    async def _refresh_agents(self) -> None:
+        clock = asyncio.get_running_loop().time()
+        board = self.board
+        due = (
+            self._filled_at is None
+            or clock - self._filled_at > self._settings.dispatch_board_refresh_s
+        )
+        if not board.filled or due:
+            self._queues.clear()
+            board.fill(_agent_row(r) for r in await self._conn.fetch(_ALL_AGENTS))
+            self._filled_at = clock
+            return
+        stale = board.take_stale()
+        if stale:
+            board.update(
+                stale, (_agent_row(r) for r in await self._conn.fetch(_SOME_AGENTS, stale))
+            )
+
+    async def _waiting(self, rows: Sequence[asyncpg.Record]) -> list[Waiting]:
+        missing = sorted({row["queue_id"] for row in rows} - self._queues.keys())
+        if missing:
+            for q in await self._conn.fetch(_QUEUES, missing):
+                self._queues[q["id"]] = QueuePolicy(
+                    queue_rules(q["id"], q["strategy"], q["steps"]), q["ring_timeout_s"]
+                )
+        fallback = self._tiers[self._settings.default_tier]
+        return [
+            Waiting(
+                policy=self._queues[row["queue_id"]],
+                view=scoring.ContactView(
+                    id=row["id"],
+                    channel=row["channel"],
+                    tier=self._tiers.get(row["tier"], fallback),
+                    enqueued_at=row["enqueued_at"],
+                    routing_started_at=row["routing_started_at"],
+                    relationship_manager_id=row["relationship_manager_id"],
+                    declined_by=frozenset(row["declined_by"]),
+                ),
+            )
+            for row in rows
+            if row["queue_id"] in self._queues  # a queue deleted meanwhile: not routable
+        ]
+
+    async def write(self, plan: Plan, matches: Sequence[scoring.Match]) -> list[Made]:
+        """Write the decided offers (leases until each queue's ring timeout), re-checked
+        under lock, in one short transaction; apply them to the board once committed."""
+        if not matches:
+            return []
+        conn = self._conn
+        async with conn.transaction():
+            rows = await conn.fetch(
+                _LOCK,
+                sorted({m.contact.id for m in matches}),
+                sorted({m.agent_id for m in matches}),
+            )
+            if not rows:
+                return []
+            made = await self._write_locked(plan, matches, rows)
+        now = rows[0]["now"]
+        for offer in made:
+            self.board.offered(offer.agent_id, offer.channel, now)
+        if made and self._on_commit is not None:
+            self._on_commit(made)
+        return made
+
+    async def _write_locked(
+        self, plan: Plan, matches: Sequence[scoring.Match], rows: Sequence[asyncpg.Record]
+    ) -> list[Made]:
+        contacts, agents, room = _locked(rows)
+        created_at: datetime = rows[0]["clock"]
+        policies = {w.view.id: w.policy for w in plan.waiting}
+        offers: list[tuple[scoring.Match, datetime, dict[str, Any]]] = []
+        state_events: list[tuple[int, int, dict[str, Any]]] = []  # (order, agent, data)
+        for m in matches:
+            key = (m.agent_id, m.contact.channel)
+            agent = agents.get(m.agent_id)
+            if m.contact.id not in contacts or agent is None or room.get(key, 0) <= 0:
+                continue
+            room[key] -= 1
+            agent.offered = True
+            agent.work = presence.apply_work(agent.work, presence.WorkEvent.OFFER_CREATED)
+            state = presence.derive_state(agent.work).value
+            if state != agent.state:
+                event = work.state_event(m.agent_id, state, agent.state, m.contact.id)
+                state_events.append((len(offers) + 1, m.agent_id, event["data"]))
+                agent.state = state
+            expires_at = created_at + timedelta(seconds=policies[m.contact.id].ring_timeout_s)
+            offers.append((m, expires_at, m.reason.as_dict()))
+        if not offers:
+            return []
+        working = [(a, x) for a, x in agents.items() if x.offered]
+        written = await self._conn.fetch(
+            _WRITE,
+            [m.contact.id for m, _, _ in offers],
+            [m.agent_id for m, _, _ in offers],
+            [m.queue.id for m, _, _ in offers],
+            [m.contact.channel for m, _, _ in offers],
+            [reason for _, _, reason in offers],
+            [expires for _, expires, _ in offers],
+            [_offer_data(m, expires, reason) for m, expires, reason in offers],
+            created_at,
+            [a for a, _ in working],
+            [x.work.offers for _, x in working],
+            [x.work.contacts for _, x in working],
+            [x.work.wrap_ups for _, x in working],
+            [x.state for _, x in working],
+            [order for order, _, _ in state_events],
+            [agent_id for _, agent_id, _ in state_events],
+            [data for _, _, data in state_events],
+        )
+        by_contact = {m.contact.id: m for m, _, _ in offers}
+        return [
+            Made(
+                offer_id=row["id"],
+                contact_id=row["contact_id"],
+                agent_id=by_contact[row["contact_id"]].agent_id,
+                channel=by_contact[row["contact_id"]].contact.channel,
+                expires_at=row["expires_at"],
+            )
+            for row in written
+        ]
+
+
+def _offer_data(m: scoring.Match, expires_at: datetime, reason: dict[str, Any]) -> dict[str, Any]:
+    """The ``offer.created`` event's data, but for the offer's id (added by the statement)."""
+    return {
+        "contact_id": m.contact.id,
+        "agent_id": m.agent_id,
+        "queue_id": m.queue.id,
+        "channel": m.contact.channel,
+        "expires_at": expires_at.isoformat(),
+        "reason": reason,
+    }
 
 
 class Dispatcher:
@@ -590,23 +544,25 @@ class Dispatcher:
 
     def __init__(
         self,
-        sessionmaker: async_sessionmaker[AsyncSession],
         database_url: str,
         settings: Settings,
+        *,
+        wake_events: Callable[[], None] | None = None,
+        wake_timers: Callable[[], None] | None = None,
     ) -> None:
-        self._sessionmaker = sessionmaker
-        self._dsn = plain_url(database_url)
+        self._url = database_url
         self._settings = settings
+        self._wake_events = wake_events
+        self._wake_timers = wake_timers
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._lock_conn: Any = None
-        self._leading = False
-        self._skills = SkillCache()
+        self._conn: Any = None  # holds the lock, and runs the rounds
+        self._rounds: Rounds | None = None
         self.rounds = 0
 
     @property
     def is_leader(self) -> bool:
-        return self._leading and self._lock_conn is not None and not self._lock_conn.is_closed()
+        return self._rounds is not None and self._conn is not None and not self._conn.is_closed()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="dispatcher")
@@ -623,39 +579,46 @@ class Dispatcher:
         self._wake.set()
 
     def on_events(self, batch: Sequence[LoggedEvent]) -> None:
-        """Hub listener: wake on events that change demand or supply."""
-        for event in batch:
-            if event.type in ("agent.updated", "agent.created"):
-                self._skills.forget(int(event.subject_id))
-        if any(event.type in WAKE_EVENTS for event in batch):
+        """Hub listener: note what changed, and wake on events that change demand or
+        supply."""
+        if self._rounds is not None:
+            self._rounds.on_events(batch)
+        if any(wakes(event) for event in batch):
             self._wake.set()
+
+    def _committed(self, made: Sequence[Made]) -> None:
+        if self._wake_events is not None:
+            self._wake_events()
+        soon = datetime.now(UTC) + WAKE_HORIZON
+        if self._wake_timers is not None and any(m.expires_at <= soon for m in made):
+            self._wake_timers()
 
     async def _try_lead(self) -> bool:
         """Hold the dispatcher lock, on one dedicated connection kept between attempts."""
-        if self._lock_conn is not None and self._lock_conn.is_closed():
-            self._lock_conn, self._leading = None, False
-        if self._leading:
+        if self._conn is not None and self._conn.is_closed():
+            self._conn, self._rounds = None, None
+        if self._rounds is not None:
             return True
-        if self._lock_conn is None:
-            self._lock_conn = await self._connect()
-            if self._lock_conn is None:
+        if self._conn is None:
+            self._conn = await self._connect()
+            if self._conn is None:
                 return False
-        self._leading = bool(
-            await self._lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK)
-        )
-        if self._leading:
+        if await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK):
+            self._rounds = Rounds(self._conn, self._settings, on_commit=self._committed)
             log.info("this instance now runs the dispatcher")
-        return self._leading
+        return self._rounds is not None
 
     async def _connect(self) -> Any:
         try:
-            return await asyncpg.connect(self._dsn)
+            return await connect_driver(
+                self._url, idle_tx_timeout_ms=self._settings.idle_in_transaction_timeout_ms
+            )
         except (OSError, asyncpg.PostgresError):
             log.warning("dispatcher cannot reach the database; retrying")
             return None
 
     async def _resign(self) -> None:
-        conn, self._lock_conn, self._leading = self._lock_conn, None, False
+        conn, self._conn, self._rounds = self._conn, None, None
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close(timeout=5)
@@ -670,19 +633,21 @@ class Dispatcher:
                 raise
             except Exception:
                 log.exception("dispatch round failed; retrying")
+                if self._rounds is not None:
+                    self._rounds.board.clear()  # read everything again: trust nothing
             if delay > 0:
                 await wait_for_wake(self._wake, delay)
             self._wake.clear()
 
     async def _lead_once(self) -> float:
         """One round; returns how long to sleep before the next one (0: go again now)."""
+        assert self._rounds is not None
         self._wake.clear()
-        result = await dispatch_round(self._sessionmaker, self._settings, self._skills)
-        now = result.now
+        result = await self._rounds.round()
         self.rounds += 1
         if result.offers:
             return 0.0
         tick = self._settings.dispatch_tick_s
         if result.next_wake_at is None:
             return tick
-        return min(max((result.next_wake_at - now).total_seconds(), 0.001), tick)
+        return min(max((result.next_wake_at - result.now).total_seconds(), 0.001), tick)

@@ -1,0 +1,307 @@
+"""The dispatcher's agent board (pure): indexes, staleness, candidates, delays."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from app.routing.board import AgentBoard, AgentRow, Wanted
+
+NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+TODAY = NOW.date()
+
+
+def row(agent_id: int, **overrides: Any) -> AgentRow:
+    values: dict[str, Any] = {
+        "id": agent_id,
+        "available": True,
+        "wrap_ups": 0,
+        "ready_at": None,
+        "idle_since": NOW - timedelta(minutes=agent_id),
+        "last_offer_at": None,
+        "contacts_day": TODAY,
+        "contacts_today": 0,
+        "load": {"chat": 0},
+        "capacity": {"chat": 2},
+        "skills": {"cards": 5},
+    }
+    values.update(overrides)
+    return AgentRow(**values)
+
+
+def want(
+    channels: tuple[str, ...] = ("chat",),
+    skills: tuple[str, ...] | None = ("cards",),
+    agent_ids: tuple[int, ...] = (),
+) -> Wanted:
+    return Wanted(
+        channels=frozenset(channels),
+        skills=None if skills is None else frozenset(skills),
+        agent_ids=frozenset(agent_ids),
+    )
+
+
+def board_of(*rows: AgentRow) -> AgentBoard:
+    board = AgentBoard()
+    board.fill(rows)
+    return board
+
+
+def ids(board: AgentBoard, wanted: Wanted, now: datetime = NOW) -> list[int]:
+    return [view.id for view in board.candidates(wanted, now)]
+
+
+class TestAgentRowSpareOn:
+    @pytest.mark.parametrize(
+        ("overrides", "channel", "spare"),
+        [
+            ({}, "chat", True),
+            ({"available": False}, "chat", False),
+            ({"wrap_ups": 1}, "chat", False),
+            ({"load": {"chat": 2}}, "chat", False),
+            ({}, "voice", False),  # no capacity on the channel at all
+        ],
+        ids=["room", "not-available", "in-wrap-up", "full", "no-such-channel"],
+    )
+    def test_room_needs_availability_no_wrap_up_and_load_below_capacity(
+        self, overrides: dict[str, Any], channel: str, spare: bool
+    ) -> None:
+        assert row(1, **overrides).spare_on(channel) is spare
+
+
+class TestFill:
+    def test_a_new_board_is_empty_and_not_filled(self) -> None:
+        board = AgentBoard()
+
+        assert len(board) == 0
+        assert not board.filled
+        assert board.served_channels() == frozenset()
+
+    def test_fill_replaces_everything(self) -> None:
+        board = board_of(row(1), row(2))
+        board.mark(1)
+
+        board.fill([row(3)])
+
+        assert len(board) == 1
+        assert board.row(1) is None
+        assert board.take_stale() == []
+        assert ids(board, want()) == [3]
+
+    def test_clear_empties_and_asks_for_a_fill(self) -> None:
+        board = board_of(row(1))
+
+        board.clear()
+
+        assert not board.filled
+        assert len(board) == 0
+
+
+class TestCandidates:
+    def test_skilled_agents_with_room_on_the_channel(self) -> None:
+        board = board_of(
+            row(1),
+            row(2, skills={"loans": 3}),
+            row(3, load={"chat": 2}),
+            row(4, available=False),
+            row(5, wrap_ups=1),
+            row(6, capacity={"voice": 1}, load={"voice": 0}),
+        )
+
+        assert ids(board, want()) == [1]
+
+    def test_any_agent_when_no_skill_is_wanted(self) -> None:
+        board = board_of(row(1), row(2, skills={}), row(3, load={"chat": 2}))
+
+        assert ids(board, want(skills=None)) == [1, 2]
+
+    def test_named_agents_count_without_the_skill(self) -> None:
+        board = board_of(row(1), row(2, skills={"loans": 3}))
+
+        assert ids(board, want(agent_ids=(2,))) == [1, 2]
+
+    def test_named_agent_without_room_is_not_a_candidate(self) -> None:
+        board = board_of(row(2, skills={}, load={"chat": 2}))
+
+        assert ids(board, want(agent_ids=(2,))) == []
+
+    def test_any_wanted_channel_with_room_will_do(self) -> None:
+        board = board_of(
+            row(1, capacity={"voice": 1, "chat": 1}, load={"voice": 1, "chat": 0}),
+            row(2, capacity={"voice": 1}, load={"voice": 0}),
+        )
+
+        assert ids(board, want(channels=("voice", "chat"))) == [1, 2]
+        assert ids(board, want(channels=("voice",))) == [2]
+
+    def test_a_resting_agent_is_a_candidate_once_ready(self) -> None:
+        board = board_of(row(1, ready_at=NOW + timedelta(seconds=5)))
+
+        assert ids(board, want()) == []
+        assert ids(board, want(), NOW + timedelta(seconds=5)) == [1]
+
+    def test_views_carry_what_the_strategies_rank_by(self) -> None:
+        offered = NOW - timedelta(seconds=30)
+        board = board_of(row(1, contacts_today=7, last_offer_at=offered, load={"chat": 1}))
+
+        (view,) = board.candidates(want(), NOW)
+
+        assert view.contacts_today == 7
+        assert view.last_offer_at == offered
+        assert dict(view.load) == {"chat": 1}
+        assert dict(view.capacity) == {"chat": 2}
+        assert dict(view.skills) == {"cards": 5}
+        assert view.idle_since == NOW - timedelta(minutes=1)
+
+    def test_contacts_counted_on_another_day_count_as_none(self) -> None:
+        board = board_of(row(1, contacts_day=date(2026, 11, 29), contacts_today=7))
+
+        (yesterday,) = board.candidates(want(), NOW - timedelta(days=1))
+        (today,) = board.candidates(want(), NOW)
+
+        assert yesterday.contacts_today == 7
+        assert today.contacts_today == 0
+
+    def test_unknown_skill_and_channel_give_nobody(self) -> None:
+        board = board_of(row(1))
+
+        assert ids(board, want(skills=("ghost",))) == []
+        assert ids(board, want(channels=("sms",))) == []
+
+
+class TestServedChannels:
+    def test_channels_someone_has_room_on_resting_or_not(self) -> None:
+        board = board_of(
+            row(1, capacity={"chat": 1, "voice": 1}, load={"chat": 1, "voice": 0}),
+            row(2, capacity={"case": 5}, load={"case": 0}, ready_at=NOW + timedelta(hours=1)),
+            row(3, capacity={"app": 1}, load={"app": 0}, available=False),
+        )
+
+        assert board.served_channels() == frozenset({"voice", "case"})
+
+    def test_a_channel_nobody_has_room_on_any_more_is_not_served(self) -> None:
+        board = board_of(row(1, capacity={"chat": 1}))
+
+        board.offered(1, "chat", NOW)
+
+        assert board.served_channels() == frozenset()
+
+
+class TestStaleness:
+    def test_marked_agents_are_taken_once_in_id_order(self) -> None:
+        board = board_of(row(1))
+        board.mark(5)
+        board.mark(2)
+        board.mark(5)
+
+        assert board.take_stale() == [2, 5]
+        assert board.take_stale() == []
+
+    @pytest.mark.parametrize(
+        ("subject_type", "subject_id", "data", "marked"),
+        [
+            ("agent", "7", {}, [7]),
+            ("offer", "12", {"agent_id": 7, "contact_id": 3}, [7]),
+            ("agent", "7", {"agent_id": 8}, [7, 8]),
+            ("contact", "3", {"agent_id": None}, []),
+            ("contact", "3", {"agent_id": True}, []),
+            ("contact", "3", {"agent_id": "7"}, []),
+            ("queue", "2", {"name": "cards"}, []),
+            ("agent", "not-a-number", {}, []),
+        ],
+        ids=[
+            "agent-subject",
+            "agent-in-data",
+            "both",
+            "no-agent",
+            "boolean-is-no-id",
+            "string-is-no-id",
+            "queue",
+            "odd-subject-id",
+        ],
+    )
+    def test_events_mark_the_agents_they_name(
+        self, subject_type: str, subject_id: str, data: Mapping[str, Any], marked: list[int]
+    ) -> None:
+        board = AgentBoard()
+
+        named = board.mark_events([(subject_type, subject_id, data)])
+
+        assert board.take_stale() == marked
+        assert named is bool(marked)
+
+    def test_update_replaces_read_rows_and_drops_asked_agents_not_found(self) -> None:
+        board = board_of(row(1), row(2), row(3))
+
+        board.update([1, 2], [row(1, skills={"loans": 4})])
+
+        assert board.row(2) is None
+        assert ids(board, want(skills=("loans",))) == [1]
+        assert ids(board, want()) == [3]
+
+    def test_update_adds_an_agent_the_board_did_not_know(self) -> None:
+        board = board_of(row(1))
+
+        board.update([9], [row(9)])
+
+        assert ids(board, want()) == [1, 9]
+
+    def test_an_agent_who_lost_room_leaves_the_channel_index(self) -> None:
+        board = board_of(row(1))
+
+        board.update([1], [row(1, available=False)])
+
+        assert ids(board, want()) == []
+        assert board.served_channels() == frozenset()
+
+
+class TestOffered:
+    def test_our_offer_takes_room_and_dates_the_last_offer(self) -> None:
+        board = board_of(row(1), row(2))
+        board.candidates(want(), NOW)  # views built before the offer are not reused
+
+        board.offered(1, "chat", NOW)
+
+        views = {v.id: v for v in board.candidates(want(), NOW)}
+        assert views[1].load == {"chat": 1}
+        assert views[1].last_offer_at == NOW
+        assert views[2].load == {"chat": 0}
+
+    def test_full_after_our_offers_means_no_longer_a_candidate(self) -> None:
+        board = board_of(row(1))
+
+        board.offered(1, "chat", NOW)
+        board.offered(1, "chat", NOW)
+
+        assert ids(board, want()) == []
+
+    def test_offer_to_an_agent_the_board_no_longer_has_is_ignored(self) -> None:
+        board = board_of(row(1))
+
+        board.offered(99, "chat", NOW)
+
+        assert ids(board, want()) == [1]
+
+
+class TestNextReady:
+    def test_soonest_delay_of_an_agent_with_room(self) -> None:
+        board = board_of(
+            row(1, ready_at=NOW + timedelta(seconds=20)),
+            row(2, ready_at=NOW + timedelta(seconds=5)),
+            row(3, ready_at=NOW + timedelta(seconds=1), load={"chat": 2}),  # no room
+            row(4, ready_at=NOW + timedelta(seconds=1), available=False),
+        )
+
+        assert board.next_ready(NOW) == NOW + timedelta(seconds=5)
+
+    def test_delays_that_have_passed_are_forgotten(self) -> None:
+        board = board_of(row(1, ready_at=NOW - timedelta(seconds=1)))
+
+        assert board.next_ready(NOW) is None
+        assert ids(board, want()) == [1]
+
+    def test_no_resting_agent_means_no_wake_up(self) -> None:
+        assert board_of(row(1)).next_ready(NOW) is None
