@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     )
     idle_in_transaction_timeout_ms: int = Field(default=10_000, ge=0)
     event_poll_interval_s: float = Field(default=0.25, gt=0)
+    event_read_gap_s: float = Field(
+        default=0.003,
+        ge=0,
+        description="the event hub reads the log at most this often when woken (batching)",
+    )
     timer_poll_interval_s: float = Field(default=0.5, gt=0)
     timer_batch_size: int = Field(default=50, gt=0)
     timer_max_attempts: int = Field(default=5, gt=0)

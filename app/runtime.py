@@ -123,7 +123,12 @@ class Runtime:
             size=settings.driver_pool_size,
             idle_tx_timeout_ms=settings.idle_in_transaction_timeout_ms,
         )
-        hub = EventHub(engine, url, poll_interval_s=settings.event_poll_interval_s)
+        hub = EventHub(
+            engine,
+            url,
+            poll_interval_s=settings.event_poll_interval_s,
+            read_gap_s=settings.event_read_gap_s,
+        )
         self.sessionmaker = async_sessionmaker(
             engine,
             expire_on_commit=False,

@@ -65,10 +65,19 @@ class Subscription:
 class EventHub:
     """Follows the event log for one instance."""
 
-    def __init__(self, engine: AsyncEngine, database_url: str, *, poll_interval_s: float) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        database_url: str,
+        *,
+        poll_interval_s: float,
+        read_gap_s: float = 0.0,
+    ) -> None:
         self._engine = engine
         self._url = database_url
         self._poll_interval_s = poll_interval_s
+        self._read_gap_s = read_gap_s
+        self._last_read = -read_gap_s
         self._wake = asyncio.Event()
         self._notify_wanted = asyncio.Event()
         self._subscribers: set[Subscription] = set()
@@ -182,9 +191,17 @@ class EventHub:
 
     async def _follow(self) -> None:
         recheck = 0.0  # > 0: a wake-up found nothing yet; look again soon
+        loop = asyncio.get_running_loop()
         while True:
             woken = await wait_for_wake(self._wake, recheck or self._poll_interval_s)
+            # A busy centre commits events every millisecond or two: reading at most once
+            # per ``read_gap_s`` lets one read carry several of them, for a few milliseconds
+            # of delay at most (and none when the log was quiet).
+            wait = self._last_read + self._read_gap_s - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
             self._wake.clear()
+            self._last_read = loop.time()
             try:
                 await self._keep_connected()
                 found = await self._drain()
@@ -215,12 +232,13 @@ class EventHub:
                 )
                 for row in rows
             ]
-            if not batch:
-                return total
-            total += len(batch)
-            self.cursor = batch[-1].cursor
-            self._remember(batch)
-            await self._dispatch(batch)
+            if batch:
+                total += len(batch)
+                self.cursor = batch[-1].cursor
+                self._remember(batch)
+                await self._dispatch(batch)
+            if len(batch) < READ_LIMIT:
+                return total  # all that was readable; a later commit wakes us again
         return total
 
     async def _keep_connected(self) -> None:
