@@ -710,12 +710,16 @@ def choose_contact(
     return Match(first.queue, first.contact, agent.id, reason)
 
 
-def _skill_levels(agents: Iterable[_Agent]) -> dict[str, dict[int, list[int]]]:
-    """skill -> level -> ids of the agents holding the skill at that level."""
+def _skill_levels(
+    agents: Iterable[_Agent], needed: frozenset[str]
+) -> dict[str, dict[int, list[int]]]:
+    """skill -> level -> ids of the agents holding the skill at that level, for the skills
+    some contact of the call requires (an agent holds many a round never asks for)."""
     levels: dict[str, dict[int, list[int]]] = {}
     for agent in agents:
         for skill, level in agent.view.skills.items():
-            levels.setdefault(skill, {}).setdefault(level, []).append(agent.view.id)
+            if skill in needed:
+                levels.setdefault(skill, {}).setdefault(level, []).append(agent.view.id)
     return levels
 
 
@@ -728,11 +732,11 @@ class _Pool:
     set once full, and forgets its entries (they are recomputed when next needed).
     """
 
-    def __init__(self, agents: Sequence[AgentView], now: datetime) -> None:
+    def __init__(self, agents: Sequence[AgentView], now: datetime, needed: frozenset[str]) -> None:
         # Later duplicates of an id replace earlier ones, as a dict would.
         self.agents = {agent.id: _agent_state(agent, now) for agent in agents}
         self._spare: dict[str, set[int]] = {}
-        self._levels = _skill_levels(self.agents.values())
+        self._levels = _skill_levels(self.agents.values(), needed)
         self._meeting: dict[SkillReq, set[int]] = {}
         self._scales: dict[str, int] = {}
         self._entries: dict[tuple[Strategy, str, frozenset[str]], dict[int, _Key]] = {}
@@ -825,7 +829,7 @@ def match(
     in set operations (see ``_Pool``).
     """
     ordered = [_context(q, c, now) for q, c in _in_contact_order(waiting, now, settings)]
-    pool = _Pool(agents, now)
+    pool = _Pool(agents, now, frozenset(req.skill for ctx in ordered for req in ctx.reqs))
     matches: list[Match] = []
     for index, ctx in enumerate(ordered):
         best, ranked, scale = pool.best(ctx)
