@@ -17,10 +17,11 @@ own connection, whatever the size of the centre:
    some agent has room on, with the database's clock, and re-read the agents marked stale;
 2. decide with the pure scoring core (``scoring.match``) among the board's candidates, with
    no transaction open;
-3. write in one short transaction: lock the matched contacts and agents with ``SKIP
-   LOCKED`` and re-check them (still queued; still routable, with room counted afresh), then
-   insert the offers, their ring-timeout timers and events and update the contacts, loads
-   and agents in one statement. A pair that changed meanwhile is left for the next round.
+3. write in one statement (``_WRITE``), so in one short transaction: it locks the matched
+   contacts and agents with ``SKIP LOCKED`` and re-checks them (still queued; still
+   routable, with room counted afresh), then inserts the offers, their ring-timeout timers
+   and events and updates the contacts, loads and agents. A pair that changed meanwhile is
+   left for the next round.
 
 So nothing waits on a lock held by a request, and a stale board costs a skipped match,
 never a wrong offer. The database backs the decision: one pending offer per contact (partial
@@ -34,7 +35,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -43,7 +44,7 @@ from app.agents import presence
 from app.config import Settings
 from app.db import connect_driver
 from app.events.log import LoggedEvent
-from app.routing import scoring, work
+from app.routing import scoring
 from app.routing.board import AgentBoard, AgentRow, Wanted
 from app.routing.lifecycle import OFFER_EXPIRE
 from app.timers.service import WAKE_HORIZON
@@ -243,87 +244,88 @@ def _agent_row(record: asyncpg.Record) -> AgentRow:
 
 # --- the write ----------------------------------------------------------------------------
 
-# The matched contacts still queued and the matched agents still routable, locked without
-# waiting (a row a request holds is skipped: its pair waits for the next round), with the
-# agents' work and their room per channel counted under the lock.
-_LOCK = """
-    WITH contact AS (
+# A round's offers in one statement, so in one short transaction of its own. The decided
+# pairs ($1..$7, one element each, in decision order) are re-checked under lock: the
+# contacts still queued and the agents still routable are locked without waiting (a row a
+# request holds is skipped, and its pair left for the next round), and an agent's pairs on
+# a channel are kept, in order, while its room (capacity - load, read under the agent's
+# lock) lasts. Then the offers, their ring-timeout timers and events, the contacts, the
+# loads and the agents are written. After an offer an agent's state is $8 if it has a
+# connected contact, else $9 (``presence.derive_state`` decides both; routable agents have
+# no wrap-up). Returns the offers made.
+_WRITE = f"""
+    WITH m AS (
+        SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[],
+            $5::jsonb[], $6::float8[], $7::jsonb[])
+            WITH ORDINALITY AS m(contact_id, agent_id, queue_id, channel, reason, ring_s,
+                event, ord)
+    ), clock AS (
+        SELECT clock_timestamp() AS at
+    ), contact AS (
         SELECT id FROM contacts
         WHERE id = ANY($1::bigint[]) AND status = 'queued'
         ORDER BY id FOR UPDATE SKIP LOCKED
     ), agent AS (
-        SELECT id, work_offers, work_contacts, work_wrap_ups, state FROM agents
+        SELECT id, work_contacts, state FROM agents
         WHERE id = ANY($2::bigint[]) AND status = 'available' AND active
           AND work_wrap_ups = 0 AND (ready_at IS NULL OR ready_at <= now())
         ORDER BY id FOR UPDATE SKIP LOCKED
-    )
-    SELECT now() AS now, clock_timestamp() AS clock, NULL::bigint AS contact_id,
-        agent.id AS agent_id, agent.work_offers, agent.work_contacts, agent.work_wrap_ups,
-        agent.state, ac.channel, ac.capacity - ac.load AS room
-    FROM agent JOIN agent_channels ac ON ac.agent_id = agent.id
-    UNION ALL
-    SELECT now(), clock_timestamp(), contact.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-    FROM contact
-"""
-
-# The round's offers ($1..$7, one element per offer, in decision order), created at $8;
-# the agents' new work ($9..$13); their state-change events ($14..$16, placed before the
-# offer of the same order). One statement: offers, their timers and events, the contacts,
-# the loads and the agents.
-_WRITE = f"""
-    WITH m AS (
-        SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[],
-            $5::jsonb[], $6::timestamptz[], $7::jsonb[])
-            WITH ORDINALITY AS m(contact_id, agent_id, queue_id, channel, reason, expires_at,
-                event, ord)
+    ), possible AS (
+        SELECT m.*, a.work_contacts, a.state AS was, ac.capacity - ac.load AS room,
+            row_number() OVER (PARTITION BY m.agent_id, m.channel ORDER BY m.ord) AS nth
+        FROM m
+        JOIN contact ON contact.id = m.contact_id
+        JOIN agent a ON a.id = m.agent_id
+        JOIN agent_channels ac ON ac.agent_id = m.agent_id AND ac.channel = m.channel
+    ), kept AS (
+        SELECT p.*, row_number() OVER (PARTITION BY p.agent_id ORDER BY p.ord) AS first,
+            count(*) OVER (PARTITION BY p.agent_id) AS made,
+            CASE WHEN p.work_contacts > 0 THEN $8::text ELSE $9::text END AS state
+        FROM possible p WHERE p.nth <= p.room
     ), o AS (
         INSERT INTO offers (contact_id, agent_id, queue_id, channel, reason, created_at,
             expires_at)
-        SELECT contact_id, agent_id, queue_id, channel, reason, $8::timestamptz, expires_at
-        FROM m ORDER BY ord
-        RETURNING id, contact_id, expires_at
+        SELECT k.contact_id, k.agent_id, k.queue_id, k.channel, k.reason, clock.at,
+            clock.at + make_interval(secs => k.ring_s)
+        FROM kept k, clock ORDER BY k.ord
+        RETURNING id, contact_id, agent_id, channel, expires_at
     ), offered AS (
-        UPDATE contacts c SET status = 'offered', agent_id = m.agent_id, updated_at = now()
-        FROM m WHERE c.id = m.contact_id
+        UPDATE contacts c SET status = 'offered', agent_id = k.agent_id, updated_at = now()
+        FROM kept k WHERE c.id = k.contact_id
     ), loaded AS (
         UPDATE agent_channels ac SET load = ac.load + t.n
-        FROM (SELECT agent_id, channel, count(*)::int AS n FROM m GROUP BY 1, 2) t
+        FROM (SELECT agent_id, channel, count(*)::int AS n FROM kept GROUP BY 1, 2) t
         WHERE ac.agent_id = t.agent_id AND ac.channel = t.channel
     ), working AS (
-        UPDATE agents a SET work_offers = w.offers, work_contacts = w.contacts,
-            work_wrap_ups = w.wrap_ups, state = w.state,
-            state_changed_at = CASE WHEN w.state <> a.state THEN now()
+        UPDATE agents a SET work_offers = a.work_offers + k.made, state = k.state,
+            state_changed_at = CASE WHEN k.state <> a.state THEN now()
                                     ELSE a.state_changed_at END,
             last_offer_at = now(), updated_at = now()
-        FROM unnest($9::bigint[], $10::int[], $11::int[], $12::int[], $13::text[])
-            AS w(id, offers, contacts, wrap_ups, state)
-        WHERE a.id = w.id
+        FROM kept k WHERE a.id = k.agent_id AND k.first = 1
     ), ringing AS (
         INSERT INTO timers (kind, subject, due_at)
         SELECT '{OFFER_EXPIRE}', o.id::text, o.expires_at FROM o
     ), logged AS (
         INSERT INTO events (type, subject_type, subject_id, data, actor)
         SELECT type, subject_type, subject_id, data, 'system' FROM (
-            SELECT s.ord, 0 AS k, 'agent.state_changed' AS type, 'agent' AS subject_type,
-                s.agent_id::text AS subject_id, s.data
-            FROM unnest($14::bigint[], $15::bigint[], $16::jsonb[]) AS s(ord, agent_id, data)
+            SELECT k.ord, 0 AS k, 'agent.state_changed' AS type, 'agent' AS subject_type,
+                k.agent_id::text AS subject_id,
+                jsonb_build_object('agent_id', k.agent_id, 'state', k.state,
+                    'previous', k.was, 'contact_id', k.contact_id) AS data
+            FROM kept k WHERE k.first = 1 AND k.state <> k.was
             UNION ALL
-            SELECT m.ord, 1, 'offer.created', 'offer', o.id::text,
-                m.event || jsonb_build_object('offer_id', o.id)
-            FROM o JOIN m ON m.contact_id = o.contact_id
+            SELECT k.ord, 1, 'offer.created', 'offer', o.id::text,
+                k.event || jsonb_build_object('offer_id', o.id, 'expires_at', o.expires_at)
+            FROM kept k JOIN o ON o.contact_id = k.contact_id
         ) e ORDER BY ord, k
     )
-    SELECT id, contact_id, expires_at FROM o
+    SELECT o.id, o.contact_id, o.agent_id, o.channel, o.expires_at, now() AS now FROM o
 """
-
-
-@dataclass(slots=True)
-class _Locked:
-    """An agent as locked for this round's offers."""
-
-    work: presence.Work
-    state: str
-    offered: bool = False
+# The state an agent derives once offered a contact, with and without a connected one.
+_OFFERED_STATES = (
+    presence.derive_state(presence.Work(offers=1, contacts=1, wrap_ups=0)).value,
+    presence.derive_state(presence.Work(offers=1, contacts=0, wrap_ups=0)).value,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,20 +339,16 @@ class Made:
     expires_at: datetime
 
 
-def _locked(rows: Sequence[asyncpg.Record]) -> tuple[set[int], dict[int, _Locked], dict[Any, int]]:
-    contacts: set[int] = set()
-    agents: dict[int, _Locked] = {}
-    room: dict[tuple[int, str], int] = {}
-    for row in rows:
-        if row["contact_id"] is not None:
-            contacts.add(row["contact_id"])
-            continue
-        agent_id = row["agent_id"]
-        if agent_id not in agents:
-            work_ = presence.Work(row["work_offers"], row["work_contacts"], row["work_wrap_ups"])
-            agents[agent_id] = _Locked(work_, row["state"])
-        room[agent_id, row["channel"]] = row["room"]
-    return contacts, agents, room
+def _event_data(m: scoring.Match) -> dict[str, Any]:
+    """The ``offer.created`` event's data, but for the offer's id and expiry (the statement
+    adds them)."""
+    return {
+        "contact_id": m.contact.id,
+        "agent_id": m.agent_id,
+        "queue_id": m.queue.id,
+        "channel": m.contact.channel,
+        "reason": m.reason.as_dict(),
+    }
 
 
 class Rounds:
@@ -449,94 +447,30 @@ class Rounds:
 
     async def write(self, plan: Plan, matches: Sequence[scoring.Match]) -> list[Made]:
         """Write the decided offers (leases until each queue's ring timeout), re-checked
-        under lock, in one short transaction; apply them to the board once committed."""
+        under lock, in one statement; apply them to the board once committed."""
         if not matches:
             return []
-        conn = self._conn
-        async with conn.transaction():
-            rows = await conn.fetch(
-                _LOCK,
-                sorted({m.contact.id for m in matches}),
-                sorted({m.agent_id for m in matches}),
-            )
-            if not rows:
-                return []
-            made = await self._write_locked(plan, matches, rows)
-        now = rows[0]["now"]
-        for offer in made:
-            self.board.offered(offer.agent_id, offer.channel, now)
+        ring = {w.view.id: w.policy.ring_timeout_s for w in plan.waiting}
+        rows = await self._conn.fetch(
+            _WRITE,
+            [m.contact.id for m in matches],
+            [m.agent_id for m in matches],
+            [m.queue.id for m in matches],
+            [m.contact.channel for m in matches],
+            [m.reason.as_dict() for m in matches],
+            [ring[m.contact.id] for m in matches],
+            [_event_data(m) for m in matches],
+            *_OFFERED_STATES,
+        )
+        made = [
+            Made(row["id"], row["contact_id"], row["agent_id"], row["channel"], row["expires_at"])
+            for row in rows
+        ]
+        for offer, row in zip(made, rows, strict=True):
+            self.board.offered(offer.agent_id, offer.channel, row["now"])
         if made and self._on_commit is not None:
             self._on_commit(made)
         return made
-
-    async def _write_locked(
-        self, plan: Plan, matches: Sequence[scoring.Match], rows: Sequence[asyncpg.Record]
-    ) -> list[Made]:
-        contacts, agents, room = _locked(rows)
-        created_at: datetime = rows[0]["clock"]
-        policies = {w.view.id: w.policy for w in plan.waiting}
-        offers: list[tuple[scoring.Match, datetime, dict[str, Any]]] = []
-        state_events: list[tuple[int, int, dict[str, Any]]] = []  # (order, agent, data)
-        for m in matches:
-            key = (m.agent_id, m.contact.channel)
-            agent = agents.get(m.agent_id)
-            if m.contact.id not in contacts or agent is None or room.get(key, 0) <= 0:
-                continue
-            room[key] -= 1
-            agent.offered = True
-            agent.work = presence.apply_work(agent.work, presence.WorkEvent.OFFER_CREATED)
-            state = presence.derive_state(agent.work).value
-            if state != agent.state:
-                event = work.state_event(m.agent_id, state, agent.state, m.contact.id)
-                state_events.append((len(offers) + 1, m.agent_id, event["data"]))
-                agent.state = state
-            expires_at = created_at + timedelta(seconds=policies[m.contact.id].ring_timeout_s)
-            offers.append((m, expires_at, m.reason.as_dict()))
-        if not offers:
-            return []
-        working = [(a, x) for a, x in agents.items() if x.offered]
-        written = await self._conn.fetch(
-            _WRITE,
-            [m.contact.id for m, _, _ in offers],
-            [m.agent_id for m, _, _ in offers],
-            [m.queue.id for m, _, _ in offers],
-            [m.contact.channel for m, _, _ in offers],
-            [reason for _, _, reason in offers],
-            [expires for _, expires, _ in offers],
-            [_offer_data(m, expires, reason) for m, expires, reason in offers],
-            created_at,
-            [a for a, _ in working],
-            [x.work.offers for _, x in working],
-            [x.work.contacts for _, x in working],
-            [x.work.wrap_ups for _, x in working],
-            [x.state for _, x in working],
-            [order for order, _, _ in state_events],
-            [agent_id for _, agent_id, _ in state_events],
-            [data for _, _, data in state_events],
-        )
-        by_contact = {m.contact.id: m for m, _, _ in offers}
-        return [
-            Made(
-                offer_id=row["id"],
-                contact_id=row["contact_id"],
-                agent_id=by_contact[row["contact_id"]].agent_id,
-                channel=by_contact[row["contact_id"]].contact.channel,
-                expires_at=row["expires_at"],
-            )
-            for row in written
-        ]
-
-
-def _offer_data(m: scoring.Match, expires_at: datetime, reason: dict[str, Any]) -> dict[str, Any]:
-    """The ``offer.created`` event's data, but for the offer's id (added by the statement)."""
-    return {
-        "contact_id": m.contact.id,
-        "agent_id": m.agent_id,
-        "queue_id": m.queue.id,
-        "channel": m.contact.channel,
-        "expires_at": expires_at.isoformat(),
-        "reason": reason,
-    }
 
 
 class Dispatcher:
