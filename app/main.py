@@ -22,6 +22,7 @@ from app.customers.router import router as customers_router
 from app.db import unit_of_work
 from app.errors import install_error_handlers
 from app.events.router import router as events_router
+from app.events.ws import router as ws_router
 from app.logging import configure_logging
 from app.metrics import Metrics, MetricsMiddleware
 from app.routing.router import router as routing_router
@@ -85,4 +86,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(customers_router)
     app.include_router(routing_router)
     app.include_router(events_router)
+    app.include_router(ws_router)
     return app

@@ -9,9 +9,13 @@ transaction, and coalesced so that a burst of commits costs one notification.
 
 Every event read is passed to internal listeners (the dispatcher's wake-up, for instance)
 and to subscribers, each with a bounded queue: a subscriber that falls behind is marked
-overflowed and dropped, so one slow websocket never slows the others. The hub also keeps the
-most recent events in memory (``since``), so readers that follow the log closely (long
-polls) are answered without reading it again.
+overflowed and dropped, so one slow websocket never slows the others. A subscriber follows
+either every event (a wallboard) or the events that concern one agent (a console); the
+subscriptions are indexed by agent, so handing out an event costs the subscribers it concerns
+and not every console open. The hub also keeps the most recent events in memory (``since``),
+so readers that follow the log closely (long polls, websocket resumes) are answered without
+reading it again, and encodes each event's websocket message once however many sockets send
+it (``wire``).
 
 The hub reads, listens and notifies on one connection of its own, outside the request pool
 and outside any transaction: a read is one statement, whose own snapshot decides what is
@@ -23,8 +27,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import asyncpg
@@ -42,24 +47,95 @@ READ_LIMIT = 500
 Listener = Callable[[Sequence[LoggedEvent]], Awaitable[None] | None]
 
 
-class Subscription:
-    """A bounded queue of events for one consumer."""
+def concerned_agents(event: LoggedEvent) -> tuple[str, ...]:
+    """The agents (ids as text) an event concerns: the agent it is about, and the agent its
+    data names; the rule ``GET /api/v1/events`` applies to agents."""
+    about = event.subject_id if event.subject_type == "agent" else None
+    named = event.data.get("agent_id")
+    named_key = None if named is None else str(named)
+    if about is None:
+        return () if named_key is None else (named_key,)
+    return (about,) if named_key in (None, about) else (about, named_key)
 
-    def __init__(self, hub: EventHub, maxsize: int) -> None:
+
+def event_text(event: LoggedEvent) -> str:
+    """An event's websocket message, as JSON text."""
+    message = {"type": "event", "cursor": str(event.cursor), "event": event.as_message()}
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
+class Subscription:
+    """A bounded queue of events for one consumer: every event, or one agent's."""
+
+    def __init__(self, hub: EventHub, maxsize: int, agent_id: int | None = None) -> None:
         self._hub = hub
+        self.agent_key = None if agent_id is None else str(agent_id)
         self.queue: asyncio.Queue[LoggedEvent] = asyncio.Queue(maxsize=maxsize)
         self.overflowed = asyncio.Event()
 
-    def offer(self, event: LoggedEvent) -> None:
+    def follows(self, event: LoggedEvent) -> bool:
+        """Whether this subscription receives ``event``."""
+        return self.agent_key is None or self.agent_key in concerned_agents(event)
+
+    def offer(self, event: LoggedEvent) -> bool:
+        """Queue ``event``; False once the queue has overflowed (nothing is queued after)."""
         if self.overflowed.is_set():
-            return
+            return False
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
             self.overflowed.set()
+            return False
+        return True
 
     def close(self) -> None:
         self._hub.unsubscribe(self)
+
+
+class Fanout:
+    """Subscriptions indexed by what they follow: every event, or one agent's events."""
+
+    def __init__(self) -> None:
+        self._everything: set[Subscription] = set()
+        self._by_agent: dict[str, set[Subscription]] = {}
+
+    def __len__(self) -> int:
+        return len(self._everything) + sum(len(subs) for subs in self._by_agent.values())
+
+    def add(self, sub: Subscription) -> None:
+        if sub.agent_key is None:
+            self._everything.add(sub)
+        else:
+            self._by_agent.setdefault(sub.agent_key, set()).add(sub)
+
+    def remove(self, sub: Subscription) -> None:
+        if sub.agent_key is None:
+            self._everything.discard(sub)
+            return
+        subs = self._by_agent.get(sub.agent_key)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._by_agent[sub.agent_key]
+
+    def deliver(self, events: Iterable[LoggedEvent]) -> None:
+        """Offer each event to the subscriptions it concerns; drop those that overflow."""
+        dropped: list[Subscription] = []
+        for event in events:
+            for subs in self._concerned(event):
+                for sub in subs:
+                    if not sub.offer(event):
+                        dropped.append(sub)  # removed after the loop, not while iterating
+        for sub in dropped:
+            self.remove(sub)
+
+    def _concerned(self, event: LoggedEvent) -> list[set[Subscription]]:
+        found = [self._everything]
+        for key in concerned_agents(event):
+            subs = self._by_agent.get(key)
+            if subs is not None:
+                found.append(subs)
+        return found
 
 
 class EventHub:
@@ -80,7 +156,7 @@ class EventHub:
         self._last_read = -read_gap_s
         self._wake = asyncio.Event()
         self._notify_wanted = asyncio.Event()
-        self._subscribers: set[Subscription] = set()
+        self._fanout = Fanout()
         self._watchers: set[asyncio.Event] = set()
         self._listeners: list[Listener] = []
         self._conn: Any = None  # reads, LISTEN and NOTIFY
@@ -89,13 +165,14 @@ class EventHub:
         self.cursor = Cursor(0, 0)
         self._recent: list[LoggedEvent] = []
         self._recent_from = self.cursor  # every event after this one is in _recent
+        self._wire: dict[Cursor, str] = {}  # event_text of remembered events, once asked for
         self.started = False
 
     async def start(self) -> None:
         """Start at the head of the log and follow it."""
         async with self._engine.connect() as conn:
             self.cursor = await head(conn)
-        self._recent, self._recent_from = [], self.cursor
+        self._recent, self._recent_from, self._wire = [], self.cursor, {}
         await self._connect()
         self._tasks = [
             asyncio.create_task(self._follow(), name="hub-follow"),
@@ -118,13 +195,22 @@ class EventHub:
         self._wake.set()
         self._notify_wanted.set()
 
-    def subscribe(self, maxsize: int) -> Subscription:
-        sub = Subscription(self, maxsize)
-        self._subscribers.add(sub)
+    def subscribe(self, maxsize: int, *, agent_id: int | None = None) -> Subscription:
+        """Queue every event read from now on (only those concerning ``agent_id`` if given).
+
+        Nothing is read between this call and the next ``await``: ``cursor`` read right after
+        is the position the subscription starts from.
+        """
+        sub = Subscription(self, maxsize, agent_id)
+        self._fanout.add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
-        self._subscribers.discard(sub)
+        self._fanout.remove(sub)
+
+    @property
+    def subscription_count(self) -> int:
+        return len(self._fanout)
 
     def watch(self) -> asyncio.Event:
         """An event the hub sets whenever it has read more of the log (clear it, then look)."""
@@ -147,12 +233,22 @@ class EventHub:
         start = bisect.bisect_right(self._recent, cursor, key=lambda e: e.cursor)
         return self._recent[start : start + limit]
 
+    def wire(self, event: LoggedEvent) -> str:
+        """``event_text(event)``, encoded once for all sockets while the hub remembers it."""
+        text = self._wire.get(event.cursor)
+        if text is None:
+            text = event_text(event)
+            if event.cursor > self._recent_from:  # forgotten with the event (``_remember``)
+                self._wire[event.cursor] = text
+        return text
+
     def _remember(self, batch: Sequence[LoggedEvent]) -> None:
         self._recent.extend(batch)
         if len(self._recent) > RECENT_MAX:
             keep = RECENT_MAX // 2
             self._recent_from = self._recent[-keep - 1].cursor
             del self._recent[:-keep]
+            self._wire = {c: t for c, t in self._wire.items() if c > self._recent_from}
 
     async def _connect(self) -> None:
         try:
@@ -249,9 +345,7 @@ class EventHub:
     async def _dispatch(self, batch: Sequence[LoggedEvent]) -> None:
         for watcher in self._watchers:
             watcher.set()
-        for event in batch:
-            for sub in list(self._subscribers):
-                sub.offer(event)
+        self._fanout.deliver(batch)
         for listener in self._listeners:
             try:
                 result = listener(batch)

@@ -1,0 +1,420 @@
+"""Websockets: an agent's console (``/ws/agent``) and the wallboard (``/ws/wallboard``).
+
+Theory of operation
+-------------------
+
+A socket is accepted first (a close code can only be given on an open socket), then
+authenticated by ``?token=`` or by a first message ``{"type": "auth", "token": ...}``: a
+missing or bad token closes it with 4401, an agent on the wallboard with 4403.
+
+The socket then subscribes to the hub (to the events that concern the signed-in user, or to
+every event) and reads the hub's cursor S in the same step: with no ``await`` between the
+two, every event after S reaches the subscription's queue. The snapshot is read only after
+that, so nothing falls between it and the stream; events after S may already show in it,
+and clients de-duplicate them by id.
+
+Three tasks then serve the socket until one of them ends: the writer sends queued events,
+the reader answers the client's messages and the guard waits for the queue to overflow.
+Every send holds one lock, under which the writer also moves ``sent`` (the cursor of the
+last event sent, S before any). A resume replays, under that lock, the events after its
+cursor up to ``sent`` (from the hub's memory, or from the log when memory does not reach
+back) and the writer then carries on after ``sent``: the client's stream has no gap and no
+event out of order. An overflow means a client too slow to keep up: the hub has already
+dropped its subscription, and the server sends ``resync`` if the socket still takes it and
+closes with 1013. However the socket ends, the tasks are cancelled and the subscription
+removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, Field
+from sqlalchemy import exists, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.agents import service as agents_service
+from app.agents.dependencies import check_identity
+from app.agents.models import Agent, AgentChannel, Role
+from app.agents.permissions import Principal
+from app.agents.presence import State, Status
+from app.agents.security import TokenClaims, TokenError
+from app.db import table_of
+from app.errors import AppError, InvalidInput, Unauthorized
+from app.events.hub import EventHub, Subscription
+from app.events.log import Cursor, LoggedEvent, read_after
+from app.routing.models import WAITING, Contact, Offer, OfferStatus, Queue
+from app.routing.schemas import OfferOut
+
+router = APIRouter(tags=["websockets"])
+
+UNAUTHORIZED, FORBIDDEN, TRY_AGAIN_LATER = 4401, 4403, 1013
+AUTH_TIMEOUT_S = 10.0  # for the first message, when the URL carries no token
+GOODBYE_TIMEOUT_S = 5.0  # for a slow client's resync and close frames
+REPLAY_PAGE = 500
+# A console's resume filters the log for one agent: past this many log events read, the
+# client is told to resync (its snapshot is cheaper than reading on).
+REPLAY_SCAN_MAX = 50_000
+PONG = json.dumps({"type": "pong"})
+RESYNC = json.dumps({"type": "resync"})
+
+
+# --- snapshots ---------------------------------------------------------------------------
+
+
+class AgentLive(BaseModel):
+    id: int
+    username: str
+    name: str
+    role: Role
+    status: Status
+    reason: str | None = Field(description="why the agent is away, if given")
+    state: State
+
+
+class AgentSnapshot(BaseModel):
+    agent: AgentLive
+    offers: list[OfferOut] = Field(description="the agent's pending offers, oldest first")
+
+
+class QueueLive(BaseModel):
+    id: int
+    name: str
+    waiting: int = Field(description="contacts queued or offered")
+    oldest_enqueued_at: datetime | None = Field(description="of the longest-waiting contact")
+
+
+class AgentCounts(BaseModel):
+    by_status: dict[str, int]
+    by_state: dict[str, int]
+
+
+class WallboardSnapshot(BaseModel):
+    queues: list[QueueLive]
+    agents: AgentCounts = Field(
+        description="active accounts with capacity on a channel (those that take contacts)"
+    )
+
+
+async def agent_snapshot(conn: AsyncConnection, agent_id: int) -> AgentSnapshot | None:
+    """The agent and its pending offers; None if the agent is gone."""
+    agents, offers = table_of(Agent), table_of(Offer)
+    columns = (agents.c.id, agents.c.username, agents.c.name, agents.c.role, agents.c.status)
+    stmt = select(*columns, agents.c.status_reason.label("reason"), agents.c.state).where(
+        agents.c.id == agent_id
+    )
+    agent = (await conn.execute(stmt)).first()
+    if agent is None:
+        return None
+    pending = offers.select().where(
+        offers.c.agent_id == agent_id, offers.c.status == OfferStatus.pending.value
+    )
+    return AgentSnapshot(
+        agent=AgentLive.model_validate(agent, from_attributes=True),
+        offers=[
+            OfferOut.model_validate(row, from_attributes=True)
+            for row in await conn.execute(pending.order_by(offers.c.id))
+        ],
+    )
+
+
+async def wallboard_snapshot(conn: AsyncConnection) -> WallboardSnapshot:
+    """Every queue's waiting contacts, and the agents counted by status and by state."""
+    return WallboardSnapshot(queues=await _queues(conn), agents=await _agent_counts(conn))
+
+
+async def _queues(conn: AsyncConnection) -> list[QueueLive]:
+    contacts, queues = table_of(Contact), table_of(Queue)
+    waiting = (
+        select(
+            contacts.c.queue_id,
+            func.count().label("waiting"),
+            func.min(contacts.c.enqueued_at).label("oldest_enqueued_at"),
+        )
+        .where(contacts.c.status.in_(sorted(WAITING)))
+        .group_by(contacts.c.queue_id)
+        .subquery()
+    )
+    stmt = (
+        select(
+            queues.c.id,
+            queues.c.name,
+            func.coalesce(waiting.c.waiting, 0).label("waiting"),
+            waiting.c.oldest_enqueued_at,
+        )
+        .select_from(queues.outerjoin(waiting, waiting.c.queue_id == queues.c.id))
+        .order_by(queues.c.name)
+    )
+    return [QueueLive.model_validate(row, from_attributes=True) for row in await conn.execute(stmt)]
+
+
+async def _agent_counts(conn: AsyncConnection) -> AgentCounts:
+    agents, channels = table_of(Agent), table_of(AgentChannel)
+    takes_contacts = exists().where(channels.c.agent_id == agents.c.id, channels.c.capacity > 0)
+    stmt = (
+        select(agents.c.status, agents.c.state, func.count().label("n"))
+        .where(agents.c.active.is_(True), takes_contacts)
+        .group_by(agents.c.status, agents.c.state)
+    )
+    counts = AgentCounts(
+        by_status={status.value: 0 for status in Status},
+        by_state={state.value: 0 for state in State},
+    )
+    for row in await conn.execute(stmt):
+        counts.by_status[row.status] = counts.by_status.get(row.status, 0) + row.n
+        counts.by_state[row.state] = counts.by_state.get(row.state, 0) + row.n
+    return counts
+
+
+async def read_snapshot(
+    engine: AsyncEngine, agent_id: int | None
+) -> AgentSnapshot | WallboardSnapshot | None:
+    """An agent's snapshot (None if the agent is gone), or the wallboard's when no agent."""
+    async with engine.connect() as conn:
+        # One snapshot of the database for every statement: the figures agree with each other.
+        consistent = await conn.execution_options(isolation_level="REPEATABLE READ")
+        if agent_id is None:
+            return await wallboard_snapshot(consistent)
+        return await agent_snapshot(consistent, agent_id)
+
+
+# --- messages ------------------------------------------------------------------------------
+
+
+def parse_message(text: str | None) -> dict[str, Any]:
+    """A client message: a JSON object; anything else is ``InvalidInput``."""
+    if text is None:
+        raise InvalidInput("messages are JSON text, not binary")
+    try:
+        message = json.loads(text)
+    except ValueError as exc:
+        raise InvalidInput(f"a message must be JSON: {exc}") from exc
+    if not isinstance(message, dict):
+        raise InvalidInput('a message is a JSON object such as {"type": "ping"}')
+    return message
+
+
+def resume_cursor(message: dict[str, Any]) -> Cursor:
+    """The cursor of a resume message."""
+    value = message.get("cursor")
+    if not isinstance(value, str):
+        raise InvalidInput('resume needs a "cursor" string such as "<tx>-<id>"')
+    return Cursor.parse(value)
+
+
+def error_text(detail: str) -> str:
+    return json.dumps({"type": "error", "detail": detail})
+
+
+def close_reason(detail: str) -> str:
+    """``detail`` cut to the 123 bytes a close frame's reason may hold."""
+    return detail.encode()[:123].decode(errors="ignore")
+
+
+async def receive_text(websocket: WebSocket) -> str | None:
+    """The next client message's text (None for a binary one); raises on disconnect."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+    text: str | None = message.get("text")
+    return text
+
+
+# --- authentication ----------------------------------------------------------------------
+
+
+async def authenticate(websocket: WebSocket) -> Principal | None:
+    """The signed-in user; None once the socket has been closed with 4401."""
+    token = websocket.query_params.get("token") or await _token_message(websocket)
+    try:
+        return await _principal(websocket, token)
+    except (TokenError, Unauthorized) as exc:
+        detail = exc.detail if isinstance(exc, AppError) else str(exc)
+        await websocket.close(UNAUTHORIZED, close_reason(detail))
+        return None
+
+
+async def _token_message(websocket: WebSocket) -> str | None:
+    """The token of a first ``{"type": "auth", "token": ...}`` message; None for anything else."""
+    try:
+        async with asyncio.timeout(AUTH_TIMEOUT_S):
+            text = await receive_text(websocket)
+        message = parse_message(text)
+    except (TimeoutError, InvalidInput):
+        return None
+    token = message.get("token")
+    return token if message.get("type") == "auth" and isinstance(token, str) else None
+
+
+async def _principal(websocket: WebSocket, token: str | None) -> Principal:
+    if not token:
+        raise Unauthorized('a token is required: ?token= or a first {"type": "auth"} message')
+    state = websocket.app.state
+    claims: TokenClaims = state.tokens.read(token)
+    return check_identity(claims, await agents_service.get_identity(state.db_pool, claims))
+
+
+# --- the stream --------------------------------------------------------------------------
+
+
+class Stream:
+    """One authenticated socket following the hub from cursor ``sent``."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        hub: EventHub,
+        engine: AsyncEngine,
+        sub: Subscription,
+        start: Cursor,
+    ) -> None:
+        self.websocket = websocket
+        self.hub = hub
+        self.engine = engine
+        self.sub = sub
+        self.sent = start  # the last event sent (or the snapshot's cursor); moves under _lock
+        self.replay_max = sub.queue.maxsize
+        self._lock = asyncio.Lock()
+
+    async def serve(self) -> None:
+        """Write, read and guard until one of them ends; then say goodbye to a slow client."""
+        guard = asyncio.create_task(self.sub.overflowed.wait(), name="ws-guard")
+        tasks = [
+            asyncio.create_task(self._write(), name="ws-write"),
+            asyncio.create_task(self._read(), name="ws-read"),
+            guard,
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            error = None if task.cancelled() else task.exception()
+            if error is not None and not isinstance(error, WebSocketDisconnect):
+                raise error
+        if guard in done:
+            await self._goodbye()
+
+    async def _write(self) -> None:
+        while True:
+            event = await self.sub.queue.get()
+            async with self._lock:
+                await self.websocket.send_text(self.hub.wire(event))
+                self.sent = event.cursor
+
+    async def _read(self) -> None:
+        while True:
+            await self._answer(await receive_text(self.websocket))
+
+    async def _answer(self, text: str | None) -> None:
+        try:
+            message = parse_message(text)
+            match message.get("type"):
+                case "ping":
+                    await self._send(PONG)
+                case "resume":
+                    await self._resume(resume_cursor(message))
+                case kind:
+                    raise InvalidInput(f"unknown message type {kind!r}: expected ping or resume")
+        except InvalidInput as exc:
+            await self._send(error_text(exc.detail))
+
+    async def _send(self, text: str) -> None:
+        async with self._lock:
+            await self.websocket.send_text(text)
+
+    async def _resume(self, after: Cursor) -> None:
+        """Send what this socket sees after ``after`` up to ``sent``, or ``resync``."""
+        async with self._lock:  # the writer waits: live events follow the replay
+            events = await self._replay(after) if after <= self.sent else None
+            if events is None:
+                await self.websocket.send_text(RESYNC)
+                return
+            for event in events:
+                await self.websocket.send_text(self.hub.wire(event))
+
+    async def _replay(self, after: Cursor) -> list[LoggedEvent] | None:
+        """The events this socket sees in (after, sent], in log order; None when there are
+        more than its queue holds or the log is too long to filter."""
+        found: list[LoggedEvent] = []
+        scanned = 0
+        while after < self.sent:
+            page = await self._page(after)
+            scanned += len(page)
+            if not page or scanned > REPLAY_SCAN_MAX:
+                return None
+            found.extend(e for e in page if e.cursor <= self.sent and self.sub.follows(e))
+            if len(found) > self.replay_max:
+                return None
+            after = page[-1].cursor
+        return found
+
+    async def _page(self, after: Cursor) -> Sequence[LoggedEvent]:
+        page: Sequence[LoggedEvent] | None = self.hub.since(after, REPLAY_PAGE)
+        if page is None:  # older than the hub remembers
+            async with self.engine.connect() as conn:
+                page = await read_after(conn, after, limit=REPLAY_PAGE)
+        return page
+
+    async def _goodbye(self) -> None:
+        """Tell a client that fell behind to resync and close; give up on one that reads
+        nothing at all (its frames could only wait behind the ones it does not read)."""
+        with contextlib.suppress(TimeoutError, WebSocketDisconnect):
+            async with asyncio.timeout(GOODBYE_TIMEOUT_S):
+                await self.websocket.send_text(RESYNC)
+                await self.websocket.close(TRY_AGAIN_LATER, "too slow: resync from a snapshot")
+
+
+# --- routes --------------------------------------------------------------------------------
+
+
+@router.websocket("/ws/agent")
+async def agent_console(websocket: WebSocket) -> None:
+    """An agent's console: the signed-in user and their pending offers, then their events."""
+    await _serve(websocket, wallboard=False)
+
+
+@router.websocket("/ws/wallboard")
+async def wallboard(websocket: WebSocket) -> None:
+    """The wallboard (supervisors, admins): queues and agent counts, then every event."""
+    await _serve(websocket, wallboard=True)
+
+
+async def _serve(websocket: WebSocket, *, wallboard: bool) -> None:
+    await websocket.accept()
+    with contextlib.suppress(WebSocketDisconnect):
+        principal = await authenticate(websocket)
+        if principal is None:
+            return
+        if wallboard and principal.role is Role.agent:
+            await websocket.close(FORBIDDEN, "the wallboard needs the supervisor or admin role")
+            return
+        await _follow(websocket, None if wallboard else principal.id)
+
+
+async def _follow(websocket: WebSocket, agent_id: int | None) -> None:
+    """Subscribe, send the snapshot, then stream until the socket ends."""
+    state = websocket.app.state
+    hub: EventHub = state.hub
+    sub = hub.subscribe(state.settings.ws_client_queue_size, agent_id=agent_id)
+    start = hub.cursor  # read with no await since subscribing: every later event is queued
+    try:
+        snapshot = await read_snapshot(state.engine, agent_id)
+        if snapshot is None:
+            await websocket.close(UNAUTHORIZED, "this account no longer exists")
+            return
+        data = snapshot.model_dump(mode="json")
+        await websocket.send_text(
+            json.dumps({"type": "snapshot", "cursor": str(start), "data": data})
+        )
+        await Stream(websocket, hub, state.engine, sub, start).serve()
+    finally:
+        sub.close()
