@@ -73,21 +73,25 @@ def plain_url(url: str) -> str:
     )
 
 
-def server_settings(idle_tx_timeout_ms: int, *, generic_plans: bool = False) -> dict[str, str]:
+def server_settings(idle_tx_timeout_ms: int, *, hot: bool = False) -> dict[str, str]:
     """Session settings of every connection Hotline opens: named, in UTC, and never left
     idle inside a transaction for long (an open transaction holds the event log back).
 
-    ``generic_plans``: plan each prepared statement once. PostgreSQL otherwise plans a
-    statement with many parameters afresh on every execution whenever it guesses that a
-    custom plan beats the generic one: for the one-statement contact intake that planning
-    cost more than running it. The driver connections, which run only Hotline's own hot
-    statements (written to be planned once), set it.
+    ``hot``: for the driver connections, which run only Hotline's own hot statements, each
+    written for an index. They plan each prepared statement once (``plan_cache_mode``):
+    PostgreSQL otherwise plans a statement with many parameters afresh on every execution
+    whenever it guesses that a custom plan beats the generic one, and for the one-statement
+    contact intake that planning cost more than running it. And they never plan a
+    sequential scan where an index serves (``enable_seqscan``): a plan made once, while a
+    table was small or its statistics stale (a new deployment, a bulk load), would
+    otherwise keep scanning the whole table as it grows.
     """
     settings = {"application_name": "hotline", "timezone": "UTC"}
     if idle_tx_timeout_ms:
         settings["idle_in_transaction_session_timeout"] = str(idle_tx_timeout_ms)
-    if generic_plans:
+    if hot:
         settings["plan_cache_mode"] = "force_generic_plan"
+        settings["enable_seqscan"] = "off"
     return settings
 
 
@@ -125,7 +129,7 @@ async def json_codecs(conn: asyncpg.Connection) -> None:
 async def connect_driver(url: str, *, idle_tx_timeout_ms: int = 10_000) -> asyncpg.Connection:
     """One driver connection of Hotline's own (the dispatcher's, the event hub's)."""
     conn = await asyncpg.connect(
-        plain_url(url), server_settings=server_settings(idle_tx_timeout_ms, generic_plans=True)
+        plain_url(url), server_settings=server_settings(idle_tx_timeout_ms, hot=True)
     )
     await json_codecs(conn)
     return conn
@@ -150,7 +154,7 @@ async def create_driver_pool(
         plain_url(url),
         min_size=1,
         max_size=size,
-        server_settings=server_settings(idle_tx_timeout_ms, generic_plans=True),
+        server_settings=server_settings(idle_tx_timeout_ms, hot=True),
         init=json_codecs,
         reset=_keep_session,
     )
