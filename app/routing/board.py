@@ -41,6 +41,8 @@ from app.routing.scoring import AgentView
 
 __all__ = ["AgentBoard", "AgentRow", "Wanted"]
 
+_NOBODY: frozenset[int] = frozenset()
+
 
 @dataclass(frozen=True, slots=True)
 class AgentRow:
@@ -222,15 +224,16 @@ class AgentBoard:
     def candidates(self, want: Wanted, now: datetime) -> list[AgentView]:
         """Agents who may be offered something now, with room on one of the wanted channels
         and, unless any agent will do, one of the wanted skills or named."""
-        spare = [self._spare.get(channel, set()) for channel in want.channels]
+        rooms = [self._spare.get(channel, _NOBODY) for channel in want.channels]
+        room = rooms[0] if len(rooms) == 1 else set().union(*rooms)
         if want.skills is None:
-            ids: set[int] = set().union(*spare)
+            ids = room
         else:
-            named = set(want.agent_ids).union(*(self._holders.get(s, ()) for s in want.skills))
-            ids = {i for i in named if any(i in room for room in spare)}
+            named = set(want.agent_ids).union(*(self._holders.get(s, _NOBODY) for s in want.skills))
+            ids = named & room
         day = now.date()
         views = []
-        for agent_id in sorted(ids):
+        for agent_id in ids:
             entry = self._entries[agent_id]
             ready_at = entry.row.ready_at
             if ready_at is None or ready_at <= now:

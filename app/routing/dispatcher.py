@@ -319,7 +319,9 @@ _WRITE = f"""
             FROM kept k JOIN o ON o.contact_id = k.contact_id
         ) e ORDER BY ord, k
     )
-    SELECT o.id, o.contact_id, o.agent_id, o.channel, o.expires_at, now() AS now FROM o
+    SELECT o.id, o.contact_id, o.agent_id, o.channel, o.expires_at, now() AS now,
+        (pg_current_xact_id()::text)::bigint AS tx
+    FROM o
 """
 # The state an agent derives once offered a contact, with and without a connected one.
 _OFFERED_STATES = (
@@ -372,13 +374,25 @@ class Rounds:
         self.board = AgentBoard()
         self._queues: dict[int, QueuePolicy] = {}
         self._filled_at: float | None = None
+        # The transactions of our own writes whose events the hub has not handed over yet:
+        # the board shows those offers already, so their events need not mark anyone. The
+        # log is ordered by transaction, so once the hub is past one it never comes again.
+        self._own_txs: set[int] = set()
+        self._seen_tx = 0
 
     def on_events(self, batch: Sequence[LoggedEvent]) -> None:
-        """Mark the agents and queues these events name as stale."""
-        self.board.mark_events((e.subject_type, e.subject_id, e.data) for e in batch)
-        for event in batch:
+        """Mark the agents and queues these events name as stale (but for the events of our
+        own writes, which the board already shows)."""
+        if not batch:
+            return
+        news = [e for e in batch if e.cursor.tx not in self._own_txs] if self._own_txs else batch
+        self.board.mark_events((e.subject_type, e.subject_id, e.data) for e in news)
+        for event in news:
             if event.subject_type == "queue" and event.subject_id.isdigit():
                 self._queues.pop(int(event.subject_id), None)
+        # Events of the last transaction may go on in the next batch; all before are done.
+        self._seen_tx = batch[-1].cursor.tx
+        self._own_txs = {tx for tx in self._own_txs if tx >= self._seen_tx}
 
     async def round(self) -> Round:
         """Read, decide, write. No transaction stays open while the scoring core decides, so
@@ -468,6 +482,8 @@ class Rounds:
         ]
         for offer, row in zip(made, rows, strict=True):
             self.board.offered(offer.agent_id, offer.channel, row["now"])
+        if rows and rows[0]["tx"] >= self._seen_tx:  # else the hub has handed them over
+            self._own_txs.add(rows[0]["tx"])
         if made and self._on_commit is not None:
             self._on_commit(made)
         return made

@@ -51,7 +51,7 @@ def board_of(*rows: AgentRow) -> AgentBoard:
 
 
 def ids(board: AgentBoard, wanted: Wanted, now: datetime = NOW) -> list[int]:
-    return [view.id for view in board.candidates(wanted, now)]
+    return sorted(view.id for view in board.candidates(wanted, now))
 
 
 class TestAgentRowSpareOn:
