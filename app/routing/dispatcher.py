@@ -184,6 +184,25 @@ class Round:
     offers: int
     next_wake_at: datetime | None
     now: datetime
+    skipped: int = 0  # decided pairs the write left: a row had moved on, or a request held it
+
+
+# A round that had to leave pairs because a request held their rows tries again this soon,
+# then twice as late each time it must leave them again, up to the tick: the request may
+# end without an event that wakes the dispatcher (an answered offer writes none).
+SKIPPED_RETRY_S = 0.02
+
+
+def sleep_after(result: Round, tick: float, retried: float) -> tuple[float, float]:
+    """How long to sleep after a round (0: go again now), and the retry delay now in force
+    (``retried``: the one in force before)."""
+    if result.offers:
+        return 0.0, 0.0
+    retry = min(retried * 2 or SKIPPED_RETRY_S, tick) if result.skipped else 0.0
+    sleep = tick
+    if result.next_wake_at is not None:
+        sleep = min(max((result.next_wake_at - result.now).total_seconds(), 0.001), tick)
+    return (min(sleep, retry) if retry else sleep), retry
 
 
 # --- reads --------------------------------------------------------------------------------
@@ -400,7 +419,7 @@ class Rounds:
         plan = await self.read()
         matches = decide(plan, self._settings)
         made = await self.write(plan, matches)
-        return Round(len(made), next_wake(plan, matches), plan.now)
+        return Round(len(made), next_wake(plan, matches), plan.now, len(matches) - len(made))
 
     async def read(self) -> Plan:
         await self._refresh_agents()
@@ -508,7 +527,9 @@ class Dispatcher:
         self._task: asyncio.Task[None] | None = None
         self._conn: Any = None  # holds the lock, and runs the rounds
         self._rounds: Rounds | None = None
+        self._retry = 0.0
         self.rounds = 0
+        self.skipped = 0
 
     @property
     def is_leader(self) -> bool:
@@ -595,9 +616,6 @@ class Dispatcher:
         self._wake.clear()
         result = await self._rounds.round()
         self.rounds += 1
-        if result.offers:
-            return 0.0
-        tick = self._settings.dispatch_tick_s
-        if result.next_wake_at is None:
-            return tick
-        return min(max((result.next_wake_at - result.now).total_seconds(), 0.001), tick)
+        self.skipped += result.skipped
+        sleep, self._retry = sleep_after(result, self._settings.dispatch_tick_s, self._retry)
+        return sleep

@@ -498,10 +498,15 @@ class TestOrder:
 
 
 @pytest.fixture
-async def slow_ticking(db: str) -> AsyncIterator[Api]:
+async def slow_ticking_app(db: str) -> AsyncIterator[tuple[FastAPI, Api]]:
     """A centre whose dispatcher only moves when woken (its safety tick is a minute)."""
-    async with instance(make_settings(db, dispatch_tick_s=60)) as (_, client):
-        yield await Api.signed_in(client, "admin", ADMIN_PASSWORD)
+    async with instance(make_settings(db, dispatch_tick_s=60)) as (app, client):
+        yield app, await Api.signed_in(client, "admin", ADMIN_PASSWORD)
+
+
+@pytest.fixture
+def slow_ticking(slow_ticking_app: tuple[FastAPI, Api]) -> Api:
+    return slow_ticking_app[1]
 
 
 class TestWakeUps:
@@ -535,3 +540,31 @@ class TestWakeUps:
         expect(await console.post(f"/api/v1/agents/{console.me['id']}/wrap-up/done"), 200)
 
         await offer_for(console, third["id"], within=5)
+
+    async def test_pair_skipped_for_a_row_a_request_held_is_tried_again_until_it_is_free(
+        self, slow_ticking_app: tuple[FastAPI, Api]
+    ) -> None:
+        """A request holding the agent's row while the round writes makes it skip the pair;
+        the request may end without an event that wakes the dispatcher (an answered offer
+        writes none), so the dispatcher keeps coming back to the pair by itself. The
+        arrival wakes it once or twice; only its own retries skip the pair four times."""
+        app, api = slow_ticking_app
+        dispatcher: Dispatcher = app.state.dispatcher
+        q = await queue(api)
+        console = await available_agent(api)
+        engine: AsyncEngine = app.state.engine
+        async with engine.connect() as holder:
+            await holder.execute(
+                text("SELECT 1 FROM agents WHERE id = :id FOR UPDATE"), {"id": console.me["id"]}
+            )
+            skipped = dispatcher.skipped
+            created = await contact(api, q["name"])
+
+            async def retried() -> bool:
+                return dispatcher.skipped >= skipped + 4
+
+            await eventually(retried, within=5, what="the dispatcher to try the pair again")
+            assert not await pending_offers(console)
+            await holder.rollback()  # the request ends: no event, no wake-up
+
+        await offer_for(console, created["id"], within=5)
