@@ -10,7 +10,7 @@ Background loops use ``unit_of_work`` for the same discipline.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any, cast
@@ -141,21 +141,34 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 async def create_driver_pool(
-    url: str, *, size: int, idle_tx_timeout_ms: int = 10_000
+    url: str,
+    *,
+    size: int,
+    idle_tx_timeout_ms: int = 10_000,
+    warm: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
 ) -> asyncpg.Pool:
     """A pool of driver connections for the hottest statements (sign-in, taking contacts
     in): each runs as one statement on the driver, with none of the ORM's bookkeeping.
 
+    The pool is opened whole at start, and ``warm`` runs on each new connection (preparing
+    and planning the hot statements): a connection made under load would cost the request
+    that waits for it a connection set-up and the planning of every statement it runs.
     Releasing a connection costs no round trip: the driver's default reset (``RESET ALL``,
     ``UNLISTEN *``, unlocking advisory locks) would double the cost of a one-statement
     request, and there is nothing for it to undo (see ``_keep_session``).
     """
+
+    async def init(conn: asyncpg.Connection) -> None:
+        await json_codecs(conn)
+        if warm is not None:
+            await warm(conn)
+
     pool: asyncpg.Pool = await asyncpg.create_pool(
         plain_url(url),
-        min_size=1,
+        min_size=size,
         max_size=size,
         server_settings=server_settings(idle_tx_timeout_ms, hot=True),
-        init=json_codecs,
+        init=init,
         reset=_keep_session,
     )
     return pool

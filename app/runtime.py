@@ -22,12 +22,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app import health
+from app.agents import service as agents
 from app.config import Settings
 from app.db import create_driver_pool, create_engine
 from app.embedded import resolve_database_url
 from app.events import log as event_log
 from app.events.hub import EventHub
 from app.routing import handlers as routing_timers
+from app.routing import intake
 from app.routing.dispatcher import Dispatcher
 from app.routing.work import DISPATCH_WAKE_KEY
 from app.timers import service as timers
@@ -62,6 +64,12 @@ async def check_migrations(engine: AsyncEngine) -> None:
             f"the database is at {sorted(current)}, the code needs {sorted(expected)}: "
             "run `hotline migrate`"
         )
+
+
+async def warm_statements(conn: asyncpg.Connection) -> None:
+    """The hot statements of the driver pool, prepared and planned on each connection."""
+    await agents.warm(conn)
+    await intake.warm(conn)
 
 
 def timer_registry() -> TimerRegistry:
@@ -122,6 +130,7 @@ class Runtime:
             url,
             size=settings.driver_pool_size,
             idle_tx_timeout_ms=settings.idle_in_transaction_timeout_ms,
+            warm=warm_statements,
         )
         hub = EventHub(
             engine,

@@ -103,6 +103,7 @@ def make_settings(url: str, **overrides: object) -> Settings:
         "event_poll_interval_s": 0.05,
         "timer_poll_interval_s": 0.05,
         "db_pool_size": 5,
+        "driver_pool_size": 2,
     }
     values.update(overrides)
     return Settings.model_validate(values)

@@ -296,6 +296,11 @@ _IDENTITY = """
 """
 
 
+async def warm(conn: asyncpg.Connection) -> None:
+    """Prepare the sign-in statement on a new connection."""
+    await conn.fetchrow(_IDENTITY, 0)
+
+
 async def get_identity(
     db: asyncpg.Pool | asyncpg.Connection, claims: TokenClaims
 ) -> Identity | None:

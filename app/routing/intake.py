@@ -208,6 +208,31 @@ def key_scope(agent_id: int) -> str:
     return f"{agent_id}:contacts"
 
 
+async def warm(conn: asyncpg.Connection) -> None:
+    """Prepare and plan the intake statement on a new connection, by running it for an
+    agent that cannot exist (ids start at 1): every fact is read, nothing is written."""
+    await conn.fetchrow(
+        _INTAKE,
+        0,
+        0,
+        key_scope(0),
+        None,
+        None,
+        "",
+        None,
+        None,
+        [],
+        [],
+        "",
+        1.0,
+        "",
+        "",
+        None,
+        None,
+        "",
+    )
+
+
 async def take_in(
     db: asyncpg.Pool | asyncpg.Connection,
     *,
