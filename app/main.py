@@ -25,6 +25,7 @@ from app.events.router import router as events_router
 from app.events.ws import router as ws_router
 from app.logging import configure_logging
 from app.metrics import Metrics, MetricsMiddleware
+from app.routing.router import intake_router
 from app.routing.router import router as routing_router
 from app.runtime import Runtime, timer_registry
 
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.migration_heads = health.migration_heads()
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.include_router(intake_router)  # first: the busiest route (routes match in order)
     app.include_router(health.router)
     app.include_router(agents_router)
     app.include_router(customers_router)

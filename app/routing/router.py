@@ -33,6 +33,9 @@ from app.routing.schemas import (
 )
 
 router = APIRouter(prefix="/api/v1")
+# The busiest route, in a router of its own that the app includes before all others: routes
+# are matched in order, and matching through the whole API cost more than the route's work.
+intake_router = APIRouter(prefix="/api/v1")
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
@@ -157,7 +160,7 @@ def contact_view(
     )
 
 
-@router.post("/contacts", response_model=ContactOut, status_code=201, tags=["contacts"])
+@intake_router.post("/contacts", response_model=ContactOut, status_code=201, tags=["contacts"])
 async def create_contact(
     request: Request, body: ContactCreate, claims: SignedToken, key: IdempotencyKey = None
 ) -> JSONResponse:
