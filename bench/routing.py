@@ -2,15 +2,16 @@
 
 Builds a centre of 2,000 agents, 50 skills and 4 customer tiers in a fresh database, then:
 
-1. decisions/s: 2,000 queued contacts are matched by the real dispatcher round
-   (``dispatch_round``: scoring, row locks, offer, load, timer, events) and, on the same data
-   reset, by a bare asyncpg loop doing the same claim transaction with the agent chosen in SQL.
-   The ratio of the two is reported.
+1. decisions/s: 2,000 queued contacts are matched by the real dispatcher's rounds (``Rounds``:
+   taking the lead reads every agent, then scoring, row locks, offers, loads, timers, events)
+   and, on the same data reset, by a bare asyncpg loop doing the same claim transaction with
+   the agent chosen in SQL. The ratio of the two is reported.
 2. latency: a real server (``hotline serve``, in two layouts: one process, and the API with
    the dispatcher in a process of its own) takes ``POST /api/v1/contacts`` at Poisson arrival
-   rates of 100 and 200 contacts/s; a client following ``GET /api/v1/events`` (long poll)
-   notes when each contact's ``offer.created`` arrives. p50 and p99 of (offer seen - request
-   sent) are reported.
+   rates of 100 and 200 contacts/s, while every agent's console is open on ``/ws/agent``
+   (2,000 websockets); each contact's latency runs from its POST being sent to its
+   ``offer.created`` arriving on the console of the agent it was offered to. p50 and p99
+   are reported.
 
 Usage: ``python bench/routing.py`` (embedded PostgreSQL) or with ``BENCH_DATABASE_URL``;
 ``BENCH_WORKERS=N`` serves the API with N uvicorn workers. Figures go to stdout and to
@@ -20,7 +21,10 @@ Usage: ``python bench/routing.py`` (embedded PostgreSQL) or with ``BENCH_DATABAS
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import itertools
+import json
 import os
 import platform
 import random
@@ -37,10 +41,13 @@ from typing import Any
 import asyncpg
 from alembic import command
 from sqlalchemy.engine import make_url
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app.agents.security import issue_token  # noqa: E402
 from app.cli import alembic_config  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.db import connect_driver, plain_url  # noqa: E402
@@ -61,6 +68,7 @@ FAILED: list[dict[str, Any]] = []
 KEYS = itertools.count()
 ANSWERED: list[float] = []  # POST response times, ms
 ADMIN_PASSWORD = "bench-admin-password"
+JWT_SECRET = "bench-signing-secret-" + "x" * 32  # the server's, so agents' tokens can be made
 rng = random.Random(2026)
 
 
@@ -253,6 +261,7 @@ def start_server(url: str, *, split: bool) -> subprocess.Popen[bytes]:
         **os.environ,
         "DATABASE_URL": url,
         "HOTLINE_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "HOTLINE_JWT_SECRET": JWT_SECRET,
         "HOTLINE_LOG_LEVEL": "WARNING",
         "HOTLINE_ARGON2_TIME_COST": "1",
         "HOTLINE_ARGON2_MEMORY_KIB": "1024",
@@ -306,20 +315,47 @@ async def wait_ready(client: LeanClient) -> None:
     raise RuntimeError("server did not become ready")
 
 
-async def follow_offers(
-    client: LeanClient, headers: dict[str, str], seen: dict[int, float], stop: asyncio.Event
-) -> None:
-    cursor = (await client.request("GET", "/api/v1/events", headers=headers))[1]["cursor"]
-    while not stop.is_set():
-        _, page = await client.request(
-            "GET", f"/api/v1/events?after={cursor}&wait_s=1&limit=1000", headers=headers
+class Consoles:
+    """Every bench agent's console: a websocket to ``/ws/agent``, as the agent's browser
+    would hold, noting when each ``offer.created`` arrives (by contact)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, float] = {}
+        self._sockets: list[ClientConnection] = []
+        self._readers: list[asyncio.Task[None]] = []
+
+    async def open(self, agent_ids: list[int]) -> None:
+        for start in range(0, len(agent_ids), 100):  # a hundred handshakes at a time
+            batch = agent_ids[start : start + 100]
+            self._sockets += await asyncio.gather(*(self._connect(a) for a in batch))
+        self._readers = [asyncio.create_task(self._read(ws)) for ws in self._sockets]
+
+    async def _connect(self, agent_id: int) -> ClientConnection:
+        token = issue_token(JWT_SECRET, agent_id=agent_id, ttl_s=3600).access_token
+        ws = await connect(
+            f"ws://127.0.0.1:{PORT}/ws/agent?token={token}", ping_interval=None, open_timeout=60
         )
-        now = time.perf_counter()
-        cursor = page["cursor"]
-        for item in page["items"]:
-            event = item["event"]
-            if event["type"] == "offer.created":
-                seen.setdefault(event["data"]["contact_id"], now)
+        first = json.loads(await ws.recv())
+        if first.get("type") != "snapshot":
+            raise RuntimeError(f"console of agent {agent_id} began with {first!r}")
+        return ws
+
+    async def _read(self, ws: ClientConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for raw in ws:
+                now = time.perf_counter()
+                message = json.loads(raw)
+                if message["type"] != "event":
+                    continue
+                event = message["event"]
+                if event["type"] == "offer.created":
+                    self.seen.setdefault(event["data"]["contact_id"], now)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(ws.close() for ws in self._sockets), return_exceptions=True)
+        for reader in self._readers:
+            reader.cancel()
+        await asyncio.gather(*self._readers, return_exceptions=True)
 
 
 async def send_contact(client: LeanClient, headers: dict[str, str], sent: dict[int, float]) -> None:
@@ -354,31 +390,31 @@ async def send_contact(client: LeanClient, headers: dict[str, str], sent: dict[i
 async def latency_phase(
     client: LeanClient,
     headers: dict[str, str],
+    consoles: Consoles,
     rate: int,
     layout: str,
     duration: float = PHASE_S,
 ) -> Latency:
     sent: dict[int, float] = {}
-    seen: dict[int, float] = {}
-    stop = asyncio.Event()
-    # The follower has a connection of its own: its long poll never waits behind POSTs.
-    feed = LeanClient("127.0.0.1", PORT, size=1)
-    follower = asyncio.create_task(follow_offers(feed, headers, seen, stop))
-    await asyncio.sleep(0.5)
     tasks: list[asyncio.Task[None]] = []
     loop = asyncio.get_running_loop()
-    end, next_at = loop.time() + duration, loop.time()
-    while next_at < end:
-        await asyncio.sleep(max(0.0, next_at - loop.time()))
-        tasks.append(asyncio.create_task(send_contact(client, headers, sent)))
-        next_at += rng.expovariate(rate)
-    await asyncio.gather(*tasks)
-    deadline = loop.time() + 10
-    while loop.time() < deadline and not set(sent) <= set(seen):  # noqa: ASYNC110 - polls a dict
-        await asyncio.sleep(0.1)
-    stop.set()
-    await follower
-    await feed.close()
+    # The load generator collects its garbage between phases: a collection in the middle of
+    # one (it holds thousands of websockets) would stall the clock that times the server.
+    gc.collect()
+    gc.disable()
+    try:
+        end, next_at = loop.time() + duration, loop.time()
+        while next_at < end:
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            tasks.append(asyncio.create_task(send_contact(client, headers, sent)))
+            next_at += rng.expovariate(rate)
+        await asyncio.gather(*tasks)
+        deadline = loop.time() + 10
+        seen = consoles.seen
+        while loop.time() < deadline and not set(sent) <= set(seen):  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+    finally:
+        gc.enable()
     delays = sorted((seen[c] - t0) * 1000 for c, t0 in sent.items() if c in seen)
     posts = sorted(ANSWERED)
     ANSWERED.clear()
@@ -397,9 +433,10 @@ async def latency_phase(
     )
 
 
-async def latency(url: str, *, split: bool) -> list[Latency]:
+async def latency(url: str, agent_ids: list[int], *, split: bool) -> list[Latency]:
     server = start_server(url, split=split)
     client = LeanClient("127.0.0.1", PORT, size=CONNECTIONS)
+    consoles = Consoles()
     try:
         await wait_ready(client)
         await wait_leader(url)
@@ -407,9 +444,15 @@ async def latency(url: str, *, split: bool) -> list[Latency]:
             "POST", "/api/v1/auth/token", form={"username": "admin", "password": ADMIN_PASSWORD}
         )
         headers = {"Authorization": f"Bearer {auth['access_token']}"}
-        await latency_phase(client, headers, RATES[0], LAYOUTS[split], WARMUP_S)  # not counted
-        return [await latency_phase(client, headers, rate, LAYOUTS[split]) for rate in RATES]
+        await consoles.open(agent_ids)
+        phases = [(RATES[0], WARMUP_S), *((rate, PHASE_S) for rate in RATES)]
+        measured = [
+            await latency_phase(client, headers, consoles, rate, LAYOUTS[split], seconds)
+            for rate, seconds in phases
+        ]
+        return measured[1:]  # the warm-up is not counted
     finally:
+        await consoles.close()
         await client.close()
         server.terminate()
         server.wait(timeout=30)
@@ -479,13 +522,16 @@ def report(
         "",
         f"Ratio Hotline / bare: **{ours_rate / bare_rate:.2f}**.",
         "",
-        "## End-to-end latency: POST /api/v1/contacts → offer.created on the event stream",
+        "## End-to-end latency: POST /api/v1/contacts → offer.created on the agent's console",
         "",
         f"Requests that failed: {len(FAILED)}.",
         "",
         "Layouts: `hotline serve` (one process: API and dispatcher on one event loop) and "
         "`hotline serve --dispatcher-process` (the dispatcher in a process of its own). "
-        "The load generator is one lean keep-alive HTTP client (`bench/lean_http.py`); the server, "
+        f"Every agent's console is open on `/ws/agent` ({AGENTS} websockets); a contact's "
+        "latency runs from its POST being sent to its `offer.created` arriving on the console "
+        "of the agent it was offered to. The load generator is one process: a lean keep-alive "
+        "HTTP client (`bench/lean_http.py`) and the websocket clients; the server, "
         "PostgreSQL and the load generator share the machine's cores. Each layout gets "
         f"{WARMUP_S:.0f} s of arrivals at {RATES[0]}/s first, not counted (connections, "
         f"statement caches); each measured phase lasts {PHASE_S:.0f} s. Each layout is run "
@@ -531,11 +577,12 @@ async def main() -> None:
     await queue_backlog(conn)
     bare = await bare_decisions(url)
     print(f"bare: {bare[0]} decisions in {bare[1]:.2f} s")
+    agent_ids = [r["id"] for r in await conn.fetch("SELECT id FROM agents WHERE site = 'bench'")]
     runs: list[Latency] = []
     for run in range(RUNS):
         for split in LAYOUTS:
             await reset(conn)
-            measured = await latency(url, split=split)
+            measured = await latency(url, agent_ids, split=split)
             for x in measured:
                 print(
                     f"run {run + 1}, {x.layout}, {x.rate}/s: {x.offered}/{x.sent} offered, "
