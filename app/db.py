@@ -73,7 +73,9 @@ def plain_url(url: str) -> str:
     )
 
 
-def server_settings(idle_tx_timeout_ms: int, *, hot: bool = False) -> dict[str, str]:
+def server_settings(
+    idle_tx_timeout_ms: int, *, hot: bool = False, application_name: str = "hotline"
+) -> dict[str, str]:
     """Session settings of every connection Hotline opens: named, in UTC, and never left
     idle inside a transaction for long (an open transaction holds the event log back).
 
@@ -86,7 +88,7 @@ def server_settings(idle_tx_timeout_ms: int, *, hot: bool = False) -> dict[str, 
     table was small or its statistics stale (a new deployment, a bulk load), would
     otherwise keep scanning the whole table as it grows.
     """
-    settings = {"application_name": "hotline", "timezone": "UTC"}
+    settings = {"application_name": application_name, "timezone": "UTC"}
     if idle_tx_timeout_ms:
         settings["idle_in_transaction_session_timeout"] = str(idle_tx_timeout_ms)
     if hot:
@@ -126,11 +128,12 @@ async def json_codecs(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def connect_driver(url: str, *, idle_tx_timeout_ms: int = 10_000) -> asyncpg.Connection:
+async def connect_driver(
+    url: str, *, idle_tx_timeout_ms: int = 10_000, application_name: str = "hotline"
+) -> asyncpg.Connection:
     """One driver connection of Hotline's own (the dispatcher's, the event hub's)."""
-    conn = await asyncpg.connect(
-        plain_url(url), server_settings=server_settings(idle_tx_timeout_ms, hot=True)
-    )
+    settings = server_settings(idle_tx_timeout_ms, hot=True, application_name=application_name)
+    conn = await asyncpg.connect(plain_url(url), server_settings=settings)
     await json_codecs(conn)
     return conn
 

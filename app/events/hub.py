@@ -42,6 +42,16 @@ from app.waiting import wait_for_wake
 log = logging.getLogger(__name__)
 
 CHANNEL = "hotline_events"
+# The application name of every hub's connection: a hub notifies only while it sees another.
+HUB_APPLICATION = "hotline-hub"
+PEERS_CHECK_S = 1.0
+_PEERS = """
+    SELECT EXISTS (
+        SELECT FROM pg_stat_activity
+        WHERE datname = current_database() AND application_name = $1
+          AND pid <> pg_backend_pid()
+    )
+"""
 RECENT_MAX = 20_000  # events kept in memory for ``since``; the older half goes when full
 READ_LIMIT = 500
 Listener = Callable[[Sequence[LoggedEvent]], Awaitable[None] | None]
@@ -156,6 +166,9 @@ class EventHub:
         self._last_read = -read_gap_s
         self._wake = asyncio.Event()
         self._notify_wanted = asyncio.Event()
+        self.peers = False  # another instance's hub was connected when last looked
+        self.notified = 0  # NOTIFYs sent
+        self.unheard = 0  # NOTIFYs not sent: nobody else was listening
         self._fanout = Fanout()
         self._watchers: set[asyncio.Event] = set()
         self._listeners: list[Listener] = []
@@ -252,7 +265,7 @@ class EventHub:
 
     async def _connect(self) -> None:
         try:
-            conn = await connect_driver(self._url)
+            conn = await connect_driver(self._url, application_name=HUB_APPLICATION)
         except (OSError, asyncpg.PostgresError) as exc:
             log.warning("event hub cannot reach the database (%s); retrying", exc)
             self._conn = None
@@ -275,13 +288,30 @@ class EventHub:
             self._wake.set()
 
     async def _notifier(self) -> None:
+        """NOTIFY after local commits, while another instance's hub is there to hear it.
+
+        Each NOTIFY is a transaction of its own that the server flushes to disk at commit; a
+        lone instance (the usual deployment) would pay for it on every commit for nobody.
+        Whether another hub is connected is checked at most every ``PEERS_CHECK_S``: a hub
+        that starts meanwhile sees the first events late by at most its poll interval.
+        """
+        loop = asyncio.get_running_loop()
+        checked = -float("inf")
         while True:
             await self._notify_wanted.wait()
             self._notify_wanted.clear()
             try:
                 async with self._conn_lock:
-                    if self._conn is not None:
+                    if self._conn is None:
+                        continue
+                    if loop.time() - checked >= PEERS_CHECK_S:
+                        self.peers = bool(await self._conn.fetchval(_PEERS, HUB_APPLICATION))
+                        checked = loop.time()
+                    if self.peers:
                         await self._conn.execute(f"NOTIFY {CHANNEL}")
+                        self.notified += 1
+                    else:
+                        self.unheard += 1
             except Exception:
                 log.exception("NOTIFY failed; other instances will see events on their poll")
 

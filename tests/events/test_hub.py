@@ -12,6 +12,7 @@ from app.db import create_engine
 from app.events import hub as hub_module
 from app.events.hub import EventHub
 from app.events.log import ORIGIN, LoggedEvent, read_after, record
+from tests.routing.acd import eventually
 
 
 @pytest.fixture
@@ -44,6 +45,34 @@ async def commit_event(engine: AsyncEngine, name: str, hub: EventHub | None) -> 
         await session.commit()
     if hub is not None:
         hub.poke()  # what the unit of work does after a commit
+
+
+class TestNotifications:
+    async def test_lone_hub_sends_no_notification_until_another_hub_connects(
+        self, engine: AsyncEngine, db: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(hub_module, "PEERS_CHECK_S", 0.0)  # look at every commit
+        writer = await started(engine, db, 0.05)
+        try:
+            await commit_event(engine, "alone", writer)
+
+            async def skipped() -> bool:
+                return writer.unheard >= 1
+
+            await eventually(skipped, what="the lone hub to let its notification go")
+            assert writer.notified == 0
+            # The reader's poll is far longer than the wait: only NOTIFY can wake it in time.
+            reader = await started(engine, db, 3600)
+            try:
+                sub = reader.subscribe(maxsize=10)
+                await commit_event(engine, "heard", writer)
+                event = await asyncio.wait_for(sub.queue.get(), 10)
+                assert event.subject_id == "heard"
+                assert writer.notified >= 1
+            finally:
+                await reader.stop()
+        finally:
+            await writer.stop()
 
 
 class TestEventHub:
