@@ -72,12 +72,13 @@ class Wanted:
     """Which agents a round's contacts could go to: a superset, to keep the round small.
 
     ``skills`` None: any agent (a contact whose steps have all expired, or a step without
-    skills); otherwise agents holding one of these skills, or one of ``agent_ids`` (the
-    relationship managers, who may be the only agent a contact may go to).
+    skills); otherwise agents holding one of these skills at the level given (the lowest
+    any waiting contact's step asks for), or one of ``agent_ids`` (the relationship
+    managers, who may be the only agent a contact may go to).
     """
 
     channels: frozenset[str]
-    skills: frozenset[str] | None
+    skills: Mapping[str, int] | None
     agent_ids: frozenset[int] = frozenset()
 
 
@@ -108,7 +109,7 @@ class AgentBoard:
     """Every active agent, indexed by skill and by the channels they have room on."""
 
     _entries: dict[int, _Entry] = field(default_factory=dict)
-    _holders: dict[str, set[int]] = field(default_factory=dict)
+    _holders: dict[str, dict[int, set[int]]] = field(default_factory=dict)  # skill, level
     _spare: dict[str, set[int]] = field(default_factory=dict)
     _resting: set[int] = field(default_factory=set)
     _stale: set[int] = field(default_factory=set)
@@ -190,8 +191,8 @@ class AgentBoard:
     def _put(self, row: AgentRow) -> None:
         self._drop(row.id)
         self._entries[row.id] = _Entry(row)
-        for skill in row.skills:
-            self._holders.setdefault(skill, set()).add(row.id)
+        for skill, level in row.skills.items():
+            self._holders.setdefault(skill, {}).setdefault(level, set()).add(row.id)
         for channel in row.capacity:
             if row.spare_on(channel):
                 self._spare.setdefault(channel, set()).add(row.id)
@@ -202,8 +203,8 @@ class AgentBoard:
         entry = self._entries.pop(agent_id, None)
         if entry is None:
             return
-        for skill in entry.row.skills:
-            self._holders[skill].discard(agent_id)
+        for skill, level in entry.row.skills.items():
+            self._holders[skill][level].discard(agent_id)
         for channel in entry.row.capacity:
             self._spare.get(channel, set()).discard(agent_id)
         self._resting.discard(agent_id)
@@ -229,7 +230,11 @@ class AgentBoard:
         if want.skills is None:
             ids = room
         else:
-            named = set(want.agent_ids).union(*(self._holders.get(s, _NOBODY) for s in want.skills))
+            named = set(want.agent_ids)
+            for skill, lowest in want.skills.items():
+                for level, holders in self._holders.get(skill, {}).items():
+                    if level >= lowest:
+                        named |= holders
             ids = named & room
         day = now.date()
         views = []

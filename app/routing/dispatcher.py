@@ -131,7 +131,7 @@ class Waiting:
 
 
 def wanted(waiting: Sequence[Waiting], now: datetime) -> Wanted:
-    skills: set[str] | None = set()
+    skills: dict[str, int] | None = {}
     managers: set[int] = set()
     for w in waiting:
         if w.view.relationship_manager_id is not None:
@@ -141,10 +141,11 @@ def wanted(waiting: Sequence[Waiting], now: datetime) -> Wanted:
         if not reqs:
             skills = None
         elif skills is not None:
-            skills.update(req.skill for req in reqs)
+            for req in reqs:
+                skills[req.skill] = min(req.min_level, skills.get(req.skill, req.min_level))
     return Wanted(
         channels=frozenset(w.view.channel for w in waiting),
-        skills=None if skills is None else frozenset(skills),
+        skills=skills,
         agent_ids=frozenset(managers),
     )
 

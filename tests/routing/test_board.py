@@ -34,12 +34,16 @@ def row(agent_id: int, **overrides: Any) -> AgentRow:
 
 def want(
     channels: tuple[str, ...] = ("chat",),
-    skills: tuple[str, ...] | None = ("cards",),
+    skills: dict[str, int] | None = None,
     agent_ids: tuple[int, ...] = (),
+    *,
+    anyone: bool = False,
 ) -> Wanted:
+    """Agents with room on ``channels``: holding ``skills`` (name: lowest level; cards at 1
+    unless given), or named in ``agent_ids``; ``anyone``: whatever their skills."""
     return Wanted(
         channels=frozenset(channels),
-        skills=None if skills is None else frozenset(skills),
+        skills=None if anyone else (skills if skills is not None else {"cards": 1}),
         agent_ids=frozenset(agent_ids),
     )
 
@@ -116,7 +120,7 @@ class TestCandidates:
     def test_any_agent_when_no_skill_is_wanted(self) -> None:
         board = board_of(row(1), row(2, skills={}), row(3, load={"chat": 2}))
 
-        assert ids(board, want(skills=None)) == [1, 2]
+        assert ids(board, want(anyone=True)) == [1, 2]
 
     def test_named_agents_count_without_the_skill(self) -> None:
         board = board_of(row(1), row(2, skills={"loans": 3}))
@@ -165,10 +169,22 @@ class TestCandidates:
         assert yesterday.contacts_today == 7
         assert today.contacts_today == 0
 
+    def test_holders_below_the_lowest_level_asked_for_are_left_out(self) -> None:
+        board = board_of(row(1, skills={"cards": 2}), row(2, skills={"cards": 3}), row(3))
+
+        assert ids(board, want(skills={"cards": 3})) == [2, 3]
+        assert ids(board, want(skills={"cards": 6})) == []
+        assert ids(board, want(skills={"cards": 6}, agent_ids=(1,))) == [1]
+
+    def test_any_of_several_skills_will_do(self) -> None:
+        board = board_of(row(1, skills={"cards": 2}), row(2, skills={"loans": 9}), row(3))
+
+        assert ids(board, want(skills={"cards": 3, "loans": 9})) == [2, 3]
+
     def test_unknown_skill_and_channel_give_nobody(self) -> None:
         board = board_of(row(1))
 
-        assert ids(board, want(skills=("ghost",))) == []
+        assert ids(board, want(skills={"ghost": 1})) == []
         assert ids(board, want(channels=("sms",))) == []
 
 
@@ -239,7 +255,7 @@ class TestStaleness:
         board.update([1, 2], [row(1, skills={"loans": 4})])
 
         assert board.row(2) is None
-        assert ids(board, want(skills=("loans",))) == [1]
+        assert ids(board, want(skills={"loans": 1})) == [1]
         assert ids(board, want()) == [3]
 
     def test_update_adds_an_agent_the_board_did_not_know(self) -> None:
