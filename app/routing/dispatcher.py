@@ -242,6 +242,7 @@ _WAITING = """
     ) w ON true
 """
 _QUEUES = "SELECT id, strategy, steps, ring_timeout_s FROM queues WHERE id = ANY($1::bigint[])"
+FILL_SLICE = 200  # agents put on a new board between two turns of the event loop
 
 
 def _agent_row(record: asyncpg.Record) -> AgentRow:
@@ -438,21 +439,30 @@ class Rounds:
 
     async def _refresh_agents(self) -> None:
         clock = asyncio.get_running_loop().time()
-        board = self.board
-        due = (
-            self._filled_at is None
-            or clock - self._filled_at > self._settings.dispatch_board_refresh_s
-        )
-        if not board.filled or due:
+        every = self._settings.dispatch_board_refresh_s
+        if not self.board.filled or self._filled_at is None or clock - self._filled_at > every:
             self._queues.clear()
-            board.fill(_agent_row(r) for r in await self._conn.fetch(_ALL_AGENTS))
+            await self._fill()
             self._filled_at = clock
             return
-        stale = board.take_stale()
+        stale = self.board.take_stale()
         if stale:
-            board.update(
-                stale, (_agent_row(r) for r in await self._conn.fetch(_SOME_AGENTS, stale))
-            )
+            rows = await self._conn.fetch(_SOME_AGENTS, stale)
+            self.board.update(stale, (_agent_row(r) for r in rows))
+
+    async def _fill(self) -> None:
+        """Read every agent into a new board, built a slice at a time: a centre's whole
+        board takes tens of milliseconds to build, which would hold up every request on an
+        event loop the dispatcher shares. Agents marked meanwhile stay marked."""
+        rows = await self._conn.fetch(_ALL_AGENTS)
+        fresh = AgentBoard()
+        fresh.fill(())
+        for start in range(0, len(rows), FILL_SLICE):
+            fresh.update((), (_agent_row(r) for r in rows[start : start + FILL_SLICE]))
+            await asyncio.sleep(0)
+        for agent_id in self.board.take_stale():
+            fresh.mark(agent_id)
+        self.board = fresh
 
     async def _waiting(self, rows: Sequence[asyncpg.Record]) -> list[Waiting]:
         missing = sorted({row["queue_id"] for row in rows} - self._queues.keys())
