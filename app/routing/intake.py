@@ -242,9 +242,10 @@ async def take_in(
     settings: Settings,
 ) -> Queued | Retried:
     """Queue a contact from any channel, with the customer's tier looked up (one statement)."""
+    digest = ""  # a request without a key is never compared with another
     if key is not None:
         check_key(key)
-    digest = fingerprint(data.model_dump(mode="json"))
+        digest = fingerprint(data.model_dump(mode="json"))
     phone = customers.clean_phone(data.customer.phone) if data.customer else None
     default = settings.tiers[settings.default_tier]
     row = await db.fetchrow(

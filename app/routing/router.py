@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 
 from app.agents.dependencies import CurrentPrincipal, SignedToken, SupervisorOrAdmin
@@ -163,7 +163,7 @@ def contact_view(
 @intake_router.post("/contacts", response_model=ContactOut, status_code=201, tags=["contacts"])
 async def create_contact(
     request: Request, body: ContactCreate, claims: SignedToken, key: IdempotencyKey = None
-) -> JSONResponse:
+) -> Response:
     """Queue a web, chat, app or callback contact; answers with its position and wait.
 
     A retry with the same `Idempotency-Key` creates nothing: it answers with the contact the
@@ -176,7 +176,7 @@ async def create_contact(
     if isinstance(taken, intake.Retried):
         async with unit_of_work(state.sessionmaker) as session:
             shown = await contact_out(session, await service.get_contact(session, taken.contact_id))
-        return JSONResponse(shown.model_dump(mode="json"), status_code=201)
+        return _created(shown)
     state.wakes.contact_queued(timers=taken.wakes_timers)
     view = ContactOut(
         **taken.contact,
@@ -188,7 +188,12 @@ async def create_contact(
         estimated_wait_s=taken.wait.seconds,
         estimate_basis=taken.wait.basis,
     )
-    return JSONResponse(view.model_dump(mode="json"), status_code=201)
+    return _created(view)
+
+
+def _created(view: ContactOut) -> Response:
+    """201 with the contact, serialised straight to JSON by its model."""
+    return Response(view.model_dump_json(), status_code=201, media_type="application/json")
 
 
 @router.get("/contacts/{contact_id}", response_model=ContactOut, tags=["contacts"])
