@@ -1,4 +1,4 @@
-"""Customer numbers never reach a log line, uvicorn's own included."""
+"""Customer numbers and access tokens never reach a log line, uvicorn's own included."""
 
 from __future__ import annotations
 
@@ -65,6 +65,34 @@ class TestUvicornLogs:
         line = uvicorn_streams["uvicorn"].getvalue()
         assert "11010519491231002X" not in line
         assert "bad request for 110105********002X" in line
+
+    def test_websocket_token_in_the_url_is_masked_where_uvicorn_logs_the_socket(
+        self, uvicorn_streams: dict[str, io.StringIO]
+    ) -> None:
+        configure_logging("INFO")
+        token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI3In0.c2lnbmF0dXJl"
+        logging.getLogger("uvicorn.error").info(
+            '%s - "WebSocket %s" [accepted]', "127.0.0.1:5000", f"/ws/agent?token={token}&x=1"
+        )
+        line = uvicorn_streams["uvicorn"].getvalue()
+        assert token not in line
+        assert '"WebSocket /ws/agent?token=***&x=1" [accepted]' in line
+
+    def test_access_log_masks_a_token_in_the_request_line(
+        self, uvicorn_streams: dict[str, io.StringIO]
+    ) -> None:
+        configure_logging("INFO")
+        logging.getLogger("uvicorn.access").info(
+            '%s - "%s %s HTTP/%s" %d',
+            "127.0.0.1:5000",
+            "GET",
+            "/ws/wallboard?token=abc.def",
+            "1.1",
+            403,
+        )
+        line = uvicorn_streams["uvicorn.access"].getvalue()
+        assert "abc.def" not in line
+        assert '"GET /ws/wallboard?token=*** HTTP/1.1" 403' in line
 
     def test_configuring_twice_adds_no_second_filter(
         self, uvicorn_streams: dict[str, io.StringIO]
