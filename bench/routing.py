@@ -253,6 +253,22 @@ class Latency:
     max_ms: float
     post_p50_ms: float
     post_p99_ms: float
+    busy_pct: float  # of the machine's cores, during the phase
+    steal_pct: float  # taken by the host from this machine's cores, during the phase
+
+
+def cpu_ticks() -> list[int]:
+    """The machine's CPU time so far (/proc/stat): user, nice, system, idle, iowait, irq,
+    softirq, steal."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:9]
+    return [int(f) for f in fields]
+
+
+def busy_and_steal(before: list[int], after: list[int]) -> tuple[float, float]:
+    spent = [b - a for a, b in zip(before, after, strict=True)]
+    total = sum(spent) or 1
+    idle = spent[3] + spent[4]
+    return 100 * (total - idle) / total, 100 * spent[7] / total
 
 
 def start_server(url: str, *, split: bool) -> subprocess.Popen[bytes]:
@@ -402,6 +418,7 @@ async def latency_phase(
     # one (it holds thousands of websockets) would stall the clock that times the server.
     gc.collect()
     gc.disable()
+    ticks = cpu_ticks()
     try:
         end, next_at = loop.time() + duration, loop.time()
         while next_at < end:
@@ -411,6 +428,7 @@ async def latency_phase(
         await asyncio.gather(*tasks)
         deadline = loop.time() + 10
         seen = consoles.seen
+        busy, steal = busy_and_steal(ticks, cpu_ticks())
         while loop.time() < deadline and not set(sent) <= set(seen):  # noqa: ASYNC110
             await asyncio.sleep(0.1)
     finally:
@@ -430,6 +448,8 @@ async def latency_phase(
         max(delays, default=float("nan")),
         pq[49],
         pq[98],
+        busy,
+        steal,
     )
 
 
@@ -536,16 +556,20 @@ def report(
         f"{WARMUP_S:.0f} s of arrivals at {RATES[0]}/s first, not counted (connections, "
         f"statement caches); each measured phase lasts {PHASE_S:.0f} s. Each layout is run "
         f"{RUNS} times, alternating; the table shows the run with the median p99 and the "
-        "range of p99 over the runs.",
+        "range of p99 over the runs. Machine busy: the share of both cores in use during "
+        "that run's phase (server, database, load generator); steal: the share the host took. "
+        "This machine's speed varies over a day: the bare claim loop above, measured in the "
+        "same run, shows how fast it was.",
         "",
         "| layout | arrivals/s (Poisson) | contacts | offered | p50 ms | p99 ms "
-        "| p99 over the runs, ms | max ms | POST answered p50 ms | POST p99 ms |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| p99 over the runs, ms | max ms | POST answered p50 ms | POST p99 ms "
+        "| machine busy | steal |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
         f"| {x.layout} | {x.rate} | {x.sent} | {x.offered} | {x.p50_ms:.1f} | {x.p99_ms:.1f} "
         f"| {s.p99_low_ms:.0f} to {s.p99_high_ms:.0f} ({s.runs} runs) | {x.max_ms:.1f} "
-        f"| {x.post_p50_ms:.1f} | {x.post_p99_ms:.1f} |"
+        f"| {x.post_p50_ms:.1f} | {x.post_p99_ms:.1f} | {x.busy_pct:.0f} % | {x.steal_pct:.1f} % |"
         for s in lat
         for x in [s.median]
     ]
