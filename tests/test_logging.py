@@ -34,7 +34,13 @@ def uvicorn_streams() -> Iterator[dict[str, io.StringIO]]:
         logger.handlers[:] = [handler]
         logger.propagate = False
         logger.setLevel(logging.INFO)
+    # uvicorn's error log writes through "uvicorn"'s handler; a server started by an earlier
+    # test in this process may have left its level at that server's.
+    error_log = logging.getLogger("uvicorn.error")
+    error_saved = (error_log.propagate, error_log.level)
+    error_log.propagate, error_log.level = True, logging.INFO
     yield streams
+    error_log.propagate, error_log.level = error_saved
     for name, (handlers, propagate, level) in saved.items():
         logger = logging.getLogger(name)
         logger.handlers[:] = handlers
