@@ -16,6 +16,7 @@ import gc
 import logging
 import os
 import signal
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 from sqlalchemy import text
@@ -66,10 +67,14 @@ async def check_migrations(engine: AsyncEngine) -> None:
         )
 
 
-async def warm_statements(conn: asyncpg.Connection) -> None:
-    """The hot statements of the driver pool, prepared and planned on each connection."""
-    await agents.warm(conn)
-    await intake.warm(conn)
+def statements_warmer(settings: Settings) -> Callable[[asyncpg.Connection], Awaitable[None]]:
+    """What prepares and plans the driver pool's hot statements on each new connection."""
+
+    async def warm(conn: asyncpg.Connection) -> None:
+        await agents.warm(conn)
+        await intake.warm(conn, settings)
+
+    return warm
 
 
 def timer_registry() -> TimerRegistry:
@@ -130,7 +135,7 @@ class Runtime:
             url,
             size=settings.driver_pool_size,
             idle_tx_timeout_ms=settings.idle_in_transaction_timeout_ms,
-            warm=warm_statements,
+            warm=statements_warmer(settings),
         )
         hub = EventHub(
             engine,

@@ -40,6 +40,7 @@ import asyncpg
 from app.agents.dependencies import check_identity
 from app.agents.security import TokenClaims
 from app.agents.service import Identity
+from app.channels import Channel
 from app.config import Settings
 from app.customers import service as customers
 from app.errors import InvalidInput
@@ -208,29 +209,11 @@ def key_scope(agent_id: int) -> str:
     return f"{agent_id}:contacts"
 
 
-async def warm(conn: asyncpg.Connection) -> None:
+async def warm(conn: asyncpg.Connection, settings: Settings) -> None:
     """Prepare and plan the intake statement on a new connection, by running it for an
     agent that cannot exist (ids start at 1): every fact is read, nothing is written."""
-    await conn.fetchrow(
-        _INTAKE,
-        0,
-        0,
-        key_scope(0),
-        None,
-        None,
-        "",
-        None,
-        None,
-        [],
-        [],
-        "",
-        1.0,
-        "",
-        "",
-        None,
-        None,
-        "",
-    )
+    nobody, nothing = TokenClaims(0, 0), ContactCreate(channel=Channel.chat, queue=0)
+    await conn.fetchrow(_INTAKE, *_arguments(nobody, nothing, None, "", settings))
 
 
 async def take_in(
@@ -246,18 +229,33 @@ async def take_in(
     if key is not None:
         check_key(key)
         digest = fingerprint(data.model_dump(mode="json"))
-    phone = customers.clean_phone(data.customer.phone) if data.customer else None
+    row = await db.fetchrow(_INTAKE, *_arguments(claims, data, key, digest, settings))
+    assert row is not None  # the statement always returns its facts
+    retried = _refuse(row, claims=claims, data=data, key=key, digest=digest)
+    if retried is not None:
+        return retried
+    if row["id"] is None:
+        # A retry that raced the first request: the key is taken now, by a committed request.
+        assert key is not None
+        return await _retried(db, agent_id=claims.agent_id, key=key, digest=digest)
+    return _queued(row)
+
+
+def _arguments(
+    claims: TokenClaims, data: ContactCreate, key: str | None, digest: str, settings: Settings
+) -> tuple[Any, ...]:
+    """The intake statement's parameters, in the order its comment gives."""
     default = settings.tiers[settings.default_tier]
-    row = await db.fetchrow(
-        _INTAKE,
+    customer = data.customer
+    return (
         claims.agent_id,
         claims.version,
         key_scope(claims.agent_id),
         key,
         data.queue if isinstance(data.queue, int) else None,
         data.queue if isinstance(data.queue, str) else None,
-        data.customer.id if data.customer else None,
-        phone,
+        customer.id if customer else None,
+        customers.clean_phone(customer.phone) if customer else None,
         list(settings.tiers),
         [float(t.sl_target_s) for t in settings.tiers.values()],
         settings.default_tier,
@@ -268,15 +266,6 @@ async def take_in(
         data.language,
         f"agent:{claims.agent_id}",
     )
-    assert row is not None  # the statement always returns its facts
-    retried = _refuse(row, claims=claims, data=data, key=key, digest=digest)
-    if retried is not None:
-        return retried
-    if row["id"] is None:
-        # A retry that raced the first request: the key is taken now, by a committed request.
-        assert key is not None
-        return await _retried(db, agent_id=claims.agent_id, key=key, digest=digest)
-    return _queued(row)
 
 
 def _refuse(
