@@ -53,7 +53,8 @@ from app.cli import alembic_config  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.db import connect_driver, plain_url  # noqa: E402
 from app.embedded import start_embedded  # noqa: E402
-from app.routing.dispatcher import LEADER_LOCK, Rounds  # noqa: E402
+from app.routing.dispatcher import LEADER_LOCK  # noqa: E402
+from app.routing.rounds import Rounds  # noqa: E402
 from bench.lean_http import HttpError, LeanClient  # noqa: E402
 
 AGENTS, SKILLS, QUEUES, BACKLOG = 2000, 50, 50, 2000

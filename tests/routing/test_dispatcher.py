@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from app.events.log import Cursor, LoggedEvent
-from app.routing.dispatcher import SKIPPED_RETRY_S, Round, sleep_after, wakes
+from app.routing.dispatcher import SKIPPED_RETRY_S, sleep_after, wakes
+from app.routing.rounds import Round
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 TICK = 0.5
