@@ -70,7 +70,12 @@ class Settings(BaseSettings):
         description="fewer, cheaper garbage collections for a long-running server process",
     )
     dispatch_tick_s: float = Field(default=0.5, gt=0, description="dispatcher's safety tick")
-    dispatch_batch: int = Field(default=500, gt=0, description="waiting contacts per round")
+    dispatch_batch: int = Field(
+        default=100,
+        gt=0,
+        description="the window per queue: each queue's most urgent waiting contacts a round "
+        "reads (a round reads at most this many times the queues with contacts waiting)",
+    )
     dispatch_board_refresh_s: float = Field(
         default=30,
         gt=0,
@@ -78,6 +83,13 @@ class Settings(BaseSettings):
         "name them)",
     )
     leader_retry_s: float = Field(default=0.5, gt=0, description="standby dispatcher's retry")
+    leader_stale_s: float = Field(
+        default=5,
+        gt=0,
+        description="a dispatcher leader whose session says nothing this long is taken for "
+        "hung: a standby ends that session and takes over; the leader's own statements time "
+        "out after it too",
+    )
     db_pool_size: int = Field(
         default=20, gt=0, description="database connections per instance (requests wait for one)"
     )
@@ -96,7 +108,34 @@ class Settings(BaseSettings):
     timer_poll_interval_s: float = Field(default=0.5, gt=0)
     timer_batch_size: int = Field(default=50, gt=0)
     timer_max_attempts: int = Field(default=5, gt=0)
+    lease_sweep_s: float = Field(
+        default=5,
+        gt=0,
+        description="every instance looks this often for pending offers past their expiry "
+        "(a missing or failed ring-timeout timer) and expires them",
+    )
+    lease_grace_s: float = Field(
+        default=2,
+        ge=0,
+        description="how far past its expiry an offer is left to its own timer before the "
+        "sweep expires it; a ringing offer ends within ring timeout + grace + sweep interval",
+    )
     ws_client_queue_size: int = Field(default=1000, gt=0)
+    console_grace_s: float = Field(
+        default=30,
+        ge=0,
+        description="an available agent whose last console (/ws/agent) has been gone this "
+        "long becomes away (disconnected) and its ringing offers are taken back",
+    )
+    console_heartbeat_s: float = Field(
+        default=5, gt=0, description="each instance marks its open consoles alive this often"
+    )
+    console_stale_s: float = Field(
+        default=15,
+        gt=0,
+        description="a console not marked alive for this long counts as gone (its instance "
+        "died); keep it a few heartbeats",
+    )
     log_level: str = "INFO"
 
     @field_validator("tiers")

@@ -9,8 +9,10 @@ Background loops use ``unit_of_work`` for the same discipline.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any, cast
@@ -19,6 +21,8 @@ import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData, Table, func
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -73,11 +77,27 @@ def plain_url(url: str) -> str:
     )
 
 
+# The server drops a session whose client machine vanished (a half-open TCP connection: a
+# crash, a cut network) within about half a minute instead of the operating system's two
+# hours, so the session's locks (the dispatcher's leader lock) and its connection slot come
+# free. Keepalives probe an idle connection; the user timeout bounds how long data sent may
+# stay unacknowledged. A client that stops talking while its machine still answers (a hung
+# process behind a proxy) is not seen this way: the dispatcher checks its leader's activity
+# itself (``app/routing/dispatcher.py``). Over a Unix socket the server ignores them.
+KEEPALIVES = {
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "3",
+    "tcp_user_timeout": "30000",
+}
+
+
 def server_settings(
     idle_tx_timeout_ms: int, *, hot: bool = False, application_name: str = "hotline"
 ) -> dict[str, str]:
-    """Session settings of every connection Hotline opens: named, in UTC, and never left
-    idle inside a transaction for long (an open transaction holds the event log back).
+    """Session settings of every connection Hotline opens: named, in UTC, never left idle
+    inside a transaction for long (an open transaction holds the event log back), and
+    dropped by the server soon after the client's machine is gone (``KEEPALIVES``).
 
     ``hot``: for the driver connections, which run only Hotline's own hot statements, each
     written for an index. They plan each prepared statement once (``plan_cache_mode``):
@@ -88,7 +108,7 @@ def server_settings(
     table was small or its statistics stale (a new deployment, a bulk load), would
     otherwise keep scanning the whole table as it grows.
     """
-    settings = {"application_name": application_name, "timezone": "UTC"}
+    settings = {"application_name": application_name, "timezone": "UTC", **KEEPALIVES}
     if idle_tx_timeout_ms:
         settings["idle_in_transaction_session_timeout"] = str(idle_tx_timeout_ms)
     if hot:
@@ -129,11 +149,25 @@ async def json_codecs(conn: asyncpg.Connection) -> None:
 
 
 async def connect_driver(
-    url: str, *, idle_tx_timeout_ms: int = 10_000, application_name: str = "hotline"
+    url: str,
+    *,
+    idle_tx_timeout_ms: int = 10_000,
+    application_name: str = "hotline",
+    timeout_s: float | None = None,
 ) -> asyncpg.Connection:
-    """One driver connection of Hotline's own (the dispatcher's, the event hub's)."""
+    """One driver connection of Hotline's own (the dispatcher's, the event hub's).
+
+    ``timeout_s``: how long connecting, and then every statement, may take before the
+    driver gives up on it (a cancellation is sent too): without it, a connection whose peer
+    stopped answering waits for as long as the operating system keeps the TCP connection.
+    """
     settings = server_settings(idle_tx_timeout_ms, hot=True, application_name=application_name)
-    conn = await asyncpg.connect(plain_url(url), server_settings=settings)
+    conn = await asyncpg.connect(
+        plain_url(url),
+        server_settings=settings,
+        timeout=60 if timeout_s is None else timeout_s,
+        command_timeout=timeout_s,
+    )
     await json_codecs(conn)
     return conn
 
@@ -141,6 +175,70 @@ async def connect_driver(
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """Nothing to undo: pooled driver connections run single statements and never LISTEN,
     SET or take session locks (the driver still rolls back a transaction left open)."""
+
+
+def _reusable_after(error: BaseException) -> bool:
+    """Whether a driver connection is fit for the next request after ``error``: only when
+    the server refused the statement (and said it was ready again) or the driver refused a
+    value before sending anything."""
+    if isinstance(error, asyncpg.PostgresError):
+        return not database_unavailable(error)
+    return isinstance(error, asyncpg.InterfaceError) and isinstance(error, ValueError)
+
+
+def _close(conn: Any) -> None:
+    """Close a pooled connection now (the pool opens a fresh one in its place), unless the
+    driver has already done so and taken it back."""
+    with contextlib.suppress(asyncpg.InterfaceError):  # released: closed already
+        conn.terminate()
+
+
+class DriverPool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg has no type information
+    """A driver pool that never hands out, or takes back, a connection in an unknown state.
+
+    A statement that fails other than by the server refusing it (the session lost, the
+    request cancelled mid-statement, a timeout) closes its connection rather than release
+    it: released, the connection could go to the next request with its protocol still
+    mid-operation, and that request would fail on it ("cannot switch to state 12; another
+    operation is in progress"). Requests failing because the database went away answer 503
+    (``app.errors``), and the pool opens fresh connections in place of the closed ones.
+    """
+
+    async def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._run("execute", query, args, kwargs)
+
+    async def fetch(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._run("fetch", query, args, kwargs)
+
+    async def fetchval(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._run("fetchval", query, args, kwargs)
+
+    async def fetchrow(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._run("fetchrow", query, args, kwargs)
+
+    @contextlib.asynccontextmanager
+    async def in_transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection in a transaction of its own, closed rather than released when the
+        transaction ends in a way that leaves the connection's state unknown."""
+        async with self.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    yield conn
+            except BaseException as error:
+                if not _reusable_after(error) or conn.is_in_transaction():
+                    _close(conn)
+                raise
+
+    async def _run(
+        self, method: str, query: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        async with self.acquire() as conn:
+            try:
+                return await getattr(conn, method)(query, *args, **kwargs)
+            except BaseException as error:
+                if not _reusable_after(error):
+                    _close(conn)
+                raise
 
 
 async def create_driver_pool(
@@ -158,7 +256,9 @@ async def create_driver_pool(
     that waits for it a connection set-up and the planning of every statement it runs.
     Releasing a connection costs no round trip: the driver's default reset (``RESET ALL``,
     ``UNLISTEN *``, unlocking advisory locks) would double the cost of a one-statement
-    request, and there is nothing for it to undo (see ``_keep_session``).
+    request, and there is nothing for it to undo (see ``_keep_session``); a connection
+    whose statement failed in any way that leaves its state unknown is closed instead
+    (``DriverPool``).
     """
 
     async def init(conn: asyncpg.Connection) -> None:
@@ -166,15 +266,98 @@ async def create_driver_pool(
         if warm is not None:
             await warm(conn)
 
-    pool: asyncpg.Pool = await asyncpg.create_pool(
+    # ``create_pool`` with its defaults, but for the class.
+    pool = DriverPool(
         plain_url(url),
         min_size=size,
         max_size=size,
+        max_queries=50_000,
+        max_inactive_connection_lifetime=300.0,
         server_settings=server_settings(idle_tx_timeout_ms, hot=True),
         init=init,
         reset=_keep_session,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
     )
+    await pool
     return pool
+
+
+# What the server says when it ends or refuses sessions: class 08 (connection exceptions)
+# and these, by SQLSTATE: shutting down or terminated by an administrator (57P01), crashed
+# (57P02), starting up or shutting down (57P03), out of connection slots (53300, 53400).
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300", "53400"})
+
+
+def _is_loss(error: BaseException) -> bool:
+    if isinstance(error, ConnectionError | TimeoutError | asyncpg.ConnectionDoesNotExistError):
+        return True
+    if isinstance(error, asyncpg.InterfaceError):
+        return "connection is closed" in str(error)
+    if isinstance(error, asyncpg.InternalClientError):
+        # The driver read an error it did not ask for: the server's farewell as it ended
+        # the session, before the driver saw the connection close.
+        return str(error).startswith("cannot switch to state")
+    sqlstate = getattr(error, "sqlstate", None)
+    return isinstance(sqlstate, str) and (
+        sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_STATES
+    )
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """The error, what SQLAlchemy wraps (``orig``), and what caused each, once each."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        orig = getattr(current, "orig", None)
+        todo += [current.__cause__, current.__context__]
+        if isinstance(orig, BaseException):
+            todo.append(orig)
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means the database could not be reached or the session was lost
+    (a restart, a terminated backend, a dead connection, no connection free in time), as
+    opposed to a statement the database refused: the request may be tried again."""
+    if isinstance(error, SATimeoutError):  # no pooled connection came free in time
+        return True
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return any(_is_loss(cause) for cause in _causes(error))
+
+
+class OutageLog:
+    """Logs a background loop's lost database once when it goes and once when it is back,
+    not on every attempt (a traceback a poll would bury everything else); other errors keep
+    their traceback."""
+
+    def __init__(self, logger: logging.Logger, what: str) -> None:
+        self._log, self._what, self.down = logger, what, False
+
+    def failed(self, error: BaseException, message: str) -> None:
+        """``error`` ended an attempt; ``message`` says what failed when it is not a loss."""
+        if not database_unavailable(error):
+            self._log.error(message, exc_info=error)
+        elif not self.down:
+            self.down = True
+            self._log.warning(
+                "database unreachable; %s wait until it is back (%s: %s)",
+                self._what,
+                type(error).__name__,
+                error,
+            )
+
+    def ok(self) -> None:
+        """An attempt worked."""
+        if self.down:
+            self.down = False
+            self._log.warning("database reachable again; %s resume", self._what)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -2,6 +2,13 @@
 
 Services raise ``AppError`` subclasses and never HTTP exceptions; the handlers here turn
 them, request validation errors and database integrity errors into 4xx responses.
+
+A database that cannot be reached, or a session lost under a request (a restart, a
+terminated backend, a connection that died in the pool), is the service being unavailable,
+not a bug: it answers 503 with ``Retry-After``, whether SQLAlchemy or the driver (the hot
+paths' pool) raised it (``app.db.database_unavailable`` decides). A request that failed this
+way wrote nothing it acknowledged; a client may retry it (creates accept an
+``Idempotency-Key``, so a retry never makes a second contact).
 """
 
 from __future__ import annotations
@@ -14,7 +21,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.db import database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +86,17 @@ class InvalidInput(AppError):
 
 class IllegalTransition(Conflict):
     """The subject's current status does not allow the requested change."""
+
+
+class ServiceUnavailable(AppError):
+    """The database cannot be reached just now; the request may be retried."""
+
+    status_code = 503
+
+
+# Seconds a client should wait before retrying after a 503: a restarted server or a pool's
+# fresh connections are usually there by then.
+RETRY_AFTER_S = 1
 
 
 # Constraint name -> message. Domains register theirs at import time.
@@ -152,8 +173,32 @@ async def _integrity_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(integrity_error_body(exc), status_code=409)
 
 
-async def _database_error(_: Request, exc: Exception) -> JSONResponse:
+def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # One line, no traceback: an outage would otherwise log one per request.
+    log.warning(
+        "database unavailable for %s %s: %s: %s",
+        request.method,
+        request.url.path,
+        type(exc).__name__,
+        str(exc).splitlines()[0] if str(exc) else "",
+    )
+    error = ServiceUnavailable("the database cannot be reached just now; try again shortly")
+    headers = {"Retry-After": str(RETRY_AFTER_S)}
+    return JSONResponse(error.body(), status_code=error.status_code, headers=headers)
+
+
+async def _connection_error(request: Request, exc: Exception) -> JSONResponse:
+    """The driver's errors, socket errors and an empty pool: 503 if the database was lost,
+    else what they always were (a 500)."""
+    if database_unavailable(exc):
+        return _unavailable(request, exc)
+    raise exc
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
+    if database_unavailable(exc):
+        return _unavailable(request, exc)
     message = _refused_value(exc)
     if message is None:
         raise exc
@@ -187,4 +232,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(DBAPIError, _database_error)
+    driver = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+    for lost in (*driver, OSError, SATimeoutError):
+        app.add_exception_handler(lost, _connection_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -8,6 +8,25 @@ an agent freed or made available) on this instance directly, on other instances 
 event log, and by a short tick; it also sleeps no longer than the next routing-step expiry or
 agent delay it knows of. Its rounds (``rounds.Rounds``) run on the connection that holds the
 lock.
+
+A leader can also hang without its connection closing: its process stops (or its network
+stops carrying data) while the operating systems still keep the TCP connection, so the
+server keeps its session, and the lock, for hours. Three things bound that:
+
+- the leader runs a statement at least every ``leader_stale_s / 4``: its rounds, or, while
+  it sleeps, a ping;
+- a standby that cannot take the lock looks at the holder's session: one that has been
+  idle (or blocked sending to its client) for ``leader_stale_s`` is a hung leader, and the
+  standby ends it (``pg_terminate_backend``), which releases the lock, and takes the lock;
+- every statement of a dispatcher times out after ``leader_stale_s``: a hung leader that
+  comes back finds its statement failed, drops its connection and stands by.
+
+Ending the holder's session is safe whatever the leader was doing: its rounds write on that
+session, so once it is gone no write of the old leader can land. A legitimately slow round
+is not taken for a hung one: a statement still running is never ended, and between its
+statements a round spends only its decision and building the board in Python, tens of
+milliseconds for the largest centre (the board is built in slices that yield to the event
+loop), far below ``leader_stale_s``.
 """
 
 from __future__ import annotations
@@ -23,7 +42,7 @@ import asyncpg
 
 from app.agents import presence
 from app.config import Settings
-from app.db import connect_driver
+from app.db import connect_driver, database_unavailable
 from app.events.log import LoggedEvent
 from app.routing.rounds import Made, Round, Rounds
 from app.timers.service import WAKE_HORIZON
@@ -32,6 +51,20 @@ from app.waiting import wait_for_wake
 log = logging.getLogger(__name__)
 
 LEADER_LOCK = 0x484C4449  # "HLDI": the dispatcher's advisory lock key
+# Ends the session holding the leader lock in this database if it has said nothing for $2
+# seconds: idle (between statements, or inside a transaction) or blocked sending to a client
+# that no longer reads, since its last change of state. A running statement is left alone.
+# Waits up to a second for the session to end, so the lock is free when it returns true.
+_END_HUNG_LEADER = """
+    SELECT pg_terminate_backend(a.pid, 1000)
+    FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND ((l.classid::bigint << 32) | l.objid::bigint) = $1
+      AND a.pid <> pg_backend_pid()
+      AND (a.state <> 'active' OR a.wait_event_type = 'Client')
+      AND a.state_change < clock_timestamp() - make_interval(secs => $2)
+"""
 # What changes demand or supply. A contact's ending frees its agent's capacity even when the
 # agent's state stays busy (other chats), so the endings wake the dispatcher too: another
 # process's commits reach it only through these events. A state change wakes it only when
@@ -109,6 +142,11 @@ class Dispatcher:
     def is_leader(self) -> bool:
         return self._rounds is not None and self._conn is not None and not self._conn.is_closed()
 
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process of this dispatcher's session, if it has one."""
+        return None if self._conn is None else int(self._conn.get_server_pid())
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="dispatcher")
 
@@ -148,15 +186,35 @@ class Dispatcher:
             self._conn = await self._connect()
             if self._conn is None:
                 return False
-        if await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK):
+        if await self._take_lock():
             self._rounds = Rounds(self._conn, self._settings, on_commit=self._committed)
             log.info("this instance now runs the dispatcher")
         return self._rounds is not None
 
+    async def _take_lock(self) -> bool:
+        """The lock, if it is free or its holder is a hung leader."""
+        if await self._try_lock():
+            return True
+        return await self._end_hung_leader() and await self._try_lock()
+
+    async def _try_lock(self) -> bool:
+        return bool(await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK))
+
+    async def _end_hung_leader(self) -> bool:
+        """End the lock holder's session if it has been silent for ``leader_stale_s``."""
+        ended = await self._conn.fetchval(
+            _END_HUNG_LEADER, LEADER_LOCK, self._settings.leader_stale_s
+        )
+        if ended:
+            log.warning("the dispatcher leader's session was silent; ended it to take over")
+        return bool(ended)
+
     async def _connect(self) -> Any:
         try:
             return await connect_driver(
-                self._url, idle_tx_timeout_ms=self._settings.idle_in_transaction_timeout_ms
+                self._url,
+                idle_tx_timeout_ms=self._settings.idle_in_transaction_timeout_ms,
+                timeout_s=self._settings.leader_stale_s,
             )
         except (OSError, asyncpg.PostgresError):
             log.warning("dispatcher cannot reach the database; retrying")
@@ -168,21 +226,51 @@ class Dispatcher:
             with contextlib.suppress(Exception):
                 await conn.close(timeout=5)
 
+    def _drop(self) -> None:
+        """Give up a connection that is lost or hung: closing it politely could wait on it."""
+        conn, self._conn, self._rounds = self._conn, None, None
+        if conn is not None:
+            conn.terminate()
+
+    def _failed(self, error: Exception) -> None:
+        if database_unavailable(error):
+            was_leading = self._rounds is not None
+            self._drop()
+            log.warning(
+                "dispatcher lost its database connection (%s)%s",
+                type(error).__name__,
+                "; standing by" if was_leading else "",
+            )
+            return
+        log.exception("dispatch round failed; retrying")
+        if self._rounds is not None:
+            self._rounds.board.clear()  # read everything again: trust nothing
+
     async def _run(self) -> None:
         while True:
-            delay = self._settings.leader_retry_s
             try:
+                delay = self._settings.leader_retry_s
                 if await self._try_lead():
                     delay = await self._lead_once()
+                await self._rest(delay)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("dispatch round failed; retrying")
-                if self._rounds is not None:
-                    self._rounds.board.clear()  # read everything again: trust nothing
-            if delay > 0:
-                await wait_for_wake(self._wake, delay)
+            except Exception as error:
+                self._failed(error)
+                await wait_for_wake(self._wake, self._settings.leader_retry_s)
             self._wake.clear()
+
+    async def _rest(self, delay: float) -> None:
+        """Sleep ``delay`` seconds or until woken; a leader pings its session meanwhile, so
+        that standbys never take a leader that is merely idle for a hung one."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + delay
+        while (left := until - loop.time()) > 0:
+            beat = self._settings.leader_stale_s / 4 if self._rounds is not None else left
+            if await wait_for_wake(self._wake, min(left, beat)):
+                return
+            if self._rounds is not None and until > loop.time():
+                await self._conn.execute("SELECT 1")
 
     async def _lead_once(self) -> float:
         """One round; returns how long to sleep before the next one (0: go again now)."""

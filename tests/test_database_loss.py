@@ -1,0 +1,288 @@
+"""Losing the database's connections: a request answers 503 with ``Retry-After`` (or
+succeeds on a fresh connection), never 500, and nothing it acknowledged is lost.
+
+The service's sessions are ended on the server (``pg_terminate_backend``, as a restart or
+an administrator would) again and again while clients create contacts, read queues and
+contacts, and agents take and complete their offers, all through the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import asyncpg
+import pytest
+from asyncpg import exceptions as pg
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient, Response
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from app.db import create_driver_pool, database_unavailable, plain_url
+from app.main import create_app
+from tests.conftest import make_settings
+from tests.fixtures.factories import ADMIN_PASSWORD, Api
+from tests.routing.acd import available_agent, eventually, queue
+from tests.routing.test_dispatcher import proxy_to
+
+# Every session of the test's database but the caller's: the app's requests, pools, event
+# hub, timer worker and dispatcher.
+END_SESSIONS = """
+    SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid()
+"""
+KILLS = 8
+RESPONSES_BETWEEN_KILLS = 40
+EXPECTED = frozenset({200, 201, 409, 503})  # 409: an offer or contact moved on meanwhile
+
+
+@dataclass
+class Seen:
+    """Every response of the load, by status, and the contacts acknowledged as created."""
+
+    statuses: Counter[int] = field(default_factory=Counter)
+    unexpected: list[str] = field(default_factory=list)
+    bad_503s: list[str] = field(default_factory=list)
+    created: list[int] = field(default_factory=list)
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def record(self, response: Response) -> Response:
+        self.statuses[response.status_code] += 1
+        self.progress.set()
+        request = f"{response.request.method} {response.request.url.path}"
+        if response.status_code not in EXPECTED:
+            self.unexpected.append(f"{request} -> {response.status_code}: {response.text[:300]}")
+        elif response.status_code == 503 and not well_formed_503(response):
+            self.bad_503s.append(f"{request}: {response.headers} {response.text[:300]}")
+        return response
+
+    @property
+    def total(self) -> int:
+        return sum(self.statuses.values())
+
+
+def well_formed_503(response: Response) -> bool:
+    body = response.json()
+    return (
+        response.headers.get("Retry-After", "").isdigit()
+        and isinstance(body.get("error"), str)
+        and isinstance(body.get("detail"), str)
+    )
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    """A client that sees a 500 as a response (to count it), not as an exception."""
+    transport = ASGITransport(app=app, raise_app_exceptions=False)
+    async with AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
+
+
+Worker = Callable[[], Awaitable[None]]
+
+
+def caller(api: Api, queue_name: str, seen: Seen) -> Worker:
+    """Creates contacts; remembers those answered 201."""
+
+    async def step() -> None:
+        response = seen.record(
+            await api.post("/api/v1/contacts", {"channel": "chat", "queue": queue_name})
+        )
+        if response.status_code == 201:
+            seen.created.append(response.json()["id"])
+
+    return step
+
+
+def reader(api: Api, seen: Seen) -> Worker:
+    """Reads the queues and a contact created before."""
+
+    async def step() -> None:
+        seen.record(await api.get("/api/v1/queues"))
+        if seen.created:
+            seen.record(await api.get(f"/api/v1/contacts/{random.choice(seen.created)}"))
+
+    return step
+
+
+def agent(console: Api, seen: Seen) -> Worker:
+    """Takes the offers it has and completes the contacts."""
+
+    async def step() -> None:
+        offers = seen.record(await console.get("/api/v1/offers?agent=me"))
+        for offer in offers.json() if offers.status_code == 200 else []:
+            accepted = seen.record(await console.post(f"/api/v1/offers/{offer['id']}/accept"))
+            if accepted.status_code == 200:
+                done = f"/api/v1/contacts/{offer['contact_id']}/complete"
+                seen.record(await console.post(done, {"disposition": "resolved"}))
+
+    return step
+
+
+async def run_until(stop: asyncio.Event, step: Worker) -> None:
+    while not stop.is_set():
+        await step()
+
+
+async def end_sessions_under_load(db: str, seen: Seen) -> int:
+    """End every session of the service ``KILLS`` times, each once the load has had
+    ``RESPONSES_BETWEEN_KILLS`` more answers; how many sessions were ended."""
+    ended = 0
+    killer = await asyncpg.connect(plain_url(db))
+    try:
+        for _ in range(KILLS):
+            target = seen.total + RESPONSES_BETWEEN_KILLS
+
+            async def answered(target: int = target) -> bool:
+                return seen.total >= target
+
+            await eventually(answered, within=60, what="the load to go on")
+            ended += await killer.fetchval(END_SESSIONS)
+    finally:
+        await killer.close()
+    return ended
+
+
+class TestSessionsEndedUnderLoad:
+    async def test_requests_never_answer_500_and_no_acknowledged_contact_is_lost(
+        self, client: AsyncClient, db: str
+    ) -> None:
+        admin = await Api.signed_in(client, "admin", ADMIN_PASSWORD)
+        q = await queue(admin, wrap_up_s=0, ring_timeout_s=5)
+        consoles = [await available_agent(admin, capacity={"chat": 3}) for _ in range(3)]
+        seen = Seen()
+        stop = asyncio.Event()
+        workers = [caller(admin, q["name"], seen) for _ in range(3)]
+        workers += [reader(admin, seen) for _ in range(2)]
+        workers += [agent(console, seen) for console in consoles]
+        load = [asyncio.create_task(run_until(stop, w)) for w in workers]
+        try:
+            ended = await end_sessions_under_load(db, seen)
+        finally:
+            stop.set()
+            await asyncio.gather(*load)
+
+        assert ended >= KILLS, "each round ended at least one of the service's sessions"
+        assert not seen.unexpected, "\n".join(seen.unexpected[:10])
+        assert not seen.bad_503s, "\n".join(seen.bad_503s[:10])
+
+        async def recovered() -> bool:
+            return (await admin.get("/api/v1/queues")).status_code == 200
+
+        await eventually(recovered, within=30, what="the service to answer again")
+        conn = await asyncpg.connect(plain_url(db))
+        try:
+            stored = await conn.fetchval(
+                "SELECT count(*) FROM contacts WHERE id = ANY($1::bigint[])", seen.created
+            )
+        finally:
+            await conn.close()
+        assert seen.created, "the load created contacts"
+        assert stored == len(set(seen.created)), "a contact answered 201 was lost"
+
+
+@asynccontextmanager
+async def app_client(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    transport = ASGITransport(app=app, raise_app_exceptions=False)
+    async with (
+        app.router.lifespan_context(app),
+        AsyncClient(transport=transport, base_url="http://test") as http,
+    ):
+        yield http
+
+
+def make_app(database_url: str) -> FastAPI:
+    return create_app(make_settings(database_url))
+
+
+class TestDatabaseUnreachable:
+    async def test_requests_answer_503_with_retry_after_and_an_error_body(self, db: str) -> None:
+        async with proxy_to(db) as proxy, app_client(make_app(proxy.url)) as client:
+            admin = await Api.signed_in(client, "admin", ADMIN_PASSWORD)
+            q = await queue(admin)
+            await proxy.close()  # every connection cut, and no new one accepted
+            asked = [
+                await admin.get("/api/v1/queues"),
+                await admin.get(f"/api/v1/queues/{q['id']}"),
+                await admin.post("/api/v1/contacts", {"channel": "chat", "queue": q["name"]}),
+            ]
+        assert [r.status_code for r in asked] == [503, 503, 503]
+        for response in asked:
+            assert well_formed_503(response), response.text
+            assert response.json()["error"] == "ServiceUnavailable"
+
+
+class TestDriverPool:
+    async def test_a_connection_whose_statement_was_cancelled_is_closed_not_reused(
+        self, db: str
+    ) -> None:
+        pool = await create_driver_pool(db, size=1)
+        watcher = await asyncpg.connect(plain_url(db))
+        try:
+            first = await pool.fetchval("SELECT pg_backend_pid()")
+            slow = asyncio.create_task(pool.fetchval("SELECT pg_sleep(60)"))
+
+            async def sleeping() -> bool:
+                state = await watcher.fetchval(
+                    "SELECT state FROM pg_stat_activity WHERE pid = $1", first
+                )
+                return bool(state == "active")
+
+            await eventually(sleeping, what="the slow statement to run")
+            slow.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await slow
+            assert await pool.fetchval("SELECT pg_backend_pid()") != first
+        finally:
+            await watcher.close()
+            await pool.close()
+
+
+def wrapped(error: Exception) -> Exception:
+    """``error`` as SQLAlchemy raises it."""
+    return DBAPIError.instance("SELECT 1", {}, error, Exception)
+
+
+def caused(error: Exception, cause: BaseException) -> Exception:
+    error.__cause__ = cause
+    return error
+
+
+class TestDatabaseUnavailable:
+    @pytest.mark.parametrize(
+        ("error", "unavailable"),
+        [
+            (ConnectionRefusedError(), True),
+            (ConnectionResetError(), True),
+            (TimeoutError(), True),
+            (pg.ConnectionDoesNotExistError("closed in the middle of operation"), True),
+            (pg.AdminShutdownError("terminating connection"), True),
+            (pg.CannotConnectNowError("the database system is starting up"), True),
+            (pg.TooManyConnectionsError("too many clients"), True),
+            (pg.InterfaceError("cannot perform operation: connection is closed"), True),
+            (pg.InternalClientError("cannot switch to state 12; another operation"), True),
+            (wrapped(pg.ConnectionDoesNotExistError("closed")), True),
+            (wrapped(caused(RuntimeError("adapted"), pg.AdminShutdownError("x"))), True),
+            (PoolTimeout("QueuePool limit reached"), True),
+            (pg.UniqueViolationError("duplicate key"), False),
+            (pg.QueryCanceledError("canceling statement due to statement timeout"), False),
+            (
+                pg.InterfaceError("cannot perform operation: another operation is in progress"),
+                False,
+            ),
+            (pg.InternalClientError("unexpected error while performing authentication"), False),
+            (wrapped(pg.UniqueViolationError("duplicate key")), False),
+            (FileNotFoundError(), False),
+            (ValueError("bad"), False),
+        ],
+        ids=lambda x: type(x).__name__ if isinstance(x, BaseException) else str(x),
+    )
+    def test_only_a_lost_or_unreachable_database_counts(
+        self, error: Exception, unavailable: bool
+    ) -> None:
+        assert database_unavailable(error) is unavailable
