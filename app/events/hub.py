@@ -35,7 +35,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db import connect_driver
+from app.db import OutageLog, connect_driver
 from app.events.log import READ_SQL, Cursor, LoggedEvent, head
 from app.waiting import wait_for_wake
 
@@ -173,6 +173,7 @@ class EventHub:
         self._watchers: set[asyncio.Event] = set()
         self._listeners: list[Listener] = []
         self._conn: Any = None  # reads, LISTEN and NOTIFY
+        self._outage = OutageLog(log, "live events")
         self._conn_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self.cursor = Cursor(0, 0)
@@ -267,7 +268,7 @@ class EventHub:
         try:
             conn = await connect_driver(self._url, application_name=HUB_APPLICATION)
         except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("event hub cannot reach the database (%s); retrying", exc)
+            self._outage.failed(exc, "event hub cannot connect; retrying")
             self._conn = None
             return
         self._conn = conn  # owned from here on: stop() closes it whatever happens
@@ -333,10 +334,13 @@ class EventHub:
                 found = await self._drain()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("event hub read failed; retrying")
+            except Exception as exc:
+                self._outage.failed(exc, "event hub read failed; retrying")
                 await self._close()
                 found = 0
+            else:
+                if self._conn is not None:
+                    self._outage.ok()
             recheck = _next_recheck(recheck, woken=woken, found=found)
 
     async def _drain(self) -> int:

@@ -81,3 +81,18 @@ async def get(session: AsyncSession, *, kind: str, subject: str | int) -> Timer 
     return await session.scalar(
         select(Timer).where(Timer.kind == kind, Timer.subject == str(subject))
     )
+
+
+async def lock(
+    session: AsyncSession, *, kind: str, subject: str | int, nowait: bool = False
+) -> bool:
+    """Lock the pending (kind, subject) timer, as a worker firing it holds it; True if any.
+
+    With ``nowait`` a timer being fired right now raises (SQLSTATE 55P03) instead of waiting.
+    """
+    found = await session.scalar(
+        select(Timer.id)
+        .where(Timer.kind == kind, Timer.subject == str(subject))
+        .with_for_update(nowait=nowait)
+    )
+    return found is not None

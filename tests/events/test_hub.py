@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from app import db as db_module
 from app.db import create_engine
 from app.events import hub as hub_module
 from app.events.hub import EventHub
 from app.events.log import ORIGIN, LoggedEvent, read_after, record
+from tests.fixtures.net import closed_port, true
 from tests.routing.acd import eventually
 
 
@@ -207,3 +212,41 @@ class TestEventHub:
             assert not more.is_set()
         finally:
             await hub.stop()
+
+
+class TestOutage:
+    async def test_a_lost_database_is_logged_once_when_it_goes_and_once_when_it_is_back(
+        self,
+        engine: AsyncEngine,
+        db: str,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        closed, server_up, attempts = closed_port(), asyncio.Event(), 0
+        connect = db_module.connect_driver
+
+        async def flaky(url: str, **options: Any) -> asyncpg.Connection:
+            nonlocal attempts
+            attempts += 1
+            if server_up.is_set():
+                return await connect(url, **options)
+            return await connect(f"postgresql://postgres@127.0.0.1:{closed}/postgres", **options)
+
+        monkeypatch.setattr(hub_module, "connect_driver", flaky)
+        caplog.set_level(logging.INFO, logger="app.events.hub")
+        hub = await started(engine, db, poll=0.02)
+        try:
+            await eventually(lambda: true(attempts >= 5), what="five attempts to connect")
+            down = [r.getMessage().split(";")[0] for r in caplog.records]
+            server_up.set()
+            await commit_event(engine, "outage.over", None)
+            await eventually(
+                lambda: true(any("reachable again" in r.getMessage() for r in caplog.records)),
+                what="the hub to say the database is back",
+            )
+        finally:
+            await hub.stop()
+        assert down == ["database unreachable"]
+        lines = [r.getMessage().split(";")[0] for r in caplog.records]
+        assert lines == ["database unreachable", "database reachable again"]
+        assert all(r.exc_info is None for r in caplog.records), "no traceback for an outage"

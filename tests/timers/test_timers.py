@@ -1,23 +1,33 @@
-"""Durable timers: they survive restarts, fire once across workers, and retry on failure."""
+"""Durable timers: they survive restarts, fire once across workers, and retry on failure;
+sweeps run periodically; an outage is logged once, not on every poll."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
+import asyncpg
 import pytest
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from app.config import Settings
-from app.db import create_engine, create_sessionmaker, unit_of_work
+from app.db import create_engine, create_sessionmaker, plain_url, unit_of_work
 from app.events.log import record
 from app.events.models import Event
 from app.main import create_app
 from app.timers import service as timers
 from app.timers.models import Timer
 from app.timers.worker import TimerRegistry, TimerWorker
+from tests.fixtures.net import closed_port, true
+from tests.routing.acd import eventually
 
 
 @pytest.fixture
@@ -206,3 +216,145 @@ class TestFailures:
         assert timer.failed_at is not None, "kept, marked failed"
         assert await failing.run_due() == 0, "a failed timer is never claimed again"
         assert types == ["timer.failed"], "the failed handler's own writes were rolled back"
+
+
+class TestRescheduling:
+    async def test_handler_that_schedules_its_own_timer_again_leaves_it_pending(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        async def again_later(session: AsyncSession, timer: Timer, now: datetime) -> None:
+            await timers.schedule(
+                session,
+                kind=timer.kind,
+                subject=timer.subject,
+                due_at=now + timedelta(hours=1),
+                payload={"round": timer.payload.get("round", 0) + 1},
+            )
+
+        await schedule_in(sessionmaker, "test.again", "a", 0)
+        assert await worker(sessionmaker, registry_with("test.again", again_later)).run_due() == 1
+        async with sessionmaker() as session:
+            timer = await timers.get(session, kind="test.again", subject="a")
+            now = await db_now(session)
+        assert timer is not None, "the timer the handler scheduled was deleted with the fired one"
+        assert timer.due_at > now + timedelta(minutes=59)
+        assert timer.payload == {"round": 1}
+        assert timer.attempts == 0
+
+    async def test_handler_that_schedules_itself_then_fails_is_retried_as_it_was(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        async def again_then_broken(session: AsyncSession, timer: Timer, now: datetime) -> None:
+            await timers.schedule(
+                session, kind=timer.kind, subject=timer.subject, due_at=now + timedelta(hours=1)
+            )
+            raise RuntimeError("broke after rescheduling")
+
+        await schedule_in(sessionmaker, "test.again", "b", 0)
+        failing = worker(sessionmaker, registry_with("test.again", again_then_broken))
+        assert await failing.run_due() == 1
+        async with sessionmaker() as session:
+            rows = (await session.scalars(select(Timer))).all()
+            now = await db_now(session)
+        assert [(t.subject, t.attempts) for t in rows] == [("b", 1)]
+        assert rows[0].due_at < now + timedelta(minutes=2), "the retry, not the rescheduled one"
+
+
+class TestSweeps:
+    async def test_running_worker_runs_each_sweep_again_and_again(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        runs: list[datetime] = []
+
+        async def sweep(session: AsyncSession, now: datetime) -> int:
+            runs.append(now)
+            record(session, type="test.swept", subject_type="timer", subject_id=str(len(runs)))
+            return 1
+
+        registry = TimerRegistry()
+        registry.register_sweep("test.sweep", sweep, every_s=0.05)
+        running = worker(sessionmaker, registry)
+        running.start()
+        try:
+            await eventually(lambda: true(len(runs) >= 3), what="three sweeps")
+        finally:
+            await running.stop()
+        assert runs == sorted(runs)
+        async with sessionmaker() as session:
+            swept = await session.scalar(
+                select(func.count()).select_from(Event).where(Event.type == "test.swept")
+            )
+        assert (swept or 0) >= 3, "each sweep commits its own work"
+
+    async def test_a_failing_sweep_is_logged_with_its_traceback_and_timers_still_fire(
+        self, sessionmaker: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+    ) -> None:
+        calls = 0
+        done = asyncio.Event()
+
+        async def broken(session: AsyncSession, now: datetime) -> int:
+            nonlocal calls
+            calls += 1
+            raise RuntimeError("sweep broke")
+
+        async def handler(session: AsyncSession, timer: Timer, now: datetime) -> None:
+            done.set()
+
+        registry = registry_with("test.live", handler)
+        registry.register_sweep("test.broken", broken, every_s=0.05)
+        running = worker(sessionmaker, registry)
+        caplog.set_level(logging.INFO, logger="app.timers.worker")
+        running.start()
+        try:
+            await eventually(lambda: true(calls >= 2), what="the sweep to run twice")
+            await schedule_in(sessionmaker, "test.live", "1", 0)
+            await asyncio.wait_for(done.wait(), 10)
+        finally:
+            await running.stop()
+        failures = [r for r in caplog.records if "sweep test.broken failed" in r.getMessage()]
+        assert len(failures) >= 2
+        assert all(r.exc_info is not None for r in failures), "a bug keeps its traceback"
+
+
+class TestOutage:
+    async def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(
+        self,
+        db: str,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        port, server_up, attempts = closed_port(), asyncio.Event(), 0
+
+        async def connect() -> asyncpg.Connection:
+            nonlocal attempts
+            attempts += 1
+            if not server_up.is_set():
+                return await asyncpg.connect(host="127.0.0.1", port=port, user="postgres")
+            return await asyncpg.connect(plain_url(db))
+
+        flaky = create_async_engine("postgresql+asyncpg://", async_creator=connect)
+        fired = asyncio.Event()
+
+        async def handler(session: AsyncSession, timer: Timer, now: datetime) -> None:
+            fired.set()
+
+        running = worker(create_sessionmaker(flaky), registry_with("test.outage", handler))
+        caplog.set_level(logging.INFO, logger="app.timers.worker")
+        running.start()
+        try:
+            await eventually(lambda: true(attempts >= 5), what="five polls of a missing server")
+            down = list(caplog.records)
+            server_up.set()
+            await schedule_in(sessionmaker, "test.outage", "1", 0)
+            await asyncio.wait_for(fired.wait(), 10)
+            await eventually(
+                lambda: true(any("reachable again" in r.getMessage() for r in caplog.records)),
+                what="the worker to say the database is back",
+            )
+        finally:
+            await running.stop()
+            await flaky.dispose()
+        assert [r.getMessage().split(";")[0] for r in down] == ["database unreachable"]
+        lines = [r.getMessage().split(";")[0] for r in caplog.records]
+        assert lines == ["database unreachable", "database reachable again"]
+        assert all(r.exc_info is None for r in caplog.records), "no traceback for an outage"
