@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
-    app.state.timer_registry = timer_registry()
+    app.state.timer_registry = timer_registry(settings)
     app.state.migration_heads = health.migration_heads()
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

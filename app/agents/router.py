@@ -216,6 +216,8 @@ async def update_agent(
     agent = await service.update_agent(
         session, agent, changes=body, password_hash=password_hash, actor=principal.actor
     )
+    if body.active is False:
+        await routing.agent_left(session, agent_id=agent.id)
     return agent_out(agent)
 
 

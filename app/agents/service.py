@@ -185,9 +185,22 @@ async def update_agent(
     password_hash: str | None,
     actor: str | None,
 ) -> Agent:
-    """Apply a partial update; writes ``agent.updated`` naming the changed fields."""
+    """Apply a partial update; writes ``agent.updated`` naming the changed fields.
+
+    Deactivating an agent also takes them offline, out of routing; the caller takes back
+    their ringing offers (the routing domain's ``agent_left``).
+    """
     fields = changes.model_dump(exclude_unset=True, exclude={"password", "skills", "capacity"})
     await _keep_an_admin(session, agent, fields)
+    if fields.get("active") is False and agent.status != presence.Status.OFFLINE.value:
+        await change_status(
+            session,
+            agent,
+            status=presence.Status.OFFLINE,
+            reason=None,
+            by=presence.Actor.SUPERVISOR,
+            actor=actor,
+        )
     for name, value in fields.items():
         setattr(agent, name, value.value if isinstance(value, Role) else value)
     changed = sorted(fields)
@@ -256,6 +269,18 @@ async def change_status(
         actor=actor,
     )
     return agent
+
+
+async def set_away_by_system(session: AsyncSession, agent: Agent, *, reason: str) -> Agent:
+    """The system sets an available agent away (no answer, console gone)."""
+    return await change_status(
+        session,
+        agent,
+        status=presence.Status.AWAY,
+        reason=reason,
+        by=presence.Actor.SYSTEM,
+        actor="system",
+    )
 
 
 async def _now(session: AsyncSession) -> datetime:

@@ -1,55 +1,87 @@
-"""Durable timer handlers of the ACD (ring timeout, wrap-up end, max wait, rescind).
+"""Durable timer handlers of the ACD (ring timeout, wrap-up end, max wait, rescind) and the
+lease sweep.
 
 The timer worker fires a batch of timers in one transaction, so a handler that waited for
 a contact or agent row would wait while holding the rows of the handlers before it in the
 batch, and deadlock against a request that locks contact then agent. Handlers therefore
 lock with ``NOWAIT``; one that finds a row locked undoes its own work and fires again a
-moment later.
+moment later (the worker has deleted the fired row first, so scheduling it again leaves a
+live timer).
+
+The lease sweep is the backstop of the ring timeout: an offer is a lease, and a lease must
+end even when its ``offer.expire`` row does not fire (deleted, marked failed after its
+retries, lost with a bug). Every instance's timer worker runs the sweep every
+``lease_sweep_s``; it expires each pending offer more than ``lease_grace_s`` past its expiry,
+exactly as the timer would have. The grace leaves a healthy timer time to do it first, so
+the sweep only acts on what went wrong. It locks like the handlers, also the offer's own
+timer row, and leaves anything locked (a request, the timer, another instance's sweep) to
+the next sweep. A ringing offer therefore ends within ring timeout + grace + sweep interval
+(plus a sweep's own run time), whatever happened to its timer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.config import Settings
 from app.routing import endings, lifecycle, work
 from app.timers import service as timers
 from app.timers.models import Timer
-from app.timers.worker import Handler, TimerRegistry
+from app.timers.worker import Handler, Sweep, TimerRegistry
 
 LOCK_NOT_AVAILABLE = "55P03"
 RETRY_AFTER = timedelta(milliseconds=50)
+LEASE_SWEEP = "routing.leases"
+LEASE_SWEEP_BATCH = 500  # overdue offers expired per sweep; the rest wait for the next
+
+T = TypeVar("T")
 
 
 def _lock_not_available(exc: DBAPIError) -> bool:
     return getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE
 
 
-def _without_waiting(handle: Callable[[AsyncSession, int, datetime], Awaitable[object]]) -> Handler:
+async def _without_waiting_for_locks(
+    session: AsyncSession, step: Callable[[], Awaitable[T]]
+) -> T | None:
+    """Run ``step`` in a savepoint, its row locks taken with ``NOWAIT``.
+
+    Returns what ``step`` returned, or None when a row was locked (its work undone).
+    """
+    session.info[work.NOWAIT_KEY] = True
+    try:
+        async with session.begin_nested():
+            return await step()
+    except DBAPIError as exc:
+        if not _lock_not_available(exc):
+            raise
+        return None
+    finally:
+        session.info.pop(work.NOWAIT_KEY, None)
+
+
+def without_waiting(handle: Callable[[AsyncSession, int, datetime], Awaitable[object]]) -> Handler:
     async def run(session: AsyncSession, timer: Timer, now: datetime) -> None:
-        session.info[work.NOWAIT_KEY] = True
-        try:
-            async with session.begin_nested():
-                await handle(session, int(timer.subject), now)
-        except DBAPIError as exc:
-            if not _lock_not_available(exc):
-                raise
+        async def step() -> bool:
+            await handle(session, int(timer.subject), now)
+            return True
+
+        if await _without_waiting_for_locks(session, step) is None:
             await _again_soon(session, timer)
-        finally:
-            session.info.pop(work.NOWAIT_KEY, None)
 
     return run
 
 
 async def _again_soon(session: AsyncSession, timer: Timer) -> None:
-    """Replace the timer by a new one due shortly (the worker deletes the fired row by id)."""
+    """Fire again shortly (the worker has deleted the fired row: this schedules a new one)."""
     clock: datetime | None = await session.scalar(select(func.clock_timestamp()))
     assert clock is not None
-    await timers.cancel(session, kind=timer.kind, subject=timer.subject)
     await timers.schedule(
         session,
         kind=timer.kind,
@@ -75,8 +107,38 @@ async def _rescind(session: AsyncSession, subject: int, now: datetime) -> None:
     await lifecycle.rescind_offers_of(session, agent_id=subject, now=now)
 
 
-def register(registry: TimerRegistry) -> None:
-    registry.register(lifecycle.OFFER_EXPIRE, _without_waiting(_offer_expired))
-    registry.register(lifecycle.WRAP_UP_END, _without_waiting(_wrap_up_ended))
-    registry.register(lifecycle.MAX_WAIT, _without_waiting(_max_wait))
-    registry.register(lifecycle.RESCIND, _without_waiting(_rescind))
+def lease_sweep(grace: timedelta) -> Sweep:
+    """The sweep that expires pending offers more than ``grace`` past their expiry."""
+
+    async def sweep(session: AsyncSession, now: datetime) -> int:
+        overdue = await lifecycle.overdue_offers(
+            session, expired_before=now - grace, limit=LEASE_SWEEP_BATCH
+        )
+        expired = 0
+        for offer_id in overdue:
+            done = await _without_waiting_for_locks(session, _expiry(session, offer_id, now))
+            expired += bool(done)  # None: a row was locked; the next sweep looks again
+        return expired
+
+    return sweep
+
+
+def _expiry(session: AsyncSession, offer_id: int, now: datetime) -> Callable[[], Awaitable[bool]]:
+    async def expire() -> bool:
+        # Its own timer may be firing on another instance at this moment: leave it to that.
+        await timers.lock(session, kind=lifecycle.OFFER_EXPIRE, subject=offer_id, nowait=True)
+        return await lifecycle.expire_offer(session, offer_id=offer_id, now=now)
+
+    return expire
+
+
+def register(registry: TimerRegistry, settings: Settings) -> None:
+    registry.register(lifecycle.OFFER_EXPIRE, without_waiting(_offer_expired))
+    registry.register(lifecycle.WRAP_UP_END, without_waiting(_wrap_up_ended))
+    registry.register(lifecycle.MAX_WAIT, without_waiting(_max_wait))
+    registry.register(lifecycle.RESCIND, without_waiting(_rescind))
+    registry.register_sweep(
+        LEASE_SWEEP,
+        lease_sweep(timedelta(seconds=settings.lease_grace_s)),
+        every_s=settings.lease_sweep_s,
+    )

@@ -15,6 +15,7 @@ enqueue time and deadline, so the customer keeps their place.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -216,14 +217,15 @@ async def reject_offer(session: AsyncSession, *, offer_id: int, agent_id: int) -
     return offer
 
 
-async def expire_offer(session: AsyncSession, *, offer_id: int, now: datetime) -> None:
-    """Ring timeout (timer): the contact goes back; the agent rests, or goes away."""
+async def expire_offer(session: AsyncSession, *, offer_id: int, now: datetime) -> bool:
+    """Ring timeout (timer or lease sweep): the contact goes back; the agent rests, or goes
+    away. Returns False when the offer was no longer pending."""
     offer = await session.get(Offer, offer_id)
     if offer is None or offer.status != OfferStatus.pending.value:
-        return
+        return False
     offer, contact, agent = await _locked_offer(session, offer_id, None)
     if offer.status != OfferStatus.pending.value:
-        return
+        return False
     queue = await queue_of(session, contact)
     _requeue(contact, declined_by=agent.id)
     await _close_offer(session, offer, contact, agent, status=OfferStatus.expired, now=now)
@@ -231,16 +233,32 @@ async def expire_offer(session: AsyncSession, *, offer_id: int, now: datetime) -
     agent.consecutive_no_answers += 1
     contact_event(session, "contact.requeued", contact, now, cause="no_answer")
     status = presence.status_after_no_answers(agent.consecutive_no_answers, queue.max_no_answer)
-    if status is not None and agent.status == presence.Status.AVAILABLE.value:
-        await agents.change_status(
-            session,
-            agent,
-            status=presence.Status.AWAY,
-            reason=presence.NO_ANSWER_REASON,
-            by=presence.Actor.SYSTEM,
-            actor="system",
-        )
+    # Only an active, available agent is set away: a deactivated one is out of routing
+    # already, and refusing its status change must not undo the expiry (the contact would
+    # stay offered).
+    if status is not None and _routable_status(agent):
+        await agents.set_away_by_system(session, agent, reason=presence.NO_ANSWER_REASON)
         await timers.schedule(session, kind=RESCIND, subject=agent.id, due_at=now)
+    return True
+
+
+def _routable_status(agent: Agent) -> bool:
+    """Available and active: the agent may keep offers ringing."""
+    return agent.active and agent.status == presence.Status.AVAILABLE.value
+
+
+async def overdue_offers(
+    session: AsyncSession, *, expired_before: datetime, limit: int
+) -> Sequence[int]:
+    """Pending offers that expired before ``expired_before``, the oldest first."""
+    return (
+        await session.scalars(
+            select(Offer.id)
+            .where(Offer.status == OfferStatus.pending.value, Offer.expires_at < expired_before)
+            .order_by(Offer.expires_at, Offer.id)
+            .limit(limit)
+        )
+    ).all()
 
 
 async def rescind_offers_of(session: AsyncSession, *, agent_id: int, now: datetime) -> int:
@@ -257,7 +275,7 @@ async def rescind_offers_of(session: AsyncSession, *, agent_id: int, now: dateti
         offer, contact, agent = await _locked_offer(session, offer_id, None)
         if offer.status != OfferStatus.pending.value:
             continue
-        if agent.status == presence.Status.AVAILABLE.value:
+        if _routable_status(agent):
             break  # available again before this ran: let the offers ring
         _requeue(contact)
         await _close_offer(session, offer, contact, agent, status=OfferStatus.rescinded, now=now)

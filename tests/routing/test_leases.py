@@ -1,0 +1,240 @@
+"""Offers are leases: whatever happens to their timers or their agent, they end.
+
+Through the API with a real dispatcher and timer worker; the lease sweep runs every 0.2 s
+with a 0.1 s grace, so "within the bound" is ring timeout + 0.3 s (polled with a deadline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from app.config import Settings
+from app.routing import handlers
+from tests.conftest import make_settings
+from tests.fixtures.factories import Api, expect
+from tests.routing.acd import (
+    assert_invariants,
+    available_agent,
+    contact,
+    eventually,
+    offer_for,
+    queue,
+    value,
+)
+
+SWEEP_S, GRACE_S = 0.2, 0.1
+
+
+@pytest.fixture
+def settings(db: str) -> Settings:
+    return make_settings(db, lease_sweep_s=SWEEP_S, lease_grace_s=GRACE_S)
+
+
+@pytest.fixture
+def engine(app: FastAPI) -> AsyncEngine:
+    engine: AsyncEngine = app.state.engine
+    return engine
+
+
+async def change(engine: AsyncEngine, sql: str, **params: Any) -> list[Any]:
+    """Run a data-changing statement and commit it; the rows it returns."""
+    async with engine.begin() as conn:
+        result = await conn.execute(text(sql), params)
+        return list(result.all()) if result.returns_rows else []
+
+
+async def contact_in(api: Api, contact_id: int, *statuses: str) -> dict[str, Any] | None:
+    shown: dict[str, Any] = expect(await api.get(f"/api/v1/contacts/{contact_id}"), 200)
+    return shown if shown["status"] in statuses else None
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+class TestMaxWaitWhileRinging:
+    async def test_max_wait_falling_while_the_contact_rings_still_overflows_it_after_the_offer(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        spill = await queue(api)
+        q = await queue(
+            api,
+            ring_timeout_s=2,
+            no_answer_delay_s=600,
+            max_wait_s=600,
+            overflow_queue=spill["name"],
+        )
+        console = await available_agent(api)
+        created = await contact(api, q["name"])
+        await offer_for(console, created["id"])
+        # The max wait falls now, while the offer rings.
+        [(fell_at,)] = await change(
+            engine,
+            "UPDATE timers SET due_at = now() WHERE kind = 'contact.max_wait' "
+            "AND subject = :id RETURNING due_at",
+            id=str(created["id"]),
+        )
+
+        async def fired() -> bool:
+            left = await value(
+                engine,
+                "SELECT count(*) FROM timers WHERE kind = 'contact.max_wait' "
+                "AND subject = :id AND due_at <= :fell_at",
+                id=str(created["id"]),
+                fell_at=fell_at,
+            )
+            return int(left) == 0
+
+        await eventually(fired, what="the max-wait timer to fire")
+        assert await contact_in(api, created["id"], "offered"), "it fell while the offer rang"
+
+        # Nobody answers; the contact is back in the queue and must still overflow.
+        ended = await eventually(
+            lambda: contact_in(api, created["id"], "timed_out"),
+            within=15,
+            what="the contact to time out after the missed offer",
+        )
+        assert [o["status"] for o in ended["offers"]] == ["expired"]
+        successor = expect(await api.get(f"/api/v1/contacts/{ended['transferred_to']}"), 200)
+        assert successor["queue"] == spill["name"]
+        await assert_invariants(engine)
+
+
+class TestDeactivation:
+    async def test_deactivating_an_agent_whose_offer_rings_takes_the_offer_back(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        q = await queue(api, ring_timeout_s=600, max_no_answer=1)
+        console = await available_agent(api)
+        created = await contact(api, q["name"])
+        offer = await offer_for(console, created["id"])
+
+        changed = expect(
+            await api.patch(f"/api/v1/agents/{console.me['id']}", {"active": False}), 200
+        )
+        assert changed["active"] is False
+        assert changed["status"] == "offline", "a deactivated agent is out of routing"
+
+        back = await eventually(
+            lambda: contact_in(api, created["id"], "queued"),
+            what="the ringing offer to be taken back",
+        )
+        assert [(o["id"], o["status"]) for o in back["offers"]] == [(offer["id"], "rescinded")]
+        agent = expect(await api.get(f"/api/v1/agents/{console.me['id']}"), 200)
+        assert (agent["status"], agent["state"]) == ("offline", "idle")
+        await assert_invariants(engine)
+
+        # The contact goes to someone who may take it.
+        other = await available_agent(api)
+        await offer_for(other, created["id"])
+
+    async def test_offer_of_an_agent_deactivated_in_the_database_still_expires(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        # Rows deactivated before deactivation took agents offline: inactive yet available.
+        q = await queue(api, ring_timeout_s=0.5, no_answer_delay_s=600, max_no_answer=1)
+        console = await available_agent(api)
+        created = await contact(api, q["name"])
+        offer = await offer_for(console, created["id"])
+        await change(engine, "UPDATE agents SET active = false WHERE id = :id", id=console.me["id"])
+
+        back = await eventually(
+            lambda: contact_in(api, created["id"], "queued"),
+            what="the offer to expire at its ring timeout",
+        )
+        assert [(o["id"], o["status"]) for o in back["offers"]] == [(offer["id"], "expired")]
+        failed = await value(engine, "SELECT count(*) FROM timers WHERE failed_at IS NOT NULL")
+        assert failed == 0
+        await assert_invariants(engine)
+
+
+class TestLeaseSweep:
+    @pytest.mark.parametrize("lost", ["deleted", "failed"])
+    async def test_offer_whose_ring_timer_is_lost_is_expired_by_the_sweep(
+        self, api: Api, engine: AsyncEngine, lost: str
+    ) -> None:
+        q = await queue(api, ring_timeout_s=1, no_answer_delay_s=600)
+        console = await available_agent(api)
+        created = await contact(api, q["name"])
+        offer = await offer_for(console, created["id"])
+        lose = {
+            "deleted": "DELETE FROM timers",
+            "failed": "UPDATE timers SET failed_at = now(), attempts = 5",
+        }[lost]
+        touched = await change(
+            engine,
+            f"{lose} WHERE kind = 'offer.expire' AND subject = :id RETURNING id",
+            id=str(offer["id"]),
+        )
+        assert len(touched) == 1, "the timer had not fired yet"
+
+        back = await eventually(
+            lambda: contact_in(api, created["id"], "queued"),
+            within=1 + GRACE_S + SWEEP_S + 10,
+            what="the sweep to expire the lease",
+        )
+        [expired] = back["offers"]
+        assert expired["status"] == "expired"
+        late = (at(expired["decided_at"]) - at(expired["expires_at"])).total_seconds()
+        assert late >= GRACE_S, "the sweep leaves a lease its grace before acting"
+        me = expect(await console.get("/api/v1/agents/me"), 200)
+        assert me["state"] == "idle"
+        await assert_invariants(engine)
+
+
+class TestConcurrentSweeps:
+    @pytest.fixture
+    def settings(self, db: str) -> Settings:
+        # The instance's own sweep runs once at start and then keeps out of the way.
+        return make_settings(db, lease_sweep_s=3600, lease_grace_s=GRACE_S)
+
+    async def test_a_sweep_leaves_a_lease_another_sweep_holds_without_waiting(
+        self, api: Api, app: FastAPI, engine: AsyncEngine
+    ) -> None:
+        q = await queue(api, ring_timeout_s=0.2, no_answer_delay_s=600)
+        console = await available_agent(api)
+        created = await contact(api, q["name"])
+        offer = await offer_for(console, created["id"])
+        lost = await change(
+            engine,
+            "DELETE FROM timers WHERE kind = 'offer.expire' AND subject = :id RETURNING id",
+            id=str(offer["id"]),
+        )
+        assert len(lost) == 1, "the timer had not fired yet"
+        await eventually(
+            lambda: value(
+                engine,
+                "SELECT now() > expires_at + make_interval(secs => :grace) FROM offers "
+                "WHERE id = :id",
+                id=offer["id"],
+                grace=GRACE_S,
+            ),
+            what="the lease to be overdue",
+        )
+        sweep = handlers.lease_sweep(timedelta(seconds=GRACE_S))
+        sessionmaker = app.state.sessionmaker
+        async with sessionmaker() as first, sessionmaker() as second:
+            assert await sweep(first, await db_now(first)) == 1
+            # The first sweep holds the rows until it commits: the second leaves them.
+            assert await asyncio.wait_for(sweep(second, await db_now(second)), 10) == 0
+            await second.rollback()
+            await first.commit()
+            assert await sweep(second, await db_now(second)) == 0, "expired once"
+            await second.commit()
+        shown = expect(await api.get(f"/api/v1/contacts/{created['id']}"), 200)
+        assert [o["status"] for o in shown["offers"]] == ["expired"]
+        assert shown["status"] == "queued"
+        await assert_invariants(engine)
+
+
+async def db_now(session: AsyncSession) -> datetime:
+    now: datetime | None = await session.scalar(select(func.now()))
+    assert now is not None
+    return now
