@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime
 from enum import StrEnum
 
@@ -13,11 +14,14 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Identity,
+    Index,
     Integer,
     SmallInteger,
     String,
     Text,
+    Uuid,
     func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -58,6 +62,8 @@ class Agent(TimestampMixin, Base):
         CheckConstraint(
             "work_offers >= 0 AND work_contacts >= 0 AND work_wrap_ups >= 0", name="work"
         ),
+        # The dispatcher reads the agents changed since a snapshot (app/routing/rounds.py).
+        Index("ix_agents_routing_tx", "routing_tx"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -97,6 +103,14 @@ class Agent(TimestampMixin, Base):
         nullable=False,
         server_default="0",
         comment="raised by a password change: tokens carrying an older one are refused",
+    )
+    # Set by triggers (migration 0007) to the transaction that last wrote this row, its
+    # channels or its skills: the dispatcher reads supply from the rows, not the event feed.
+    routing_tx: Mapped[int] = mapped_column(
+        BigInteger,
+        server_default=text("(pg_current_xact_id()::text)::bigint"),
+        nullable=False,
+        comment="the transaction that last changed the agent's routing",
     )
 
     skills: Mapped[list[AgentSkill]] = relationship(
@@ -140,4 +154,29 @@ class AgentChannel(Base):
     capacity: Mapped[int] = mapped_column(SmallInteger, nullable=False)
     load: Mapped[int] = mapped_column(
         SmallInteger, nullable=False, server_default="0", comment="live offers + connected"
+    )
+
+
+class ConsoleConnection(Base):
+    """One open agent console (a ``/ws/agent`` socket) and the instance that holds it.
+
+    The instance moves ``live_until`` forward every heartbeat; a row past it belongs to an
+    instance that stopped (``app/agents/consoles.py``).
+    """
+
+    __tablename__ = "console_connections"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    agent_id: Mapped[int] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    instance_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    opened_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    seen_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    live_until: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, comment="counts as open until then"
     )

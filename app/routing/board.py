@@ -9,15 +9,14 @@ from the database for every round would cost more than the rest of the round, an
 them have not changed since the last one. The board keeps every active agent instead:
 
 - it is filled whole (``fill``) when the dispatcher takes the lead, and again every
-  ``refresh_s`` as a safety net;
-- every event that names an agent (as its subject, or as ``agent_id`` in its data) marks
-  that agent stale (``mark``), and the next round reads the stale agents again (``stale``,
-  then ``update``) before it decides. Every change to an agent's routing (status, work,
-  load, skills, capacity, delays) writes such an event in the transaction that makes it,
-  and the event hub reads events only once they have committed, so the re-read sees the
-  change;
-- the dispatcher's own offers are applied as soon as they commit (``offered``), without
-  waiting for their events to come back.
+  ``dispatch_board_refresh_s`` as a safety net;
+- before each decision the dispatcher reads again the agents whose rows changed since its
+  previous read (``update``; ``app/routing/rounds.py`` says how it finds them from the
+  rows, never from the event feed, which any open transaction on the server holds back);
+- the dispatcher's own offers are applied as soon as they commit (``offered``), when the
+  board held the version of the agent's row the offer was written over;
+- ``RowVersions`` remembers which versions of the agents' rows the board holds, so that
+  a read skips the rows it has already seen (its own offers' too).
 
 The board is a guide, not the truth: the round's write locks and re-checks every agent it
 offers a contact to, so a stale entry can cost a skipped match, never a wrong offer.
@@ -35,11 +34,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
 
 from app.routing.scoring import AgentView
 
-__all__ = ["AgentBoard", "AgentRow", "Wanted"]
+__all__ = ["AgentBoard", "AgentRow", "RowVersions", "Wanted"]
 
 _NOBODY: frozenset[int] = frozenset()
 
@@ -112,7 +110,6 @@ class AgentBoard:
     _holders: dict[str, dict[int, set[int]]] = field(default_factory=dict)  # skill, level
     _spare: dict[str, set[int]] = field(default_factory=dict)
     _resting: set[int] = field(default_factory=set)
-    _stale: set[int] = field(default_factory=set)
     filled: bool = False
 
     # --- keeping it current ---------------------------------------------------------------
@@ -123,7 +120,6 @@ class AgentBoard:
         self._holders.clear()
         self._spare.clear()
         self._resting.clear()
-        self._stale.clear()
         for row in rows:
             self._put(row)
         self.filled = True
@@ -132,28 +128,6 @@ class AgentBoard:
         """Forget everything: the next round fills the board again."""
         self.fill(())
         self.filled = False
-
-    def mark(self, agent_id: int) -> None:
-        """This agent may have changed: read it again before the next decision."""
-        self._stale.add(agent_id)
-
-    def mark_events(self, events: Iterable[tuple[str, str, Mapping[str, Any]]]) -> bool:
-        """Mark the agents these events name (subject type, subject id, data); True if any."""
-        marked = False
-        for subject_type, subject_id, data in events:
-            if subject_type == "agent" and subject_id.isdigit():
-                self._stale.add(int(subject_id))
-                marked = True
-            agent_id = data.get("agent_id")
-            if isinstance(agent_id, int) and not isinstance(agent_id, bool):
-                self._stale.add(agent_id)
-                marked = True
-        return marked
-
-    def take_stale(self) -> list[int]:
-        """The agents to read again, in id order; they are no longer marked."""
-        stale, self._stale = sorted(self._stale), set()
-        return stale
 
     def update(self, asked: Sequence[int], rows: Iterable[AgentRow]) -> None:
         """The rows read for ``asked``: an asked agent without a row has gone (inactive)."""
@@ -257,3 +231,42 @@ class AgentBoard:
             if has_room and (soonest is None or row.ready_at < soonest):
                 soonest = row.ready_at
         return soonest
+
+
+@dataclass
+class RowVersions:
+    """Which versions of the agents' rows the board holds, as far as the next read needs.
+
+    Each agent's row carries ``routing_tx``, the transaction that last changed it (or its
+    channels or skills). A read takes the rows with ``routing_tx >= since``: every change
+    the previous read could not see was made by a transaction at or above that read's
+    snapshot ``xmin``. A version is named by (agent, ``routing_tx``): a transaction's
+    changes are seen only once it has committed, and it writes nothing after. The versions
+    read at or above ``since`` are kept so the read can skip them (the same rows come back
+    each round while an old transaction holds ``xmin`` back); older ones can no longer
+    match and are forgotten.
+    """
+
+    since: int = 0
+    _txs: dict[int, int] = field(default_factory=dict)
+
+    def known(self) -> tuple[list[int], list[int]]:
+        """The versions the next read may skip: agent ids, and their ``routing_tx``."""
+        return list(self._txs), list(self._txs.values())
+
+    def holds(self, agent_id: int, tx: int) -> bool:
+        """Whether the board holds the agent's row version written by ``tx``: one below
+        ``since`` was committed before the last read's snapshot, which the board shows."""
+        return tx < self.since or self._txs.get(agent_id) == tx
+
+    def note(self, versions: Iterable[tuple[int, int]]) -> None:
+        """The board now holds these (agent id, ``routing_tx``) versions as well."""
+        self._txs.update(versions)
+
+    def advance(self, read: Iterable[tuple[int, int]], xmin: int) -> None:
+        """A read saw these (agent id, ``routing_tx``) versions; its snapshot's xmin."""
+        txs = self._txs
+        txs.update(read)
+        if xmin != self.since:
+            self._txs = {agent_id: tx for agent_id, tx in txs.items() if tx >= xmin}
+        self.since = xmin

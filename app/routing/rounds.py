@@ -1,19 +1,27 @@
 """The dispatcher's rounds: read, decide, write, with what the leader keeps between them.
 
 Theory of operation: the leader (``dispatcher.Dispatcher``) keeps what changes rarely
-between rounds in a ``Rounds``: the agents (``board.AgentBoard``, re-read agent by agent as
-events name them) and the queues' routing rules (re-read when a queue changes). A round then
-costs a few statements on the leader's own connection, whatever the size of the centre:
+between rounds in a ``Rounds``: the agents (``board.AgentBoard``) and the queues' routing
+rules (re-read when a ``queue.*`` event names the queue). A round then costs a few
+statements on the leader's own connection, whatever the size of the centre:
 
-1. read the most urgent queued contacts (by deadline, up to ``dispatch_batch``) on channels
-   some agent has room on, with the database's clock, and re-read the agents marked stale;
+1. read supply from the agents' rows: the agents whose ``routing_tx`` (the transaction that
+   last changed the agent, its channels or its skills; set by triggers) is at or above the
+   ``xmin`` of the previous read's snapshot, with this read's own ``xmin``. A change the
+   previous read could not see was made by a transaction still running or not yet begun
+   then, so its id is at or above that ``xmin``: nothing is missed, whatever else runs on
+   the server (an old open transaction only widens the range read; the row versions
+   already read, our own offers' included, are skipped: ``board.RowVersions``). Then read the
+   demand with the database's clock: each queue's most urgent queued contacts (by
+   deadline, up to ``dispatch_batch`` per queue) on channels some agent has room on, so a
+   queue whose contacts nobody free may take never hides another queue's;
 2. decide with the pure scoring core (``scoring.match``) among the board's candidates, with
    no transaction open;
 3. write in one statement (``_WRITE``), so in one short transaction: it locks the matched
    contacts and agents with ``SKIP LOCKED`` and re-checks them (still queued; still
-   routable, with room counted afresh), then inserts the offers, their ring-timeout timers
-   and events and updates the contacts, loads and agents. A pair that changed meanwhile is
-   left for the next round.
+   routable, holding the step's skills, with room counted afresh), then inserts the
+   offers, their ring-timeout timers and events and updates the contacts, loads and
+   agents. A pair that changed meanwhile is left for the next round.
 
 So nothing waits on a lock held by a request, and a stale board costs a skipped match,
 never a wrong offer. The database backs the decision: one pending offer per contact (partial
@@ -34,7 +42,7 @@ from app.agents import presence
 from app.config import Settings
 from app.events.log import LoggedEvent
 from app.routing import scoring
-from app.routing.board import AgentBoard, AgentRow, Wanted
+from app.routing.board import AgentBoard, AgentRow, RowVersions, Wanted
 from app.routing.lifecycle import OFFER_EXPIRE
 
 
@@ -144,9 +152,9 @@ class Round:
 # --- reads --------------------------------------------------------------------------------
 
 _AGENT_COLUMNS = """
-    SELECT a.id, a.status = 'available' AND a.active AS available, a.work_wrap_ups,
-        a.ready_at, a.idle_since, a.last_offer_at, a.contacts_day, a.contacts_today,
-        ch.channels, ch.loads, ch.capacities, sk.names, sk.levels
+    SELECT a.id, a.routing_tx, a.active, a.status = 'available' AND a.active AS available,
+        a.work_wrap_ups, a.ready_at, a.idle_since, a.last_offer_at, a.contacts_day,
+        a.contacts_today, ch.channels, ch.loads, ch.capacities, sk.names, sk.levels
     FROM agents a
     LEFT JOIN LATERAL (
         SELECT array_agg(channel) AS channels, array_agg(load) AS loads,
@@ -158,22 +166,46 @@ _AGENT_COLUMNS = """
         FROM agent_skills s JOIN skills k ON k.id = s.skill_id WHERE s.agent_id = a.id
     ) sk ON true
 """
-# Two statements rather than one with an "$1 IS NULL OR ..." test: a prepared statement gets
-# one generic plan, which cannot be good for both.
-_ALL_AGENTS = f"{_AGENT_COLUMNS} WHERE a.active"
-_SOME_AGENTS = f"{_AGENT_COLUMNS} WHERE a.active AND a.id = ANY($1::bigint[])"
+# Agents with the xmin of the statement's snapshot (one row without an agent when none
+# match): every active agent; or those changed by a transaction at or above $1 (an xmin
+# read before), but for the row versions already read ($2: ids, $3: their routing_tx), so
+# a transaction left open on the server costs a larger scan of the index, not the same
+# agents read again every round. Two statements rather than one with an "$1 IS NULL OR
+# ..." test: a prepared statement gets one generic plan, which cannot be good for both.
+_WITH_XMIN = """
+    SELECT x.xmin, r.* FROM (
+        SELECT (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint AS xmin
+    ) x
+    LEFT JOIN LATERAL ({agents}) r ON true
+"""
+_ALL_AGENTS = _WITH_XMIN.format(agents=f"{_AGENT_COLUMNS} WHERE a.active")
+_CHANGED_AGENTS = _WITH_XMIN.format(
+    agents=f"""{_AGENT_COLUMNS}
+    WHERE a.routing_tx >= $1 AND NOT EXISTS (
+        SELECT 1 FROM unnest($2::bigint[], $3::bigint[]) AS k(id, tx)
+        WHERE k.id = a.id AND k.tx = a.routing_tx)"""
+)
 
-# The database's clock, and the most urgent queued contacts on the channels some agent has
-# room on ($1), up to $2 of them.
+# The database's clock, and each queue's most urgent queued contacts on the channels some
+# agent has room on ($1), up to $2 of them per queue (ix_contacts_queued_queue_deadline):
+# a window per queue, so the contacts of one queue nobody free may take never hide those
+# of another.
 _WAITING = """
     SELECT now() AS now, w.* FROM (SELECT) one
     LEFT JOIN LATERAL (
         SELECT c.id, c.queue_id, c.channel, c.tier, c.enqueued_at, c.routing_started_at,
             c.declined_by, cu.relationship_manager_id
-        FROM contacts c LEFT JOIN customers cu ON cu.id = c.customer_id
-        WHERE c.status = 'queued' AND c.channel = ANY($1::text[])
-        ORDER BY c.deadline_at, c.id
-        LIMIT $2
+        FROM queues q
+        CROSS JOIN LATERAL (
+            SELECT c.id, c.queue_id, c.channel, c.tier, c.enqueued_at, c.routing_started_at,
+                c.declined_by, c.customer_id
+            FROM contacts c
+            WHERE c.queue_id = q.id AND c.status = 'queued' AND c.channel = ANY($1::text[])
+            ORDER BY c.deadline_at, c.id
+            LIMIT $2
+        ) c
+        LEFT JOIN customers cu ON cu.id = c.customer_id
+        WHERE cardinality($1::text[]) > 0  -- nobody has room: no queue to look into
     ) w ON true
 """
 _QUEUES = "SELECT id, strategy, steps, ring_timeout_s FROM queues WHERE id = ANY($1::bigint[])"
@@ -201,20 +233,25 @@ def _agent_row(record: asyncpg.Record) -> AgentRow:
 # --- the write ----------------------------------------------------------------------------
 
 # A round's offers in one statement, so in one short transaction of its own. The decided
-# pairs ($1..$7, one element each, in decision order) are re-checked under lock: the
+# pairs ($1..$8, one element each, in decision order) are re-checked under lock: the
 # contacts still queued and the agents still routable are locked without waiting (a row a
-# request holds is skipped, and its pair left for the next round), and an agent's pairs on
-# a channel are kept, in order, while its room (capacity - load, read under the agent's
-# lock) lasts. Then the offers, their ring-timeout timers and events, the contacts, the
-# loads and the agents are written. After an offer an agent's state is $8 if it has a
-# connected contact, else $9 (``presence.derive_state`` decides both; routable agents have
-# no wrap-up). Returns the offers made.
+# request holds is skipped, and its pair left for the next round); an agent must still
+# hold the skills its pair's routing step asks for ($8: name -> lowest level), and its
+# pairs on a channel are kept, in order, while its room (capacity - load) lasts. Skills
+# and room are read from the statement's snapshot, which is current for an agent whose
+# row it sees: every change to them writes the agent's row (triggers), so a change that
+# committed after the snapshot left a newer version of the row, which the lock finds and
+# the visibility test refuses, and one still running holds the row, which the lock skips.
+# Then the offers, their ring-timeout timers and events, the contacts, the loads and the
+# agents are written. After an offer an agent's state is $9 if it has a connected
+# contact, else $10 (``presence.derive_state`` decides both; routable agents have no
+# wrap-up). Returns the offers made, each with the agent row's version it was written over.
 _WRITE = f"""
     WITH m AS (
         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[],
-            $5::jsonb[], $6::float8[], $7::jsonb[])
+            $5::jsonb[], $6::float8[], $7::jsonb[], $8::jsonb[])
             WITH ORDINALITY AS m(contact_id, agent_id, queue_id, channel, reason, ring_s,
-                event, ord)
+                event, skills, ord)
     ), clock AS (
         SELECT clock_timestamp() AS at
     ), contact AS (
@@ -222,9 +259,10 @@ _WRITE = f"""
         WHERE id = ANY($1::bigint[]) AND status = 'queued'
         ORDER BY id FOR UPDATE SKIP LOCKED
     ), agent AS (
-        SELECT id, work_contacts, state FROM agents
+        SELECT id, work_contacts, state, routing_tx FROM agents
         WHERE id = ANY($2::bigint[]) AND status = 'available' AND active
           AND work_wrap_ups = 0 AND (ready_at IS NULL OR ready_at <= now())
+          AND pg_visible_in_snapshot((routing_tx::text)::xid8, pg_current_snapshot())
         ORDER BY id FOR UPDATE SKIP LOCKED
     ), possible AS (
         SELECT m.*, a.work_contacts, a.state AS was, ac.capacity - ac.load AS room,
@@ -233,10 +271,16 @@ _WRITE = f"""
         JOIN contact ON contact.id = m.contact_id
         JOIN agent a ON a.id = m.agent_id
         JOIN agent_channels ac ON ac.agent_id = m.agent_id AND ac.channel = m.channel
+        WHERE NOT EXISTS (
+            SELECT 1 FROM jsonb_each_text(m.skills) need(skill, level)
+            WHERE NOT EXISTS (
+                SELECT 1 FROM agent_skills s JOIN skills k ON k.id = s.skill_id
+                WHERE s.agent_id = m.agent_id AND k.name = need.skill
+                  AND s.level >= need.level::int))
     ), kept AS (
         SELECT p.*, row_number() OVER (PARTITION BY p.agent_id ORDER BY p.ord) AS first,
             count(*) OVER (PARTITION BY p.agent_id) AS made,
-            CASE WHEN p.work_contacts > 0 THEN $8::text ELSE $9::text END AS state
+            CASE WHEN p.work_contacts > 0 THEN $9::text ELSE $10::text END AS state
         FROM possible p WHERE p.nth <= p.room
     ), o AS (
         INSERT INTO offers (contact_id, agent_id, queue_id, channel, reason, created_at,
@@ -276,8 +320,8 @@ _WRITE = f"""
         ) e ORDER BY ord, k
     )
     SELECT o.id, o.contact_id, o.agent_id, o.channel, o.expires_at, now() AS now,
-        (pg_current_xact_id()::text)::bigint AS tx
-    FROM o
+        a.routing_tx AS written_over, (pg_current_xact_id()::text)::bigint AS tx
+    FROM o JOIN agent a ON a.id = o.agent_id
 """
 # The state an agent derives once offered a contact, with and without a connected one.
 _OFFERED_STATES = (
@@ -295,6 +339,14 @@ class Made:
     agent_id: int
     channel: str
     expires_at: datetime
+
+
+def required_skills(m: scoring.Match, now: datetime) -> dict[str, int]:
+    """The skills (name: lowest level) the routing step in force when the pair was decided
+    asks of the agent; the write checks the agent still holds them."""
+    step = scoring.current_step(m.queue, m.contact, now)
+    reqs = () if step is None else m.queue.steps[step].skills
+    return {req.skill: req.min_level for req in reqs}
 
 
 def _event_data(m: scoring.Match) -> dict[str, Any]:
@@ -330,25 +382,14 @@ class Rounds:
         self.board = AgentBoard()
         self._queues: dict[int, QueuePolicy] = {}
         self._filled_at: float | None = None
-        # The transactions of our own writes whose events the hub has not handed over yet:
-        # the board shows those offers already, so their events need not mark anyone. The
-        # log is ordered by transaction, so once the hub is past one it never comes again.
-        self._own_txs: set[int] = set()
-        self._seen_tx = 0
+        self._versions = RowVersions()
 
     def on_events(self, batch: Sequence[LoggedEvent]) -> None:
-        """Mark the agents and queues these events name as stale (but for the events of our
-        own writes, which the board already shows)."""
-        if not batch:
-            return
-        news = [e for e in batch if e.cursor.tx not in self._own_txs] if self._own_txs else batch
-        self.board.mark_events((e.subject_type, e.subject_id, e.data) for e in news)
-        for event in news:
+        """Forget the rules of the queues these events name. Agents are not marked: each
+        round reads the changed ones from their rows."""
+        for event in batch:
             if event.subject_type == "queue" and event.subject_id.isdigit():
                 self._queues.pop(int(event.subject_id), None)
-        # Events of the last transaction may go on in the next batch; all before are done.
-        self._seen_tx = batch[-1].cursor.tx
-        self._own_txs = {tx for tx in self._own_txs if tx >= self._seen_tx}
 
     async def round(self) -> Round:
         """Read, decide, write. No transaction stays open while the scoring core decides, so
@@ -380,24 +421,28 @@ class Rounds:
             await self._fill()
             self._filled_at = clock
             return
-        stale = self.board.take_stale()
-        if stale:
-            rows = await self._conn.fetch(_SOME_AGENTS, stale)
-            self.board.update(stale, (_agent_row(r) for r in rows))
+        versions = self._versions
+        rows = await self._conn.fetch(_CHANGED_AGENTS, versions.since, *versions.known())
+        changed = [row for row in rows if row["id"] is not None]
+        if changed:
+            active = (_agent_row(row) for row in changed if row["active"])
+            self.board.update([row["id"] for row in changed], active)
+        versions.advance(((row["id"], row["routing_tx"]) for row in changed), rows[0]["xmin"])
 
     async def _fill(self) -> None:
         """Read every agent into a new board, built a slice at a time: a centre's whole
         board takes tens of milliseconds to build, which would hold up every request on an
-        event loop the dispatcher shares. Agents marked meanwhile stay marked."""
+        event loop the dispatcher shares."""
         rows = await self._conn.fetch(_ALL_AGENTS)
+        agents = [row for row in rows if row["id"] is not None]
         fresh = AgentBoard()
         fresh.fill(())
-        for start in range(0, len(rows), FILL_SLICE):
-            fresh.update((), (_agent_row(r) for r in rows[start : start + FILL_SLICE]))
+        for start in range(0, len(agents), FILL_SLICE):
+            fresh.update((), (_agent_row(r) for r in agents[start : start + FILL_SLICE]))
             await asyncio.sleep(0)
-        for agent_id in self.board.take_stale():
-            fresh.mark(agent_id)
         self.board = fresh
+        self._versions = RowVersions()
+        self._versions.advance(((r["id"], r["routing_tx"]) for r in agents), rows[0]["xmin"])
 
     async def _waiting(self, rows: Sequence[asyncpg.Record]) -> list[Waiting]:
         missing = sorted({row["queue_id"] for row in rows} - self._queues.keys())
@@ -439,16 +484,26 @@ class Rounds:
             [m.reason.as_dict() for m in matches],
             [ring[m.contact.id] for m in matches],
             [_event_data(m) for m in matches],
+            [required_skills(m, plan.now) for m in matches],
             *_OFFERED_STATES,
         )
         made = [
             Made(row["id"], row["contact_id"], row["agent_id"], row["channel"], row["expires_at"])
             for row in rows
         ]
-        for offer, row in zip(made, rows, strict=True):
-            self.board.offered(offer.agent_id, offer.channel, row["now"])
-        if rows and rows[0]["tx"] >= self._seen_tx:  # else the hub has handed them over
-            self._own_txs.add(rows[0]["tx"])
+        self._apply(rows)
         if made and self._on_commit is not None:
             self._on_commit(made)
         return made
+
+    def _apply(self, rows: Sequence[asyncpg.Record]) -> None:
+        """Apply our committed offers to the board, so the next read need not read their
+        agents again; but where the board did not hold the version of the agent's row the
+        offer was written over (another transaction changed it after our read), the next
+        read reads the agent's row, which has both changes."""
+        versions, applied = self._versions, []
+        for row in rows:
+            if versions.holds(row["agent_id"], row["written_over"]):
+                self.board.offered(row["agent_id"], row["channel"], row["now"])
+                applied.append((row["agent_id"], row["tx"]))
+        versions.note(applied)

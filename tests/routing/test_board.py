@@ -1,14 +1,13 @@
-"""The dispatcher's agent board (pure): indexes, staleness, candidates, delays."""
+"""The dispatcher's agent board (pure): indexes, updates, candidates, delays."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from app.routing.board import AgentBoard, AgentRow, Wanted
+from app.routing.board import AgentBoard, AgentRow, RowVersions, Wanted
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 TODAY = NOW.date()
@@ -86,13 +85,11 @@ class TestFill:
 
     def test_fill_replaces_everything(self) -> None:
         board = board_of(row(1), row(2))
-        board.mark(1)
 
         board.fill([row(3)])
 
         assert len(board) == 1
         assert board.row(1) is None
-        assert board.take_stale() == []
         assert ids(board, want()) == [3]
 
     def test_clear_empties_and_asks_for_a_fill(self) -> None:
@@ -201,54 +198,12 @@ class TestServedChannels:
     def test_a_channel_nobody_has_room_on_any_more_is_not_served(self) -> None:
         board = board_of(row(1, capacity={"chat": 1}))
 
-        board.offered(1, "chat", NOW)
+        board.update([1], [row(1, capacity={"chat": 1}, load={"chat": 1})])
 
         assert board.served_channels() == frozenset()
 
 
-class TestStaleness:
-    def test_marked_agents_are_taken_once_in_id_order(self) -> None:
-        board = board_of(row(1))
-        board.mark(5)
-        board.mark(2)
-        board.mark(5)
-
-        assert board.take_stale() == [2, 5]
-        assert board.take_stale() == []
-
-    @pytest.mark.parametrize(
-        ("subject_type", "subject_id", "data", "marked"),
-        [
-            ("agent", "7", {}, [7]),
-            ("offer", "12", {"agent_id": 7, "contact_id": 3}, [7]),
-            ("agent", "7", {"agent_id": 8}, [7, 8]),
-            ("contact", "3", {"agent_id": None}, []),
-            ("contact", "3", {"agent_id": True}, []),
-            ("contact", "3", {"agent_id": "7"}, []),
-            ("queue", "2", {"name": "cards"}, []),
-            ("agent", "not-a-number", {}, []),
-        ],
-        ids=[
-            "agent-subject",
-            "agent-in-data",
-            "both",
-            "no-agent",
-            "boolean-is-no-id",
-            "string-is-no-id",
-            "queue",
-            "odd-subject-id",
-        ],
-    )
-    def test_events_mark_the_agents_they_name(
-        self, subject_type: str, subject_id: str, data: Mapping[str, Any], marked: list[int]
-    ) -> None:
-        board = AgentBoard()
-
-        named = board.mark_events([(subject_type, subject_id, data)])
-
-        assert board.take_stale() == marked
-        assert named is bool(marked)
-
+class TestUpdate:
     def test_update_replaces_read_rows_and_drops_asked_agents_not_found(self) -> None:
         board = board_of(row(1), row(2), row(3))
 
@@ -300,6 +255,61 @@ class TestOffered:
         board.offered(99, "chat", NOW)
 
         assert ids(board, want()) == [1]
+
+
+class TestRowVersions:
+    def test_a_new_record_reads_everything_and_skips_nothing(self) -> None:
+        versions = RowVersions()
+
+        assert versions.since == 0
+        assert versions.known() == ([], [])
+
+    def test_versions_read_are_skipped_while_at_or_above_the_xmin(self) -> None:
+        versions = RowVersions()
+
+        versions.advance([(1, 100), (2, 104)], xmin=100)
+
+        assert versions.since == 100
+        assert versions.known() == ([1, 2], [100, 104])
+
+    def test_a_newer_version_of_an_agent_replaces_the_older(self) -> None:
+        versions = RowVersions()
+        versions.advance([(1, 100)], xmin=100)
+
+        versions.advance([(1, 107)], xmin=100)
+
+        assert versions.known() == ([1], [107])
+
+    @pytest.mark.parametrize(
+        ("agent_id", "tx", "held"),
+        [(1, 99, True), (1, 100, True), (1, 101, False), (2, 104, True), (3, 104, False)],
+        ids=["before-the-read", "read", "newer-than-read", "read-other", "never-read"],
+    )
+    def test_the_board_holds_versions_it_read_or_older_than_the_last_read(
+        self, agent_id: int, tx: int, held: bool
+    ) -> None:
+        versions = RowVersions()
+        versions.advance([(1, 100), (2, 104)], xmin=100)
+
+        assert versions.holds(agent_id, tx) is held
+
+    def test_noted_versions_are_held_and_skipped(self) -> None:
+        versions = RowVersions()
+        versions.advance([(1, 100)], xmin=100)
+
+        versions.note([(1, 120), (5, 120)])
+
+        assert versions.holds(5, 120)
+        assert versions.known() == ([1, 5], [120, 120])
+
+    def test_versions_below_a_later_xmin_are_forgotten(self) -> None:
+        versions = RowVersions()
+        versions.advance([(1, 100), (2, 104), (3, 109)], xmin=100)
+
+        versions.advance([(4, 111)], xmin=105)
+
+        assert versions.since == 105
+        assert versions.known() == ([3, 4], [109, 111])
 
 
 class TestNextReady:
