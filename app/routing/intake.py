@@ -27,10 +27,24 @@ and (for a max wait due soon) the timer worker.
 A retry with the same key finds the key and gets the contact it created, as it is now. A
 retry racing the first request waits on the key's primary key inside the statement, inserts
 nothing, and reads the key again once the first has committed.
+
+A queue's max length is a count of its live contacts, and a count on the statement's
+snapshot cannot see admissions that commit while it runs: concurrent statements would all
+see room. So the statement also writes nothing when a queue it counted has a max length
+whose admission lock the caller does not hold, and names every queue with a max length that
+the overflow chain from the queue asked for can reach (whatever their fullness). Python then
+runs it again in a transaction that first takes those queues' transaction-scoped advisory
+locks, in one order (two admissions never deadlock); the statement's READ COMMITTED snapshot
+is taken after the locks, so it sees every admission to those queues committed before, and
+the next waits until this one commits. Queues without a max length, the common case, keep
+the one statement. (Transfers and max-wait overflow, in ``lifecycle`` and ``endings``, queue
+contacts without looking at a max length at all.)
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,6 +57,7 @@ from app.agents.service import Identity
 from app.channels import Channel
 from app.config import Settings
 from app.customers import service as customers
+from app.db import DriverPool
 from app.errors import InvalidInput
 from app.idempotency import check_key, fingerprint, key_reused
 from app.routing import estimate
@@ -57,7 +72,8 @@ _WINDOW_S = int(
 
 # $1 agent id, $2 token version, $3 key scope, $4 key (or NULL), $5 queue id, $6 queue name,
 # $7 customer id, $8 phone, $9 tier names, $10 their SL targets, $11 default tier, $12 its
-# target, $13 request fingerprint, $14 channel, $15 subject, $16 language, $17 actor.
+# target, $13 request fingerprint, $14 channel, $15 subject, $16 language, $17 actor, $18 the
+# queues whose admission locks the caller holds.
 _INTAKE = f"""
 WITH RECURSIVE
 who AS (
@@ -74,20 +90,38 @@ customer AS (
 ),
 -- The queue asked for and, while a queue is full, its overflow queue (never one twice).
 chain AS (
-    SELECT q.id, q.overflow_queue_id, 1 AS depth, ARRAY[q.id] AS path,
+    SELECT q.id, q.overflow_queue_id, q.max_length, 1 AS depth, ARRAY[q.id] AS path,
         q.max_length IS NOT NULL AND (
             SELECT count(*) FROM contacts w
             WHERE w.queue_id = q.id AND w.status IN ('queued', 'offered')
         ) >= q.max_length AS is_full
     FROM queues q JOIN asked ON asked.id = q.id
     UNION ALL
-    SELECT o.id, o.overflow_queue_id, c.depth + 1, c.path || o.id,
+    SELECT o.id, o.overflow_queue_id, o.max_length, c.depth + 1, c.path || o.id,
         o.max_length IS NOT NULL AND (
             SELECT count(*) FROM contacts w
             WHERE w.queue_id = o.id AND w.status IN ('queued', 'offered')
         ) >= o.max_length
     FROM chain c JOIN queues o ON o.id = c.overflow_queue_id
     WHERE c.is_full AND o.id <> ALL(c.path)
+),
+-- Every queue with a max length that an admission from the queue asked for may reach,
+-- whatever their fullness now: the overflow chain up to the first queue without one.
+reach AS (
+    SELECT q.id, q.overflow_queue_id, q.max_length, ARRAY[q.id] AS path
+    FROM queues q JOIN asked ON asked.id = q.id
+    UNION ALL
+    SELECT o.id, o.overflow_queue_id, o.max_length, r.path || o.id
+    FROM reach r JOIN queues o ON o.id = r.overflow_queue_id
+    WHERE r.max_length IS NOT NULL AND o.id <> ALL(r.path)
+),
+-- NULL when the caller holds the lock ($18) of every limited queue the chain counted; else
+-- the limited queues to lock before counting again.
+locks AS (
+    SELECT CASE WHEN EXISTS (
+        SELECT FROM chain WHERE chain.max_length IS NOT NULL AND chain.id <> ALL($18::bigint[])
+    ) THEN (SELECT array_agg(id ORDER BY id) FROM reach WHERE max_length IS NOT NULL)
+    END AS ids
 ),
 admitted AS (
     SELECT q.id, q.name, q.channels, q.max_length, q.max_wait_s
@@ -106,10 +140,12 @@ facts AS (
         customer.language AS customer_language, customer.phone AS customer_phone,
         admitted.id AS queue_id, admitted.name AS queue_name,
         admitted.channels AS queue_channels, admitted.max_length AS queue_max_length,
-        admitted.max_wait_s, last_full.name AS full_name, last_full.max_length AS full_length
+        admitted.max_wait_s, last_full.name AS full_name, last_full.max_length AS full_length,
+        locks.ids AS locks
     FROM (SELECT) one
     LEFT JOIN who ON true LEFT JOIN prior ON true LEFT JOIN asked ON true
     LEFT JOIN customer ON true LEFT JOIN admitted ON true LEFT JOIN last_full ON true
+    LEFT JOIN locks ON true
 ),
 ok AS (
     SELECT f.queue_id, f.max_wait_s, f.customer_id,
@@ -125,7 +161,7 @@ ok AS (
     FROM facts f
     WHERE f.active AND f.token_version = $2::int AND f.prior_hash IS NULL
       AND $14::text = ANY(f.asked_channels) AND $14::text = ANY(f.queue_channels)
-      AND ($7::bigint IS NULL OR f.customer_id IS NOT NULL)
+      AND ($7::bigint IS NULL OR f.customer_id IS NOT NULL) AND f.locks IS NULL
 ),
 claim AS (
     INSERT INTO idempotency_keys (scope, key, request_hash, status_code, resource_id)
@@ -186,6 +222,12 @@ LEFT JOIN LATERAL (
 
 _PRIOR = "SELECT request_hash, resource_id FROM idempotency_keys WHERE scope = $1 AND key = $2"
 
+# Transaction-scoped, so a commit or a rollback (or a lost connection) releases them. The
+# function scan yields the keys in array order, so they are taken in that order.
+_LOCK = "SELECT pg_advisory_xact_lock($1::int, k) FROM unnest($2::int[]) AS k"
+QUEUE_LOCKS = 0x484C5141  # "HLQA": the class of the queues' admission locks (two-key form)
+_KEYS = 2**31  # queue ids above this share keys: more waiting, never a wrong count
+
 
 @dataclass(frozen=True, slots=True)
 class Queued:
@@ -213,7 +255,8 @@ async def warm(conn: asyncpg.Connection, settings: Settings) -> None:
     """Prepare and plan the intake statement on a new connection, by running it for an
     agent that cannot exist (ids start at 1): every fact is read, nothing is written."""
     nobody, nothing = TokenClaims(0, 0), ContactCreate(channel=Channel.chat, queue=0)
-    await conn.fetchrow(_INTAKE, *_arguments(nobody, nothing, None, "", settings))
+    await conn.fetchrow(_INTAKE, *_arguments(nobody, nothing, None, "", settings), [])
+    await conn.execute(_LOCK, QUEUE_LOCKS, [])
 
 
 async def take_in(
@@ -229,8 +272,7 @@ async def take_in(
     if key is not None:
         check_key(key)
         digest = fingerprint(data.model_dump(mode="json"))
-    row = await db.fetchrow(_INTAKE, *_arguments(claims, data, key, digest, settings))
-    assert row is not None  # the statement always returns its facts
+    row = await _admit(db, _arguments(claims, data, key, digest, settings))
     retried = _refuse(row, claims=claims, data=data, key=key, digest=digest)
     if retried is not None:
         return retried
@@ -239,6 +281,42 @@ async def take_in(
         assert key is not None
         return await _retried(db, agent_id=claims.agent_id, key=key, digest=digest)
     return _queued(row)
+
+
+async def _admit(
+    db: asyncpg.Pool | asyncpg.Connection, arguments: tuple[Any, ...]
+) -> asyncpg.Record:
+    """The intake statement's facts and contact: on its own while no queue on the way has a
+    max length, else under the locks of every such queue (a new transaction each time the
+    statement names a queue whose lock it lacked: the set only grows, so this ends)."""
+    row = await db.fetchrow(_INTAKE, *arguments, [])
+    assert row is not None  # the statement always returns its facts
+    held: list[int] = []
+    while row["locks"] is not None:
+        held = sorted({*held, *row["locks"]})
+        async with _transaction(db) as conn:
+            await conn.execute(_LOCK, QUEUE_LOCKS, sorted({i % _KEYS for i in held}))
+            # READ COMMITTED: this statement's snapshot, taken after the locks, sees every
+            # admission to these queues committed before.
+            row = await conn.fetchrow(_INTAKE, *arguments, held)
+    return row
+
+
+@asynccontextmanager
+async def _transaction(
+    db: asyncpg.Pool | asyncpg.Connection,
+) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction on the pool's connection (one the pool will not take back in an unknown
+    state) or on the connection given."""
+    if isinstance(db, DriverPool):
+        async with db.in_transaction() as conn:
+            yield conn
+    elif isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn, conn.transaction():
+            yield conn
+    else:
+        async with db.transaction():
+            yield db
 
 
 def _arguments(

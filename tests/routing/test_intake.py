@@ -11,12 +11,18 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 import pytest
 from fastapi import FastAPI
+from httpx import Response
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.config import Settings
+from app.db import plain_url
+from app.routing.intake import QUEUE_LOCKS
+from tests.conftest import make_settings
 from tests.fixtures.factories import Api, expect, unique
-from tests.routing.acd import available_agent, contact, offer_for, queue, value
+from tests.routing.acd import available_agent, contact, eventually, offer_for, queue, rows, value
 from tests.routing.test_contacts_api import refused, snapshot
 
 
@@ -222,6 +228,126 @@ class TestAdmission:
         again = await contact(api, q["name"])
 
         assert again["queue"] == q["name"]
+
+
+BURST = 10  # requests sent at once
+
+
+async def held_back(
+    api: Api, db: str, queue_ids: list[int], body: dict[str, Any], headers: dict[str, str]
+) -> list[Response]:
+    """``BURST`` concurrent POSTs of ``body``, each held until all of them have read the queues.
+
+    A new contact's foreign key check waits for the queue's row, so while this function holds
+    the rows of ``queue_ids`` locked, every request that counted a queue and inserted into it
+    waits before it can commit, and one that waits for another admission (its lock) waits
+    too. Once all ``BURST`` wait, the rows are released: an intake that counts on a snapshot
+    taken before the others committed admits them all, reliably, not just when the timing
+    happens to interleave them.
+    """
+    conn = await asyncpg.connect(plain_url(db))
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                "SELECT FROM queues WHERE id = ANY($1::bigint[]) FOR UPDATE", queue_ids
+            )
+            posts = [
+                asyncio.ensure_future(api.post("/api/v1/contacts", body, headers=headers))
+                for _ in range(BURST)
+            ]
+
+            async def all_waiting() -> bool:
+                waiting = await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                return bool(waiting >= BURST)
+
+            await eventually(all_waiting, what=f"{BURST} intakes waiting on a lock")
+        return await asyncio.gather(*posts)
+    finally:
+        await conn.close()
+
+
+async def admitted(engine: AsyncEngine) -> dict[int, int]:
+    """Contacts per queue."""
+    sql = "SELECT queue_id, count(*) FROM contacts GROUP BY queue_id"
+    return {int(queue_id): int(n) for queue_id, n in await rows(engine, sql)}
+
+
+class TestMaxLengthUnderConcurrency:
+    @pytest.fixture
+    def settings(self, db: str) -> Settings:
+        # A driver connection for every request, so that their statements really overlap.
+        return make_settings(db, driver_pool_size=BURST + 2)
+
+    async def test_concurrent_contacts_into_a_queue_of_one_admit_exactly_one(
+        self, api: Api, engine: AsyncEngine, db: str
+    ) -> None:
+        q = await queue(api, max_length=1)
+        body = {"channel": "chat", "queue": q["name"]}
+
+        responses = await held_back(api, db, [q["id"]], body, {})
+
+        assert sorted(r.status_code for r in responses) == [201] + [409] * (BURST - 1)
+        assert await admitted(engine) == {q["id"]: 1}
+
+    async def test_concurrent_contacts_along_an_overflow_chain_fill_each_queue_to_its_length(
+        self, api: Api, engine: AsyncEngine, db: str
+    ) -> None:
+        c = await queue(api, max_length=2)
+        b = await queue(api, max_length=1, overflow_queue=c["name"])
+        a = await queue(api, max_length=1, overflow_queue=b["name"])
+        body = {"channel": "chat", "queue": a["name"]}
+
+        responses = await held_back(api, db, [a["id"], b["id"], c["id"]], body, {})
+
+        assert sorted(r.status_code for r in responses) == [201] * 4 + [409] * (BURST - 4)
+        assert await admitted(engine) == {a["id"]: 1, b["id"]: 1, c["id"]: 2}
+        refusals = [r.json()["detail"] for r in responses if r.status_code == 409]
+        assert all(c["name"] in detail for detail in refusals)
+
+    async def test_concurrent_retries_into_a_full_queue_all_get_the_one_contact(
+        self, api: Api, engine: AsyncEngine, db: str
+    ) -> None:
+        q = await queue(api, max_length=1)
+        body = {"channel": "chat", "queue": q["name"]}
+        headers = {"Idempotency-Key": unique("full-retry-")}
+
+        responses = await held_back(api, db, [q["id"]], body, headers)
+
+        assert len({expect(r, 201)["id"] for r in responses}) == 1
+        assert await admitted(engine) == {q["id"]: 1}
+
+    async def test_overflow_set_while_an_admission_waits_for_its_lock_is_followed(
+        self, api: Api, engine: AsyncEngine, db: str
+    ) -> None:
+        full = await queue(api, max_length=1)
+        await contact(api, full["name"])
+        spill = await queue(api, max_length=1)
+        conn = await asyncpg.connect(plain_url(db))
+        try:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", QUEUE_LOCKS, full["id"])
+                body = {"channel": "chat", "queue": full["name"]}
+                post = asyncio.ensure_future(api.post("/api/v1/contacts", body))
+
+                async def waiting() -> bool:
+                    sql = (
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND wait_event = 'advisory'"
+                    )
+                    return bool(await conn.fetchval(sql))
+
+                await eventually(waiting, what="the admission waiting for its queue's lock")
+                patch = {"overflow_queue": spill["name"]}
+                expect(await api.patch(f"/api/v1/queues/{full['id']}", patch), 200)
+            created = expect(await post, 201)
+        finally:
+            await conn.close()
+
+        assert created["queue"] == spill["name"]
+        assert await admitted(engine) == {full["id"]: 1, spill["id"]: 1}
 
 
 class TestPosition:
