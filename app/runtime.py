@@ -7,11 +7,15 @@ process by default (one process does everything), or only in dispatcher processe
 (``HOTLINE_DISPATCHER_ENABLED=false`` for the API), where its rounds never wait behind
 requests on a busy event loop. Any number of processes may run it: one holds the leader lock
 and decides, the others stand by (``app/routing/dispatcher.py``).
+
+Every process is also an instance with an id of its own that heartbeats the agent consoles it
+holds and closes those of instances that stopped (``app/agents/consoles.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -23,12 +27,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app import health
+from app.agents import consoles
 from app.agents import service as agents
 from app.config import Settings
-from app.db import create_driver_pool, create_engine
+from app.db import OutageLog, create_driver_pool, create_engine, unit_of_work
 from app.embedded import resolve_database_url
 from app.events import log as event_log
 from app.events.hub import EventHub
+from app.routing import consoles as console_timers
 from app.routing import handlers as routing_timers
 from app.routing import intake
 from app.routing.dispatcher import Dispatcher
@@ -77,10 +83,11 @@ def statements_warmer(settings: Settings) -> Callable[[asyncpg.Connection], Awai
     return warm
 
 
-def timer_registry() -> TimerRegistry:
-    """Every timer kind this code handles."""
+def timer_registry(settings: Settings) -> TimerRegistry:
+    """Every timer kind (and periodic sweep) this code handles."""
     registry = TimerRegistry()
-    routing_timers.register(registry)
+    routing_timers.register(registry, settings)
+    console_timers.register(registry)
     return registry
 
 
@@ -118,6 +125,10 @@ class Runtime:
         self.dispatcher: Dispatcher | None = None
         self.sessionmaker: async_sessionmaker[AsyncSession] | None = None
         self.wakes = Wakes(self)
+        self.consoles = consoles.ConsoleRegistry(
+            grace_s=settings.console_grace_s, stale_s=settings.console_stale_s
+        )
+        self._heartbeat: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -151,6 +162,7 @@ class Runtime:
                 event_log.WAKE_CALLBACK_KEY: hub.poke,
                 timers.WAKE_CALLBACK_KEY: self.wake_timers,
                 DISPATCH_WAKE_KEY: self.wake_dispatcher,
+                consoles.REGISTRY_KEY: self.consoles,
             },
         )
         self.worker = TimerWorker(
@@ -170,11 +182,17 @@ class Runtime:
         self.worker.start()
         if self.dispatcher is not None:
             self.dispatcher.start()
+        self._heartbeat = asyncio.create_task(self._beat_consoles(), name="console-heartbeat")
         if settings.gc_tuned:
             gc.set_threshold(*GC_THRESHOLDS)
             gc.freeze()
 
     async def stop(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            await self._close_consoles()
         if self.dispatcher is not None:
             await self.dispatcher.stop()
         if self.worker is not None:
@@ -185,6 +203,30 @@ class Runtime:
             await self.pool.close()
         if self.engine is not None:
             await self.engine.dispose()
+
+    async def _beat_consoles(self) -> None:
+        """Keep this instance's consoles open and close those of stopped instances."""
+        assert self.sessionmaker is not None
+        outage = OutageLog(log, "console heartbeats")
+        while True:
+            try:
+                async with unit_of_work(self.sessionmaker) as session:
+                    await consoles.heartbeat(session)
+            except Exception as exc:
+                # The next beat tries again: leases outlast a few missed beats.
+                outage.failed(exc, "console heartbeat failed; retrying")
+            else:
+                outage.ok()
+            await asyncio.sleep(self.settings.console_heartbeat_s)
+
+    async def _close_consoles(self) -> None:
+        """Stopping: the consoles still held here are gone (or lapse, if this fails)."""
+        assert self.sessionmaker is not None
+        try:
+            async with unit_of_work(self.sessionmaker) as session:
+                await consoles.close_instance(session)
+        except Exception as exc:
+            log.warning("consoles not closed on stopping: %s: %s", type(exc).__name__, exc)
 
     def wake_timers(self) -> None:
         if self.worker is not None:
@@ -198,7 +240,7 @@ class Runtime:
 async def dispatch_until_stopped(settings: Settings, *, parent_pid: int | None = None) -> None:
     """``hotline dispatch``: the dispatcher, the hub and the timer worker, until a signal
     (or, given ``parent_pid``, until that process is gone)."""
-    runtime = Runtime(settings, timer_registry(), dispatcher=True, pool_size=4)
+    runtime = Runtime(settings, timer_registry(settings), dispatcher=True, pool_size=4)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -23,6 +23,10 @@ event out of order. An overflow means a client too slow to keep up: the hub has 
 dropped its subscription, and the server sends ``resync`` if the socket still takes it and
 closes with 1013. However the socket ends, the tasks are cancelled and the subscription
 removed.
+
+A signed-in ``/ws/agent`` socket is an open console of its agent (``app/agents/consoles.py``):
+it is recorded before the snapshot is sent and closed however the socket ends, which starts
+the grace after which an agent with no console left becomes away.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Sequence
+import logging
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -39,19 +44,21 @@ from pydantic import BaseModel, Field
 from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.agents import consoles
 from app.agents import service as agents_service
 from app.agents.dependencies import check_identity
 from app.agents.models import Agent, AgentChannel, Role
 from app.agents.permissions import Principal
 from app.agents.presence import State, Status
 from app.agents.security import TokenClaims, TokenError
-from app.db import table_of
+from app.db import table_of, unit_of_work
 from app.errors import AppError, InvalidInput, Unauthorized
 from app.events.hub import EventHub, Subscription
 from app.events.log import Cursor, LoggedEvent, read_after
 from app.routing.models import WAITING, Contact, Offer, OfferStatus, Queue
 from app.routing.schemas import OfferOut
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["websockets"])
 
 UNAUTHORIZED, FORBIDDEN, TRY_AGAIN_LATER = 4401, 4403, 1013
@@ -397,7 +404,28 @@ async def _serve(websocket: WebSocket, *, wallboard: bool) -> None:
         if wallboard and principal.role is Role.agent:
             await websocket.close(FORBIDDEN, "the wallboard needs the supervisor or admin role")
             return
-        await _follow(websocket, None if wallboard else principal.id)
+        if wallboard:
+            await _follow(websocket, None)
+            return
+        async with _console(websocket, principal.id):
+            await _follow(websocket, principal.id)
+
+
+@contextlib.asynccontextmanager
+async def _console(websocket: WebSocket, agent_id: int) -> AsyncIterator[None]:
+    """The agent's console is open on this instance while the block runs."""
+    sessionmaker = websocket.app.state.sessionmaker
+    async with unit_of_work(sessionmaker) as session:
+        connection = await consoles.open_console(session, agent_id)
+    try:
+        yield
+    finally:
+        try:
+            async with unit_of_work(sessionmaker) as session:
+                await consoles.close_console(session, connection, agent_id)
+        except Exception:
+            # Its lease is no longer moved forward: another heartbeat closes it soon.
+            log.warning("console %s of agent %s left open", connection, agent_id, exc_info=True)
 
 
 async def _follow(websocket: WebSocket, agent_id: int | None) -> None:

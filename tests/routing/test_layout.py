@@ -61,7 +61,7 @@ class TestDispatcherElsewhere:
         assert waiting["status"] == "queued"
         seen = expect(await api.get(f"/api/v1/contacts/{waiting['id']}"), 200)
         assert seen["status"] == "queued"  # nobody here decides
-        elsewhere = Runtime(settings, timer_registry(), dispatcher=True, pool_size=2)
+        elsewhere = Runtime(settings, timer_registry(settings), dispatcher=True, pool_size=2)
         await elsewhere.start()
         try:
             offer = await offer_for(console, waiting["id"])
@@ -74,9 +74,8 @@ class TestDispatcherElsewhere:
     ) -> None:
         # The dispatcher's own tick is a minute: only the API's events can wake it in time.
         # Ending one of two chats leaves the agent busy, so no state change announces it.
-        elsewhere = Runtime(
-            make_settings(db, dispatch_tick_s=60), timer_registry(), dispatcher=True, pool_size=2
-        )
+        slow_tick = make_settings(db, dispatch_tick_s=60)
+        elsewhere = Runtime(slow_tick, timer_registry(slow_tick), dispatcher=True, pool_size=2)
         await elsewhere.start()
         try:
             q = await queue(api, wrap_up_s=0)

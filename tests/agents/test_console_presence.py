@@ -1,0 +1,359 @@
+"""Presence follows the console: an agent whose last console is gone for the grace is away.
+
+Real consoles: websocket clients against uvicorn servers, in this process or (for an instance
+that is killed) in a subprocess. Settings are short (a grace of seconds, heartbeats of a tenth
+of a second); every wait polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.agents import consoles
+from app.agents.consoles import CONSOLE_GONE
+from app.config import Settings
+from app.db import unit_of_work
+from app.timers import service as timers
+from tests.conftest import make_settings
+from tests.events.test_ws import Client, client, serving, token_of
+from tests.fixtures.factories import Api, expect
+from tests.routing.acd import (
+    available_agent,
+    contact,
+    eventually,
+    instance,
+    offer_for,
+    queue,
+    rows,
+    value,
+    via,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+GRACE_S = 2.5
+SHORT = {
+    "console_grace_s": GRACE_S,
+    "console_heartbeat_s": 0.1,
+    "console_stale_s": 0.5,
+}
+WITHIN_S = 30.0
+
+
+@pytest.fixture
+def settings(db: str) -> Settings:
+    return make_settings(db, **SHORT)
+
+
+@pytest.fixture
+async def url(app: FastAPI) -> AsyncIterator[str]:
+    async with serving(app) as base:
+        yield base
+
+
+@asynccontextmanager
+async def console_of(base: str, agent: Api) -> AsyncIterator[Client]:
+    """The agent's console, past its snapshot (by then the server has recorded it)."""
+    async with client(base, "/ws/agent", token_of(agent)) as ws:
+        snapshot = await ws.next()
+        assert snapshot["type"] == "snapshot", snapshot
+        yield ws
+
+
+async def me(agent: Api) -> dict[str, Any]:
+    return expect(await agent.get("/api/v1/agents/me"), 200)  # type: ignore[no-any-return]
+
+
+async def disconnected(agent: Api) -> dict[str, Any] | None:
+    """The agent's record once it is away because its consoles are gone."""
+    record = await me(agent)
+    if record["status"] == "away" and record["status_reason"] == "disconnected":
+        return record
+    return None
+
+
+async def rescinded(api: Api, contact_id: int) -> dict[str, Any] | None:
+    """The contact once it is back in the queue with its offer taken back."""
+    seen = expect(await api.get(f"/api/v1/contacts/{contact_id}"), 200)
+    offers = [o["status"] for o in seen["offers"]]
+    return seen if seen["status"] == "queued" and offers == ["rescinded"] else None
+
+
+async def console_gone_timers(engine: AsyncEngine, agent_id: int) -> int:
+    return int(
+        await value(
+            engine,
+            "SELECT count(*) FROM timers WHERE kind = :kind AND subject = :subject",
+            kind=CONSOLE_GONE,
+            subject=str(agent_id),
+        )
+    )
+
+
+async def until_the_timer_has_fired(engine: AsyncEngine, agent_id: int) -> None:
+    """Wait for the agent's console_gone timer to be set, then for it to have fired."""
+
+    async def set_() -> bool:
+        return await console_gone_timers(engine, agent_id) == 1
+
+    async def fired() -> bool:
+        return await console_gone_timers(engine, agent_id) == 0
+
+    await eventually(set_, within=WITHIN_S, what="the console_gone timer")
+    await eventually(fired, within=WITHIN_S, what="the console_gone timer to fire")
+
+
+async def ringing(api: Api, agent: Api, **queue_settings: Any) -> dict[str, Any]:
+    """A contact offered to ``agent``, ringing for a minute; the offer."""
+    q = await queue(api, ring_timeout_s=60, **queue_settings)
+    waiting = await contact(api, q["name"])
+    return await offer_for(agent, waiting["id"], within=WITHIN_S)
+
+
+class TestOneInstance:
+    async def test_the_last_console_closing_makes_the_agent_away_after_the_grace(
+        self, app: FastAPI, api: Api, url: str
+    ) -> None:
+        engine: AsyncEngine = app.state.engine
+        agent = await available_agent(api)
+        async with console_of(url, agent):
+            offer = await ringing(api, agent)
+            closed_after = await value(engine, "SELECT clock_timestamp()")
+        await eventually(lambda: disconnected(agent), within=WITHIN_S, what="away")
+        # Set by the system once the grace had passed since the socket closed.
+        changed = await value(
+            engine, "SELECT status_changed_at FROM agents WHERE id = :id", id=agent.me["id"]
+        )
+        assert changed >= closed_after + timedelta(seconds=GRACE_S)
+        await eventually(
+            lambda: rescinded(api, offer["contact_id"]), within=WITHIN_S, what="the rescind"
+        )
+        assert (await me(agent))["state"] == "idle"
+
+    async def test_a_console_reopened_within_the_grace_keeps_the_agent_available(
+        self, app: FastAPI, api: Api, url: str
+    ) -> None:
+        engine: AsyncEngine = app.state.engine
+        agent = await available_agent(api)
+        async with console_of(url, agent):
+            offer = await ringing(api, agent)
+        await eventually(
+            lambda: _is(console_gone_timers(engine, agent.me["id"]), 1),
+            within=WITHIN_S,
+            what="the console_gone timer",
+        )
+        async with console_of(url, agent):
+            await until_the_timer_has_fired(engine, agent.me["id"])
+            record = await me(agent)
+            assert (record["status"], record["status_reason"]) == ("available", None)
+            still = expect(await api.get(f"/api/v1/contacts/{offer['contact_id']}"), 200)
+            assert still["status"] == "offered"
+            assert [o["status"] for o in still["offers"]] == ["pending"]
+
+    async def test_an_agent_with_another_console_open_stays_available_until_it_closes(
+        self, app: FastAPI, api: Api, url: str
+    ) -> None:
+        engine: AsyncEngine = app.state.engine
+        agent = await available_agent(api)
+        async with console_of(url, agent):
+            async with console_of(url, agent):
+                pass
+            await until_the_timer_has_fired(engine, agent.me["id"])
+            assert (await me(agent))["status"] == "available"
+        await eventually(lambda: disconnected(agent), within=WITHIN_S, what="away")
+
+
+async def _is(check: Any, expected: object) -> bool:
+    return bool(await check == expected)
+
+
+class TestSeveralInstances:
+    async def test_a_console_closed_on_one_instance_takes_back_the_offer_another_dispatched(
+        self, db: str, api: Api, app: FastAPI
+    ) -> None:
+        # ``app`` decides; the console is on an instance that runs no dispatcher.
+        assert app.state.dispatcher is not None
+        console_settings = make_settings(db, dispatcher_enabled=False, **SHORT)
+        async with instance(console_settings) as (other, other_client), serving(other) as base:
+            assert other.state.dispatcher is None
+            agent = via(await available_agent(api), other_client)
+            async with console_of(base, agent):
+                offer = await ringing(api, agent)
+            await eventually(lambda: disconnected(agent), within=WITHIN_S, what="away")
+            await eventually(
+                lambda: rescinded(api, offer["contact_id"]), within=WITHIN_S, what="the rescind"
+            )
+            # The dispatcher saw the agent leave: the contact goes to someone else.
+            colleague = await available_agent(api)
+            again = await offer_for(colleague, offer["contact_id"], within=WITHIN_S)
+            assert again["agent_id"] == colleague.me["id"] != agent.me["id"]
+
+    async def test_a_killed_instance_s_consoles_are_closed_by_another_instance(
+        self, db: str, api: Api, app: FastAPI
+    ) -> None:
+        agent = await available_agent(api)
+        port = free_port()
+        server = serve_process(db, port)
+        try:
+            await eventually(lambda: answers(port), within=60, what="the served instance")
+            async with console_of(f"ws://127.0.0.1:{port}", agent) as ws:
+                offer = await ringing(api, agent)
+                server.send_signal(signal.SIGKILL)
+                await asyncio.to_thread(server.wait, WITHIN_S)
+                async with asyncio.timeout(WITHIN_S):
+                    await ws.conn.wait_closed()
+        finally:
+            if server.poll() is None:
+                server.kill()
+                await asyncio.to_thread(server.wait, WITHIN_S)
+        await eventually(lambda: disconnected(agent), within=WITHIN_S, what="away")
+        await eventually(
+            lambda: rescinded(api, offer["contact_id"]), within=WITHIN_S, what="the rescind"
+        )
+
+
+class TestHeartbeat:
+    async def test_heartbeats_keep_this_instance_s_consoles_and_close_a_silent_one_s(
+        self, app: FastAPI, api: Api
+    ) -> None:
+        engine: AsyncEngine = app.state.engine
+        here, there = (await api.agent())["id"], (await api.agent())["id"]
+        async with unit_of_work(app.state.sessionmaker) as session:
+            mine = await consoles.open_console(session, here)
+        # An instance that opened a console and then went silent (its own heartbeat never runs).
+        silent = consoles.ConsoleRegistry(grace_s=GRACE_S, stale_s=SHORT["console_stale_s"])
+        async with unit_of_work(app.state.sessionmaker) as session:
+            session.info[consoles.REGISTRY_KEY] = silent
+            theirs = await consoles.open_console(session, there)
+        seen = await value(
+            engine, "SELECT seen_at FROM console_connections WHERE id = :id", id=theirs
+        )
+
+        async def closed() -> bool:
+            return (
+                await value(
+                    engine, "SELECT count(*) FROM console_connections WHERE id = :id", id=theirs
+                )
+                == 0
+                and await console_gone_timers(engine, there) == 1
+            )
+
+        await eventually(closed, within=WITHIN_S, what="the silent instance's console closed")
+        due = await value(
+            engine,
+            "SELECT due_at FROM timers WHERE kind = :kind AND subject = :subject",
+            kind=CONSOLE_GONE,
+            subject=str(there),
+        )
+        assert due == seen + timedelta(seconds=GRACE_S)
+        # Opened before theirs, so lapsed by now unless this instance kept it.
+        assert (
+            await value(engine, "SELECT count(*) FROM console_connections WHERE id = :id", id=mine)
+            == 1
+        )
+        assert await console_gone_timers(engine, here) == 0
+
+        # Taken for lapsed by another instance while this one was held up: written back.
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM console_connections WHERE id = :id"), {"id": mine})
+
+        async def back() -> bool:
+            return bool(
+                await value(
+                    engine, "SELECT count(*) FROM console_connections WHERE id = :id", id=mine
+                )
+            )
+
+        await eventually(back, within=WITHIN_S, what="the console written back")
+
+
+class TestRaces:
+    async def test_a_console_opening_as_the_grace_ends_keeps_the_agent_available(
+        self, app: FastAPI, api: Api
+    ) -> None:
+        # The timer fires while a console's row is written but not committed: the handler
+        # must wait for it (it tries again later) rather than miss it and set the agent away.
+        engine: AsyncEngine = app.state.engine
+        agent = await available_agent(api)
+        agent_id = agent.me["id"]
+        async with app.state.sessionmaker() as opening, opening.begin():
+            await consoles.open_console(opening, agent_id)
+            async with unit_of_work(app.state.sessionmaker) as session:
+                now = await value(engine, "SELECT now()")
+                await timers.schedule(session, kind=CONSOLE_GONE, subject=agent_id, due_at=now)
+            first = await value(
+                engine,
+                "SELECT id FROM timers WHERE kind = :kind AND subject = :subject",
+                kind=CONSOLE_GONE,
+                subject=str(agent_id),
+            )
+
+            async def fired_once() -> bool:
+                found = await rows(
+                    engine,
+                    "SELECT status, (SELECT id FROM timers WHERE kind = :kind "
+                    "AND subject = :subject) AS timer FROM agents WHERE id = :id",
+                    kind=CONSOLE_GONE,
+                    subject=str(agent_id),
+                    id=agent_id,
+                )
+                return bool(found[0].status != "available" or found[0].timer != first)
+
+            await eventually(fired_once, within=WITHIN_S, what="the handler to have run")
+        await eventually(
+            lambda: _is(console_gone_timers(engine, agent_id), 0),
+            within=WITHIN_S,
+            what="the console_gone timer to fire",
+        )
+        record = await me(agent)
+        assert (record["status"], record["status_reason"]) == ("available", None)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def serve_process(db: str, port: int) -> subprocess.Popen[bytes]:
+    """``hotline serve`` on ``port``: an instance that holds consoles and decides nothing."""
+    settings = make_settings(db)
+    assert settings.jwt_secret is not None
+    env = {
+        **os.environ,
+        "DATABASE_URL": db,
+        "HOTLINE_JWT_SECRET": settings.jwt_secret.get_secret_value(),
+        "HOTLINE_DISPATCHER_ENABLED": "false",
+        "HOTLINE_ARGON2_TIME_COST": "1",
+        "HOTLINE_ARGON2_MEMORY_KIB": "64",
+        "HOTLINE_ARGON2_PARALLELISM": "1",
+        "HOTLINE_LOG_LEVEL": "WARNING",
+        **{f"HOTLINE_{name.upper()}": str(setting) for name, setting in SHORT.items()},
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=ROOT, env=env
+    )
+
+
+async def answers(port: int) -> bool:
+    try:
+        async with httpx.AsyncClient(timeout=2) as http:
+            response = await http.get(f"http://127.0.0.1:{port}/health/live")
+    except httpx.TransportError:
+        return False
+    return response.status_code == 200
