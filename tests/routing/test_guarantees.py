@@ -2,7 +2,10 @@
 
 The hammer tests drive a real centre (real dispatcher, real timers) from many concurrent
 tasks, through one app instance or two on the same database, then check the database with
-SQL: the invariants in ``acd.INVARIANTS`` and that every change wrote its event.
+SQL: the invariants in ``acd.INVARIANTS``, no contact or lease stuck (``acd.LIVENESS``),
+every change wrote its event, no offer went to an agent who could not take it (the log's
+status changes against the agents' rows as they were, ``acd.agent_history``), and no round
+passed over an earlier contact (``acd.order_breaches``, from the log and the rounds noted).
 """
 
 from __future__ import annotations
@@ -10,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
@@ -22,17 +27,33 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
+from app.db import connect_driver
 from app.events.log import LoggedEvent
 from app.routing.dispatcher import Dispatcher
+from app.routing.endings import abandon
+from app.routing.lifecycle import lock_contact
+from app.routing.rounds import Made, Rounds, decide
 from tests.conftest import make_settings
 from tests.fixtures.factories import ADMIN_PASSWORD, Api, expect
 from tests.routing.acd import (
+    TERMINAL,
+    Happened,
+    NotedRound,
+    OrderRules,
+    Queued,
+    agent_history,
     assert_invariants,
     available_agent,
     contact,
     eventually,
     instance,
+    lease_bound_s,
+    liveness_violations,
+    note_rounds,
     offer_for,
+    offers_to_unroutable_agents,
+    order_breaches,
+    order_violations,
     pending_offers,
     queue,
     rows,
@@ -45,7 +66,7 @@ SEED = 20261122
 QUIET_S = 0.25  # a console with nothing new looks at its contacts again after this
 AGENTS = 20
 CONTACTS = 150
-TERMINAL = ("completed", "abandoned", "timed_out", "transferred", "canceled")
+SKILLED, MIN_LEVEL, UNSKILLED = 5, 3, 1  # the hammer queue's skill: agents' levels, its minimum
 
 
 # --- no double assignment under load ------------------------------------------------------
@@ -63,7 +84,9 @@ class Hammer:
     admins: list[Api]
     consoles: list[list[Api]]
     queue: str
+    skill: str
     engine: AsyncEngine
+    lease_bound_s: float
     contact_ids: list[int] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     news: asyncio.Event = field(default_factory=asyncio.Event)
@@ -97,9 +120,11 @@ class Hammer:
         await asyncio.gather(*(one(n) for n in range(CONTACTS)))
 
     async def work(self, index: int) -> None:
-        """One agent: answers, rejects or ignores offers, completes, goes away and back."""
+        """One agent: answers, rejects or ignores offers, completes, goes away and back, and
+        now and then loses the queue's skill or is deactivated for a while."""
         rng = random.Random(SEED * 100 + index)
         mine: set[int] = set()
+        skilled = active = True
         agent_id = self.consoles[index][0].me["id"]
         inbox = self.inboxes[agent_id]
         while not self.stop.is_set():
@@ -108,16 +133,11 @@ class Hammer:
             except TimeoutError:
                 event = None
             console = rng.choice(self.consoles[index])
+            if not active:  # signed out: its offers are taken back, its contacts wait for it
+                active = await self.reinstate(console, rng)
+                continue
             if event is not None and event.type == "offer.created":
-                roll, offer_id = rng.random(), event.data["offer_id"]
-                if roll < 0.7:
-                    answer = await console.post(f"/api/v1/offers/{offer_id}/accept")
-                    assert answer.status_code in (200, 409), answer.text
-                    if answer.status_code == 200:
-                        mine.add(event.data["contact_id"])
-                elif roll < 0.85:
-                    refusal = await console.post(f"/api/v1/offers/{offer_id}/reject")
-                    assert refusal.status_code in (200, 409), refusal.text
+                await self.answer(console, event, rng, mine)
             for contact_id in sorted(mine):
                 if rng.random() < 0.3:
                     body = {"disposition": "resolved"}
@@ -127,6 +147,50 @@ class Hammer:
                 away = rng.random() < 0.5
                 status = {"status": "away", "reason": "break"} if away else {"status": "available"}
                 expect(await console.post(f"/api/v1/agents/{agent_id}/status", status), 200)
+            skilled = await self.retrain(agent_id, skilled, rng)
+            active = await self.suspend(agent_id, rng)
+
+    @staticmethod
+    async def answer(console: Api, event: LoggedEvent, rng: random.Random, mine: set[int]) -> None:
+        """Accept (mostly), reject, or let the offer ring out."""
+        roll, offer_id = rng.random(), event.data["offer_id"]
+        if roll < 0.7:
+            answer = await console.post(f"/api/v1/offers/{offer_id}/accept")
+            assert answer.status_code in (200, 409), answer.text
+            if answer.status_code == 200:
+                mine.add(event.data["contact_id"])
+        elif roll < 0.85:
+            refusal = await console.post(f"/api/v1/offers/{offer_id}/reject")
+            assert refusal.status_code in (200, 409), refusal.text
+
+    async def retrain(self, agent_id: int, skilled: bool, rng: random.Random) -> bool:
+        """Now and then a supervisor takes the queue's skill level from an agent (below the
+        queue's minimum) and later gives it back; returns whether the agent has it now."""
+        if rng.random() >= (0.02 if skilled else 0.3):
+            return skilled
+        level = UNSKILLED if skilled else SKILLED
+        body = {"skills": [{"skill": self.skill, "level": level}]}
+        expect(await rng.choice(self.admins).patch(f"/api/v1/agents/{agent_id}", body), 200)
+        return not skilled
+
+    async def suspend(self, agent_id: int, rng: random.Random) -> bool:
+        """Rarely, a supervisor deactivates the agent; returns whether it is still active."""
+        if rng.random() >= 0.01:
+            return True
+        body = {"active": False}
+        expect(await rng.choice(self.admins).patch(f"/api/v1/agents/{agent_id}", body), 200)
+        return False
+
+    async def reinstate(self, console: Api, rng: random.Random) -> bool:
+        """Soon a supervisor reactivates the agent, who makes themselves available again."""
+        if rng.random() >= 0.3:
+            return False
+        agent_id = console.me["id"]
+        body = {"active": True}
+        expect(await rng.choice(self.admins).patch(f"/api/v1/agents/{agent_id}", body), 200)
+        available = {"status": "available"}
+        expect(await console.post(f"/api/v1/agents/{agent_id}/status", available), 200)
+        return True
 
     async def hang_up(self) -> None:
         """Customers, as things happen, look at their place in the queue and some leave."""
@@ -157,7 +221,7 @@ class Hammer:
     async def watch(self) -> None:
         """Check the invariants again and again while the hammering goes on."""
         while not self.stop.is_set():
-            broken = await violations(self.engine)
+            broken = await liveness_violations(self.engine, self.lease_bound_s)
             assert not broken, f"while hammering: {broken}"
             self.checks += 1
 
@@ -245,6 +309,7 @@ async def instances(request: pytest.FixtureRequest, app: FastAPI, settings: Sett
 
 
 async def set_up_hammer(api: Api, apps: list[FastAPI], others: list[Any]) -> Hammer:
+    skill = (await api.skill())["name"]
     q = await queue(
         api,
         channels=["chat"],
@@ -253,16 +318,25 @@ async def set_up_hammer(api: Api, apps: list[FastAPI], others: list[Any]) -> Ham
         reject_delay_s=0,
         max_no_answer=2,
         wrap_up_s=0,
+        steps=[{"skills": [{"skill": skill, "min_level": MIN_LEVEL}]}],
     )
     consoles = [
-        await available_agent(api, capacity={"chat": 2}, name=f"Agent {n}") for n in range(AGENTS)
+        await available_agent(
+            api,
+            capacity={"chat": 2},
+            name=f"Agent {n}",
+            skills=[{"skill": skill, "level": SKILLED}],
+        )
+        for n in range(AGENTS)
     ]
     clients = [client for _, client in others]
     return Hammer(
         admins=[api, *(via(api, c) for c in clients)],
         consoles=[[console, *(via(console, c) for c in clients)] for console in consoles],
         queue=q["name"],
+        skill=skill,
         engine=apps[0].state.engine,
+        lease_bound_s=lease_bound_s(apps[0].state.settings),
         dispatchers=[a.state.dispatcher for a in apps],
     )
 
@@ -299,19 +373,31 @@ class TestNoDoubleAssignment:
         "instances", [1, 2], indirect=True, ids=["one_instance", "two_instances_with_failover"]
     )
     async def test_hammered_centre_never_double_offers_nor_exceeds_capacity(
-        self, api: Api, app: FastAPI, instances: list[Any]
+        self, api: Api, app: FastAPI, instances: list[Any], monkeypatch: pytest.MonkeyPatch
     ) -> None:
+        """Also: no offer to an agent who was not available, active and skilled; every
+        contact ended once; no lease outlived the sweep's bound; no earlier contact passed
+        over."""
         engine: AsyncEngine = app.state.engine
+        settings: Settings = app.state.settings
         apps = [app, *(other for other, _ in instances)]
-        hammer = await set_up_hammer(api, apps, instances)
-        app.state.hub.add_listener(hammer.on_events)
-        await hammer.run()
-        if len(apps) > 1:
-            assert [d.is_leader for d in hammer.dispatchers] == [True], "another instance took over"
+        noted = note_rounds(monkeypatch)
+        async with agent_history(engine):
+            hammer = await set_up_hammer(api, apps, instances)
+            app.state.hub.add_listener(hammer.on_events)
+            await hammer.run()
+            if len(apps) > 1:
+                leaders = [d.is_leader for d in hammer.dispatchers]
+                assert leaders == [True], "another instance took over"
+            unroutable = await offers_to_unroutable_agents(engine)
 
-        await assert_invariants(engine)
+        assert unroutable == []
+        assert await liveness_violations(engine, hammer.lease_bound_s) == {}
         assert hammer.checks > 10, "the invariants were checked while the hammering went on"
         assert await event_mismatches(engine) == {}
+        assert await order_violations(engine, noted, settings) == []
+        # The order check had rounds to judge: ones that left no decided pair unwritten.
+        assert sum(1 for r in noted if r.offer_ids and not r.skipped) > 10
         offers = await value(engine, "SELECT count(*) FROM offers")
         outcomes = {row.status for row in await rows(engine, "SELECT DISTINCT status FROM offers")}
         # The run really exercised what it claims to: re-offers, every kind of offer outcome.
@@ -410,6 +496,74 @@ class TestRacingWritesKeepTheAgentsBooks:
             id=console.me["id"],
         )
         assert [tuple(r) for r in counts] == [(1, 1)]
+
+
+async def backend_waits_for_a_lock(engine: AsyncEngine, pid: int) -> bool:
+    waiting = await value(
+        engine,
+        "SELECT count(*) FROM pg_stat_activity WHERE pid = :pid AND wait_event_type = 'Lock'",
+        pid=pid,
+    )
+    return bool(waiting)
+
+
+async def write_or_block(
+    engine: AsyncEngine, conn: asyncpg.Connection, write: Coroutine[Any, Any, list[Made]]
+) -> tuple[asyncio.Task[list[Made]], bool]:
+    """Start a round's write and return as soon as it has either finished or is waiting on
+    a row lock (whichever comes first), and which: no timing luck either way."""
+    writing = asyncio.create_task(write)
+    blocked = asyncio.create_task(
+        eventually(
+            lambda: backend_waits_for_a_lock(engine, conn.get_server_pid()),
+            what="the round's write to finish or wait on a lock",
+        )
+    )
+    await asyncio.wait({writing, blocked}, return_when=asyncio.FIRST_COMPLETED)
+    waited = not writing.done()
+    blocked.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await blocked
+    return writing, waited
+
+
+class TestTheRoundsWriteLocksTheContact:
+    async def test_round_skips_a_contact_a_request_holds_and_never_offers_it_once_abandoned(
+        self, api: Api, app: FastAPI, settings: Settings
+    ) -> None:
+        """The round reads and decides with no lock held; an abandon locks the contact
+        meanwhile. The write must pass the contact by (``SKIP LOCKED``), neither waiting for
+        the request nor offering what the request then ends."""
+        await app.state.dispatcher.stop()  # the test runs the rounds itself
+        engine: AsyncEngine = app.state.engine
+        q = await queue(api)
+        console = await available_agent(api)
+        created = await contact(api, q["name"])
+        assert settings.database_url is not None
+        conn = await connect_driver(settings.database_url)
+        try:
+            rounds = Rounds(conn, settings)
+            async with app.state.sessionmaker() as request:
+                await lock_contact(request, created["id"])  # an abandon in flight
+                plan = await rounds.read()
+                matches = decide(plan, settings)
+                assert [(m.contact.id, m.agent_id) for m in matches] == [
+                    (created["id"], console.me["id"])
+                ]
+                writing, waited = await write_or_block(engine, conn, rounds.write(plan, matches))
+                await abandon(request, contact_id=created["id"], actor="customer")
+                await request.commit()
+            made = await asyncio.wait_for(writing, 10)
+        finally:
+            await conn.close()
+
+        # (waited for the request, contacts offered): with the contact unlocked the write
+        # waits for the abandon, then offers the contact it ended.
+        assert (waited, [m.contact_id for m in made]) == (False, [])
+        assert await rows(engine, "SELECT id FROM offers") == []
+        shown = expect(await api.get(f"/api/v1/contacts/{created['id']}"), 200)
+        assert shown["status"] == "abandoned"
+        await assert_invariants(engine)
 
 
 # --- order, through the API --------------------------------------------------------------
@@ -568,3 +722,118 @@ class TestWakeUps:
             await holder.rollback()  # the request ends: no event, no wake-up
 
         await offer_for(console, created["id"], within=5)
+
+
+# --- work conservation across instances --------------------------------------------------
+
+# Far below the dispatcher's tick in these tests (60 s) and its board refresh (30 s): only a
+# wake-up crossing instances through the event log meets it (it takes tens of milliseconds).
+CROSS_INSTANCE_BOUND_S = 3.0
+
+
+class TestWorkConservationAcrossInstances:
+    @pytest.mark.parametrize("leader", ["queueing_instance", "freeing_instance"])
+    async def test_contact_queued_through_one_instance_meets_an_agent_freed_through_another(
+        self, db: str, leader: str
+    ) -> None:
+        """Two instances on one database, the dispatcher leading on one of them; whichever
+        of the two changes comes last happens on the instance that does not lead."""
+        settings = make_settings(db, dispatch_tick_s=60)
+        async with instance(settings) as (a, client_a), instance(settings) as (b, client_b):
+            leading, other = (a, b) if leader == "queueing_instance" else (b, a)
+            await other.state.dispatcher.stop()
+
+            async def leads() -> bool:
+                return bool(leading.state.dispatcher.is_leader)
+
+            await eventually(leads, what=f"the {leader} to lead")
+            api = await Api.signed_in(client_a, "admin", ADMIN_PASSWORD)
+            q = await queue(api, wrap_up_s=0)
+            console = await available_agent(api, capacity={"chat": 1})
+            through_b = via(console, client_b)
+            # The agent's first contact comes through the leading instance: only the last
+            # change has to cross.
+            busy = await contact(api if leading is a else via(api, client_b), q["name"])
+            await accept(console, await offer_for(console, busy["id"]))
+            if leader == "queueing_instance":
+                waiting = await contact(api, q["name"])
+                await complete(through_b, busy["id"])
+            else:
+                await complete(through_b, busy["id"])
+                waiting = await contact(api, q["name"])
+
+            await offer_for(console, waiting["id"], within=CROSS_INSTANCE_BOUND_S)
+
+
+# --- the order check itself: it flags only what the log decides --------------------------
+
+T0 = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+RULES = OrderRules({"standard": 60.0}, "standard", 30.0)
+
+
+def queued_contact(contact_id: int, deadline_s: float, queue_id: int = 1) -> Queued:
+    at = T0 + timedelta(seconds=deadline_s)
+    return Queued(contact_id, queue_id, "chat", at, at - timedelta(seconds=60), "standard", False)
+
+
+def happened(contact_id: int, tx: int, type_: str, offer_id: int | None = None) -> Happened:
+    return Happened(contact_id, tx, type_, T0, offer_id, 7 if offer_id else None)
+
+
+# Contact 1 (earlier deadline) queued in transaction 10 and next offered by round 1; contact 2
+# queued in transaction 11 and offered by round 0.
+PASSED_OVER = [
+    happened(1, 10, "contact.queued"),
+    happened(2, 11, "contact.queued"),
+    happened(2, 20, "offer.created", offer_id=100),
+    happened(1, 30, "offer.created", offer_id=101),
+]
+
+
+class TestOrderBreaches:
+    @pytest.mark.parametrize(
+        ("rounds", "contacts", "breaches"),
+        [
+            pytest.param(
+                [NotedRound(15, (100,), 0), NotedRound(25, (101,), 0)],
+                {1: queued_contact(1, 0), 2: queued_contact(2, 5)},
+                1,
+                id="earlier-contact-certainly-waited",
+            ),
+            pytest.param(
+                [NotedRound(15, (100,), 1), NotedRound(25, (101,), 0)],
+                {1: queued_contact(1, 0), 2: queued_contact(2, 5)},
+                0,
+                id="round-left-a-pair-it-decided",
+            ),
+            pytest.param(
+                [NotedRound(10, (100,), 0), NotedRound(25, (101,), 0)],
+                {1: queued_contact(1, 0), 2: queued_contact(2, 5)},
+                0,
+                id="earlier-contact-maybe-not-committed-at-the-read",
+            ),
+            pytest.param(
+                [NotedRound(15, (100,), 0), NotedRound(25, (101,), 0)],
+                {1: queued_contact(1, 5), 2: queued_contact(2, 0)},
+                0,
+                id="offered-contact-had-the-earlier-deadline",
+            ),
+            pytest.param(
+                [NotedRound(15, (100,), 0), NotedRound(25, (101,), 0)],
+                {1: queued_contact(1, 0), 2: queued_contact(2, 5, queue_id=2)},
+                0,
+                id="another-queue",
+            ),
+            pytest.param(
+                [NotedRound(15, (100,), 0), NotedRound(25, (101,), 0)],
+                {1: queued_contact(1, -100), 2: queued_contact(2, -95)},
+                0,
+                id="offered-contact-may-have-been-overdue",
+            ),
+        ],
+    )
+    def test_flags_only_a_contact_offered_while_an_earlier_one_certainly_waited(
+        self, rounds: list[NotedRound], contacts: dict[int, Queued], breaches: int
+    ) -> None:
+        found = order_breaches(contacts, PASSED_OVER, rounds, {1, 2}, RULES)
+        assert len(found) == breaches, found
