@@ -233,54 +233,56 @@ def _agent_row(record: asyncpg.Record) -> AgentRow:
 # --- the write ----------------------------------------------------------------------------
 
 # A round's offers in one statement, so in one short transaction of its own. The decided
-# pairs ($1..$8, one element each, in decision order) are re-checked under lock: the
+# pairs ($1..$7, one element each, in decision order) are re-checked under lock: the
 # contacts still queued and the agents still routable are locked without waiting (a row a
 # request holds is skipped, and its pair left for the next round); an agent must still
-# hold the skills its pair's routing step asks for ($8: name -> lowest level), and its
+# hold the skills its pair's routing step asks for ($7: name -> lowest level), and its
 # pairs on a channel are kept, in order, while its room (capacity - load) lasts. Skills
 # and room are read from the statement's snapshot, which is current for an agent whose
 # row it sees: every change to them writes the agent's row (triggers), so a change that
 # committed after the snapshot left a newer version of the row, which the lock finds and
 # the visibility test refuses, and one still running holds the row, which the lock skips.
 # Then the offers, their ring-timeout timers and events, the contacts, the loads and the
-# agents are written. After an offer an agent's state is $9 if it has a connected
-# contact, else $10 (``presence.derive_state`` decides both; routable agents have no
+# agents are written (the ``offer.created`` events carry the pair's reason, $5). After an
+# offer an agent's state is $8 if it has a connected contact, else $9
+# (``presence.derive_state`` decides both; routable agents have no
 # wrap-up). Returns the offers made, each with the agent row's version it was written over.
 _WRITE = f"""
     WITH m AS (
         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[],
-            $5::jsonb[], $6::float8[], $7::jsonb[], $8::jsonb[])
+            $5::jsonb[], $6::float8[], $7::jsonb[])
             WITH ORDINALITY AS m(contact_id, agent_id, queue_id, channel, reason, ring_s,
-                event, skills, ord)
+                skills, ord)
     ), clock AS (
         SELECT clock_timestamp() AS at
-    ), contact AS (
-        SELECT id FROM contacts
-        WHERE id = ANY($1::bigint[]) AND status = 'queued'
-        ORDER BY id FOR UPDATE SKIP LOCKED
-    ), agent AS (
-        SELECT id, work_contacts, state, routing_tx FROM agents
-        WHERE id = ANY($2::bigint[]) AND status = 'available' AND active
-          AND work_wrap_ups = 0 AND (ready_at IS NULL OR ready_at <= now())
-          AND pg_visible_in_snapshot((routing_tx::text)::xid8, pg_current_snapshot())
-        ORDER BY id FOR UPDATE SKIP LOCKED
-    ), possible AS (
-        SELECT m.*, a.work_contacts, a.state AS was, ac.capacity - ac.load AS room,
-            row_number() OVER (PARTITION BY m.agent_id, m.channel ORDER BY m.ord) AS nth
+    ), pairs AS (
+        -- Locked from the pairs, each row through its primary key: a plan that does not
+        -- depend on how many pairs the planner guesses (prepared statements get one generic
+        -- plan, which guesses a handful).
+        SELECT m.*, a.work_contacts, a.state AS was
         FROM m
-        JOIN contact ON contact.id = m.contact_id
-        JOIN agent a ON a.id = m.agent_id
-        JOIN agent_channels ac ON ac.agent_id = m.agent_id AND ac.channel = m.channel
+        JOIN contacts c ON c.id = m.contact_id
+        JOIN agents a ON a.id = m.agent_id
+        WHERE c.status = 'queued'
+          AND a.status = 'available' AND a.active AND a.work_wrap_ups = 0
+          AND (a.ready_at IS NULL OR a.ready_at <= now())
+          AND pg_visible_in_snapshot((a.routing_tx::text)::xid8, pg_current_snapshot())
+        FOR UPDATE OF c, a SKIP LOCKED
+    ), possible AS (
+        SELECT p.*, ac.capacity - ac.load AS room,
+            row_number() OVER (PARTITION BY p.agent_id, p.channel ORDER BY p.ord) AS nth
+        FROM pairs p
+        JOIN agent_channels ac ON ac.agent_id = p.agent_id AND ac.channel = p.channel
         WHERE NOT EXISTS (
-            SELECT 1 FROM jsonb_each_text(m.skills) need(skill, level)
+            SELECT 1 FROM jsonb_each_text(p.skills) need(skill, level)
             WHERE NOT EXISTS (
                 SELECT 1 FROM agent_skills s JOIN skills k ON k.id = s.skill_id
-                WHERE s.agent_id = m.agent_id AND k.name = need.skill
+                WHERE s.agent_id = p.agent_id AND k.name = need.skill
                   AND s.level >= need.level::int))
     ), kept AS (
         SELECT p.*, row_number() OVER (PARTITION BY p.agent_id ORDER BY p.ord) AS first,
             count(*) OVER (PARTITION BY p.agent_id) AS made,
-            CASE WHEN p.work_contacts > 0 THEN $9::text ELSE $10::text END AS state
+            CASE WHEN p.work_contacts > 0 THEN $8::text ELSE $9::text END AS state
         FROM possible p WHERE p.nth <= p.room
     ), o AS (
         INSERT INTO offers (contact_id, agent_id, queue_id, channel, reason, created_at,
@@ -315,13 +317,18 @@ _WRITE = f"""
             FROM kept k WHERE k.first = 1 AND k.state <> k.was
             UNION ALL
             SELECT k.ord, 1, 'offer.created', 'offer', o.id::text,
-                k.event || jsonb_build_object('offer_id', o.id, 'expires_at', o.expires_at)
+                jsonb_build_object('offer_id', o.id, 'contact_id', k.contact_id,
+                    'agent_id', k.agent_id, 'queue_id', k.queue_id, 'channel', k.channel,
+                    'reason', k.reason, 'expires_at', o.expires_at)
             FROM kept k JOIN o ON o.contact_id = k.contact_id
         ) e ORDER BY ord, k
     )
     SELECT o.id, o.contact_id, o.agent_id, o.channel, o.expires_at, now() AS now,
-        a.routing_tx AS written_over, (pg_current_xact_id()::text)::bigint AS tx
-    FROM o JOIN agent a ON a.id = o.agent_id
+        -- The version of the agent's row the offer was written over: the locked one, which
+        -- is the one this statement's snapshot sees (the lock refuses any other).
+        (SELECT a.routing_tx FROM agents a WHERE a.id = o.agent_id) AS written_over,
+        (pg_current_xact_id()::text)::bigint AS tx
+    FROM o
 """
 # The state an agent derives once offered a contact, with and without a connected one.
 _OFFERED_STATES = (
@@ -347,18 +354,6 @@ def required_skills(m: scoring.Match, now: datetime) -> dict[str, int]:
     step = scoring.current_step(m.queue, m.contact, now)
     reqs = () if step is None else m.queue.steps[step].skills
     return {req.skill: req.min_level for req in reqs}
-
-
-def _event_data(m: scoring.Match) -> dict[str, Any]:
-    """The ``offer.created`` event's data, but for the offer's id and expiry (the statement
-    adds them)."""
-    return {
-        "contact_id": m.contact.id,
-        "agent_id": m.agent_id,
-        "queue_id": m.queue.id,
-        "channel": m.contact.channel,
-        "reason": m.reason.as_dict(),
-    }
 
 
 class Rounds:
@@ -483,7 +478,6 @@ class Rounds:
             [m.contact.channel for m in matches],
             [m.reason.as_dict() for m in matches],
             [ring[m.contact.id] for m in matches],
-            [_event_data(m) for m in matches],
             [required_skills(m, plan.now) for m in matches],
             *_OFFERED_STATES,
         )
