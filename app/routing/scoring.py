@@ -27,6 +27,13 @@ A decision has three layers, applied in this order:
    nothing waits for them), then the relationship manager, then the last agent, then the
    queue's strategy with its own tie-break, then the lowest agent id.
 
+The batch (``match``) takes contacts in order and gives each its best remaining agent; the
+agents are indexed once per call (``_Pool``) so that a contact costs a few heap operations
+rather than a scan of every agent it may take: per signature of acceptability (strategy
+entries, channel, step skills) a heap of the acceptable agents' strategy entries, brought up
+to date lazily with the offers made since it was last consulted. Its results are exactly
+those of ranking every acceptable agent afresh for each contact.
+
 Intervals are half-open: a step expires, and an affinity window closes, exactly at its
 instant. A contact becomes overdue only when it has waited strictly longer than its target
 plus the bound. Durations are converted with ``timedelta`` (microsecond resolution), so step
@@ -723,13 +730,57 @@ def _skill_levels(
     return levels
 
 
+_Signature = tuple[tuple[Strategy, str, frozenset[str]], str, frozenset[SkillReq]]
+
+
+@dataclass(slots=True)
+class _Standing:
+    """The agents acceptable under one signature, and a lazy heap of their entries.
+
+    A signature is what acceptability and entries depend on apart from the contact itself:
+    the entries' key (strategy, channel, scored skills), the channel and the step's skill
+    requirements. ``members`` are the agents with spare room on the channel who meet the
+    requirements (as of the first ``applied`` offers of the call); ``heap`` holds the current
+    entry of every member, and possibly stale entries and copies, dropped as they reach the
+    top (an entry is valid while its agent is a member and it equals the agent's entry).
+    """
+
+    members: set[int]
+    heap: list[_Key]
+    entries: dict[int, _Key]
+    applied: int
+
+
+def _two_smallest(standing: _Standing, skip: frozenset[int]) -> list[_Key]:
+    """The two smallest valid entries of agents not in ``skip``; valid ones go back."""
+    heap, members, entries = standing.heap, standing.members, standing.entries
+    taken: list[_Key] = []
+    held: list[_Key] = []
+    while heap and len(taken) < 2:
+        entry = heapq.heappop(heap)
+        agent_id = entry[-1]
+        # Equal entries pop one after the other: a copy of the one just held is dropped.
+        if agent_id not in members or entries[agent_id] != entry or held[-1:] == [entry]:
+            continue
+        held.append(entry)
+        if agent_id not in skip:
+            taken.append(entry)
+    for entry in held:
+        heapq.heappush(heap, entry)
+    return taken
+
+
 class _Pool:
-    """The agents of one ``match`` call, indexed so that each contact costs set operations.
+    """The agents of one ``match`` call, indexed so that a contact costs a few heap operations.
 
     Per channel, the ids with spare capacity; per skill requirement, the ids that meet it
     (skills do not change within a call); per (strategy, channel, skills) the strategy
-    entries computed so far. An offer updates the agent, drops it from its channel's spare
-    set once full, and forgets its entries (they are recomputed when next needed).
+    entries computed so far; per signature a ``_Standing``. An offer updates the agent, drops
+    it from its channel's spare set once full, forgets its entries (they are recomputed when
+    next needed) and is logged; a standing applies the offers logged since its last use
+    before it is consulted (a member without room leaves, one with room gets its new entry
+    pushed). Inside a manager window (at most one acceptable agent) the acceptable set is
+    computed afresh instead.
     """
 
     def __init__(self, agents: Sequence[AgentView], now: datetime, needed: frozenset[str]) -> None:
@@ -740,6 +791,8 @@ class _Pool:
         self._meeting: dict[SkillReq, set[int]] = {}
         self._scales: dict[str, int] = {}
         self._entries: dict[tuple[Strategy, str, frozenset[str]], dict[int, _Key]] = {}
+        self._standings: dict[_Signature, _Standing] = {}
+        self._offered: list[int] = []  # ids of the agents offered so far, in order
 
     def _spare_on(self, channel: str) -> set[int]:
         if channel not in self._spare:
@@ -757,12 +810,16 @@ class _Pool:
             self._meeting[req] = set().union(*ids)
         return self._meeting[req]
 
-    def _acceptable(self, ctx: _Context) -> set[int]:
+    def _qualified(self, ctx: _Context) -> set[int]:
+        """A new set of the ids with spare room on the channel that meet the step."""
         sets = [self._spare_on(ctx.contact.channel), *map(self._meets, ctx.reqs)]
-        if ctx.only is not None:
-            sets.append({ctx.only})
         sets.sort(key=len)
-        acceptable = sets[0].intersection(*sets[1:])
+        return sets[0].intersection(*sets[1:])
+
+    def _acceptable(self, ctx: _Context) -> set[int]:
+        acceptable = self._qualified(ctx)
+        if ctx.only is not None:
+            acceptable &= {ctx.only}
         acceptable.difference_update(ctx.contact.excluded_agent_ids)
         return acceptable
 
@@ -773,33 +830,79 @@ class _Pool:
             self._scales[channel] = _capacity_lcm(capacities, channel)
         return self._scales[channel] if spec.per_channel else 1
 
-    def _entries_for(
-        self, ctx: _Context, spec: _Spec, ids: set[int], scale: int
-    ) -> dict[int, _Key]:
+    def _entries_key(self, ctx: _Context, spec: _Spec) -> tuple[Strategy, str, frozenset[str]]:
         channel = ctx.contact.channel if spec.per_channel else ""
-        skills = ctx.scored if spec.per_skills else frozenset()
-        entries = self._entries.setdefault((ctx.queue.strategy, channel, skills), {})
-        for agent_id in ids.difference(entries):
+        return ctx.queue.strategy, channel, ctx.scored if spec.per_skills else frozenset()
+
+    def _entries_for(
+        self, ctx: _Context, spec: _Spec, ids: Iterable[int], scale: int
+    ) -> dict[int, _Key]:
+        entries = self._entries.setdefault(self._entries_key(ctx, spec), {})
+        for agent_id in set(ids).difference(entries):
             entries[agent_id] = _entry(ctx, self.agents[agent_id], scale)
         return entries
 
-    def best(self, ctx: _Context) -> tuple[list[_Key], int, int]:
-        """Full keys of the best two acceptable agents, how many are acceptable, the scale."""
+    def _standing(self, ctx: _Context, spec: _Spec, scale: int) -> _Standing:
+        """The standing of the contact's signature, up to date with every offer so far."""
+        signature = (self._entries_key(ctx, spec), ctx.contact.channel, frozenset(ctx.reqs))
+        standing = self._standings.get(signature)
+        if standing is None:
+            members = self._qualified(ctx)
+            entries = self._entries_for(ctx, spec, members, scale)
+            heap = [entries[agent_id] for agent_id in members]
+            heapq.heapify(heap)
+            standing = _Standing(members, heap, entries, len(self._offered))
+            self._standings[signature] = standing
+            return standing
+        changed = standing.members.intersection(self._offered[standing.applied :])
+        standing.applied = len(self._offered)
+        if changed:
+            standing.members -= changed - self._spare_on(ctx.contact.channel)
+            changed &= standing.members
+            entries = self._entries_for(ctx, spec, changed, scale)
+            for agent_id in changed:
+                heapq.heappush(standing.heap, entries[agent_id])
+        return standing
+
+    def _scan(self, ctx: _Context, spec: _Spec, scale: int) -> tuple[list[_Key], int]:
+        """Shortlist and count by scanning the acceptable agents (manager window)."""
         acceptable = self._acceptable(ctx)
-        spec = _STRATEGIES[ctx.queue.strategy]
-        scale = self._scale(ctx, spec)
         entries = self._entries_for(ctx, spec, acceptable, scale)
-        # Agents who declined the contact go last, then affinity agents go first. The best
-        # two are therefore among the affinity agents and the best two by strategy alone of
-        # those who did not decline, topped up from those who did when there are fewer.
         declined = ctx.contact.declined_by & acceptable
         fresh = acceptable - declined if declined else acceptable
         shortlist = heapq.nsmallest(2, map(entries.__getitem__, fresh))
         if len(shortlist) < 2:
             shortlist += heapq.nsmallest(2 - len(shortlist), map(entries.__getitem__, declined))
         shortlist += [entries[i] for i in (ctx.manager, ctx.last) if i in acceptable]
+        return shortlist, len(acceptable)
+
+    def _consult(self, ctx: _Context, spec: _Spec, scale: int) -> tuple[list[_Key], int]:
+        """The same shortlist and count as ``_scan``, from the signature's standing."""
+        standing = self._standing(ctx, spec, scale)
+        members, entries = standing.members, standing.entries
+        excluded = ctx.contact.excluded_agent_ids
+        shortlist = _two_smallest(standing, excluded | ctx.contact.declined_by)
+        if len(shortlist) < 2:
+            declined = (ctx.contact.declined_by & members) - excluded
+            shortlist += heapq.nsmallest(2 - len(shortlist), map(entries.__getitem__, declined))
+        affinity = (ctx.manager, ctx.last)
+        shortlist += [entries[i] for i in affinity if i in members and i not in excluded]
+        return shortlist, len(members) - len(members & excluded)
+
+    def best(self, ctx: _Context) -> tuple[list[_Key], int, int]:
+        """Full keys of the best two acceptable agents, how many are acceptable, the scale."""
+        spec = _STRATEGIES[ctx.queue.strategy]
+        scale = self._scale(ctx, spec)
+        # Agents who declined the contact go last, then affinity agents go first. The best
+        # two are therefore among the affinity agents and the best two by strategy alone of
+        # those who did not decline, topped up from those who did when there are fewer.
+        # Entries end in the agent id, so they are unique and the best two are well defined.
+        if ctx.only is None:
+            shortlist, ranked = self._consult(ctx, spec, scale)
+        else:
+            shortlist, ranked = self._scan(ctx, spec, scale)
         best = sorted({_full_key(ctx, entry) for entry in shortlist})[:2]
-        return best, len(acceptable), scale
+        return best, ranked, scale
 
     def offer(self, agent: _Agent, channel: str) -> None:
         """Treat the agent as just offered a contact on this channel at ``now``."""
@@ -810,6 +913,7 @@ class _Pool:
             self._spare_on(channel).discard(agent.view.id)
         for entries in self._entries.values():
             entries.pop(agent.view.id, None)
+        self._offered.append(agent.view.id)
 
 
 def match(
@@ -825,8 +929,9 @@ def match(
     is never exceeded and the strategy spreads a batch. A contact no agent may take is
     skipped. Afterwards no unmatched contact has an agent that may take it (work
     conservation), and no agent was given a contact while an earlier one it could take was
-    left waiting. Contact and agent ids must be unique. Cost: O(contacts x agents), mostly
-    in set operations (see ``_Pool``).
+    left waiting. Contact and agent ids must be unique. Cost: building an index of
+    O(agents) per signature, then per contact a few heap operations, a log of the offers
+    since its signature was last consulted, and the scan for its next contact (see ``_Pool``).
     """
     ordered = [_context(q, c, now) for q, c in _in_contact_order(waiting, now, settings)]
     pool = _Pool(agents, now, frozenset(req.skill for ctx in ordered for req in ctx.reqs))

@@ -1783,6 +1783,27 @@ def affinity_scenario_st(draw: st.DrawFn) -> Scenario:
 any_scenario_st = st.one_of(scenario_st(), rich_scenario_st(), affinity_scenario_st())
 
 
+@st.composite
+def crowded_scenario_st(draw: st.DrawFn) -> Scenario:
+    """Many contacts over few agents (room for several each) and few step signatures.
+
+    ``match`` keeps a heap per signature across the batch, updated after each offer; here each
+    is consulted again and again as agents are offered (new entries) and fill up (leave it),
+    with declines, exclusions, affinities, strategies mixed within a batch (queues may share
+    a step with another strategy), both channels, expiring steps and repeated agent ids.
+    """
+    agent_ids = draw(st.lists(st.integers(1, 12), min_size=1, max_size=12))
+    agents = [draw(rich_agent_st(agent_id)) for agent_id in agent_ids]
+    steps = draw(st.lists(rich_steps_st(), min_size=1, max_size=2))
+    queues = [
+        QueueRules(n, draw(st.sampled_from(list(Strategy))), draw(st.sampled_from(steps)))
+        for n in range(1, draw(st.integers(1, 4)) + 1)
+    ]
+    contact_ids = draw(st.lists(st.integers(1, 200), unique=True, min_size=10, max_size=60))
+    waiting = [draw(rich_contact_st(n, queues, agent_ids)) for n in contact_ids]
+    return waiting, agents
+
+
 def _score_types(reasons: Sequence[Reason]) -> list[type]:
     return [type(reason.score) for reason in reasons]
 
@@ -1796,6 +1817,15 @@ class TestAgainstReference:
         expected = reference_match(waiting, agents, NOW, SETTINGS)
         assert got == expected
         assert _score_types([m.reason for m in got]) == _score_types([m.reason for m in expected])
+
+    @PROPERTY
+    @given(crowded_scenario_st())
+    def test_match_in_a_crowded_batch_gives_the_reference_matches_and_reasons(
+        self, scenario: Scenario
+    ) -> None:
+        waiting, agents = scenario
+        got = match(waiting, agents, NOW, SETTINGS)
+        assert got == reference_match(waiting, agents, NOW, SETTINGS)
 
     @PROPERTY
     @given(any_scenario_st)
