@@ -44,6 +44,7 @@ async def complete(
     supervisor: bool,
     disposition: str | None,
     notes: str | None,
+    actor: str = "system",
 ) -> Contact:
     """The conversation is over: the agent enters wrap-up (or the contact completes)."""
     contact = await lock_contact(session, contact_id)
@@ -66,13 +67,17 @@ async def complete(
     if queue.wrap_up_s > 0:
         until = now + timedelta(seconds=queue.wrap_up_s)
         await timers.schedule(session, kind=WRAP_UP_END, subject=contact.id, due_at=until)
-        contact_event(session, "contact.wrap_up", contact, now, until=until.isoformat())
+        contact_event(
+            session, "contact.wrap_up", contact, now, actor=actor, until=until.isoformat()
+        )
     else:
-        await end_wrap_up(session, contact_id=contact.id, now=now)
+        await end_wrap_up(session, contact_id=contact.id, now=now, actor=actor)
     return contact
 
 
-async def end_wrap_up(session: AsyncSession, *, contact_id: int, now: datetime) -> bool:
+async def end_wrap_up(
+    session: AsyncSession, *, contact_id: int, now: datetime, actor: str = "system"
+) -> bool:
     """After-contact work is done (timer or the agent): the contact completes."""
     contact = await lock_contact(session, contact_id)
     if contact.status != S.wrap_up.value or contact.agent_id is None:
@@ -94,6 +99,7 @@ async def end_wrap_up(session: AsyncSession, *, contact_id: int, now: datetime) 
         "contact.completed",
         contact,
         now,
+        actor=actor,
         handle_s=seconds(handled_from, contact.completed_at or now),
         wrap_up_s=seconds(contact.completed_at or now, now),
         disposition=contact.disposition,
@@ -101,7 +107,7 @@ async def end_wrap_up(session: AsyncSession, *, contact_id: int, now: datetime) 
     return True
 
 
-async def wrap_up_done(session: AsyncSession, *, agent_id: int) -> int:
+async def wrap_up_done(session: AsyncSession, *, agent_id: int, actor: str) -> int:
     """The agent says their after-contact work is done; returns the contacts completed."""
     now = await db_now(session)
     ids = (
@@ -113,7 +119,7 @@ async def wrap_up_done(session: AsyncSession, *, agent_id: int) -> int:
     ).all()
     done = 0
     for contact_id in ids:
-        done += await end_wrap_up(session, contact_id=contact_id, now=now)
+        done += await end_wrap_up(session, contact_id=contact_id, now=now, actor=actor)
     if not done:
         raise Conflict(f"agent {agent_id} is not in wrap-up")
     return done

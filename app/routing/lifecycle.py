@@ -102,7 +102,9 @@ def contact_event(
     )
 
 
-def offer_event(session: AsyncSession, type_: str, offer: Offer, **data: Any) -> None:
+def offer_event(
+    session: AsyncSession, type_: str, offer: Offer, *, actor: str = "system", **data: Any
+) -> None:
     record(
         session,
         type=type_,
@@ -116,7 +118,7 @@ def offer_event(session: AsyncSession, type_: str, offer: Offer, **data: Any) ->
             "channel": offer.channel,
             **data,
         },
-        actor="system",
+        actor=actor,
     )
 
 
@@ -157,6 +159,7 @@ async def _close_offer(
     *,
     status: OfferStatus,
     now: datetime,
+    actor: str = "system",
 ) -> None:
     offer.status, offer.decided_at = status.value, now
     event = {
@@ -166,11 +169,13 @@ async def _close_offer(
     }[status]
     await work.apply(session, agent, event, channel=offer.channel, now=now, contact_id=contact.id)
     await timers.cancel(session, kind=OFFER_EXPIRE, subject=offer.id)
-    offer_event(session, f"offer.{status.value}", offer)
+    offer_event(session, f"offer.{status.value}", offer, actor=actor)
     wake_dispatcher(session)
 
 
-async def accept_offer(session: AsyncSession, *, offer_id: int, agent_id: int) -> Offer:
+async def accept_offer(
+    session: AsyncSession, *, offer_id: int, agent_id: int, actor: str = "system"
+) -> Offer:
     """The agent answers: the contact is connected to them."""
     offer, contact, agent = await _locked_offer(session, offer_id, agent_id)
     now = await db_now(session)
@@ -191,8 +196,8 @@ async def accept_offer(session: AsyncSession, *, offer_id: int, agent_id: int) -
     agent.consecutive_no_answers = 0
     _count_contact_today(agent, now)
     await timers.cancel(session, kind=OFFER_EXPIRE, subject=offer.id)
-    offer_event(session, "offer.accepted", offer)
-    contact_event(session, "contact.connected", contact, now)
+    offer_event(session, "offer.accepted", offer, actor=actor)
+    contact_event(session, "contact.connected", contact, now, actor=actor)
     return offer
 
 
@@ -203,7 +208,9 @@ def _count_contact_today(agent: Agent, now: datetime) -> None:
     agent.contacts_today += 1
 
 
-async def reject_offer(session: AsyncSession, *, offer_id: int, agent_id: int) -> Offer:
+async def reject_offer(
+    session: AsyncSession, *, offer_id: int, agent_id: int, actor: str = "system"
+) -> Offer:
     """The agent declines: the contact goes back, keeping its place; the agent rests."""
     offer, contact, agent = await _locked_offer(session, offer_id, agent_id)
     now = await db_now(session)
@@ -211,9 +218,11 @@ async def reject_offer(session: AsyncSession, *, offer_id: int, agent_id: int) -
         raise OfferClosed(offer_id, offer.status)
     queue = await queue_of(session, contact)
     _requeue(contact, declined_by=agent.id)
-    await _close_offer(session, offer, contact, agent, status=OfferStatus.rejected, now=now)
+    await _close_offer(
+        session, offer, contact, agent, status=OfferStatus.rejected, now=now, actor=actor
+    )
     agent.ready_at = now + timedelta(seconds=queue.reject_delay_s)
-    contact_event(session, "contact.requeued", contact, now, cause="rejected")
+    contact_event(session, "contact.requeued", contact, now, actor=actor, cause="rejected")
     return offer
 
 

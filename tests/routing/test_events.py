@@ -79,6 +79,11 @@ class TestContactEvents:
         assert made["data"]["reason"]["strategy"] == "longest_idle"
         assert the(events, "contact.queued", created["id"])["data"]["queue_id"] == q["id"]
         assert the(events, "contact.completed", created["id"])["data"]["disposition"] == "resolved"
+        by_agent = f"agent:{agent_id}"
+        for done_by_the_agent in ("offer.accepted", "contact.connected", "contact.wrap_up"):
+            assert the(events, done_by_the_agent, created["id"])["actor"] == by_agent
+        assert the(events, "contact.completed", created["id"])["actor"] == by_agent
+        assert made["actor"] == "system", "the dispatcher made the offer"
 
     async def test_rejected_offer_writes_offer_rejected_and_the_contact_goes_back(
         self, api: Api
@@ -105,6 +110,9 @@ class TestContactEvents:
         ]
         assert the(events, "offer.rejected", created["id"])["data"]["offer_id"] == offer["id"]
         assert the(events, "contact.requeued", created["id"])["data"]["cause"] == "rejected"
+        by_first = f"agent:{first.me['id']}"
+        assert the(events, "offer.rejected", created["id"])["actor"] == by_first
+        assert the(events, "contact.requeued", created["id"])["actor"] == by_first
         assert states_of(events, first.me["id"]) == ["offered", "idle"]
         assert states_of(events, second.me["id"]) == ["offered"]
         assert again["id"] != offer["id"]
