@@ -21,8 +21,14 @@ $(VENV)/.synced: pyproject.toml uv.lock $(UV)
 
 install: $(VENV)/.synced ## create the environment from the lock file
 
-run: install ## migrate, seed the demo centre and serve on http://127.0.0.1:8000
-	$(VENV)/bin/hotline serve --migrate --seed-demo
+# `make run PORT=8080` (or HOTLINE_PORT) serves on another port. The demo centre's accounts have
+# published passwords: DEMO=auto seeds it only on the embedded server; DEMO=1 also on a
+# configured DATABASE_URL; DEMO=0 never.
+PORT ?=
+DEMO ?= auto
+
+run: install ## migrate and serve on http://127.0.0.1:8000 (the demo centre on the embedded server)
+	$(VENV)/bin/hotline serve --migrate --demo "$(DEMO)"$(if $(PORT), --port "$(PORT)")
 
 test: install ## the whole suite (embedded PostgreSQL unless TEST_DATABASE_URL is set)
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS)
