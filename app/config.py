@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+import phonenumbers
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -52,11 +53,20 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(default=65536, ge=8)
     argon2_parallelism: int = Field(default=4, ge=1)
     public_base_url: str = "http://127.0.0.1:8000"
+    port: int = Field(
+        default=8000, ge=1, le=65535, description="`hotline serve`'s port unless --port is given"
+    )
     twilio_auth_token: SecretStr | None = None
     webhook_secret: SecretStr | None = None
 
     tiers: dict[str, TierConfig] = Field(default_factory=default_tiers)
     default_tier: str = "standard"
+    default_phone_region: str = Field(
+        default="CN",
+        description="ISO 3166 region whose numbers may be given without + and country code "
+        "(national format, area code with its trunk 0) and whose service numbers (95561) "
+        "are kept as they are",
+    )
 
     starvation_bound_s: float = Field(
         default=30, ge=0, description="no contact waits past its tier target plus this"
@@ -136,6 +146,16 @@ class Settings(BaseSettings):
         description="a console not marked alive for this long counts as gone (its instance "
         "died); keep it a few heartbeats",
     )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=0,
+        description="largest request body accepted (413 past it), unless a path has its own",
+    )
+    max_body_bytes_by_path: dict[str, int] = Field(
+        default_factory=dict,
+        description="path prefix -> largest body there (webhooks, uploads); the longest "
+        'matching prefix wins, e.g. {"/api/v1/uploads/": 52428800}',
+    )
     log_level: str = "INFO"
 
     @field_validator("tiers")
@@ -144,6 +164,14 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("at least one customer tier must be configured")
         return value
+
+    @field_validator("default_phone_region")
+    @classmethod
+    def _known_phone_region(cls, value: str) -> str:
+        region = value.strip().upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not a region with phone numbers (e.g. CN, HK, US)")
+        return region
 
     @property
     def tier_names(self) -> list[str]:

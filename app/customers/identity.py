@@ -20,13 +20,21 @@ lower-case check ``x`` is upper-cased. Error messages never reveal the expected 
 character: that would turn the API into a check-digit oracle.
 
 **Phone numbers** are stored in one canonical form so that a lookup by phone finds the
-customer however the number was typed. Spaces, dashes, dots and parentheses are removed; what
-is left must be ``+`` and 8-15 digits (E.164) or 5-15 bare digits (national numbers,
-including five-digit service numbers such as 95561). ``00`` is the international prefix
-dialled from China, so ``00`` and digits is read as ``+`` and digits (hence ``0086 138...``
-and ``+86 138...`` agree). A Chinese mobile number (11 digits starting with 1, bare or after
-86) becomes ``+86`` and the 11 digits; other national numbers are kept as bare digits because
-their country is unknown.
+customer however the number was typed. ``normalise_phone`` folds full-width characters and
+removes whitespace, dashes, dots and parentheses; what is left must be digits, with at most
+a leading ``+``. The ``phonenumbers`` library (Google's libphonenumber metadata) then reads
+it in a default region (a setting, ``CN`` unless configured): ``+86``, the international
+prefix dialled from that region (``00`` from China), the country code without either and the
+trunk prefix ``0`` of an area code are all understood, so ``010-6552-8888``,
+``+86 10 6552 8888`` and ``0086 10 6552 8888`` are one number, ``+861065528888`` (E.164).
+A number must be *valid*, not just of a plausible length: ``12345678901`` has a mobile's
+length but no Chinese mobile starts with 12, and an eight-digit landline without its area
+code could be in any city; both are refused with a ``PhoneProblem`` saying why.
+
+Service numbers (bank hotlines such as 95561, carriers' 10086, the emergency numbers) have
+no E.164 form: they are dialled bare and mean something only inside their country. A number
+typed without ``+`` that is not a valid full number but is a valid short number of the
+default region is kept as its bare digits.
 
 **Masking.** Customer data is confidential, so screens and logs show masked values:
 ``mask_id_number`` keeps the first 6 and last 4 characters, ``mask_phone`` keeps ``+`` and the
@@ -44,7 +52,17 @@ from datetime import date
 from enum import StrEnum
 from typing import Final
 
+import phonenumbers
+from phonenumbers import (
+    NumberParseException,
+    PhoneNumber,
+    PhoneNumberFormat,
+    ValidationResult,
+    shortnumberinfo,
+)
+
 __all__ = [
+    "DEFAULT_PHONE_REGION",
     "CustomerDataError",
     "IdNumberProblem",
     "InvalidIdNumber",
@@ -84,13 +102,8 @@ _PROVINCES: Final = frozenset({
 # Full-width ASCII (U+FF01..U+FF5E) -> ASCII; the ideographic space is whitespace already.
 _FULL_WIDTH: Final = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
 
+DEFAULT_PHONE_REGION: Final = "CN"
 _PHONE_SEPARATORS: Final = frozenset("-.()")
-_INTERNATIONAL_DIGITS: Final = range(8, 16)
-_NATIONAL_DIGITS: Final = range(5, 16)
-_CHINA: Final = "86"
-_INTERNATIONAL_PREFIX: Final = "00"
-_CHINESE_MOBILE_PREFIXES: Final = ("86", "")
-_CHINESE_MOBILE_LENGTH: Final = 11
 
 # E.164 country codes are prefix-free: these are the one- and two-digit ones, every other
 # code has three digits.
@@ -131,6 +144,7 @@ class PhoneProblem(StrEnum):
     CHARACTERS = "characters"
     LENGTH = "length"
     COUNTRY_CODE = "country_code"
+    NUMBER = "number"  # a plausible length, but no such number is in use
 
 
 class CustomerDataError(ValueError):
@@ -234,8 +248,22 @@ def _check_character(first17: str) -> str:
 # Phone numbers
 
 
-def normalise_phone(value: str) -> str:
-    """``+`` and digits (E.164), ``+86`` and 11 digits for Chinese mobiles, or bare digits."""
+def normalise_phone(value: str, *, region: str = DEFAULT_PHONE_REGION) -> str:
+    """The number in E.164 (``+8613812345678``), a service number of ``region`` as its bare
+    digits (``95561``), or ``InvalidPhone`` naming the problem."""
+    compact = _compact_phone(value)
+    number = _parse_phone(compact, region)
+    if phonenumbers.is_valid_number(number):
+        return phonenumbers.format_number(number, PhoneNumberFormat.E164)
+    if not compact.startswith("+") and shortnumberinfo.is_valid_short_number_for_region(
+        number, region
+    ):
+        return compact
+    raise _invalid_phone(number)
+
+
+def _compact_phone(value: str) -> str:
+    """The digits and leading ``+`` of ``value``, with the separators people type removed."""
     compact = "".join(
         char
         for char in value.translate(_FULL_WIDTH)
@@ -243,52 +271,62 @@ def normalise_phone(value: str) -> str:
     )
     if not compact:
         raise InvalidPhone(PhoneProblem.EMPTY, "phone number is empty")
-    international = compact.startswith("+")
-    digits = compact[1:] if international else compact
-    if not set(digits) <= _DIGITS:
+    # phonenumbers would read letters as a keypad's (1-800-FLOWERS) and drop an extension.
+    if not set(compact.removeprefix("+")) <= _DIGITS:
         raise InvalidPhone(
             PhoneProblem.CHARACTERS,
             "phone number may contain only digits, a leading +, spaces, dashes, dots "
             "and parentheses",
         )
-    return _international(digits) if international else _national(digits)
+    return compact
 
 
-def _international(digits: str) -> str:
-    if len(digits) not in _INTERNATIONAL_DIGITS:
-        raise InvalidPhone(
-            PhoneProblem.LENGTH,
-            f"international phone number must have 8 to 15 digits after + or 00, got {len(digits)}",
-        )
-    if digits.startswith("0"):
-        raise InvalidPhone(
-            PhoneProblem.COUNTRY_CODE,
-            "international phone number must start with a country code, which never starts with 0",
-        )
-    return "+" + digits
+# Why phonenumbers could not read a number at all.
+_UNREADABLE: Final = {
+    NumberParseException.INVALID_COUNTRY_CODE: (
+        PhoneProblem.COUNTRY_CODE,
+        "phone number after + or 00 must start with a country code in use",
+    ),
+    NumberParseException.TOO_LONG: (PhoneProblem.LENGTH, "phone number has too many digits"),
+}
+_TOO_FEW_DIGITS: Final = (PhoneProblem.LENGTH, "phone number has too few digits")
 
 
-def _national(digits: str) -> str:
-    if digits.startswith(_INTERNATIONAL_PREFIX):
-        return _international(digits.removeprefix(_INTERNATIONAL_PREFIX))
-    mobile = _chinese_mobile(digits)
-    if mobile is not None:
-        return f"+{_CHINA}{mobile}"
-    if len(digits) not in _NATIONAL_DIGITS:
-        raise InvalidPhone(
-            PhoneProblem.LENGTH,
-            f"phone number must have 5 to 15 digits, got {len(digits)}",
-        )
-    return digits
+def _parse_phone(compact: str, region: str) -> PhoneNumber:
+    try:
+        return phonenumbers.parse(compact, region)
+    except NumberParseException as exc:
+        raise InvalidPhone(*_UNREADABLE.get(exc.error_type, _TOO_FEW_DIGITS)) from None
 
 
-def _chinese_mobile(digits: str) -> str | None:
-    """The 11-digit mobile number in ``digits`` (bare or after 86), or None."""
-    for prefix in _CHINESE_MOBILE_PREFIXES:
-        rest = digits.removeprefix(prefix)
-        if len(rest) == _CHINESE_MOBILE_LENGTH and rest.startswith("1"):
-            return rest
-    return None
+# Why a number that phonenumbers could read is not a valid one; ``{country}`` is its code.
+_IMPOSSIBLE: Final = {
+    ValidationResult.INVALID_COUNTRY_CODE: (
+        PhoneProblem.COUNTRY_CODE,
+        "phone number's country code {country} is not in use",
+    ),
+    ValidationResult.TOO_SHORT: (PhoneProblem.LENGTH, "phone number is too short for {country}"),
+    ValidationResult.TOO_LONG: (PhoneProblem.LENGTH, "phone number is too long for {country}"),
+    ValidationResult.INVALID_LENGTH: (
+        PhoneProblem.LENGTH,
+        "phone number has a length no {country} number has",
+    ),
+    ValidationResult.IS_POSSIBLE_LOCAL_ONLY: (
+        PhoneProblem.LENGTH,
+        "phone number is a local number: give its area code",
+    ),
+}
+# A possible length, but in no range in use (12345678901: no Chinese mobile starts with 12).
+_NOT_IN_USE: Final = (
+    PhoneProblem.NUMBER,
+    "phone number is not a valid {country} number (a landline needs its area code)",
+)
+
+
+def _invalid_phone(number: PhoneNumber) -> InvalidPhone:
+    reason = phonenumbers.is_possible_number_with_reason(number)
+    problem, message = _IMPOSSIBLE.get(reason, _NOT_IN_USE)
+    return InvalidPhone(problem, message.format(country=f"+{number.country_code}"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from app.agents.dependencies import CurrentPrincipal
@@ -16,9 +16,10 @@ from app.customers.models import Customer
 from app.customers.schemas import CustomerCreate, CustomerOut, CustomerPage, CustomerUpdate
 from app.db import Session
 from app.idempotency import run_once
+from app.openapi import errors, require_json_body
 from app.pagination import Limit, PageCursor, decode_id_cursor, next_id_cursor
 
-router = APIRouter(prefix="/api/v1", tags=["customers"])
+router = APIRouter(prefix="/api/v1", tags=["customers"], dependencies=[Depends(require_json_body)])
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", description="retry-safe key for this create")
 ]
@@ -46,7 +47,7 @@ def _today() -> datetime:
     return datetime.now(UTC)
 
 
-@router.post("/customers", response_model=CustomerOut, status_code=201)
+@router.post("/customers", response_model=CustomerOut, status_code=201, responses=errors(403, 409))
 async def create_customer(
     request: Request,
     body: CustomerCreate,
@@ -81,6 +82,7 @@ async def create_customer(
 
 @router.get("/customers", response_model=CustomerPage)
 async def list_customers(
+    request: Request,
     session: Session,
     principal: CurrentPrincipal,
     phone: Annotated[str | None, Query(max_length=32, description="exact phone lookup")] = None,
@@ -90,7 +92,12 @@ async def list_customers(
 ) -> CustomerPage:
     """Customers by id, or the one with a phone number (caller identification)."""
     customers = await service.list_customers(
-        session, phone=phone, tier=tier, after_id=decode_id_cursor(cursor), limit=limit
+        session,
+        phone=phone,
+        tier=tier,
+        after_id=decode_id_cursor(cursor),
+        limit=limit,
+        region=request.app.state.settings.default_phone_region,
     )
     return CustomerPage(
         items=[customer_out(principal, c) for c in customers],
@@ -106,7 +113,7 @@ async def get_customer(
     return customer_out(principal, await service.get_or_raise(session, customer_id))
 
 
-@router.patch("/customers/{customer_id}", response_model=CustomerOut)
+@router.patch("/customers/{customer_id}", response_model=CustomerOut, responses=errors(403, 409))
 async def update_customer(
     request: Request,
     customer_id: CustomerId,

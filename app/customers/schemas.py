@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator
+
+from app.schemas import StrictModel
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Language = Annotated[
@@ -13,6 +15,11 @@ Language = Annotated[
     StringConstraints(strip_whitespace=True, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"),
     Field(description="BCP 47 tag, e.g. zh-CN, en, yue-HK"),
 ]
+PHONE_DESCRIPTION = (
+    "a valid number, stored in E.164: with + or 00 and its country code, or as dialled in "
+    "the default region (HOTLINE_DEFAULT_PHONE_REGION, CN: mobile, or landline with its area "
+    "code); a service number of that region (95561) is kept as its digits"
+)
 # Ids are BIGINT: a larger number cannot name an agent, and the driver would refuse it.
 AgentRef = Annotated[int, Field(ge=1, le=2**63 - 1, description="an active agent's id")]
 
@@ -24,13 +31,14 @@ def not_null(value: object) -> object:
     return value
 
 
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 class CustomerCreate(StrictModel):
     name: Name
-    phone: str | None = Field(default=None, max_length=32, examples=["+8613800138000"])
+    phone: str | None = Field(
+        default=None,
+        max_length=32,
+        examples=["+8613800138000", "010-6552-8888", "95561"],
+        description=PHONE_DESCRIPTION,
+    )
     id_number: str | None = Field(
         default=None, max_length=32, description="Chinese 18-digit resident ID number"
     )
@@ -41,7 +49,7 @@ class CustomerCreate(StrictModel):
 
 class CustomerUpdate(StrictModel):
     name: Name | None = None
-    phone: str | None = Field(default=None, max_length=32)
+    phone: str | None = Field(default=None, max_length=32, description=PHONE_DESCRIPTION)
     id_number: str | None = Field(default=None, max_length=32)
     tier: str | None = None
     relationship_manager_id: AgentRef | None = None

@@ -1,4 +1,9 @@
-"""Customers: create, update (tier changes are events), look up. Never commits."""
+"""Customers: create, update (tier changes are events), look up. Never commits.
+
+Phone numbers are stored normalised (``identity.normalise_phone``: E.164, or a service
+number's bare digits) and every lookup by phone normalises the number asked for the same
+way, in the configured default region, so the customer is found however either was typed.
+"""
 
 from __future__ import annotations
 
@@ -17,13 +22,16 @@ from app.customers.schemas import CustomerCreate, CustomerUpdate
 from app.events.log import record
 
 
-def clean_phone(value: str | None) -> str | None:
+def clean_phone(
+    value: str | None, *, region: str = identity.DEFAULT_PHONE_REGION, field: str = "phone"
+) -> str | None:
+    """The number as stored, or ``InvalidCustomer`` naming ``field`` (a 422)."""
     if value is None:
         return None
     try:
-        return identity.normalise_phone(value)
+        return identity.normalise_phone(value, region=region)
     except identity.InvalidPhone as exc:
-        raise InvalidCustomer("phone", str(exc)) from exc
+        raise InvalidCustomer(field, str(exc)) from exc
 
 
 def clean_id_number(value: str | None, *, today: date) -> str | None:
@@ -65,7 +73,7 @@ async def create(
     await _check_manager(session, data.relationship_manager_id)
     customer = Customer(
         name=data.name,
-        phone=clean_phone(data.phone),
+        phone=clean_phone(data.phone, region=settings.default_phone_region),
         id_number=clean_id_number(data.id_number, today=today),
         tier=clean_tier(data.tier, settings),
         language=data.language,
@@ -96,7 +104,7 @@ async def update(
     """Apply a partial update; a tier change writes ``customer.tier_changed``."""
     fields = changes.model_dump(exclude_unset=True)
     if "phone" in fields:
-        fields["phone"] = clean_phone(fields["phone"])
+        fields["phone"] = clean_phone(fields["phone"], region=settings.default_phone_region)
     if "id_number" in fields:
         fields["id_number"] = clean_id_number(fields["id_number"], today=today)
     if "tier" in fields:
@@ -147,8 +155,11 @@ async def get_or_raise(
     return customer
 
 
-async def get_by_phone(session: AsyncSession, phone: str) -> Customer | None:
-    normalised = clean_phone(phone)
+async def get_by_phone(
+    session: AsyncSession, phone: str, *, region: str = identity.DEFAULT_PHONE_REGION
+) -> Customer | None:
+    """The customer with this number, however it was typed."""
+    normalised = clean_phone(phone, region=region)
     return await session.scalar(select(Customer).where(Customer.phone == normalised))
 
 
@@ -159,10 +170,12 @@ async def list_customers(
     tier: str | None,
     after_id: int,
     limit: int,
+    region: str = identity.DEFAULT_PHONE_REGION,
 ) -> Sequence[Customer]:
+    """A page of customers by id; with ``phone``, the one with that number (caller ID)."""
     stmt = select(Customer).where(Customer.id > after_id).order_by(Customer.id).limit(limit)
     if phone is not None:
-        stmt = stmt.where(Customer.phone == clean_phone(phone))
+        stmt = stmt.where(Customer.phone == clean_phone(phone, region=region))
     if tier is not None:
         stmt = stmt.where(Customer.tier == tier)
     return (await session.scalars(stmt)).all()

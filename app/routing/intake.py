@@ -333,7 +333,11 @@ def _arguments(
         data.queue if isinstance(data.queue, int) else None,
         data.queue if isinstance(data.queue, str) else None,
         customer.id if customer else None,
-        customers.clean_phone(customer.phone) if customer else None,
+        customers.clean_phone(
+            customer.phone, region=settings.default_phone_region, field="customer.phone"
+        )
+        if customer
+        else None,
         list(settings.tiers),
         [float(t.sl_target_s) for t in settings.tiers.values()],
         settings.default_tier,

@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from app.config import Settings
+from tests.conftest import make_settings
 from tests.fixtures.factories import Api, expect
 
 CUSTOMERS = "/api/v1/customers"
@@ -13,6 +15,7 @@ ID_NUMBER = "11010519491231002X"
 MASKED_ID_NUMBER = "110105********002X"
 PHONE = "+8613800138000"
 MASKED_PHONE = "+86138****8000"
+LANDLINE = "+861065528888"
 
 
 def _fields(body: dict[str, Any]) -> list[str]:
@@ -75,10 +78,51 @@ class TestCreateCustomer:
         assert _fields(body) == ["id_number"]
         assert body["detail"].startswith("id_number: ")
 
-    @pytest.mark.parametrize("phone", ["abc", "123", "+0123456789", "", "1" * 40])
+    @pytest.mark.parametrize(
+        "phone",
+        ["abc", "9556", "12345678901", "6552 8888", "+0123456789", "+86 95561", "", "1" * 40],
+    )
     async def test_bad_phone_is_a_422_naming_phone(self, api: Api, phone: str) -> None:
         body = expect(await api.post(CUSTOMERS, {"name": "X", "phone": phone}), 422)
         assert _fields(body) == ["phone"]
+
+    async def test_mobile_prefix_not_in_use_is_refused_as_not_a_valid_number(
+        self, api: Api
+    ) -> None:
+        body = expect(await api.post(CUSTOMERS, {"name": "X", "phone": "12345678901"}), 422)
+        assert body["detail"] == (
+            "phone: phone number is not a valid +86 number (a landline needs its area code)"
+        )
+
+    @pytest.mark.parametrize(
+        ("sent", "stored"),
+        [
+            ("010-6552-8888", LANDLINE),
+            ("(0755) 8888 8888", "+8675588888888"),
+            ("+852 9123 4567", "+85291234567"),
+            ("955 61", "95561"),
+        ],
+    )
+    async def test_landlines_foreign_and_service_numbers_are_stored_normalised(
+        self, api: Api, sent: str, stored: str
+    ) -> None:
+        created = expect(await api.post(CUSTOMERS, {"name": "X", "phone": sent}), 201)
+        assert expect(await api.get(f"{CUSTOMERS}/{created['id']}"), 200)["phone"] == stored
+
+    @pytest.mark.parametrize(
+        ("first", "second"),
+        [
+            ("010-6552-8888", "+86 10 6552 8888"),
+            ("+86 10 6552 8888", "0086 10 6552 8888"),
+            ("(010) 65528888", "86 10 6552 8888"),
+        ],
+    )
+    async def test_one_landline_typed_two_ways_is_one_customer(
+        self, api: Api, first: str, second: str
+    ) -> None:
+        expect(await api.post(CUSTOMERS, {"name": "X", "phone": first}), 201)
+        body = expect(await api.post(CUSTOMERS, {"name": "Y", "phone": second}), 409)
+        assert body["constraint"] == "uq_customers_phone"
 
     async def test_unknown_tier_is_a_422_listing_the_configured_tiers(self, api: Api) -> None:
         body = expect(await api.post(CUSTOMERS, {"name": "X", "tier": "diamond"}), 422)
@@ -167,13 +211,41 @@ class TestListCustomers:
         page = expect(await api.get(CUSTOMERS, params={"phone": lookup}), 200)
         assert [c["id"] for c in page["items"]] == [created["id"]]
 
+    @pytest.mark.parametrize(
+        "lookup",
+        [
+            "010-6552-8888",
+            "(010) 6552 8888",
+            "01065528888",
+            "+86 10 6552 8888",
+            "+86 (0)10 6552 8888",
+            "0086 10 6552 8888",
+            "861065528888",
+        ],
+    )
+    async def test_lookup_by_a_landline_typed_any_way_finds_the_customer(
+        self, api: Api, lookup: str
+    ) -> None:
+        await api.customer(phone="010-6552-8889")
+        created = await api.customer(phone="+86 10 6552 8888")
+        page = expect(await api.get(CUSTOMERS, params={"phone": lookup}), 200)
+        assert [c["id"] for c in page["items"]] == [created["id"]]
+
+    async def test_lookup_by_a_service_number_finds_the_customer(self, api: Api) -> None:
+        created = await api.customer(phone="95561")
+        page = expect(await api.get(CUSTOMERS, params={"phone": "955 61"}), 200)
+        assert [c["id"] for c in page["items"]] == [created["id"]]
+
     async def test_lookup_of_an_unknown_phone_finds_nothing(self, api: Api) -> None:
         await api.customer(phone=PHONE)
         page = expect(await api.get(CUSTOMERS, params={"phone": "13900000000"}), 200)
         assert page == {"items": [], "next_cursor": None}
 
-    async def test_lookup_by_a_malformed_phone_is_a_422_naming_phone(self, api: Api) -> None:
-        body = expect(await api.get(CUSTOMERS, params={"phone": "call me"}), 422)
+    @pytest.mark.parametrize("lookup", ["call me", "12345678901", "6552 8888"])
+    async def test_lookup_by_a_malformed_phone_is_a_422_naming_phone(
+        self, api: Api, lookup: str
+    ) -> None:
+        body = expect(await api.get(CUSTOMERS, params={"phone": lookup}), 422)
         assert _fields(body) == ["phone"]
 
     async def test_agent_looking_up_by_phone_sees_it_masked(self, api: Api, agent: Api) -> None:
@@ -327,3 +399,23 @@ class TestUpdateCustomer:
 
     async def test_unknown_customer_is_a_404(self, api: Api) -> None:
         expect(await api.patch(f"{CUSTOMERS}/999999", {"name": "X"}), 404)
+
+
+class TestDefaultPhoneRegion:
+    @pytest.fixture
+    def settings(self, db: str) -> Settings:
+        return make_settings(db, default_phone_region="HK")
+
+    async def test_numbers_without_a_country_code_are_read_in_the_configured_region(
+        self, api: Api
+    ) -> None:
+        created = expect(await api.post(CUSTOMERS, {"name": "X", "phone": "9123 4567"}), 201)
+        url = f"{CUSTOMERS}/{created['id']}"
+        assert expect(await api.get(url), 200)["phone"] == "+85291234567"
+        updated = expect(await api.patch(url, {"phone": "6123-4567"}), 200)
+        assert updated["phone"] == "+85261234567"
+
+    async def test_a_chinese_national_number_is_refused_outside_china(self, api: Api) -> None:
+        body = expect(await api.post(CUSTOMERS, {"name": "X", "phone": "010-6552-8888"}), 422)
+        assert _fields(body) == ["phone"]
+        assert "+852" in body["detail"]

@@ -14,14 +14,12 @@ from app.customers.identity import (
     IdNumberProblem,
     InvalidIdNumber,
     InvalidPhone,
-    PhoneProblem,
     SensitiveArgsFilter,
     SensitiveDataFilter,
     birth_date_of,
     mask_id_number,
     mask_phone,
     mask_text,
-    normalise_phone,
     validate_resident_id,
 )
 
@@ -269,103 +267,6 @@ class TestBirthDateOf:
 # Phone numbers
 
 MOBILE = "+8613812345678"
-
-
-class TestNormalisePhone:
-    @pytest.mark.parametrize(
-        "value",
-        [
-            "13812345678",
-            "138 1234 5678",
-            "138-1234-5678",
-            "138.1234.5678",
-            "(138) 1234 5678",
-            " 13812345678\t",
-            "+8613812345678",
-            "+86 138 1234 5678",
-            "+86-138-1234-5678",
-            "8613812345678",
-            "86 138 1234 5678",
-            "008613812345678",
-            "0086 138 1234 5678",
-            "\uff11\uff13\uff18\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18",
-            "\uff0b86\u3000138 1234 5678",
-        ],
-    )
-    def test_chinese_mobile_in_any_form_becomes_plus_86_and_11_digits(self, value: str) -> None:
-        assert normalise_phone(value) == MOBILE
-
-    @pytest.mark.parametrize(
-        ("value", "expected"),
-        [
-            ("+1 (415) 555-2671", "+14155552671"),
-            ("+44 20 7946 0958", "+442079460958"),
-            ("+86 21 1234 5678", "+862112345678"),
-            ("0086 21 1234 5678", "+862112345678"),
-            ("0044 20 7946 0958", "+442079460958"),
-            ("+852 1234 5678", "+85212345678"),
-            ("+12345678", "+12345678"),
-            ("+123456789012345", "+123456789012345"),
-            ("+13812345678", "+13812345678"),
-        ],
-    )
-    def test_international_number_keeps_plus_and_digits(self, value: str, expected: str) -> None:
-        assert normalise_phone(value) == expected
-
-    @pytest.mark.parametrize(
-        ("value", "expected"),
-        [
-            ("95561", "95561"),
-            ("955 88", "95588"),
-            ("021-1234-5678", "02112345678"),
-            ("(010) 8888.8888", "01088888888"),
-            ("23812345678", "23812345678"),
-            ("86123456789", "86123456789"),
-            ("123456789012345", "123456789012345"),
-        ],
-    )
-    def test_national_number_keeps_bare_digits(self, value: str, expected: str) -> None:
-        assert normalise_phone(value) == expected
-
-    @pytest.mark.parametrize(
-        ("value", "problem", "message"),
-        [
-            ("", PhoneProblem.EMPTY, "phone number is empty"),
-            ("  ", PhoneProblem.EMPTY, "phone number is empty"),
-            ("-().", PhoneProblem.EMPTY, "phone number is empty"),
-            ("138abc45678", PhoneProblem.CHARACTERS, "may contain only digits"),
-            ("+86+13812345678", PhoneProblem.CHARACTERS, "may contain only digits"),
-            ("138/1234/5678", PhoneProblem.CHARACTERS, "may contain only digits"),
-            ("13812345678 ext 12", PhoneProblem.CHARACTERS, "may contain only digits"),
-            ("\u0661\u0663\u0668\u0661\u0662", PhoneProblem.CHARACTERS, "may contain only"),
-            ("+", PhoneProblem.LENGTH, "8 to 15 digits after \\+ or 00, got 0"),
-            ("+1234567", PhoneProblem.LENGTH, "8 to 15 digits after \\+ or 00, got 7"),
-            ("+1234567890123456", PhoneProblem.LENGTH, "8 to 15 digits after \\+ or 00, got 16"),
-            ("00", PhoneProblem.LENGTH, "8 to 15 digits after \\+ or 00, got 0"),
-            ("00 1234567", PhoneProblem.LENGTH, "8 to 15 digits after \\+ or 00, got 7"),
-            ("1234", PhoneProblem.LENGTH, "must have 5 to 15 digits, got 4"),
-            ("1", PhoneProblem.LENGTH, "must have 5 to 15 digits, got 1"),
-            ("1234567890123456", PhoneProblem.LENGTH, "must have 5 to 15 digits, got 16"),
-            ("+0086 138 1234 5678", PhoneProblem.COUNTRY_CODE, "never starts with 0"),
-            ("+01234567890", PhoneProblem.COUNTRY_CODE, "never starts with 0"),
-            ("000 1234 5678", PhoneProblem.COUNTRY_CODE, "never starts with 0"),
-        ],
-    )
-    def test_invalid_number_is_rejected_naming_the_problem(
-        self, value: str, problem: PhoneProblem, message: str
-    ) -> None:
-        with pytest.raises(InvalidPhone, match=message) as caught:
-            normalise_phone(value)
-        assert caught.value.problem is problem
-
-    @pytest.mark.parametrize("value", ["13812345678", "+442079460958", "95561", "02112345678"])
-    def test_normalising_twice_changes_nothing(self, value: str) -> None:
-        once = normalise_phone(value)
-        assert normalise_phone(once) == once
-
-
-# ---------------------------------------------------------------------------------------------
-# Masking
 
 
 class TestMaskIdNumber:
