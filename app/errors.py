@@ -9,6 +9,12 @@ not a bug: it answers 503 with ``Retry-After``, whether SQLAlchemy or the driver
 paths' pool) raised it (``app.db.database_unavailable`` decides). A request that failed this
 way wrote nothing it acknowledged; a client may retry it (creates accept an
 ``Idempotency-Key``, so a retry never makes a second contact).
+
+Malformed input is a 422 that names what is wrong, never a 400 or a 500: JSON the parser
+refuses names the line and column (field ``body``), and so does a body that is not UTF-8 or
+nests too deeply for the parser (FastAPI reports those two as a bare 400). A number no
+BIGINT holds is refused by the schemas (``app/schemas.py``, the id path types); should one
+still reach the database, a path or query parameter holding it is named.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.db import database_unavailable
+from app.schemas import MAX_BIGINT, MIN_BIGINT
 
 log = logging.getLogger(__name__)
 
@@ -147,14 +154,65 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or ".".join(str(p) for p in loc)
 
 
-def validation_error_body(exc: RequestValidationError) -> dict[str, Any]:
-    """A 422 body naming every offending field."""
-    fields = [
-        {"field": _field_path(tuple(err.get("loc", ()))), "message": err.get("msg", "")}
-        for err in exc.errors()
-    ]
+def json_error_message(document: object, position: int, reason: str) -> str:
+    """Where and why a body is not JSON, as a person counts (line and column from 1)."""
+    if not isinstance(document, str):
+        return f"invalid JSON at character {position + 1}: {reason}"
+    line = document.count("\n", 0, position) + 1
+    column = position - document.rfind("\n", 0, position)
+    return f"invalid JSON at line {line} column {column}: {reason}"
+
+
+def _validation_field(err: dict[str, Any], document: object) -> dict[str, str]:
+    loc = tuple(err.get("loc", ()))
+    if err.get("type") == "json_invalid" and len(loc) == 2 and isinstance(loc[1], int):
+        # The parser's error: its location is an offset into the text, not a field.
+        reason = str(err.get("ctx", {}).get("error", "not JSON"))
+        return {"field": "body", "message": json_error_message(document, loc[1], reason)}
+    return {"field": _field_path(loc), "message": err.get("msg", "")}
+
+
+def fields_body(fields: list[dict[str, str]]) -> dict[str, Any]:
+    """The 422 body for these ``{"field", "message"}`` pairs."""
     detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
     return {"error": "ValidationError", "detail": detail, "fields": fields}
+
+
+def validation_error_body(exc: RequestValidationError) -> dict[str, Any]:
+    """A 422 body naming every offending field."""
+    return fields_body([_validation_field(err, exc.body) for err in exc.errors()])
+
+
+# Why a body could not be parsed at all, by what the parser raised. FastAPI turns these into
+# a bare 400; they are malformed input like any other, so a 422 that names the body.
+_UNPARSABLE: tuple[tuple[type[BaseException], str], ...] = (
+    (UnicodeDecodeError, "not valid UTF-8"),
+    (RecursionError, "JSON nested too deeply to parse"),
+    # The one other ValueError of Python's parser: a number of thousands of digits.
+    (ValueError, "invalid JSON: a number has too many digits"),
+)
+
+
+def unparsable_body(exc: BaseException) -> dict[str, Any] | None:
+    """The 422 body for a body the parser failed on with ``exc``; None for other errors."""
+    for kind, message in _UNPARSABLE:
+        if isinstance(exc, kind):
+            return fields_body([{"field": "body", "message": message}])
+    return None
+
+
+def out_of_range_parameters(request: Request) -> list[str]:
+    """Path and query parameters holding a whole number no BIGINT column can store."""
+    values = [*request.path_params.items(), *request.query_params.multi_items()]
+    return [name for name, value in values if _is_out_of_range_integer(value)]
+
+
+def _is_out_of_range_integer(value: str) -> bool:
+    digits = value.strip().removeprefix("-").removeprefix("+")
+    if not (digits.isascii() and digits.isdigit()):
+        return False
+    # No BIGINT has more than 19 digits (and int() refuses thousands of them).
+    return len(digits) > 19 or not MIN_BIGINT <= int(value.strip()) <= MAX_BIGINT
 
 
 async def _app_error(_: Request, exc: Exception) -> JSONResponse:
@@ -204,6 +262,10 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
         raise exc
     # Logged because a schema should have refused the value first.
     log.warning("the database refused a value: %s", message)
+    named = out_of_range_parameters(request)
+    if named:
+        too_large = "Input should be a whole number that fits in 64 bits"
+        return JSONResponse(fields_body([{"field": n, "message": too_large} for n in named]), 422)
     body = {
         "error": "InvalidInput",
         "detail": f"a value in the request cannot be stored: {message}",
@@ -213,6 +275,9 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    unparsable = unparsable_body(exc.__cause__) if exc.__cause__ is not None else None
+    if exc.status_code == 400 and unparsable is not None:
+        return JSONResponse(unparsable, status_code=422)
     body = {"error": _HTTP_NAMES.get(exc.status_code, "HTTPError"), "detail": str(exc.detail)}
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
@@ -223,6 +288,7 @@ _HTTP_NAMES = {
     404: "NotFound",
     405: "MethodNotAllowed",
     409: "Conflict",
+    413: "ContentTooLarge",
 }
 
 

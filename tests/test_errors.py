@@ -44,7 +44,11 @@ class TestValidationErrorBody:
             (AGENTS, _agent_body(name=None), "name"),
             (CUSTOMERS, {"name": "X", "relationship_manager_id": "me"}, "relationship_manager_id"),
             (CUSTOMERS, {"name": "X", "phone": 13800138000}, "phone"),
-            ("/api/v1/agents/1/status", {"status": "available", "reason": 5}, "reason"),
+            (
+                "/api/v1/agents/1/status",
+                {"status": "available", "status_reason": 5},
+                "status_reason",
+            ),
         ],
         ids=[
             "skill-name-int",
@@ -78,6 +82,27 @@ class TestValidationErrorBody:
         response = await api.client.post(url, content=raw, headers=headers)
         assert response.status_code == 422, response.text
         assert _is_error_body(response.json())
+
+    @pytest.mark.parametrize(
+        ("raw", "message"),
+        [
+            (b'{"name": }', "invalid JSON at line 1 column 10: Expecting value"),
+            (b'{\n  "name": "x",\n}', "invalid JSON at line 3 column 1: Expecting property name"),
+            (b'{"name": "\xff"}', "not valid UTF-8"),
+            (b"[" * 100_000, "JSON nested too deeply to parse"),
+            (b'{"name": ' + b"1" * 5000 + b"}", "invalid JSON: a number has too many digits"),
+        ],
+        ids=["no-value", "trailing-comma", "not-utf8", "nested", "long-number"],
+    )
+    async def test_malformed_body_is_a_422_naming_the_body_and_what_is_wrong(
+        self, api: Api, raw: bytes, message: str
+    ) -> None:
+        headers = {**api.headers, "Content-Type": "application/json"}
+        response = await api.client.post(SKILLS, content=raw, headers=headers)
+        body = expect(response, 422)
+        assert body["fields"][0]["field"] == "body"
+        assert body["fields"][0]["message"].startswith(message), body
+        assert body["detail"].startswith(f"body: {message}")
 
     async def test_form_body_where_json_is_expected_is_a_422(self, api: Api) -> None:
         response = await api.client.post(SKILLS, data={"name": "x"}, headers=api.headers)
@@ -176,7 +201,7 @@ class TestIntegrityErrorBody:
         assert {r.json().get("constraint") for r in responses if r.status_code == 409} == {
             "uq_skills_name"
         }
-        assert [s["name"] for s in expect(await api.get(SKILLS), 200)] == ["racing"]
+        assert [s["name"] for s in expect(await api.get(SKILLS), 200)["items"]] == ["racing"]
 
 
 def _create_bodies() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:

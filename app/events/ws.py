@@ -81,7 +81,7 @@ class AgentLive(BaseModel):
     name: str
     role: Role
     status: Status
-    reason: str | None = Field(description="why the agent is away, if given")
+    status_reason: str | None = Field(description="why the agent is away, if given")
     state: State
 
 
@@ -113,9 +113,7 @@ async def agent_snapshot(conn: AsyncConnection, agent_id: int) -> AgentSnapshot 
     """The agent and its pending offers; None if the agent is gone."""
     agents, offers = table_of(Agent), table_of(Offer)
     columns = (agents.c.id, agents.c.username, agents.c.name, agents.c.role, agents.c.status)
-    stmt = select(*columns, agents.c.status_reason.label("reason"), agents.c.state).where(
-        agents.c.id == agent_id
-    )
+    stmt = select(*columns, agents.c.status_reason, agents.c.state).where(agents.c.id == agent_id)
     agent = (await conn.execute(stmt)).first()
     if agent is None:
         return None
@@ -195,13 +193,19 @@ async def read_snapshot(
 
 
 def parse_message(text: str | None) -> dict[str, Any]:
-    """A client message: a JSON object; anything else is ``InvalidInput``."""
+    """A client message: a JSON object; anything else is ``InvalidInput``.
+
+    A message nested too deeply for the parser is malformed like any other: the client is
+    told, and the socket stays open (the parser's ``RecursionError`` would end the reader).
+    """
     if text is None:
         raise InvalidInput("messages are JSON text, not binary")
     try:
         message = json.loads(text)
     except ValueError as exc:
         raise InvalidInput(f"a message must be JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidInput("a message must be JSON: nested too deeply to parse") from exc
     if not isinstance(message, dict):
         raise InvalidInput('a message is a JSON object such as {"type": "ping"}')
     return message
