@@ -10,6 +10,7 @@ RUN uv sync --frozen --no-dev --no-install-project
 COPY alembic.ini ./
 COPY app ./app
 COPY migrations ./migrations
+COPY docs/websockets.md ./docs/websockets.md
 RUN uv sync --frozen --no-dev --no-editable
 
 # Run: no build tools, a non-root user.
