@@ -23,8 +23,10 @@ from app.db import unit_of_work
 from app.errors import install_error_handlers
 from app.events.router import router as events_router
 from app.events.ws import router as ws_router
+from app.limits import install_body_limit
 from app.logging import configure_logging
 from app.metrics import Metrics, MetricsMiddleware
+from app.openapi import install_docs, install_openapi
 from app.routing.router import intake_router
 from app.routing.router import router as routing_router
 from app.runtime import Runtime, timer_registry
@@ -35,8 +37,14 @@ DESCRIPTION = """\
 Hotline queues every contact to the right agent by skill and customer tier, runs the IVR
 and the complaint workflow, and streams live state to consoles and wallboards.
 
-Errors are `{"error": "<Name>", "detail": "<text>"}` with a 4xx status. Creates accept an
-`Idempotency-Key` header. Authenticate with `POST /api/v1/auth/token`.
+Every error is one body, `ErrorBody`: `{"error": "<Name>", "detail": "<text>"}`, with
+`fields` naming each offending field on a 422; each operation lists the statuses it can
+answer. Lists page one way: `limit` and `cursor` in, `items` and `next_cursor` out. Creates
+accept an `Idempotency-Key` header. Authenticate with `POST /api/v1/auth/token` (a form).
+
+Live state comes over two websockets, `/ws/agent` and `/ws/wallboard`, whose messages,
+authentication, resume and close codes are described in
+[the websocket protocol](/docs/websockets) ([markdown](/docs/websockets.md)).
 """
 
 
@@ -75,12 +83,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Served by install_docs from local assets: FastAPI's own pages load them from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.timer_registry = timer_registry(settings)
     app.state.migration_heads = health.migration_heads()
     install_error_handlers(app)
+    install_body_limit(app, settings)  # inside metrics: its 413s are counted
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.include_router(intake_router)  # first: the busiest route (routes match in order)
     app.include_router(health.router)
@@ -89,4 +101,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routing_router)
     app.include_router(events_router)
     app.include_router(ws_router)
+    install_docs(app)
+    install_openapi(app)
     return app

@@ -115,7 +115,7 @@ def agent(console: Api, seen: Seen) -> Worker:
 
     async def step() -> None:
         offers = seen.record(await console.get("/api/v1/offers?agent=me"))
-        for offer in offers.json() if offers.status_code == 200 else []:
+        for offer in offers.json()["items"] if offers.status_code == 200 else []:
             accepted = seen.record(await console.post(f"/api/v1/offers/{offer['id']}/accept"))
             if accepted.status_code == 200:
                 done = f"/api/v1/contacts/{offer['contact_id']}/complete"

@@ -1,17 +1,23 @@
-"""HTTP routes: token login, skills, agents and their status."""
+"""HTTP routes: token login, skills, agents and their status.
+
+Every ``/agents/{agent_id}...`` path takes ``me`` for the signed-in agent as well as an id
+(``TargetAgentId``); the error statuses a route can answer beyond those its shape implies are
+declared with ``errors(...)`` (see ``app/openapi.py``).
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordRequestForm
+from sqlalchemy import select
 
 from app.agents import presence, service
 from app.agents.dependencies import CurrentPrincipal, SupervisorOrAdmin
 from app.agents.exceptions import NotAllowed
-from app.agents.models import Agent, Role
+from app.agents.models import Agent, Role, Skill
 from app.agents.permissions import (
     Principal,
     Target,
@@ -31,24 +37,85 @@ from app.agents.schemas import (
     SkillCreate,
     SkillLevel,
     SkillOut,
+    SkillPage,
     StatusChangeIn,
     TokenOut,
 )
 from app.agents.security import hash_password, issue_token, verify_password
 from app.db import Session
-from app.errors import Unauthorized
+from app.errors import InvalidInput, Unauthorized
 from app.idempotency import run_once
+from app.openapi import errors, require_json_body
 from app.pagination import Limit, PageCursor, decode_id_cursor, next_id_cursor
 from app.routing import lifecycle as routing
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_json_body)])
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", description="retry-safe key for this create")
 ]
-AgentId = Annotated[int, Path(ge=1, le=MAX_ID, description="the agent's id")]
+AgentRef = Annotated[
+    str,
+    Path(
+        pattern=r"^(me|[0-9]{1,19})$",
+        description="the agent's id, or `me` for the signed-in agent",
+        examples=["me", "42"],
+    ),
+]
+# Skills page by name (unique): the cursor is the last name of the page before.
+SkillCursor = Annotated[
+    str | None,
+    Query(
+        pattern=r"^[a-z][a-z0-9_]{0,63}$",
+        description="the `next_cursor` of the previous page",
+    ),
+]
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
 
-@router.post("/auth/token", response_model=TokenOut, tags=["auth"])
+def resolve_agent_ref(principal: Principal, ref: str) -> int:
+    """The agent an ``agent_id`` path segment names: ``me`` is the principal."""
+    if ref == "me":
+        return principal.id
+    agent_id = int(ref)
+    if not 1 <= agent_id <= MAX_ID:
+        raise InvalidInput(f"agent_id {ref} is not an agent id (1 to {MAX_ID})", field="agent_id")
+    return agent_id
+
+
+async def target_agent_id(agent_id: AgentRef, principal: CurrentPrincipal) -> int:
+    return resolve_agent_ref(principal, agent_id)
+
+
+TargetAgentId = Annotated[int, Depends(target_agent_id)]
+
+
+def login_form_problem(content_type: str | None) -> str | None:
+    """What is wrong with a login request's content type, or None if it is a form."""
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type in FORM_TYPES:
+        return None
+    sent = f"Content-Type {media_type}" if media_type else "no Content-Type"
+    return (
+        "send username and password as form fields "
+        f"(Content-Type: application/x-www-form-urlencoded), not {sent}"
+    )
+
+
+async def login_form(request: Request) -> None:
+    """Refuse a login that is not a form with a message that says so."""
+    problem = login_form_problem(request.headers.get("content-type"))
+    if problem is not None:
+        fields = [{"field": name, "message": problem} for name in ("username", "password")]
+        raise InvalidInput(problem, fields=fields)
+
+
+@router.post(
+    "/auth/token",
+    response_model=TokenOut,
+    tags=["auth"],
+    responses=errors(401),
+    dependencies=[Depends(login_form)],
+)
 async def token(
     request: Request, session: Session, form: Annotated[OAuth2PasswordRequestForm, Depends()]
 ) -> TokenOut:
@@ -67,7 +134,13 @@ async def token(
     return TokenOut(access_token=issued.access_token, expires_in=issued.expires_in)
 
 
-@router.post("/skills", response_model=SkillOut, status_code=201, tags=["agents"])
+@router.post(
+    "/skills",
+    response_model=SkillOut,
+    status_code=201,
+    tags=["agents"],
+    responses=errors(403, 409),
+)
 async def create_skill(
     body: SkillCreate, session: Session, principal: SupervisorOrAdmin, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -83,10 +156,19 @@ async def create_skill(
     return JSONResponse(payload, status_code=code)
 
 
-@router.get("/skills", response_model=list[SkillOut], tags=["agents"])
-async def list_skills(session: Session, _: CurrentPrincipal) -> list[SkillOut]:
-    """Every skill, by name."""
-    return [SkillOut.model_validate(s) for s in await service.list_skills(session)]
+@router.get("/skills", response_model=SkillPage, tags=["agents"])
+async def list_skills(
+    session: Session, _: CurrentPrincipal, limit: Limit = 100, cursor: SkillCursor = None
+) -> SkillPage:
+    """Skills by name."""
+    stmt = select(Skill).order_by(Skill.name).limit(limit)
+    if cursor is not None:
+        stmt = stmt.where(Skill.name > cursor)
+    skills = (await session.scalars(stmt)).all()
+    return SkillPage(
+        items=[SkillOut.model_validate(s) for s in skills],
+        next_cursor=skills[-1].name if len(skills) == limit else None,
+    )
 
 
 def _target(agent: Agent) -> Target:
@@ -122,7 +204,13 @@ def agent_view(principal: Principal, agent: Agent) -> AgentOut | AgentPublic:
     return AgentPublic.model_validate(full.model_dump(include=set(AgentPublic.model_fields)))
 
 
-@router.post("/agents", response_model=AgentOut, status_code=201, tags=["agents"])
+@router.post(
+    "/agents",
+    response_model=AgentOut,
+    status_code=201,
+    tags=["agents"],
+    responses=errors(403, 409),
+)
 async def create_agent(
     request: Request,
     body: AgentCreate,
@@ -167,17 +255,12 @@ async def list_agents(
     )
 
 
-@router.get("/agents/me", response_model=AgentOut, tags=["agents"])
-async def me(session: Session, principal: CurrentPrincipal) -> AgentOut:
-    """The signed-in agent's own record."""
-    return agent_out(await service.get_or_raise(session, principal.id))
-
-
 @router.get("/agents/{agent_id}", response_model=AgentOut | AgentPublic, tags=["agents"])
 async def get_agent(
-    agent_id: AgentId, session: Session, principal: CurrentPrincipal
+    agent_id: TargetAgentId, session: Session, principal: CurrentPrincipal
 ) -> AgentOut | AgentPublic:
-    """One agent: the full record for themselves, their supervisor and admins."""
+    """One agent (`me`: yourself): the full record for themselves, their supervisor and
+    admins."""
     return agent_view(principal, await service.get_or_raise(session, agent_id))
 
 
@@ -199,10 +282,12 @@ def _check_update(principal: Principal, agent: Agent, body: AgentUpdate) -> None
         raise NotAllowed("you may not move this agent out of your site")
 
 
-@router.patch("/agents/{agent_id}", response_model=AgentOut, tags=["agents"])
+@router.patch(
+    "/agents/{agent_id}", response_model=AgentOut, tags=["agents"], responses=errors(403, 409)
+)
 async def update_agent(
     request: Request,
-    agent_id: AgentId,
+    agent_id: TargetAgentId,
     body: AgentUpdate,
     session: Session,
     principal: CurrentPrincipal,
@@ -221,9 +306,14 @@ async def update_agent(
     return agent_out(agent)
 
 
-@router.post("/agents/{agent_id}/status", response_model=AgentOut, tags=["agents"])
+@router.post(
+    "/agents/{agent_id}/status",
+    response_model=AgentOut,
+    tags=["agents"],
+    responses=errors(403, 409),
+)
 async def change_status(
-    agent_id: AgentId, body: StatusChangeIn, session: Session, principal: CurrentPrincipal
+    agent_id: TargetAgentId, body: StatusChangeIn, session: Session, principal: CurrentPrincipal
 ) -> AgentOut:
     """Set an agent's status (available, away with a reason, offline): the agent's choice."""
     agent = await service.get_or_raise(session, agent_id, for_update=True)
@@ -231,7 +321,12 @@ async def change_status(
         raise NotAllowed("you may not change this agent's status")
     by = presence.Actor.SELF if principal.id == agent.id else presence.Actor.SUPERVISOR
     agent = await service.change_status(
-        session, agent, status=body.status, reason=body.reason, by=by, actor=principal.actor
+        session,
+        agent,
+        status=body.status,
+        reason=body.status_reason,
+        by=by,
+        actor=principal.actor,
     )
     if agent.status != presence.Status.AVAILABLE.value:
         await routing.agent_left(session, agent_id=agent.id)

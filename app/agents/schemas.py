@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from app.agents.models import Role
 from app.agents.presence import State, Status
 from app.channels import Channel
+from app.schemas import StrictModel
 
 SkillName = Annotated[
     str,
@@ -25,10 +33,6 @@ Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, ma
 Level = Annotated[int, Field(ge=1, le=10, description="proficiency, 1 (novice) to 10 (expert)")]
 Capacity = Annotated[int, Field(ge=0, le=100)]
 MAX_ID = 2**63 - 1  # ids are BIGINT; a larger number cannot name anything
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class TokenOut(BaseModel):
@@ -137,7 +141,26 @@ class AgentOut(AgentPublic):
 
 class StatusChangeIn(StrictModel):
     status: Status
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] | None = None
+    status_reason: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] | None
+    ) = Field(
+        default=None, description="why the agent is away (only with `away`), as agents show it"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _former_name(cls, data: Any) -> Any:
+        """``reason``, the field's first name, is still read (not both at once)."""
+        if isinstance(data, dict) and "reason" in data and "status_reason" not in data:
+            data = {k: v for k, v in data.items() if k != "reason"} | {
+                "status_reason": data["reason"]
+            }
+        return data
+
+
+class SkillPage(BaseModel):
+    items: list[SkillOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
 
 
 class AgentPage(BaseModel):

@@ -1,4 +1,10 @@
-"""HTTP access to the event log: read forward from a cursor, optionally waiting."""
+"""HTTP access to the event log: read forward from a cursor, optionally waiting.
+
+It pages like every list (``limit`` and ``cursor`` in, ``items`` and ``next_cursor`` out), with
+one difference a log implies: the log never ends, so ``next_cursor`` is always given (the
+place to read on from, even after an empty page). ``after`` and the response's ``cursor``,
+the names this route had before, are still read and sent.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from pydantic import BaseModel, Field
 from app.agents.dependencies import CurrentPrincipal
 from app.agents.models import Role
 from app.agents.permissions import Principal
+from app.errors import InvalidInput
 from app.events.log import Cursor, LoggedEvent, head, read_after
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
@@ -24,7 +31,19 @@ class EventOut(BaseModel):
 
 class EventPage(BaseModel):
     items: list[EventOut]
-    cursor: str = Field(description="pass as `after` to continue; it never moves backwards")
+    next_cursor: str = Field(
+        description="pass as `cursor` to read on; never null (the log goes on), never backwards"
+    )
+    cursor: str = Field(description="the same as `next_cursor`", deprecated=True)
+
+
+EventCursor = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description="the `next_cursor` of the previous page; omitted: the current head",
+    ),
+]
 
 
 def visible_to(principal: Principal, event: LoggedEvent) -> bool:
@@ -41,8 +60,9 @@ def visible_to(principal: Principal, event: LoggedEvent) -> bool:
 async def list_events(
     request: Request,
     principal: CurrentPrincipal,
+    cursor: EventCursor = None,
     after: Annotated[
-        str | None, Query(description="cursor; omitted: start from the current head")
+        str | None, Query(max_length=64, description="the former name of `cursor`", deprecated=True)
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     wait_s: Annotated[
@@ -53,8 +73,30 @@ async def list_events(
     # No transaction stays open while the poll waits (an open transaction would hold every
     # reader of the log back): each read below is a statement of its own.
     engine = request.app.state.engine
+    given = cursor if cursor is not None else after
     async with engine.connect() as conn:
-        cursor = Cursor.parse(after) if after is not None else await head(conn)
+        position = _parse_cursor(given) if given is not None else await head(conn)
+    items, position = await _poll(request, principal, position, limit=limit, wait_s=wait_s)
+    return EventPage(
+        items=[EventOut(cursor=str(e.cursor), event=e.as_message()) for e in items],
+        next_cursor=str(position),
+        cursor=str(position),
+    )
+
+
+def _parse_cursor(value: str) -> Cursor:
+    try:
+        return Cursor.parse(value)
+    except InvalidInput as exc:
+        raise InvalidInput(exc.detail, field="cursor") from exc
+
+
+async def _poll(
+    request: Request, principal: Principal, cursor: Cursor, *, limit: int, wait_s: float
+) -> tuple[list[LoggedEvent], Cursor]:
+    """The visible events of the first non-empty batch after ``cursor`` (waiting up to
+    ``wait_s`` for one), and the cursor to read on from."""
+    engine = request.app.state.engine
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     hub = request.app.state.hub
@@ -71,13 +113,9 @@ async def list_events(
             cursor = batch[-1].cursor if batch else cursor
             remaining = deadline - loop.time()
             if items or remaining <= 0 or (batch and len(batch) == limit):
-                break
+                return items, cursor
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
                     await more.wait()
     finally:
         hub.unwatch(more)
-    return EventPage(
-        items=[EventOut(cursor=str(e.cursor), event=e.as_message()) for e in items],
-        cursor=str(cursor),
-    )

@@ -1,4 +1,9 @@
-"""HTTP routes: queues, contacts, offers, wrap-up."""
+"""HTTP routes: queues, contacts, offers, wrap-up.
+
+The error statuses a route can answer beyond those its shape implies (401, 404, 422, 503:
+``app/openapi.py``) are declared with ``errors(...)``. Lists page with ``limit`` and
+``cursor``: queues by name, offers by id.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,22 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 
 from app.agents.dependencies import CurrentPrincipal, SignedToken, SupervisorOrAdmin
 from app.agents.exceptions import NotAllowed
 from app.agents.models import Role
-from app.agents.permissions import Principal, can_manage_catalogue
+from app.agents.permissions import Principal, can_manage_catalogue, sees_full_customer_data
+from app.agents.router import TargetAgentId
+from app.agents.schemas import MAX_ID
+from app.customers import identity
 from app.db import Session, unit_of_work
+from app.errors import InvalidInput
 from app.idempotency import run_once
-from app.pagination import is_number
+from app.openapi import errors, require_json_body
+from app.pagination import Limit, PageCursor, decode_id_cursor, is_number, next_id_cursor
 from app.routing import endings, intake, lifecycle, service, stats
 from app.routing.estimate import WaitEstimate
 from app.routing.models import Contact, Offer, OfferStatus, Queue
@@ -25,18 +35,31 @@ from app.routing.schemas import (
     ContactCreate,
     ContactOut,
     OfferOut,
+    OfferPage,
     QueueCreate,
     QueueOut,
+    QueuePage,
     QueueUpdate,
     ServiceLevel,
     TransferIn,
 )
+from app.schemas import MAX_BIGINT
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_json_body)])
 # The busiest route, in a router of its own that the app includes before all others: routes
 # are matched in order, and matching through the whole API cost more than the route's work.
-intake_router = APIRouter(prefix="/api/v1")
+intake_router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_json_body)])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+ContactId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="the contact's id")]
+OfferId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="the offer's id")]
+# Queues page by name (unique): the cursor is the last name of the page before.
+QueueCursor = Annotated[
+    str | None,
+    Query(
+        pattern=r"^[a-z][a-z0-9_\-]{0,63}$",
+        description="the `next_cursor` of the previous page",
+    ),
+]
 
 
 def _ref(value: str) -> str | int:
@@ -74,7 +97,13 @@ async def _queue_out(session: Session, queue: Queue) -> QueueOut:
     return queue_out(queue, await service.queue_names(session, ids))
 
 
-@router.post("/queues", response_model=QueueOut, status_code=201, tags=["queues"])
+@router.post(
+    "/queues",
+    response_model=QueueOut,
+    status_code=201,
+    tags=["queues"],
+    responses=errors(403, 409),
+)
 async def create_queue(
     body: QueueCreate, session: Session, principal: SupervisorOrAdmin, key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -95,12 +124,21 @@ async def create_queue(
     return JSONResponse(payload, status_code=code)
 
 
-@router.get("/queues", response_model=list[QueueOut], tags=["queues"])
-async def list_queues(session: Session, _: CurrentPrincipal) -> list[QueueOut]:
-    """Every queue, by name."""
-    queues = await service.list_queues(session)
-    names = {q.id: q.name for q in queues}
-    return [queue_out(q, names) for q in queues]
+@router.get("/queues", response_model=QueuePage, tags=["queues"])
+async def list_queues(
+    session: Session, _: CurrentPrincipal, limit: Limit = 100, cursor: QueueCursor = None
+) -> QueuePage:
+    """Queues by name."""
+    stmt = select(Queue).order_by(Queue.name).limit(limit)
+    if cursor is not None:
+        stmt = stmt.where(Queue.name > cursor)
+    queues = (await session.scalars(stmt)).all()
+    overflow = {q.overflow_queue_id for q in queues if q.overflow_queue_id}
+    names = await service.queue_names(session, overflow)
+    return QueuePage(
+        items=[queue_out(q, names) for q in queues],
+        next_cursor=queues[-1].name if len(queues) == limit else None,
+    )
 
 
 @router.get("/queues/{queue_ref}", response_model=QueueOut, tags=["queues"])
@@ -109,7 +147,9 @@ async def get_queue(queue_ref: str, session: Session, _: CurrentPrincipal) -> Qu
     return await _queue_out(session, await service.get_queue_or_raise(session, _ref(queue_ref)))
 
 
-@router.patch("/queues/{queue_ref}", response_model=QueueOut, tags=["queues"])
+@router.patch(
+    "/queues/{queue_ref}", response_model=QueueOut, tags=["queues"], responses=errors(403, 409)
+)
 async def update_queue(
     queue_ref: str, body: QueueUpdate, session: Session, principal: SupervisorOrAdmin
 ) -> QueueOut:
@@ -119,12 +159,33 @@ async def update_queue(
     return await _queue_out(session, queue)
 
 
-async def contact_out(session: Session, contact: Contact) -> ContactOut:
-    """The contact as clients see it, with its position, wait estimate and offers."""
+async def contact_out(
+    session: Session, contact: Contact, viewer: Principal | None = None
+) -> ContactOut:
+    """The contact as ``viewer`` may see it, with its position, wait estimate and offers;
+    without a viewer (its role unknown), without the caller's number and the notes."""
     position, wait = await service.announce(session, contact)
     names = await service.queue_names(session, {contact.queue_id})
     offers = await service.offers_of(session, contact.id)
-    return contact_view(contact, names[contact.queue_id], position, wait, offers)
+    return contact_view(contact, names[contact.queue_id], position, wait, offers, viewer)
+
+
+def shown_caller(caller: str | None, viewer: Principal | None) -> str | None:
+    """The caller's number as the viewer may see it: masked for agents, exactly as a
+    customer's phone is (the caller is usually that customer)."""
+    if caller is None or viewer is None:
+        return None
+    return caller if sees_full_customer_data(viewer) else identity.mask_phone(caller)
+
+
+def shown_notes(contact: Contact, viewer: Principal | None) -> str | None:
+    """The notes are the handling agent's record of the conversation: shown to that agent
+    and to supervisors and admins, who review it."""
+    if viewer is None:
+        return None
+    if contact.agent_id == viewer.id or viewer.role in (Role.supervisor, Role.admin):
+        return contact.notes
+    return None
 
 
 def contact_view(
@@ -133,7 +194,9 @@ def contact_view(
     position: int | None,
     wait: WaitEstimate | None,
     offers: Sequence[Offer] = (),
+    viewer: Principal | None = None,
 ) -> ContactOut:
+    """The response body of a contact, as ``viewer`` may see it."""
     return ContactOut(
         id=contact.id,
         status=contact.status,
@@ -156,11 +219,19 @@ def contact_view(
         disposition=contact.disposition,
         transferred_from=contact.parent_id,
         transferred_to=contact.next_id,
+        caller=shown_caller(contact.caller, viewer),
+        notes=shown_notes(contact, viewer),
         offers=[OfferOut.model_validate(o, from_attributes=True) for o in offers],
     )
 
 
-@intake_router.post("/contacts", response_model=ContactOut, status_code=201, tags=["contacts"])
+@intake_router.post(
+    "/contacts",
+    response_model=ContactOut,
+    status_code=201,
+    tags=["contacts"],
+    responses=errors(409),
+)
 async def create_contact(
     request: Request, body: ContactCreate, claims: SignedToken, key: IdempotencyKey = None
 ) -> Response:
@@ -197,32 +268,56 @@ def _created(view: ContactOut) -> Response:
 
 
 @router.get("/contacts/{contact_id}", response_model=ContactOut, tags=["contacts"])
-async def get_contact(contact_id: int, session: Session, _: CurrentPrincipal) -> ContactOut:
-    """A contact with its position, estimated wait and every offer with its reason."""
-    return await contact_out(session, await service.get_contact(session, contact_id))
+async def get_contact(
+    contact_id: ContactId, session: Session, principal: CurrentPrincipal
+) -> ContactOut:
+    """A contact with its position, estimated wait and every offer with its reason; the
+    caller's number is masked for agents, and the notes are shown to the agent who handled
+    the contact, supervisors and admins."""
+    contact = await service.get_contact(session, contact_id)
+    return await contact_out(session, contact, principal)
 
 
-@router.post("/contacts/{contact_id}/abandon", response_model=ContactOut, tags=["contacts"])
-async def abandon(contact_id: int, session: Session, principal: CurrentPrincipal) -> ContactOut:
+@router.post(
+    "/contacts/{contact_id}/abandon",
+    response_model=ContactOut,
+    tags=["contacts"],
+    responses=errors(409),
+)
+async def abandon(
+    contact_id: ContactId, session: Session, principal: CurrentPrincipal
+) -> ContactOut:
     """The customer left before being answered."""
     contact = await endings.abandon(session, contact_id=contact_id, actor=principal.actor)
-    return await contact_out(session, contact)
+    return await contact_out(session, contact, principal)
 
 
-@router.post("/contacts/{contact_id}/cancel", response_model=ContactOut, tags=["contacts"])
-async def cancel(contact_id: int, session: Session, principal: SupervisorOrAdmin) -> ContactOut:
+@router.post(
+    "/contacts/{contact_id}/cancel",
+    response_model=ContactOut,
+    tags=["contacts"],
+    responses=errors(403, 409),
+)
+async def cancel(
+    contact_id: ContactId, session: Session, principal: SupervisorOrAdmin
+) -> ContactOut:
     """Withdraw a waiting contact (supervisors)."""
     contact = await endings.cancel(session, contact_id=contact_id, actor=principal.actor)
-    return await contact_out(session, contact)
+    return await contact_out(session, contact, principal)
 
 
 def _supervises(principal: Principal) -> bool:
     return can_manage_catalogue(principal)
 
 
-@router.post("/contacts/{contact_id}/transfer", response_model=ContactOut, tags=["contacts"])
+@router.post(
+    "/contacts/{contact_id}/transfer",
+    response_model=ContactOut,
+    tags=["contacts"],
+    responses=errors(403, 409),
+)
 async def transfer(
-    contact_id: int, body: TransferIn, session: Session, principal: CurrentPrincipal
+    contact_id: ContactId, body: TransferIn, session: Session, principal: CurrentPrincipal
 ) -> ContactOut:
     """Move a contact to another queue; it keeps its original enqueue time (its place)."""
     target = await service.resolve_queue(session, body.queue)
@@ -234,12 +329,17 @@ async def transfer(
         supervisor=_supervises(principal),
         actor=principal.actor,
     )
-    return await contact_out(session, successor)
+    return await contact_out(session, successor, principal)
 
 
-@router.post("/contacts/{contact_id}/complete", response_model=ContactOut, tags=["contacts"])
+@router.post(
+    "/contacts/{contact_id}/complete",
+    response_model=ContactOut,
+    tags=["contacts"],
+    responses=errors(403, 409),
+)
 async def complete(
-    contact_id: int, body: CompleteIn, session: Session, principal: CurrentPrincipal
+    contact_id: ContactId, body: CompleteIn, session: Session, principal: CurrentPrincipal
 ) -> ContactOut:
     """The conversation is over; the agent enters wrap-up for the queue's wrap-up time."""
     contact = await endings.complete(
@@ -249,57 +349,84 @@ async def complete(
         supervisor=_supervises(principal),
         disposition=body.disposition,
         notes=body.notes,
+        actor=principal.actor,
     )
-    return await contact_out(session, contact)
+    return await contact_out(session, contact, principal)
 
 
-@router.get("/offers", response_model=list[OfferOut], tags=["offers"])
+@router.get("/offers", response_model=OfferPage, tags=["offers"], responses=errors(403))
 async def list_offers(
     session: Session,
     principal: CurrentPrincipal,
     agent: Annotated[str, Query(description="`me` or an agent id")] = "me",
-    status: Annotated[OfferStatus | None, Query()] = OfferStatus.pending,
-) -> list[OfferOut]:
-    """Offers made to an agent (pending ones by default)."""
+    status: Annotated[
+        OfferStatus | None, Query(description="only offers in this status (default: pending)")
+    ] = OfferStatus.pending,
+    limit: Limit = 100,
+    cursor: PageCursor = None,
+) -> OfferPage:
+    """Offers made to an agent, oldest first (pending ones by default)."""
     agent_id = principal.id if agent == "me" else _agent_id(agent)
     if agent_id != principal.id and principal.role is Role.agent:
         raise NotAllowed("agents see only their own offers")
-    stmt = select(Offer).where(Offer.agent_id == agent_id).order_by(Offer.id.desc()).limit(100)
+    stmt = (
+        select(Offer)
+        .where(Offer.agent_id == agent_id, Offer.id > decode_id_cursor(cursor))
+        .order_by(Offer.id)
+        .limit(limit)
+    )
     if status is not None:
         stmt = stmt.where(Offer.status == status.value)
-    return [OfferOut.model_validate(o, from_attributes=True) for o in await session.scalars(stmt)]
+    offers = (await session.scalars(stmt)).all()
+    return OfferPage(
+        items=[OfferOut.model_validate(o, from_attributes=True) for o in offers],
+        next_cursor=next_id_cursor([o.id for o in offers], limit),
+    )
 
 
 def _agent_id(value: str) -> int:
-    if not is_number(value):
-        from app.errors import InvalidInput
-
+    if not is_number(value) or not 1 <= int(value) <= MAX_ID:
         raise InvalidInput(f"agent: {value!r} is neither 'me' nor an agent id", field="agent")
     return int(value)
 
 
-@router.post("/offers/{offer_id}/accept", response_model=OfferOut, tags=["offers"])
-async def accept(offer_id: int, session: Session, principal: CurrentPrincipal) -> OfferOut:
+@router.post(
+    "/offers/{offer_id}/accept",
+    response_model=OfferOut,
+    tags=["offers"],
+    responses=errors(403, 409),
+)
+async def accept(offer_id: OfferId, session: Session, principal: CurrentPrincipal) -> OfferOut:
     """Answer an offer made to you: the contact is connected."""
-    offer = await lifecycle.accept_offer(session, offer_id=offer_id, agent_id=principal.id)
+    offer = await lifecycle.accept_offer(
+        session, offer_id=offer_id, agent_id=principal.id, actor=principal.actor
+    )
     return OfferOut.model_validate(offer, from_attributes=True)
 
 
-@router.post("/offers/{offer_id}/reject", response_model=OfferOut, tags=["offers"])
-async def reject(offer_id: int, session: Session, principal: CurrentPrincipal) -> OfferOut:
+@router.post(
+    "/offers/{offer_id}/reject",
+    response_model=OfferOut,
+    tags=["offers"],
+    responses=errors(403, 409),
+)
+async def reject(offer_id: OfferId, session: Session, principal: CurrentPrincipal) -> OfferOut:
     """Decline an offer made to you: the contact goes back, keeping its place."""
-    offer = await lifecycle.reject_offer(session, offer_id=offer_id, agent_id=principal.id)
+    offer = await lifecycle.reject_offer(
+        session, offer_id=offer_id, agent_id=principal.id, actor=principal.actor
+    )
     return OfferOut.model_validate(offer, from_attributes=True)
 
 
-@router.post("/agents/{agent_id}/wrap-up/done", tags=["agents"])
+@router.post("/agents/{agent_id}/wrap-up/done", tags=["agents"], responses=errors(403, 409))
 async def wrap_up_done(
-    agent_id: int, session: Session, principal: CurrentPrincipal
+    agent_id: TargetAgentId, session: Session, principal: CurrentPrincipal
 ) -> dict[str, int]:
     """End after-contact work now; the agent can be offered the next contact."""
     if agent_id != principal.id and not _supervises(principal):
         raise NotAllowed("only the agent or a supervisor ends the agent's wrap-up")
-    return {"completed": await endings.wrap_up_done(session, agent_id=agent_id)}
+    done = await endings.wrap_up_done(session, agent_id=agent_id, actor=principal.actor)
+    return {"completed": done}
 
 
 # --- live queue statistics ----------------------------------------------------------------

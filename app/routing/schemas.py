@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from app.channels import Channel
 from app.routing.scoring import Strategy
+from app.schemas import StrictModel
 
 QueueName = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z][a-z0-9_\-]{0,63}$")
@@ -17,10 +18,6 @@ SkillName = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z][a-z0-9_]{0,63}$")
 ]
 Seconds = Annotated[float, Field(ge=0, le=86_400)]
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class StepSkill(StrictModel):
@@ -116,6 +113,11 @@ class QueueOut(BaseModel):
     created_at: datetime
 
 
+class QueuePage(BaseModel):
+    items: list[QueueOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+
+
 class CustomerRef(StrictModel):
     id: int | None = None
     phone: str | None = Field(default=None, max_length=32)
@@ -148,6 +150,11 @@ class OfferOut(BaseModel):
     decided_at: datetime | None
 
 
+class OfferPage(BaseModel):
+    items: list[OfferOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+
+
 class ContactOut(BaseModel):
     id: int
     status: str
@@ -170,6 +177,17 @@ class ContactOut(BaseModel):
     disposition: str | None = None
     transferred_from: int | None = None
     transferred_to: int | None = None
+    caller: str | None = Field(
+        default=None,
+        description="the caller's number (or handle): masked for the agent role, in full for "
+        "supervisors and admins, as a customer's phone is; null in the answer to the POST "
+        "that creates the contact",
+    )
+    notes: str | None = Field(
+        default=None,
+        description="the handling agent's notes: shown to that agent, supervisors and admins; "
+        "null for everyone else",
+    )
     offers: list[OfferOut] = Field(default_factory=list)
 
 

@@ -64,7 +64,7 @@ class TestCreateSkill:
         agent = await api.signed_in_as(await api.agent())
         body = expect(await agent.post(SKILLS, {"name": "credit_card"}), 403)
         assert body["error"] == "NotAllowed" or body["error"] == "Forbidden"
-        assert expect(await api.get(SKILLS), 200) == []
+        assert expect(await api.get(SKILLS), 200) == {"items": [], "next_cursor": None}
 
     async def test_duplicate_name_is_a_409_naming_the_skill(self, api: Api) -> None:
         await api.skill("credit_card")
@@ -89,7 +89,7 @@ class TestListSkills:
         await api.skill("credit_card")
         agent = await api.signed_in_as(await api.agent())
         body = expect(await agent.get(SKILLS), 200)
-        assert [s["name"] for s in body] == ["credit_card", "mandarin"]
+        assert [s["name"] for s in body["items"]] == ["credit_card", "mandarin"]
 
     async def test_anonymous_listing_is_a_401(self, api: Api) -> None:
         expect(await api.client.get(SKILLS), 401)

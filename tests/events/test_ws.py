@@ -240,7 +240,7 @@ class TestSnapshot:
             "name": me["name"],
             "role": "agent",
             "status": "available",
-            "reason": None,
+            "status_reason": None,
             "state": "offered",
         }
         assert snapshot["data"]["offers"] == [offer]
@@ -322,7 +322,7 @@ class TestStreaming:
         async with following(url, "/ws/wallboard", token_of(api)) as (ws, start):
             await emit(app, "shape", agent_id=42)
             message = await ws.event(named("shape"))
-        page = (await api.get("/api/v1/events", params={"after": str(start)})).json()
+        page = (await api.get("/api/v1/events", params={"cursor": str(start)})).json()
         assert {"cursor": message["cursor"], "event": message["event"]} in page["items"]
 
 

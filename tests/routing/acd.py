@@ -64,7 +64,7 @@ async def contact(api: Api, queue_name: str, **overrides: Any) -> dict[str, Any]
 
 
 async def pending_offers(console: Api) -> list[dict[str, Any]]:
-    return expect(await console.get("/api/v1/offers?agent=me"), 200)  # type: ignore[no-any-return]
+    return expect(await console.get("/api/v1/offers?agent=me"), 200)["items"]  # type: ignore[no-any-return]
 
 
 async def offer_for(console: Api, contact_id: int, within: float = 10.0) -> dict[str, Any]:

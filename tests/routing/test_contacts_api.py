@@ -326,3 +326,138 @@ class TestQueueLimits:
         assert successor["enqueued_at"] == original["enqueued_at"]
         assert successor["deadline_at"] == original["deadline_at"]
         assert successor["transferred_from"] == created["id"]
+
+
+class TestCallerIdentification:
+    @pytest.mark.parametrize(
+        "caller", ["+86 10 6552 8888", "0086 10 6552 8888", "(010) 6552-8888", "861065528888"]
+    )
+    async def test_caller_number_typed_another_way_finds_the_customer(
+        self, api: Api, engine: AsyncEngine, caller: str
+    ) -> None:
+        q = await queue(api)
+        gold = await api.customer(tier="gold", phone="010-6552-8888")
+
+        created = await contact(api, q["name"], customer={"phone": caller})
+
+        assert (created["customer_id"], created["tier"]) == (gold["id"], "gold")
+        stored = "SELECT caller FROM contacts WHERE id = :id"
+        assert await value(engine, stored, id=created["id"]) == "+861065528888"
+
+    async def test_service_number_as_caller_finds_the_customer(self, api: Api) -> None:
+        q = await queue(api)
+        customer = await api.customer(phone="95561")
+
+        created = await contact(api, q["name"], customer={"phone": "955 61"})
+
+        assert created["customer_id"] == customer["id"]
+
+    @pytest.mark.parametrize("caller", ["12345678901", "6552 8888", "+86 95561", "call me"])
+    async def test_invalid_caller_number_is_422_naming_customer_phone(
+        self, api: Api, engine: AsyncEngine, caller: str
+    ) -> None:
+        q = await queue(api)
+        before = await snapshot(engine)
+
+        response = await api.post(
+            "/api/v1/contacts",
+            {"channel": "chat", "queue": q["name"], "customer": {"phone": caller}},
+        )
+
+        body = await refused(engine, before, response, 422)
+        assert body["field"] == "customer.phone"
+        assert body["detail"].startswith("customer.phone: phone number ")
+
+
+LANDLINE, MASKED_LANDLINE = "+861065528888", "+86106***8888"
+NOTES = "promised a call back about the card fee"
+
+
+async def handled_contact(api: Api) -> tuple[dict[str, Any], dict[str, Any], Api]:
+    """A contact of a known customer, answered and completed with notes by an agent: the
+    contact as created, the customer and the agent's console."""
+    q = await queue(api)
+    customer = await api.customer(phone="010-6552-8888")
+    console = await available_agent(api)
+    created = await contact(api, q["name"], customer={"id": customer["id"]})
+    offer = await offer_for(console, created["id"])
+    expect(await console.post(f"/api/v1/offers/{offer['id']}/accept"), 200)
+    url = f"/api/v1/contacts/{created['id']}/complete"
+    expect(await console.post(url, {"disposition": "resolved", "notes": NOTES}), 200)
+    return created, customer, console
+
+
+async def viewer(api: Api, console: Api, role: str) -> Api:
+    """The handling agent, another agent, a supervisor or the admin."""
+    if role == "handling-agent":
+        return console
+    if role == "admin":
+        return api
+    return await api.signed_in_as(await api.agent(role=role.removeprefix("other-")))
+
+
+class TestContactDetail:
+    @pytest.mark.parametrize(
+        ("role", "caller"),
+        [
+            ("handling-agent", MASKED_LANDLINE),
+            ("other-agent", MASKED_LANDLINE),
+            ("supervisor", LANDLINE),
+            ("admin", LANDLINE),
+        ],
+    )
+    async def test_callers_number_is_masked_per_role_as_the_customers_phone_is(
+        self, api: Api, role: str, caller: str
+    ) -> None:
+        created, customer, console = await handled_contact(api)
+        reader = await viewer(api, console, role)
+
+        shown = expect(await reader.get(f"/api/v1/contacts/{created['id']}"), 200)
+
+        as_customer = expect(await reader.get(f"/api/v1/customers/{customer['id']}"), 200)
+        assert shown["caller"] == as_customer["phone"] == caller
+
+    @pytest.mark.parametrize(
+        ("role", "notes"),
+        [
+            ("handling-agent", NOTES),
+            ("other-agent", None),
+            ("supervisor", NOTES),
+            ("admin", NOTES),
+        ],
+    )
+    async def test_notes_are_shown_to_the_handling_agent_supervisors_and_admins_only(
+        self, api: Api, role: str, notes: str | None
+    ) -> None:
+        created, _, console = await handled_contact(api)
+        reader = await viewer(api, console, role)
+
+        shown = expect(await reader.get(f"/api/v1/contacts/{created['id']}"), 200)
+
+        assert (shown["notes"], shown["disposition"]) == (notes, "resolved")
+
+    async def test_unknown_callers_number_is_masked_for_an_agent(self, api: Api) -> None:
+        q = await queue(api)
+        created = await contact(api, q["name"], customer={"phone": "138 1234 5678"})
+        agent = await api.signed_in_as(await api.agent())
+
+        shown = expect(await agent.get(f"/api/v1/contacts/{created['id']}"), 200)
+
+        assert shown["caller"] == "+86138****5678"
+        assert shown["customer_id"] is None
+
+    async def test_answer_to_creating_a_contact_never_shows_the_callers_number(
+        self, api: Api
+    ) -> None:
+        q = await queue(api)
+        customer = await api.customer(phone="010-6552-8888")
+        agent = await api.signed_in_as(await api.agent())
+        body = {"channel": "chat", "queue": q["name"], "customer": {"id": customer["id"]}}
+        headers = {"Idempotency-Key": "detail-create-1"}
+
+        created = expect(await agent.post("/api/v1/contacts", body, headers=headers), 201)
+        retried = expect(await agent.post("/api/v1/contacts", body, headers=headers), 201)
+
+        assert retried["id"] == created["id"]
+        assert (created["caller"], retried["caller"]) == (None, None)
+        assert (created["notes"], retried["notes"]) == (None, None)
