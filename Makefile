@@ -9,7 +9,7 @@ PYTEST_WORKERS ?= auto
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test lint typecheck check migrations-check bench clean
+.PHONY: install run test lint layers typecheck check migrations-check bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -43,10 +43,13 @@ typecheck: install
 migrations-check: install ## models and migrations agree; migrations reverse cleanly
 	$(VENV)/bin/python -m scripts.migrations_check
 
-check: lint typecheck migrations-check test ## everything CI checks
+layers: install ## import contracts between layers (pyproject.toml [tool.importlinter])
+	$(VENV)/bin/lint-imports
+
+check: lint layers typecheck migrations-check test ## everything CI checks
 
 bench: install ## benchmarks (slow; not part of the test suite)
 	@ls bench/*.py >/dev/null 2>&1 && for b in bench/*.py; do $(VENV)/bin/python $$b || exit 1; done || echo "no benchmarks yet"
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
