@@ -21,12 +21,12 @@ from app.config import Settings, get_settings
 from app.customers.router import router as customers_router
 from app.db import unit_of_work
 from app.errors import install_error_handlers
-from app.events.router import router as events_router
-from app.events.ws import router as ws_router
 from app.limits import install_body_limit
 from app.logging import configure_logging
 from app.metrics import Metrics, MetricsMiddleware
 from app.openapi import install_docs, install_openapi
+from app.realtime.poll import router as events_router
+from app.realtime.ws import router as ws_router
 from app.routing.router import intake_router
 from app.routing.router import router as routing_router
 from app.runtime import Runtime, timer_registry

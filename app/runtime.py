@@ -33,7 +33,7 @@ from app.config import Settings
 from app.db import OutageLog, create_driver_pool, create_engine, unit_of_work
 from app.embedded import resolve_database_url
 from app.events import log as event_log
-from app.events.hub import EventHub
+from app.realtime.hub import EventHub
 from app.routing import consoles as console_timers
 from app.routing import handlers as routing_timers
 from app.routing import intake

@@ -24,8 +24,8 @@ from app.limits import BodyLimitMiddleware, limit_for
 from app.main import create_app
 from app.schemas import MAX_BIGINT, MIN_BIGINT
 from tests.conftest import make_settings, truncate_all
-from tests.events.test_ws import following, serving, token_of
 from tests.fixtures.factories import ADMIN_PASSWORD, Api, expect
+from tests.realtime.test_ws import following, serving, token_of
 from tests.routing.acd import instance
 
 WITHIN_S = 10.0

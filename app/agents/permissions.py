@@ -73,3 +73,9 @@ def can_manage_catalogue(principal: Principal) -> bool:
 def sees_full_customer_data(principal: Principal) -> bool:
     """Agents see customers' phone and ID numbers masked."""
     return principal.role in (Role.supervisor, Role.admin)
+
+
+def sees_every_event(principal: Principal) -> bool:
+    """Supervisors and admins follow the whole event log (the wallboard); agents only the
+    events that concern them."""
+    return principal.role in (Role.supervisor, Role.admin)

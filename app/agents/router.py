@@ -47,7 +47,6 @@ from app.errors import InvalidInput, Unauthorized
 from app.idempotency import run_once
 from app.openapi import errors, require_json_body
 from app.pagination import Limit, PageCursor, decode_id_cursor, next_id_cursor
-from app.routing import lifecycle as routing
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_json_body)])
 IdempotencyKey = Annotated[
@@ -301,8 +300,6 @@ async def update_agent(
     agent = await service.update_agent(
         session, agent, changes=body, password_hash=password_hash, actor=principal.actor
     )
-    if body.active is False:
-        await routing.agent_left(session, agent_id=agent.id)
     return agent_out(agent)
 
 
@@ -328,6 +325,4 @@ async def change_status(
         by=by,
         actor=principal.actor,
     )
-    if agent.status != presence.Status.AVAILABLE.value:
-        await routing.agent_left(session, agent_id=agent.id)
     return agent_out(agent)

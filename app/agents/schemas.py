@@ -166,3 +166,22 @@ class SkillPage(BaseModel):
 class AgentPage(BaseModel):
     items: list[AgentOut | AgentPublic]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+
+
+class AgentLive(BaseModel):
+    """An agent as its console's snapshot shows it."""
+
+    id: int
+    username: str
+    name: str
+    role: Role
+    status: Status
+    status_reason: str | None = Field(description="why the agent is away, if given")
+    state: State
+
+
+class AgentCounts(BaseModel):
+    """The agents who take contacts, counted by chosen status and by system state."""
+
+    by_status: dict[str, int]
+    by_state: dict[str, int]

@@ -1,4 +1,12 @@
-"""Agents and skills: load, create, update, change status. Never commits."""
+"""Agents and skills: load, create, update, change status. Never commits.
+
+An agent who stops being available (a status change, or deactivation) may have offers
+ringing. Taking them back is the routing domain's work, which this lower domain must not
+call: the change schedules an ``agent.rescind`` timer for the agent in its own transaction,
+due at once, and the routing domain registers the handler that takes the offers back
+(``app/routing/handlers.py``). The timer is durable, so the offers go back even if this
+instance stops right after the commit.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +16,8 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import exists, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app.agents import presence
@@ -21,10 +29,15 @@ from app.agents.exceptions import (
     UnknownSkill,
 )
 from app.agents.models import Agent, AgentChannel, AgentSkill, Role, Skill
-from app.agents.schemas import AgentCreate, AgentUpdate, SkillLevel
+from app.agents.schemas import AgentCounts, AgentCreate, AgentLive, AgentUpdate, SkillLevel
 from app.agents.security import TokenClaims
+from app.db import table_of
 from app.errors import InvalidInput
 from app.events.log import record
+from app.timers import service as timers
+
+RESCIND = "agent.rescind"
+"""Timer kind: take back the ringing offers of the agent named by the subject."""
 
 _WITH_DETAILS = (
     selectinload(Agent.skills).selectinload(AgentSkill.skill),
@@ -187,8 +200,8 @@ async def update_agent(
 ) -> Agent:
     """Apply a partial update; writes ``agent.updated`` naming the changed fields.
 
-    Deactivating an agent also takes them offline, out of routing; the caller takes back
-    their ringing offers (the routing domain's ``agent_left``).
+    Deactivating an agent also takes them offline, out of routing (``change_status``, which
+    has their ringing offers taken back).
     """
     fields = changes.model_dump(exclude_unset=True, exclude={"password", "skills", "capacity"})
     await _keep_an_admin(session, agent, fields)
@@ -235,7 +248,10 @@ async def change_status(
     by: presence.Actor,
     actor: str | None,
 ) -> Agent:
-    """The agent's own choice of presence; writes ``agent.status_changed`` when it changes."""
+    """The agent's own choice of presence; writes ``agent.status_changed`` when it changes.
+
+    An agent who stops being available gets its ringing offers taken back (``RESCIND``).
+    """
     try:
         change = presence.change_status(
             presence.Status(agent.status), agent.status_reason, status, reason, actor=by
@@ -254,6 +270,8 @@ async def change_status(
         change.reason,
         now,
     )
+    if change.previous is presence.Status.AVAILABLE and change.status is not change.previous:
+        await _take_offers_back(session, agent.id, now)
     record(
         session,
         type="agent.status_changed",
@@ -281,6 +299,12 @@ async def set_away_by_system(session: AsyncSession, agent: Agent, *, reason: str
         by=presence.Actor.SYSTEM,
         actor="system",
     )
+
+
+async def _take_offers_back(session: AsyncSession, agent_id: int, now: datetime) -> None:
+    """Schedule ``RESCIND`` for the agent, due now (one pending timer per agent: a second
+    call before it fires replaces it)."""
+    await timers.schedule(session, kind=RESCIND, subject=agent_id, due_at=now)
 
 
 async def _now(session: AsyncSession) -> datetime:
@@ -342,3 +366,37 @@ class Identity:
     site: str | None
     active: bool
     token_version: int
+
+
+# --- live snapshots ------------------------------------------------------------------------
+# Read on a plain connection, so the caller can read several of them in one snapshot of the
+# database (the websockets' first message).
+
+
+async def live_agent(conn: AsyncConnection, agent_id: int) -> AgentLive | None:
+    """The agent as a console shows it; None if there is no such agent."""
+    agents = table_of(Agent)
+    columns = (agents.c.id, agents.c.username, agents.c.name, agents.c.role, agents.c.status)
+    stmt = select(*columns, agents.c.status_reason, agents.c.state).where(agents.c.id == agent_id)
+    row = (await conn.execute(stmt)).first()
+    return None if row is None else AgentLive.model_validate(row, from_attributes=True)
+
+
+async def live_counts(conn: AsyncConnection) -> AgentCounts:
+    """Active agents with capacity on a channel (those who take contacts), counted by status
+    and by state; every status and state is present, zero or not."""
+    agents, channels = table_of(Agent), table_of(AgentChannel)
+    takes_contacts = exists().where(channels.c.agent_id == agents.c.id, channels.c.capacity > 0)
+    stmt = (
+        select(agents.c.status, agents.c.state, func.count().label("n"))
+        .where(agents.c.active.is_(True), takes_contacts)
+        .group_by(agents.c.status, agents.c.state)
+    )
+    counts = AgentCounts(
+        by_status={status.value: 0 for status in presence.Status},
+        by_state={state.value: 0 for state in presence.State},
+    )
+    for row in await conn.execute(stmt):
+        counts.by_status[row.status] = counts.by_status.get(row.status, 0) + row.n
+        counts.by_state[row.state] = counts.by_state.get(row.state, 0) + row.n
+    return counts

@@ -7,7 +7,8 @@ Opening a console checks the agent row's key (the foreign key) and so waits for 
 makes the handler try again a moment later: a console opened before the handler looked is
 always seen, and one opened after finds the agent already away. An agent who is not available
 (away, offline, deactivated) is left alone; an available one becomes away with reason
-``disconnected``, set by the system, and its ringing offers are taken back.
+``disconnected``, set by the system, and its ringing offers are taken back (the agents
+domain schedules that with the status change: ``agents.service.RESCIND``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agents import consoles, presence
 from app.agents import service as agents
-from app.routing import lifecycle, work
+from app.routing import work
 from app.routing.handlers import without_waiting
 from app.timers.worker import TimerRegistry
 
@@ -31,7 +32,6 @@ async def console_gone(session: AsyncSession, agent_id: int, now: datetime) -> b
     if await consoles.has_open_console(session, agent_id):
         return False
     await agents.set_away_by_system(session, agent, reason=presence.DISCONNECTED_REASON)
-    await lifecycle.agent_left(session, agent_id=agent_id)
     return True
 
 

@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.agents import service as agents
 from app.config import Settings
 from app.routing import endings, lifecycle, work
 from app.timers import service as timers
@@ -136,7 +137,7 @@ def register(registry: TimerRegistry, settings: Settings) -> None:
     registry.register(lifecycle.OFFER_EXPIRE, without_waiting(_offer_expired))
     registry.register(lifecycle.WRAP_UP_END, without_waiting(_wrap_up_ended))
     registry.register(lifecycle.MAX_WAIT, without_waiting(_max_wait))
-    registry.register(lifecycle.RESCIND, without_waiting(_rescind))
+    registry.register(agents.RESCIND, without_waiting(_rescind))
     registry.register_sweep(
         LEASE_SWEEP,
         lease_sweep(timedelta(seconds=settings.lease_grace_s)),

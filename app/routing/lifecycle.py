@@ -41,7 +41,6 @@ from app.timers import service as timers
 OFFER_EXPIRE = "offer.expire"
 WRAP_UP_END = "contact.wrap_up_end"
 MAX_WAIT = "contact.max_wait"
-RESCIND = "agent.rescind"
 wake_dispatcher = work.wake_dispatcher
 
 
@@ -246,8 +245,8 @@ async def expire_offer(session: AsyncSession, *, offer_id: int, now: datetime) -
     # already, and refusing its status change must not undo the expiry (the contact would
     # stay offered).
     if status is not None and _routable_status(agent):
+        # Its other offers ringing go back too: the agents domain schedules that (``RESCIND``).
         await agents.set_away_by_system(session, agent, reason=presence.NO_ANSWER_REASON)
-        await timers.schedule(session, kind=RESCIND, subject=agent.id, due_at=now)
     return True
 
 
@@ -271,7 +270,8 @@ async def overdue_offers(
 
 
 async def rescind_offers_of(session: AsyncSession, *, agent_id: int, now: datetime) -> int:
-    """Take back the pending offers of an agent who is no longer available (timer)."""
+    """Take back the pending offers of an agent who is no longer available (the agents
+    domain's ``agent.rescind`` timer)."""
     offer_ids = (
         await session.scalars(
             select(Offer.id).where(
@@ -366,8 +366,3 @@ def check_owner(contact: Contact, agent_id: int, *, supervisor: bool) -> None:
 def require_status(contact: Contact, allowed: set[ContactStatus], action: str) -> None:
     if ContactStatus(contact.status) not in allowed:
         raise ContactStateConflict(contact.id, contact.status, action)
-
-
-async def agent_left(session: AsyncSession, *, agent_id: int) -> None:
-    """An agent stopped being available: its ringing offers go back (durably, soon)."""
-    await timers.schedule(session, kind=RESCIND, subject=agent_id, due_at=await db_now(session))

@@ -150,6 +150,15 @@ class OfferOut(BaseModel):
     decided_at: datetime | None
 
 
+class QueueLive(BaseModel):
+    """A queue as the wallboard's snapshot shows it."""
+
+    id: int
+    name: str
+    waiting: int = Field(description="contacts queued or offered")
+    oldest_enqueued_at: datetime | None = Field(description="of the longest-waiting contact")
+
+
 class OfferPage(BaseModel):
     items: list[OfferOut]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page")

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.agents import service as agents
 from app.agents.models import Agent, AgentChannel
+from app.db import table_of
 from app.errors import InvalidInput
 from app.events.log import record
 from app.routing import estimate
@@ -18,8 +19,8 @@ from app.routing.exceptions import (
     QueueNotFound,
     UnknownQueue,
 )
-from app.routing.models import Contact, ContactStatus, Offer, Queue
-from app.routing.schemas import QueueCreate, QueueUpdate, ServiceLevel
+from app.routing.models import WAITING, Contact, ContactStatus, Offer, OfferStatus, Queue
+from app.routing.schemas import OfferOut, QueueCreate, QueueLive, QueueUpdate, ServiceLevel
 
 # --- queues -------------------------------------------------------------------------------
 
@@ -219,3 +220,45 @@ async def _estimate(
     ).one()
     handle_times = [float(t) for t in (row[0] or [])]
     return estimate.estimate_wait(position, handle_times, int(row[1] or 0))
+
+
+# --- live snapshots ------------------------------------------------------------------------
+# Read on a plain connection, so the caller can read several of them in one snapshot of the
+# database (the websockets' first message).
+
+
+async def pending_offers(conn: AsyncConnection, agent_id: int) -> list[OfferOut]:
+    """The agent's offers still ringing, oldest first."""
+    offers = table_of(Offer)
+    stmt = (
+        offers.select()
+        .where(offers.c.agent_id == agent_id, offers.c.status == OfferStatus.pending.value)
+        .order_by(offers.c.id)
+    )
+    return [OfferOut.model_validate(row, from_attributes=True) for row in await conn.execute(stmt)]
+
+
+async def waiting_by_queue(conn: AsyncConnection) -> list[QueueLive]:
+    """Every queue by name, with its contacts waiting (queued or offered) and the oldest."""
+    contacts, queues = table_of(Contact), table_of(Queue)
+    waiting = (
+        select(
+            contacts.c.queue_id,
+            func.count().label("waiting"),
+            func.min(contacts.c.enqueued_at).label("oldest_enqueued_at"),
+        )
+        .where(contacts.c.status.in_(sorted(WAITING)))
+        .group_by(contacts.c.queue_id)
+        .subquery()
+    )
+    stmt = (
+        select(
+            queues.c.id,
+            queues.c.name,
+            func.coalesce(waiting.c.waiting, 0).label("waiting"),
+            waiting.c.oldest_enqueued_at,
+        )
+        .select_from(queues.outerjoin(waiting, waiting.c.queue_id == queues.c.id))
+        .order_by(queues.c.name)
+    )
+    return [QueueLive.model_validate(row, from_attributes=True) for row in await conn.execute(stmt)]

@@ -31,8 +31,8 @@ from app.config import Settings
 from app.db import unit_of_work
 from app.timers import service as timers
 from tests.conftest import make_settings
-from tests.events.test_ws import Client, client, serving, token_of
 from tests.fixtures.factories import Api, expect
+from tests.realtime.test_ws import Client, client, serving, token_of
 from tests.routing.acd import (
     available_agent,
     contact,

@@ -238,3 +238,43 @@ async def db_now(session: AsyncSession) -> datetime:
     now: datetime | None = await session.scalar(select(func.now()))
     assert now is not None
     return now
+
+
+class TestGoingAway:
+    async def test_going_away_while_an_offer_rings_takes_the_offer_back(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        q = await queue(api, ring_timeout_s=600)
+        console = await available_agent(api)
+        created = await contact(api, q["name"])
+        offer = await offer_for(console, created["id"])
+
+        away = {"status": "away", "reason": "break"}
+        expect(await console.post(f"/api/v1/agents/{console.me['id']}/status", away), 200)
+
+        back = await eventually(
+            lambda: contact_in(api, created["id"], "queued"),
+            what="the ringing offer to be taken back",
+        )
+        assert [(o["id"], o["status"]) for o in back["offers"]] == [(offer["id"], "rescinded")]
+        await assert_invariants(engine)
+
+    async def test_agent_set_away_for_a_missed_offer_has_its_other_ringing_offer_taken_back(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        slow = await queue(api, ring_timeout_s=600)
+        quick = await queue(api, ring_timeout_s=2, no_answer_delay_s=600, max_no_answer=1)
+        console = await available_agent(api)  # two chat contacts at once
+        kept = await contact(api, slow["name"])
+        kept_offer = await offer_for(console, kept["id"])
+        missed = await contact(api, quick["name"])
+        await offer_for(console, missed["id"])
+
+        back = await eventually(
+            lambda: contact_in(api, kept["id"], "queued"),
+            what="the other ringing offer to be taken back",
+        )
+        assert [(o["id"], o["status"]) for o in back["offers"]] == [(kept_offer["id"], "rescinded")]
+        me = expect(await console.get("/api/v1/agents/me"), 200)
+        assert (me["status"], me["status_reason"]) == ("away", "no_answer")
+        await assert_invariants(engine)

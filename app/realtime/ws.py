@@ -36,27 +36,24 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field
-from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.agents import consoles
 from app.agents import service as agents_service
 from app.agents.dependencies import check_identity
-from app.agents.models import Agent, AgentChannel, Role
-from app.agents.permissions import Principal
-from app.agents.presence import State, Status
+from app.agents.permissions import Principal, sees_every_event
+from app.agents.schemas import AgentCounts, AgentLive
 from app.agents.security import TokenClaims, TokenError
-from app.db import table_of, unit_of_work
+from app.db import unit_of_work
 from app.errors import AppError, InvalidInput, Unauthorized
-from app.events.hub import EventHub, Subscription
 from app.events.log import Cursor, LoggedEvent, read_after
-from app.routing.models import WAITING, Contact, Offer, OfferStatus, Queue
-from app.routing.schemas import OfferOut
+from app.realtime.hub import EventHub, Subscription
+from app.routing import service as routing_service
+from app.routing.schemas import OfferOut, QueueLive
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["websockets"])
@@ -75,31 +72,9 @@ RESYNC = json.dumps({"type": "resync"})
 # --- snapshots ---------------------------------------------------------------------------
 
 
-class AgentLive(BaseModel):
-    id: int
-    username: str
-    name: str
-    role: Role
-    status: Status
-    status_reason: str | None = Field(description="why the agent is away, if given")
-    state: State
-
-
 class AgentSnapshot(BaseModel):
     agent: AgentLive
     offers: list[OfferOut] = Field(description="the agent's pending offers, oldest first")
-
-
-class QueueLive(BaseModel):
-    id: int
-    name: str
-    waiting: int = Field(description="contacts queued or offered")
-    oldest_enqueued_at: datetime | None = Field(description="of the longest-waiting contact")
-
-
-class AgentCounts(BaseModel):
-    by_status: dict[str, int]
-    by_state: dict[str, int]
 
 
 class WallboardSnapshot(BaseModel):
@@ -111,70 +86,18 @@ class WallboardSnapshot(BaseModel):
 
 async def agent_snapshot(conn: AsyncConnection, agent_id: int) -> AgentSnapshot | None:
     """The agent and its pending offers; None if the agent is gone."""
-    agents, offers = table_of(Agent), table_of(Offer)
-    columns = (agents.c.id, agents.c.username, agents.c.name, agents.c.role, agents.c.status)
-    stmt = select(*columns, agents.c.status_reason, agents.c.state).where(agents.c.id == agent_id)
-    agent = (await conn.execute(stmt)).first()
+    agent = await agents_service.live_agent(conn, agent_id)
     if agent is None:
         return None
-    pending = offers.select().where(
-        offers.c.agent_id == agent_id, offers.c.status == OfferStatus.pending.value
-    )
-    return AgentSnapshot(
-        agent=AgentLive.model_validate(agent, from_attributes=True),
-        offers=[
-            OfferOut.model_validate(row, from_attributes=True)
-            for row in await conn.execute(pending.order_by(offers.c.id))
-        ],
-    )
+    return AgentSnapshot(agent=agent, offers=await routing_service.pending_offers(conn, agent_id))
 
 
 async def wallboard_snapshot(conn: AsyncConnection) -> WallboardSnapshot:
     """Every queue's waiting contacts, and the agents counted by status and by state."""
-    return WallboardSnapshot(queues=await _queues(conn), agents=await _agent_counts(conn))
-
-
-async def _queues(conn: AsyncConnection) -> list[QueueLive]:
-    contacts, queues = table_of(Contact), table_of(Queue)
-    waiting = (
-        select(
-            contacts.c.queue_id,
-            func.count().label("waiting"),
-            func.min(contacts.c.enqueued_at).label("oldest_enqueued_at"),
-        )
-        .where(contacts.c.status.in_(sorted(WAITING)))
-        .group_by(contacts.c.queue_id)
-        .subquery()
+    return WallboardSnapshot(
+        queues=await routing_service.waiting_by_queue(conn),
+        agents=await agents_service.live_counts(conn),
     )
-    stmt = (
-        select(
-            queues.c.id,
-            queues.c.name,
-            func.coalesce(waiting.c.waiting, 0).label("waiting"),
-            waiting.c.oldest_enqueued_at,
-        )
-        .select_from(queues.outerjoin(waiting, waiting.c.queue_id == queues.c.id))
-        .order_by(queues.c.name)
-    )
-    return [QueueLive.model_validate(row, from_attributes=True) for row in await conn.execute(stmt)]
-
-
-async def _agent_counts(conn: AsyncConnection) -> AgentCounts:
-    agents, channels = table_of(Agent), table_of(AgentChannel)
-    takes_contacts = exists().where(channels.c.agent_id == agents.c.id, channels.c.capacity > 0)
-    stmt = (
-        select(agents.c.status, agents.c.state, func.count().label("n"))
-        .where(agents.c.active.is_(True), takes_contacts)
-        .group_by(agents.c.status, agents.c.state)
-    )
-    counts = AgentCounts(
-        by_status={status.value: 0 for status in Status},
-        by_state={state.value: 0 for state in State},
-    )
-    for row in await conn.execute(stmt):
-        counts.by_status[row.status] = counts.by_status.get(row.status, 0) + row.n
-        counts.by_state[row.state] = counts.by_state.get(row.state, 0) + row.n
-    return counts
 
 
 async def read_snapshot(
@@ -405,7 +328,7 @@ async def _serve(websocket: WebSocket, *, wallboard: bool) -> None:
         principal = await authenticate(websocket)
         if principal is None:
             return
-        if wallboard and principal.role is Role.agent:
+        if wallboard and not sees_every_event(principal):
             await websocket.close(FORBIDDEN, "the wallboard needs the supervisor or admin role")
             return
         if wallboard:

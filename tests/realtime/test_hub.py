@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app import db as db_module
 from app.db import create_engine
-from app.events import hub as hub_module
-from app.events.hub import EventHub
 from app.events.log import ORIGIN, LoggedEvent, read_after, record
+from app.realtime import hub as hub_module
+from app.realtime.hub import EventHub
 from tests.fixtures.net import closed_port, true
 from tests.routing.acd import eventually
 
@@ -233,7 +233,7 @@ class TestOutage:
             return await connect(f"postgresql://postgres@127.0.0.1:{closed}/postgres", **options)
 
         monkeypatch.setattr(hub_module, "connect_driver", flaky)
-        caplog.set_level(logging.INFO, logger="app.events.hub")
+        caplog.set_level(logging.INFO, logger="app.realtime.hub")
         hub = await started(engine, db, poll=0.02)
         try:
             await eventually(lambda: true(attempts >= 5), what="five attempts to connect")

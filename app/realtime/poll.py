@@ -16,8 +16,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from app.agents.dependencies import CurrentPrincipal
-from app.agents.models import Role
-from app.agents.permissions import Principal
+from app.agents.permissions import Principal, sees_every_event
 from app.errors import InvalidInput
 from app.events.log import Cursor, LoggedEvent, head, read_after
 
@@ -48,7 +47,7 @@ EventCursor = Annotated[
 
 def visible_to(principal: Principal, event: LoggedEvent) -> bool:
     """Supervisors and admins see the whole log; agents see what concerns them."""
-    if principal.role is not Role.agent:
+    if sees_every_event(principal):
         return True
     mine = str(principal.id)
     if event.subject_type == "agent" and event.subject_id == mine:

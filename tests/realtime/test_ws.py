@@ -23,12 +23,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from app.db import unit_of_work
-from app.events import hub as hub_module
-from app.events import ws as ws_module
-from app.events.hub import EventHub, Fanout, Subscription, concerned_agents, event_text
 from app.events.log import Cursor, LoggedEvent, read_after, record
+from app.realtime import hub as hub_module
+from app.realtime import ws as ws_module
+from app.realtime.hub import EventHub, Fanout, Subscription, concerned_agents, event_text
 from tests.conftest import make_settings
-from tests.fixtures.factories import ADMIN_PASSWORD, Api
+from tests.fixtures.factories import ADMIN_PASSWORD, Api, expect
 from tests.routing.acd import available_agent, contact, eventually, instance, offer_for, queue
 
 WITHIN_S = 10.0  # deadline for any one message; the feed waits for the oldest open transaction
@@ -244,6 +244,30 @@ class TestSnapshot:
             "state": "offered",
         }
         assert snapshot["data"]["offers"] == [offer]
+
+    async def test_console_snapshot_leaves_out_offers_no_longer_ringing(
+        self, url: str, api: Api
+    ) -> None:
+        q = await queue(api)
+        console = await available_agent(api)  # two chat contacts at once
+        answered = await offer_for(console, (await contact(api, q["name"]))["id"])
+        expect(await console.post(f"/api/v1/offers/{answered['id']}/accept"), 200)
+        ringing = await offer_for(console, (await contact(api, q["name"]))["id"])
+        async with client(url, "/ws/agent", token_of(console)) as ws:
+            snapshot = await ws.next()
+        assert snapshot["data"]["offers"] == [ringing]
+
+    async def test_wallboard_snapshot_leaves_out_deactivated_agents(
+        self, url: str, api: Api
+    ) -> None:
+        gone = await api.agent()
+        expect(await api.patch(f"/api/v1/agents/{gone['id']}", {"active": False}), 200)
+        async with client(url, "/ws/wallboard", token_of(api)) as ws:
+            snapshot = await ws.next()
+        assert snapshot["data"]["agents"] == {
+            "by_status": {"available": 0, "away": 0, "offline": 0},
+            "by_state": {"idle": 0, "offered": 0, "busy": 0, "wrap_up": 0},
+        }
 
     async def test_wallboard_snapshot_counts_waiting_contacts_and_agents(
         self, url: str, api: Api
