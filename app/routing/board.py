@@ -140,27 +140,31 @@ class AgentBoard:
                 self._drop(agent_id)
 
     def offered(self, agent_id: int, channel: str, now: datetime) -> None:
-        """Our own offer committed: one more contact on ``channel``, offered at ``now``."""
+        """Our own offer committed: one more contact on ``channel``, offered at ``now``.
+
+        Only the load and the last offer change: the skills, the delay and the other
+        channels' room stay as they are, so only this channel's room is looked at again."""
         entry = self._entries.get(agent_id)
         if entry is None:
             return
         row = entry.row
         load = {**row.load, channel: row.load.get(channel, 0) + 1}
-        self._put(
-            AgentRow(
-                id=row.id,
-                available=row.available,
-                wrap_ups=row.wrap_ups,
-                ready_at=row.ready_at,
-                idle_since=row.idle_since,
-                last_offer_at=now,
-                contacts_day=row.contacts_day,
-                contacts_today=row.contacts_today,
-                load=load,
-                capacity=row.capacity,
-                skills=row.skills,
-            )
+        row = AgentRow(
+            id=row.id,
+            available=row.available,
+            wrap_ups=row.wrap_ups,
+            ready_at=row.ready_at,
+            idle_since=row.idle_since,
+            last_offer_at=now,
+            contacts_day=row.contacts_day,
+            contacts_today=row.contacts_today,
+            load=load,
+            capacity=row.capacity,
+            skills=row.skills,
         )
+        self._entries[agent_id] = _Entry(row)
+        if not row.spare_on(channel):
+            self._spare.get(channel, set()).discard(agent_id)
 
     def _put(self, row: AgentRow) -> None:
         self._drop(row.id)
