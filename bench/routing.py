@@ -64,6 +64,7 @@ from app.db import connect_driver, plain_url  # noqa: E402
 from app.embedded import start_embedded  # noqa: E402
 from app.routing.dispatcher import LEADER_LOCK  # noqa: E402
 from app.routing.rounds import Rounds  # noqa: E402
+from app.runtime import GC_THRESHOLDS  # noqa: E402
 from bench.lean_http import HttpError, LeanClient  # noqa: E402
 
 AGENTS, SKILLS, QUEUES, BACKLOG = 2000, 50, 50, 2000
@@ -175,17 +176,27 @@ async def reset(conn: asyncpg.Connection) -> None:
 
 
 async def hotline_decisions(url: str) -> tuple[int, float]:
-    """The leader's rounds, from taking the lead (reading every agent) until nothing is left."""
+    """The leader's rounds, from taking the lead (reading every agent) until nothing is left,
+    with the garbage collection a server process runs with (``hotline serve`` and ``hotline
+    dispatch`` set ``HOTLINE_GC_TUNED``: ``app.runtime.GC_THRESHOLDS``, start-up frozen)."""
     conn = await connect_driver(url)
     settings = Settings(database_url=url)
-    made, started = 0, time.perf_counter()
-    rounds = Rounds(conn, settings)
-    while True:
-        result = await rounds.round()
-        if not result.offers:
-            break
-        made += result.offers
-    elapsed = time.perf_counter() - started
+    previous = gc.get_threshold()
+    gc.collect()
+    gc.set_threshold(*GC_THRESHOLDS)
+    gc.freeze()
+    try:
+        made, started = 0, time.perf_counter()
+        rounds = Rounds(conn, settings)
+        while True:
+            result = await rounds.round()
+            if not result.offers:
+                break
+            made += result.offers
+        elapsed = time.perf_counter() - started
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*previous)
     await conn.close()
     return made, elapsed
 
@@ -762,7 +773,8 @@ def report(
         "strategies, affinities and explained reasons; the claim loop offers one contact at "
         "a time in a few round trips, choosing the agent without skills. Hotline and the "
         f"batched round: the median of {DECISION_RUNS} runs, alternating; the claim loop: "
-        "one run.",
+        "one run. Hotline's rounds run with the garbage collection its server processes use "
+        "(`HOTLINE_GC_TUNED`, set by `hotline serve` and `hotline dispatch`).",
         "",
         *decisions_table(ours, batched, claims),
         "",
