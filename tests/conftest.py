@@ -45,7 +45,7 @@ def _database_url_for(worker: str) -> str:
     )
 
 
-async def _recreate(server_url: str, name: str) -> None:
+async def recreate_database(server_url: str, name: str) -> None:
     conn = await asyncpg.connect(plain_url(server_url))
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -54,7 +54,7 @@ async def _recreate(server_url: str, name: str) -> None:
         await conn.close()
 
 
-async def _drop(server_url: str, name: str) -> None:
+async def drop_database(server_url: str, name: str) -> None:
     conn = await asyncpg.connect(plain_url(server_url))
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -73,10 +73,10 @@ def database_url() -> Iterator[str]:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     url = _database_url_for(f"{worker}_{os.getpid()}")
     name = make_url(url).database or ""
-    asyncio.run(_recreate(os.environ["TEST_DATABASE_URL"], name))
+    asyncio.run(recreate_database(os.environ["TEST_DATABASE_URL"], name))
     command.upgrade(alembic_config(url), "head")
     yield url
-    asyncio.run(_drop(os.environ["TEST_DATABASE_URL"], name))
+    asyncio.run(drop_database(os.environ["TEST_DATABASE_URL"], name))
 
 
 async def truncate_all(url: str) -> None:

@@ -12,12 +12,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordRequestForm
-from sqlalchemy import select
 
 from app.agents import presence, service
 from app.agents.dependencies import CurrentPrincipal, SupervisorOrAdmin
 from app.agents.exceptions import NotAllowed
-from app.agents.models import Agent, Role, Skill
+from app.agents.models import Agent, Role
 from app.agents.permissions import (
     Principal,
     Target,
@@ -160,10 +159,7 @@ async def list_skills(
     session: Session, _: CurrentPrincipal, limit: Limit = 100, cursor: SkillCursor = None
 ) -> SkillPage:
     """Skills by name."""
-    stmt = select(Skill).order_by(Skill.name).limit(limit)
-    if cursor is not None:
-        stmt = stmt.where(Skill.name > cursor)
-    skills = (await session.scalars(stmt)).all()
+    skills = await service.list_skills(session, after_name=cursor, limit=limit)
     return SkillPage(
         items=[SkillOut.model_validate(s) for s in skills],
         next_cursor=skills[-1].name if len(skills) == limit else None,

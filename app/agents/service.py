@@ -55,8 +55,14 @@ async def create_skill(session: AsyncSession, *, name: str, description: str | N
     return skill
 
 
-async def list_skills(session: AsyncSession) -> Sequence[Skill]:
-    return (await session.scalars(select(Skill).order_by(Skill.name))).all()
+async def list_skills(
+    session: AsyncSession, *, after_name: str | None, limit: int
+) -> Sequence[Skill]:
+    """Skills by name, after ``after_name`` (a page of ``limit``)."""
+    stmt = select(Skill).order_by(Skill.name).limit(limit)
+    if after_name is not None:
+        stmt = stmt.where(Skill.name > after_name)
+    return (await session.scalars(stmt)).all()
 
 
 async def skill_ids(session: AsyncSession, names: list[str]) -> dict[str, int]:

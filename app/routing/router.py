@@ -129,10 +129,7 @@ async def list_queues(
     session: Session, _: CurrentPrincipal, limit: Limit = 100, cursor: QueueCursor = None
 ) -> QueuePage:
     """Queues by name."""
-    stmt = select(Queue).order_by(Queue.name).limit(limit)
-    if cursor is not None:
-        stmt = stmt.where(Queue.name > cursor)
-    queues = (await session.scalars(stmt)).all()
+    queues = await service.list_queues(session, after_name=cursor, limit=limit)
     overflow = {q.overflow_queue_id for q in queues if q.overflow_queue_id}
     names = await service.queue_names(session, overflow)
     return QueuePage(

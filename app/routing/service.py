@@ -46,8 +46,14 @@ async def resolve_queue(session: AsyncSession, ref: str | int, field: str = "que
     return queue
 
 
-async def list_queues(session: AsyncSession) -> Sequence[Queue]:
-    return (await session.scalars(select(Queue).order_by(Queue.name))).all()
+async def list_queues(
+    session: AsyncSession, *, after_name: str | None, limit: int
+) -> Sequence[Queue]:
+    """Queues by name, after ``after_name`` (a page of ``limit``)."""
+    stmt = select(Queue).order_by(Queue.name).limit(limit)
+    if after_name is not None:
+        stmt = stmt.where(Queue.name > after_name)
+    return (await session.scalars(stmt)).all()
 
 
 async def _check_step_skills(session: AsyncSession, steps: list[dict[str, Any]]) -> None:

@@ -18,6 +18,7 @@ from app.cli import alembic_config
 from app.config import Settings
 from app.customers.identity import InvalidPhone, PhoneProblem, normalise_phone
 from app.db import plain_url
+from tests.conftest import drop_database, recreate_database
 
 BEIJING = "+861065528888"
 MOBILE = "+8613812345678"
@@ -231,23 +232,6 @@ MIGRATED = [
 ]
 
 
-async def _recreate(server: str, name: str) -> None:
-    conn = await asyncpg.connect(plain_url(server))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
-async def _drop(server: str, name: str) -> None:
-    conn = await asyncpg.connect(plain_url(server))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 async def _insert(url: str, phones: list[str]) -> None:
     conn = await asyncpg.connect(plain_url(url))
     try:
@@ -273,10 +257,10 @@ def database_at_0008() -> Iterator[str]:
     server = os.environ["TEST_DATABASE_URL"]
     name = f"hotline_phones_{os.getpid()}"
     url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    asyncio.run(_recreate(server, name))
+    asyncio.run(recreate_database(server, name))
     command.upgrade(alembic_config(url), "0008")
     yield url
-    asyncio.run(_drop(server, name))
+    asyncio.run(drop_database(server, name))
 
 
 class TestMigration:
