@@ -15,22 +15,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.agents import presence
 from app.errors import Conflict
 from app.routing import work
+from app.routing.contact_states import ContactEvent, ContactStatus
 from app.routing.exceptions import ChannelNotAccepted
 from app.routing.lifecycle import (
     MAX_WAIT,
     WRAP_UP_END,
+    check_move,
     check_owner,
     contact_event,
     continuation,
     db_now,
     insert_contact,
     lock_contact,
+    may_move,
+    move,
     queue_of,
-    require_status,
     rescind_for_contact,
     seconds,
 )
-from app.routing.models import Contact, ContactStatus, Offer, OfferStatus, Queue
+from app.routing.models import Contact, Offer, OfferStatus, Queue
 from app.timers import service as timers
 
 S = ContactStatus
@@ -49,13 +52,13 @@ async def complete(
     """The conversation is over: the agent enters wrap-up (or the contact completes)."""
     contact = await lock_contact(session, contact_id)
     check_owner(contact, agent_id, supervisor=supervisor)
-    require_status(contact, {S.connected}, "complete")
+    check_move(contact, ContactEvent.COMPLETE)
     assert contact.agent_id is not None
     agent = await work.lock_agent(session, contact.agent_id)
     now = await db_now(session)
     queue = await queue_of(session, contact)
     contact.disposition, contact.notes, contact.completed_at = disposition, notes, now
-    contact.status = S.wrap_up.value
+    move(contact, ContactEvent.COMPLETE)
     await work.apply(
         session,
         agent,
@@ -80,10 +83,11 @@ async def end_wrap_up(
 ) -> bool:
     """After-contact work is done (timer or the agent): the contact completes."""
     contact = await lock_contact(session, contact_id)
-    if contact.status != S.wrap_up.value or contact.agent_id is None:
+    if not may_move(contact, ContactEvent.END_WRAP_UP) or contact.agent_id is None:
         return False
     agent = await work.lock_agent(session, contact.agent_id)
-    contact.status, contact.ended_at = S.completed.value, now
+    move(contact, ContactEvent.END_WRAP_UP)
+    contact.ended_at = now
     await work.apply(
         session,
         agent,
@@ -128,13 +132,14 @@ async def wrap_up_done(session: AsyncSession, *, agent_id: int, actor: str) -> i
 async def abandon(session: AsyncSession, *, contact_id: int, actor: str) -> Contact:
     """The customer left before being answered."""
     contact = await lock_contact(session, contact_id)
-    require_status(contact, {S.queued, S.offered}, "abandon")
+    check_move(contact, ContactEvent.ABANDON)
     now = await db_now(session)
     queue = await queue_of(session, contact)
     if contact.status == S.offered.value:
         await rescind_for_contact(session, contact, now)
     waited = seconds(contact.enqueued_at, now)
-    contact.status, contact.ended_at, contact.agent_id = S.abandoned.value, now, None
+    move(contact, ContactEvent.ABANDON)
+    contact.ended_at, contact.agent_id = now, None
     contact.short_abandon = waited < queue.short_abandon_s
     await timers.cancel(session, kind=MAX_WAIT, subject=contact.id)
     contact_event(
@@ -146,11 +151,12 @@ async def abandon(session: AsyncSession, *, contact_id: int, actor: str) -> Cont
 async def cancel(session: AsyncSession, *, contact_id: int, actor: str) -> Contact:
     """Withdrawn by the service (not the customer) before it was answered."""
     contact = await lock_contact(session, contact_id)
-    require_status(contact, {S.queued, S.offered}, "cancel")
+    check_move(contact, ContactEvent.CANCEL)
     now = await db_now(session)
     if contact.status == S.offered.value:
         await rescind_for_contact(session, contact, now)
-    contact.status, contact.ended_at, contact.agent_id = S.canceled.value, now, None
+    move(contact, ContactEvent.CANCEL)
+    contact.ended_at, contact.agent_id = now, None
     await timers.cancel(session, kind=MAX_WAIT, subject=contact.id)
     contact_event(session, "contact.canceled", contact, now, actor=actor)
     return contact
@@ -184,7 +190,7 @@ async def transfer(
 ) -> Contact:
     """Move the contact to another queue; it keeps its original enqueue time and deadline."""
     contact = await lock_contact(session, contact_id)
-    require_status(contact, {S.queued, S.offered, S.connected}, "transfer")
+    check_move(contact, ContactEvent.TRANSFER)
     if contact.status == S.connected.value:
         check_owner(contact, agent_id, supervisor=supervisor)
     elif not supervisor:
@@ -203,7 +209,8 @@ async def transfer(
         parent_id=contact.id,
         actor=actor,
     )
-    contact.status, contact.ended_at, contact.next_id = S.transferred.value, now, successor.id
+    move(contact, ContactEvent.TRANSFER)
+    contact.ended_at, contact.next_id = now, successor.id
     contact_event(
         session,
         "contact.transferred",
@@ -222,7 +229,7 @@ async def time_out(session: AsyncSession, *, contact_id: int, now: datetime) -> 
     if contact.status == S.offered.value:
         await _retry_after_offer(session, contact)
         return
-    if contact.status != S.queued.value:
+    if not may_move(contact, ContactEvent.TIME_OUT):
         return
     queue = await queue_of(session, contact)
     overflow = (
@@ -238,7 +245,8 @@ async def time_out(session: AsyncSession, *, contact_id: int, now: datetime) -> 
             parent_id=contact.id,
         )
         successor_id = contact.next_id = successor.id
-    contact.status, contact.ended_at = S.timed_out.value, now
+    move(contact, ContactEvent.TIME_OUT)
+    contact.ended_at = now
     contact_event(
         session,
         "contact.timed_out",

@@ -7,10 +7,12 @@ and raises before changing anything, so a refused request changes nothing. Timer
 (ring timeout, wrap-up end, max wait, rescind) are idempotent: they do nothing when the
 state they were set for has already moved on.
 
-Statuses: queued → offered → connected → wrap_up → completed, or abandoned, timed_out,
-transferred, canceled. A transfer or an overflow ends the contact (``transferred`` /
-``timed_out``) and continues it as a new contact in the other queue that keeps the original
-enqueue time and deadline, so the customer keeps their place.
+Statuses move only through the lifecycle table (``contact_states``): ``move`` applies an
+event to a locked contact, and ``check_move`` refuses, before anything changes, a request
+whose move the table lacks, with the 409 ``ContactStateConflict``. A transfer or an overflow
+ends the contact (``transferred`` / ``timed_out``) and continues it as a new contact in the
+other queue that keeps the original enqueue time and deadline, so the customer keeps their
+place.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from app.agents import presence
 from app.agents import service as agents
 from app.agents.models import Agent
 from app.events.log import record
-from app.routing import work
+from app.routing import contact_states, work
+from app.routing.contact_states import ContactEvent, ContactStatus
 from app.routing.exceptions import (
     ContactNotFound,
     ContactStateConflict,
@@ -35,7 +38,7 @@ from app.routing.exceptions import (
     OfferClosed,
     OfferNotFound,
 )
-from app.routing.models import Contact, ContactStatus, Offer, OfferStatus, Queue
+from app.routing.models import Contact, Offer, OfferStatus, Queue
 from app.timers import service as timers
 
 OFFER_EXPIRE = "offer.expire"
@@ -139,13 +142,14 @@ async def _locked_offer(
     return offer, contact, agent
 
 
-def _requeue(contact: Contact, *, declined_by: int | None = None) -> None:
+def _requeue(contact: Contact, event: ContactEvent, *, declined_by: int | None = None) -> None:
     """Back in the queue, keeping its place (enqueue time and deadline unchanged).
 
     ``declined_by``: the agent who rejected or missed the offer; the dispatcher offers the
     contact to anyone else first (``scoring``), and to them again only if nobody else may.
     """
-    contact.status, contact.agent_id = ContactStatus.queued.value, None
+    move(contact, event)
+    contact.agent_id = None
     if declined_by is not None and declined_by not in contact.declined_by:
         contact.declined_by = [*contact.declined_by, declined_by]
 
@@ -183,7 +187,8 @@ async def accept_offer(
     if offer.expires_at <= now:
         raise OfferClosed(offer_id, "expired")
     offer.status, offer.decided_at = OfferStatus.accepted.value, now
-    contact.status, contact.answered_at = ContactStatus.connected.value, now
+    move(contact, ContactEvent.ANSWER)
+    contact.answered_at = now
     await work.apply(
         session,
         agent,
@@ -216,7 +221,7 @@ async def reject_offer(
     if offer.status != OfferStatus.pending.value:
         raise OfferClosed(offer_id, offer.status)
     queue = await queue_of(session, contact)
-    _requeue(contact, declined_by=agent.id)
+    _requeue(contact, ContactEvent.REJECT, declined_by=agent.id)
     await _close_offer(
         session, offer, contact, agent, status=OfferStatus.rejected, now=now, actor=actor
     )
@@ -235,7 +240,7 @@ async def expire_offer(session: AsyncSession, *, offer_id: int, now: datetime) -
     if offer.status != OfferStatus.pending.value:
         return False
     queue = await queue_of(session, contact)
-    _requeue(contact, declined_by=agent.id)
+    _requeue(contact, ContactEvent.EXPIRE, declined_by=agent.id)
     await _close_offer(session, offer, contact, agent, status=OfferStatus.expired, now=now)
     agent.ready_at = now + timedelta(seconds=queue.no_answer_delay_s)
     agent.consecutive_no_answers += 1
@@ -286,7 +291,7 @@ async def rescind_offers_of(session: AsyncSession, *, agent_id: int, now: dateti
             continue
         if _routable_status(agent):
             break  # available again before this ran: let the offers ring
-        _requeue(contact)
+        _requeue(contact, ContactEvent.RESCIND)
         await _close_offer(session, offer, contact, agent, status=OfferStatus.rescinded, now=now)
         contact_event(session, "contact.requeued", contact, now, cause="agent_unavailable")
         rescinded += 1
@@ -320,7 +325,7 @@ async def insert_contact(
     actor: str = "system",
 ) -> Contact:
     """Queue ``template`` (unsaved) in ``queue``; writes ``contact.queued`` and its timers."""
-    template.queue_id, template.status = queue.id, ContactStatus.queued.value
+    template.queue_id, template.status = queue.id, contact_states.INITIAL.value
     template.routing_started_at, template.parent_id = now, parent_id
     session.add(template)
     await session.flush()
@@ -363,6 +368,26 @@ def check_owner(contact: Contact, agent_id: int, *, supervisor: bool) -> None:
         raise NotYourContact(contact.id)
 
 
-def require_status(contact: Contact, allowed: set[ContactStatus], action: str) -> None:
-    if ContactStatus(contact.status) not in allowed:
-        raise ContactStateConflict(contact.id, contact.status, action)
+# --- status moves -------------------------------------------------------------------------
+
+
+def check_move(contact: Contact, event: ContactEvent) -> None:
+    """Refuse, with the 409 naming the status and the action, a move the table lacks."""
+    _next_status(contact, event)
+
+
+def may_move(contact: Contact, event: ContactEvent) -> bool:
+    """Whether the table allows ``event`` now (a timer whose moment has passed does nothing)."""
+    return contact_states.allows(ContactStatus(contact.status), event)
+
+
+def move(contact: Contact, event: ContactEvent) -> None:
+    """The one place a contact's status changes: through the table, or the 409."""
+    contact.status = _next_status(contact, event).value
+
+
+def _next_status(contact: Contact, event: ContactEvent) -> ContactStatus:
+    try:
+        return contact_states.apply(ContactStatus(contact.status), event)
+    except contact_states.IllegalContactMove as exc:
+        raise ContactStateConflict(contact.id, contact.status, event.value) from exc

@@ -30,31 +30,8 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, TimestampMixin
+from app.routing.contact_states import ContactStatus
 from app.routing.scoring import Strategy
-
-
-class ContactStatus(StrEnum):
-    queued = "queued"
-    offered = "offered"
-    connected = "connected"
-    wrap_up = "wrap_up"
-    completed = "completed"
-    abandoned = "abandoned"
-    timed_out = "timed_out"
-    transferred = "transferred"
-    canceled = "canceled"
-
-
-TERMINAL = frozenset(
-    {
-        ContactStatus.completed,
-        ContactStatus.abandoned,
-        ContactStatus.timed_out,
-        ContactStatus.transferred,
-        ContactStatus.canceled,
-    }
-)
-WAITING = frozenset({ContactStatus.queued, ContactStatus.offered})
 
 
 class OfferStatus(StrEnum):

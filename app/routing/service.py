@@ -14,12 +14,13 @@ from app.db import table_of
 from app.errors import InvalidInput
 from app.events.log import record
 from app.routing import estimate
+from app.routing.contact_states import WAITING, ContactStatus
 from app.routing.exceptions import (
     ContactNotFound,
     QueueNotFound,
     UnknownQueue,
 )
-from app.routing.models import WAITING, Contact, ContactStatus, Offer, OfferStatus, Queue
+from app.routing.models import Contact, Offer, OfferStatus, Queue
 from app.routing.schemas import OfferOut, QueueCreate, QueueLive, QueueUpdate, ServiceLevel
 
 # --- queues -------------------------------------------------------------------------------

@@ -43,8 +43,9 @@ from app.agents.presence import State, Status
 from app.errors import InvalidInput
 from app.events.models import Event
 from app.routing import erlang
+from app.routing.contact_states import WAITING
 from app.routing.lifecycle import db_now
-from app.routing.models import WAITING, Contact, Queue
+from app.routing.models import Contact, Queue
 
 # --- response ------------------------------------------------------------------------------
 

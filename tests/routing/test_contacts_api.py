@@ -219,6 +219,27 @@ class TestCompleteRefusals:
         assert body["status"] == "offered"
 
 
+class TestEndedContacts:
+    """Invariant 1 through the API: an ended contact is never ended, moved or completed
+    again; the lifecycle table's refusal is a 409 naming the status and the action."""
+
+    @pytest.mark.parametrize("action", ["abandon", "cancel", "transfer", "complete"])
+    async def test_an_abandoned_contact_refuses_every_other_ending_with_409(
+        self, api: Api, engine: AsyncEngine, action: str
+    ) -> None:
+        q, other = await queue(api), await queue(api)
+        created = await contact(api, q["name"])
+        expect(await api.post(f"/api/v1/contacts/{created['id']}/abandon"), 200)
+        before = await snapshot(engine)
+
+        body = {"queue": other["name"]} if action == "transfer" else {}
+        response = await api.post(f"/api/v1/contacts/{created['id']}/{action}", body)
+
+        refusal = await refused(engine, before, response, 409)
+        assert refusal["status"] == "abandoned"
+        assert refusal["detail"] == f"contact {created['id']} is abandoned; cannot {action} it"
+
+
 class TestTransfer:
     async def test_transfer_to_a_queue_that_does_not_take_the_channel_is_422(
         self, api: Api, engine: AsyncEngine
