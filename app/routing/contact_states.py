@@ -10,7 +10,7 @@ manner of h11's "Rule 1": a ``(status, event)`` pair that is not in the table is
 and ``apply`` raises ``IllegalContactMove`` naming the status and the event. Nothing else
 decides whether a move is allowed:
 
-- the services (``lifecycle``, ``endings``) pass every Python status change through
+- the services (``contacts``, ``offers``, ``endings``) pass every Python status change through
   ``apply``; a request that asks for a move the table lacks gets the 409 the service maps
   the error to, and a timer whose move is no longer allowed (``allows`` is False) does
   nothing;

@@ -16,8 +16,7 @@ from app.agents import presence
 from app.errors import Conflict
 from app.routing import work
 from app.routing.contact_states import ContactEvent, ContactStatus
-from app.routing.exceptions import ChannelNotAccepted
-from app.routing.lifecycle import (
+from app.routing.contacts import (
     MAX_WAIT,
     WRAP_UP_END,
     check_move,
@@ -30,10 +29,11 @@ from app.routing.lifecycle import (
     may_move,
     move,
     queue_of,
-    rescind_for_contact,
     seconds,
 )
+from app.routing.exceptions import ChannelNotAccepted
 from app.routing.models import Contact, Offer, OfferStatus, Queue
+from app.routing.offers import rescind_for_contact
 from app.timers import service as timers
 
 S = ContactStatus

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agents import service as agents
 from app.config import Settings
-from app.routing import endings, lifecycle, work
+from app.routing import contacts, endings, offers, work
 from app.timers import service as timers
 from app.timers.models import Timer
 from app.timers.worker import Handler, Sweep, TimerRegistry
@@ -93,7 +93,7 @@ async def _again_soon(session: AsyncSession, timer: Timer) -> None:
 
 
 async def _offer_expired(session: AsyncSession, subject: int, now: datetime) -> None:
-    await lifecycle.expire_offer(session, offer_id=subject, now=now)
+    await offers.expire_offer(session, offer_id=subject, now=now)
 
 
 async def _wrap_up_ended(session: AsyncSession, subject: int, now: datetime) -> None:
@@ -105,14 +105,14 @@ async def _max_wait(session: AsyncSession, subject: int, now: datetime) -> None:
 
 
 async def _rescind(session: AsyncSession, subject: int, now: datetime) -> None:
-    await lifecycle.rescind_offers_of(session, agent_id=subject, now=now)
+    await offers.rescind_offers_of(session, agent_id=subject, now=now)
 
 
 def lease_sweep(grace: timedelta) -> Sweep:
     """The sweep that expires pending offers more than ``grace`` past their expiry."""
 
     async def sweep(session: AsyncSession, now: datetime) -> int:
-        overdue = await lifecycle.overdue_offers(
+        overdue = await offers.overdue_offers(
             session, expired_before=now - grace, limit=LEASE_SWEEP_BATCH
         )
         expired = 0
@@ -127,16 +127,16 @@ def lease_sweep(grace: timedelta) -> Sweep:
 def _expiry(session: AsyncSession, offer_id: int, now: datetime) -> Callable[[], Awaitable[bool]]:
     async def expire() -> bool:
         # Its own timer may be firing on another instance at this moment: leave it to that.
-        await timers.lock(session, kind=lifecycle.OFFER_EXPIRE, subject=offer_id, nowait=True)
-        return await lifecycle.expire_offer(session, offer_id=offer_id, now=now)
+        await timers.lock(session, kind=offers.OFFER_EXPIRE, subject=offer_id, nowait=True)
+        return await offers.expire_offer(session, offer_id=offer_id, now=now)
 
     return expire
 
 
 def register(registry: TimerRegistry, settings: Settings) -> None:
-    registry.register(lifecycle.OFFER_EXPIRE, without_waiting(_offer_expired))
-    registry.register(lifecycle.WRAP_UP_END, without_waiting(_wrap_up_ended))
-    registry.register(lifecycle.MAX_WAIT, without_waiting(_max_wait))
+    registry.register(offers.OFFER_EXPIRE, without_waiting(_offer_expired))
+    registry.register(contacts.WRAP_UP_END, without_waiting(_wrap_up_ended))
+    registry.register(contacts.MAX_WAIT, without_waiting(_max_wait))
     registry.register(agents.RESCIND, without_waiting(_rescind))
     registry.register_sweep(
         LEASE_SWEEP,

@@ -37,7 +37,7 @@ runs it again in a transaction that first takes those queues' transaction-scoped
 locks, in one order (two admissions never deadlock); the statement's READ COMMITTED snapshot
 is taken after the locks, so it sees every admission to those queues committed before, and
 the next waits until this one commits. Queues without a max length, the common case, keep
-the one statement. (Transfers and max-wait overflow, in ``lifecycle`` and ``endings``, queue
+the one statement. (Transfers and max-wait overflow, in ``contacts`` and ``endings``, queue
 contacts without looking at a max length at all.)
 """
 
@@ -61,8 +61,8 @@ from app.db import DriverPool
 from app.errors import InvalidInput
 from app.idempotency import check_key, fingerprint, key_reused
 from app.routing import estimate
+from app.routing.contacts import MAX_WAIT
 from app.routing.exceptions import ChannelNotAccepted, QueueFull, UnknownQueue
-from app.routing.lifecycle import MAX_WAIT
 from app.routing.schemas import ContactCreate
 
 TIMER_WAKE_HORIZON = timedelta(seconds=1)

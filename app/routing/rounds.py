@@ -43,7 +43,7 @@ from app.config import Settings
 from app.events.log import LoggedEvent
 from app.routing import scoring
 from app.routing.board import AgentBoard, AgentRow, RowVersions, Wanted
-from app.routing.lifecycle import OFFER_EXPIRE
+from app.routing.offers import OFFER_EXPIRE
 
 
 def tier_policies(settings: Settings) -> dict[str, scoring.TierPolicy]:

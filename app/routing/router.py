@@ -1,4 +1,4 @@
-"""HTTP routes: queues, contacts, offers, wrap-up.
+"""HTTP routes: queues, contacts, offers, wrap-up, a queue's statistics.
 
 The error statuses a route can answer beyond those its shape implies (401, 404, 422, 503:
 ``app/openapi.py``) are declared with ``errors(...)``. Lists page with ``limit`` and
@@ -7,29 +7,28 @@ The error statuses a route can answer beyond those its shape implies (401, 404, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import select
 
 from app.agents.dependencies import CurrentPrincipal, SignedToken, SupervisorOrAdmin
 from app.agents.exceptions import NotAllowed
 from app.agents.models import Role
-from app.agents.permissions import Principal, can_manage_catalogue, sees_full_customer_data
+from app.agents.permissions import Principal, can_manage_catalogue
 from app.agents.router import TargetAgentId
 from app.agents.schemas import MAX_ID
-from app.customers import identity
 from app.db import Session, unit_of_work
 from app.errors import InvalidInput
 from app.idempotency import run_once
 from app.openapi import errors, require_json_body
 from app.pagination import Limit, PageCursor, decode_id_cursor, is_number, next_id_cursor
-from app.routing import endings, intake, lifecycle, service, stats
-from app.routing.estimate import WaitEstimate
-from app.routing.models import Contact, Offer, OfferStatus, Queue
+from app.routing import endings, intake, service, stats
+from app.routing.figures import Interval
+from app.routing.models import OfferStatus
+from app.routing.offers import accept_offer, reject_offer
+from app.routing.presenters import contact_out, queue_out, queue_view
 from app.routing.schemas import (
     CompleteIn,
     ContactCreate,
@@ -39,8 +38,8 @@ from app.routing.schemas import (
     QueueCreate,
     QueueOut,
     QueuePage,
+    QueueStats,
     QueueUpdate,
-    ServiceLevel,
     TransferIn,
 )
 from app.schemas import MAX_BIGINT
@@ -66,37 +65,6 @@ def _ref(value: str) -> str | int:
     return int(value) if is_number(value) else value
 
 
-def queue_out(queue: Queue, names: dict[int, str]) -> QueueOut:
-    return QueueOut(
-        id=queue.id,
-        name=queue.name,
-        description=queue.description,
-        channels=list(queue.channels),
-        strategy=queue.strategy,  # type: ignore[arg-type]
-        steps=queue.steps,
-        service_level=ServiceLevel(
-            threshold_s=queue.sl_threshold_s,
-            target_pct=queue.sl_target_pct,
-            counts_abandons=queue.sl_counts_abandons,
-            short_abandon_s=queue.short_abandon_s,
-        ),
-        ring_timeout_s=queue.ring_timeout_s,
-        wrap_up_s=queue.wrap_up_s,
-        reject_delay_s=queue.reject_delay_s,
-        no_answer_delay_s=queue.no_answer_delay_s,
-        max_no_answer=queue.max_no_answer,
-        max_wait_s=queue.max_wait_s,
-        max_length=queue.max_length,
-        overflow_queue=names.get(queue.overflow_queue_id) if queue.overflow_queue_id else None,
-        created_at=queue.created_at,
-    )
-
-
-async def _queue_out(session: Session, queue: Queue) -> QueueOut:
-    ids = {queue.overflow_queue_id} if queue.overflow_queue_id else set()
-    return queue_out(queue, await service.queue_names(session, ids))
-
-
 @router.post(
     "/queues",
     response_model=QueueOut,
@@ -112,7 +80,7 @@ async def create_queue(
     async def create() -> tuple[int, Any]:
         queue = await service.create_queue(session, data=body, actor=principal.actor)
         await session.refresh(queue)
-        return 201, (await _queue_out(session, queue)).model_dump(mode="json")
+        return 201, (await queue_out(session, queue)).model_dump(mode="json")
 
     code, payload = await run_once(
         session,
@@ -133,7 +101,7 @@ async def list_queues(
     overflow = {q.overflow_queue_id for q in queues if q.overflow_queue_id}
     names = await service.queue_names(session, overflow)
     return QueuePage(
-        items=[queue_out(q, names) for q in queues],
+        items=[queue_view(q, names) for q in queues],
         next_cursor=queues[-1].name if len(queues) == limit else None,
     )
 
@@ -141,7 +109,7 @@ async def list_queues(
 @router.get("/queues/{queue_ref}", response_model=QueueOut, tags=["queues"])
 async def get_queue(queue_ref: str, session: Session, _: CurrentPrincipal) -> QueueOut:
     """One queue, by id or name."""
-    return await _queue_out(session, await service.get_queue_or_raise(session, _ref(queue_ref)))
+    return await queue_out(session, await service.get_queue_or_raise(session, _ref(queue_ref)))
 
 
 @router.patch(
@@ -153,73 +121,7 @@ async def update_queue(
     """Change a queue; contacts already waiting are routed by the new rules from now on."""
     queue = await service.get_queue_or_raise(session, _ref(queue_ref))
     queue = await service.update_queue(session, queue, changes=body, actor=principal.actor)
-    return await _queue_out(session, queue)
-
-
-async def contact_out(
-    session: Session, contact: Contact, viewer: Principal | None = None
-) -> ContactOut:
-    """The contact as ``viewer`` may see it, with its position, wait estimate and offers;
-    without a viewer (its role unknown), without the caller's number and the notes."""
-    position, wait = await service.announce(session, contact)
-    names = await service.queue_names(session, {contact.queue_id})
-    offers = await service.offers_of(session, contact.id)
-    return contact_view(contact, names[contact.queue_id], position, wait, offers, viewer)
-
-
-def shown_caller(caller: str | None, viewer: Principal | None) -> str | None:
-    """The caller's number as the viewer may see it: masked for agents, exactly as a
-    customer's phone is (the caller is usually that customer)."""
-    if caller is None or viewer is None:
-        return None
-    return caller if sees_full_customer_data(viewer) else identity.mask_phone(caller)
-
-
-def shown_notes(contact: Contact, viewer: Principal | None) -> str | None:
-    """The notes are the handling agent's record of the conversation: shown to that agent
-    and to supervisors and admins, who review it."""
-    if viewer is None:
-        return None
-    if contact.agent_id == viewer.id or viewer.role in (Role.supervisor, Role.admin):
-        return contact.notes
-    return None
-
-
-def contact_view(
-    contact: Contact,
-    queue_name: str,
-    position: int | None,
-    wait: WaitEstimate | None,
-    offers: Sequence[Offer] = (),
-    viewer: Principal | None = None,
-) -> ContactOut:
-    """The response body of a contact, as ``viewer`` may see it."""
-    return ContactOut(
-        id=contact.id,
-        status=contact.status,
-        queue=queue_name,
-        queue_id=contact.queue_id,
-        channel=contact.channel,
-        tier=contact.tier,
-        customer_id=contact.customer_id,
-        subject=contact.subject,
-        language=contact.language,
-        enqueued_at=contact.enqueued_at,
-        deadline_at=contact.deadline_at,
-        agent_id=contact.agent_id,
-        answered_at=contact.answered_at,
-        ended_at=contact.ended_at,
-        position=position,
-        estimated_wait_s=wait.seconds if wait else None,
-        estimate_basis=wait.basis if wait else None,
-        short_abandon=contact.short_abandon,
-        disposition=contact.disposition,
-        transferred_from=contact.parent_id,
-        transferred_to=contact.next_id,
-        caller=shown_caller(contact.caller, viewer),
-        notes=shown_notes(contact, viewer),
-        offers=[OfferOut.model_validate(o, from_attributes=True) for o in offers],
-    )
+    return await queue_out(session, queue)
 
 
 @intake_router.post(
@@ -366,15 +268,13 @@ async def list_offers(
     agent_id = principal.id if agent == "me" else _agent_id(agent)
     if agent_id != principal.id and principal.role is Role.agent:
         raise NotAllowed("agents see only their own offers")
-    stmt = (
-        select(Offer)
-        .where(Offer.agent_id == agent_id, Offer.id > decode_id_cursor(cursor))
-        .order_by(Offer.id)
-        .limit(limit)
+    offers = await service.list_offers(
+        session,
+        agent_id=agent_id,
+        after_id=decode_id_cursor(cursor),
+        status=status,
+        limit=limit,
     )
-    if status is not None:
-        stmt = stmt.where(Offer.status == status.value)
-    offers = (await session.scalars(stmt)).all()
     return OfferPage(
         items=[OfferOut.model_validate(o, from_attributes=True) for o in offers],
         next_cursor=next_id_cursor([o.id for o in offers], limit),
@@ -395,7 +295,7 @@ def _agent_id(value: str) -> int:
 )
 async def accept(offer_id: OfferId, session: Session, principal: CurrentPrincipal) -> OfferOut:
     """Answer an offer made to you: the contact is connected."""
-    offer = await lifecycle.accept_offer(
+    offer = await accept_offer(
         session, offer_id=offer_id, agent_id=principal.id, actor=principal.actor
     )
     return OfferOut.model_validate(offer, from_attributes=True)
@@ -409,7 +309,7 @@ async def accept(offer_id: OfferId, session: Session, principal: CurrentPrincipa
 )
 async def reject(offer_id: OfferId, session: Session, principal: CurrentPrincipal) -> OfferOut:
     """Decline an offer made to you: the contact goes back, keeping its place."""
-    offer = await lifecycle.reject_offer(
+    offer = await reject_offer(
         session, offer_id=offer_id, agent_id=principal.id, actor=principal.actor
     )
     return OfferOut.model_validate(offer, from_attributes=True)
@@ -426,16 +326,13 @@ async def wrap_up_done(
     return {"completed": done}
 
 
-# --- live queue statistics ----------------------------------------------------------------
-
-
-@router.get("/queues/{queue_ref}/stats", response_model=stats.QueueStats, tags=["queues"])
+@router.get("/queues/{queue_ref}/stats", response_model=QueueStats, tags=["queues"])
 async def queue_stats(
     queue_ref: str,
     session: Session,
     _: CurrentPrincipal,
     interval: Annotated[
-        stats.Interval | None,
+        Interval | None,
         Query(description="the current interval, aligned in UTC (default `15m`)"),
     ] = None,
     from_: Annotated[
@@ -445,7 +342,7 @@ async def queue_stats(
     to: Annotated[
         datetime | None, Query(description="end of an explicit interval (default and at most now)")
     ] = None,
-) -> stats.QueueStats:
+) -> QueueStats:
     """Live figures of a queue (by id or name) and its figures over the current interval.
 
     Live: contacts waiting, the longest wait, the queue's agents by state and status. Over the

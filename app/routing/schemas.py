@@ -1,4 +1,4 @@
-"""Queue, contact and offer bodies."""
+"""Queue, contact and offer bodies, and a queue's statistics."""
 
 from __future__ import annotations
 
@@ -207,3 +207,118 @@ class TransferIn(StrictModel):
 class CompleteIn(StrictModel):
     disposition: str | None = Field(default=None, max_length=64)
     notes: str | None = Field(default=None, max_length=10_000)
+
+
+# --- queue statistics ---------------------------------------------------------------------
+
+
+class AgentsByState(BaseModel):
+    idle: int = Field(description="signed-in agents of the queue with nothing to do")
+    offered: int = Field(description="signed-in agents with a contact ringing")
+    busy: int = Field(description="signed-in agents handling a contact")
+    wrap_up: int = Field(description="signed-in agents in after-contact work")
+
+
+class AgentsByStatus(BaseModel):
+    available: int = Field(description="agents of the queue who chose to take contacts")
+    away: int = Field(description="agents of the queue who are signed in but away")
+    offline: int = Field(description="agents of the queue who are signed out")
+
+
+class AgentCounts(BaseModel):
+    total: int = Field(description="agents of the queue, whatever their status")
+    by_state: AgentsByState = Field(
+        description="what the agents who are not offline are doing (system-derived state)"
+    )
+    by_status: AgentsByStatus = Field(description="every agent of the queue by chosen status")
+
+
+class LiveFigures(BaseModel):
+    waiting: int = Field(description="contacts queued or ringing in this queue now")
+    longest_wait_s: float = Field(
+        description="the oldest waiting contact's wait from its original enqueue time "
+        "(kept across transfers); 0 when nobody waits"
+    )
+    agents: AgentCounts = Field(
+        description="agents of the queue: active, with capacity on one of its channels and "
+        "the skills of its last routing step (all such agents when it has no steps)"
+    )
+
+
+class ServiceLevelFigure(BaseModel):
+    pct: float | None = Field(
+        description="the service level in percent (0.1 precision); null when the formula's "
+        "denominator is 0"
+    )
+    threshold_s: float = Field(description="answered within this many seconds counts as met")
+    target_pct: float = Field(description="the queue's target for `pct`")
+    counts_abandons: bool = Field(
+        description="whether abandons after the short-abandon cutoff count as missed"
+    )
+    short_abandon_s: float = Field(
+        description="the queue's short-abandon cutoff now (each abandon was judged short or "
+        "not with the cutoff in force when it happened)"
+    )
+    formula: str = Field(
+        description="the formula applied, e.g. "
+        "`answered within 20s / (answered + abandoned after 5s)`"
+    )
+
+
+class IntervalFigures(BaseModel):
+    name: str | None = Field(
+        description="`15m`, `30m`, `1h` or `1d` for the current aligned interval; null for an "
+        "explicit from/to"
+    )
+    start: datetime = Field(serialization_alias="from", description="start of the interval")
+    end: datetime = Field(
+        serialization_alias="to", description="end of the interval (now at the latest)"
+    )
+    length_s: float = Field(description="seconds from `from` to `to`: the rates' denominator")
+    offered: int = Field(
+        description="contacts that entered the queue (`contact.queued`, including transfers "
+        "and overflows in)"
+    )
+    answered: int = Field(description="contacts connected to an agent (`contact.connected`)")
+    abandoned: int = Field(
+        description="customers who left before an answer (`contact.abandoned`), short included"
+    )
+    short_abandoned: int = Field(
+        description="abandons before the short-abandon cutoff, counted apart"
+    )
+    timed_out: int = Field(description="contacts that reached the queue's maximum wait")
+    transferred_out: int = Field(description="contacts moved from this queue to another")
+    service_level_pct: float | None = Field(description="the same as `service_level.pct`")
+    service_level: ServiceLevelFigure = Field(
+        description="the service level with the formula and settings it was computed with"
+    )
+    asa_s: float | None = Field(
+        description="average speed of answer: mean wait of the answered contacts, from their "
+        "original enqueue time; null when none was answered"
+    )
+    aht_s: float | None = Field(
+        description="average handle time: mean of handle plus wrap-up time of the contacts "
+        "completed; null when none completed"
+    )
+    abandon_rate_pct: float | None = Field(
+        description="abandons after the short-abandon cutoff / (offered - short abandons), "
+        "in percent; null when that denominator is not positive"
+    )
+    occupancy_pct: float | None = Field(
+        description="approximate: handle plus wrap-up time of the contacts completed in the "
+        "interval / (agents of the queue available now x interval length), in percent, at "
+        "most 100; null when nobody is available or the interval is empty"
+    )
+    erlang_agents_needed: int | None = Field(
+        description="Erlang C agents needed to meet the service-level target at the "
+        "interval's arrival rate (offered / length) and AHT; null without an AHT yet or "
+        "past 10,000 agents"
+    )
+
+
+class QueueStats(BaseModel):
+    queue_id: int = Field(description="the queue's id")
+    queue: str = Field(description="the queue's name")
+    at: datetime = Field(description="when the figures were read (database time)")
+    live: LiveFigures = Field(description="the queue right now")
+    interval: IntervalFigures = Field(description="counts and rates over the interval")

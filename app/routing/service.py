@@ -229,6 +229,30 @@ async def _estimate(
     return estimate.estimate_wait(position, handle_times, int(row[1] or 0))
 
 
+# --- offers -------------------------------------------------------------------------------
+
+
+async def list_offers(
+    session: AsyncSession,
+    *,
+    agent_id: int,
+    after_id: int,
+    status: OfferStatus | None,
+    limit: int,
+) -> Sequence[Offer]:
+    """Offers made to ``agent_id`` after ``after_id``, by id (a page of ``limit``); only
+    those in ``status`` unless it is None."""
+    stmt = (
+        select(Offer)
+        .where(Offer.agent_id == agent_id, Offer.id > after_id)
+        .order_by(Offer.id)
+        .limit(limit)
+    )
+    if status is not None:
+        stmt = stmt.where(Offer.status == status.value)
+    return (await session.scalars(stmt)).all()
+
+
 # --- live snapshots ------------------------------------------------------------------------
 # Read on a plain connection, so the caller can read several of them in one snapshot of the
 # database (the websockets' first message).

@@ -5,7 +5,7 @@ table, writes ``agent.state_changed`` when the derived state moves, adjusts the 
 load that the database checks against capacity (invariant 2), and wakes the dispatcher
 after the commit when the agent can take more (invariant 3).
 
-Row locks: ``lock_agent`` (and ``lifecycle.lock_contact``) re-read the row under the lock,
+Row locks: ``lock_agent`` (and ``contacts.lock_contact``) re-read the row under the lock,
 because the session may already hold a copy read without it (the signed-in agent, the
 dispatcher's snapshot) and counters computed from that copy would overwrite concurrent
 changes. Timer handlers set ``NOWAIT_KEY`` on their session: the timer worker fires a batch

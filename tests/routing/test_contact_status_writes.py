@@ -4,7 +4,7 @@ SQL statements are read from the text the service runs (every module-level strin
 ``app`` package that names the ``contacts`` table): an ``INSERT`` must create the table's
 first status, an ``UPDATE`` that sets a status must make only moves the table lists (from
 the statuses its text requires of the rows it updates), and no statement, index or check
-constraint names a status the enum lacks. In Python, only ``lifecycle.move`` changes a
+constraint names a status the enum lacks. In Python, only ``contacts.move`` changes a
 contact's status (``insert_contact`` sets the first one).
 """
 
@@ -211,8 +211,8 @@ class TestPythonWrites:
         others = {"offer.status", "agent.status", "self.status"}
         contact_writes = {w for w in self.status_writes() if w[2] not in others}
         assert contact_writes == {
-            ("app/routing/lifecycle.py", "move", "contact.status"),
-            ("app/routing/lifecycle.py", "insert_contact", "template.status"),
+            ("app/routing/contacts.py", "move", "contact.status"),
+            ("app/routing/contacts.py", "insert_contact", "template.status"),
         }
 
     def test_no_contact_is_built_or_updated_with_a_status_keyword(self) -> None:

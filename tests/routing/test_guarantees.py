@@ -29,9 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import Settings
 from app.db import connect_driver
 from app.events.log import LoggedEvent
+from app.routing.contacts import lock_contact
 from app.routing.dispatcher import Dispatcher
 from app.routing.endings import abandon
-from app.routing.lifecycle import lock_contact
 from app.routing.rounds import Made, Rounds, decide
 from tests.conftest import make_settings
 from tests.fixtures.factories import ADMIN_PASSWORD, Api, expect

@@ -1,4 +1,4 @@
-"""Table-driven tests of the pure part of app/routing/stats.py: the interval and the formulas.
+"""Table-driven tests of app/routing/figures.py and ``stats.window``: the interval and the formulas.
 
 No database: every input is a plain record, every expectation worked out by hand.
 """
@@ -11,9 +11,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from app.routing import erlang
-from app.routing.stats import (
+from app.routing.figures import (
     Interval,
-    InvalidWindow,
     Live,
     Policy,
     Tally,
@@ -28,8 +27,8 @@ from app.routing.stats import (
     occupancy_pct,
     service_level_formula,
     service_level_pct,
-    window,
 )
+from app.routing.stats import InvalidWindow, window
 
 NOW = datetime(2026, 11, 22, 10, 7, 30, 250_000, tzinfo=UTC)
 SL = Policy(threshold_s=20, target_pct=80, counts_abandons=True, short_abandon_s=5)

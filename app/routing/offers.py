@@ -1,18 +1,13 @@
-"""The life of a contact after it is queued: offers, answer, wrap-up and its one ending.
+"""Offers: a contact ringing at an agent, and how the ring ends (accept, reject, expire,
+rescind).
 
 Theory of operation: every function runs in the caller's transaction and locks rows in one
 order, contact then agent then offer, so two operations on the same contact or agent queue
 up behind each other instead of deadlocking. Each checks the state it found under the lock
 and raises before changing anything, so a refused request changes nothing. Timer handlers
-(ring timeout, wrap-up end, max wait, rescind) are idempotent: they do nothing when the
-state they were set for has already moved on.
-
-Statuses move only through the lifecycle table (``contact_states``): ``move`` applies an
-event to a locked contact, and ``check_move`` refuses, before anything changes, a request
-whose move the table lacks, with the 409 ``ContactStateConflict``. A transfer or an overflow
-ends the contact (``transferred`` / ``timed_out``) and continues it as a new contact in the
-other queue that keeps the original enqueue time and deadline, so the customer keeps their
-place.
+(ring timeout, rescind) are idempotent: they do nothing when the state they were set for has
+already moved on. An offer that does not end in an answer puts the contact back in its queue
+with its place kept (enqueue time and deadline unchanged).
 """
 
 from __future__ import annotations
@@ -21,87 +16,22 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agents import presence
 from app.agents import service as agents
 from app.agents.models import Agent
 from app.events.log import record
-from app.routing import contact_states, work
-from app.routing.contact_states import ContactEvent, ContactStatus
-from app.routing.exceptions import (
-    ContactNotFound,
-    ContactStateConflict,
-    NotYourContact,
-    NotYourOffer,
-    OfferClosed,
-    OfferNotFound,
-)
-from app.routing.models import Contact, Offer, OfferStatus, Queue
+from app.routing import work
+from app.routing.contact_states import ContactEvent
+from app.routing.contacts import contact_event, db_now, lock_contact, move, queue_of
+from app.routing.exceptions import NotYourOffer, OfferClosed, OfferNotFound
+from app.routing.models import Contact, Offer, OfferStatus
 from app.timers import service as timers
 
+# The ring timeout's timer kind (scheduled by ``rounds``, handled in ``handlers``).
 OFFER_EXPIRE = "offer.expire"
-WRAP_UP_END = "contact.wrap_up_end"
-MAX_WAIT = "contact.max_wait"
-wake_dispatcher = work.wake_dispatcher
-
-
-async def db_now(session: AsyncSession) -> datetime:
-    now: datetime | None = await session.scalar(select(func.now()))
-    assert now is not None
-    return now
-
-
-def seconds(since: datetime, now: datetime) -> float:
-    return round(max((now - since).total_seconds(), 0.0), 3)
-
-
-async def lock_contact(session: AsyncSession, contact_id: int) -> Contact:
-    """The contact row, locked and freshly read (see ``work.lock_agent``)."""
-    await session.flush()
-    contact = await session.scalar(
-        select(Contact)
-        .where(Contact.id == contact_id)
-        .with_for_update(**work.for_update(session))
-        .execution_options(populate_existing=True)
-    )
-    if contact is None:
-        raise ContactNotFound(contact_id)
-    return contact
-
-
-async def queue_of(session: AsyncSession, contact: Contact) -> Queue:
-    queue = await session.get(Queue, contact.queue_id)
-    assert queue is not None
-    return queue
-
-
-def contact_event(
-    session: AsyncSession,
-    type_: str,
-    contact: Contact,
-    now: datetime,
-    *,
-    actor: str = "system",
-    **data: Any,
-) -> None:
-    record(
-        session,
-        type=type_,
-        subject_type="contact",
-        subject_id=contact.id,
-        data={
-            "contact_id": contact.id,
-            "queue_id": contact.queue_id,
-            "channel": contact.channel,
-            "tier": contact.tier,
-            "agent_id": contact.agent_id,
-            "wait_s": seconds(contact.enqueued_at, contact.answered_at or now),
-            **data,
-        },
-        actor=actor,
-    )
 
 
 def offer_event(
@@ -122,9 +52,6 @@ def offer_event(
         },
         actor=actor,
     )
-
-
-# --- offers -------------------------------------------------------------------------------
 
 
 async def _locked_offer(
@@ -173,7 +100,7 @@ async def _close_offer(
     await work.apply(session, agent, event, channel=offer.channel, now=now, contact_id=contact.id)
     await timers.cancel(session, kind=OFFER_EXPIRE, subject=offer.id)
     offer_event(session, f"offer.{status.value}", offer, actor=actor)
-    wake_dispatcher(session)
+    work.wake_dispatcher(session)
 
 
 async def accept_offer(
@@ -310,84 +237,3 @@ async def rescind_for_contact(session: AsyncSession, contact: Contact, now: date
     agent = await work.lock_agent(session, offer.agent_id)
     await session.refresh(offer, with_for_update=work.for_update(session))
     await _close_offer(session, offer, contact, agent, status=OfferStatus.rescinded, now=now)
-
-
-# --- new contacts -------------------------------------------------------------------------
-
-
-async def insert_contact(
-    session: AsyncSession,
-    *,
-    queue: Queue,
-    template: Contact,
-    now: datetime,
-    parent_id: int | None = None,
-    actor: str = "system",
-) -> Contact:
-    """Queue ``template`` (unsaved) in ``queue``; writes ``contact.queued`` and its timers."""
-    template.queue_id, template.status = queue.id, contact_states.INITIAL.value
-    template.routing_started_at, template.parent_id = now, parent_id
-    session.add(template)
-    await session.flush()
-    if queue.max_wait_s is not None:
-        await schedule_max_wait(session, template, queue, now)
-    contact_event(
-        session, "contact.queued", template, now, actor=actor, customer_id=template.customer_id
-    )
-    wake_dispatcher(session)
-    return template
-
-
-async def schedule_max_wait(
-    session: AsyncSession, contact: Contact, queue: Queue, now: datetime
-) -> None:
-    """The queue's max wait, counted from ``now`` (the contact's arrival in this queue)."""
-    assert queue.max_wait_s is not None
-    await timers.schedule(
-        session, kind=MAX_WAIT, subject=contact.id, due_at=now + timedelta(seconds=queue.max_wait_s)
-    )
-
-
-def continuation(contact: Contact) -> Contact:
-    """A copy of ``contact`` for another queue, keeping its original place."""
-    return Contact(
-        channel=contact.channel,
-        customer_id=contact.customer_id,
-        caller=contact.caller,
-        tier=contact.tier,
-        subject=contact.subject,
-        language=contact.language,
-        enqueued_at=contact.enqueued_at,
-        deadline_at=contact.deadline_at,
-        announced_position=None,
-    )
-
-
-def check_owner(contact: Contact, agent_id: int, *, supervisor: bool) -> None:
-    if not supervisor and contact.agent_id != agent_id:
-        raise NotYourContact(contact.id)
-
-
-# --- status moves -------------------------------------------------------------------------
-
-
-def check_move(contact: Contact, event: ContactEvent) -> None:
-    """Refuse, with the 409 naming the status and the action, a move the table lacks."""
-    _next_status(contact, event)
-
-
-def may_move(contact: Contact, event: ContactEvent) -> bool:
-    """Whether the table allows ``event`` now (a timer whose moment has passed does nothing)."""
-    return contact_states.allows(ContactStatus(contact.status), event)
-
-
-def move(contact: Contact, event: ContactEvent) -> None:
-    """The one place a contact's status changes: through the table, or the 409."""
-    contact.status = _next_status(contact, event).value
-
-
-def _next_status(contact: Contact, event: ContactEvent) -> ContactStatus:
-    try:
-        return contact_states.apply(ContactStatus(contact.status), event)
-    except contact_states.IllegalContactMove as exc:
-        raise ContactStateConflict(contact.id, contact.status, event.value) from exc
