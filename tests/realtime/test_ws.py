@@ -82,6 +82,14 @@ class Client:
             message: dict[str, Any] = json.loads(await self.conn.recv())
         return message
 
+    async def reply(self) -> dict[str, Any]:
+        """The next message that is not an event: the answer to what the client sent (a
+        wallboard's events may come before it at any time)."""
+        while True:
+            message = await self.next()
+            if message["type"] != "event":
+                return message
+
     async def send(self, message: object) -> None:
         await self.conn.send(json.dumps(message))
 
@@ -357,7 +365,7 @@ class TestMessages:
     async def test_ping_is_answered_with_pong(self, url: str, api: Api) -> None:
         async with following(url, "/ws/wallboard", token_of(api)) as (ws, _):
             await ws.send({"type": "ping"})
-            assert await ws.next() == {"type": "pong"}
+            assert await ws.reply() == {"type": "pong"}
 
     @pytest.mark.parametrize(
         "raw",
@@ -369,11 +377,11 @@ class TestMessages:
     ) -> None:
         async with following(url, "/ws/wallboard", token_of(api)) as (ws, _):
             await ws.conn.send(raw)
-            answer = await ws.next()
+            answer = await ws.reply()
             assert answer["type"] == "error"
             assert answer["detail"]
             await ws.send({"type": "ping"})
-            assert await ws.next() == {"type": "pong"}
+            assert await ws.reply() == {"type": "pong"}
 
 
 # --- resume --------------------------------------------------------------------------------
@@ -434,11 +442,11 @@ class TestResume:
     ) -> None:
         async with following(url, "/ws/wallboard", token_of(api)) as (ws, _):
             await ws.send({"type": "resume", "cursor": "yesterday"})
-            answer = await ws.next()
+            answer = await ws.reply()
             assert answer["type"] == "error"
             assert "yesterday" in answer["detail"]
             await ws.send({"type": "ping"})
-            assert await ws.next() == {"type": "pong"}
+            assert await ws.reply() == {"type": "pong"}
 
     async def test_resume_from_after_what_was_sent_asks_for_resync(
         self, url: str, api: Api
@@ -446,10 +454,10 @@ class TestResume:
         async with following(url, "/ws/wallboard", token_of(api)) as (ws, start):
             ahead = Cursor(start.tx + 1_000_000, start.id)
             await ws.send({"type": "resume", "cursor": str(ahead)})
-            assert await ws.next() == {"type": "resync"}
+            assert await ws.reply() == {"type": "resync"}
             await ws.send({"type": "resume", "cursor": str(start)})  # nothing to replay
             await ws.send({"type": "ping"})
-            assert await ws.next() == {"type": "pong"}
+            assert await ws.reply() == {"type": "pong"}
 
     async def test_replay_longer_than_the_queue_asks_for_resync(self, db: str) -> None:
         settings = make_settings(db, ws_client_queue_size=3)
@@ -461,9 +469,9 @@ class TestResume:
             async with following(base, "/ws/wallboard", token_of(api)) as (ws, start):
                 assert start >= last  # all four come before the snapshot
                 await ws.send({"type": "resume", "cursor": str(before)})
-                assert await ws.next() == {"type": "resync"}
+                assert await ws.reply() == {"type": "resync"}
                 await ws.send({"type": "ping"})
-                assert await ws.next() == {"type": "pong"}
+                assert await ws.reply() == {"type": "pong"}
 
 
 # --- slow clients and clean-up -----------------------------------------------------------
