@@ -43,8 +43,6 @@ contacts without looking at a max length at all.)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -260,7 +258,7 @@ async def warm(conn: asyncpg.Connection, settings: Settings) -> None:
 
 
 async def take_in(
-    db: asyncpg.Pool | asyncpg.Connection,
+    db: DriverPool,
     *,
     claims: TokenClaims,
     data: ContactCreate,
@@ -283,9 +281,7 @@ async def take_in(
     return _queued(row)
 
 
-async def _admit(
-    db: asyncpg.Pool | asyncpg.Connection, arguments: tuple[Any, ...]
-) -> asyncpg.Record:
+async def _admit(db: DriverPool, arguments: tuple[Any, ...]) -> asyncpg.Record:
     """The intake statement's facts and contact: on its own while no queue on the way has a
     max length, else under the locks of every such queue (a new transaction each time the
     statement names a queue whose lock it lacked: the set only grows, so this ends)."""
@@ -294,29 +290,12 @@ async def _admit(
     held: list[int] = []
     while row["locks"] is not None:
         held = sorted({*held, *row["locks"]})
-        async with _transaction(db) as conn:
+        async with db.in_transaction() as conn:
             await conn.execute(_LOCK, QUEUE_LOCKS, sorted({i % _KEYS for i in held}))
             # READ COMMITTED: this statement's snapshot, taken after the locks, sees every
             # admission to these queues committed before.
             row = await conn.fetchrow(_INTAKE, *arguments, held)
     return row
-
-
-@asynccontextmanager
-async def _transaction(
-    db: asyncpg.Pool | asyncpg.Connection,
-) -> AsyncIterator[asyncpg.Connection]:
-    """A transaction on the pool's connection (one the pool will not take back in an unknown
-    state) or on the connection given."""
-    if isinstance(db, DriverPool):
-        async with db.in_transaction() as conn:
-            yield conn
-    elif isinstance(db, asyncpg.Pool):
-        async with db.acquire() as conn, conn.transaction():
-            yield conn
-    else:
-        async with db.transaction():
-            yield db
 
 
 def _arguments(
@@ -389,9 +368,7 @@ def _refuse(
     return None
 
 
-async def _retried(
-    db: asyncpg.Pool | asyncpg.Connection, *, agent_id: int, key: str, digest: str
-) -> Retried:
+async def _retried(db: DriverPool, *, agent_id: int, key: str, digest: str) -> Retried:
     prior = await db.fetchrow(_PRIOR, key_scope(agent_id), key)
     assert prior is not None, "a key that blocked the insert is committed"
     if prior["request_hash"] != digest:

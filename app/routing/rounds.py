@@ -348,10 +348,10 @@ class Made:
     expires_at: datetime
 
 
-def required_skills(m: scoring.Match, now: datetime) -> dict[str, int]:
+def required_skills(m: scoring.Match) -> dict[str, int]:
     """The skills (name: lowest level) the routing step in force when the pair was decided
-    asks of the agent; the write checks the agent still holds them."""
-    step = scoring.current_step(m.queue, m.contact, now)
+    (the reason's step) asks of the agent; the write checks the agent still holds them."""
+    step = m.reason.step
     reqs = () if step is None else m.queue.steps[step].skills
     return {req.skill: req.min_level for req in reqs}
 
@@ -478,7 +478,7 @@ class Rounds:
             [m.contact.channel for m in matches],
             [m.reason.as_dict() for m in matches],
             [ring[m.contact.id] for m in matches],
-            [required_skills(m, plan.now) for m in matches],
+            [required_skills(m) for m in matches],
             *_OFFERED_STATES,
         )
         made = [
