@@ -5,7 +5,7 @@ creates. A concurrent retry blocks on the primary key until the first request co
 finds the stored response. A retry with the same key but a different payload is refused.
 
 ``run_once`` stores the first response and answers retries with it. A create that takes its
-key in its own statement (``POST /contacts``, ``app/routing/intake.py``) stores the id of
+key in its own statement (``POST /contacts``, ``app/routing/admission.py``) stores the id of
 what it created instead (``resource_id``): a retry is shown that resource as it is now.
 """
 

@@ -34,9 +34,9 @@ from app.db import OutageLog, create_driver_pool, create_engine, unit_of_work
 from app.embedded import resolve_database_url
 from app.events import log as event_log
 from app.realtime.hub import EventHub
+from app.routing import admission
 from app.routing import consoles as console_timers
 from app.routing import handlers as routing_timers
-from app.routing import intake
 from app.routing.dispatcher import Dispatcher
 from app.routing.work import DISPATCH_WAKE_KEY
 from app.timers import service as timers
@@ -78,7 +78,7 @@ def statements_warmer(settings: Settings) -> Callable[[asyncpg.Connection], Awai
 
     async def warm(conn: asyncpg.Connection) -> None:
         await agents.warm(conn)
-        await intake.warm(conn, settings)
+        await admission.warm(conn, settings)
 
     return warm
 

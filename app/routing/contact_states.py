@@ -14,9 +14,10 @@ decides whether a move is allowed:
   ``apply``; a request that asks for a move the table lacks gets the 409 the service maps
   the error to, and a timer whose move is no longer allowed (``allows`` is False) does
   nothing;
-- the two SQL statements that write a status, the intake (``intake._INTAKE``, inserting
-  ``INITIAL``) and the round's write (``rounds._WRITE``, ``queued`` → ``offered``), are held
-  against this table by a test that reads their text.
+- the two SQL statements that write a status, the admission
+  (``admission_statement.STATEMENT``, inserting ``INITIAL``) and the round's write
+  (``rounds._WRITE``, ``queued`` → ``offered``), are held against this table by a test
+  that reads their text.
 
 The moves::
 

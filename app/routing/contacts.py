@@ -7,14 +7,14 @@ first lock of the one lock order (contact, then agent, then offer) that ``offers
 Statuses move only through the lifecycle table (``contact_states``): ``move`` applies an
 event to a locked contact, and ``check_move`` refuses, before anything changes, a request
 whose move the table lacks, with the 409 ``ContactStateConflict``. A transfer or an overflow
-ends the contact (``transferred`` / ``timed_out``) and continues it, through
-``insert_contact`` and ``continuation``, as a new contact in the other queue that keeps the
-original enqueue time and deadline, so the customer keeps their place.
+ends the contact (``transferred`` / ``timed_out``) and continues it as a new contact in the
+other queue, admitted like every contact (``admission``), that keeps the original enqueue
+time and deadline, so the customer keeps their place.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -23,9 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.events.log import record
 from app.routing import contact_states, work
 from app.routing.contact_states import ContactEvent, ContactStatus
+from app.routing.events import ContactEventType
 from app.routing.exceptions import ContactNotFound, ContactStateConflict, NotYourContact
 from app.routing.models import Contact, Queue
-from app.timers import service as timers
 
 # The timer kinds of a contact (handlers in ``handlers``).
 WRAP_UP_END = "contact.wrap_up_end"
@@ -66,7 +66,7 @@ async def queue_of(session: AsyncSession, contact: Contact) -> Queue:
 
 def contact_event(
     session: AsyncSession,
-    type_: str,
+    type_: ContactEventType,
     contact: Contact,
     now: datetime,
     *,
@@ -91,55 +91,7 @@ def contact_event(
     )
 
 
-# --- new contacts -------------------------------------------------------------------------
-
-
-async def insert_contact(
-    session: AsyncSession,
-    *,
-    queue: Queue,
-    template: Contact,
-    now: datetime,
-    parent_id: int | None = None,
-    actor: str = "system",
-) -> Contact:
-    """Queue ``template`` (unsaved) in ``queue``; writes ``contact.queued`` and its timers."""
-    template.queue_id, template.status = queue.id, contact_states.INITIAL.value
-    template.routing_started_at, template.parent_id = now, parent_id
-    session.add(template)
-    await session.flush()
-    if queue.max_wait_s is not None:
-        await schedule_max_wait(session, template, queue, now)
-    contact_event(
-        session, "contact.queued", template, now, actor=actor, customer_id=template.customer_id
-    )
-    work.wake_dispatcher(session)
-    return template
-
-
-async def schedule_max_wait(
-    session: AsyncSession, contact: Contact, queue: Queue, now: datetime
-) -> None:
-    """The queue's max wait, counted from ``now`` (the contact's arrival in this queue)."""
-    assert queue.max_wait_s is not None
-    await timers.schedule(
-        session, kind=MAX_WAIT, subject=contact.id, due_at=now + timedelta(seconds=queue.max_wait_s)
-    )
-
-
-def continuation(contact: Contact) -> Contact:
-    """A copy of ``contact`` for another queue, keeping its original place."""
-    return Contact(
-        channel=contact.channel,
-        customer_id=contact.customer_id,
-        caller=contact.caller,
-        tier=contact.tier,
-        subject=contact.subject,
-        language=contact.language,
-        enqueued_at=contact.enqueued_at,
-        deadline_at=contact.deadline_at,
-        announced_position=None,
-    )
+# --- owners and status moves -------------------------------------------------------------
 
 
 def check_owner(contact: Contact, agent_id: int, *, supervisor: bool) -> None:

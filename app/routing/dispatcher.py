@@ -36,14 +36,22 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 
 from app.agents import presence
+from app.agents.events import AgentEventType
 from app.config import Settings
 from app.db import connect_driver, database_unavailable
 from app.events.log import LoggedEvent
+from app.routing.events import (
+    AgentWorkEventType,
+    ContactEventType,
+    OfferEventType,
+    QueueEventType,
+    StateChanged,
+)
 from app.routing.rounds import Made, Round, Rounds
 from app.timers.service import WAKE_HORIZON
 from app.waiting import wait_for_wake
@@ -69,31 +77,24 @@ _END_HUNG_LEADER = """
 # agent's state stays busy (other chats), so the endings wake the dispatcher too: another
 # process's commits reach it only through these events. A state change wakes it only when
 # the agent became idle (see ``wakes``): the offers it makes itself change states too.
-WAKE_EVENTS = frozenset(
+WAKE_EVENTS: frozenset[str] = frozenset(
     {
-        "contact.queued",
-        "contact.requeued",
-        "contact.wrap_up",
-        "contact.completed",
-        "contact.abandoned",
-        "contact.transferred",
-        "contact.timed_out",
-        "contact.canceled",
-        "offer.rejected",
-        "offer.expired",
-        "offer.rescinded",
-        "agent.created",
-        "agent.status_changed",
-        "agent.updated",
-        "queue.updated",
+        *(t for t in ContactEventType if t is not ContactEventType.CONNECTED),
+        OfferEventType.REJECTED,
+        OfferEventType.EXPIRED,
+        OfferEventType.RESCINDED,
+        AgentEventType.CREATED,
+        AgentEventType.STATUS_CHANGED,
+        AgentEventType.UPDATED,
+        QueueEventType.UPDATED,
     }
 )
 
 
 def wakes(event: LoggedEvent) -> bool:
     """Whether this event may let a waiting contact be offered now."""
-    if event.type == "agent.state_changed":
-        return event.data.get("state") == presence.State.IDLE.value
+    if event.type == AgentWorkEventType.STATE_CHANGED:
+        return cast(StateChanged, event.data)["state"] == presence.State.IDLE.value
     return event.type in WAKE_EVENTS
 
 

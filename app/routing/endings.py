@@ -13,8 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agents import presence
+from app.config import Settings
 from app.errors import Conflict
-from app.routing import work
+from app.routing import admission, work
 from app.routing.contact_states import ContactEvent, ContactStatus
 from app.routing.contacts import (
     MAX_WAIT,
@@ -22,16 +23,15 @@ from app.routing.contacts import (
     check_move,
     check_owner,
     contact_event,
-    continuation,
     db_now,
-    insert_contact,
     lock_contact,
     may_move,
     move,
     queue_of,
     seconds,
 )
-from app.routing.exceptions import ChannelNotAccepted
+from app.routing.events import ContactEventType
+from app.routing.exceptions import ChannelNotAccepted, QueueFull
 from app.routing.models import Contact, Offer, OfferStatus, Queue
 from app.routing.offers import rescind_for_contact
 from app.timers import service as timers
@@ -71,7 +71,7 @@ async def complete(
         until = now + timedelta(seconds=queue.wrap_up_s)
         await timers.schedule(session, kind=WRAP_UP_END, subject=contact.id, due_at=until)
         contact_event(
-            session, "contact.wrap_up", contact, now, actor=actor, until=until.isoformat()
+            session, ContactEventType.WRAP_UP, contact, now, actor=actor, until=until.isoformat()
         )
     else:
         await end_wrap_up(session, contact_id=contact.id, now=now, actor=actor)
@@ -100,7 +100,7 @@ async def end_wrap_up(
     handled_from = contact.answered_at or contact.enqueued_at
     contact_event(
         session,
-        "contact.completed",
+        ContactEventType.COMPLETED,
         contact,
         now,
         actor=actor,
@@ -143,7 +143,7 @@ async def abandon(session: AsyncSession, *, contact_id: int, actor: str) -> Cont
     contact.short_abandon = waited < queue.short_abandon_s
     await timers.cancel(session, kind=MAX_WAIT, subject=contact.id)
     contact_event(
-        session, "contact.abandoned", contact, now, actor=actor, short=contact.short_abandon
+        session, ContactEventType.ABANDONED, contact, now, actor=actor, short=contact.short_abandon
     )
     return contact
 
@@ -158,7 +158,7 @@ async def cancel(session: AsyncSession, *, contact_id: int, actor: str) -> Conta
     move(contact, ContactEvent.CANCEL)
     contact.ended_at, contact.agent_id = now, None
     await timers.cancel(session, kind=MAX_WAIT, subject=contact.id)
-    contact_event(session, "contact.canceled", contact, now, actor=actor)
+    contact_event(session, ContactEventType.CANCELED, contact, now, actor=actor)
     return contact
 
 
@@ -187,44 +187,47 @@ async def transfer(
     agent_id: int,
     supervisor: bool,
     actor: str,
+    settings: Settings,
 ) -> Contact:
-    """Move the contact to another queue; it keeps its original enqueue time and deadline."""
+    """Move the contact to another queue; it keeps its original enqueue time and deadline.
+
+    The successor is admitted by the rules of every admission: a full target overflows along
+    its chain, and a chain full to the end refuses the transfer (409) with nothing changed."""
     contact = await lock_contact(session, contact_id)
     check_move(contact, ContactEvent.TRANSFER)
     if contact.status == S.connected.value:
         check_owner(contact, agent_id, supervisor=supervisor)
     elif not supervisor:
         raise Conflict(f"contact {contact.id} is {contact.status}; only a supervisor moves it")
-    if contact.channel not in target.channels:
-        raise ChannelNotAccepted(target.name, contact.channel, list(target.channels))
     if target.id == contact.queue_id:
         raise Conflict(f"contact {contact.id} is already in queue {target.name!r}")
     now = await db_now(session)
-    await _leave_live_state(session, contact, now)
-    successor = await insert_contact(
+    successor = await admission.admit_within(
         session,
-        queue=target,
-        template=continuation(contact),
-        now=now,
-        parent_id=contact.id,
-        actor=actor,
+        caller=admission.SystemCaller(actor),
+        admission=admission.Admission.continuing(contact, target.id),
+        settings=settings,
     )
+    await _leave_live_state(session, contact, now)
     move(contact, ContactEvent.TRANSFER)
     contact.ended_at, contact.next_id = now, successor.id
     contact_event(
         session,
-        "contact.transferred",
+        ContactEventType.TRANSFERRED,
         contact,
         now,
         actor=actor,
         to_contact_id=successor.id,
-        to_queue_id=target.id,
+        to_queue_id=successor.queue_id,
     )
     return successor
 
 
-async def time_out(session: AsyncSession, *, contact_id: int, now: datetime) -> None:
-    """Max wait reached (timer): overflow to the queue's overflow queue, or end."""
+async def time_out(
+    session: AsyncSession, *, contact_id: int, now: datetime, settings: Settings
+) -> None:
+    """Max wait reached (timer): admitted to the queue's overflow queue (by the rules of every
+    admission: a full one passes it on along its chain), or, with none to take it, ended."""
     contact = await lock_contact(session, contact_id)
     if contact.status == S.offered.value:
         await _retry_after_offer(session, contact)
@@ -232,28 +235,28 @@ async def time_out(session: AsyncSession, *, contact_id: int, now: datetime) -> 
     if not may_move(contact, ContactEvent.TIME_OUT):
         return
     queue = await queue_of(session, contact)
-    overflow = (
-        await session.get(Queue, queue.overflow_queue_id) if queue.overflow_queue_id else None
-    )
-    successor_id = None
-    if overflow is not None and contact.channel in overflow.channels:
-        successor = await insert_contact(
-            session,
-            queue=overflow,
-            template=continuation(contact),
-            now=now,
-            parent_id=contact.id,
-        )
-        successor_id = contact.next_id = successor.id
+    successor = None
+    if queue.overflow_queue_id is not None:
+        try:
+            successor = await admission.admit_within(
+                session,
+                caller=admission.SystemCaller("system"),
+                admission=admission.Admission.continuing(contact, queue.overflow_queue_id),
+                settings=settings,
+            )
+        except (QueueFull, ChannelNotAccepted):
+            successor = None  # nowhere to go: the contact ends here
+    if successor is not None:
+        contact.next_id = successor.id
     move(contact, ContactEvent.TIME_OUT)
     contact.ended_at = now
     contact_event(
         session,
-        "contact.timed_out",
+        ContactEventType.TIMED_OUT,
         contact,
         now,
-        overflow_contact_id=successor_id,
-        overflow_queue_id=overflow.id if overflow is not None and successor_id else None,
+        overflow_contact_id=successor.id if successor is not None else None,
+        overflow_queue_id=successor.queue_id if successor is not None else None,
     )
 
 

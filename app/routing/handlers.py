@@ -100,8 +100,11 @@ async def _wrap_up_ended(session: AsyncSession, subject: int, now: datetime) -> 
     await endings.end_wrap_up(session, contact_id=subject, now=now)
 
 
-async def _max_wait(session: AsyncSession, subject: int, now: datetime) -> None:
-    await endings.time_out(session, contact_id=subject, now=now)
+def _max_wait(settings: Settings) -> Callable[[AsyncSession, int, datetime], Awaitable[None]]:
+    async def max_wait(session: AsyncSession, subject: int, now: datetime) -> None:
+        await endings.time_out(session, contact_id=subject, now=now, settings=settings)
+
+    return max_wait
 
 
 async def _rescind(session: AsyncSession, subject: int, now: datetime) -> None:
@@ -136,7 +139,7 @@ def _expiry(session: AsyncSession, offer_id: int, now: datetime) -> Callable[[],
 def register(registry: TimerRegistry, settings: Settings) -> None:
     registry.register(offers.OFFER_EXPIRE, without_waiting(_offer_expired))
     registry.register(contacts.WRAP_UP_END, without_waiting(_wrap_up_ended))
-    registry.register(contacts.MAX_WAIT, without_waiting(_max_wait))
+    registry.register(contacts.MAX_WAIT, without_waiting(_max_wait(settings)))
     registry.register(agents.RESCIND, without_waiting(_rescind))
     registry.register_sweep(
         LEASE_SWEEP,

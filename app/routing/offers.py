@@ -26,6 +26,7 @@ from app.events.log import record
 from app.routing import work
 from app.routing.contact_states import ContactEvent
 from app.routing.contacts import contact_event, db_now, lock_contact, move, queue_of
+from app.routing.events import ContactEventType, OfferEventType
 from app.routing.exceptions import NotYourOffer, OfferClosed, OfferNotFound
 from app.routing.models import Contact, Offer, OfferStatus
 from app.timers import service as timers
@@ -35,7 +36,12 @@ OFFER_EXPIRE = "offer.expire"
 
 
 def offer_event(
-    session: AsyncSession, type_: str, offer: Offer, *, actor: str = "system", **data: Any
+    session: AsyncSession,
+    type_: OfferEventType,
+    offer: Offer,
+    *,
+    actor: str = "system",
+    **data: Any,
 ) -> None:
     record(
         session,
@@ -99,7 +105,7 @@ async def _close_offer(
     }[status]
     await work.apply(session, agent, event, channel=offer.channel, now=now, contact_id=contact.id)
     await timers.cancel(session, kind=OFFER_EXPIRE, subject=offer.id)
-    offer_event(session, f"offer.{status.value}", offer, actor=actor)
+    offer_event(session, OfferEventType(f"offer.{status.value}"), offer, actor=actor)
     work.wake_dispatcher(session)
 
 
@@ -127,8 +133,8 @@ async def accept_offer(
     agent.consecutive_no_answers = 0
     _count_contact_today(agent, now)
     await timers.cancel(session, kind=OFFER_EXPIRE, subject=offer.id)
-    offer_event(session, "offer.accepted", offer, actor=actor)
-    contact_event(session, "contact.connected", contact, now, actor=actor)
+    offer_event(session, OfferEventType.ACCEPTED, offer, actor=actor)
+    contact_event(session, ContactEventType.CONNECTED, contact, now, actor=actor)
     return offer
 
 
@@ -153,7 +159,7 @@ async def reject_offer(
         session, offer, contact, agent, status=OfferStatus.rejected, now=now, actor=actor
     )
     agent.ready_at = now + timedelta(seconds=queue.reject_delay_s)
-    contact_event(session, "contact.requeued", contact, now, actor=actor, cause="rejected")
+    contact_event(session, ContactEventType.REQUEUED, contact, now, actor=actor, cause="rejected")
     return offer
 
 
@@ -171,7 +177,7 @@ async def expire_offer(session: AsyncSession, *, offer_id: int, now: datetime) -
     await _close_offer(session, offer, contact, agent, status=OfferStatus.expired, now=now)
     agent.ready_at = now + timedelta(seconds=queue.no_answer_delay_s)
     agent.consecutive_no_answers += 1
-    contact_event(session, "contact.requeued", contact, now, cause="no_answer")
+    contact_event(session, ContactEventType.REQUEUED, contact, now, cause="no_answer")
     status = presence.status_after_no_answers(agent.consecutive_no_answers, queue.max_no_answer)
     # Only an active, available agent is set away: a deactivated one is out of routing
     # already, and refusing its status change must not undo the expiry (the contact would
@@ -220,7 +226,7 @@ async def rescind_offers_of(session: AsyncSession, *, agent_id: int, now: dateti
             break  # available again before this ran: let the offers ring
         _requeue(contact, ContactEvent.RESCIND)
         await _close_offer(session, offer, contact, agent, status=OfferStatus.rescinded, now=now)
-        contact_event(session, "contact.requeued", contact, now, cause="agent_unavailable")
+        contact_event(session, ContactEventType.REQUEUED, contact, now, cause="agent_unavailable")
         rescinded += 1
     return rescinded
 

@@ -43,6 +43,7 @@ from app.config import Settings
 from app.events.log import LoggedEvent
 from app.routing import scoring
 from app.routing.board import AgentBoard, AgentRow, RowVersions, Wanted
+from app.routing.events import AgentWorkEventType, OfferEventType
 from app.routing.offers import OFFER_EXPIRE
 
 
@@ -310,13 +311,13 @@ _WRITE = f"""
     ), logged AS (
         INSERT INTO events (type, subject_type, subject_id, data, actor)
         SELECT type, subject_type, subject_id, data, 'system' FROM (
-            SELECT k.ord, 0 AS k, 'agent.state_changed' AS type, 'agent' AS subject_type,
-                k.agent_id::text AS subject_id,
+            SELECT k.ord, 0 AS k, '{AgentWorkEventType.STATE_CHANGED}' AS type,
+                'agent' AS subject_type, k.agent_id::text AS subject_id,
                 jsonb_build_object('agent_id', k.agent_id, 'state', k.state,
                     'previous', k.was, 'contact_id', k.contact_id) AS data
             FROM kept k WHERE k.first = 1 AND k.state <> k.was
             UNION ALL
-            SELECT k.ord, 1, 'offer.created', 'offer', o.id::text,
+            SELECT k.ord, 1, '{OfferEventType.CREATED}', 'offer', o.id::text,
                 jsonb_build_object('offer_id', o.id, 'contact_id', k.contact_id,
                     'agent_id', k.agent_id, 'queue_id', k.queue_id, 'channel', k.channel,
                     'reason', k.reason, 'expires_at', o.expires_at)

@@ -24,7 +24,7 @@ from app.errors import InvalidInput
 from app.idempotency import run_once
 from app.openapi import errors, require_json_body
 from app.pagination import Limit, PageCursor, decode_id_cursor, is_number, next_id_cursor
-from app.routing import endings, intake, service, stats
+from app.routing import admission, endings, service, stats
 from app.routing.figures import Interval
 from app.routing.models import OfferStatus
 from app.routing.offers import accept_offer, reject_offer
@@ -140,10 +140,14 @@ async def create_contact(
     first request created, as it stands now.
     """
     state = request.app.state
-    taken = await intake.take_in(
-        state.db_pool, claims=claims, data=body, key=key, settings=state.settings
+    taken = await admission.admit(
+        state.db_pool,
+        caller=admission.AgentCaller(claims),
+        admission=admission.Admission.of(body, state.settings),
+        key=key,
+        settings=state.settings,
     )
-    if isinstance(taken, intake.Retried):
+    if isinstance(taken, admission.Retried):
         async with unit_of_work(state.sessionmaker) as session:
             shown = await contact_out(session, await service.get_contact(session, taken.contact_id))
         return _created(shown)
@@ -216,7 +220,11 @@ def _supervises(principal: Principal) -> bool:
     responses=errors(403, 409),
 )
 async def transfer(
-    contact_id: ContactId, body: TransferIn, session: Session, principal: CurrentPrincipal
+    request: Request,
+    contact_id: ContactId,
+    body: TransferIn,
+    session: Session,
+    principal: CurrentPrincipal,
 ) -> ContactOut:
     """Move a contact to another queue; it keeps its original enqueue time (its place)."""
     target = await service.resolve_queue(session, body.queue)
@@ -227,6 +235,7 @@ async def transfer(
         agent_id=principal.id,
         supervisor=_supervises(principal),
         actor=principal.actor,
+        settings=request.app.state.settings,
     )
     return await contact_out(session, successor, principal)
 

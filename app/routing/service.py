@@ -15,6 +15,7 @@ from app.errors import InvalidInput
 from app.events.log import record
 from app.routing import estimate
 from app.routing.contact_states import WAITING, ContactStatus
+from app.routing.events import QueueEventType
 from app.routing.exceptions import (
     ContactNotFound,
     QueueNotFound,
@@ -92,7 +93,7 @@ async def create_queue(session: AsyncSession, *, data: QueueCreate, actor: str) 
     await session.flush()
     record(
         session,
-        type="queue.created",
+        type=QueueEventType.CREATED,
         subject_type="queue",
         subject_id=queue.id,
         data={"name": queue.name},
@@ -110,7 +111,7 @@ async def update_queue(
     if fields:
         record(
             session,
-            type="queue.updated",
+            type=QueueEventType.UPDATED,
             subject_type="queue",
             subject_id=queue.id,
             data={"fields": sorted(fields)},

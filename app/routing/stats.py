@@ -39,6 +39,8 @@ from app.errors import InvalidInput
 from app.events.models import Event
 from app.routing.contact_states import WAITING
 from app.routing.contacts import db_now
+from app.routing.events import Abandoned, Completed, ContactPayload
+from app.routing.events import ContactEventType as E
 from app.routing.figures import (
     DEFAULT_INTERVAL,
     LENGTHS,
@@ -93,12 +95,18 @@ def window(
 
 # --- queries ------------------------------------------------------------------------------
 
-QUEUED, CONNECTED, ABANDONED = "contact.queued", "contact.connected", "contact.abandoned"
-TIMED_OUT, TRANSFERRED, COMPLETED = "contact.timed_out", "contact.transferred", "contact.completed"
+QUEUED, CONNECTED, ABANDONED = E.QUEUED, E.CONNECTED, E.ABANDONED
+TIMED_OUT, TRANSFERRED, COMPLETED = E.TIMED_OUT, E.TRANSFERRED, E.COMPLETED
 
 
-def _number(key: str) -> ColumnElement[float]:
-    return cast(Event.data[key].astext, Float)
+def _field(payload: type[Any], key: str) -> ColumnElement[Any]:
+    """A key of a declared payload in the event's data (a key the type lacks is a bug)."""
+    assert key in payload.__required_keys__, f"{payload.__name__} has no {key!r}"
+    return Event.data[key]
+
+
+def _number(payload: type[Any], key: str) -> ColumnElement[float]:
+    return cast(_field(payload, key).astext, Float)
 
 
 def _is(type_: str) -> ColumnElement[bool]:
@@ -107,7 +115,8 @@ def _is(type_: str) -> ColumnElement[bool]:
 
 async def _tally(session: AsyncSession, queue_id: int, span: Window, threshold_s: float) -> Tally:
     """One aggregate over the queue's contact events in the interval (index on type, at)."""
-    wait, work = _number("wait_s"), _number("handle_s") + _number("wrap_up_s")
+    wait = _number(ContactPayload, "wait_s")
+    work = _number(Completed, "handle_s") + _number(Completed, "wrap_up_s")
     row = (
         await session.execute(
             select(
@@ -116,7 +125,7 @@ async def _tally(session: AsyncSession, queue_id: int, span: Window, threshold_s
                 func.count().filter(_is(CONNECTED), wait <= threshold_s).label("answered_within"),
                 func.count().filter(_is(ABANDONED)).label("abandoned"),
                 func.count()
-                .filter(_is(ABANDONED), Event.data["short"].astext == "true")
+                .filter(_is(ABANDONED), _field(Abandoned, "short").astext == "true")
                 .label("short_abandoned"),
                 func.count().filter(_is(TIMED_OUT)).label("timed_out"),
                 func.count().filter(_is(TRANSFERRED)).label("transferred_out"),
@@ -127,7 +136,7 @@ async def _tally(session: AsyncSession, queue_id: int, span: Window, threshold_s
                 Event.type.in_([QUEUED, CONNECTED, ABANDONED, TIMED_OUT, TRANSFERRED, COMPLETED]),
                 Event.at >= span.start,
                 Event.at < span.end,
-                Event.data["queue_id"].astext == str(queue_id),
+                _field(ContactPayload, "queue_id").astext == str(queue_id),
             )
         )
     ).one()

@@ -26,6 +26,7 @@ from app.agents import presence
 from app.agents.models import Agent, AgentChannel
 from app.db import after_commit
 from app.events.log import record
+from app.routing.events import AgentWorkEventType
 
 DISPATCH_WAKE_KEY = "dispatch_wake"
 NOWAIT_KEY = "routing_lock_nowait"
@@ -122,7 +123,7 @@ def set_state(
 def state_event(agent_id: int, state: str, previous: str, contact_id: int | None) -> dict[str, Any]:
     """The ``agent.state_changed`` event, as ``record`` takes it."""
     return {
-        "type": "agent.state_changed",
+        "type": AgentWorkEventType.STATE_CHANGED,
         "subject_type": "agent",
         "subject_id": agent_id,
         "data": {

@@ -54,6 +54,13 @@ async def schedule(
         after_commit(session, wake)
 
 
+def wake_worker_after_commit(session: AsyncSession) -> None:
+    """A timer written by a statement of its own is due soon: wake the worker after commit."""
+    wake = session.info.get(WAKE_CALLBACK_KEY)
+    if wake is not None:
+        after_commit(session, wake)
+
+
 async def schedule_many(
     session: AsyncSession, *, kind: str, due: Sequence[tuple[str | int, datetime]]
 ) -> None:

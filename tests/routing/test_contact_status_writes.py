@@ -5,7 +5,7 @@ SQL statements are read from the text the service runs (every module-level strin
 first status, an ``UPDATE`` that sets a status must make only moves the table lists (from
 the statuses its text requires of the rows it updates), and no statement, index or check
 constraint names a status the enum lacks. In Python, only ``contacts.move`` changes a
-contact's status (``insert_contact`` sets the first one).
+contact's status (the admission statement sets the first one).
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def updated_moves(sql: str) -> Iterator[tuple[str, str]]:
 class TestStatementsThatWriteAStatus:
     def test_the_reader_finds_the_intake_and_the_rounds_write(self) -> None:
         statements = contact_statements()
-        intake = statements["app.routing.intake._INTAKE"]
+        intake = statements["app.routing.admission_statement.STATEMENT"]
         write = statements["app.routing.rounds._WRITE"]
         assert list(inserted_statuses(intake)) == ["queued"]
         assert list(updated_moves(write)) == [("queued", "offered")]
@@ -212,7 +212,6 @@ class TestPythonWrites:
         contact_writes = {w for w in self.status_writes() if w[2] not in others}
         assert contact_writes == {
             ("app/routing/contacts.py", "move", "contact.status"),
-            ("app/routing/contacts.py", "insert_contact", "template.status"),
         }
 
     def test_no_contact_is_built_or_updated_with_a_status_keyword(self) -> None:

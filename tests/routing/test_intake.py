@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.db import plain_url
-from app.routing.intake import QUEUE_LOCKS
+from app.routing.admission import QUEUE_LOCKS
 from tests.conftest import make_settings
 from tests.fixtures.factories import Api, expect, unique
 from tests.routing.acd import available_agent, contact, eventually, offer_for, queue, rows, value
