@@ -1,15 +1,251 @@
-"""Customer numbers and access tokens never reach a log line, uvicorn's own included."""
+"""Customer numbers, passwords and tokens never reach a log line, uvicorn's own included:
+what ``app.redact`` masks and leaves readable, and the formatter that applies it to every
+handler's final text (tracebacks included). The whole app is scanned in ``test_log_scan``."""
 
 from __future__ import annotations
 
 import io
 import logging
+import secrets
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from uvicorn.logging import AccessFormatter, DefaultFormatter
 
-from app.logging import configure_logging
+from app.db import create_engine
+from app.logging import DEFAULT_FORMAT, RedactingFormatter, configure_logging, redact_handler
+from app.redact import redact
+
+MOBILE = "13912345678"
+E164 = "+8613912345678"
+ID_NUMBER = "11010519491231002X"
+# As typed with a Chinese input method: full-width digits.
+FULL_WIDTH_MOBILE = MOBILE.translate({code: code + 0xFEE0 for code in range(0x30, 0x3A)})
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI3In0.c2lnbmF0dXJl"
+
+
+class TestRedactPersonalNumbers:
+    @pytest.mark.parametrize(
+        ("written", "shown"),
+        [
+            (MOBILE, "139****5678"),
+            (E164, "+86139****5678"),
+            ("139 1234 5678", "139****5678"),
+            ("(139) 1234-5678", "139****5678"),
+            ("139-1234-5678", "139****5678"),
+            ("139.1234.5678", "139****5678"),
+            ("+86 139 1234 5678", "+86139****5678"),
+            ("+86-139-1234-5678", "+86139****5678"),
+            ("(+86) 139 1234 5678", "+86139****5678"),
+            ("0086 139 1234 5678", "+86139****5678"),
+            ("139+1234+5678", "139****5678"),  # spaces in a query string
+            ("139%201234%205678", "139****5678"),
+            ("%2B86%20139%201234%205678", "+86139****5678"),
+            (FULL_WIDTH_MOBILE, FULL_WIDTH_MOBILE[:3] + "****" + FULL_WIDTH_MOBILE[-4:]),
+            ("010-6552-8888", "010****8888"),
+            ("(010) 6552 8888", "010****8888"),
+            ("0755-1234-5678", "075*****5678"),
+            ("+86 10 6552 8888", "+86106***8888"),
+            ("+861065528888", "+86106***8888"),
+            ("+1 415 555 0100", "+1415***0100"),
+            (ID_NUMBER, "110105********002X"),
+            ("110105 19491231 002X", "110105********002X"),
+            ("110105194912310", "110********2310"),
+            ("98765432109876543210", "987*************3210"),
+        ],
+    )
+    def test_a_number_however_typed_is_shown_masked(self, written: str, shown: str) -> None:
+        assert redact(f"lookup phone={written} done") == f"lookup phone={shown} done"
+
+    def test_a_parenthesis_around_a_number_stays(self) -> None:
+        masked = redact(f"DETAIL:  Key (phone)=({E164}) already exists; ({MOBILE})")
+        assert masked == "DETAIL:  Key (phone)=(***) already exists; (139****5678)"
+
+    @pytest.mark.parametrize(
+        "readable",
+        [
+            "called the bank on 95561 and 10086",
+            "2026-05-01 12:34:56,789 INFO uvicorn.access: 127.0.0.1:54321 - 200",
+            "took 1349.5678912 s, cursor 2026-05-01T12:00:00+08:00",
+            "contact 42 in queue 7 offered to agents 1, 2, 3 and 4",
+            "ipv4 192.168.100.200 and uuid 3f2b8c1e-9d4a-4b7e-8f10-2a6c5d9e0b31",
+        ],
+    )
+    def test_what_is_nobodys_number_stays_readable(self, readable: str) -> None:
+        assert redact(readable) == readable
+
+
+class TestRedactSecrets:
+    @pytest.mark.parametrize(
+        ("written", "secret"),
+        [
+            (f"GET /ws/agent?token={JWT}&x=1", JWT),
+            ("GET /api/v1/agents/me?access_token=opaque.value HTTP/1.1", "opaque.value"),
+            ("GET /api/v1/agents/me?%74oken=opaque.value HTTP/1.1", "opaque.value"),
+            ("GET /api/v1/agents/me?token%3Dopaque.value HTTP/1.1", "opaque.value"),
+            ("GET /x?%2574oken=opaque.value", "opaque.value"),
+            (f"the token was {JWT} all along", JWT),
+            (f"Authorization: Bearer {JWT}", JWT),
+            ("authorization: Bearer opaque-bearer-value", "opaque-bearer-value"),
+            ("headers=[(b'authorization', b'Basic dXNlcjpwYXNz')]", "dXNlcjpwYXNz"),
+            ("username=bob&password=hunter2-secret&grant_type=password", "hunter2-secret"),
+            ('{"username": "bob", "password": "hunter 2 secret"}', "hunter 2 secret"),
+            ("{'password': 'hunter2-secret', 'x': 1}", "hunter2-secret"),
+            ("X-Api-Key: k3y-value-here", "k3y-value-here"),
+            ("channel key hlk_Zq3Vb9Xw-pL2_mN8 created", "Zq3Vb9Xw-pL2_mN8"),
+            ("hash $argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA+/aGFzaA", "aGFzaA+/aGFzaA"),
+        ],
+    )
+    def test_a_secret_is_hidden_whatever_it_is_called(self, written: str, secret: str) -> None:
+        masked = redact(written)
+        assert secret not in masked
+        assert "***" in masked
+
+    def test_a_generated_secret_is_hidden_without_a_name(self) -> None:
+        secret = secrets.token_urlsafe(48)
+        while not (any(c.isupper() for c in secret) and any(c.isdigit() for c in secret)):
+            secret = secrets.token_urlsafe(48)
+        assert redact(f"Row ('jwt_secret', '{secret}')") == "Row ('jwt_secret', '***')"
+
+    @pytest.mark.parametrize(
+        "readable",
+        [
+            "token has expired",
+            "app.agents.security.TokenError: token is not valid",
+            "UPDATE agents SET token_version=(agents.token_version + $1::INTEGER)",
+            "a password change closes the agent's sockets",
+            "site-packages/sqlalchemy/dialects/postgresql/asyncpg.py",
+        ],
+    )
+    def test_words_about_secrets_stay_readable(self, readable: str) -> None:
+        assert redact(readable) == readable
+
+
+class TestRedactDatabaseValues:
+    @pytest.mark.parametrize(
+        ("written", "shown"),
+        [
+            (
+                "DETAIL:  Key (name, site)=(Bob Li, shanghai) already exists.",
+                "DETAIL:  Key (name, site)=(***) already exists.",
+            ),
+            (
+                'DETAIL:  Key (customer_id)=(7) is not present in table "customers".',
+                'DETAIL:  Key (customer_id)=(***) is not present in table "customers".',
+            ),
+            (
+                "DETAIL:  Failing row contains (7, Bob Li, null, 2026-01-01).",
+                "DETAIL:  Failing row contains (***).",
+            ),
+            (
+                "[parameters: ('Bob Li', 'Room 3, Block (B)')]",
+                "[parameters: ***]",
+            ),
+        ],
+    )
+    def test_values_quoted_in_a_database_error_are_hidden(self, written: str, shown: str) -> None:
+        assert redact(written) == shown
+
+
+@pytest.fixture
+def root_stream() -> Iterator[io.StringIO]:
+    """The root logger writing, through one handler, to a buffer; put back afterwards."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter(DEFAULT_FORMAT))
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    yield stream
+    root.handlers[:], root.level = saved
+
+
+def _raise_with(message: str) -> None:
+    raise ValueError(message)
+
+
+class TestRedactingFormatter:
+    def test_the_traceback_and_exception_text_are_masked(self, root_stream: io.StringIO) -> None:
+        configure_logging("INFO")
+        try:
+            _raise_with(f"customer {E164} with ID {ID_NUMBER}, token={JWT}")
+        except ValueError:
+            logging.getLogger("test").exception("request failed for %s", "139 1234 5678")
+        text = root_stream.getvalue()
+        assert "Traceback (most recent call last)" in text
+        assert "_raise_with" in text
+        for secret in (E164, MOBILE, ID_NUMBER, JWT, "139 1234 5678"):
+            assert secret not in text
+        assert "ValueError: customer +86139****5678 with ID 110105********002X, token=***" in text
+
+    def test_a_handler_added_later_gets_the_masked_traceback(
+        self, root_stream: io.StringIO
+    ) -> None:
+        configure_logging("INFO")
+        later = io.StringIO()
+        unwrapped = logging.StreamHandler(later)
+        logging.getLogger().addHandler(unwrapped)
+        try:
+            _raise_with(f"customer {E164}")
+        except ValueError:
+            logging.getLogger("test").exception("request failed")
+        assert "Traceback" in later.getvalue()
+        assert E164 not in later.getvalue()
+
+    def test_a_stack_is_masked(self, root_stream: io.StringIO) -> None:
+        configure_logging("INFO")
+
+        def deep() -> None:  # the stack quotes this source line, number and all
+            logging.getLogger("test").info("here", stack_info=True, extra={"n": "13912345678"})
+
+        deep()
+        text = root_stream.getvalue()
+        assert "Stack (most recent call last)" in text
+        assert 'extra={"n": "139****5678"}' in text
+        assert MOBILE not in text
+
+    def test_a_logger_with_its_own_handler_is_masked(self) -> None:
+        stream = io.StringIO()
+        logger = logging.getLogger("tests.own_handler")
+        handler = logging.StreamHandler(stream)
+        logger.addHandler(handler)
+        try:
+            configure_logging("INFO")
+            logger.warning("phone %s", E164)
+        finally:
+            logger.removeHandler(handler)
+        assert stream.getvalue() == "phone +86139****5678\n"
+
+    def test_the_handlers_own_format_is_kept(self) -> None:
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logging.Formatter("[%(levelname)s] %(name)s | %(message)s"))
+        redact_handler(handler)
+        redact_handler(handler)
+        logger = logging.getLogger("tests.format")
+        logger.addHandler(handler)
+        try:
+            logger.warning("id %s", ID_NUMBER)
+        finally:
+            logger.removeHandler(handler)
+        assert stream.getvalue() == "[WARNING] tests.format | id 110105********002X\n"
+
+
+class TestEngine:
+    async def test_a_statement_error_does_not_carry_its_parameters(self, db: str) -> None:
+        engine = create_engine(db, pool_size=1)
+        sentinel = "parameter-sentinel-value"
+        try:
+            async with engine.connect() as conn:
+                with pytest.raises(DBAPIError) as failed:
+                    await conn.execute(text("SELECT CAST(:v AS text), 1 / 0"), {"v": sentinel})
+        finally:
+            await engine.dispose()
+        assert "division by zero" in str(failed.value)
+        assert sentinel not in str(failed.value)
 
 
 @pytest.fixture
@@ -100,9 +336,10 @@ class TestUvicornLogs:
         assert "abc.def" not in line
         assert '"GET /ws/wallboard?token=*** HTTP/1.1" 403' in line
 
-    def test_configuring_twice_adds_no_second_filter(
+    def test_configuring_twice_wraps_each_formatter_once_and_keeps_its_format(
         self, uvicorn_streams: dict[str, io.StringIO]
     ) -> None:
+        kinds = {"uvicorn": DefaultFormatter, "uvicorn.access": AccessFormatter}
         configure_logging("INFO")
         configure_logging("INFO")
         for name, stream in uvicorn_streams.items():
@@ -111,4 +348,19 @@ class TestUvicornLogs:
                 for h in logging.getLogger(name).handlers
                 if isinstance(h, logging.StreamHandler) and h.stream is stream
             ]
-            assert len(handler.filters) == 1
+            assert isinstance(handler.formatter, RedactingFormatter)
+            assert not isinstance(handler.formatter.inner, RedactingFormatter)
+            assert type(handler.formatter.inner) is kinds[name]
+
+    def test_a_traceback_on_uvicorns_error_log_is_masked(
+        self, uvicorn_streams: dict[str, io.StringIO]
+    ) -> None:
+        configure_logging("INFO")
+        try:
+            raise RuntimeError(f"DETAIL:  Key (phone)=({E164}) already exists.")
+        except RuntimeError:
+            logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+        text = uvicorn_streams["uvicorn"].getvalue()
+        assert "Traceback (most recent call last)" in text
+        assert E164 not in text
+        assert "Key (phone)=(***) already exists." in text
