@@ -156,6 +156,32 @@ class Settings(BaseSettings):
         description="path prefix -> largest body there (webhooks, uploads); the longest "
         'matching prefix wins, e.g. {"/api/v1/uploads/": 52428800}',
     )
+    # Sign-in and lookups (access and privacy).
+    login_failures_per_user: int = Field(
+        default=5, ge=1, description="wrong passwords for one username before it is throttled"
+    )
+    login_failures_per_address: int = Field(
+        default=20, ge=1, description="wrong passwords from one client address before throttling"
+    )
+    login_window_s: float = Field(default=300.0, gt=0, description="window failures count in")
+    login_backoff_s: float = Field(
+        default=30.0, gt=0, description="first refusal after too many failures; doubles each time"
+    )
+    login_backoff_max_s: float = Field(default=3600.0, gt=0, description="longest refusal")
+    hash_concurrency: int = Field(
+        default=1, ge=1, description="password hashes computed at once (per process)"
+    )
+    lookup_limit: int = Field(
+        default=30,
+        ge=1,
+        description="customer lookups by phone or ID number (and uniqueness conflicts) per user "
+        "per lookup window, for roles that see masked numbers",
+    )
+    lookup_window_s: float = Field(default=60.0, gt=0)
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="origins allowed to call the API from a browser (none by default)",
+    )
     log_level: str = "INFO"
 
     @field_validator("tiers")

@@ -53,6 +53,10 @@ class AppError(Exception):
     def body(self) -> dict[str, Any]:
         return {"error": self.name, "detail": self.detail, **self.extra}
 
+    def headers(self) -> dict[str, str] | None:
+        """Response headers the error carries (``Retry-After`` on a 429 or 503)."""
+        return None
+
 
 class BadRequest(AppError):
     status_code = 400
@@ -60,6 +64,9 @@ class BadRequest(AppError):
 
 class Unauthorized(AppError):
     status_code = 401
+
+    def headers(self) -> dict[str, str] | None:
+        return {"WWW-Authenticate": "Bearer"}
 
 
 class Forbidden(AppError):
@@ -96,9 +103,17 @@ class IllegalTransition(Conflict):
 
 
 class ServiceUnavailable(AppError):
-    """The database cannot be reached just now; the request may be retried."""
+    """The database cannot be reached just now (or the service is too busy to answer);
+    the request may be retried after ``retry_after_s``."""
 
     status_code = 503
+
+    def __init__(self, detail: str, *, retry_after_s: int | None = None, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after_s = RETRY_AFTER_S if retry_after_s is None else retry_after_s
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after_s)}
 
 
 # Seconds a client should wait before retrying after a 503: a restarted server or a pool's
@@ -217,8 +232,7 @@ def _is_out_of_range_integer(value: str) -> bool:
 
 async def _app_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
-    return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers())
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -241,8 +255,7 @@ def _unavailable(request: Request, exc: Exception) -> JSONResponse:
         str(exc).splitlines()[0] if str(exc) else "",
     )
     error = ServiceUnavailable("the database cannot be reached just now; try again shortly")
-    headers = {"Retry-After": str(RETRY_AFTER_S)}
-    return JSONResponse(error.body(), status_code=error.status_code, headers=headers)
+    return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers())
 
 
 async def _connection_error(request: Request, exc: Exception) -> JSONResponse:

@@ -1,15 +1,18 @@
 """Every table, imported in one place so the metadata (and Alembic) sees them all."""
 
+from app.accesslog import AccessLogEntry
 from app.agents.models import Agent, AgentChannel, AgentSkill, Skill
 from app.customers.models import Customer
 from app.db import Base
 from app.events.models import Event
 from app.idempotency import IdempotencyKey
+from app.ratelimit import RateLimitRow
 from app.routing.models import Contact, Offer, Queue
 from app.secrets import AppSecret
 from app.timers.models import Timer
 
 __all__ = [
+    "AccessLogEntry",
     "Agent",
     "AgentChannel",
     "AgentSkill",
@@ -21,6 +24,7 @@ __all__ = [
     "IdempotencyKey",
     "Offer",
     "Queue",
+    "RateLimitRow",
     "Skill",
     "Timer",
 ]

@@ -66,10 +66,13 @@ DESCRIPTIONS = {
     409: "Conflicts with the current state (a duplicate, an illegal transition, a closed offer)",
     413: "The request body is larger than the service accepts",
     422: "The request is malformed or names something that does not exist; `fields` says where",
-    503: "The database cannot be reached just now; retry after `Retry-After` seconds",
+    429: "Too many attempts (sign-ins, lookups); retry after `Retry-After` seconds",
+    503: "The database cannot be reached, or the service is too busy, just now; retry after "
+    "`Retry-After` seconds",
 }
 HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}},
+    429: {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},
     503: {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},
 }
 

@@ -26,7 +26,7 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app import health
+from app import health, ratelimit
 from app.agents import consoles
 from app.agents import service as agents
 from app.config import Settings
@@ -88,6 +88,9 @@ def timer_registry(settings: Settings) -> TimerRegistry:
     registry = TimerRegistry()
     routing_timers.register(registry, settings)
     console_timers.register(registry)
+    registry.register_sweep(
+        ratelimit.PRUNE_SWEEP, ratelimit.prune_sweep, every_s=ratelimit.PRUNE_EVERY_S
+    )
     return registry
 
 

@@ -1,5 +1,10 @@
 """HTTP routes: token login, skills, agents and their status.
 
+Sign-in (``POST /auth/token``) counts each attempt against two limits, per client address
+and per username (``app/agents/security.py``, ``app/ratelimit.py``), before it looks the
+user up or hashes anything, so a throttled attempt costs one statement and says nothing
+about whether the username exists; a successful one takes its count back.
+
 Every ``/agents/{agent_id}...`` path takes ``me`` for the signed-in agent as well as an id
 (``TargetAgentId``); the error statuses a route can answer beyond those its shape implies are
 declared with ``errors(...)`` (see ``app/openapi.py``).
@@ -13,6 +18,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordRequestForm
 
+from app import ratelimit
 from app.agents import presence, service
 from app.agents.dependencies import CurrentPrincipal, SupervisorOrAdmin
 from app.agents.exceptions import NotAllowed
@@ -40,7 +46,14 @@ from app.agents.schemas import (
     StatusChangeIn,
     TokenOut,
 )
-from app.agents.security import hash_password, issue_token, verify_password
+from app.agents.security import (
+    SignInLimits,
+    hash_password,
+    issue_token,
+    password_fingerprint,
+    sign_in_limits,
+    verify_password,
+)
 from app.db import Session
 from app.errors import InvalidInput, Unauthorized
 from app.idempotency import run_once
@@ -107,22 +120,64 @@ async def login_form(request: Request) -> None:
         raise InvalidInput(problem, fields=fields)
 
 
+def client_address(request: Request) -> str:
+    """The address the connection came from (``X-Forwarded-For`` is not trusted: any
+    client can write it)."""
+    return request.client.host if request.client else "unknown"
+
+
+async def count_sign_in(request: Request, username: str) -> SignInLimits:
+    """Count a sign-in attempt against its address and its username, before anything is
+    hashed, in a transaction of its own (committed even though the attempt then fails);
+    raises ``RateLimited`` if either is throttled. The answer is the same whether the
+    username exists or not: nothing has been looked up yet."""
+    limits = sign_in_limits(request.app.state.settings)
+    await ratelimit.hit_all(
+        request.app.state.engine,
+        [(limits.address, client_address(request)), (limits.user, username)],
+    )
+    return limits
+
+
+async def signed_in(request: Request, limits: SignInLimits, username: str) -> None:
+    """A successful sign-in is no failure: the username's failures are forgotten, and the
+    attempt counted against the address is taken back."""
+    async with request.app.state.engine.begin() as conn:
+        await ratelimit.clear(conn, limits.user, username)
+        await ratelimit.forgive(conn, limits.address, client_address(request))
+
+
+async def find_agent(request: Request, username: str) -> Agent | None:
+    """The agent signing in, read in a session of its own: none is held while the password
+    is checked (which may wait for a hashing slot)."""
+    async with request.app.state.sessionmaker() as session:
+        return await service.get_by_username(session, username)
+
+
 @router.post(
     "/auth/token",
     response_model=TokenOut,
     tags=["auth"],
-    responses=errors(401),
+    responses=errors(401, 429),
     dependencies=[Depends(login_form)],
 )
 async def token(
-    request: Request, session: Session, form: Annotated[OAuth2PasswordRequestForm, Depends()]
+    request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()]
 ) -> TokenOut:
-    """Exchange a username and password for a signed, expiring bearer token."""
-    agent = await service.get_by_username(session, form.username)
+    """Exchange a username and password for a signed, expiring bearer token.
+
+    Failed sign-ins are limited per username and per client address (429 with
+    `Retry-After`, for longer each time the limit is reached again); a successful one
+    clears the username's failures. When too many passwords are being checked at once the
+    answer is a 503 with `Retry-After`."""
+    username = form.username.lower()
+    limits = await count_sign_in(request, username)
+    agent = await find_agent(request, username)
     hasher = request.app.state.hasher
     ok = await verify_password(hasher, agent.password_hash if agent else None, form.password)
     if agent is None or not ok or not agent.active:
         raise Unauthorized("invalid username or password")
+    await signed_in(request, limits, username)
     issued = issue_token(
         request.app.state.jwt_secret,
         agent_id=agent.id,
@@ -224,8 +279,10 @@ async def create_agent(
         )
         return 201, agent_out(agent).model_dump(mode="json")
 
-    # The stored fingerprint is a fast hash: a password in it could be brute-forced offline.
+    # The stored fingerprint is a fast hash: the password goes into it only as a digest keyed
+    # with the signing secret, which an offline guess cannot reproduce.
     fingerprint = body.model_dump(mode="json", exclude={"password"})
+    fingerprint["password"] = password_fingerprint(request.app.state.jwt_secret, body.password)
     code, payload = await run_once(
         session, scope=f"{principal.id}:agents", key=key, payload=fingerprint, create=create
     )

@@ -1,17 +1,28 @@
-"""HTTP routes for customers."""
+"""HTTP routes for customers.
+
+Agents see customers' numbers masked, and the routes keep it so: which fields a role may
+set is ``permissions``'s rule, and lookups that could unmask a number (by phone, a create
+that could conflict on one) are counted, limited and recorded by ``lookups``. Reads of one
+customer are recorded too.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 
+from app.accesslog import Access, AccessKind, AccessOutcome
 from app.agents.dependencies import CurrentPrincipal
-from app.agents.exceptions import NotAllowed
 from app.agents.permissions import Principal, sees_full_customer_data
-from app.customers import identity, service
+from app.config import Settings
+from app.customers import identity, permissions, service
+from app.customers.dependencies import Guard
+from app.customers.exceptions import fields_not_allowed
+from app.customers.lookups import LookupGuard
 from app.customers.models import Customer
 from app.customers.schemas import CustomerCreate, CustomerOut, CustomerPage, CustomerUpdate
 from app.db import Session
@@ -47,17 +58,37 @@ def _today() -> datetime:
     return datetime.now(UTC)
 
 
-@router.post("/customers", response_model=CustomerOut, status_code=201, responses=errors(403, 409))
+def _masked_phone(phone: str | None, settings: Settings) -> str | None:
+    """The number as the access log keeps it: normalised (or a 422), then masked."""
+    normalised = service.clean_phone(phone, region=settings.default_phone_region)
+    return None if normalised is None else identity.mask_phone(normalised)
+
+
+def _given(body: CustomerCreate) -> set[str]:
+    """The fields of a new customer given a value (a null sets nothing)."""
+    return {name for name in body.model_fields_set if getattr(body, name) is not None}
+
+
+@router.post(
+    "/customers", response_model=CustomerOut, status_code=201, responses=errors(403, 409, 429)
+)
 async def create_customer(
     request: Request,
     body: CustomerCreate,
     session: Session,
     principal: CurrentPrincipal,
+    guard: Guard,
     key: IdempotencyKey = None,
 ) -> JSONResponse:
-    """Register a customer (any signed-in user; only supervisors and admins set a tier)."""
-    if body.tier is not None and not sees_full_customer_data(principal):
-        raise NotAllowed("only supervisors and admins set a customer's tier")
+    """Register a customer (any signed-in user; only supervisors and admins set the ID
+    number, tier or relationship manager). For agents, a create with a phone number counts
+    against the lookup limit."""
+    refused = permissions.refused_on_create(principal, _given(body))
+    if refused:
+        raise fields_not_allowed(refused, verb="set")
+    query = _masked_phone(body.phone, request.app.state.settings)
+    if query is not None:
+        await guard.count(AccessKind.customer_conflict, query)
 
     async def create() -> tuple[int, Any]:
         customer = await service.create(
@@ -70,27 +101,33 @@ async def create_customer(
         await session.refresh(customer)
         return 201, customer_out(principal, customer).model_dump(mode="json")
 
-    code, payload = await run_once(
-        session,
-        scope=f"{principal.id}:customers",
-        key=key,
-        payload=body.model_dump(mode="json"),
-        create=create,
-    )
+    async with guard.conflicts_recorded(query):
+        code, payload = await run_once(
+            session,
+            scope=f"{principal.id}:customers",
+            key=key,
+            payload=body.model_dump(mode="json"),
+            create=create,
+        )
     return JSONResponse(payload, status_code=code)
 
 
-@router.get("/customers", response_model=CustomerPage)
+@router.get("/customers", response_model=CustomerPage, responses=errors(429))
 async def list_customers(
     request: Request,
     session: Session,
     principal: CurrentPrincipal,
+    guard: Guard,
     phone: Annotated[str | None, Query(max_length=32, description="exact phone lookup")] = None,
     tier: Annotated[str | None, Query(max_length=32)] = None,
     limit: Limit = 100,
     cursor: PageCursor = None,
 ) -> CustomerPage:
-    """Customers by id, or the one with a phone number (caller identification)."""
+    """Customers by id, or the one with a phone number (caller identification). A lookup by
+    phone is recorded in the access log and, for agents, counts against the lookup limit."""
+    query = _masked_phone(phone, request.app.state.settings)
+    if query is not None:
+        await guard.count(AccessKind.customer_lookup_phone, query)
     customers = await service.list_customers(
         session,
         phone=phone,
@@ -99,18 +136,29 @@ async def list_customers(
         limit=limit,
         region=request.app.state.settings.default_phone_region,
     )
+    if query is not None:
+        await _record_lookup(guard, customers, query)
     return CustomerPage(
         items=[customer_out(principal, c) for c in customers],
         next_cursor=next_id_cursor([c.id for c in customers], limit),
     )
 
 
+async def _record_lookup(guard: LookupGuard, found: Sequence[Customer], query: str) -> None:
+    outcome = AccessOutcome.found if found else AccessOutcome.not_found
+    subject = found[0].id if found else None
+    await guard.answered(Access(AccessKind.customer_lookup_phone, outcome, subject, query))
+
+
 @router.get("/customers/{customer_id}", response_model=CustomerOut)
 async def get_customer(
-    customer_id: CustomerId, session: Session, principal: CurrentPrincipal
+    customer_id: CustomerId, session: Session, principal: CurrentPrincipal, guard: Guard
 ) -> CustomerOut:
-    """One customer."""
-    return customer_out(principal, await service.get_or_raise(session, customer_id))
+    """One customer; the read is recorded in the access log."""
+    async with guard.absence_recorded(AccessKind.customer_read, str(customer_id)):
+        customer = await service.get_or_raise(session, customer_id)
+    await guard.answered(Access(AccessKind.customer_read, AccessOutcome.found, customer.id))
+    return customer_out(principal, customer)
 
 
 @router.patch("/customers/{customer_id}", response_model=CustomerOut, responses=errors(403, 409))
@@ -120,18 +168,22 @@ async def update_customer(
     body: CustomerUpdate,
     session: Session,
     principal: CurrentPrincipal,
+    guard: Guard,
 ) -> CustomerOut:
-    """Change a customer; tier and relationship manager changes need a supervisor or admin."""
-    privileged = {"tier", "relationship_manager_id"} & body.model_fields_set
-    if privileged and not sees_full_customer_data(principal):
-        raise NotAllowed(f"only supervisors and admins change {', '.join(sorted(privileged))}")
+    """Change a customer; the phone and ID numbers, tier and relationship manager are
+    changed by supervisors and admins only."""
+    refused = permissions.refused_on_update(principal, body.model_fields_set)
+    if refused:
+        raise fields_not_allowed(refused, verb="change")
+    settings = request.app.state.settings
     customer = await service.get_or_raise(session, customer_id, for_update=True)
-    customer = await service.update(
-        session,
-        customer,
-        changes=body,
-        settings=request.app.state.settings,
-        today=_today().date(),
-        actor=principal.actor,
-    )
+    async with guard.conflicts_recorded(_masked_phone(body.phone, settings)):
+        customer = await service.update(
+            session,
+            customer,
+            changes=body,
+            settings=settings,
+            today=_today().date(),
+            actor=principal.actor,
+        )
     return customer_out(principal, customer)
