@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -13,6 +14,8 @@ from app.agents.permissions import Principal
 from app.agents.security import TokenClaims, TokenError
 from app.errors import Forbidden, Unauthorized
 
+DISABLED = "this account is disabled or no longer exists"
+REVOKED = "this token was revoked (password, role, site or activation changed): sign in again"
 bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
@@ -29,12 +32,19 @@ def token_claims(request: Request, token: str | None) -> TokenClaims:
 def check_identity(claims: TokenClaims, identity: service.Identity | None) -> Principal:
     """The principal a token names, if the database still lets it in."""
     if identity is None or not identity.active:
-        raise Unauthorized("this account is disabled or no longer exists")
+        raise Unauthorized(DISABLED)
     if claims.version != identity.token_version:
-        raise Unauthorized("the password has changed since this token was issued: sign in again")
+        raise Unauthorized(REVOKED)
     return Principal(
         id=identity.id, username=identity.username, role=Role(identity.role), site=identity.site
     )
+
+
+async def recheck(request: Request, claims: TokenClaims, now: float | None = None) -> Principal:
+    """``claims`` checked again after a wait: unexpired, and still let in by the database."""
+    if claims.expires_at <= (time.time() if now is None else now):
+        raise Unauthorized("token has expired")
+    return check_identity(claims, await service.get_identity(request.app.state.db_pool, claims))
 
 
 async def principal_from_token(request: Request, token: str) -> Principal:

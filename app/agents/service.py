@@ -10,7 +10,7 @@ instance stops right after the commit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -171,6 +171,27 @@ async def reload(session: AsyncSession, agent: Agent) -> Agent:
     return await get_or_raise(session, agent_id)
 
 
+REVOKING_FIELDS = frozenset({"active", "password", "role", "site"})
+"""Fields of ``agent.updated`` whose change revokes the agent's earlier tokens: what a token
+let its holder do depends on them. Reactivation revokes too: an inactive account holds no
+valid token, and an account deactivated before deactivating revoked tokens must not get its
+old ones back."""
+
+
+def _stored(value: Any) -> Any:
+    """A field's value as the agent's row holds it."""
+    return value.value if isinstance(value, Role) else value
+
+
+def _changes_access(agent: Agent, fields: dict[str, Any]) -> bool:
+    """Whether ``fields`` change one of the agent's ``REVOKING_FIELDS``."""
+    return any(
+        getattr(agent, name) != _stored(value)
+        for name, value in fields.items()
+        if name in REVOKING_FIELDS
+    )
+
+
 ADMIN_CHANGES_LOCK = 0x484C4144  # "HLAD": serialises demotions and deactivations of admins
 
 
@@ -207,10 +228,12 @@ async def update_agent(
     """Apply a partial update; writes ``agent.updated`` naming the changed fields.
 
     Deactivating an agent also takes them offline, out of routing (``change_status``, which
-    has their ringing offers taken back).
+    has their ringing offers taken back). A new password, or a new role, site or activation,
+    revokes every token issued before (``REVOKING_FIELDS``).
     """
     fields = changes.model_dump(exclude_unset=True, exclude={"password", "skills", "capacity"})
     await _keep_an_admin(session, agent, fields)
+    revoking = password_hash is not None or _changes_access(agent, fields)
     if fields.get("active") is False and agent.status != presence.Status.OFFLINE.value:
         await change_status(
             session,
@@ -221,7 +244,7 @@ async def update_agent(
             actor=actor,
         )
     for name, value in fields.items():
-        setattr(agent, name, value.value if isinstance(value, Role) else value)
+        setattr(agent, name, _stored(value))
     changed = sorted(fields)
     if changes.skills is not None:
         await _set_skills(session, agent, changes.skills)
@@ -231,8 +254,9 @@ async def update_agent(
         changed.append("capacity")
     if password_hash is not None:
         agent.password_hash = password_hash
-        agent.token_version += 1  # every token issued before now stops working
         changed.append("password")
+    if revoking:
+        agent.token_version += 1  # every token issued before now stops working
     if changed:
         record(
             session,
@@ -362,6 +386,19 @@ async def get_identity(
     """What signing a request in needs, and no more: the agent a token names, as it is now."""
     row = await db.fetchrow(_IDENTITY, claims.agent_id)
     return None if row is None else Identity(*row)
+
+
+_IDENTITIES = """
+    SELECT id, username, role, site, active, token_version FROM agents WHERE id = ANY($1::bigint[])
+"""
+
+
+async def get_identities(
+    db: asyncpg.Pool | asyncpg.Connection, agent_ids: Iterable[int]
+) -> dict[int, Identity]:
+    """``get_identity`` for many agents in one statement, by id; a missing agent is absent."""
+    rows = await db.fetch(_IDENTITIES, sorted(set(agent_ids)))
+    return {row["id"]: Identity(*row) for row in rows}
 
 
 @dataclass(frozen=True, slots=True)

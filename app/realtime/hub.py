@@ -235,6 +235,10 @@ class EventHub:
     def unwatch(self, watcher: asyncio.Event) -> None:
         self._watchers.discard(watcher)
 
+    @property
+    def watcher_count(self) -> int:
+        return len(self._watchers)
+
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener`` with every batch of new events, in log order."""
         self._listeners.append(listener)

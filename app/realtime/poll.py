@@ -4,19 +4,26 @@ It pages like every list (``limit`` and ``cursor`` in, ``items`` and ``next_curs
 one difference a log implies: the log never ends, so ``next_cursor`` is always given (the
 place to read on from, even after an empty page). ``after`` and the response's ``cursor``,
 the names this route had before, are still read and sent.
+
+A long poll signs in when it arrives, like every request, and waits up to 30 s: a request
+that waited checks its token again (expiry, and its agent's row) before it answers, so a
+token revoked or expired while it waited is answered 401 and never given the events that
+woke it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from app.agents.dependencies import CurrentPrincipal
+from app.agents.dependencies import CurrentPrincipal, SignedToken, recheck
 from app.agents.permissions import Principal, sees_every_event
+from app.agents.security import TokenClaims
 from app.errors import InvalidInput
 from app.events.log import Cursor, LoggedEvent, head, read_after
 
@@ -58,6 +65,7 @@ def visible_to(principal: Principal, event: LoggedEvent) -> bool:
 @router.get("/events", response_model=EventPage)
 async def list_events(
     request: Request,
+    claims: SignedToken,
     principal: CurrentPrincipal,
     cursor: EventCursor = None,
     after: Annotated[
@@ -75,7 +83,8 @@ async def list_events(
     given = cursor if cursor is not None else after
     async with engine.connect() as conn:
         position = _parse_cursor(given) if given is not None else await head(conn)
-    items, position = await _poll(request, principal, position, limit=limit, wait_s=wait_s)
+    signed_in = (claims, principal)
+    items, position = await _poll(request, signed_in, position, limit=limit, wait_s=wait_s)
     return EventPage(
         items=[EventOut(cursor=str(e.cursor), event=e.as_message()) for e in items],
         next_cursor=str(position),
@@ -91,30 +100,45 @@ def _parse_cursor(value: str) -> Cursor:
 
 
 async def _poll(
-    request: Request, principal: Principal, cursor: Cursor, *, limit: int, wait_s: float
+    request: Request,
+    signed_in: tuple[TokenClaims, Principal],
+    cursor: Cursor,
+    *,
+    limit: int,
+    wait_s: float,
 ) -> tuple[list[LoggedEvent], Cursor]:
     """The visible events of the first non-empty batch after ``cursor`` (waiting up to
     ``wait_s`` for one), and the cursor to read on from."""
-    engine = request.app.state.engine
+    claims, principal = signed_in
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     hub = request.app.state.hub
     more = hub.watch()
+    waited = False
     try:
         while True:
             more.clear()
-            # Close followers are served from what the hub has read; others read the log.
-            batch = hub.since(cursor, limit)
-            if batch is None:
-                async with engine.connect() as conn:
-                    batch = await read_after(conn, cursor, limit=limit)
+            batch = await _batch(request, cursor, limit)
             items = [e for e in batch if visible_to(principal, e)]
             cursor = batch[-1].cursor if batch else cursor
             remaining = deadline - loop.time()
             if items or remaining <= 0 or (batch and len(batch) == limit):
+                if waited:
+                    await recheck(request, claims)  # raises if revoked meanwhile
                 return items, cursor
+            waited = True
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
                     await more.wait()
     finally:
         hub.unwatch(more)
+
+
+async def _batch(request: Request, cursor: Cursor, limit: int) -> Sequence[LoggedEvent]:
+    """Up to ``limit`` events after ``cursor``: close followers are served from what the hub
+    has read; others read the log."""
+    batch: Sequence[LoggedEvent] | None = request.app.state.hub.since(cursor, limit)
+    if batch is None:
+        async with request.app.state.engine.connect() as conn:
+            batch = await read_after(conn, cursor, limit=limit)
+    return batch

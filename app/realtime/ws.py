@@ -5,7 +5,11 @@ Theory of operation
 
 A socket is accepted first (a close code can only be given on an open socket), then
 authenticated by ``?token=`` or by a first message ``{"type": "auth", "token": ...}``: a
-missing or bad token closes it with 4401, an agent on the wallboard with 4403.
+missing or bad token closes it with 4401, an agent on the wallboard with 4403. The token's
+claims are registered with the revocation watch (``app/realtime/revocation.py``) before the
+agent's row is read, and stay registered while the socket is open: once the watch revokes
+the sign-in (the token expired; the agent deactivated, gone, or with a new password, role or
+site), the socket closes with 4401 and the reason.
 
 The socket then subscribes to the hub (to the events that concern the signed-in user, or to
 every event) and reads the hub's cursor S in the same step: with no ``await`` between the
@@ -14,7 +18,8 @@ that, so nothing falls between it and the stream; events after S may already sho
 and clients de-duplicate them by id.
 
 Three tasks then serve the socket until one of them ends: the writer sends queued events,
-the reader answers the client's messages and the guard waits for the queue to overflow.
+the reader answers the client's messages and the guard waits for the queue to overflow or
+the sign-in to be revoked.
 Every send holds one lock, under which the writer also moves ``sent`` (the cursor of the
 last event sent, S before any). A resume replays, under that lock, the events after its
 cursor up to ``sent`` (from the hub's memory, or from the log when memory does not reach
@@ -49,9 +54,10 @@ from app.agents.permissions import Principal, sees_every_event
 from app.agents.schemas import AgentCounts, AgentLive
 from app.agents.security import TokenClaims, TokenError
 from app.db import unit_of_work
-from app.errors import AppError, InvalidInput, Unauthorized
+from app.errors import InvalidInput, Unauthorized
 from app.events.log import Cursor, LoggedEvent, read_after
 from app.realtime.hub import EventHub, Subscription
+from app.realtime.revocation import NOT_WALLBOARD, SignIn, revocation_watch
 from app.routing import service as routing_service
 from app.routing.schemas import OfferOut, QueueLive
 
@@ -163,15 +169,18 @@ async def receive_text(websocket: WebSocket) -> str | None:
 # --- authentication ----------------------------------------------------------------------
 
 
-async def authenticate(websocket: WebSocket) -> Principal | None:
-    """The signed-in user; None once the socket has been closed with 4401."""
+async def authenticate(websocket: WebSocket) -> TokenClaims | None:
+    """The claims of the socket's token, its signature and expiry checked (not yet its
+    agent's row); None once the socket has been closed with 4401."""
     token = websocket.query_params.get("token") or await _token_message(websocket)
     try:
-        return await _principal(websocket, token)
-    except (TokenError, Unauthorized) as exc:
-        detail = exc.detail if isinstance(exc, AppError) else str(exc)
-        await websocket.close(UNAUTHORIZED, close_reason(detail))
+        if not token:
+            raise TokenError('a token is required: ?token= or a first {"type": "auth"} message')
+        claims: TokenClaims = websocket.app.state.tokens.read(token)
+    except TokenError as exc:
+        await websocket.close(UNAUTHORIZED, close_reason(str(exc)))
         return None
+    return claims
 
 
 async def _token_message(websocket: WebSocket) -> str | None:
@@ -186,12 +195,20 @@ async def _token_message(websocket: WebSocket) -> str | None:
     return token if message.get("type") == "auth" and isinstance(token, str) else None
 
 
-async def _principal(websocket: WebSocket, token: str | None) -> Principal:
-    if not token:
-        raise Unauthorized('a token is required: ?token= or a first {"type": "auth"} message')
-    state = websocket.app.state
-    claims: TokenClaims = state.tokens.read(token)
-    return check_identity(claims, await agents_service.get_identity(state.db_pool, claims))
+async def admit(websocket: WebSocket, sign_in: SignIn) -> Principal | None:
+    """The user a watched sign-in names, as the database has it now; None once the socket
+    has been closed (4401, or 4403 for an agent on the wallboard)."""
+    claims = sign_in.claims
+    identity = await agents_service.get_identity(websocket.app.state.db_pool, claims)
+    try:
+        principal = check_identity(claims, identity)
+    except Unauthorized as exc:
+        await websocket.close(UNAUTHORIZED, close_reason(exc.detail))
+        return None
+    if sign_in.wallboard and not sees_every_event(principal):
+        await websocket.close(FORBIDDEN, NOT_WALLBOARD)
+        return None
+    return principal
 
 
 # --- the stream --------------------------------------------------------------------------
@@ -207,18 +224,21 @@ class Stream:
         engine: AsyncEngine,
         sub: Subscription,
         start: Cursor,
+        sign_in: SignIn,
     ) -> None:
         self.websocket = websocket
         self.hub = hub
         self.engine = engine
         self.sub = sub
+        self.sign_in = sign_in
         self.sent = start  # the last event sent (or the snapshot's cursor); moves under _lock
         self.replay_max = sub.queue.maxsize
         self._lock = asyncio.Lock()
 
     async def serve(self) -> None:
-        """Write, read and guard until one of them ends; then say goodbye to a slow client."""
-        guard = asyncio.create_task(self.sub.overflowed.wait(), name="ws-guard")
+        """Write, read and guard until one of them ends; then close a revoked sign-in with
+        4401, or say goodbye to a slow client."""
+        guard = asyncio.create_task(self._guard(), name="ws-guard")
         tasks = [
             asyncio.create_task(self._write(), name="ws-write"),
             asyncio.create_task(self._read(), name="ws-read"),
@@ -234,8 +254,20 @@ class Stream:
             error = None if task.cancelled() else task.exception()
             if error is not None and not isinstance(error, WebSocketDisconnect):
                 raise error
-        if guard in done:
+        if self.sign_in.revoked.is_set():
+            await close_revoked(self.websocket, self.sign_in)
+        elif guard in done:
             await self._goodbye()
+
+    async def _guard(self) -> None:
+        """Wait until the client falls behind or its sign-in is revoked."""
+        ends = (self.sub.overflowed, self.sign_in.revoked)
+        waits = [asyncio.ensure_future(end.wait()) for end in ends]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     async def _write(self) -> None:
         while True:
@@ -325,17 +357,29 @@ async def wallboard(websocket: WebSocket) -> None:
 async def _serve(websocket: WebSocket, *, wallboard: bool) -> None:
     await websocket.accept()
     with contextlib.suppress(WebSocketDisconnect):
-        principal = await authenticate(websocket)
-        if principal is None:
+        claims = await authenticate(websocket)
+        if claims is None:
             return
-        if wallboard and not sees_every_event(principal):
-            await websocket.close(FORBIDDEN, "the wallboard needs the supervisor or admin role")
-            return
-        if wallboard:
-            await _follow(websocket, None)
-            return
-        async with _console(websocket, principal.id):
-            await _follow(websocket, principal.id)
+        watch = revocation_watch(websocket.app.state)
+        with watch.open(claims, wallboard=wallboard) as sign_in:  # before its row is read
+            principal = await admit(websocket, sign_in)
+            if principal is not None:
+                await _stream(websocket, principal, sign_in)
+
+
+async def _stream(websocket: WebSocket, principal: Principal, sign_in: SignIn) -> None:
+    if sign_in.wallboard:
+        await _follow(websocket, None, sign_in)
+        return
+    async with _console(websocket, principal.id):
+        await _follow(websocket, principal.id, sign_in)
+
+
+async def close_revoked(websocket: WebSocket, sign_in: SignIn) -> None:
+    """Close with 4401 and the reason the sign-in was revoked."""
+    with contextlib.suppress(TimeoutError, WebSocketDisconnect):
+        async with asyncio.timeout(GOODBYE_TIMEOUT_S):
+            await websocket.close(UNAUTHORIZED, close_reason(sign_in.reason))
 
 
 @contextlib.asynccontextmanager
@@ -355,7 +399,7 @@ async def _console(websocket: WebSocket, agent_id: int) -> AsyncIterator[None]:
             log.warning("console %s of agent %s left open", connection, agent_id, exc_info=True)
 
 
-async def _follow(websocket: WebSocket, agent_id: int | None) -> None:
+async def _follow(websocket: WebSocket, agent_id: int | None, sign_in: SignIn) -> None:
     """Subscribe, send the snapshot, then stream until the socket ends."""
     state = websocket.app.state
     hub: EventHub = state.hub
@@ -366,10 +410,13 @@ async def _follow(websocket: WebSocket, agent_id: int | None) -> None:
         if snapshot is None:
             await websocket.close(UNAUTHORIZED, "this account no longer exists")
             return
+        if sign_in.revoked.is_set():
+            await close_revoked(websocket, sign_in)
+            return
         data = snapshot.model_dump(mode="json")
         await websocket.send_text(
             json.dumps({"type": "snapshot", "cursor": str(start), "data": data})
         )
-        await Stream(websocket, hub, state.engine, sub, start).serve()
+        await Stream(websocket, hub, state.engine, sub, start, sign_in).serve()
     finally:
         sub.close()

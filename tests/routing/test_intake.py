@@ -65,7 +65,7 @@ class TestSignIn:
         response = await console.post("/api/v1/contacts", {"channel": "chat", "queue": q["name"]})
 
         body = await refused(engine, before, response, 401)
-        assert "password has changed" in body["detail"]
+        assert "revoked" in body["detail"]
 
     async def test_no_token_is_401_before_the_body_is_looked_at(self, api: Api) -> None:
         response = await api.client.post("/api/v1/contacts", json={"channel": "chat"})
