@@ -31,6 +31,7 @@ from app.realtime.ws import router as ws_router
 from app.routing.router import intake_router
 from app.routing.router import router as routing_router
 from app.runtime import Runtime, timer_registry
+from app.security_headers import install_security
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_body_limit(app, settings)  # inside metrics: its 413s are counted
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    install_security(app, settings)  # last: outermost, so every response carries its headers
     app.include_router(intake_router)  # first: the busiest route (routes match in order)
     app.include_router(health.router)
     app.include_router(agents_router)

@@ -15,17 +15,42 @@ location (``customer.id``) whatever the field's type (an ``int``, a ``name | int
 ``float``). It looks at the field's value itself, not inside lists and mappings: their
 items are typed fields of nested models (checked there) or bounded item types. The OpenAPI
 schema shows the same range on every integer property that declares none.
+
+Ids are strict
+--------------
+
+An id names a row, so it is taken only as what it is: a JSON integer. Lax validation would
+read ``true`` as 1, ``1.0`` as 1 and ``"1"`` as 1, and a client's slip (or a probe) would
+name a row nobody meant, such as customer 1. ``Id`` is an integer in strict mode: a
+boolean, a float (even a whole one) or a string is a 422 naming the field. Path and query
+parameters are text by nature; they keep their own integer types.
+
+A field that takes a name or an id (a queue) is ``Annotated[Name | Id, NAME_OR_ID]``: a
+string must be a valid name (``"1"`` is no name, and no longer an id either), an integer is
+an id, and anything else is refused. ``NAME_OR_ID`` reports a miss as one error at the
+field (``queue``), not one per alternative of the union.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Strict,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 MIN_BIGINT = -(2**63)
 MAX_BIGINT = 2**63 - 1
+
+Id = Annotated[int, Strict()]
+"""A row's id in a request body: a JSON integer, never a boolean, a float or a string."""
 
 
 def fits_bigint(value: object) -> bool:
@@ -65,3 +90,19 @@ class StrictModel(BaseModel):
                 {"min": MIN_BIGINT, "max": MAX_BIGINT},
             )
         return value
+
+
+def _name_or_id(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Validate a ``Name | Id`` union, reporting a miss as one error at the field."""
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        reasons = list(dict.fromkeys(str(error["msg"]) for error in exc.errors()))
+        raise PydanticCustomError(
+            "name_or_id",
+            "Input should be a name (a string) or an id (an integer): {reasons}",
+            {"reasons": "; or ".join(reasons)},
+        ) from None
+
+
+NAME_OR_ID = WrapValidator(_name_or_id)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
-from app.schemas import StrictModel
+from app.schemas import Id, StrictModel
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Language = Annotated[
@@ -21,7 +21,7 @@ PHONE_DESCRIPTION = (
     "code); a service number of that region (95561) is kept as its digits"
 )
 # Ids are BIGINT: a larger number cannot name an agent, and the driver would refuse it.
-AgentRef = Annotated[int, Field(ge=1, le=2**63 - 1, description="an active agent's id")]
+AgentRef = Annotated[Id, Field(ge=1, le=2**63 - 1, description="an active agent's id")]
 
 
 def not_null(value: object) -> object:

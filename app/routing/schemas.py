@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from app.channels import Channel
 from app.routing.scoring import Strategy
-from app.schemas import StrictModel
+from app.schemas import NAME_OR_ID, Id, StrictModel
 
 QueueName = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z][a-z0-9_\-]{0,63}$")
@@ -119,7 +119,7 @@ class QueuePage(BaseModel):
 
 
 class CustomerRef(StrictModel):
-    id: int | None = None
+    id: Id | None = None
     phone: str | None = Field(default=None, max_length=32)
 
     @model_validator(mode="after")
@@ -131,7 +131,7 @@ class CustomerRef(StrictModel):
 
 class ContactCreate(StrictModel):
     channel: Channel
-    queue: QueueName | int = Field(description="queue name or id")
+    queue: Annotated[QueueName | Id, NAME_OR_ID] = Field(description="queue name or id")
     customer: CustomerRef | None = None
     subject: str | None = Field(default=None, max_length=500)
     language: str | None = Field(default=None, max_length=16)
@@ -201,7 +201,7 @@ class ContactOut(BaseModel):
 
 
 class TransferIn(StrictModel):
-    queue: QueueName | int
+    queue: Annotated[QueueName | Id, NAME_OR_ID]
 
 
 class CompleteIn(StrictModel):
