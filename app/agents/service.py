@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app.agents import presence
+from app.agents.events import AgentEventType
 from app.agents.exceptions import (
     AgentNotFound,
     LastAdmin,
@@ -154,7 +155,7 @@ async def create_agent(
     await session.flush()
     record(
         session,
-        type="agent.created",
+        type=AgentEventType.CREATED,
         subject_type="agent",
         subject_id=agent.id,
         data={"username": agent.username, "role": agent.role, "site": agent.site},
@@ -260,7 +261,7 @@ async def update_agent(
     if changed:
         record(
             session,
-            type="agent.updated",
+            type=AgentEventType.UPDATED,
             subject_type="agent",
             subject_id=agent.id,
             data={"fields": changed},
@@ -304,7 +305,7 @@ async def change_status(
         await _take_offers_back(session, agent.id, now)
     record(
         session,
-        type="agent.status_changed",
+        type=AgentEventType.STATUS_CHANGED,
         subject_type="agent",
         subject_id=agent.id,
         data={
@@ -360,7 +361,7 @@ async def ensure_admin(
     await session.flush()
     record(
         session,
-        type="agent.created",
+        type=AgentEventType.CREATED,
         subject_type="agent",
         subject_id=agent.id,
         data={"username": agent.username, "role": agent.role, "site": None},

@@ -37,10 +37,11 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from app.agents import service as agents_service
 from app.agents.dependencies import check_identity
+from app.agents.events import AgentEventType, Updated
 from app.agents.permissions import sees_every_event
 from app.agents.security import TokenClaims
 from app.agents.service import REVOKING_FIELDS, Identity
@@ -89,10 +90,10 @@ def refusal(sign_in: SignIn, identity: Identity | None) -> str | None:
 
 def revoking_agent(event: LoggedEvent) -> int | None:
     """The agent whose sign-ins ``event`` may have revoked, or None."""
-    if event.type != "agent.updated" or event.subject_type != "agent":
+    if event.type != AgentEventType.UPDATED or event.subject_type != "agent":
         return None
-    fields = event.data.get("fields")
-    if not isinstance(fields, list) or REVOKING_FIELDS.isdisjoint(fields):
+    fields = cast(Updated, event.data)["fields"]
+    if REVOKING_FIELDS.isdisjoint(fields):
         return None
     subject = event.subject_id or ""
     return int(subject) if subject.isdigit() else None
