@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from app import bootstrap, health
 from app.accesslog_router import router as access_log_router
+from app.agents.keys_router import router as keys_router
 from app.agents.router import router as agents_router
 from app.agents.security import TokenReader, make_hasher
 from app.config import Settings, get_settings
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(intake_router)  # first: the busiest route (routes match in order)
     app.include_router(health.router)
     app.include_router(agents_router)
+    app.include_router(keys_router)
     app.include_router(customers_router)
     app.include_router(access_log_router)
     app.include_router(routing_router)

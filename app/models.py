@@ -1,6 +1,7 @@
 """Every table, imported in one place so the metadata (and Alembic) sees them all."""
 
 from app.accesslog import AccessLogEntry
+from app.agents.api_keys import ApiKey
 from app.agents.models import Agent, AgentChannel, AgentSkill, Skill
 from app.customers.models import Customer
 from app.db import Base
@@ -16,6 +17,7 @@ __all__ = [
     "Agent",
     "AgentChannel",
     "AgentSkill",
+    "ApiKey",
     "AppSecret",
     "Base",
     "Contact",

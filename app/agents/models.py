@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import date, datetime
 from enum import StrEnum
 
@@ -29,12 +30,20 @@ from app.db import Base, TimestampMixin
 
 
 class Role(StrEnum):
+    """Who a principal is. ``integration`` is a channel's service account (an API key,
+    ``app/agents/api_keys.py``), never a person: no agent row may hold it."""
+
     agent = "agent"
     supervisor = "supervisor"
     admin = "admin"
+    integration = "integration"
 
 
-def _in(column: str, values: type[StrEnum]) -> str:
+PERSON_ROLES = (Role.agent, Role.supervisor, Role.admin)
+"""The roles an agent (a person who signs in with a password) may hold."""
+
+
+def _in(column: str, values: Iterable[StrEnum]) -> str:
     return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
 
 
@@ -56,7 +65,7 @@ class Agent(TimestampMixin, Base):
 
     __tablename__ = "agents"
     __table_args__ = (
-        CheckConstraint(_in("role", Role), name="role"),
+        CheckConstraint(_in("role", PERSON_ROLES), name="role"),
         CheckConstraint("status IN ('available', 'away', 'offline')", name="status"),
         CheckConstraint("state IN ('idle', 'offered', 'busy', 'wrap_up')", name="state"),
         CheckConstraint(

@@ -70,6 +70,13 @@ def _unique_skills(value: list[SkillLevel] | None) -> list[SkillLevel] | None:
     return value
 
 
+def person_role(value: Role | None) -> Role | None:
+    """A person's role: ``integration`` belongs to the channels' API keys only."""
+    if value is Role.integration:
+        raise ValueError("integration is the role of channels' API keys (POST /api/v1/api-keys)")
+    return value
+
+
 class AgentCreate(StrictModel):
     name: Name
     username: Username
@@ -87,6 +94,7 @@ class AgentCreate(StrictModel):
     )
 
     _check_skills = field_validator("skills")(_unique_skills)
+    _person_role = field_validator("role")(person_role)
 
 
 def not_null(value: object) -> object:
@@ -108,6 +116,7 @@ class AgentUpdate(StrictModel):
     active: bool | None = None
 
     _check_skills = field_validator("skills")(_unique_skills)
+    _person_role = field_validator("role")(person_role)
     _no_nulls = field_validator(
         "name", "password", "role", "skills", "capacity", "active", mode="before"
     )(not_null)

@@ -1,10 +1,15 @@
 """Response bodies of queues and contacts, as the viewer may see them.
 
 Theory of operation: ``queue_view`` and ``contact_view`` build a body from rows already read,
-and ``shown_caller`` / ``shown_notes`` decide what of a contact the viewer's role may see (the
-caller's number masked for agents, the notes only to the handling agent and to supervisors).
-``queue_out`` and ``contact_out`` read what a body needs beyond its row (queue names, the
-position and wait estimate, the offers) through ``service``, then build it.
+and ``shown_caller``, ``shown_subject``, ``shown_notes`` and ``shown_offers`` decide, by the
+access table (``app/access.py``), what of a contact the viewer may see: the caller's number
+and the numbers typed into the subject masked for a role that sees customers' numbers masked;
+the notes only to the agent who handled the contact and to supervisors of its site; the
+offers made to the viewer, or to the agents of the viewer's site. Without a viewer (a role
+unknown) a body shows the least: no caller, no notes, the subject masked, no offer's reason
+beyond the viewer's. ``queue_out`` and ``contact_out`` read what a body needs beyond its row
+(queue names, the position and wait estimate, the offers, the agents involved and their
+sites) through ``service``, then build it.
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.agents.models import Role
-from app.agents.permissions import Principal, sees_full_customer_data
+from app.access import Action, Resource, allows
+from app.agents.permissions import Principal
 from app.customers import identity
+from app.redact import mask_personal_numbers
 from app.routing import service
 from app.routing.estimate import WaitEstimate
 from app.routing.models import Contact, Offer, Queue
@@ -54,14 +60,23 @@ async def queue_out(session: AsyncSession, queue: Queue) -> QueueOut:
 
 
 async def contact_out(
-    session: AsyncSession, contact: Contact, viewer: Principal | None = None
+    session: AsyncSession,
+    contact: Contact,
+    viewer: Principal | None = None,
+    parties: service.Parties | None = None,
 ) -> ContactOut:
-    """The contact as ``viewer`` may see it, with its position, wait estimate and offers;
-    without a viewer (its role unknown), without the caller's number and the notes."""
+    """The contact as ``viewer`` may see it, with its position, wait estimate and offers."""
     position, wait = await service.announce(session, contact)
     names = await service.queue_names(session, {contact.queue_id})
     offers = await service.offers_of(session, contact.id)
-    return contact_view(contact, names[contact.queue_id], position, wait, offers, viewer)
+    if parties is None:
+        parties = await service.parties_of(session, contact)
+    shown = shown_offers(offers, parties, viewer)
+    return contact_view(contact, names[contact.queue_id], position, wait, shown, viewer, parties)
+
+
+def _unmasked(viewer: Principal | None) -> bool:
+    return viewer is not None and allows(viewer, Resource.customers, Action.unmask)
 
 
 def shown_caller(caller: str | None, viewer: Principal | None) -> str | None:
@@ -69,17 +84,43 @@ def shown_caller(caller: str | None, viewer: Principal | None) -> str | None:
     customer's phone is (the caller is usually that customer)."""
     if caller is None or viewer is None:
         return None
-    return caller if sees_full_customer_data(viewer) else identity.mask_phone(caller)
+    return caller if _unmasked(viewer) else identity.mask_phone(caller)
 
 
-def shown_notes(contact: Contact, viewer: Principal | None) -> str | None:
+def shown_subject(subject: str | None, viewer: Principal | None) -> str | None:
+    """The customer's own words, with any phone or ID number they typed masked for a viewer
+    who sees customers' numbers masked."""
+    if subject is None or _unmasked(viewer):
+        return subject
+    return mask_personal_numbers(subject)
+
+
+def shown_notes(
+    contact: Contact, viewer: Principal | None, parties: service.Parties | None
+) -> str | None:
     """The notes are the handling agent's record of the conversation: shown to that agent
-    and to supervisors and admins, who review it."""
-    if viewer is None:
+    and to the supervisors of the contact's site and admins, who review it."""
+    if viewer is None or parties is None:
         return None
-    if contact.agent_id == viewer.id or viewer.role in (Role.supervisor, Role.admin):
-        return contact.notes
-    return None
+    holder = () if contact.agent_id is None else (contact.agent_id,)
+    may = allows(
+        viewer, Resource.contacts, Action.read_notes, owner_ids=holder, sites=parties.sites
+    )
+    return contact.notes if may else None
+
+
+def shown_offers(
+    offers: Sequence[Offer], parties: service.Parties, viewer: Principal | None
+) -> list[Offer]:
+    """The offers whose agent the viewer may see offers of: their own, their site's."""
+    if viewer is None:
+        return []
+    return [o for o in offers if _sees_offer(viewer, o, parties)]
+
+
+def _sees_offer(viewer: Principal, offer: Offer, parties: service.Parties) -> bool:
+    site = parties.sites_by_agent.get(offer.agent_id)
+    return allows(viewer, Resource.offers, Action.list, owner_ids=(offer.agent_id,), sites=(site,))
 
 
 def contact_view(
@@ -89,6 +130,7 @@ def contact_view(
     wait: WaitEstimate | None,
     offers: Sequence[Offer] = (),
     viewer: Principal | None = None,
+    parties: service.Parties | None = None,
 ) -> ContactOut:
     """The response body of a contact, as ``viewer`` may see it."""
     return ContactOut(
@@ -99,7 +141,7 @@ def contact_view(
         channel=contact.channel,
         tier=contact.tier,
         customer_id=contact.customer_id,
-        subject=contact.subject,
+        subject=shown_subject(contact.subject, viewer),
         language=contact.language,
         enqueued_at=contact.enqueued_at,
         deadline_at=contact.deadline_at,
@@ -114,6 +156,6 @@ def contact_view(
         transferred_from=contact.parent_id,
         transferred_to=contact.next_id,
         caller=shown_caller(contact.caller, viewer),
-        notes=shown_notes(contact, viewer),
+        notes=shown_notes(contact, viewer, parties),
         offers=[OfferOut.model_validate(o, from_attributes=True) for o in offers],
     )

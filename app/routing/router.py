@@ -3,6 +3,11 @@
 The error statuses a route can answer beyond those its shape implies (401, 404, 422, 503:
 ``app/openapi.py``) are declared with ``errors(...)``. Lists page with ``limit`` and
 ``cursor``: queues by name, offers by id.
+
+Who may call a route is the access table's answer (``app/access.py``): each route loads what
+the rule needs (the contact's holder and sites, the agent acted on, the offer's agent) and
+calls ``require`` before it changes anything. An agent asking for a contact that was never
+theirs gets the 404 of a contact that does not exist.
 """
 
 from __future__ import annotations
@@ -13,10 +18,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from app.agents.dependencies import CurrentPrincipal, SignedToken, SupervisorOrAdmin
-from app.agents.exceptions import NotAllowed
-from app.agents.models import Role
-from app.agents.permissions import Principal, can_manage_catalogue
+from app.access import Action, Resource, require
+from app.agents import service as agents_service
+from app.agents.dependencies import (
+    ContactCaller,
+    CurrentPrincipal,
+    PersonOrChannel,
+    check_identity,
+)
+from app.agents.permissions import Principal, Target, can_manage_catalogue
 from app.agents.router import TargetAgentId
 from app.agents.schemas import MAX_ID
 from app.db import Session, unit_of_work
@@ -25,8 +35,9 @@ from app.idempotency import run_once
 from app.openapi import errors, require_json_body
 from app.pagination import Limit, PageCursor, decode_id_cursor, is_number, next_id_cursor
 from app.routing import admission, endings, service, stats
+from app.routing.exceptions import ContactNotFound, OfferNotFound
 from app.routing.figures import Interval
-from app.routing.models import OfferStatus
+from app.routing.models import Contact, Offer, OfferStatus
 from app.routing.offers import accept_offer, reject_offer
 from app.routing.presenters import contact_out, queue_out, queue_view
 from app.routing.schemas import (
@@ -73,9 +84,10 @@ def _ref(value: str) -> str | int:
     responses=errors(403, 409),
 )
 async def create_queue(
-    body: QueueCreate, session: Session, principal: SupervisorOrAdmin, key: IdempotencyKey = None
+    body: QueueCreate, session: Session, principal: CurrentPrincipal, key: IdempotencyKey = None
 ) -> JSONResponse:
     """Create a queue with its channels, strategy, routing steps and service level."""
+    require(principal, Resource.queues, Action.create)
 
     async def create() -> tuple[int, Any]:
         queue = await service.create_queue(session, data=body, actor=principal.actor)
@@ -92,11 +104,12 @@ async def create_queue(
     return JSONResponse(payload, status_code=code)
 
 
-@router.get("/queues", response_model=QueuePage, tags=["queues"])
+@router.get("/queues", response_model=QueuePage, tags=["queues"], responses=errors(403))
 async def list_queues(
-    session: Session, _: CurrentPrincipal, limit: Limit = 100, cursor: QueueCursor = None
+    session: Session, principal: CurrentPrincipal, limit: Limit = 100, cursor: QueueCursor = None
 ) -> QueuePage:
     """Queues by name."""
+    require(principal, Resource.queues, Action.list)
     queues = await service.list_queues(session, after_name=cursor, limit=limit)
     overflow = {q.overflow_queue_id for q in queues if q.overflow_queue_id}
     names = await service.queue_names(session, overflow)
@@ -106,9 +119,10 @@ async def list_queues(
     )
 
 
-@router.get("/queues/{queue_ref}", response_model=QueueOut, tags=["queues"])
-async def get_queue(queue_ref: str, session: Session, _: CurrentPrincipal) -> QueueOut:
+@router.get("/queues/{queue_ref}", response_model=QueueOut, tags=["queues"], responses=errors(403))
+async def get_queue(queue_ref: str, session: Session, principal: CurrentPrincipal) -> QueueOut:
     """One queue, by id or name."""
+    require(principal, Resource.queues, Action.read)
     return await queue_out(session, await service.get_queue_or_raise(session, _ref(queue_ref)))
 
 
@@ -116,9 +130,10 @@ async def get_queue(queue_ref: str, session: Session, _: CurrentPrincipal) -> Qu
     "/queues/{queue_ref}", response_model=QueueOut, tags=["queues"], responses=errors(403, 409)
 )
 async def update_queue(
-    queue_ref: str, body: QueueUpdate, session: Session, principal: SupervisorOrAdmin
+    queue_ref: str, body: QueueUpdate, session: Session, principal: CurrentPrincipal
 ) -> QueueOut:
     """Change a queue; contacts already waiting are routed by the new rules from now on."""
+    require(principal, Resource.queues, Action.update)
     queue = await service.get_queue_or_raise(session, _ref(queue_ref))
     queue = await service.update_queue(session, queue, changes=body, actor=principal.actor)
     return await queue_out(session, queue)
@@ -132,9 +147,11 @@ async def update_queue(
     responses=errors(409),
 )
 async def create_contact(
-    request: Request, body: ContactCreate, claims: SignedToken, key: IdempotencyKey = None
+    request: Request, body: ContactCreate, caller: ContactCaller, key: IdempotencyKey = None
 ) -> Response:
     """Queue a web, chat, app or callback contact; answers with its position and wait.
+
+    Signed in with an agent's token or a channel's API key (`hlk_...`).
 
     A retry with the same `Idempotency-Key` creates nothing: it answers with the contact the
     first request created, as it stands now.
@@ -142,14 +159,25 @@ async def create_contact(
     state = request.app.state
     taken = await admission.admit(
         state.db_pool,
-        caller=admission.AgentCaller(claims),
+        caller=(
+            admission.SystemCaller(caller.actor)
+            if isinstance(caller, Principal)
+            else admission.AgentCaller(caller)
+        ),
         admission=admission.Admission.of(body, state.settings),
         key=key,
         settings=state.settings,
     )
     if isinstance(taken, admission.Retried):
+        # Rare: the retry is shown the contact as its caller may see it now.
+        viewer = (
+            caller
+            if isinstance(caller, Principal)
+            else check_identity(caller, await agents_service.get_identity(state.db_pool, caller))
+        )
         async with unit_of_work(state.sessionmaker) as session:
-            shown = await contact_out(session, await service.get_contact(session, taken.contact_id))
+            contact = await service.get_contact(session, taken.contact_id)
+            shown = await contact_out(session, contact, viewer)
         return _created(shown)
     state.wakes.contact_queued(timers=taken.wakes_timers)
     view = ContactOut(
@@ -170,27 +198,59 @@ def _created(view: ContactOut) -> Response:
     return Response(view.model_dump_json(), status_code=201, media_type="application/json")
 
 
-@router.get("/contacts/{contact_id}", response_model=ContactOut, tags=["contacts"])
+@router.get(
+    "/contacts/{contact_id}", response_model=ContactOut, tags=["contacts"], responses=errors(403)
+)
 async def get_contact(
     contact_id: ContactId, session: Session, principal: CurrentPrincipal
 ) -> ContactOut:
-    """A contact with its position, estimated wait and every offer with its reason; the
-    caller's number is masked for agents, and the notes are shown to the agent who handled
-    the contact, supervisors and admins."""
+    """A contact with its position, estimated wait and offers with their reasons.
+
+    Agents see the contacts they hold or were offered (any other is a 404, as if it did not
+    exist), with the caller's number and the numbers in the subject masked, and only their
+    own offers; supervisors see their site's contacts and those not yet offered to anyone;
+    the notes are shown to the agent who handled the contact, its supervisors and admins."""
     contact = await service.get_contact(session, contact_id)
-    return await contact_out(session, contact, principal)
+    parties = await service.parties_of(session, contact)
+    require(
+        principal,
+        Resource.contacts,
+        Action.read,
+        owner_ids=parties.owner_ids,
+        sites=parties.sites,
+        unknown=ContactNotFound(contact_id),
+    )
+    return await contact_out(session, contact, principal, parties)
+
+
+async def _acted_on(
+    session: Session, principal: Principal, contact_id: int, action: Action
+) -> Contact:
+    """The contact, locked, once the access table lets ``principal`` act on it: a contact
+    someone holds (or is offered) is that agent's work, judged as such; one waiting
+    unoffered belongs to the sites of the agents it was offered to, if any."""
+    contact = await service.get_contact(session, contact_id, for_update=True)
+    if contact.agent_id is not None:
+        holder = await service.agent_target(session, contact.agent_id)
+        require(principal, Resource.contacts, action, owner_ids=(holder.id,), agent=holder)
+    else:
+        parties = await service.parties_of(session, contact)
+        require(principal, Resource.contacts, action, sites=parties.sites)
+    return contact
 
 
 @router.post(
     "/contacts/{contact_id}/abandon",
     response_model=ContactOut,
     tags=["contacts"],
-    responses=errors(409),
+    responses=errors(403, 409),
 )
 async def abandon(
-    contact_id: ContactId, session: Session, principal: CurrentPrincipal
+    contact_id: ContactId, session: Session, principal: PersonOrChannel
 ) -> ContactOut:
-    """The customer left before being answered."""
+    """The customer left before being answered: reported by the channel (its API key), a
+    supervisor or an admin; an agent may not end a waiting contact (403)."""
+    require(principal, Resource.contacts, Action.abandon)
     contact = await endings.abandon(session, contact_id=contact_id, actor=principal.actor)
     return await contact_out(session, contact, principal)
 
@@ -202,9 +262,10 @@ async def abandon(
     responses=errors(403, 409),
 )
 async def cancel(
-    contact_id: ContactId, session: Session, principal: SupervisorOrAdmin
+    contact_id: ContactId, session: Session, principal: CurrentPrincipal
 ) -> ContactOut:
-    """Withdraw a waiting contact (supervisors)."""
+    """Withdraw a waiting contact (supervisors of its site, admins)."""
+    await _acted_on(session, principal, contact_id, Action.cancel)
     contact = await endings.cancel(session, contact_id=contact_id, actor=principal.actor)
     return await contact_out(session, contact, principal)
 
@@ -226,7 +287,10 @@ async def transfer(
     session: Session,
     principal: CurrentPrincipal,
 ) -> ContactOut:
-    """Move a contact to another queue; it keeps its original enqueue time (its place)."""
+    """Move a contact to another queue; it keeps its original enqueue time (its place).
+
+    The agent holding it, the supervisors of that agent's site and admins may move it."""
+    await _acted_on(session, principal, contact_id, Action.act)
     target = await service.resolve_queue(session, body.queue)
     successor = await endings.transfer(
         session,
@@ -249,7 +313,10 @@ async def transfer(
 async def complete(
     contact_id: ContactId, body: CompleteIn, session: Session, principal: CurrentPrincipal
 ) -> ContactOut:
-    """The conversation is over; the agent enters wrap-up for the queue's wrap-up time."""
+    """The conversation is over; the agent enters wrap-up for the queue's wrap-up time.
+
+    The agent holding it, the supervisors of that agent's site and admins may complete it."""
+    await _acted_on(session, principal, contact_id, Action.act)
     contact = await endings.complete(
         session,
         contact_id=contact_id,
@@ -273,10 +340,11 @@ async def list_offers(
     limit: Limit = 100,
     cursor: PageCursor = None,
 ) -> OfferPage:
-    """Offers made to an agent, oldest first (pending ones by default)."""
+    """Offers made to an agent, oldest first (pending ones by default): agents list their
+    own, supervisors those of their site's agents, admins any agent's."""
     agent_id = principal.id if agent == "me" else _agent_id(agent)
-    if agent_id != principal.id and principal.role is Role.agent:
-        raise NotAllowed("agents see only their own offers")
+    target = await _agent_acted_on(session, principal, agent_id)
+    require(principal, Resource.offers, Action.list, owner_ids=(agent_id,), agent=target)
     offers = await service.list_offers(
         session,
         agent_id=agent_id,
@@ -290,10 +358,26 @@ async def list_offers(
     )
 
 
+async def _agent_acted_on(session: Session, principal: Principal, agent_id: int) -> Target | None:
+    """The agent a request acts on, read only when it is not the principal (whose own work
+    every rule but ``DENY`` lets through) and the role's rule needs it."""
+    if agent_id == principal.id:
+        return None
+    return await service.agent_target(session, agent_id)
+
+
 def _agent_id(value: str) -> int:
     if not is_number(value) or not 1 <= int(value) <= MAX_ID:
         raise InvalidInput(f"agent: {value!r} is neither 'me' nor an agent id", field="agent")
     return int(value)
+
+
+async def _own_offer(session: Session, principal: Principal, offer_id: int) -> None:
+    """Only the agent an offer was made to answers it."""
+    offer = await session.get(Offer, offer_id)
+    if offer is None:
+        raise OfferNotFound(offer_id)
+    require(principal, Resource.offers, Action.act, owner_ids=(offer.agent_id,))
 
 
 @router.post(
@@ -304,6 +388,7 @@ def _agent_id(value: str) -> int:
 )
 async def accept(offer_id: OfferId, session: Session, principal: CurrentPrincipal) -> OfferOut:
     """Answer an offer made to you: the contact is connected."""
+    await _own_offer(session, principal, offer_id)
     offer = await accept_offer(
         session, offer_id=offer_id, agent_id=principal.id, actor=principal.actor
     )
@@ -318,6 +403,7 @@ async def accept(offer_id: OfferId, session: Session, principal: CurrentPrincipa
 )
 async def reject(offer_id: OfferId, session: Session, principal: CurrentPrincipal) -> OfferOut:
     """Decline an offer made to you: the contact goes back, keeping its place."""
+    await _own_offer(session, principal, offer_id)
     offer = await reject_offer(
         session, offer_id=offer_id, agent_id=principal.id, actor=principal.actor
     )
@@ -328,18 +414,21 @@ async def reject(offer_id: OfferId, session: Session, principal: CurrentPrincipa
 async def wrap_up_done(
     agent_id: TargetAgentId, session: Session, principal: CurrentPrincipal
 ) -> dict[str, int]:
-    """End after-contact work now; the agent can be offered the next contact."""
-    if agent_id != principal.id and not _supervises(principal):
-        raise NotAllowed("only the agent or a supervisor ends the agent's wrap-up")
+    """End after-contact work now; the agent can be offered the next contact (the agent,
+    the supervisors of the agent's site, admins)."""
+    target = await _agent_acted_on(session, principal, agent_id)
+    require(principal, Resource.agents, Action.act, owner_ids=(agent_id,), agent=target)
     done = await endings.wrap_up_done(session, agent_id=agent_id, actor=principal.actor)
     return {"completed": done}
 
 
-@router.get("/queues/{queue_ref}/stats", response_model=QueueStats, tags=["queues"])
+@router.get(
+    "/queues/{queue_ref}/stats", response_model=QueueStats, tags=["queues"], responses=errors(403)
+)
 async def queue_stats(
     queue_ref: str,
     session: Session,
-    _: CurrentPrincipal,
+    principal: CurrentPrincipal,
     interval: Annotated[
         Interval | None,
         Query(description="the current interval, aligned in UTC (default `15m`)"),
@@ -358,5 +447,6 @@ async def queue_stats(
     interval (`interval`, or `from`/`to`): offered, answered, abandoned, service level with the
     queue's formula, ASA, AHT, abandon rate, occupancy and the Erlang C agents needed.
     """
+    require(principal, Resource.stats, Action.read)
     queue = await service.get_queue_or_raise(session, _ref(queue_ref))
     return await stats.queue_stats(session, queue=queue, interval=interval, start=from_, end=to)

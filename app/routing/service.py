@@ -1,20 +1,29 @@
-"""Queues and contacts: define queues, take contacts in, show where they stand."""
+"""Queues and contacts: define queues, take contacts in, show where they stand.
+
+Besides the rows, it reads what the access rules (``app/access.py``) need to judge a
+request: the agents a contact involves and their sites (``parties_of``), and the agent a
+request acts on (``agent_target``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.agents import service as agents
-from app.agents.models import Agent, AgentChannel
+from app.agents.exceptions import AgentNotFound
+from app.agents.models import Agent, AgentChannel, Role
+from app.agents.permissions import Target
 from app.db import table_of
 from app.errors import InvalidInput
 from app.events.log import record
 from app.routing import estimate
 from app.routing.contact_states import WAITING, ContactStatus
+from app.routing.contacts import lock_contact
 from app.routing.events import QueueEventType
 from app.routing.exceptions import (
     ContactNotFound,
@@ -131,11 +140,54 @@ async def queue_names(session: AsyncSession, ids: set[int]) -> dict[int, str]:
 # --- contacts -----------------------------------------------------------------------------
 
 
-async def get_contact(session: AsyncSession, contact_id: int) -> Contact:
+async def get_contact(
+    session: AsyncSession, contact_id: int, *, for_update: bool = False
+) -> Contact:
+    """The contact (locked, first in the lock order, with ``for_update``) or a 404."""
+    if for_update:
+        return await lock_contact(session, contact_id)
     contact = await session.get(Contact, contact_id)
     if contact is None:
         raise ContactNotFound(contact_id)
     return contact
+
+
+@dataclass(frozen=True, slots=True)
+class Parties:
+    """The agents a contact involves: the one holding it (or who held it), and every agent
+    it was offered to, each with their site."""
+
+    holder: int | None
+    sites_by_agent: dict[int, str | None]
+
+    @property
+    def owner_ids(self) -> frozenset[int]:
+        return frozenset(self.sites_by_agent)
+
+    @property
+    def sites(self) -> frozenset[str | None]:
+        """The sites the contact belongs to; empty while no agent was ever offered it."""
+        return frozenset(self.sites_by_agent.values())
+
+
+async def parties_of(session: AsyncSession, contact: Contact) -> Parties:
+    """The contact's holder and the agents it was offered to, with their sites (one query)."""
+    offered = select(Offer.agent_id).where(Offer.contact_id == contact.id)
+    involved: ColumnElement[bool] = Agent.id.in_(offered)
+    if contact.agent_id is not None:
+        involved = or_(involved, Agent.id == contact.agent_id)
+    rows = (await session.execute(select(Agent.id, Agent.site).where(involved))).all()
+    return Parties(contact.agent_id, {row.id: row.site for row in rows})
+
+
+async def agent_target(session: AsyncSession, agent_id: int) -> Target:
+    """The agent a request acts on, as the access rules judge it, or a 404."""
+    row = (
+        await session.execute(select(Agent.role, Agent.site).where(Agent.id == agent_id))
+    ).one_or_none()
+    if row is None:
+        raise AgentNotFound(agent_id)
+    return Target(id=agent_id, role=Role(row.role), site=row.site)
 
 
 async def offers_of(session: AsyncSession, contact_id: int) -> Sequence[Offer]:

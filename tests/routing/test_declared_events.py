@@ -16,12 +16,17 @@ from fastapi import FastAPI
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.agents import api_keys
 from app.agents import events as agent_events
 from app.routing import events as routing_events
 from tests.fixtures.factories import Api, expect
 from tests.routing.acd import available_agent, contact, eventually, offer_for, queue, rows
 
-DECLARED: dict[str, type[Any]] = {**routing_events.PAYLOADS, **agent_events.PAYLOADS}
+DECLARED: dict[str, type[Any]] = {
+    **routing_events.PAYLOADS,
+    **agent_events.PAYLOADS,
+    **api_keys.PAYLOADS,
+}
 ADAPTERS = {name: TypeAdapter(payload) for name, payload in DECLARED.items()}
 
 
@@ -31,7 +36,8 @@ def engine(app: FastAPI) -> AsyncEngine:
 
 
 async def logged(engine: AsyncEngine) -> list[tuple[int, str, dict[str, Any]]]:
-    return [tuple(r) for r in await rows(engine, "SELECT id, type, data FROM events ORDER BY id")]  # type: ignore[misc]
+    found = await rows(engine, "SELECT id, type, data FROM events ORDER BY id")
+    return [(int(i), str(t), dict(d)) for i, t, d in found]
 
 
 def undeclared(events: list[tuple[int, str, dict[str, Any]]]) -> list[str]:
@@ -98,6 +104,9 @@ async def every_event_happens(api: Api, engine: AsyncEngine) -> None:
     await eventually(lambda: _seen(engine, "contact.timed_out"), what="a max wait")
 
     expect(await api.patch(f"/api/v1/agents/{me}", {"team": "night"}), 200)
+
+    key = expect(await api.post("/api/v1/api-keys", {"name": "web"}), 201)
+    expect(await api.post(f"/api/v1/api-keys/{key['id']}/revoke"), 200)
 
 
 async def _seen(engine: AsyncEngine, event_type: str) -> bool:
