@@ -1,7 +1,10 @@
 """HTTP route for the access log: supervisors read their site's agents' entries, admins all.
 
 The entries are written by the routes that look personal data up (``app/accesslog.py``);
-this route only reads them, paged like every list and filtered by agent and kind.
+this route only reads them, paged like every list and filtered by agent and kind. Who may
+read is the access table's answer (``access_log list``, ``app/agents/access.py``): a supervisor
+their own site's entries, an admin all; which entries a supervisor sees is ``list_access``'s
+filter.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from app.accesslog import AccessKind, AccessLogEntry, AccessOutcome, list_access
-from app.agents.dependencies import SupervisorOrAdmin
+from app.agents.access import Action, Resource, require
+from app.agents.dependencies import CurrentPrincipal
 from app.db import Session
 from app.openapi import errors
 from app.pagination import Limit, PageCursor, decode_id_cursor, next_id_cursor
@@ -55,7 +59,7 @@ def entry_out(entry: AccessLogEntry) -> AccessLogEntryOut:
 @router.get("/access-log", response_model=AccessLogPage, responses=errors(403))
 async def read_access_log(
     session: Session,
-    principal: SupervisorOrAdmin,
+    principal: CurrentPrincipal,
     agent_id: Annotated[int | None, Query(ge=1, le=2**63 - 1, description="one user's")] = None,
     kind: Annotated[AccessKind | None, Query(description="one kind of access")] = None,
     limit: Limit = 100,
@@ -63,6 +67,7 @@ async def read_access_log(
 ) -> AccessLogPage:
     """Who looked up or read personal data, oldest first: a supervisor sees their site's
     agents' entries, an admin every entry."""
+    require(principal, Resource.access_log, Action.list, sites=(principal.site,))
     entries = await list_access(
         session,
         principal=principal,

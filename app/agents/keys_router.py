@@ -1,5 +1,5 @@
 """HTTP routes: channels' API keys, managed by admins (``app/agents/api_keys.py``; who may
-is the access table's answer, ``app/access.py``).
+is the access table's answer, ``app/agents/access.py``).
 
 A key is shown once, in the answer to its creation. A retry of that request with the same
 ``Idempotency-Key`` creates no second key, and cannot show the first one again (only its
@@ -22,8 +22,8 @@ from fastapi import APIRouter, Depends, Header, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StringConstraints
 
-from app.access import Action, Resource, require
 from app.agents import api_keys
+from app.agents.access import Action, Resource, require
 from app.agents.dependencies import CurrentPrincipal
 from app.db import Session
 from app.errors import Conflict

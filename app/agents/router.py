@@ -5,6 +5,12 @@ and per username (``app/agents/security.py``, ``app/ratelimit.py``), before it l
 user up or hashes anything, so a throttled attempt costs one statement and says nothing
 about whether the username exists; a successful one takes its count back.
 
+Who may call a route is the access table's answer (``app/agents/access.py``): each route loads the
+agent it acts on and calls ``require`` (or ``allows``, for the private fields of a view)
+before it changes anything. What the table cannot say, because it is about the request's
+content, stays here: only an admin grants the supervisor or admin role (``can_grant``), and a
+move must land where the principal could have created the agent (``can_create``).
+
 Every ``/agents/{agent_id}...`` path takes ``me`` for the signed-in agent as well as an id
 (``TargetAgentId``); the error statuses a route can answer beyond those its shape implies are
 declared with ``errors(...)`` (see ``app/openapi.py``).
@@ -20,18 +26,11 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from app import ratelimit
 from app.agents import presence, service
-from app.agents.dependencies import CurrentPrincipal, SupervisorOrAdmin
+from app.agents.access import Action, Resource, allows, require
+from app.agents.dependencies import CurrentPrincipal
 from app.agents.exceptions import NotAllowed
 from app.agents.models import Agent, Role
-from app.agents.permissions import (
-    Principal,
-    Target,
-    can_change_status,
-    can_create,
-    can_grant,
-    can_manage,
-    can_view_private,
-)
+from app.agents.permissions import Principal, Target, can_create, can_grant
 from app.agents.schemas import (
     MAX_ID,
     AgentCreate,
@@ -195,9 +194,10 @@ async def token(
     responses=errors(403, 409),
 )
 async def create_skill(
-    body: SkillCreate, session: Session, principal: SupervisorOrAdmin, key: IdempotencyKey = None
+    body: SkillCreate, session: Session, principal: CurrentPrincipal, key: IdempotencyKey = None
 ) -> JSONResponse:
     """Add a skill agents can be rated in (supervisors and admins)."""
+    require(principal, Resource.skills, Action.create)
 
     async def create() -> tuple[int, Any]:
         skill = await service.create_skill(session, name=body.name, description=body.description)
@@ -209,11 +209,12 @@ async def create_skill(
     return JSONResponse(payload, status_code=code)
 
 
-@router.get("/skills", response_model=SkillPage, tags=["agents"])
+@router.get("/skills", response_model=SkillPage, tags=["agents"], responses=errors(403))
 async def list_skills(
-    session: Session, _: CurrentPrincipal, limit: Limit = 100, cursor: SkillCursor = None
+    session: Session, principal: CurrentPrincipal, limit: Limit = 100, cursor: SkillCursor = None
 ) -> SkillPage:
     """Skills by name."""
+    require(principal, Resource.skills, Action.list)
     skills = await service.list_skills(session, after_name=cursor, limit=limit)
     return SkillPage(
         items=[SkillOut.model_validate(s) for s in skills],
@@ -249,7 +250,8 @@ def agent_out(agent: Agent) -> AgentOut:
 def agent_view(principal: Principal, agent: Agent) -> AgentOut | AgentPublic:
     """The full record when the principal may see it, the public view otherwise."""
     full = agent_out(agent)
-    if can_view_private(principal, _target(agent)):
+    owner_ids, target = (agent.id,), _target(agent)
+    if allows(principal, Resource.agents, Action.read_private, owner_ids=owner_ids, agent=target):
         return full
     return AgentPublic.model_validate(full.model_dump(include=set(AgentPublic.model_fields)))
 
@@ -269,8 +271,9 @@ async def create_agent(
     key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Create an agent (admins: anyone; supervisors: agents of their own site)."""
-    if not can_create(principal, role=body.role, site=body.site):
-        raise NotAllowed(f"a {principal.role.value} cannot create a {body.role.value} at this site")
+    require(principal, Resource.agents, Action.create, agent=Target(-1, body.role, body.site))
+    if not can_grant(principal, body.role):
+        raise NotAllowed(f"a {principal.role.value} cannot create a {body.role.value}")
 
     async def create() -> tuple[int, Any]:
         password_hash = await hash_password(request.app.state.hasher, body.password)
@@ -289,7 +292,7 @@ async def create_agent(
     return JSONResponse(payload, status_code=code)
 
 
-@router.get("/agents", response_model=AgentPage, tags=["agents"])
+@router.get("/agents", response_model=AgentPage, tags=["agents"], responses=errors(403))
 async def list_agents(
     session: Session,
     principal: CurrentPrincipal,
@@ -298,6 +301,7 @@ async def list_agents(
     cursor: PageCursor = None,
 ) -> AgentPage:
     """Agents by id; full records where the caller may see them, public views otherwise."""
+    require(principal, Resource.agents, Action.list)
     agents = await service.list_agents(
         session, site=site, after_id=decode_id_cursor(cursor), limit=limit
     )
@@ -307,22 +311,31 @@ async def list_agents(
     )
 
 
-@router.get("/agents/{agent_id}", response_model=AgentOut | AgentPublic, tags=["agents"])
+@router.get(
+    "/agents/{agent_id}",
+    response_model=AgentOut | AgentPublic,
+    tags=["agents"],
+    responses=errors(403),
+)
 async def get_agent(
     agent_id: TargetAgentId, session: Session, principal: CurrentPrincipal
 ) -> AgentOut | AgentPublic:
     """One agent (`me`: yourself): the full record for themselves, their supervisor and
     admins."""
+    require(principal, Resource.agents, Action.read)
     return agent_view(principal, await service.get_or_raise(session, agent_id))
 
 
 def _check_update(principal: Principal, agent: Agent, body: AgentUpdate) -> None:
+    """The table's ``update`` (name, password) and, for any other field, ``manage``; then the
+    rules about the change itself."""
     target = _target(agent)
+    owner_ids = (agent.id,)
+    require(principal, Resource.agents, Action.update, owner_ids=owner_ids, agent=target)
     managing = body.model_dump(exclude_unset=True, exclude={"name", "password"})
-    if principal.id == agent.id and not managing:
+    if not managing:
         return
-    if not can_manage(principal, target):
-        raise NotAllowed("you may not change this agent")
+    require(principal, Resource.agents, Action.manage, owner_ids=owner_ids, agent=target)
     if body.role is not None and not can_grant(principal, body.role):
         raise NotAllowed(f"only an admin can grant the {body.role.value} role")
     new_site = body.site if "site" in body.model_fields_set else agent.site
@@ -367,8 +380,7 @@ async def change_status(
 ) -> AgentOut:
     """Set an agent's status (available, away with a reason, offline): the agent's choice."""
     agent = await service.get_or_raise(session, agent_id, for_update=True)
-    if not can_change_status(principal, _target(agent)):
-        raise NotAllowed("you may not change this agent's status")
+    require(principal, Resource.agents, Action.status, owner_ids=(agent.id,), agent=_target(agent))
     by = presence.Actor.SELF if principal.id == agent.id else presence.Actor.SUPERVISOR
     agent = await service.change_status(
         session,

@@ -44,7 +44,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app import ratelimit
 from app.accesslog import Access, AccessKind, AccessOutcome, record_access, record_access_apart
-from app.agents.permissions import Principal, sees_full_customer_data
+from app.agents.access import Action, Resource, allows
+from app.agents.permissions import Principal
 from app.config import Settings
 from app.customers.exceptions import PHONE_CONSTRAINT, CustomerNotFound
 from app.errors import integrity_error_body
@@ -64,7 +65,7 @@ def lookup_limit(settings: Settings) -> ratelimit.Limit:
 
 def is_limited(principal: Principal) -> bool:
     """Roles that see numbers masked are limited; those that see them in full are not."""
-    return not sees_full_customer_data(principal)
+    return not allows(principal, Resource.customers, Action.unmask)
 
 
 def is_phone_conflict(error: IntegrityError) -> bool:

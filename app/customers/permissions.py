@@ -1,6 +1,7 @@
 """Which customer fields a role may set. Pure rules; the router enforces them.
 
-Agents see customers' phone and ID numbers masked, and masking is only a control if they
+A role without ``customers unmask`` in the access table (``app/agents/access.py``: agents) sees
+customers' phone and ID numbers masked, and masking is only a control if they
 cannot undo it. Setting a number is a way to read one (a write refused because another
 customer holds the number confirms a guess), and changing one re-points caller
 identification, and the tier's priority with it, at another person. So a role that sees
@@ -13,7 +14,8 @@ numbers masked:
 - never sets ``tier`` or ``relationship_manager_id``, on create or on update (an agent could
   otherwise name themselves a platinum customer's manager).
 
-Supervisors and admins, who see the numbers in full, may set every field.
+A role with ``customers unmask`` (supervisors, admins), who see the numbers in full, may set
+every field.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-from app.agents.permissions import Principal, sees_full_customer_data
+from app.agents.access import Action, Resource, allows
+from app.agents.permissions import Principal
 
 # Fields only a role that sees the numbers in full may set.
 PRIVILEGED_ON_CREATE: Final = frozenset({"id_number", "tier", "relationship_manager_id"})
@@ -39,6 +42,6 @@ def refused_on_update(principal: Principal, fields: Iterable[str]) -> list[str]:
 
 
 def _refused(principal: Principal, fields: Iterable[str], privileged: frozenset[str]) -> list[str]:
-    if sees_full_customer_data(principal):
+    if allows(principal, Resource.customers, Action.unmask):
         return []
     return sorted(privileged.intersection(fields))

@@ -1,9 +1,10 @@
 """HTTP routes for customers.
 
-Agents see customers' numbers masked, and the routes keep it so: which fields a role may
-set is ``permissions``'s rule, and lookups that could unmask a number (by phone, a create
-that could conflict on one) are counted, limited and recorded by ``lookups``. Reads of one
-customer are recorded too.
+Who may call a route is the access table's answer (``app/agents/access.py``): each route calls
+``require`` first, and a role without ``customers unmask`` (agents) sees the numbers masked.
+The routes keep them so: which fields such a role may set is ``permissions``'s rule, and
+lookups that could unmask a number (by phone, a create that could conflict on one) are
+counted, limited and recorded by ``lookups``. Reads of one customer are recorded too.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from app.accesslog import Access, AccessKind, AccessOutcome
+from app.agents.access import Action, Resource, allows, require
 from app.agents.dependencies import CurrentPrincipal
-from app.agents.permissions import Principal, sees_full_customer_data
+from app.agents.permissions import Principal
 from app.config import Settings
 from app.customers import identity, permissions, service
 from app.customers.dependencies import Guard
@@ -39,7 +41,7 @@ CustomerId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the customer's
 
 def customer_out(principal: Principal, customer: Customer) -> CustomerOut:
     """The customer as this principal may see it: masked numbers for agents."""
-    full = sees_full_customer_data(principal)
+    full = allows(principal, Resource.customers, Action.unmask)
     phone, id_number = customer.phone, customer.id_number
     return CustomerOut(
         id=customer.id,
@@ -83,6 +85,7 @@ async def create_customer(
     """Register a customer (any signed-in user; only supervisors and admins set the ID
     number, tier or relationship manager). For agents, a create with a phone number counts
     against the lookup limit."""
+    require(principal, Resource.customers, Action.create)
     refused = permissions.refused_on_create(principal, _given(body))
     if refused:
         raise fields_not_allowed(refused, verb="set")
@@ -112,7 +115,7 @@ async def create_customer(
     return JSONResponse(payload, status_code=code)
 
 
-@router.get("/customers", response_model=CustomerPage, responses=errors(429))
+@router.get("/customers", response_model=CustomerPage, responses=errors(403, 429))
 async def list_customers(
     request: Request,
     session: Session,
@@ -125,6 +128,7 @@ async def list_customers(
 ) -> CustomerPage:
     """Customers by id, or the one with a phone number (caller identification). A lookup by
     phone is recorded in the access log and, for agents, counts against the lookup limit."""
+    require(principal, Resource.customers, Action.list)
     query = _masked_phone(phone, request.app.state.settings)
     if query is not None:
         await guard.count(AccessKind.customer_lookup_phone, query)
@@ -150,11 +154,12 @@ async def _record_lookup(guard: LookupGuard, found: Sequence[Customer], query: s
     await guard.answered(Access(AccessKind.customer_lookup_phone, outcome, subject, query))
 
 
-@router.get("/customers/{customer_id}", response_model=CustomerOut)
+@router.get("/customers/{customer_id}", response_model=CustomerOut, responses=errors(403))
 async def get_customer(
     customer_id: CustomerId, session: Session, principal: CurrentPrincipal, guard: Guard
 ) -> CustomerOut:
     """One customer; the read is recorded in the access log."""
+    require(principal, Resource.customers, Action.read)
     async with guard.absence_recorded(AccessKind.customer_read, str(customer_id)):
         customer = await service.get_or_raise(session, customer_id)
     await guard.answered(Access(AccessKind.customer_read, AccessOutcome.found, customer.id))
@@ -172,6 +177,7 @@ async def update_customer(
 ) -> CustomerOut:
     """Change a customer; the phone and ID numbers, tier and relationship manager are
     changed by supervisors and admins only."""
+    require(principal, Resource.customers, Action.update)
     refused = permissions.refused_on_update(principal, body.model_fields_set)
     if refused:
         raise fields_not_allowed(refused, verb="change")

@@ -5,6 +5,10 @@ one difference a log implies: the log never ends, so ``next_cursor`` is always g
 place to read on from, even after an empty page). ``after`` and the response's ``cursor``,
 the names this route had before, are still read and sent.
 
+Who reads what is the access table's answer (``app/agents/access.py``): ``events list`` lets a
+role poll at all (an agent: the events that concern them, a list that filters and never
+refuses), and ``events stream`` lets it see every event.
+
 A long poll signs in when it arrives, like every request, and waits up to 30 s: a request
 that waited checks its token again (expiry, and its agent's row) before it answers, so a
 token revoked or expired while it waited is answered 401 and never given the events that
@@ -21,11 +25,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
+from app.agents.access import Action, Resource, allows, require
 from app.agents.dependencies import CurrentPrincipal, SignedToken, recheck
-from app.agents.permissions import Principal, sees_every_event
+from app.agents.permissions import Principal
 from app.agents.security import TokenClaims
 from app.errors import InvalidInput
 from app.events.log import Cursor, LoggedEvent, head, read_after
+from app.openapi import errors
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 
@@ -53,8 +59,8 @@ EventCursor = Annotated[
 
 
 def visible_to(principal: Principal, event: LoggedEvent) -> bool:
-    """Supervisors and admins see the whole log; agents see what concerns them."""
-    if sees_every_event(principal):
+    """A role with ``events stream`` sees the whole log; others see what concerns them."""
+    if allows(principal, Resource.events, Action.stream):
         return True
     mine = str(principal.id)
     if event.subject_type == "agent" and event.subject_id == mine:
@@ -62,7 +68,7 @@ def visible_to(principal: Principal, event: LoggedEvent) -> bool:
     return str(event.data.get("agent_id")) == mine
 
 
-@router.get("/events", response_model=EventPage)
+@router.get("/events", response_model=EventPage, responses=errors(403))
 async def list_events(
     request: Request,
     claims: SignedToken,
@@ -77,6 +83,7 @@ async def list_events(
     ] = 0,
 ) -> EventPage:
     """Events after a cursor, in commit-safe log order, gapless; long-polls with `wait_s`."""
+    require(principal, Resource.events, Action.list, owner_ids=(principal.id,))
     # No transaction stays open while the poll waits (an open transaction would hold every
     # reader of the log back): each read below is a statement of its own.
     engine = request.app.state.engine

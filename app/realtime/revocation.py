@@ -40,9 +40,9 @@ from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, 
 from typing import Any, cast
 
 from app.agents import service as agents_service
+from app.agents.access import Action, Resource, allows
 from app.agents.dependencies import check_identity
 from app.agents.events import AgentEventType, Updated
-from app.agents.permissions import sees_every_event
 from app.agents.security import TokenClaims
 from app.agents.service import REVOKING_FIELDS, Identity
 from app.errors import Unauthorized
@@ -83,7 +83,7 @@ def refusal(sign_in: SignIn, identity: Identity | None) -> str | None:
         principal = check_identity(sign_in.claims, identity)
     except Unauthorized as exc:
         return exc.detail
-    if sign_in.wallboard and not sees_every_event(principal):
+    if sign_in.wallboard and not allows(principal, Resource.events, Action.stream):
         return NOT_WALLBOARD
     return None
 

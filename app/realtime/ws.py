@@ -5,7 +5,11 @@ Theory of operation
 
 A socket is accepted first (a close code can only be given on an open socket), then
 authenticated by ``?token=`` or by a first message ``{"type": "auth", "token": ...}``: a
-missing or bad token closes it with 4401, an agent on the wallboard with 4403. The token's
+missing or bad token closes it with 4401. Who may open which socket is the access table's
+answer (``app/agents/access.py``): the console needs ``events list`` (an agent's own events), the
+wallboard ``events stream`` (every event); a signed-in user the table refuses is closed with
+4403. A channel's API key opens neither: an unknown or revoked key is a 4401, a live one a
+4403 (its principal is no person the revocation watch could follow). The token's
 claims are registered with the revocation watch (``app/realtime/revocation.py``) before the
 agent's row is read, and stay registered while the socket is open: once the watch revokes
 the sign-in (the token expired; the agent deactivated, gone, or with a new password, role or
@@ -41,16 +45,18 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.agents import consoles
+from app.agents import api_keys, consoles
 from app.agents import service as agents_service
-from app.agents.dependencies import check_identity
-from app.agents.permissions import Principal, sees_every_event
+from app.agents.access import Action, Resource, allows, refusal, rule_for
+from app.agents.dependencies import UNKNOWN_KEY, check_identity
+from app.agents.permissions import Principal
 from app.agents.schemas import AgentCounts, AgentLive
 from app.agents.security import TokenClaims, TokenError
 from app.db import unit_of_work
@@ -169,10 +175,13 @@ async def receive_text(websocket: WebSocket) -> str | None:
 # --- authentication ----------------------------------------------------------------------
 
 
-async def authenticate(websocket: WebSocket) -> TokenClaims | None:
+async def authenticate(websocket: WebSocket, *, wallboard: bool) -> TokenClaims | None:
     """The claims of the socket's token, its signature and expiry checked (not yet its
-    agent's row); None once the socket has been closed with 4401."""
+    agent's row); None once the socket has been closed (4401, or 4403 for an API key)."""
     token = websocket.query_params.get("token") or await _token_message(websocket)
+    if api_keys.is_api_key(token):
+        await _refuse_key(websocket, token or "", wallboard=wallboard)
+        return None
     try:
         if not token:
             raise TokenError('a token is required: ?token= or a first {"type": "auth"} message')
@@ -195,9 +204,30 @@ async def _token_message(websocket: WebSocket) -> str | None:
     return token if message.get("type") == "auth" and isinstance(token, str) else None
 
 
+async def _refuse_key(websocket: WebSocket, key: str, *, wallboard: bool) -> None:
+    """Close a socket signed in with an API key: 4401 if the key is not live, else 4403."""
+    now = datetime.now(UTC)
+    principal = await api_keys.authenticate(websocket.app.state.db_pool, key, now=now)
+    if principal is None:
+        await websocket.close(UNAUTHORIZED, close_reason(UNKNOWN_KEY))
+        return
+    reason = socket_refusal(principal, wallboard=wallboard)
+    await websocket.close(FORBIDDEN, reason or "a channel's API key opens no socket")
+
+
+def socket_refusal(principal: Principal, *, wallboard: bool) -> str | None:
+    """Why the access table refuses ``principal`` this socket; None if it lets them in."""
+    if wallboard:
+        return None if allows(principal, Resource.events, Action.stream) else NOT_WALLBOARD
+    if allows(principal, Resource.events, Action.list, owner_ids=(principal.id,)):
+        return None
+    rule = rule_for(principal.role.value, Resource.events, Action.list)
+    return close_reason(refusal(principal, Resource.events, Action.list, rule))
+
+
 async def admit(websocket: WebSocket, sign_in: SignIn) -> Principal | None:
     """The user a watched sign-in names, as the database has it now; None once the socket
-    has been closed (4401, or 4403 for an agent on the wallboard)."""
+    has been closed (4401, or 4403 when the access table refuses the socket)."""
     claims = sign_in.claims
     identity = await agents_service.get_identity(websocket.app.state.db_pool, claims)
     try:
@@ -205,8 +235,9 @@ async def admit(websocket: WebSocket, sign_in: SignIn) -> Principal | None:
     except Unauthorized as exc:
         await websocket.close(UNAUTHORIZED, close_reason(exc.detail))
         return None
-    if sign_in.wallboard and not sees_every_event(principal):
-        await websocket.close(FORBIDDEN, NOT_WALLBOARD)
+    refused = socket_refusal(principal, wallboard=sign_in.wallboard)
+    if refused is not None:
+        await websocket.close(FORBIDDEN, refused)
         return None
     return principal
 
@@ -357,7 +388,7 @@ async def wallboard(websocket: WebSocket) -> None:
 async def _serve(websocket: WebSocket, *, wallboard: bool) -> None:
     await websocket.accept()
     with contextlib.suppress(WebSocketDisconnect):
-        claims = await authenticate(websocket)
+        claims = await authenticate(websocket, wallboard=wallboard)
         if claims is None:
             return
         watch = revocation_watch(websocket.app.state)

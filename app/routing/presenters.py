@@ -2,7 +2,7 @@
 
 Theory of operation: ``queue_view`` and ``contact_view`` build a body from rows already read,
 and ``shown_caller``, ``shown_subject``, ``shown_notes`` and ``shown_offers`` decide, by the
-access table (``app/access.py``), what of a contact the viewer may see: the caller's number
+access table (``app/agents/access.py``), what of a contact the viewer may see: the caller's number
 and the numbers typed into the subject masked for a role that sees customers' numbers masked;
 the notes only to the agent who handled the contact and to supervisors of its site; the
 offers made to the viewer, or to the agents of the viewer's site. Without a viewer (a role
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.access import Action, Resource, allows
+from app.agents.access import Action, Resource, allows
 from app.agents.permissions import Principal
 from app.customers import identity
 from app.redact import mask_personal_numbers

@@ -4,7 +4,7 @@ The error statuses a route can answer beyond those its shape implies (401, 404, 
 ``app/openapi.py``) are declared with ``errors(...)``. Lists page with ``limit`` and
 ``cursor``: queues by name, offers by id.
 
-Who may call a route is the access table's answer (``app/access.py``): each route loads what
+Who may call a route is the access table's answer (``app/agents/access.py``): each route loads what
 the rule needs (the contact's holder and sites, the agent acted on, the offer's agent) and
 calls ``require`` before it changes anything. An agent asking for a contact that was never
 theirs gets the 404 of a contact that does not exist.
@@ -18,8 +18,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from app.access import Action, Resource, require
 from app.agents import service as agents_service
+from app.agents.access import Action, Resource, require
 from app.agents.dependencies import (
     ContactCaller,
     CurrentPrincipal,

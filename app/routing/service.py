@@ -1,6 +1,6 @@
 """Queues and contacts: define queues, take contacts in, show where they stand.
 
-Besides the rows, it reads what the access rules (``app/access.py``) need to judge a
+Besides the rows, it reads what the access rules (``app/agents/access.py``) need to judge a
 request: the agents a contact involves and their sites (``parties_of``), and the agent a
 request acts on (``agent_target``).
 """

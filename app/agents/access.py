@@ -253,11 +253,13 @@ def require(
 def refusal(principal: Principal, resource: Resource, action: Action, rule: Rule) -> str:
     """Why a request was refused, in the words of the rule."""
     what = f"{action.value.replace('_', ' ')} {resource.value.replace('_', ' ')}"
+    role = principal.role.value
+    who = f"{'an' if role[0] in 'aeiou' else 'a'} {role}"
     if rule is Rule.OWN:
-        return f"a {principal.role.value} may {what} only for their own work"
+        return f"{who} may {what} only for their own work"
     if rule is Rule.SAME_SITE:
-        return f"a {principal.role.value} may {what} only for their own site"
-    return f"a {principal.role.value} may not {what}"
+        return f"{who} may {what} only for their own site"
+    return f"{who} may not {what}"
 
 
 # --- the table as docs/access.md shows it ----------------------------------------------------
