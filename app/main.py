@@ -19,6 +19,7 @@ from app.accesslog_router import router as access_log_router
 from app.agents.keys_router import router as keys_router
 from app.agents.router import router as agents_router
 from app.agents.security import TokenReader, make_hasher
+from app.complaints.router import router as complaints_router
 from app.config import Settings, get_settings
 from app.customers.router import router as customers_router
 from app.db import unit_of_work
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(customers_router)
     app.include_router(access_log_router)
     app.include_router(routing_router)
+    app.include_router(complaints_router)
     app.include_router(events_router)
     app.include_router(ws_router)
     install_docs(app)

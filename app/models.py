@@ -3,6 +3,7 @@
 from app.accesslog import AccessLogEntry
 from app.agents.api_keys import ApiKey
 from app.agents.models import Agent, AgentChannel, AgentSkill, Skill
+from app.complaints.models import Complaint, ComplaintAudit, ComplaintClock
 from app.customers.models import Customer
 from app.db import Base
 from app.events.models import Event
@@ -20,6 +21,9 @@ __all__ = [
     "ApiKey",
     "AppSecret",
     "Base",
+    "Complaint",
+    "ComplaintAudit",
+    "ComplaintClock",
     "Contact",
     "Customer",
     "Event",

@@ -127,6 +127,12 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/api-keys"): Row(401, 403, 403, 403, 403, 201),
     ("GET", "/api/v1/api-keys"): Row(401, 403, 403, 403, 403, 200),
     ("POST", "/api/v1/api-keys/{key_id}/revoke"): Row(401, 403, 403, 403, 403, 200),
+    # the complaint is assigned to agent_same; a read refused by ownership or site is a 404
+    ("POST", "/api/v1/complaints"): Row(401, 201, 201, 201, 201, 201, integration=201),
+    ("GET", "/api/v1/complaints"): Row(401, 200, 200, 200, 200, 200),
+    ("GET", "/api/v1/complaints/{complaint_id}"): Row(401, 200, 404, 200, 404, 200),
+    ("GET", "/api/v1/complaints/{complaint_id}/audit"): Row(401, 200, 404, 200, 404, 200),
+    ("POST", "/api/v1/complaints/{complaint_id}/{verb}"): Row(401, PASS, 404, PASS, 404, PASS),
 }
 NOT_YET_IN_THE_APP: set[tuple[str, str]] = set()  # rows of routes being added, until they land
 DIGEST = "SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM \"{}\" t"
@@ -157,6 +163,30 @@ async def key(api: Api) -> tuple[int, str]:
     """A channel's API key made by the admin: its id and the key."""
     made = expect(await api.post("/api/v1/api-keys", {"name": unique("web-")}), 201)
     return made["id"], made["key"]
+
+
+def complaint_body() -> dict[str, Any]:
+    """A complete complaint, of no customer (so never linked to another)."""
+    return {
+        "channel": "web",
+        "complainant": {"name": "Li Hua", "contact": "li@example.com", "relation": "self"},
+        "matter": {
+            "occurred_at": "2026-11-30T08:00:00Z",
+            "location": "online",
+            "branch": unique("branch-"),
+            "description": f"charged twice for order {unique('')}",
+        },
+        "grounds": "one order, two charges",
+        "request": "refund the second charge",
+    }
+
+
+async def complaint(api: Api, *, assignee: int) -> int:
+    """A complaint assigned to ``assignee``."""
+    made = expect(await api.post("/api/v1/complaints", complaint_body()), 201)
+    url = f"/api/v1/complaints/{made['id']}/assign"
+    expect(await api.post(url, {"assignee": assignee}), 200)
+    return int(made["id"])
 
 
 @dataclass
@@ -196,6 +226,8 @@ class World:
             "queue": q["name"],
             "queue2": q2["name"],
             "key_id": spare_key_id,
+            "complaint_id": await complaint(api, assignee=me),
+            "verb": "escalate",
         }
         return cls(callers, ids)
 
@@ -228,6 +260,11 @@ class World:
             },
             ("POST", "/api/v1/auth/token"): lambda: {"username": "x", "password": "y"},
             ("POST", "/api/v1/api-keys"): lambda: {"name": unique("channel-")},
+            ("POST", "/api/v1/complaints"): complaint_body,
+            ("POST", "/api/v1/complaints/{complaint_id}/{verb}"): lambda: {
+                "target": "supervisor",
+                "reason": "beyond the agent's authority",
+            },
         }
         make = bodies.get((method, path))
         return make() if make else None

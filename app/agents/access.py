@@ -54,6 +54,7 @@ class Resource(StrEnum):
     events = "events"
     access_log = "access_log"
     api_keys = "api_keys"
+    complaints = "complaints"
 
 
 class Action(StrEnum):
@@ -100,6 +101,10 @@ POLICY: Final[dict[tuple[str, Resource, Action], Rule]] = {
     ("agent", R.contacts, A.read): P.OWN,
     ("agent", R.contacts, A.read_notes): P.OWN,
     ("agent", R.contacts, A.act): P.OWN,
+    ("agent", R.complaints, A.create): P.ALLOW,
+    ("agent", R.complaints, A.list): P.OWN,
+    ("agent", R.complaints, A.read): P.OWN,
+    ("agent", R.complaints, A.act): P.OWN,
     ("agent", R.offers, A.list): P.OWN,
     ("agent", R.offers, A.act): P.OWN,
     ("agent", R.events, A.list): P.OWN,
@@ -130,6 +135,10 @@ POLICY: Final[dict[tuple[str, Resource, Action], Rule]] = {
     ("supervisor", R.contacts, A.act): P.SAME_SITE,
     ("supervisor", R.contacts, A.abandon): P.ALLOW,
     ("supervisor", R.contacts, A.cancel): P.SAME_SITE,
+    ("supervisor", R.complaints, A.create): P.ALLOW,
+    ("supervisor", R.complaints, A.list): P.SAME_SITE,
+    ("supervisor", R.complaints, A.read): P.SAME_SITE,
+    ("supervisor", R.complaints, A.act): P.SAME_SITE,
     ("supervisor", R.offers, A.list): P.SAME_SITE,
     ("supervisor", R.offers, A.act): P.OWN,
     ("supervisor", R.events, A.list): P.ALLOW,
@@ -167,12 +176,17 @@ POLICY: Final[dict[tuple[str, Resource, Action], Rule]] = {
     ("admin", R.events, A.list): P.ALLOW,
     ("admin", R.events, A.stream): P.ALLOW,
     ("admin", R.access_log, A.list): P.ALLOW,
+    ("admin", R.complaints, A.create): P.ALLOW,
+    ("admin", R.complaints, A.list): P.ALLOW,
+    ("admin", R.complaints, A.read): P.ALLOW,
+    ("admin", R.complaints, A.act): P.ALLOW,
     ("admin", R.api_keys, A.create): P.ALLOW,
     ("admin", R.api_keys, A.list): P.ALLOW,
     ("admin", R.api_keys, A.revoke): P.ALLOW,
     # --- integration (a channel's service account: an API key) -------------------------------
     ("integration", R.contacts, A.create): P.ALLOW,
     ("integration", R.contacts, A.abandon): P.ALLOW,
+    ("integration", R.complaints, A.create): P.ALLOW,
 }
 
 

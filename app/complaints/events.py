@@ -1,0 +1,82 @@
+"""The events the complaint desk writes to the log: their names and payload shapes.
+
+Theory of operation: as ``app.routing.events``. The service names every event it records by
+``ComplaintEventType`` and builds its payload with the keys of the ``TypedDict`` that
+``PAYLOADS`` maps the name to; a test holds each logged payload against its type. The
+subject of every event is the complaint (``subject_type`` ``"complaint"``, its id).
+
+- ``complaint.registered``: a new complaint, with its reference and resolution due time;
+- ``complaint.linked``: the same matter raised again (another channel) and added to it;
+- ``complaint.status_changed``: a lifecycle move (``event`` is the verb), including the
+  moves that keep the status (a reassignment, an escalation, an extension);
+- ``complaint.sla_warning`` and ``complaint.sla_breached``: declared for the clocks' durable
+  timers, which fire them.
+
+Payload values are JSON: timestamps are ISO-8601 strings.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ConfigDict, with_config
+from typing_extensions import TypedDict
+
+_CLOSED = ConfigDict(extra="forbid")
+SUBJECT = "complaint"
+
+
+class ComplaintEventType(StrEnum):
+    REGISTERED = "complaint.registered"
+    LINKED = "complaint.linked"
+    STATUS_CHANGED = "complaint.status_changed"
+    SLA_WARNING = "complaint.sla_warning"
+    SLA_BREACHED = "complaint.sla_breached"
+
+
+@with_config(_CLOSED)
+class ComplaintPayload(TypedDict):
+    """What every complaint event says about the complaint."""
+
+    complaint_id: int
+    reference: str
+    status: str
+
+
+@with_config(_CLOSED)
+class Registered(ComplaintPayload):
+    channel: str
+    customer_id: int | None
+    due_at: str | None
+
+
+@with_config(_CLOSED)
+class Linked(ComplaintPayload):
+    channel: str  # the channel the matter came in again through
+
+
+@with_config(_CLOSED)
+class StatusChanged(ComplaintPayload):
+    event: str  # the lifecycle verb
+    previous: str
+    assignee_id: int | None
+    escalation_level: str
+    due_at: str | None
+
+
+@with_config(_CLOSED)
+class ClockEvent(ComplaintPayload):
+    clock: str  # the clock's kind
+    due_at: str
+    level: float | None  # the warning's fraction of the target; None for a breach
+    escalation_level: str
+
+
+PAYLOADS: dict[str, type[Any]] = {
+    ComplaintEventType.REGISTERED: Registered,
+    ComplaintEventType.LINKED: Linked,
+    ComplaintEventType.STATUS_CHANGED: StatusChanged,
+    ComplaintEventType.SLA_WARNING: ClockEvent,
+    ComplaintEventType.SLA_BREACHED: ClockEvent,
+}

@@ -1,0 +1,358 @@
+"""HTTP routes of the complaint desk.
+
+Theory of operation
+-------------------
+
+``POST /complaints`` registers a complaint from any channel (people and channels' API keys):
+201 with the reference and the clocks, or 200 with ``linked: true`` and the existing
+reference when the same matter is already open. An ``Idempotency-Key`` retry is answered
+with the first answer. ``POST /complaints/{id}/{verb}`` moves a complaint through the
+lifecycle: the row is locked for the request's transaction, so two moves of one complaint
+run one after the other, and each sees the other's result.
+
+Who may do what (``check``): a person may register; an agent reads the complaints assigned
+to them or registered by them and acts on those assigned to them; a supervisor reads and
+acts on their site's complaints (assigned to an agent of the site, or to nobody yet); an
+admin on all; a channel's API key only registers. A complaint a reader may not see is a 404,
+as if it did not exist. Every read of one complaint is recorded in the access log
+(``complaint.read``).
+
+Time comes from ``app.state.complaint_clock`` when set (tests inject one), else the system
+clock; the desk's rules from ``app.state.complaint_desk`` when set, else ``service.DESK``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import JSONResponse
+
+from app.accesslog import Access, AccessKind, AccessOutcome, record_access, record_access_apart
+from app.agents.access import Action, Resource, require
+from app.agents.dependencies import CurrentPrincipal, PersonOrChannel
+from app.agents.permissions import Principal
+from app.complaints import service
+from app.complaints.calendar import WorkCalendar
+from app.complaints.clocks import state
+from app.complaints.exceptions import ComplaintNotFound
+from app.complaints.lifecycle import ComplaintEvent, ComplaintStatus
+from app.complaints.models import (
+    Complaint,
+    ComplaintAudit,
+    ComplaintClock,
+    history_of,
+    policy_of,
+)
+from app.complaints.schemas import (
+    AuditEntryOut,
+    AuditOut,
+    ClockOut,
+    Complainant,
+    ComplaintCreate,
+    ComplaintOut,
+    ComplaintPage,
+    ComplaintSummary,
+    Matter,
+    Registered,
+    TransitionFacts,
+)
+from app.db import Session
+from app.idempotency import run_once
+from app.openapi import errors, require_json_body
+from app.pagination import Limit, PageCursor, decode_id_cursor, next_id_cursor
+
+router = APIRouter(prefix="/api/v1", tags=["complaints"], dependencies=[Depends(require_json_body)])
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", description="retry-safe key for this create")
+]
+ComplaintId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the complaint's id")]
+
+
+def complaint_now(request: Request) -> datetime:
+    """The desk's clock: injected by tests, else the system's."""
+    clock: Callable[[], datetime] | None = getattr(request.app.state, "complaint_clock", None)
+    return clock() if clock is not None else datetime.now(UTC)
+
+
+def complaint_desk(request: Request) -> service.Desk:
+    desk: service.Desk | None = getattr(request.app.state, "complaint_desk", None)
+    return desk or service.DESK
+
+
+Now = Annotated[datetime, Depends(complaint_now)]
+CurrentDesk = Annotated[service.Desk, Depends(complaint_desk)]
+
+# --- who may do what -------------------------------------------------------------------------
+
+
+def check(
+    principal: Principal,
+    action: str,
+    *,
+    owner_ids: Collection[int] = (),
+    sites: Collection[str | None] | None = None,
+    unknown: ComplaintNotFound | None = None,
+) -> None:
+    """Raise unless the access table lets ``principal`` do ``action`` to this complaint."""
+    require(
+        principal,
+        Resource.complaints,
+        Action(action),
+        owner_ids=owner_ids,
+        sites=sites,
+        unknown=unknown,
+    )
+
+
+def _registrar(complaint: Complaint) -> list[int]:
+    kind, _, number = complaint.registered_by.partition(":")
+    return [int(number)] if kind == "agent" and number.isdigit() else []
+
+
+async def _sites(session: Session, complaint: Complaint) -> list[str | None]:
+    if complaint.assignee_id is None:
+        return []
+    return [await service.agent_site(session, complaint.assignee_id)]
+
+
+async def may_read(session: Session, principal: Principal, complaint: Complaint) -> None:
+    owners = [*_registrar(complaint), *([complaint.assignee_id] if complaint.assignee_id else [])]
+    sites = await _sites(session, complaint)
+    check(principal, "read", owner_ids=owners, sites=sites, unknown=ComplaintNotFound(complaint.id))
+
+
+async def may_act(session: Session, principal: Principal, complaint: Complaint) -> None:
+    await may_read(session, principal, complaint)
+    owners = [complaint.assignee_id] if complaint.assignee_id else []
+    check(principal, "act", owner_ids=owners, sites=await _sites(session, complaint))
+
+
+# --- presenters ----------------------------------------------------------------------------------
+
+
+def clock_out(row: ComplaintClock, calendar: WorkCalendar, now: datetime) -> ClockOut:
+    policy = policy_of(row)
+    read = state(policy, history_of(row), calendar, max(now, row.started_at))
+    open_pause = row.pauses[-1] if row.pauses and row.pauses[-1]["end"] is None else None
+    return ClockOut(
+        kind=row.kind,
+        target=policy.target,
+        unit=policy.unit.value,
+        started_at=row.started_at,
+        stopped_at=row.stopped_at,
+        due_at=read.due_at,
+        status=read.status.value,
+        elapsed=read.elapsed,
+        extensions=[int(e["days"]) for e in row.extensions],
+        paused_for=None if open_pause is None else open_pause["reason"],
+    )
+
+
+def summary(complaint: Complaint) -> dict[str, Any]:
+    return {
+        "id": complaint.id,
+        "reference": complaint.reference,
+        "status": complaint.status,
+        "channel": complaint.channel,
+        "customer_id": complaint.customer_id,
+        "branch": complaint.branch,
+        "categories": list(complaint.categories),
+        "severity": complaint.severity,
+        "escalation_level": complaint.escalation_level,
+        "assignee_id": complaint.assignee_id,
+        "registered_at": complaint.registered_at,
+        "due_at": complaint.due_at,
+    }
+
+
+def entry_out(row: ComplaintAudit) -> AuditEntryOut:
+    return AuditEntryOut.model_validate(service.entry_of(row))
+
+
+def complaint_out(
+    complaint: Complaint, clocks: list[ClockOut], timeline: list[ComplaintAudit]
+) -> ComplaintOut:
+    return ComplaintOut(
+        **summary(complaint),
+        complainant=Complainant(
+            name=complaint.complainant_name,
+            contact=complaint.complainant_contact,
+            relation=complaint.complainant_relation,  # type: ignore[arg-type]
+        ),
+        matter=Matter(
+            occurred_at=complaint.occurred_at,
+            location=complaint.location,
+            branch=complaint.branch,
+            description=complaint.description,
+        ),
+        grounds=complaint.grounds,
+        request=complaint.request,
+        contact_id=complaint.contact_id,
+        registered_by=complaint.registered_by,
+        facts=complaint.facts,
+        linked=complaint.linked,
+        clocks=clocks,
+        timeline=[entry_out(row) for row in timeline],
+    )
+
+
+async def detail(
+    session: Session, complaint: Complaint, desk: service.Desk, now: datetime
+) -> ComplaintOut:
+    calendar = desk.work_calendar()
+    rows = await service.clocks_of(session, complaint.id)
+    timeline = await service.audit_entries(session, complaint.id)
+    return complaint_out(complaint, [clock_out(r, calendar, now) for r in rows], timeline)
+
+
+# --- routes ----------------------------------------------------------------------------------
+
+
+@router.post(
+    "/complaints",
+    response_model=Registered,
+    status_code=201,
+    responses={
+        **errors(403, 409),
+        200: {"model": Registered, "description": "linked to the open complaint"},
+    },
+)
+async def register_complaint(
+    body: ComplaintCreate,
+    session: Session,
+    principal: PersonOrChannel,
+    now: Now,
+    desk: CurrentDesk,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Register a complaint from any channel; the same matter already open is linked to it
+    (200, ``linked: true``, its reference) instead of opened twice."""
+    check(principal, "create")
+
+    async def create() -> tuple[int, Any]:
+        done = await service.register(session, data=body, actor=principal.actor, now=now, desk=desk)
+        calendar = desk.work_calendar()
+        answer = Registered(
+            id=done.complaint.id,
+            reference=done.complaint.reference,
+            status=done.complaint.status,
+            due_at=done.complaint.due_at,
+            clocks=[clock_out(r, calendar, now) for r in done.clocks],
+            linked=done.linked,
+        )
+        return (200 if done.linked else 201), answer.model_dump(mode="json")
+
+    code, payload = await run_once(
+        session,
+        scope=f"{principal.actor}:complaints",
+        key=key,
+        payload=body.model_dump(mode="json"),
+        create=create,
+    )
+    return JSONResponse(payload, status_code=code)
+
+
+@router.get("/complaints", response_model=ComplaintPage, responses=errors(403))
+async def list_complaints(
+    session: Session,
+    principal: CurrentPrincipal,
+    status: ComplaintStatus | None = None,
+    category: Annotated[str | None, Query(max_length=64)] = None,
+    assignee: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    branch: Annotated[str | None, Query(max_length=100)] = None,
+    text: Annotated[str | None, Query(max_length=200, description="words in the matter")] = None,
+    limit: Limit = 100,
+    cursor: PageCursor = None,
+) -> ComplaintPage:
+    """The complaints the caller may see, oldest first, filtered."""
+    check(principal, "list", owner_ids=[principal.id], sites=[principal.site])
+    filters = service.Filters(status, category, assignee, branch, text)
+    found = await service.list_complaints(
+        session,
+        principal=principal,
+        filters=filters,
+        after_id=decode_id_cursor(cursor),
+        limit=limit,
+    )
+    return ComplaintPage(
+        items=[ComplaintSummary(**summary(c)) for c in found],
+        next_cursor=next_id_cursor([c.id for c in found], limit),
+    )
+
+
+async def _readable(
+    request: Request, session: Session, principal: Principal, complaint_id: int
+) -> Complaint:
+    try:
+        complaint = await service.get_or_raise(session, complaint_id)
+        await may_read(session, principal, complaint)
+    except ComplaintNotFound:
+        absent = Access(AccessKind.complaint_read, AccessOutcome.not_found, query=str(complaint_id))
+        await record_access_apart(request.app.state.sessionmaker, principal, absent)
+        raise
+    found = Access(AccessKind.complaint_read, AccessOutcome.found, subject_id=complaint.id)
+    await record_access(session, principal, found)
+    return complaint
+
+
+@router.get("/complaints/{complaint_id}", response_model=ComplaintOut)
+async def get_complaint(
+    request: Request,
+    complaint_id: ComplaintId,
+    session: Session,
+    principal: CurrentPrincipal,
+    now: Now,
+    desk: CurrentDesk,
+) -> ComplaintOut:
+    """One complaint, its clocks and its timeline; the read is recorded in the access log."""
+    complaint = await _readable(request, session, principal, complaint_id)
+    return await detail(session, complaint, desk, now)
+
+
+@router.get("/complaints/{complaint_id}/audit", response_model=AuditOut)
+async def get_audit(
+    request: Request, complaint_id: ComplaintId, session: Session, principal: CurrentPrincipal
+) -> AuditOut:
+    """The hash-chained history, and whether it verifies (else the first seq that fails)."""
+    complaint = await _readable(request, session, principal, complaint_id)
+    rows, bad = await service.audit_trail(session, complaint)
+    return AuditOut(
+        complaint_id=complaint.id,
+        reference=complaint.reference,
+        entries=[entry_out(r) for r in rows],
+        verified=bad is None,
+        first_bad_seq=bad,
+    )
+
+
+@router.post(
+    "/complaints/{complaint_id}/{verb}",
+    response_model=ComplaintOut,
+    responses=errors(403, 409, 422),
+)
+async def move_complaint(
+    complaint_id: ComplaintId,
+    verb: ComplaintEvent,
+    session: Session,
+    principal: CurrentPrincipal,
+    now: Now,
+    desk: CurrentDesk,
+    body: TransitionFacts | None = None,
+) -> ComplaintOut:
+    """Move a complaint through its lifecycle with the facts the move needs; an illegal
+    move is a 409 naming the current status."""
+    complaint = await service.get_or_raise(session, complaint_id, for_update=True)
+    await may_act(session, principal, complaint)
+    await service.transition(
+        session,
+        complaint,
+        event=verb,
+        facts=body or TransitionFacts(),
+        principal=principal,
+        now=now,
+        desk=desk,
+    )
+    return await detail(session, complaint, desk, now)

@@ -1,0 +1,169 @@
+"""Complaint bodies: a registration, a transition's facts, and what the desk answers.
+
+A registration must carry every fact a complaint needs (the complainant and how to reach
+them, the matter: when, where, which branch, what happened; the grounds; the request). Each
+is a required field that may not be blank, so a request lacking several is one 422 naming
+each of them. A transition's body carries the facts its move needs (``lifecycle.needs``);
+all are optional here and the service names the missing ones for the move at hand.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
+
+from app.complaints.clocks import ClockKind
+from app.complaints.lifecycle import EscalationLevel, ReviewOutcome
+from app.complaints.models import Channel, Relation
+from app.schemas import Id, StrictModel
+
+
+def _text(max_length: int) -> Any:
+    return StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length)
+
+
+Short = Annotated[str, _text(200)]
+Long = Annotated[str, _text(10_000)]
+Category = Annotated[str, _text(64)]
+Ref = Annotated[Id, Field(ge=1, le=2**63 - 1)]
+
+
+class Severity(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
+class CustomerRef(StrictModel):
+    id: Ref = Field(description="the customer's id")
+
+
+class Complainant(StrictModel):
+    name: Short = Field(description="the complainant's real name")
+    contact: Short = Field(description="how to reach them: a phone number, an e-mail address")
+    relation: Relation = Field(description="the customer themselves, or their authorised agent")
+
+
+class Matter(StrictModel):
+    occurred_at: AwareDatetime = Field(description="when it happened")
+    location: Long = Field(description="where it happened")
+    branch: Annotated[str, _text(100)] = Field(description="the branch or unit concerned")
+    description: Long = Field(description="what happened")
+
+
+class ComplaintCreate(StrictModel):
+    channel: Channel
+    customer: CustomerRef | None = Field(
+        default=None, description="the customer complained for, when known"
+    )
+    complainant: Complainant
+    matter: Matter
+    grounds: Long = Field(description="why the complainant holds it is wrong")
+    request: Long = Field(description="the remedy requested")
+    contact_id: Ref | None = Field(default=None, description="the contact it came in on")
+
+
+class TransitionFacts(StrictModel):
+    """The facts a move may carry; which it needs is ``lifecycle.needs(verb)``."""
+
+    categories: list[Category] | None = Field(default=None, max_length=20)
+    severity: Severity | None = None
+    assignee: Ref | None = Field(default=None, description="an active agent's id")
+    reason: Long | None = Field(
+        default=None, description="why; for a pause, one of the listed pause reasons"
+    )
+    approver: Ref | None = Field(
+        default=None, description="the supervisor or admin approving an extension"
+    )
+    days: int | None = Field(default=None, ge=1, le=365, description="an extension's length")
+    clock: ClockKind | None = Field(
+        default=None, description="the clock an extension applies to (default: resolution)"
+    )
+    target: EscalationLevel | None = None
+    resolution: Long | None = None
+    root_cause: Long | None = None
+    corrective_action: Long | None = None
+    remedy: Long | None = None
+    compensation: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
+    outcome: ReviewOutcome | None = None
+
+
+class ClockOut(BaseModel):
+    kind: str
+    target: int
+    unit: str
+    started_at: datetime
+    stopped_at: datetime | None
+    due_at: datetime
+    status: str = Field(description="running, paused, stopped or breached")
+    elapsed: float = Field(description="the fraction of the (extended) target used")
+    extensions: list[int]
+    paused_for: str | None = Field(description="the reason of the pause in course, if any")
+
+
+class Registered(BaseModel):
+    id: int
+    reference: str
+    status: str
+    due_at: datetime | None = Field(description="the resolution clock's due time")
+    clocks: list[ClockOut]
+    linked: bool = Field(description="true: the same matter was already open; facts added")
+
+
+class AuditEntryOut(BaseModel):
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    before: str | None
+    after: str | None
+    reason: str | None
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class ComplaintSummary(BaseModel):
+    id: int
+    reference: str
+    status: str
+    channel: str
+    customer_id: int | None
+    branch: str
+    categories: list[str]
+    severity: str | None
+    escalation_level: str
+    assignee_id: int | None
+    registered_at: datetime
+    due_at: datetime | None
+
+
+class ComplaintOut(ComplaintSummary):
+    complainant: Complainant
+    matter: Matter
+    grounds: str
+    request: str
+    contact_id: int | None
+    registered_by: str
+    facts: dict[str, Any] = Field(description="the facts the latest move of each kind brought")
+    linked: list[dict[str, Any]] = Field(description="the same matter raised again")
+    clocks: list[ClockOut]
+    timeline: list[AuditEntryOut]
+
+
+class ComplaintPage(BaseModel):
+    items: list[ComplaintSummary]
+    next_cursor: str | None
+
+
+class AuditOut(BaseModel):
+    complaint_id: int
+    reference: str
+    entries: list[AuditEntryOut]
+    verified: bool
+    first_bad_seq: int | None = Field(description="where the chain breaks, if it does")

@@ -1,0 +1,742 @@
+"""The complaint desk's service: register, link, move through the lifecycle, keep the trail.
+
+Theory of operation
+-------------------
+
+Every function takes the request's session and ``now`` (the caller's clock, injected), and
+never commits: the request's unit of work does, so a complaint, its clocks, its audit
+entries and its events are durable together or not at all.
+
+**Registration** (``register``) checks what the request names (the customer, the contact),
+then, for a known customer, takes a transaction-scoped advisory lock on that customer and
+looks for an open complaint about the same matter (``same_matter``): the same branch with
+the two occurrences within ``LinkRules.window`` (default 7 days) of each other, or
+descriptions alike to at least ``LinkRules.similarity`` (difflib's ratio over the
+case-folded text without spaces and punctuation, which compares Chinese and English alike
+without segmenting words). A match gets the new facts appended to ``linked`` (an audit entry
+``linked``; the answer is the existing reference, ``linked: true``); the lock makes two
+registrations of one matter racing through two channels end as one complaint. Otherwise a
+new complaint gets a reference (``reference.next_reference``), its clocks
+(``clocks.policy_for`` over the desk's policies: the acknowledgement, stopped at once since
+the reference is the acknowledgement, and the resolution, three calendar days), its first
+audit entry and a ``complaint.registered`` event.
+
+**Moves** (``transition``) run on a complaint the caller locked (``get_or_raise(...,
+for_update=True)``): the lifecycle table decides whether the move is allowed (else
+``IllegalMove``, a 409 naming the status, before anything is written), ``lifecycle.missing``
+names the facts it lacks (one 422 naming each), and then one handler per verb (``_HANDLERS``,
+each a small function) changes the complaint and its clocks. The clocks' histories are the
+truth: a pause appends ``{"start", "end": null, "reason"}``, a resume closes it, an extension
+appends ``{"days", ...}``, a stop sets ``stopped_at``; after every move each clock's
+``due_at`` is recomputed from its history by ``app.complaints.clocks``, and the complaint's
+``due_at`` is its resolution clock's. A reopened complaint's resolution clock carries on: the
+time between its stop and the reopen is recorded as a pause (``reopened``), so the clock
+counts only the time the complaint was being handled.
+
+**The audit trail** gets one entry per registration, link and move, in the same transaction,
+chained by ``app.complaints.chain``; the complaint row keeps the head (``audit_seq``,
+``audit_hash``), so ``audit_trail`` can tell a verified chain from an altered, reordered or
+shortened one. Entries hold no personal data: the complainant and the matter enter the chain
+as a digest of the facts as registered (``facts_sha256``), so personal data can later be
+anonymised without breaking verification.
+
+Extension points: the assignment engine, the SLA timers (warnings and breaches read
+``complaint_clocks``), notifications and the classifier's learning hook into the handlers
+and the events recorded here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import unicodedata
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Any
+
+from sqlalchemy import ColumnElement, false, or_, select, text, true
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.agents.models import Agent, Role
+from app.agents.permissions import Principal
+from app.complaints import chain, lifecycle
+from app.complaints.calendar import WorkCalendar, china_calendar
+from app.complaints.clocks import (
+    DEFAULT_POLICIES,
+    ClockError,
+    ClockKind,
+    ClockPolicy,
+    ClockUnit,
+    check_extension,
+    policy_for,
+)
+from app.complaints.events import SUBJECT, ComplaintEventType
+from app.complaints.exceptions import (
+    ComplaintNotFound,
+    IllegalMove,
+    InvalidComplaint,
+    missing_for,
+)
+from app.complaints.lifecycle import ComplaintEvent, ComplaintStatus, EscalationLevel
+from app.complaints.models import (
+    Complaint,
+    ComplaintAudit,
+    ComplaintClock,
+    end_pause,
+    history_of,
+    is_running,
+    iso,
+    policy_of,
+    recompute,
+    snapshot,
+    stop_clock,
+)
+from app.complaints.reference import next_reference
+from app.complaints.schemas import ComplaintCreate, Matter, TransitionFacts
+from app.customers.models import Customer
+from app.events.log import record
+from app.routing.models import Contact
+
+# --- configuration -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRules:
+    """When a registration is the same matter as an open complaint of the same customer."""
+
+    window: timedelta = timedelta(days=7)
+    similarity: float = 0.6
+
+
+REVIEW_POLICY = ClockPolicy(ClockKind.REVIEW, 3, ClockUnit.CALENDAR_DAYS)
+"""A review's own clock: three calendar days, as the mission's rule for an answer."""
+
+
+@cache
+def default_calendar() -> WorkCalendar:
+    """Mainland China's working days, from the published schedules the package knows."""
+    return china_calendar(range(2004, 2041))
+
+
+@dataclass(frozen=True, slots=True)
+class Desk:
+    """What the desk runs with: linking rules, clock policies, the working calendar."""
+
+    link: LinkRules = field(default_factory=LinkRules)
+    policies: tuple[ClockPolicy, ...] = (*DEFAULT_POLICIES, REVIEW_POLICY)
+    calendar: WorkCalendar | None = None
+
+    def work_calendar(self) -> WorkCalendar:
+        return self.calendar or default_calendar()
+
+
+DESK = Desk()
+STARTED_AT_REGISTRATION = frozenset(ClockKind) - {ClockKind.REVIEW}
+STOPPED_AT_REGISTRATION = frozenset({ClockKind.ACKNOWLEDGEMENT})
+STOPPED_BY_RESOLUTION = frozenset({ClockKind.RESOLUTION, ClockKind.FIRST_REPLY, ClockKind.DECISION})
+
+# --- reading -------------------------------------------------------------------------------
+
+
+async def get_or_raise(
+    session: AsyncSession, complaint_id: int, *, for_update: bool = False
+) -> Complaint:
+    """The complaint, locked for the transaction if ``for_update``; else a 404."""
+    stmt = select(Complaint).where(Complaint.id == complaint_id)
+    complaint = await session.scalar(stmt.with_for_update() if for_update else stmt)
+    if complaint is None:
+        raise ComplaintNotFound(complaint_id)
+    return complaint
+
+
+async def clocks_of(session: AsyncSession, complaint_id: int) -> list[ComplaintClock]:
+    stmt = select(ComplaintClock).where(ComplaintClock.complaint_id == complaint_id)
+    return list(await session.scalars(stmt.order_by(ComplaintClock.id)))
+
+
+async def audit_entries(session: AsyncSession, complaint_id: int) -> list[ComplaintAudit]:
+    stmt = select(ComplaintAudit).where(ComplaintAudit.complaint_id == complaint_id)
+    return list(await session.scalars(stmt.order_by(ComplaintAudit.seq)))
+
+
+def entry_of(row: ComplaintAudit) -> dict[str, Any]:
+    """An audit row as the chain reads it."""
+    names = (*chain.FIELDS, "prev_hash", "hash")
+    return {name: getattr(row, name) for name in names}
+
+
+async def audit_trail(
+    session: AsyncSession, complaint: Complaint
+) -> tuple[list[ComplaintAudit], int | None]:
+    """The entries, and the seq where the chain breaks (None if it verifies)."""
+    rows = await audit_entries(session, complaint.id)
+    bad = chain.verify([entry_of(r) for r in rows], head_hash=complaint.audit_hash)
+    return rows, None if bad is None else bad + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    status: ComplaintStatus | None = None
+    category: str | None = None
+    assignee_id: int | None = None
+    branch: str | None = None
+    text: str | None = None
+
+
+def visible_to(principal: Principal) -> ColumnElement[bool]:
+    """The complaints ``principal`` may list: an admin all; a supervisor their site's
+    (assigned to its agents, or to nobody yet) and their own; an agent their own."""
+    own = or_(Complaint.assignee_id == principal.id, Complaint.registered_by == principal.actor)
+    if principal.role is Role.admin:
+        return true()
+    if principal.role is Role.supervisor:
+        site = select(Agent.id).where(Agent.site == principal.site)
+        return or_(own, Complaint.assignee_id.is_(None), Complaint.assignee_id.in_(site))
+    if principal.role is Role.agent:
+        return own
+    return false()
+
+
+def _filtered(stmt: Any, filters: Filters) -> Any:
+    if filters.status is not None:
+        stmt = stmt.where(Complaint.status == filters.status.value)
+    if filters.category is not None:
+        stmt = stmt.where(Complaint.categories.any_() == filters.category)
+    if filters.assignee_id is not None:
+        stmt = stmt.where(Complaint.assignee_id == filters.assignee_id)
+    if filters.branch is not None:
+        stmt = stmt.where(Complaint.branch == filters.branch)
+    if filters.text:
+        pattern = "%" + filters.text.replace("\\", "\\\\").replace("%", r"\%") + "%"
+        columns = (Complaint.description, Complaint.grounds, Complaint.request)
+        stmt = stmt.where(or_(*(c.ilike(pattern) for c in columns)))
+    return stmt
+
+
+async def list_complaints(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    filters: Filters,
+    after_id: int = 0,
+    limit: int = 100,
+) -> Sequence[Complaint]:
+    """A page of the complaints ``principal`` may see, by id, after ``after_id``."""
+    stmt = select(Complaint).where(visible_to(principal), Complaint.id > after_id)
+    stmt = _filtered(stmt, filters).order_by(Complaint.id).limit(limit)
+    return (await session.scalars(stmt)).all()
+
+
+async def agent_site(session: AsyncSession, agent_id: int | None) -> str | None:
+    if agent_id is None:
+        return None
+    return await session.scalar(select(Agent.site).where(Agent.id == agent_id))
+
+
+# --- clocks ----------------------------------------------------------------------------------
+
+
+def _new_clock(complaint: Complaint, policy: ClockPolicy, now: datetime) -> ComplaintClock:
+    row = ComplaintClock(
+        complaint_id=complaint.id,
+        kind=policy.kind.value,
+        policy=snapshot(policy),
+        started_at=now,
+        pauses=[],
+        extensions=[],
+    )
+    if policy.kind in STOPPED_AT_REGISTRATION:
+        row.stopped_at = now
+    return row
+
+
+def _resolution_due(rows: Sequence[ComplaintClock]) -> datetime | None:
+    return next((r.due_at for r in rows if r.kind == ClockKind.RESOLUTION.value), None)
+
+
+# --- the audit trail and the log ---------------------------------------------------------
+
+
+def digest(value: object) -> str:
+    """The SHA-256 of a value's canonical JSON: facts in the chain without personal data."""
+    return hashlib.sha256(chain.canonical(value)).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One audit entry to write."""
+
+    action: str
+    before: str | None
+    after: str | None
+    reason: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def write_audit(
+    session: AsyncSession, complaint: Complaint, step: Step, *, actor: str, at: datetime
+) -> None:
+    """Append ``step`` to the complaint's chain and move its recorded head."""
+    seq = complaint.audit_seq + 1
+    entry: dict[str, Any] = {
+        "complaint_id": complaint.id,
+        "seq": seq,
+        "at": at.astimezone(UTC),
+        "actor": actor,
+        "action": step.action,
+        "before": step.before,
+        "after": step.after,
+        "reason": step.reason,
+        "data": step.data,
+    }
+    linked = chain.link(complaint.audit_hash or chain.GENESIS, entry)
+    session.add(ComplaintAudit(**linked))
+    complaint.audit_seq, complaint.audit_hash = seq, linked["hash"]
+
+
+def _due_text(complaint: Complaint) -> str | None:
+    return None if complaint.due_at is None else iso(complaint.due_at)
+
+
+def _base(complaint: Complaint) -> dict[str, Any]:
+    return {
+        "complaint_id": complaint.id,
+        "reference": complaint.reference,
+        "status": complaint.status,
+    }
+
+
+# --- registration --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    complaint: Complaint
+    clocks: list[ComplaintClock]
+    linked: bool
+
+
+async def _customer(session: AsyncSession, data: ComplaintCreate) -> Customer | None:
+    if data.customer is None:
+        return None
+    customer = await session.get(Customer, data.customer.id)
+    if customer is None:
+        raise InvalidComplaint("customer.id", f"customer {data.customer.id} does not exist")
+    return customer
+
+
+async def _check_contact(session: AsyncSession, contact_id: int | None) -> None:
+    if contact_id is None:
+        return
+    if await session.scalar(select(Contact.id).where(Contact.id == contact_id)) is None:
+        raise InvalidComplaint("contact_id", f"contact {contact_id} does not exist")
+
+
+def _plain_text(value: str) -> str:
+    kept = (c for c in unicodedata.normalize("NFKC", value).casefold() if c.isalnum())
+    return "".join(kept)[:2000]
+
+
+def similarity(a: str, b: str) -> float:
+    """How alike two descriptions are, from 0 to 1 (difflib's ratio over plain text)."""
+    return difflib.SequenceMatcher(None, _plain_text(a), _plain_text(b)).ratio()
+
+
+def same_matter(open_one: Complaint, matter: Matter, rules: LinkRules) -> bool:
+    """Is ``matter`` the one ``open_one`` is about?"""
+    same_branch = _plain_text(open_one.branch) == _plain_text(matter.branch)
+    near = abs(open_one.occurred_at - matter.occurred_at) <= rules.window
+    alike = similarity(open_one.description, matter.description) >= rules.similarity
+    return (same_branch and near) or alike
+
+
+async def _open_same_matter(
+    session: AsyncSession, customer_id: int, matter: Matter, rules: LinkRules
+) -> Complaint | None:
+    # One registration per customer at a time: two channels racing with one matter link.
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended('complaints:customer:' || :id, 0))"),
+        {"id": str(customer_id)},
+    )
+    open_statuses = [s.value for s in lifecycle.OPEN]
+    stmt = (
+        select(Complaint)
+        .where(Complaint.customer_id == customer_id, Complaint.status.in_(open_statuses))
+        .order_by(Complaint.id.desc())
+        .limit(50)
+    )
+    for candidate in await session.scalars(stmt):
+        if same_matter(candidate, matter, rules):
+            return candidate
+    return None
+
+
+def _facts(data: ComplaintCreate) -> dict[str, Any]:
+    return data.model_dump(mode="json", exclude={"customer"})
+
+
+async def link(
+    session: AsyncSession, complaint: Complaint, *, data: ComplaintCreate, actor: str, now: datetime
+) -> None:
+    """Add a registration's facts to the open complaint about the same matter."""
+    await session.refresh(complaint, with_for_update=True)
+    facts = {"at": iso(now), "by": actor, **_facts(data)}
+    complaint.linked = [*complaint.linked, facts]
+    data_ = {
+        "channel": data.channel.value,
+        "index": len(complaint.linked) - 1,
+        "facts_sha256": digest(facts),
+    }
+    step = Step("linked", complaint.status, complaint.status, data=data_)
+    write_audit(session, complaint, step, actor=actor, at=now)
+    payload = {**_base(complaint), "channel": data.channel.value}
+    record(
+        session,
+        type=ComplaintEventType.LINKED,
+        subject_type=SUBJECT,
+        subject_id=complaint.id,
+        data=payload,
+        actor=actor,
+    )
+
+
+async def _create(
+    session: AsyncSession,
+    data: ComplaintCreate,
+    customer: Customer | None,
+    actor: str,
+    now: datetime,
+) -> Complaint:
+    complaint = Complaint(
+        reference=await next_reference(session, at=now),
+        status=lifecycle.INITIAL.value,
+        channel=data.channel.value,
+        customer_id=None if customer is None else customer.id,
+        complainant_name=data.complainant.name,
+        complainant_contact=data.complainant.contact,
+        complainant_relation=data.complainant.relation.value,
+        occurred_at=data.matter.occurred_at,
+        location=data.matter.location,
+        branch=data.matter.branch,
+        description=data.matter.description,
+        grounds=data.grounds,
+        request=data.request,
+        contact_id=data.contact_id,
+        categories=[],
+        escalation_level=EscalationLevel.agent.value,
+        registered_by=actor,
+        registered_at=now,
+        facts={},
+        linked=[],
+        audit_seq=0,
+    )
+    session.add(complaint)
+    await session.flush()
+    return complaint
+
+
+async def _start_clocks(
+    session: AsyncSession, complaint: Complaint, tier: str | None, now: datetime, desk: Desk
+) -> list[ComplaintClock]:
+    chosen = policy_for((), tier, complaint.channel, desk.policies)
+    rows = [
+        _new_clock(complaint, p, now) for k, p in chosen.items() if k in STARTED_AT_REGISTRATION
+    ]
+    for row in rows:
+        recompute(row, desk.work_calendar(), now)
+    session.add_all(rows)
+    return rows
+
+
+async def register(
+    session: AsyncSession, *, data: ComplaintCreate, actor: str, now: datetime, desk: Desk = DESK
+) -> Registration:
+    """A new complaint with its clocks started, or the open one about the same matter."""
+    customer = await _customer(session, data)
+    await _check_contact(session, data.contact_id)
+    if customer is not None:
+        existing = await _open_same_matter(session, customer.id, data.matter, desk.link)
+        if existing is not None:
+            await link(session, existing, data=data, actor=actor, now=now)
+            return Registration(existing, await clocks_of(session, existing.id), linked=True)
+    complaint = await _create(session, data, customer, actor, now)
+    clocks = await _start_clocks(
+        session, complaint, None if customer is None else customer.tier, now, desk
+    )
+    complaint.due_at = _resolution_due(clocks)
+    step_data = {
+        "reference": complaint.reference,
+        "channel": complaint.channel,
+        "customer_id": complaint.customer_id,
+        "facts_sha256": digest(_facts(data)),
+    }
+    write_audit(
+        session,
+        complaint,
+        Step("registered", None, complaint.status, data=step_data),
+        actor=actor,
+        at=now,
+    )
+    payload = {
+        **_base(complaint),
+        "channel": complaint.channel,
+        "customer_id": complaint.customer_id,
+        "due_at": _due_text(complaint),
+    }
+    record(
+        session,
+        type=ComplaintEventType.REGISTERED,
+        subject_type=SUBJECT,
+        subject_id=complaint.id,
+        data=payload,
+        actor=actor,
+    )
+    await session.flush()
+    return Registration(complaint, clocks, linked=False)
+
+
+# --- moves -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Move:
+    """One transition in the making: what its handler may read and change."""
+
+    session: AsyncSession
+    complaint: Complaint
+    clocks: dict[ClockKind, ComplaintClock]
+    facts: TransitionFacts
+    principal: Principal
+    now: datetime
+    desk: Desk
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[Move], Awaitable[None]]
+
+
+async def _nothing(_: Move) -> None:
+    return None
+
+
+async def _classify(move: Move) -> None:
+    move.complaint.categories = list(dict.fromkeys(move.facts.categories or ()))
+    move.complaint.severity = None if move.facts.severity is None else move.facts.severity.value
+
+
+async def _active_person(session: AsyncSession, agent_id: int) -> Agent | None:
+    agent = await session.get(Agent, agent_id)
+    return agent if agent is not None and agent.active else None
+
+
+async def _assign(move: Move) -> None:
+    assert move.facts.assignee is not None
+    if await _active_person(move.session, move.facts.assignee) is None:
+        raise InvalidComplaint(
+            "assignee", f"agent {move.facts.assignee} does not exist or is not active"
+        )
+    move.data["previous_assignee_id"] = move.complaint.assignee_id
+    move.complaint.assignee_id = move.facts.assignee
+
+
+def pause_reason(value: str | None) -> lifecycle.PauseReason:
+    """The listed reason ``value`` names; else a 422 listing them."""
+    try:
+        return lifecycle.PauseReason(value or "")
+    except ValueError:
+        listed = ", ".join(r.value for r in lifecycle.PauseReason)
+        raise InvalidComplaint(
+            "reason", f"a pause needs one of the listed reasons: {listed}"
+        ) from None
+
+
+async def _pause(move: Move) -> None:
+    reason = pause_reason(move.facts.reason)
+    for row in move.clocks.values():
+        if is_running(row) and reason in policy_of(row).pause_reasons:
+            row.pauses = [
+                *row.pauses,
+                {"start": iso(move.now), "end": None, "reason": reason.value},
+            ]
+
+
+async def _resume(move: Move) -> None:
+    for row in move.clocks.values():
+        if row.stopped_at is None:
+            end_pause(row, move.now)
+
+
+async def _check_approver(move: Move) -> None:
+    approver_id = move.facts.approver
+    assert approver_id is not None
+    approver = await _active_person(move.session, approver_id)
+    if approver is None or approver.role not in (Role.supervisor.value, Role.admin.value):
+        raise InvalidComplaint(
+            "approver", f"agent {approver_id} is not an active supervisor or admin"
+        )
+    if approver_id == move.principal.id:
+        raise InvalidComplaint(
+            "approver", "an extension is approved by someone other than the one asking for it"
+        )
+
+
+async def _extend(move: Move) -> None:
+    await _check_approver(move)
+    kind = move.facts.clock or ClockKind.RESOLUTION
+    row = move.clocks.get(kind)
+    if row is None:
+        raise InvalidComplaint("clock", f"the complaint runs no {kind.value} clock")
+    assert move.facts.days is not None
+    try:
+        check_extension(policy_of(row), history_of(row), move.facts.days)
+    except ClockError as exc:
+        raise InvalidComplaint("days", str(exc)) from None
+    extension = {
+        "days": move.facts.days,
+        "reason": move.facts.reason,
+        "approver_id": move.facts.approver,
+        "requested_by": move.principal.actor,
+        "at": iso(move.now),
+    }
+    row.extensions = [*row.extensions, extension]
+    move.data["clock"] = kind.value
+
+
+async def _escalate(move: Move) -> None:
+    assert move.facts.target is not None
+    current = EscalationLevel(move.complaint.escalation_level)
+    try:
+        move.complaint.escalation_level = lifecycle.escalate_to(current, move.facts.target).value
+    except ValueError as exc:
+        raise InvalidComplaint("target", str(exc)) from None
+
+
+async def _resolve(move: Move) -> None:
+    for kind in STOPPED_BY_RESOLUTION & move.clocks.keys():
+        stop_clock(move.clocks[kind], move.now)
+
+
+async def _stop_all(move: Move) -> None:
+    for row in move.clocks.values():
+        stop_clock(row, move.now)
+
+
+async def _reopen(move: Move) -> None:
+    row = move.clocks.get(ClockKind.RESOLUTION)
+    if row is None or row.stopped_at is None:
+        return
+    gap = {"start": iso(row.stopped_at), "end": iso(move.now), "reason": "reopened"}
+    row.pauses = [*row.pauses, gap]
+    row.stopped_at = None
+
+
+async def _request_review(move: Move) -> None:
+    chosen = policy_for(move.complaint.categories, None, move.complaint.channel, move.desk.policies)
+    policy = chosen.get(ClockKind.REVIEW)
+    if policy is None:
+        return
+    row = move.clocks.get(ClockKind.REVIEW)
+    if row is None:
+        row = _new_clock(move.complaint, policy, move.now)
+        move.session.add(row)
+        move.clocks[ClockKind.REVIEW] = row
+    row.policy, row.started_at, row.stopped_at = snapshot(policy), move.now, None
+    row.pauses, row.extensions = [], []
+
+
+async def _conclude_review(move: Move) -> None:
+    row = move.clocks.get(ClockKind.REVIEW)
+    if row is not None:
+        stop_clock(row, move.now)
+
+
+_E = ComplaintEvent
+_HANDLERS: dict[ComplaintEvent, Handler] = {
+    _E.CLASSIFY: _classify,
+    _E.ASSIGN: _assign,
+    _E.START: _nothing,
+    _E.PAUSE: _pause,
+    _E.RESUME: _resume,
+    _E.EXTEND: _extend,
+    _E.ESCALATE: _escalate,
+    _E.RESOLVE: _resolve,
+    _E.CONFIRM: _nothing,
+    _E.CLOSE: _nothing,
+    _E.ARCHIVE: _nothing,
+    _E.WITHDRAW: _stop_all,
+    _E.REJECT: _stop_all,
+    _E.REOPEN: _reopen,
+    _E.REQUEST_REVIEW: _request_review,
+    _E.CONCLUDE_REVIEW: _conclude_review,
+}
+
+
+def _next_status(complaint: Complaint, event: ComplaintEvent) -> ComplaintStatus:
+    try:
+        return lifecycle.apply(ComplaintStatus(complaint.status), event)
+    except lifecycle.IllegalComplaintMove as exc:
+        raise IllegalMove(exc) from None
+
+
+async def transition(
+    session: AsyncSession,
+    complaint: Complaint,
+    *,
+    event: ComplaintEvent,
+    facts: TransitionFacts,
+    principal: Principal,
+    now: datetime,
+    desk: Desk = DESK,
+) -> Complaint:
+    """Move a complaint the caller has locked: check, apply, update clocks, audit, log."""
+    after = _next_status(complaint, event)
+    given = facts.model_dump(mode="json", exclude_none=True)
+    missing = lifecycle.missing(event, given)
+    if missing:
+        raise missing_for(event, missing)
+    rows = await clocks_of(session, complaint.id)
+    move = Move(
+        session, complaint, {ClockKind(r.kind): r for r in rows}, facts, principal, now, desk
+    )
+    await _HANDLERS[event](move)
+    before = complaint.status
+    complaint.status = after.value
+    complaint.facts = {**complaint.facts, event.value: given}
+    for row in move.clocks.values():
+        recompute(row, desk.work_calendar(), now)
+    complaint.due_at = _resolution_due(list(move.clocks.values()))
+    _log_move(session, complaint, event, before, given, move)
+    await session.flush()
+    return complaint
+
+
+def _log_move(
+    session: AsyncSession,
+    complaint: Complaint,
+    event: ComplaintEvent,
+    before: str,
+    given: dict[str, Any],
+    move: Move,
+) -> None:
+    actor = move.principal.actor
+    data = {"facts": given, **move.data}
+    step = Step(event.value, before, complaint.status, reason=given.get("reason"), data=data)
+    write_audit(session, complaint, step, actor=actor, at=move.now)
+    payload = {
+        **_base(complaint),
+        "event": event.value,
+        "previous": before,
+        "assignee_id": complaint.assignee_id,
+        "escalation_level": complaint.escalation_level,
+        "due_at": _due_text(complaint),
+    }
+    record(
+        session,
+        type=ComplaintEventType.STATUS_CHANGED,
+        subject_type=SUBJECT,
+        subject_id=complaint.id,
+        data=payload,
+        actor=actor,
+    )
