@@ -8,6 +8,7 @@ from app.customers.models import Customer
 from app.db import Base
 from app.events.models import Event
 from app.idempotency import IdempotencyKey
+from app.notifications.models import Notification
 from app.ratelimit import RateLimitRow
 from app.routing.models import Contact, Offer, Queue
 from app.secrets import AppSecret
@@ -28,6 +29,7 @@ __all__ = [
     "Customer",
     "Event",
     "IdempotencyKey",
+    "Notification",
     "Offer",
     "Queue",
     "RateLimitRow",

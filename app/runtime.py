@@ -33,6 +33,7 @@ from app.config import Settings
 from app.db import OutageLog, create_driver_pool, create_engine, unit_of_work
 from app.embedded import resolve_database_url
 from app.events import log as event_log
+from app.notifications import outbox as notification_outbox
 from app.realtime.hub import EventHub
 from app.routing import admission
 from app.routing import consoles as console_timers
@@ -88,6 +89,7 @@ def timer_registry(settings: Settings) -> TimerRegistry:
     registry = TimerRegistry()
     routing_timers.register(registry, settings)
     console_timers.register(registry)
+    notification_outbox.register(registry)
     registry.register_sweep(
         ratelimit.PRUNE_SWEEP, ratelimit.prune_sweep, every_s=ratelimit.PRUNE_EVERY_S
     )
