@@ -160,6 +160,7 @@ class Queued:
     position: int
     wait: estimate.WaitEstimate
     wakes_timers: bool  # a max-wait timer is due before the worker would look
+    caller_role: str | None  # the signed-in caller's role (None: a system caller)
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,4 +365,4 @@ def _queued(row: asyncpg.Record) -> Queued:
     soon = datetime.now(UTC) + TIMER_WAKE_HORIZON
     arrived = row["routing_started_at"]
     wakes = max_wait is not None and arrived + timedelta(seconds=max_wait) <= soon
-    return Queued(contact, row["queue_name"], position, wait, wakes)
+    return Queued(contact, row["queue_name"], position, wait, wakes, row["role"])

@@ -26,6 +26,7 @@ from app.agents.dependencies import (
     PersonOrChannel,
     check_identity,
 )
+from app.agents.models import Role
 from app.agents.permissions import Principal, Target, can_manage_catalogue
 from app.agents.router import TargetAgentId
 from app.agents.schemas import MAX_ID
@@ -177,11 +178,19 @@ async def create_contact(
         )
         async with unit_of_work(state.sessionmaker) as session:
             contact = await service.get_contact(session, taken.contact_id)
-            shown = await contact_out(session, contact, viewer)
+            # As the first answer: never the caller's number nor notes.
+            shown = (await contact_out(session, contact, viewer)).model_copy(
+                update={"caller": None, "notes": None}
+            )
+        if _hides_match(viewer.role.value, body):
+            shown = shown.model_copy(update={"customer_id": None, "tier": None})
         return _created(shown)
     state.wakes.contact_queued(timers=taken.wakes_timers)
+    admitted = taken.contact
+    if _hides_match(taken.caller_role, body):
+        admitted = {**admitted, "customer_id": None, "tier": None}
     view = ContactOut(
-        **taken.contact,
+        **admitted,
         queue=taken.queue_name,
         agent_id=None,
         answered_at=None,
@@ -191,6 +200,14 @@ async def create_contact(
         estimate_basis=taken.wait.basis,
     )
     return _created(view)
+
+
+def _hides_match(role: str | None, body: ContactCreate) -> bool:
+    """Whether a number is a customer's is a lookup (``GET /customers?phone=``), limited and
+    recorded for agents: the answer to an agent's contact created by phone must not tell it
+    either (no customer id, no tier)."""
+    by_phone = body.customer is not None and body.customer.phone is not None
+    return role == Role.agent.value and by_phone
 
 
 def _created(view: ContactOut) -> Response:

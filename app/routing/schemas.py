@@ -170,7 +170,10 @@ class ContactOut(BaseModel):
     queue: str
     queue_id: int
     channel: str
-    tier: str
+    tier: str | None = Field(
+        description="the tier routing gives it; withheld (null) from an agent who created it "
+        "by phone, as whether a number is a customer's is a rate-limited lookup"
+    )
     customer_id: int | None
     subject: str | None
     language: str | None

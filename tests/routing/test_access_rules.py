@@ -149,3 +149,31 @@ class TestSupervisorOfTheSite:
 
         assert expect(done, 200) == {"completed": 1}
         assert [o["contact_id"] for o in expect(offers, 200)["items"]] == [created["id"]]
+
+
+class TestContactCreatedByPhoneIsNoLookup:
+    """An agent's contact created with a phone number must not say whether the number is a
+    customer's (that is the rate-limited, recorded ``GET /customers?phone=``)."""
+
+    async def test_the_answer_hides_the_match_from_an_agent_and_shows_it_to_a_supervisor(
+        self, api: Api
+    ) -> None:
+        q = await queue(api, channels=["chat"])
+        vip = expect(
+            await api.post(
+                "/api/v1/customers", {"name": "VIP", "phone": "13912345678", "tier": "platinum"}
+            ),
+            201,
+        )
+        agent = await api.signed_in_as(await api.agent())
+        supervisor = await api.signed_in_as(await api.supervisor())
+        body = {"channel": "chat", "queue": q["name"], "customer": {"phone": "139 1234 5678"}}
+        key = {"Idempotency-Key": "by-phone-1"}
+
+        shown = expect(await agent.post("/api/v1/contacts", body, headers=key), 201)
+        again = expect(await agent.post("/api/v1/contacts", body, headers=key), 201)
+        seen = expect(await supervisor.post("/api/v1/contacts", body), 201)
+
+        assert (shown["customer_id"], shown["tier"]) == (None, None)
+        assert (again["customer_id"], again["tier"]) == (None, None)
+        assert (seen["customer_id"], seen["tier"]) == (vip["id"], "platinum")
