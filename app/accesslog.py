@@ -59,6 +59,7 @@ class AccessKind(StrEnum):
     customer_read = "customer.read"
     contact_read = "contact.read"
     complaint_read = "complaint.read"
+    complaint_public_lookup = "complaint.public_lookup"  # by reference and phone, no sign-in
 
 
 class AccessOutcome(StrEnum):
@@ -91,7 +92,8 @@ class AccessLogEntry(Base):
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
     # No cascade: an agent who looked at data cannot be deleted out of the record of it.
-    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), nullable=False)
+    # None: nobody signed in (a customer's public lookup)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
     role: Mapped[str] = mapped_column(String(16), nullable=False)
     site: Mapped[str | None] = mapped_column(String(64), comment="the user's site at the time")
     kind: Mapped[str] = mapped_column(String(32), nullable=False)

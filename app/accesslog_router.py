@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from app.accesslog import AccessKind, AccessLogEntry, AccessOutcome, list_access
 from app.agents.access import Action, Resource, require
@@ -28,7 +28,7 @@ router = APIRouter(prefix="/api/v1", tags=["access log"])
 class AccessLogEntryOut(BaseModel):
     id: int
     at: datetime
-    agent_id: int
+    agent_id: int | None = Field(description="null for a lookup made without signing in")
     role: str
     site: str | None
     kind: AccessKind

@@ -19,7 +19,12 @@ from app.accesslog_router import router as access_log_router
 from app.agents.keys_router import router as keys_router
 from app.agents.router import router as agents_router
 from app.agents.security import TokenReader, make_hasher
+from app.complaints.assign_router import router as complaints_assign_router
+from app.complaints.handlers import router as complaint_clocks_router
+from app.complaints.notes_router import router as complaint_notes_router
+from app.complaints.public_router import router as complaint_public_router
 from app.complaints.router import router as complaints_router
+from app.complaints.suggestions import router as suggestions_router
 from app.config import Settings, get_settings
 from app.customers.router import router as customers_router
 from app.db import unit_of_work
@@ -106,7 +111,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(customers_router)
     app.include_router(access_log_router)
     app.include_router(routing_router)
+    # before /complaints/{id}/{verb}, which would take their last segment for a verb
+    app.include_router(complaint_clocks_router)
+    app.include_router(complaints_assign_router)
+    app.include_router(complaint_notes_router)
+    app.include_router(complaint_public_router)
     app.include_router(complaints_router)
+    app.include_router(suggestions_router)
     app.include_router(events_router)
     app.include_router(ws_router)
     install_docs(app)

@@ -4,6 +4,8 @@ from app.accesslog import AccessLogEntry
 from app.agents.api_keys import ApiKey
 from app.agents.models import Agent, AgentChannel, AgentSkill, Skill
 from app.complaints.models import Complaint, ComplaintAudit, ComplaintClock
+from app.complaints.notes import ComplaintFeedback, ComplaintNote
+from app.complaints.suggestions import ClassifierState
 from app.customers.models import Customer
 from app.db import Base
 from app.events.models import Event
@@ -22,9 +24,12 @@ __all__ = [
     "ApiKey",
     "AppSecret",
     "Base",
+    "ClassifierState",
     "Complaint",
     "ComplaintAudit",
     "ComplaintClock",
+    "ComplaintFeedback",
+    "ComplaintNote",
     "Contact",
     "Customer",
     "Event",

@@ -29,6 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app import health, ratelimit
 from app.agents import consoles
 from app.agents import service as agents
+from app.complaints import handlers as complaint_timers
+from app.complaints import suggestions as complaint_suggestions
 from app.config import Settings
 from app.db import OutageLog, create_driver_pool, create_engine, unit_of_work
 from app.embedded import resolve_database_url
@@ -90,6 +92,8 @@ def timer_registry(settings: Settings) -> TimerRegistry:
     routing_timers.register(registry, settings)
     console_timers.register(registry)
     notification_outbox.register(registry)
+    complaint_suggestions.register(registry)
+    complaint_timers.register(registry, settings)
     registry.register_sweep(
         ratelimit.PRUNE_SWEEP, ratelimit.prune_sweep, every_s=ratelimit.PRUNE_EVERY_S
     )

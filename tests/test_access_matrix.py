@@ -132,18 +132,30 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("GET", "/api/v1/complaints"): Row(401, 200, 200, 200, 200, 200),
     ("GET", "/api/v1/complaints/{complaint_id}"): Row(401, 200, 404, 200, 404, 200),
     ("GET", "/api/v1/complaints/{complaint_id}/audit"): Row(401, 200, 404, 200, 404, 200),
+    ("GET", "/api/v1/complaints/{complaint_id}/suggestion"): Row(401, 200, 404, 200, 404, 200),
+    ("POST", "/api/v1/complaints/clocks/recompute"): Row(401, 403, 403, 403, 403, 200),
     ("POST", "/api/v1/complaints/{complaint_id}/{verb}"): Row(401, PASS, 404, PASS, 404, PASS),
+    ("POST", "/api/v1/complaints/{complaint_id}/auto-assign"): Row(401, PASS, 404, PASS, 404, PASS),
+    ("POST", "/api/v1/complaints/{complaint_id}/notes"): Row(401, 201, 404, 201, 404, 201),
+    ("GET", "/api/v1/complaints/{complaint_id}/notes"): Row(401, 200, 404, 200, 404, 200),
+    # feedback waits for the complaint to be resolved: past the access check, a 409
+    ("POST", "/api/v1/complaints/{complaint_id}/feedback"): Row(401, PASS, 404, PASS, 404, PASS),
+    # no sign-in; called without the phone number, so the same 422 for everyone
+    ("GET", "/api/v1/public/complaints/{reference}"): public(422),
 }
-NOT_YET_IN_THE_APP: set[tuple[str, str]] = set()  # rows of routes being added, until they land
+# Rows of routes being added, until the app includes them (empty when every row's route is in).
+NOT_YET_IN_THE_APP: set[tuple[str, str]] = set()
 DIGEST = "SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM \"{}\" t"
 # Tables a route could write; a refused request must leave each as it was.
 UNTOUCHED_EXCEPT = {
     "alembic_version",
     "access_log",  # a refused read may itself be recorded
     "rate_limits",
+    "api_keys",  # a key's first use is noted (last_used_at), even on a refused call
     "idempotency_keys",
     "app_secrets",
     "console_connections",
+    "classifier_state",  # the learning sweep advances its cursor at any moment
 }
 
 
@@ -265,6 +277,8 @@ class World:
                 "target": "supervisor",
                 "reason": "beyond the agent's authority",
             },
+            ("POST", "/api/v1/complaints/{complaint_id}/notes"): lambda: {"text": "called back"},
+            ("POST", "/api/v1/complaints/{complaint_id}/feedback"): lambda: {"csat": 4},
         }
         make = bodies.get((method, path))
         return make() if make else None

@@ -141,7 +141,7 @@ class TestDocumentedErrors:
             missing += [f"{method.upper()} {path} {code}" for code in sorted(expected - codes)]
         assert missing == []
 
-    async def test_every_route_but_the_login_requires_a_bearer_token(
+    async def test_every_route_but_the_login_and_the_public_lookup_requires_a_bearer_token(
         self, schema: dict[str, Any]
     ) -> None:
         open_routes = [
@@ -149,7 +149,9 @@ class TestDocumentedErrors:
             for method, path, operation in operations(schema)
             if not operation.get("security")
         ]
-        assert open_routes == [f"POST {API}/auth/token"]
+        # the customer's own status lookup, by reference and phone (rate-limited, recorded)
+        public = f"GET {API}/public/complaints/{{reference}}"
+        assert sorted(open_routes) == sorted([f"POST {API}/auth/token", public])
 
     async def test_401_and_503_document_the_headers_that_come_with_them(
         self, schema: dict[str, Any]
@@ -336,16 +338,27 @@ class TestPaging:
     async def test_every_list_takes_limit_and_cursor_and_answers_items_and_next_cursor(
         self, schema: dict[str, Any]
     ) -> None:
-        lists = 0
+        lists = set()
         for method, path, operation in operations(schema):
             page = _page_schema(schema, operation)
             if page is None or "items" not in page.get("properties", {}):
                 continue
-            lists += 1
+            lists.add(path.removeprefix(API))
             names = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
             assert {"limit", "cursor"} <= names, f"{method.upper()} {path}"
             assert {"items", "next_cursor"} <= set(page["required"]), f"{method.upper()} {path}"
-        assert lists == 6  # skills, agents, customers, queues, offers, events
+        assert lists == {
+            "/skills",
+            "/agents",
+            "/customers",
+            "/queues",
+            "/offers",
+            "/events",
+            "/access-log",
+            "/api-keys",
+            "/complaints",
+            "/complaints/{complaint_id}/notes",
+        }
 
     async def test_skills_page_by_name(self, api: Api) -> None:
         for name in ("gamma", "alpha", "beta"):

@@ -10,7 +10,12 @@ subject of every event is the complaint (``subject_type`` ``"complaint"``, its i
 - ``complaint.status_changed``: a lifecycle move (``event`` is the verb), including the
   moves that keep the status (a reassignment, an escalation, an extension);
 - ``complaint.sla_warning`` and ``complaint.sla_breached``: declared for the clocks' durable
-  timers, which fire them.
+  timers, which fire them;
+- ``complaint.note_added`` and ``complaint.feedback_recorded``: a note written on it, a
+  satisfaction survey recorded (``app.complaints.notes``).
+
+- ``complaint.queued``: nobody may take it now; it waits in the team queue (``queue``)
+  with its holder, if any, unchanged (``app.complaints.assign``).
 
 Payload values are JSON: timestamps are ISO-8601 strings.
 """
@@ -33,6 +38,9 @@ class ComplaintEventType(StrEnum):
     STATUS_CHANGED = "complaint.status_changed"
     SLA_WARNING = "complaint.sla_warning"
     SLA_BREACHED = "complaint.sla_breached"
+    QUEUED = "complaint.queued"
+    NOTE_ADDED = "complaint.note_added"
+    FEEDBACK_RECORDED = "complaint.feedback_recorded"
 
 
 @with_config(_CLOSED)
@@ -73,10 +81,31 @@ class ClockEvent(ComplaintPayload):
     escalation_level: str
 
 
+@with_config(_CLOSED)
+class NoteAdded(ComplaintPayload):
+    note_id: int
+    internal: bool  # false: a note meant for the customer (shown in the public timeline)
+
+
+@with_config(_CLOSED)
+class FeedbackRecorded(ComplaintPayload):
+    csat: int  # 1 to 5
+    closure: int  # reopen steps before it: 0 for the first closure
+
+
+@with_config(_CLOSED)
+class Queued(ComplaintPayload):
+    queue: str  # the team queue it waits in
+    assignee_id: int | None  # its holder, unchanged
+
+
 PAYLOADS: dict[str, type[Any]] = {
     ComplaintEventType.REGISTERED: Registered,
     ComplaintEventType.LINKED: Linked,
     ComplaintEventType.STATUS_CHANGED: StatusChanged,
     ComplaintEventType.SLA_WARNING: ClockEvent,
     ComplaintEventType.SLA_BREACHED: ClockEvent,
+    ComplaintEventType.QUEUED: Queued,
+    ComplaintEventType.NOTE_ADDED: NoteAdded,
+    ComplaintEventType.FEEDBACK_RECORDED: FeedbackRecorded,
 }

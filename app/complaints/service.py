@@ -61,7 +61,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agents.models import Agent, Role
 from app.agents.permissions import Principal
-from app.complaints import chain, lifecycle
+from app.complaints import chain, deadlines, lifecycle
 from app.complaints.calendar import WorkCalendar, china_calendar
 from app.complaints.clocks import (
     DEFAULT_POLICIES,
@@ -494,6 +494,7 @@ async def register(
         actor=actor,
     )
     await session.flush()
+    await deadlines.reschedule(session, clocks, desk.work_calendar(), fired=frozenset())
     return Registration(complaint, clocks, linked=False)
 
 
@@ -709,6 +710,7 @@ async def transition(
     complaint.due_at = _resolution_due(list(move.clocks.values()))
     _log_move(session, complaint, event, before, given, move)
     await session.flush()
+    await deadlines.reschedule(session, list(move.clocks.values()), desk.work_calendar())
     return complaint
 
 

@@ -134,7 +134,7 @@ class Hammer:
                 event = None
             console = rng.choice(self.consoles[index])
             if not active:  # signed out: its offers are taken back, its contacts wait for it
-                active = await self.reinstate(console, rng)
+                active = await self.reinstate(index, rng)
                 continue
             if event is not None and event.type == "offer.created":
                 await self.answer(console, event, rng, mine)
@@ -181,13 +181,17 @@ class Hammer:
         expect(await rng.choice(self.admins).patch(f"/api/v1/agents/{agent_id}", body), 200)
         return False
 
-    async def reinstate(self, console: Api, rng: random.Random) -> bool:
-        """Soon a supervisor reactivates the agent, who makes themselves available again."""
+    async def reinstate(self, index: int, rng: random.Random) -> bool:
+        """Soon a supervisor reactivates the agent, who signs in again (deactivation revoked
+        their tokens) and makes themselves available again."""
         if rng.random() >= 0.3:
             return False
-        agent_id = console.me["id"]
+        consoles = self.consoles[index]
+        agent_id = consoles[0].me["id"]
         body = {"active": True}
         expect(await rng.choice(self.admins).patch(f"/api/v1/agents/{agent_id}", body), 200)
+        consoles[:] = [await c.as_user(c.me["username"]) for c in consoles]
+        console = rng.choice(consoles)
         available = {"status": "available"}
         expect(await console.post(f"/api/v1/agents/{agent_id}/status", available), 200)
         return True
