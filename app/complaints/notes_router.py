@@ -25,12 +25,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field, StringConstraints
 
-from app.accesslog import Access, AccessKind, AccessOutcome, record_access, record_access_apart
 from app.agents.dependencies import CurrentPrincipal
 from app.complaints import notes, service
-from app.complaints.exceptions import ComplaintNotFound
 from app.complaints.models import Complaint
-from app.complaints.router import ComplaintId, Now, may_act, may_read
+from app.complaints.router import ComplaintId, Now, may_act, readable
 from app.db import Session
 from app.openapi import errors, require_json_body
 from app.pagination import Limit, PageCursor, decode_id_cursor, next_id_cursor
@@ -103,22 +101,6 @@ async def actionable(session: Session, principal: CurrentPrincipal, complaint_id
     """The complaint, locked, if the caller may act on it."""
     complaint = await service.get_or_raise(session, complaint_id, for_update=True)
     await may_act(session, principal, complaint)
-    return complaint
-
-
-async def readable(
-    request: Request, session: Session, principal: CurrentPrincipal, complaint_id: int
-) -> Complaint:
-    """The complaint, if the caller may read it; the read is recorded either way."""
-    try:
-        complaint = await service.get_or_raise(session, complaint_id)
-        await may_read(session, principal, complaint)
-    except ComplaintNotFound:
-        absent = Access(AccessKind.complaint_read, AccessOutcome.not_found, query=str(complaint_id))
-        await record_access_apart(request.app.state.sessionmaker, principal, absent)
-        raise
-    found = Access(AccessKind.complaint_read, AccessOutcome.found, subject_id=complaint.id)
-    await record_access(session, principal, found)
     return complaint
 
 

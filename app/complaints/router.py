@@ -283,9 +283,11 @@ async def list_complaints(
     )
 
 
-async def _readable(
+async def readable(
     request: Request, session: Session, principal: Principal, complaint_id: int
 ) -> Complaint:
+    """The complaint, if ``principal`` may read it (a 404 otherwise); the read is recorded
+    in the access log either way."""
     try:
         complaint = await service.get_or_raise(session, complaint_id)
         await may_read(session, principal, complaint)
@@ -308,7 +310,7 @@ async def get_complaint(
     desk: CurrentDesk,
 ) -> ComplaintOut:
     """One complaint, its clocks and its timeline; the read is recorded in the access log."""
-    complaint = await _readable(request, session, principal, complaint_id)
+    complaint = await readable(request, session, principal, complaint_id)
     return await detail(session, complaint, desk, now)
 
 
@@ -317,7 +319,7 @@ async def get_audit(
     request: Request, complaint_id: ComplaintId, session: Session, principal: CurrentPrincipal
 ) -> AuditOut:
     """The hash-chained history, and whether it verifies (else the first seq that fails)."""
-    complaint = await _readable(request, session, principal, complaint_id)
+    complaint = await readable(request, session, principal, complaint_id)
     rows, bad = await service.audit_trail(session, complaint)
     return AuditOut(
         complaint_id=complaint.id,

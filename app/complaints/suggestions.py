@@ -70,16 +70,12 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.accesslog import Access, AccessKind, AccessOutcome, record_access, record_access_apart
 from app.agents.dependencies import CurrentPrincipal
-from app.agents.permissions import Principal
-from app.complaints import service
 from app.complaints.classifier import Classifier, Suggestion, default_classifier
 from app.complaints.events import SUBJECT, ComplaintEventType
-from app.complaints.exceptions import ComplaintNotFound
 from app.complaints.lifecycle import ComplaintEvent
 from app.complaints.models import Complaint, ComplaintAudit
-from app.complaints.router import may_read
+from app.complaints.router import readable
 from app.db import Base, Session
 from app.events.log import Cursor, head
 from app.events.models import Event
@@ -379,27 +375,11 @@ router = APIRouter(prefix="/api/v1", tags=["complaints"])
 ComplaintId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the complaint's id")]
 
 
-async def _readable(
-    request: Request, session: AsyncSession, principal: Principal, complaint_id: int
-) -> Complaint:
-    """The complaint if ``principal`` may read it (a 404 otherwise); the read is logged."""
-    try:
-        complaint = await service.get_or_raise(session, complaint_id)
-        await may_read(session, principal, complaint)
-    except ComplaintNotFound:
-        absent = Access(AccessKind.complaint_read, AccessOutcome.not_found, query=str(complaint_id))
-        await record_access_apart(request.app.state.sessionmaker, principal, absent)
-        raise
-    found = Access(AccessKind.complaint_read, AccessOutcome.found, subject_id=complaint.id)
-    await record_access(session, principal, found)
-    return complaint
-
-
 @router.get("/complaints/{complaint_id}/suggestion", response_model=SuggestionOut)
 async def get_suggestion(
     request: Request, complaint_id: ComplaintId, session: Session, principal: CurrentPrincipal
 ) -> SuggestionOut:
     """The classifier's suggested categories and severity for the complaint, with why;
     advice only: empty (still 200) when the classifier cannot say."""
-    complaint = await _readable(request, session, principal, complaint_id)
+    complaint = await readable(request, session, principal, complaint_id)
     return await suggest_for(session, complaint)
