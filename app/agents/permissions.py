@@ -1,4 +1,5 @@
-"""Who may do what to whom. Pure rules; the dependencies and services enforce them.
+"""The principal, the agent acted on, and the rules of managing people that the access table
+(``app.agents.access``) builds on. Pure; the dependencies and services enforce them.
 
 - An admin may do everything.
 - A supervisor manages the agents (role ``agent``) of their own site, and themselves.
@@ -58,15 +59,6 @@ def can_create(principal: Principal, *, role: Role, site: str | None) -> bool:
     return role in PERSON_ROLES and can_manage(principal, Target(id=-1, role=role, site=site))
 
 
-def can_view_private(principal: Principal, target: Target) -> bool:
-    """May ``principal`` see ``target``'s username, endpoint and capacity?"""
-    return principal.id == target.id or can_manage(principal, target)
-
-
-def can_change_status(principal: Principal, target: Target) -> bool:
-    return principal.id == target.id or can_manage(principal, target)
-
-
 def can_grant(principal: Principal, role: Role) -> bool:
     """Only an admin hands out supervisor or admin roles; no one makes a person a channel."""
     if role not in PERSON_ROLES:
@@ -77,19 +69,3 @@ def can_grant(principal: Principal, role: Role) -> bool:
 def is_person(principal: Principal) -> bool:
     """A signed-in agent, supervisor or admin (an agent's row), not a channel's API key."""
     return principal.role in PERSON_ROLES
-
-
-def can_manage_catalogue(principal: Principal) -> bool:
-    """Skills (and later queues) are set up by supervisors and admins."""
-    return principal.role in (Role.supervisor, Role.admin)
-
-
-def sees_full_customer_data(principal: Principal) -> bool:
-    """Agents see customers' phone and ID numbers masked."""
-    return principal.role in (Role.supervisor, Role.admin)
-
-
-def sees_every_event(principal: Principal) -> bool:
-    """Supervisors and admins follow the whole event log (the wallboard); agents only the
-    events that concern them."""
-    return principal.role in (Role.supervisor, Role.admin)
