@@ -60,6 +60,7 @@ class AccessKind(StrEnum):
     contact_read = "contact.read"
     complaint_read = "complaint.read"
     complaint_public_lookup = "complaint.public_lookup"  # by reference and phone, no sign-in
+    complaint_export = "complaint.export"  # complaints written out (app/complaints/export.py)
 
 
 class AccessOutcome(StrEnum):

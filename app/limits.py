@@ -34,9 +34,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.config import Settings
 
 
+def _matches(path: str, prefix: str) -> bool:
+    """Whether ``path`` starts with ``prefix``, where a ``*`` segment matches any one segment."""
+    if "*" not in prefix:
+        return path.startswith(prefix)
+    wanted, given = prefix.split("/"), path.split("/")
+    return len(given) >= len(wanted) and all(
+        w in ("*", g) for w, g in zip(wanted, given, strict=False)
+    )
+
+
 def limit_for(path: str, default: int, by_prefix: Mapping[str, int]) -> int:
     """The body limit of ``path``: its longest matching prefix's, else ``default``."""
-    matching = [prefix for prefix in by_prefix if path.startswith(prefix)]
+    matching = [prefix for prefix in by_prefix if _matches(path, prefix)]
     return by_prefix[max(matching, key=len)] if matching else default
 
 

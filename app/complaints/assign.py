@@ -45,7 +45,9 @@ assignment is the lifecycle's ``assign`` move, made by ``service.transition`` wi
 reasons as its ``reason``, so they are in the audit entry (``reason`` and
 ``data.facts.reason``) and the clocks carry on untouched. When nobody is eligible the
 complaint keeps its holder (none, or the current assignee), an audit entry ``queued`` and a
-``complaint.queued`` event name the team queue and the reasons: it is never dropped.
+``complaint.queued`` event name the team queue and the reasons: it is never dropped. It
+waits in the queue (``team_queue``) and is assigned as soon as someone may take it
+(``assign_queue``).
 
 The people a complaint is about are named by the caller (``implicated``) and kept in the
 complaint's ``facts["implicated"]``, so a later auto-assignment excludes them too.
@@ -71,15 +73,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agents.models import Agent, AgentChannel, AgentSkill, Skill
 from app.agents.permissions import Principal
-from app.complaints import lifecycle, service
-from app.complaints.events import SUBJECT, ComplaintEventType
+from app.complaints import lifecycle, service, team_queue
+from app.complaints.events import ComplaintEventType, complaint_event
 from app.complaints.exceptions import IllegalMove
 from app.complaints.lifecycle import ComplaintEvent, ComplaintStatus
 from app.complaints.models import Complaint, ComplaintAudit
 from app.complaints.schemas import TransitionFacts
 from app.config import TierConfig
 from app.customers.models import Customer
-from app.events.log import record
 
 CASE_CHANNEL = "case"
 LISTED = 20  # agent ids a reason names before it says how many more
@@ -464,14 +465,7 @@ def _queue(
         "queue": queue,
         "assignee_id": complaint.assignee_id,
     }
-    record(
-        session,
-        type=ComplaintEventType.QUEUED,
-        subject_type=SUBJECT,
-        subject_id=complaint.id,
-        data=payload,
-        actor=actor,
-    )
+    complaint_event(session, ComplaintEventType.QUEUED, complaint.id, payload, actor=actor)
 
 
 async def decide(session: AsyncSession, complaint: Complaint, rules: AssignRules) -> Choice:
@@ -499,6 +493,7 @@ async def auto_assign(
     choice = await decide(session, complaint, rules)
     if choice.agent_id is None:
         _queue(session, complaint, choice, rules.queue, principal.actor, now)
+        await team_queue.mark(session, complaint_id=complaint.id, queue=rules.queue, now=now)
         await session.flush()
         return Outcome(complaint, choice, rules.queue)
     facts = TransitionFacts(assignee=choice.agent_id, reason=reason_text(choice))

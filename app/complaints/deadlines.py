@@ -29,7 +29,9 @@ history at the worker's ``now`` and acts only on those due and not yet fired; th
 payload is never trusted. A timer set before a resume, still in flight when the resume moved
 the alerts, therefore finds nothing due and only sets the timer right. Alerts that fell due
 together (a worker was down, a policy shortened the target) fire together, in order, each
-once.
+once. Many clocks falling due at once are fired in batches by ``app.complaints.clock_batch``,
+with the same rules and the helpers below (``plan``, ``escalated``, ``alert_data``,
+``alert_payload``), so both paths write the same.
 """
 
 from __future__ import annotations
@@ -42,8 +44,11 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.complaints import lifecycle
 from app.complaints.calendar import WorkCalendar
 from app.complaints.clocks import due_at, warning_times
+from app.complaints.events import ComplaintEventType
+from app.complaints.lifecycle import ComplaintEvent, ComplaintStatus, EscalationLevel
 from app.complaints.models import (
     ComplaintAudit,
     ComplaintClock,
@@ -118,6 +123,68 @@ def due_now(
     return [a for a in pending(row, calendar, fired) if a.at <= now]
 
 
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What firing a clock's timer at a moment does: the alerts due, the deadline they
+    name, and the alert its timer is set to next."""
+
+    due: list[Alert]
+    deadline: datetime | None
+    next: Alert | None
+
+
+def plan(row: ComplaintClock, calendar: WorkCalendar, fired: Fired, now: datetime) -> Plan:
+    """``due_now``, the deadline and the next pending alert at once (alerts derived once)."""
+    if not is_running(row):
+        return Plan([], None, None)
+    found = alerts(row, calendar)
+    run = run_of(row)
+    waiting = [a for a in found if (row.kind, run, a.name) not in fired]
+    due = [a for a in waiting if a.at <= now]
+    later = waiting[len(due) :]
+    return Plan(due, found[-1].at, later[0] if later else None)
+
+
+def next_payload(row: ComplaintClock, alert: Alert) -> dict[str, Any]:
+    """The payload of the timer set to ``alert`` (for people reading the timers table)."""
+    return {"clock": row.kind, "alert": alert.name}
+
+
+def escalated(status: str, level: str) -> str:
+    """The escalation level after an alert: one step up the ladder where the status allows
+    an escalation, never above head office."""
+    higher = lifecycle.next_level(EscalationLevel(level))
+    if higher is not None and lifecycle.allows(ComplaintStatus(status), ComplaintEvent.ESCALATE):
+        return higher.value
+    return level
+
+
+def alert_data(row: ComplaintClock, alert: Alert, before: str, after: str) -> dict[str, Any]:
+    """An alert's audit entry data: the alert, and the levels before and after it."""
+    return {**alert_record(row, alert), "escalation": {"before": before, "after": after}}
+
+
+def alert_event(alert: Alert) -> ComplaintEventType:
+    """The event an alert logs: the breach, or a warning."""
+    if alert.name == BREACH:
+        return ComplaintEventType.SLA_BREACHED
+    return ComplaintEventType.SLA_WARNING
+
+
+def alert_payload(
+    base: dict[str, Any], row: ComplaintClock, alert: Alert, deadline: datetime, level: str
+) -> dict[str, Any]:
+    """An alert event's payload (``events.ClockEvent``), after the complaint's ``base``
+    (its id, reference and status)."""
+    return {
+        **base,
+        "clock": row.kind,
+        "due_at": iso(deadline),
+        "level": alert.level,
+        "escalation_level": level,
+    }
+
+
 def fired_from(entries: Iterable[dict[str, Any]]) -> Fired:
     """The fired alerts named by audit entries' data."""
     return frozenset((e["clock"], e["run"], e["alert"]) for e in entries)
@@ -153,7 +220,7 @@ async def schedule_next(
         kind=KIND,
         subject=row.id,
         due_at=alert.at,
-        payload={"clock": row.kind, "alert": alert.name},
+        payload=next_payload(row, alert),
     )
     return alert
 

@@ -17,16 +17,27 @@ subject of every event is the complaint (``subject_type`` ``"complaint"``, its i
 - ``complaint.queued``: nobody may take it now; it waits in the team queue (``queue``)
   with its holder, if any, unchanged (``app.complaints.assign``).
 
+- ``complaint.approval_requested``, ``complaint.approval_decided`` (approved or declined:
+  ``approval_status``) and ``complaint.approval_withdrawn``: a second person's approval
+  asked for, given or refused, taken back (``app.complaints.approvals``). Its use shows as
+  the ``resolve`` or ``extend`` move that names it.
+
 Payload values are JSON: timestamps are ISO-8601 strings.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ConfigDict, with_config
 from typing_extensions import TypedDict
+
+from app.events.log import record
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 _CLOSED = ConfigDict(extra="forbid")
 SUBJECT = "complaint"
@@ -41,6 +52,9 @@ class ComplaintEventType(StrEnum):
     QUEUED = "complaint.queued"
     NOTE_ADDED = "complaint.note_added"
     FEEDBACK_RECORDED = "complaint.feedback_recorded"
+    APPROVAL_REQUESTED = "complaint.approval_requested"
+    APPROVAL_DECIDED = "complaint.approval_decided"
+    APPROVAL_WITHDRAWN = "complaint.approval_withdrawn"
 
 
 @with_config(_CLOSED)
@@ -99,6 +113,18 @@ class Queued(ComplaintPayload):
     assignee_id: int | None  # its holder, unchanged
 
 
+@with_config(_CLOSED)
+class ApprovalEvent(ComplaintPayload):
+    approval_id: int
+    kind: str  # compensation or extension
+    approval_status: str  # pending, approved, declined or withdrawn
+    amount: str | None  # compensation: the most it may be, in CNY ("800.00")
+    clock: str | None  # extension: the clock's kind
+    days: int | None  # extension: the days it adds
+    requested_by_id: int
+    decided_by_id: int | None  # who approved, declined or withdrew it
+
+
 PAYLOADS: dict[str, type[Any]] = {
     ComplaintEventType.REGISTERED: Registered,
     ComplaintEventType.LINKED: Linked,
@@ -108,4 +134,26 @@ PAYLOADS: dict[str, type[Any]] = {
     ComplaintEventType.QUEUED: Queued,
     ComplaintEventType.NOTE_ADDED: NoteAdded,
     ComplaintEventType.FEEDBACK_RECORDED: FeedbackRecorded,
+    ComplaintEventType.APPROVAL_REQUESTED: ApprovalEvent,
+    ComplaintEventType.APPROVAL_DECIDED: ApprovalEvent,
+    ComplaintEventType.APPROVAL_WITHDRAWN: ApprovalEvent,
 }
+
+
+def complaint_event(
+    session: AsyncSession,
+    type_: ComplaintEventType,
+    complaint_id: int,
+    payload: Mapping[str, Any],
+    *,
+    actor: str,
+) -> None:
+    """Record one of the desk's events on the complaint, in the caller's transaction."""
+    record(
+        session,
+        type=type_,
+        subject_type=SUBJECT,
+        subject_id=complaint_id,
+        data=dict(payload),
+        actor=actor,
+    )

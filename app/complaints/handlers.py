@@ -24,6 +24,11 @@ alert. When the timer worker fires it, ``fire``:
 All of it happens in the worker's transaction with the complaint locked, so two instances
 firing, a retry after a crash, or a timer fired twice write each alert once.
 
+``register`` gives the worker this handler for one timer and ``app.complaints.clock_batch``
+for many: the worker fires due clock timers in batches of up to ``clock_batch.BATCH_SIZE``,
+set-wise and with the same effects, and falls back to ``fire``, one timer at a time, for a
+batch that fails.
+
 **A policy change** (``recompute_open``, run by ``POST /api/v1/complaints/clocks/recompute``,
 admin only) re-derives, for every open complaint, the policy each clock that has not stopped
 runs under (``clocks.policy_for`` over the desk's policies, with the complaint's categories,
@@ -48,16 +53,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agents.dependencies import CurrentPrincipal
-from app.complaints import deadlines, lifecycle, service
+from app.complaints import clock_batch, deadlines, lifecycle, service
 from app.complaints.clocks import ClockKind, policy_for
 from app.complaints.deadlines import Alert, Fired
-from app.complaints.events import SUBJECT, ComplaintEventType
-from app.complaints.lifecycle import ComplaintEvent, ComplaintStatus, EscalationLevel
+from app.complaints.events import complaint_event
 from app.complaints.models import (
     Complaint,
     ComplaintAudit,
     ComplaintClock,
-    iso,
     recompute,
     snapshot,
 )
@@ -65,10 +68,9 @@ from app.complaints.router import CurrentDesk, Now, check
 from app.config import Settings
 from app.customers.models import Customer
 from app.db import Session
-from app.events.log import record
 from app.openapi import errors, require_json_body
 from app.routing.handlers import without_waiting
-from app.timers.worker import TimerRegistry
+from app.timers.worker import DueTimer, TimerRegistry
 
 ACTOR: Final = "system"
 POLICY_ACTION: Final = "clock_policy"
@@ -90,16 +92,6 @@ async def _locked(session: AsyncSession, clock_id: int) -> tuple[Complaint, Comp
     return None if found is None else (found[0], found[1])
 
 
-def _escalate_one_step(complaint: Complaint) -> tuple[str, str]:
-    """Raise the level one step where the status allows it; the levels before and after."""
-    before = complaint.escalation_level
-    status = ComplaintStatus(complaint.status)
-    higher = lifecycle.next_level(EscalationLevel(before))
-    if higher is not None and lifecycle.allows(status, ComplaintEvent.ESCALATE):
-        complaint.escalation_level = higher.value
-    return before, complaint.escalation_level
-
-
 def _raise_alert(
     session: AsyncSession,
     complaint: Complaint,
@@ -109,27 +101,19 @@ def _raise_alert(
     deadline: datetime,
     now: datetime,
 ) -> None:
-    before, after = _escalate_one_step(complaint)
-    data = {**deadlines.alert_record(row, alert), "escalation": {"before": before, "after": after}}
+    before = complaint.escalation_level
+    after = deadlines.escalated(complaint.status, before)
+    complaint.escalation_level = after
+    data = deadlines.alert_data(row, alert, before, after)
     step = service.Step(alert.action, complaint.status, complaint.status, data=data)
     service.write_audit(session, complaint, step, actor=ACTOR, at=now)
-    kind = (
-        ComplaintEventType.SLA_BREACHED
-        if alert.name == deadlines.BREACH
-        else ComplaintEventType.SLA_WARNING
-    )
-    payload = {
+    base = {
         "complaint_id": complaint.id,
         "reference": complaint.reference,
         "status": complaint.status,
-        "clock": row.kind,
-        "due_at": iso(deadline),
-        "level": alert.level,
-        "escalation_level": after,
     }
-    record(
-        session, type=kind, subject_type=SUBJECT, subject_id=complaint.id, data=payload, actor=ACTOR
-    )
+    payload = deadlines.alert_payload(base, row, alert, deadline, after)
+    complaint_event(session, deadlines.alert_event(alert), complaint.id, payload, actor=ACTOR)
 
 
 async def fire(
@@ -156,14 +140,28 @@ async def fire(
 
 
 def register(
-    registry: TimerRegistry, settings: Settings, *, desk: service.Desk | None = None
+    registry: TimerRegistry,
+    settings: Settings,
+    *,
+    desk: service.Desk | None = None,
+    batch_size: int = clock_batch.BATCH_SIZE,
 ) -> None:
-    """Register the clocks' alert timer with the worker."""
+    """Register the clocks' alert timer with the worker: fired in batches of up to
+    ``batch_size`` (``clock_batch``), one by one (``fire``) when a batch fails."""
 
     async def handle(session: AsyncSession, clock_id: int, now: datetime) -> None:
         await fire(session, clock_id, now, desk)
 
-    registry.register(deadlines.KIND, without_waiting(handle))
+    async def handle_batch(
+        session: AsyncSession, claimed: Sequence[DueTimer], now: datetime
+    ) -> None:
+        await clock_batch.fire_batch(session, claimed, now, desk)
+
+    registry.register_batch(
+        deadlines.KIND, handle_batch, single=without_waiting(handle), size=batch_size
+    )
+    # Built now (once per process), not by the first alerts to fall due.
+    (desk or service.DESK).work_calendar()
 
 
 # --- recomputing after a policy change -----------------------------------------------------

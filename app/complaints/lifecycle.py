@@ -271,7 +271,7 @@ _NEEDS: Final[dict[ComplaintEvent, frozenset[str]]] = {
     _E.START: frozenset(),
     _E.PAUSE: frozenset({"reason"}),
     _E.RESUME: frozenset(),
-    _E.EXTEND: frozenset({"reason", "approver", "days"}),
+    _E.EXTEND: frozenset({"reason", "approval", "days"}),
     _E.ESCALATE: frozenset({"target"}),
     _E.RESOLVE: frozenset({"resolution", "root_cause", "corrective_action", "remedy"}),
     _E.CONFIRM: frozenset(),
@@ -285,7 +285,8 @@ _NEEDS: Final[dict[ComplaintEvent, frozenset[str]]] = {
 }
 
 _OPTIONAL: Final[dict[ComplaintEvent, frozenset[str]]] = {
-    _E.RESOLVE: frozenset({"compensation"}),
+    _E.RESOLVE: frozenset({"compensation", "responsible_unit", "upheld", "approval"}),
+    _E.EXTEND: frozenset({"clock"}),
     _E.ESCALATE: frozenset({"reason"}),
     _E.WITHDRAW: frozenset({"reason"}),
 }

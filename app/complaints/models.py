@@ -34,6 +34,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -42,8 +43,10 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    false,
+    text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.complaints.calendar import WorkCalendar
@@ -96,6 +99,24 @@ class Complaint(TimestampMixin, Base):
         Index("ix_complaints_assignee_id_id", "assignee_id", "id"),
         Index("ix_complaints_branch_id", "branch", "id"),
         Index("ix_complaints_categories", "categories", postgresql_using="gin"),
+        Index("ix_complaints_search", "search", postgresql_using="gin"),
+        # Archive and retention (app.complaints.archive, app.complaints.anonymise): only an
+        # archived complaint is anonymised, a held one never, and a hold has its moment.
+        CheckConstraint("anonymised_at IS NULL OR status = 'archived'", name="anonymised_archived"),
+        CheckConstraint("NOT (legal_hold AND anonymised_at IS NOT NULL)", name="held_kept"),
+        CheckConstraint("legal_hold = (legal_hold_at IS NOT NULL)", name="legal_hold_at"),
+        # The retention sweep's candidates, oldest archive first; and the complaints archived
+        # by a request, whose archived_at the archive sweep stamps from the audit trail.
+        Index(
+            "ix_complaints_retention_due",
+            "archived_at",
+            postgresql_where=text("anonymised_at IS NULL AND NOT legal_hold"),
+        ),
+        Index(
+            "ix_complaints_archive_unstamped",
+            "id",
+            postgresql_where=text("status = 'archived' AND archived_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -139,6 +160,32 @@ class Complaint(TimestampMixin, Base):
     )
     audit_hash: Mapped[str | None] = mapped_column(
         String(64), comment="the audit chain's last hash (its head)"
+    )
+    archived_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), comment="when it was archived (its audit entry's time)"
+    )
+    anonymised_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), comment="when retention removed its personal data"
+    )
+    customer_tier: Mapped[str | None] = mapped_column(
+        String(32), comment="the customer's tier, kept when anonymisation unlinks the customer"
+    )
+    legal_hold: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, server_default=false(), comment="true: never anonymised"
+    )
+    legal_hold_reason: Mapped[str | None] = mapped_column(Text)
+    legal_hold_by: Mapped[str | None] = mapped_column(
+        String(64), comment="the actor who placed the hold: agent:<id>"
+    )
+    legal_hold_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Written whole on every change (app.complaints.search_terms), never read back: deferred.
+    search: Mapped[str] = mapped_column(
+        TSVECTOR,
+        nullable=False,
+        server_default=text("''::tsvector"),
+        deferred=True,
+        deferred_raiseload=True,
+        comment="the words it is found by (app.complaints.search_terms)",
     )
 
 

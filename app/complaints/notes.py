@@ -53,12 +53,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.agents.permissions import Principal
 from app.complaints import service
-from app.complaints.events import SUBJECT, ComplaintEventType
+from app.complaints.events import ComplaintEventType, complaint_event
 from app.complaints.lifecycle import ComplaintEvent, ComplaintStatus
 from app.complaints.models import Complaint, ComplaintAudit
 from app.db import Base
 from app.errors import Conflict, register_constraint
-from app.events.log import record
 
 FEEDBACK_STATUSES: Final = frozenset(
     {ComplaintStatus.resolved, ComplaintStatus.confirmed, ComplaintStatus.closed}
@@ -270,11 +269,4 @@ def _log(
         "status": complaint.status,
         **extra,
     }
-    record(
-        session,
-        type=type_,
-        subject_type=SUBJECT,
-        subject_id=complaint.id,
-        data=payload,
-        actor=principal.actor,
-    )
+    complaint_event(session, type_, complaint.id, payload, actor=principal.actor)

@@ -77,8 +77,10 @@ class TransitionFacts(StrictModel):
     reason: Long | None = Field(
         default=None, description="why; for a pause, one of the listed pause reasons"
     )
-    approver: Ref | None = Field(
-        default=None, description="the supervisor or admin approving an extension"
+    approval: Ref | None = Field(
+        default=None,
+        description="the approved approval the move uses: every extension, and compensation "
+        "above the desk's threshold (500.00 CNY by default)",
     )
     days: int | None = Field(default=None, ge=1, le=365, description="an extension's length")
     clock: ClockKind | None = Field(
@@ -91,6 +93,12 @@ class TransitionFacts(StrictModel):
     remedy: Long | None = None
     compensation: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
     outcome: ReviewOutcome | None = None
+    responsible_unit: Short | None = Field(
+        default=None, description="the branch or unit whose act the complaint was about"
+    )
+    upheld: bool | None = Field(
+        default=None, description="whether the complaint was found justified (root-cause figures)"
+    )
 
 
 class ClockOut(BaseModel):

@@ -53,15 +53,17 @@ import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, false, or_, select, text, true
+from sqlalchemy import ColumnElement, Text, bindparam, cast, false, or_, select, text, true
+from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agents.models import Agent, Role
 from app.agents.permissions import Principal
-from app.complaints import chain, deadlines, lifecycle
+from app.complaints import affinity, chain, deadlines, lifecycle, notices, search_terms
 from app.complaints.calendar import WorkCalendar, china_calendar
 from app.complaints.clocks import (
     DEFAULT_POLICIES,
@@ -72,7 +74,7 @@ from app.complaints.clocks import (
     check_extension,
     policy_for,
 )
-from app.complaints.events import SUBJECT, ComplaintEventType
+from app.complaints.events import ComplaintEventType, complaint_event
 from app.complaints.exceptions import (
     ComplaintNotFound,
     IllegalMove,
@@ -96,7 +98,6 @@ from app.complaints.models import (
 from app.complaints.reference import next_reference
 from app.complaints.schemas import ComplaintCreate, Matter, TransitionFacts
 from app.customers.models import Customer
-from app.events.log import record
 from app.routing.models import Contact
 
 # --- configuration -----------------------------------------------------------------------
@@ -122,11 +123,20 @@ def default_calendar() -> WorkCalendar:
 
 @dataclass(frozen=True, slots=True)
 class Desk:
-    """What the desk runs with: linking rules, clock policies, the working calendar."""
+    """What the desk runs with: linking rules, clock policies, the working calendar, and the
+    compensation (in CNY) above which a resolution needs a second person's approval."""
 
     link: LinkRules = field(default_factory=LinkRules)
     policies: tuple[ClockPolicy, ...] = (*DEFAULT_POLICIES, REVIEW_POLICY)
     calendar: WorkCalendar | None = None
+    compensation_approval_above: Decimal = Decimal("500.00")
+    # How long a complainant's new contact is offered to their complaint's handler first
+    # (seconds; 0: not at all). See ``app.complaints.affinity``.
+    complaint_affinity_s: float = affinity.DEFAULT_HOLD_S
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.complaint_affinity_s < float("inf"):  # NaN fails the test too
+            raise ValueError("complaint_affinity_s must be a finite number >= 0")
 
     def work_calendar(self) -> WorkCalendar:
         return self.calendar or default_calendar()
@@ -208,10 +218,14 @@ def _filtered(stmt: Any, filters: Filters) -> Any:
         stmt = stmt.where(Complaint.assignee_id == filters.assignee_id)
     if filters.branch is not None:
         stmt = stmt.where(Complaint.branch == filters.branch)
-    if filters.text:
-        pattern = "%" + filters.text.replace("\\", "\\\\").replace("%", r"\%") + "%"
-        columns = (Complaint.description, Complaint.grounds, Complaint.request)
-        stmt = stmt.where(or_(*(c.ilike(pattern) for c in columns)))
+    if filters.text and filters.text.strip():
+        words = search_terms.query_terms(filters.text)
+        if not words:
+            raise InvalidComplaint("text", "has no letter or digit to search for")
+        # Inline, not a parameter: a prepared statement's generic plan would estimate every
+        # word alike, and walk the whole table in id order for a rare one.
+        query = bindparam("text", search_terms.tsquery(words), Text, literal_execute=True)
+        stmt = stmt.where(Complaint.search.bool_op("@@")(cast(query, TSQUERY)))
     return stmt
 
 
@@ -384,6 +398,7 @@ async def link(
     await session.refresh(complaint, with_for_update=True)
     facts = {"at": iso(now), "by": actor, **_facts(data)}
     complaint.linked = [*complaint.linked, facts]
+    complaint.search = search_terms.of(complaint)
     data_ = {
         "channel": data.channel.value,
         "index": len(complaint.linked) - 1,
@@ -392,14 +407,7 @@ async def link(
     step = Step("linked", complaint.status, complaint.status, data=data_)
     write_audit(session, complaint, step, actor=actor, at=now)
     payload = {**_base(complaint), "channel": data.channel.value}
-    record(
-        session,
-        type=ComplaintEventType.LINKED,
-        subject_type=SUBJECT,
-        subject_id=complaint.id,
-        data=payload,
-        actor=actor,
-    )
+    complaint_event(session, ComplaintEventType.LINKED, complaint.id, payload, actor=actor)
 
 
 async def _create(
@@ -432,6 +440,7 @@ async def _create(
         linked=[],
         audit_seq=0,
     )
+    complaint.search = search_terms.of(complaint)
     session.add(complaint)
     await session.flush()
     return complaint
@@ -460,6 +469,7 @@ async def register(
         existing = await _open_same_matter(session, customer.id, data.matter, desk.link)
         if existing is not None:
             await link(session, existing, data=data, actor=actor, now=now)
+            await notices.after_registration(session, existing, linked=True, now=now)
             return Registration(existing, await clocks_of(session, existing.id), linked=True)
     complaint = await _create(session, data, customer, actor, now)
     clocks = await _start_clocks(
@@ -485,16 +495,10 @@ async def register(
         "customer_id": complaint.customer_id,
         "due_at": _due_text(complaint),
     }
-    record(
-        session,
-        type=ComplaintEventType.REGISTERED,
-        subject_type=SUBJECT,
-        subject_id=complaint.id,
-        data=payload,
-        actor=actor,
-    )
+    complaint_event(session, ComplaintEventType.REGISTERED, complaint.id, payload, actor=actor)
     await session.flush()
     await deadlines.reschedule(session, clocks, desk.work_calendar(), fired=frozenset())
+    await notices.after_registration(session, complaint, linked=False, now=now)
     return Registration(complaint, clocks, linked=False)
 
 
@@ -569,22 +573,16 @@ async def _resume(move: Move) -> None:
             end_pause(row, move.now)
 
 
-async def _check_approver(move: Move) -> None:
-    approver_id = move.facts.approver
-    assert approver_id is not None
-    approver = await _active_person(move.session, approver_id)
-    if approver is None or approver.role not in (Role.supervisor.value, Role.admin.value):
-        raise InvalidComplaint(
-            "approver", f"agent {approver_id} is not an active supervisor or admin"
-        )
-    if approver_id == move.principal.id:
-        raise InvalidComplaint(
-            "approver", "an extension is approved by someone other than the one asking for it"
-        )
+async def _check_approver(move: Move, event: ComplaintEvent) -> int | None:
+    """The approver of the approval ``event`` uses, checked, locked and marked used by
+    ``app.complaints.approvals``; None for a resolution that needs and names none."""
+    # Imported here: the approvals build on this module's audit trail.
+    from app.complaints import approvals
+
+    return await approvals.for_move(move, event)
 
 
 async def _extend(move: Move) -> None:
-    await _check_approver(move)
     kind = move.facts.clock or ClockKind.RESOLUTION
     row = move.clocks.get(kind)
     if row is None:
@@ -594,10 +592,12 @@ async def _extend(move: Move) -> None:
         check_extension(policy_of(row), history_of(row), move.facts.days)
     except ClockError as exc:
         raise InvalidComplaint("days", str(exc)) from None
+    approver_id = await _check_approver(move, ComplaintEvent.EXTEND)
     extension = {
         "days": move.facts.days,
         "reason": move.facts.reason,
-        "approver_id": move.facts.approver,
+        "approval_id": move.facts.approval,
+        "approver_id": approver_id,
         "requested_by": move.principal.actor,
         "at": iso(move.now),
     }
@@ -615,6 +615,7 @@ async def _escalate(move: Move) -> None:
 
 
 async def _resolve(move: Move) -> None:
+    await _check_approver(move, ComplaintEvent.RESOLVE)
     for kind in STOPPED_BY_RESOLUTION & move.clocks.keys():
         stop_clock(move.clocks[kind], move.now)
 
@@ -622,6 +623,10 @@ async def _resolve(move: Move) -> None:
 async def _stop_all(move: Move) -> None:
     for row in move.clocks.values():
         stop_clock(row, move.now)
+
+
+async def _archive(move: Move) -> None:
+    move.complaint.archived_at = move.now
 
 
 async def _reopen(move: Move) -> None:
@@ -665,7 +670,7 @@ _HANDLERS: dict[ComplaintEvent, Handler] = {
     _E.RESOLVE: _resolve,
     _E.CONFIRM: _nothing,
     _E.CLOSE: _nothing,
-    _E.ARCHIVE: _nothing,
+    _E.ARCHIVE: _archive,
     _E.WITHDRAW: _stop_all,
     _E.REJECT: _stop_all,
     _E.REOPEN: _reopen,
@@ -701,6 +706,7 @@ async def transition(
     move = Move(
         session, complaint, {ClockKind(r.kind): r for r in rows}, facts, principal, now, desk
     )
+    previous_assignee = complaint.assignee_id
     await _HANDLERS[event](move)
     before = complaint.status
     complaint.status = after.value
@@ -711,6 +717,8 @@ async def transition(
     _log_move(session, complaint, event, before, given, move)
     await session.flush()
     await deadlines.reschedule(session, list(move.clocks.values()), desk.work_calendar())
+    await notices.after_move(session, complaint, event, given, now)
+    await affinity.after_move(session, complaint, event, previous_assignee, now, desk)
     return complaint
 
 
@@ -734,11 +742,4 @@ def _log_move(
         "escalation_level": complaint.escalation_level,
         "due_at": _due_text(complaint),
     }
-    record(
-        session,
-        type=ComplaintEventType.STATUS_CHANGED,
-        subject_type=SUBJECT,
-        subject_id=complaint.id,
-        data=payload,
-        actor=actor,
-    )
+    complaint_event(session, ComplaintEventType.STATUS_CHANGED, complaint.id, payload, actor=actor)

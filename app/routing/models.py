@@ -180,3 +180,33 @@ class Offer(Base):
     )
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CustomerAffinity(Base):
+    """Whom a customer's next contacts are offered to first (``app.routing.affinity``): one
+    row per customer, set and withdrawn by the domain that asked (``source``, ``source_ref``)."""
+
+    __tablename__ = "customer_affinities"
+    __table_args__ = (
+        # Positive and finite (NaN sorts above infinity in PostgreSQL, so both are refused).
+        CheckConstraint("hold_s > 0 AND hold_s < 'Infinity'::float8", name="hold_s"),
+    )
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    agent_id: Mapped[int] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), nullable=False
+    )
+    hold_s: Mapped[float] = mapped_column(
+        Float,
+        nullable=False,
+        comment="a contact goes to the agent first for this long after it queued",
+    )
+    source: Mapped[str] = mapped_column(
+        String(32), nullable=False, comment="who asked for it: complaint, ..."
+    )
+    source_ref: Mapped[str] = mapped_column(
+        String(64), nullable=False, comment="what of the source's it is for: a complaint id, ..."
+    )
+    set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -16,7 +16,8 @@ statements on the leader's own connection, whatever the size of the centre:
    deadline, up to ``dispatch_batch`` per queue) on channels some agent has room on, so a
    queue whose contacts nobody free may take never hides another queue's;
 2. decide with the pure scoring core (``scoring.match``) among the board's candidates, with
-   no transaction open;
+   no transaction open (the waiting contacts' last agents who are available but may be
+   offered nothing now go with them: such an agent holds their contact, ``scoring``);
 3. write in one statement (``_WRITE``), so in one short transaction: it locks the matched
    contacts and agents with ``SKIP LOCKED`` and re-checks them (still queued; still
    routable, holding the step's skills, with room counted afresh), then inserts the
@@ -33,7 +34,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -110,6 +111,36 @@ def wanted(waiting: Sequence[Waiting], now: datetime) -> Wanted:
         skills=skills,
         agent_ids=frozenset(managers),
     )
+
+
+def present_last_agents(
+    board: AgentBoard,
+    waiting: Sequence[Waiting],
+    candidates: Sequence[scoring.AgentView],
+    now: datetime,
+) -> list[scoring.AgentView]:
+    """The waiting contacts' last agents inside their windows who are available but not
+    candidates, so may be offered nothing now (no room, wrap-up, a rest): the scoring core
+    holds a contact for such an agent. Away, offline and inactive agents are left out."""
+    ids = {
+        w.view.last_agent_id
+        for w in waiting
+        if w.view.last_agent_until is not None and now < w.view.last_agent_until
+    }
+    ids -= {agent.id for agent in candidates}
+    rows = (board.row(agent_id) for agent_id in sorted(i for i in ids if i is not None))
+    return [
+        scoring.AgentView(
+            id=row.id,
+            skills=row.skills,
+            idle_since=row.idle_since,
+            load=row.load,
+            capacity=row.capacity,
+            ready=False,
+        )
+        for row in rows
+        if row is not None and row.available
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,12 +221,14 @@ _CHANGED_AGENTS = _WITH_XMIN.format(
 # The database's clock, and each queue's most urgent queued contacts on the channels some
 # agent has room on ($1), up to $2 of them per queue (ix_contacts_queued_queue_deadline):
 # a window per queue, so the contacts of one queue nobody free may take never hide those
-# of another.
+# of another. With each, its customer's relationship manager and the agent the customer
+# should reach first (``app.routing.affinity``) until when: a probe of each primary key.
 _WAITING = """
     SELECT now() AS now, w.* FROM (SELECT) one
     LEFT JOIN LATERAL (
         SELECT c.id, c.queue_id, c.channel, c.tier, c.enqueued_at, c.routing_started_at,
-            c.declined_by, cu.relationship_manager_id
+            c.declined_by, cu.relationship_manager_id, ca.agent_id AS last_agent_id,
+            c.enqueued_at + make_interval(secs => ca.hold_s) AS last_agent_until
         FROM queues q
         CROSS JOIN LATERAL (
             SELECT c.id, c.queue_id, c.channel, c.tier, c.enqueued_at, c.routing_started_at,
@@ -206,6 +239,7 @@ _WAITING = """
             LIMIT $2
         ) c
         LEFT JOIN customers cu ON cu.id = c.customer_id
+        LEFT JOIN customer_affinities ca ON ca.customer_id = c.customer_id
         WHERE cardinality($1::text[]) > 0  -- nobody has room: no queue to look into
     ) w ON true
 """
@@ -407,6 +441,7 @@ class Rounds:
             return Plan(now, [], [], board.next_ready(now))
         waiting = await self._waiting(found)
         agents = board.candidates(wanted(waiting, now), now)
+        agents += present_last_agents(board, waiting, agents, now)
         return Plan(now, agents, waiting, board.next_ready(now))
 
     async def _refresh_agents(self) -> None:
@@ -458,12 +493,23 @@ class Rounds:
                     enqueued_at=row["enqueued_at"],
                     routing_started_at=row["routing_started_at"],
                     relationship_manager_id=row["relationship_manager_id"],
+                    last_agent_id=row["last_agent_id"],
+                    last_agent_until=self._hold_until(row, self._tiers.get(row["tier"], fallback)),
                     declined_by=frozenset(row["declined_by"]),
                 ),
             )
             for row in rows
             if row["queue_id"] in self._queues  # a queue deleted meanwhile: not routable
         ]
+
+    def _hold_until(self, row: asyncpg.Record, tier: scoring.TierPolicy) -> datetime | None:
+        """The last-agent window, ended no later than the contact's target plus the starvation
+        bound: a hold for a busy handler never makes a contact overdue."""
+        until = row["last_agent_until"]
+        if until is None:
+            return None
+        bound = timedelta(seconds=tier.sl_target_s + self._settings.starvation_bound_s)
+        return min(until, row["enqueued_at"] + bound)  # type: ignore[no-any-return]
 
     async def write(self, plan: Plan, matches: Sequence[scoring.Match]) -> list[Made]:
         """Write the decided offers (leases until each queue's ring timeout), re-checked

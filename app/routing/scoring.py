@@ -19,6 +19,11 @@ A decision has three layers, applied in this order:
    ``routing_started_at``; once the last step has expired any agent with capacity may take
    the contact (``current_step`` returns ``None``). Inside a relationship-manager window the
    contact is exclusive to its manager: nobody else may take it, and it waits for them.
+   Inside its last-agent window (until ``last_agent_until``) a contact is *held* the same
+   way for its last agent while that agent is present: among the agents passed in, with
+   capacity on the contact's channel and the step's skills, and neither excluded from nor
+   a decliner of the contact. An agent who is present but has no room now (at capacity,
+   or not ``ready``) then keeps the contact waiting; one who is not present holds nothing.
 2. **Contact order** (``contact_order_key``): earliest deadline first, then first come first
    served; overdue contacts (waited past their target plus the starvation bound) go first,
    among themselves first come first served.
@@ -38,6 +43,37 @@ Intervals are half-open: a step expires, and an affinity window closes, exactly 
 instant. A contact becomes overdue only when it has waited strictly longer than its target
 plus the bound. Durations are converted with ``timedelta`` (microsecond resolution), so step
 boundaries do not drift with floating-point sums.
+
+The agents passed in are those whose presence allows offers (available and active): the
+ones who may be offered something now, and any others the caller knows to be present,
+such as an agent at capacity on a channel, or one finishing a contact in wrap-up or resting
+after a missed offer (``ready`` False: it takes nothing). An agent not passed in is away.
+
+Decisions, and why
+------------------
+
+**The last agent holds a contact only while present.** The manager window is the tier's
+promise: the contact waits for the manager whatever they are doing, for a window short next
+to the tier's target. The last agent (the handler of the customer's open complaint) is
+worth waiting for when they will be free in a moment: busy with another contact, in
+wrap-up, resting after a missed offer. A handler who is away, offline or deactivated (not
+passed in), who lacks the channel or the step's skills, or who declined or may never have
+this contact, would keep the caller waiting for nothing: the contact goes by the normal
+rules at once. Both windows use the one ``only`` rule, so a held contact is decided like
+one inside a manager window (only its agent is ranked, whether or not they have room now,
+so who may take it never depends on how busy that agent is at the instant, and a batch
+decides it alike whatever came before it); both are half-open and both wake the dispatcher
+as they close (``next_wake_at``). An open manager window is decided first, the stronger
+promise; after it the manager is a preference, and a preference never breaks a hold.
+
+**A hold is bounded, so nobody starves.** A hold makes one contact wait for one agent and
+changes nothing else: not the order of contacts (``contact_order_key``), not what any other
+agent is offered. It ends when its window closes, ``last_agent_until`` at the latest, and
+the contact then goes by the normal rules with its original place. So every guarantee of
+the contact order holds as before, a held contact counting, like one a routing step keeps
+from an agent, as one that agent may not take; and the held contact itself is offered by
+the later of its window's end and its target plus ``starvation_bound_s``, plus the time
+until an agent who may take it is free, whatever arrives meanwhile.
 """
 
 import heapq
@@ -191,7 +227,12 @@ class ContactView:
 
 @dataclass(frozen=True, slots=True)
 class AgentView:
-    """An agent whose presence allows offers; load and capacity are per channel."""
+    """An agent whose presence allows offers; load and capacity are per channel.
+
+    ``ready`` False: present, but to be offered nothing now (finishing a contact in
+    wrap-up, resting after a missed offer); such an agent takes no contact, but holds one
+    as its last agent.
+    """
 
     id: int
     skills: Mapping[str, int]
@@ -200,6 +241,7 @@ class AgentView:
     capacity: Mapping[str, int]
     contacts_today: int = 0
     last_offer_at: datetime | None = None
+    ready: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,10 +378,12 @@ def _in_rm_window(contact: ContactView, now: datetime) -> bool:
 def next_wake_at(queue: QueueRules, contact: ContactView, now: datetime) -> datetime | None:
     """Next instant after ``now`` at which more agents may take the contact, if any.
 
-    That is a routing-step expiry or the end of the relationship-manager window: the shell
-    keeps a durable timer for it so that the dispatcher looks again (work conservation).
+    That is a routing-step expiry or the end of the relationship-manager or last-agent
+    window: the shell keeps a durable timer for it so that the dispatcher looks again (work
+    conservation). The last-agent window counts whether or not it holds the contact: that
+    depends on the agents, and a wake that finds nothing new costs one round.
     """
-    ends = [*_step_ends(queue, contact), _rm_window_end(contact)]
+    ends = [*_step_ends(queue, contact), _rm_window_end(contact), contact.last_agent_until]
     return min((end for end in ends if end is not None and end > now), default=None)
 
 
@@ -360,8 +404,9 @@ def is_overdue(contact: ContactView, now: datetime, settings: DispatchSettings) 
 class _Context:
     """What a decision about one contact needs, worked out once per contact.
 
-    ``only`` is the relationship manager while the manager window is open (nobody else may
-    take the contact); ``manager`` and ``last`` are the agents an affinity prefers, if any.
+    ``only`` is the relationship manager while the manager window is open, or else the last
+    agent while the contact is held for them (nobody else may take the contact); ``manager``
+    and ``last`` are the agents an affinity prefers, if any.
     """
 
     queue: QueueRules
@@ -375,26 +420,50 @@ class _Context:
     last: int | None
 
 
+_Present = Mapping[int, AgentView]
+
+
 def _scored_skills(queue: QueueRules, step: int | None) -> frozenset[str]:
     steps = queue.steps if step is None else (queue.steps[step],)
     return frozenset(req.skill for s in steps for req in s.skills)
 
 
-def _context(queue: QueueRules, contact: ContactView, now: datetime) -> _Context:
+def _held_for(
+    contact: ContactView, last: int | None, reqs: Sequence[SkillReq], present: _Present
+) -> int | None:
+    """The last agent, if the contact is held for them: present, with capacity on the
+    channel and the step's skills, not excluded and not a decliner (room aside)."""
+    agent = None if last is None else present.get(last)
+    if agent is None or agent.id in contact.excluded_agent_ids or agent.id in contact.declined_by:
+        return None
+    if agent.capacity.get(contact.channel, 0) <= 0 or not _meets(agent.skills, reqs):
+        return None
+    return agent.id
+
+
+def _context(queue: QueueRules, contact: ContactView, now: datetime, present: _Present) -> _Context:
+    """``present``: the agents passed in, by id (they decide whether the contact is held)."""
     step = current_step(queue, contact, now)
+    reqs = () if step is None else queue.steps[step].skills
     manager = contact.relationship_manager_id if contact.tier.rm_affinity_s > 0 else None
     until = contact.last_agent_until
+    last = contact.last_agent_id if until is not None and now < until else None
     return _Context(
         queue=queue,
         contact=contact,
         now=now,
         step=step,
-        reqs=() if step is None else queue.steps[step].skills,
+        reqs=reqs,
         scored=_scored_skills(queue, step),
-        only=manager if _in_rm_window(contact, now) else None,
+        only=manager if _in_rm_window(contact, now) else _held_for(contact, last, reqs, present),
         manager=manager,
-        last=contact.last_agent_id if until is not None and now < until else None,
+        last=last,
     )
+
+
+def _present(agents: Iterable[AgentView]) -> _Present:
+    # Later duplicates of an id replace earlier ones, as in ``match``.
+    return {agent.id: agent for agent in agents}
 
 
 # --- eligibility --------------------------------------------------------------------------
@@ -406,7 +475,7 @@ def _meets(skills: Mapping[str, int], reqs: Sequence[SkillReq]) -> bool:
 
 def _eligible(ctx: _Context, agent: AgentView, load: Mapping[str, int]) -> bool:
     # ``load`` is passed apart from the agent: within a batch it grows with each offer.
-    if agent.id in ctx.contact.excluded_agent_ids:
+    if not agent.ready or agent.id in ctx.contact.excluded_agent_ids:
         return False
     channel = ctx.contact.channel
     if not load.get(channel, 0) < agent.capacity.get(channel, 0):
@@ -419,13 +488,22 @@ def _accepts(ctx: _Context, agent: AgentView, load: Mapping[str, int]) -> bool:
 
 
 def eligible(agent: AgentView, queue: QueueRules, contact: ContactView, now: datetime) -> bool:
-    """Spare capacity on the contact's channel, not excluded, and the step's skills if any."""
-    return _eligible(_context(queue, contact, now), agent, agent.load)
+    """Ready, spare capacity on the contact's channel, not excluded, and the step's skills."""
+    return _eligible(_context(queue, contact, now, {}), agent, agent.load)
 
 
-def may_take(agent: AgentView, queue: QueueRules, contact: ContactView, now: datetime) -> bool:
-    """Eligible, and the relationship manager if the contact is inside its manager window."""
-    return _accepts(_context(queue, contact, now), agent, agent.load)
+def may_take(
+    agent: AgentView,
+    queue: QueueRules,
+    contact: ContactView,
+    now: datetime,
+    *,
+    present: Iterable[AgentView] = (),
+) -> bool:
+    """Eligible, and the relationship manager if the contact is inside its manager window,
+    or its last agent if it is held for them; ``present``: the other agents present."""
+    ctx = _context(queue, contact, now, {**_present(present), agent.id: agent})
+    return _accepts(ctx, agent, agent.load)
 
 
 # --- contact order -----------------------------------------------------------------------
@@ -658,10 +736,12 @@ def rank_agents(
 
     Order: agents in ``declined_by`` after all others; then the relationship manager (alone,
     inside the manager window: empty if they cannot take it now; preferred after it), then
-    the last agent while ``last_agent_until`` holds, then the queue's strategy, then the
-    lowest agent id.
+    the last agent while ``last_agent_until`` holds (alone, while the contact is held for
+    them: empty if they cannot take it now), then the queue's strategy, then the lowest
+    agent id. ``agents`` are the agents present (see the module's docstring).
     """
-    return _ranked(_context(queue, contact, now), settings, agents, len(agents))
+    ctx = _context(queue, contact, now, _present(agents))
+    return _ranked(ctx, settings, agents, len(agents))
 
 
 def choose_agent(
@@ -672,7 +752,7 @@ def choose_agent(
     settings: DispatchSettings,
 ) -> Ranked | None:
     """The best agent for a contact (new or waiting), or None if nobody may take it now."""
-    ranked = _ranked(_context(queue, contact, now), settings, agents, 2)
+    ranked = _ranked(_context(queue, contact, now, _present(agents)), settings, agents, 2)
     return ranked[0] if ranked else None
 
 
@@ -724,10 +804,18 @@ def _with_next_contact(
 
 
 def choose_contact(
-    agent: AgentView, candidates: Sequence[_Waiting], now: datetime, settings: DispatchSettings
+    agent: AgentView,
+    candidates: Sequence[_Waiting],
+    now: datetime,
+    settings: DispatchSettings,
+    *,
+    present: Iterable[AgentView] = (),
 ) -> Match | None:
-    """The waiting contact a freed agent should be offered: the first it may take, in order."""
-    ordered = (_context(q, c, now) for q, c in _in_contact_order(candidates, now, settings))
+    """The waiting contact a freed agent should be offered: the first it may take, in order
+    (``present``: the other agents present, who may hold a contact as its last agent)."""
+    everyone = {**_present(present), agent.id: agent}
+    in_order = _in_contact_order(candidates, now, settings)
+    ordered = (_context(q, c, now, everyone) for q, c in in_order)
     takeable = (ctx for ctx in ordered if _accepts(ctx, agent, agent.load))
     first = next(takeable, None)
     if first is None:
@@ -793,14 +881,14 @@ def _two_smallest(standing: _Standing, skip: frozenset[int]) -> list[_Key]:
 class _Pool:
     """The agents of one ``match`` call, indexed so that a contact costs a few heap operations.
 
-    Per channel, the ids with spare capacity; per skill requirement, the ids that meet it
-    (skills do not change within a call); per (strategy, channel, skills) the strategy
-    entries computed so far; per signature a ``_Standing``. An offer updates the agent, drops
-    it from its channel's spare set once full, forgets its entries (they are recomputed when
-    next needed) and is logged; a standing applies the offers logged since its last use
-    before it is consulted (a member without room leaves, one with room gets its new entry
-    pushed). Inside a manager window (at most one acceptable agent) the acceptable set is
-    computed afresh instead.
+    Per channel, the ids of the ready agents with spare capacity; per skill requirement, the
+    ids that meet it (skills do not change within a call); per (strategy, channel, skills)
+    the strategy entries computed so far; per signature a ``_Standing``. An offer updates the
+    agent, drops it from its channel's spare set once full, forgets its entries (they are
+    recomputed when next needed) and is logged; a standing applies the offers logged since
+    its last use before it is consulted (a member without room leaves, one with room gets
+    its new entry pushed). Inside a manager window or a hold (at most one acceptable agent)
+    the acceptable set is computed afresh instead.
     """
 
     def __init__(self, agents: Sequence[AgentView], now: datetime, needed: frozenset[str]) -> None:
@@ -819,7 +907,8 @@ class _Pool:
             self._spare[channel] = {
                 agent_id
                 for agent_id, agent in self.agents.items()
-                if agent.load.get(channel, 0) < agent.view.capacity.get(channel, 0)
+                if agent.view.ready
+                and agent.load.get(channel, 0) < agent.view.capacity.get(channel, 0)
             }
         return self._spare[channel]
 
@@ -885,7 +974,7 @@ class _Pool:
         return standing
 
     def _scan(self, ctx: _Context, spec: _Spec, scale: int) -> tuple[list[_Key], int]:
-        """Shortlist and count by scanning the acceptable agents (manager window)."""
+        """Shortlist and count by scanning the acceptable agents (manager window, hold)."""
         acceptable = self._acceptable(ctx)
         entries = self._entries_for(ctx, spec, acceptable, scale)
         declined = ctx.contact.declined_by & acceptable
@@ -953,7 +1042,8 @@ def match(
     O(agents) per signature, then per contact a few heap operations, a log of the offers
     since its signature was last consulted, and the scan for its next contact (see ``_Pool``).
     """
-    ordered = [_context(q, c, now) for q, c in _in_contact_order(waiting, now, settings)]
+    present = _present(agents)
+    ordered = [_context(q, c, now, present) for q, c in _in_contact_order(waiting, now, settings)]
     pool = _Pool(agents, now, frozenset(req.skill for ctx in ordered for req in ctx.reqs))
     matches: list[Match] = []
     for index, ctx in enumerate(ordered):

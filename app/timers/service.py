@@ -62,14 +62,23 @@ def wake_worker_after_commit(session: AsyncSession) -> None:
 
 
 async def schedule_many(
-    session: AsyncSession, *, kind: str, due: Sequence[tuple[str | int, datetime]]
+    session: AsyncSession,
+    *,
+    kind: str,
+    due: Sequence[tuple[str | int, datetime]],
+    payloads: Sequence[dict[str, Any]] | None = None,
 ) -> None:
-    """``schedule`` for several subjects of one kind in one statement (no payloads)."""
+    """``schedule`` for several subjects of one kind in one statement; ``payloads``, if
+    given, pairs with ``due`` (else none)."""
     if not due:
         return
+    given = payloads if payloads is not None else [{}] * len(due)
     await session.execute(
         _replacing(insert(table_of(Timer))),
-        [{"kind": kind, "subject": str(s), "due_at": d, "payload": {}} for s, d in due],
+        [
+            {"kind": kind, "subject": str(s), "due_at": d, "payload": p}
+            for (s, d), p in zip(due, given, strict=True)
+        ],
     )
     wake = session.info.get(WAKE_CALLBACK_KEY)
     if wake is not None and min(d for _, d in due) <= datetime.now(UTC) + WAKE_HORIZON:

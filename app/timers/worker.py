@@ -10,6 +10,18 @@ its savepoint back, the delete with it, and the row is retried with backoff and,
 ``max_attempts``, marked failed (kept for inspection, never claimed again) with a
 ``timer.failed`` event. Kinds this instance has no handler for are left for instances that do.
 
+**Kinds fired in batches** (``register_batch``): where many timers of one kind fall due
+together (every complaint clock warning at the same moment), firing them one savepoint at a
+time costs a round trip per statement per timer. Such a kind is claimed apart, after the
+single kinds and in the same transaction: up to its ``size`` due timers (``SKIP LOCKED`` as
+above), all deleted in one statement and handed to its batch handler at once (as
+``DueTimer`` values, not ORM objects), in one savepoint, which does set-wise what the kind's
+single handler does one by one. If the batch handler raises, its savepoint is rolled back
+and the same timers are fired one by one with the single handler, each in its own savepoint
+with the usual retries, so one bad timer delays its batch but never blocks it. A kind is
+fired one way only: ``register`` after ``register_batch`` (a test's stand-in handler) fires
+it singly again.
+
 Sweeps are the backstop for what a single row cannot guarantee: a periodic function, run by
 every instance every ``every_s`` in a unit of work of its own, that finds work overdue for
 whatever reason (its timer deleted or failed, an instance that died mid-fire) and does it. A
@@ -25,21 +37,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import BigInteger, Select, any_, bindparam, delete, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import OutageLog, database_unavailable, unit_of_work
+from app.db import OutageLog, database_unavailable, table_of, unit_of_work
 from app.events.log import record
 from app.timers.models import Timer
 from app.waiting import wait_for_wake
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Handler = Callable[[AsyncSession, Timer, datetime], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class DueTimer:
+    """A claimed timer as a batch handler gets it (its row already deleted)."""
+
+    id: int
+    kind: str
+    subject: str
+    due_at: datetime
+    payload: dict[str, Any]
+
+
+BatchHandler = Callable[[AsyncSession, Sequence[DueTimer], datetime], Awaitable[None]]
+"""Fires several due timers of one kind at once, given in the claim's order."""
 Sweep = Callable[[AsyncSession, datetime], Awaitable[int]]
 """A periodic sweep: given a session and the database's ``now``, returns how much it did."""
 
@@ -51,15 +81,45 @@ class SweepSpec:
     every_s: float
 
 
+@dataclass(frozen=True, slots=True)
+class BatchSpec:
+    kind: str
+    run: BatchHandler
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """What one pass over the due timers did: timers claimed, and whether a claim was full
+    (more may be due at once)."""
+
+    count: int = 0
+    full: bool = False
+
+    def __add__(self, other: Claimed) -> Claimed:
+        return Claimed(self.count + other.count, self.full or other.full)
+
+
 class TimerRegistry:
     """Timer kinds and the handlers that run them; periodic sweeps."""
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        self._batches: dict[str, BatchSpec] = {}
         self._sweeps: dict[str, SweepSpec] = {}
 
     def register(self, kind: str, handler: Handler) -> None:
+        """Fire ``kind`` one timer at a time with ``handler`` (also if it was batched)."""
         self._handlers[kind] = handler
+        self._batches.pop(kind, None)
+
+    def register_batch(self, kind: str, batch: BatchHandler, *, single: Handler, size: int) -> None:
+        """Fire ``kind`` up to ``size`` timers at a time with ``batch``; ``single`` fires one
+        (when a batch fails, and for whoever asks ``get``)."""
+        if size <= 0:
+            raise ValueError(f"timer kind {kind!r}: size must be positive")
+        self._handlers[kind] = single
+        self._batches[kind] = BatchSpec(kind, batch, size)
 
     def register_sweep(self, name: str, sweep: Sweep, every_s: float) -> None:
         """Run ``sweep`` every ``every_s`` seconds on every instance (a name registers once)."""
@@ -75,8 +135,24 @@ class TimerRegistry:
         return sorted(self._handlers)
 
     @property
+    def single_kinds(self) -> list[str]:
+        """The kinds fired one timer at a time."""
+        return sorted(self._handlers.keys() - self._batches.keys())
+
+    @property
+    def batches(self) -> list[BatchSpec]:
+        return [self._batches[kind] for kind in sorted(self._batches)]
+
+    @property
     def sweeps(self) -> list[SweepSpec]:
         return [self._sweeps[name] for name in sorted(self._sweeps)]
+
+
+def _due(stmt: Select[T], kinds: list[str], now: datetime) -> Select[T]:
+    """``stmt`` over the timers of ``kinds`` due by ``now`` (not failed), earliest first."""
+    return stmt.where(
+        Timer.due_at <= now, Timer.kind.in_(kinds), Timer.failed_at.is_(None)
+    ).order_by(Timer.due_at, Timer.id)
 
 
 class TimerWorker:
@@ -132,10 +208,10 @@ class TimerWorker:
 
     async def _once(self) -> float:
         """Fire due timers and due sweeps; returns how long to wait before looking again."""
-        fired = await self.run_due()
+        claimed = await self._claim_and_fire()
         await self.run_sweeps()
-        delay = 0.0 if fired >= self._batch_size else await self._next_delay()
-        if fired == 0 and delay == 0:
+        delay = 0.0 if claimed.full else await self._next_delay()
+        if claimed.count == 0 and delay == 0:
             delay = self._poll_interval_s  # due but held by another instance
         return min(delay, self._until_next_sweep())
 
@@ -187,25 +263,76 @@ class TimerWorker:
         return count
 
     async def run_due(self) -> int:
-        """Fire one batch of due timers; returns how many were claimed."""
-        kinds = self._registry.kinds
-        if not kinds:
-            return 0
+        """Fire one round of due timers (a claim of the single kinds, one batch of each
+        batched kind); returns how many were claimed."""
+        return (await self._claim_and_fire()).count
+
+    async def _claim_and_fire(self) -> Claimed:
+        """One transaction: a claim of the single kinds, then a batch of each batched kind."""
+        kinds, batches = self._registry.single_kinds, self._registry.batches
+        if not kinds and not batches:
+            return Claimed()
         async with unit_of_work(self._sessionmaker) as session:
             now = await session.scalar(select(func.now()))
             assert now is not None
-            timers = (
-                await session.scalars(
-                    select(Timer)
-                    .where(Timer.due_at <= now, Timer.kind.in_(kinds), Timer.failed_at.is_(None))
-                    .order_by(Timer.due_at, Timer.id)
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
+            claimed = await self._run_singles(session, kinds, now) if kinds else Claimed()
+            for spec in batches:
+                claimed += await self._run_batch(session, spec, now)
+        return claimed
+
+    async def _run_singles(self, session: AsyncSession, kinds: list[str], now: datetime) -> Claimed:
+        timers = (
+            await session.scalars(
+                _due(select(Timer), kinds, now)
+                .limit(self._batch_size)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        for timer in timers:
+            await self._fire(session, timer, now)
+        return Claimed(len(timers), len(timers) >= self._batch_size)
+
+    async def _run_batch(self, session: AsyncSession, spec: BatchSpec, now: datetime) -> Claimed:
+        # Only the ids are claimed (locked), and the rows read back by the delete: no ORM
+        # objects for a thousand timers, unless the batch fails.
+        ids = (
+            await session.scalars(
+                _due(select(Timer.id), [spec.kind], now)
+                .limit(spec.size)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        if ids:
+            await self._fire_batch(session, spec, ids, now)
+        return Claimed(len(ids), len(ids) >= spec.size)
+
+    async def _fire_batch(
+        self, session: AsyncSession, spec: BatchSpec, ids: Sequence[int], now: datetime
+    ) -> None:
+        claimed = bindparam("ids", list(ids), type_=ARRAY(BigInteger))
+        try:
+            async with session.begin_nested():
+                table = table_of(Timer)
+                found = await session.execute(
+                    delete(table)
+                    .where(table.c.id == any_(claimed))
+                    .returning(
+                        table.c.id, table.c.kind, table.c.subject, table.c.due_at, table.c.payload
+                    )
                 )
-            ).all()
-            for timer in timers:
+                due = sorted((DueTimer(*row) for row in found), key=lambda t: (t.due_at, t.id))
+                await spec.run(session, due, now)
+        except Exception as exc:
+            if database_unavailable(exc):
+                raise
+            log.exception(
+                "a batch of %d %s timers failed; firing them one by one", len(ids), spec.kind
+            )
+            timers = await session.scalars(
+                select(Timer).where(Timer.id == any_(claimed)).order_by(Timer.due_at, Timer.id)
+            )
+            for timer in timers.all():
                 await self._fire(session, timer, now)
-        return len(timers)
 
     async def _fire(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
         handler = self._registry.get(timer.kind)

@@ -94,7 +94,7 @@ NEEDS: dict[ComplaintEvent, set[str]] = {
     E.START: set(),
     E.PAUSE: {"reason"},
     E.RESUME: set(),
-    E.EXTEND: {"reason", "approver", "days"},
+    E.EXTEND: {"reason", "approval", "days"},
     E.ESCALATE: {"target"},
     E.RESOLVE: {"resolution", "root_cause", "corrective_action", "remedy"},
     E.CONFIRM: set(),
@@ -271,7 +271,8 @@ class TestNeeds:
         assert needs(event) == NEEDS[event]
 
     def test_optional_facts(self) -> None:
-        assert optional(E.RESOLVE) == {"compensation"}
+        assert optional(E.RESOLVE) == {"compensation", "responsible_unit", "upheld", "approval"}
+        assert optional(E.EXTEND) == {"clock"}
         assert optional(E.ESCALATE) == {"reason"}
         assert optional(E.WITHDRAW) == {"reason"}
         assert optional(E.START) == frozenset()
@@ -300,7 +301,7 @@ class TestMissing:
 
     @pytest.mark.parametrize("value", [0, False, 3, "x", ["a"]], ids=repr)
     def test_a_present_value_is_not_missing(self, value: object) -> None:
-        assert missing(E.EXTEND, {"reason": "appraisal", "approver": "u1", "days": value}) == ()
+        assert missing(E.EXTEND, {"reason": "appraisal", "approval": 7, "days": value}) == ()
 
     def test_facts_other_than_the_needed_ones_are_ignored(self) -> None:
         assert missing(E.START, {"anything": None}) == ()

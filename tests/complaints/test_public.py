@@ -20,7 +20,7 @@ from app.complaints import public
 from app.complaints.public_router import PublicLimits
 from tests.complaints.test_notes import app, engine, notes_url
 from tests.complaints.test_registration import START, clock, complaint_body, register
-from tests.complaints.test_transitions import move
+from tests.complaints.test_transitions import approved, move
 from tests.fixtures.factories import Api, expect
 
 __all__ = ["app", "clock", "engine"]  # fixtures shared with the notes tests
@@ -74,7 +74,6 @@ class TestWhatTheCustomerSees:
         self, api: Api, client: AsyncClient
     ) -> None:
         agent = await api.agent(name="李经理")
-        boss = await api.supervisor()
         done = await register(api, complaint_body())
         cid = done["id"]
         await move(api, cid, "classify", {"categories": ["payment"], "severity": "high"})
@@ -85,7 +84,8 @@ class TestWhatTheCustomerSees:
         await move(api, cid, "escalate", {"target": "supervisor", "reason": "内部升级理由"})
         await move(api, cid, "pause", {"reason": "external_appraisal"})
         await move(api, cid, "resume")
-        extension = {"reason": "需要外部鉴定 延长两天", "approver": boss["id"], "days": 2}
+        given = await approved(api, cid, {"kind": "extension", "days": 2})
+        extension = {"reason": "需要外部鉴定 延长两天", "approval": given["id"], "days": 2}
         await move(api, cid, "extend", extension)
 
         found = expect(await lookup(client, done["reference"], PHONE), 200)

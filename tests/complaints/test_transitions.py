@@ -44,6 +44,20 @@ async def snapshot(api: Api, complaint_id: int) -> dict[str, Any]:
     return expect(await api.get(f"{COMPLAINTS}/{complaint_id}"), 200)  # type: ignore[no-any-return]
 
 
+def approvals_url(complaint_id: int) -> str:
+    return f"{COMPLAINTS}/{complaint_id}/approvals"
+
+
+async def approved(api: Api, complaint_id: int, terms: dict[str, Any]) -> dict[str, Any]:
+    """An approval of ``terms`` asked for by ``api`` and given by a fresh supervisor."""
+    boss = await api.signed_in_as(await api.supervisor())
+    asked = expect(
+        await api.post(approvals_url(complaint_id), {"reason": "需要外部鉴定", **terms}), 201
+    )
+    url = f"{approvals_url(complaint_id)}/{asked['id']}/approve"
+    return expect(await boss.post(url), 200)  # type: ignore[no-any-return]
+
+
 def resolution_due(complaint: dict[str, Any]) -> datetime:
     [clock] = [c for c in complaint["clocks"] if c["kind"] == "resolution"]
     return datetime.fromisoformat(clock["due_at"])
@@ -184,39 +198,36 @@ class TestRefusals:
 
 
 class TestExtensions:
-    async def test_an_extension_approved_by_its_requester_is_refused(
+    async def test_an_extension_without_an_approval_is_a_422(
         self, api: Api, assigned: dict[str, Any]
     ) -> None:
-        facts = {"reason": "需要外部鉴定", "approver": api.me["id"], "days": 2}
-        body = await move(api, assigned["id"], "extend", facts, status=422)
-        assert [f["field"] for f in body["fields"]] == ["approver"]
-        assert resolution_due(await snapshot(api, assigned["id"])) == START + timedelta(days=3)
+        body = await move(api, assigned["id"], "extend", {"reason": "late", "days": 2}, status=422)
+        assert [f["field"] for f in body["fields"]] == ["approval"]
+        after = await snapshot(api, assigned["id"])
+        assert resolution_due(after) == START + timedelta(days=3)
+        assert len(after["timeline"]) == len(assigned["timeline"])
 
-    async def test_an_extension_needs_a_supervisor_or_admin(
-        self, api: Api, assigned: dict[str, Any]
-    ) -> None:
-        plain = await api.agent()
-        facts = {"reason": "需要外部鉴定", "approver": plain["id"], "days": 2}
-        body = await move(api, assigned["id"], "extend", facts, status=422)
-        assert [f["field"] for f in body["fields"]] == ["approver"]
-
-    async def test_an_approved_extension_moves_the_deadline_by_its_days(
+    async def test_an_approver_named_instead_of_an_approval_is_refused(
         self, api: Api, assigned: dict[str, Any]
     ) -> None:
         boss = await api.supervisor()
         facts = {"reason": "需要外部鉴定", "approver": boss["id"], "days": 2}
+        body = await move(api, assigned["id"], "extend", facts, status=422)
+        assert "approver" in {f["field"] for f in body["fields"]}
+        assert resolution_due(await snapshot(api, assigned["id"])) == START + timedelta(days=3)
+
+    async def test_an_approved_extension_moves_the_deadline_by_its_days(
+        self, api: Api, assigned: dict[str, Any]
+    ) -> None:
+        given = await approved(api, assigned["id"], {"kind": "extension", "days": 2})
+        facts = {"reason": "需要外部鉴定", "approval": given["id"], "days": 2}
         extended = await move(api, assigned["id"], "extend", facts)
         assert extended["status"] == "in_progress"
         assert resolution_due(extended) == START + timedelta(days=5)
         assert datetime.fromisoformat(extended["due_at"]) == START + timedelta(days=5)
         entry = extended["timeline"][-1]
-        assert (entry["action"], entry["data"]["facts"]["approver"]) == ("extend", boss["id"])
-
-    async def test_an_extension_without_an_approver_is_a_422(
-        self, api: Api, assigned: dict[str, Any]
-    ) -> None:
-        body = await move(api, assigned["id"], "extend", {"reason": "late", "days": 2}, status=422)
-        assert [f["field"] for f in body["fields"]] == ["approver"]
+        assert (entry["action"], entry["data"]["facts"]["approval"]) == ("extend", given["id"])
+        assert entry["data"]["approved_by_id"] == given["decided_by_id"]
 
 
 class TestWhoMayAct:

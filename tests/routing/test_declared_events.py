@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.agents import api_keys
 from app.agents import events as agent_events
+from app.complaints import events as complaint_events
 from app.routing import events as routing_events
 from tests.fixtures.factories import Api, expect
 from tests.routing.acd import available_agent, contact, eventually, offer_for, queue, rows
@@ -28,6 +29,12 @@ DECLARED: dict[str, type[Any]] = {
     **api_keys.PAYLOADS,
 }
 ADAPTERS = {name: TypeAdapter(payload) for name, payload in DECLARED.items()}
+# The complaint desk's approval events, made to happen by a scenario of their own.
+APPROVAL_EVENTS = {
+    name: TypeAdapter(payload)
+    for name, payload in complaint_events.PAYLOADS.items()
+    if name.startswith("complaint.approval_")
+}
 
 
 @pytest.fixture
@@ -109,6 +116,29 @@ async def every_event_happens(api: Api, engine: AsyncEngine) -> None:
     expect(await api.post(f"/api/v1/api-keys/{key['id']}/revoke"), 200)
 
 
+async def approval_events_happen(api: Api) -> None:
+    """Ask for three approvals on a complaint: one approved, one declined, one withdrawn."""
+    boss = await api.signed_in_as(await api.supervisor())
+    complaint = {
+        "channel": "web",
+        "complainant": {"name": "Li Hua", "contact": "li@example.com", "relation": "self"},
+        "matter": {
+            "occurred_at": "2026-11-30T08:00:00Z",
+            "location": "online",
+            "branch": "web",
+            "description": "charged twice",
+        },
+        "grounds": "one order, two charges",
+        "request": "refund the second charge",
+    }
+    made = expect(await api.post("/api/v1/complaints", complaint), 201)
+    url = f"/api/v1/complaints/{made['id']}/approvals"
+    terms = {"kind": "compensation", "amount": "800.00", "reason": "interest lost"}
+    for verb, decider in (("approve", boss), ("decline", boss), ("withdraw", api)):
+        asked = expect(await api.post(url, terms), 201)
+        expect(await decider.post(f"{url}/{asked['id']}/{verb}", {"reason": "checked"}), 200)
+
+
 async def _seen(engine: AsyncEngine, event_type: str) -> bool:
     return any(type_ == event_type for _, type_, _ in await logged(engine))
 
@@ -123,6 +153,17 @@ class TestDeclaredEvents:
 
         assert undeclared(events) == []
         assert set(DECLARED) - {type_ for _, type_, _ in events} == set()
+
+    async def test_every_complaint_approval_event_is_declared_and_logged(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        await approval_events_happen(api)
+
+        events = [(t, d) for _, t, d in await logged(engine) if t.startswith("complaint.approval")]
+
+        for type_, data in events:
+            APPROVAL_EVENTS[type_].validate_python(data)
+        assert {type_ for type_, _ in events} == set(APPROVAL_EVENTS)
 
     def test_a_payload_with_a_key_missing_extra_or_mistyped_is_refused(self) -> None:
         queued = {

@@ -3,7 +3,7 @@
 import heapq
 import json
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -104,6 +104,7 @@ def make_agent(
     channel: str = "voice",
     contacts_today: int = 0,
     offered_ago: float | None = None,
+    ready: bool = True,
 ) -> AgentView:
     return AgentView(
         id=agent_id,
@@ -113,6 +114,7 @@ def make_agent(
         capacity={channel: capacity},
         contacts_today=contacts_today,
         last_offer_at=None if offered_ago is None else ago(offered_ago),
+        ready=ready,
     )
 
 
@@ -252,6 +254,32 @@ class TestNextWakeAt:
                 None,
                 id="tier_without_manager_affinity",
             ),
+            pytest.param(
+                make_queue(),
+                make_contact(last_agent=4, last_until=later(25)),
+                later(25),
+                id="last_agent_window_end",
+            ),
+            pytest.param(
+                THREE_STEPS,
+                make_contact(in_queue=0, last_agent=4, last_until=later(45)),
+                later(30),
+                id="step_expiry_before_last_agent_window_end",
+            ),
+            pytest.param(
+                make_queue(),
+                make_contact(
+                    tier=PLATINUM, manager=7, waited=20, last_agent=4, last_until=later(5)
+                ),
+                later(5),
+                id="last_agent_window_end_before_manager_window_end",
+            ),
+            pytest.param(
+                make_queue(),
+                make_contact(last_agent=4, last_until=NOW),
+                None,
+                id="last_agent_window_closing_now",
+            ),
         ],
     )
     def test_next_instant_when_more_agents_may_take_the_contact(
@@ -306,6 +334,7 @@ class TestEligible:
             pytest.param(
                 AgentView(1, {}, NOW, load={}, capacity={"voice": 1}), True, id="no_load_entry"
             ),
+            pytest.param(make_agent(1, ready=False), False, id="not_ready"),
         ],
     )
     def test_capacity_on_the_contacts_channel(self, agent: AgentView, expected: bool) -> None:
@@ -499,12 +528,18 @@ class TestContactOrderProperties:
             assert (edf_a < edf_b) == (key_a < key_b)
 
 
-def _serve_platinum_flood(choose: str) -> float:
+def _serve_platinum_flood(choose: str, hold_s: float | None = None) -> float:
     """One agent (12 s per contact) against platinum arriving every 2.5 s; one standard
-    contact at t=0. Returns the standard contact's wait until offered."""
+    contact at t=0, held for ``hold_s`` (if given) for a last agent who stays busy. Returns
+    the standard contact's wait until offered."""
     queue = make_queue()
     start = NOW
     standard = replace(make_contact(1, tier=STANDARD), enqueued_at=start, routing_started_at=start)
+    present: list[AgentView] = []
+    if hold_s is not None:
+        until = start + timedelta(seconds=hold_s)
+        standard = replace(standard, last_agent_id=2, last_agent_until=until)
+        present = [make_agent(2, load=1)]
     platinum = [
         replace(
             make_contact(100 + n, tier=PLATINUM),
@@ -522,10 +557,10 @@ def _serve_platinum_flood(choose: str) -> float:
         agent = make_agent(1)
         pairs = [(queue, c) for c in waiting]
         if choose == "choose_contact":
-            chosen = choose_contact(agent, pairs, now, SETTINGS)
+            chosen = choose_contact(agent, pairs, now, SETTINGS, present=present)
             offered = None if chosen is None else chosen.contact
         else:
-            matched = match(pairs, [agent], now, SETTINGS)
+            matched = match(pairs, [agent, *present], now, SETTINGS)
             offered = matched[0].contact if matched else None
         assert offered is not None
         if offered.id == standard.id:
@@ -544,6 +579,23 @@ class TestStarvationBound:
         # target + bound + one service time.
         waited = _serve_platinum_flood(choose)
         assert 90 < waited <= STANDARD.sl_target_s + SETTINGS.starvation_bound_s + 12
+
+    @pytest.mark.parametrize("choose", ["choose_contact", "match"])
+    @pytest.mark.parametrize(
+        ("hold_s", "low", "high"),
+        [
+            pytest.param(30, 90, 90 + 12, id="window_ends_before_target_plus_bound"),
+            pytest.param(150, 150, 150 + 12, id="window_ends_after_target_plus_bound"),
+        ],
+    )
+    def test_contact_held_for_a_busy_agent_is_offered_by_the_later_of_the_two(
+        self, choose: str, hold_s: float, low: float, high: float
+    ) -> None:
+        # Held, the contact waits for its last agent (who stays busy) until its window
+        # ends, then goes by the normal rules: by the later of its window's end and its
+        # target + bound, plus one service time, under the same flood.
+        waited = _serve_platinum_flood(choose, hold_s)
+        assert low < waited <= high
 
 
 # --- agent order ---------------------------------------------------------------------------
@@ -786,12 +838,14 @@ class TestAffinity:
         assert ids(ranked) == [1, 3]
         assert all(r.reason.affinity is None for r in ranked)
 
-    def test_last_agent_goes_first_while_affinity_holds(self) -> None:
+    def test_last_agent_alone_is_ranked_while_the_contact_is_held_for_them(self) -> None:
+        # Before holds, the others followed the last agent ([4, 1, 2], tie_break last_agent).
         contact = make_contact(last_agent=4, last_until=later(1))
         ranked = rank([make_agent(1, idle=500), make_agent(4, idle=1), make_agent(2)], contact)
-        assert ids(ranked) == [4, 1, 2]
+        assert ids(ranked) == [4]
         assert ranked[0].reason.affinity is Affinity.LAST_AGENT
-        assert ranked[0].reason.tie_break == "last_agent"
+        assert (ranked[0].reason.tie_break, ranked[0].reason.runner_up_agent_id) == (None, None)
+        assert ranked[0].reason.agents_ranked == 1
         assert ranked[0].reason.score == 1.0
 
     @pytest.mark.parametrize(
@@ -804,14 +858,22 @@ class TestAffinity:
         assert ids(ranked) == [1, 4]
         assert ranked[1].reason.affinity is None
 
-    def test_ineligible_last_agent_leaves_others_in_strategy_order(self) -> None:
+    def test_last_agent_without_the_channel_leaves_others_in_strategy_order(self) -> None:
+        # Was a last agent at capacity, who now holds the contact (see TestLastAgentHold).
         contact = make_contact(last_agent=4, last_until=later(60))
-        agents = [make_agent(4, load=1), make_agent(1), make_agent(2, idle=9)]
+        agents = [make_agent(4, channel="chat"), make_agent(1), make_agent(2, idle=9)]
         assert ids(rank(agents, contact)) == [2, 1]
 
     def test_manager_before_last_agent_before_strategy(self) -> None:
+        # All three declined it, so nothing holds it (the last agent declined too): the
+        # affinities only order them. Without declines the last agent would hold it alone.
         contact = make_contact(
-            tier=PLATINUM, manager=3, waited=70, last_agent=4, last_until=later(60)
+            tier=PLATINUM,
+            manager=3,
+            waited=70,
+            last_agent=4,
+            last_until=later(60),
+            declined=frozenset({1, 3, 4}),
         )
         agents = [make_agent(1, idle=500), make_agent(4), make_agent(3)]
         ranked = rank(agents, contact)
@@ -833,6 +895,145 @@ class TestAffinity:
         )
         ranked = rank([make_agent(3)], contact)
         assert ranked[0].reason.affinity is Affinity.RELATIONSHIP_MANAGER
+
+
+HELD = make_contact(last_agent=4, last_until=later(30))
+OTHER = make_agent(1, skills={"billing": 9, "cards": 9}, idle=500)
+
+
+class TestLastAgentHold:
+    """Inside its window a contact waits for its last agent while they are present (passed
+    in), with the channel and the step's skills, and not a decliner: even without room now.
+    Otherwise it goes by the normal rules at once."""
+
+    @pytest.mark.parametrize(
+        "last",
+        [
+            pytest.param(make_agent(4, load=1), id="at_capacity"),
+            pytest.param(make_agent(4, load=3, capacity=3), id="at_capacity_of_several"),
+            pytest.param(make_agent(4, ready=False), id="in_wrap_up_or_resting"),
+        ],
+    )
+    def test_contact_waits_for_a_present_last_agent_without_room(self, last: AgentView) -> None:
+        agents = [OTHER, last]
+        assert rank(agents, HELD) == []
+        assert choose_agent(make_queue(), HELD, agents, NOW, SETTINGS) is None
+        assert match([(make_queue(), HELD)], agents, NOW, SETTINGS) == []
+        assert not may_take(OTHER, make_queue(), HELD, NOW, present=[last])
+        assert choose_contact(OTHER, [(make_queue(), HELD)], NOW, SETTINGS, present=[last]) is None
+
+    @pytest.mark.parametrize(
+        ("last", "queue", "contact"),
+        [
+            pytest.param(None, make_queue(), HELD, id="away_offline_or_inactive"),
+            pytest.param(make_agent(4, channel="chat"), make_queue(), HELD, id="no_channel"),
+            pytest.param(make_agent(4, capacity=0), make_queue(), HELD, id="zero_capacity"),
+            pytest.param(
+                make_agent(4, load=1, skills={"billing": 9, "cards": 2}),
+                BILLING_AND_CARDS,
+                HELD,
+                id="lacking_a_skill_of_the_step",
+            ),
+            pytest.param(
+                make_agent(4, load=1),
+                make_queue(),
+                replace(HELD, excluded_agent_ids=frozenset({4})),
+                id="excluded",
+            ),
+            pytest.param(
+                make_agent(4, load=1),
+                make_queue(),
+                replace(HELD, declined_by=frozenset({4})),
+                id="declined_it",
+            ),
+            pytest.param(
+                make_agent(4, load=1), make_queue(), replace(HELD, last_agent_until=NOW), id="ended"
+            ),
+            pytest.param(
+                make_agent(4, load=1), make_queue(), replace(HELD, last_agent_until=None), id="none"
+            ),
+        ],
+    )
+    def test_contact_goes_to_another_agent_at_once(
+        self, last: AgentView | None, queue: QueueRules, contact: ContactView
+    ) -> None:
+        agents = [OTHER] if last is None else [OTHER, last]
+        assert ids(rank(agents, contact, queue)) == [1]
+        assert _summary(match([(queue, contact)], agents, NOW, SETTINGS)) == [(contact.id, 1)]
+        assert may_take(OTHER, queue, contact, NOW, present=agents)
+
+    @pytest.mark.parametrize(
+        ("in_queue", "taken_by"),
+        [
+            pytest.param(9.999999, [(1, 1)], id="not_held_while_a_step_it_fails_is_in_force"),
+            pytest.param(10, [], id="held_once_that_step_has_expired"),
+        ],
+    )
+    def test_skills_are_those_of_the_step_in_force(
+        self, in_queue: float, taken_by: list[tuple[int, int]]
+    ) -> None:
+        queue = make_queue(steps=[make_step(("cards", 3), expires=10)])
+        contact = replace(HELD, routing_started_at=ago(in_queue))
+        agents = [OTHER, make_agent(4, load=1, skills={"billing": 9})]
+        assert _summary(match([(queue, contact)], agents, NOW, SETTINGS)) == taken_by
+
+    @pytest.mark.parametrize(
+        ("until", "taken_by"),
+        [
+            pytest.param(later(0.000001), [], id="held_a_microsecond_before_the_end"),
+            pytest.param(NOW, [(1, 1)], id="released_exactly_at_the_end"),
+        ],
+    )
+    def test_hold_ends_exactly_at_the_end_of_the_window(
+        self, until: datetime, taken_by: list[tuple[int, int]]
+    ) -> None:
+        contact = replace(HELD, last_agent_until=until)
+        agents = [OTHER, make_agent(4, load=1)]
+        assert _summary(match([(make_queue(), contact)], agents, NOW, SETTINGS)) == taken_by
+
+    def test_an_open_manager_window_comes_before_the_hold(self) -> None:
+        contact = make_contact(
+            tier=PLATINUM, manager=3, waited=10, last_agent=4, last_until=later(30)
+        )
+        assert ids(rank([make_agent(4, idle=500), make_agent(3)], contact)) == [3]
+        assert rank([make_agent(4, idle=500), make_agent(3, load=1)], contact) == []
+
+    def test_after_the_manager_window_the_hold_comes_before_the_manager(self) -> None:
+        contact = make_contact(
+            tier=PLATINUM, manager=3, waited=70, last_agent=4, last_until=later(30)
+        )
+        assert ids(rank([make_agent(3, idle=500), make_agent(4)], contact)) == [4]
+        assert rank([make_agent(3, idle=500), make_agent(4, load=1)], contact) == []
+
+    def test_batch_fills_the_last_agents_room_and_holds_the_rest_for_them(self) -> None:
+        # The last agent fills up with the first contact; the second then waits for them,
+        # and a later contact still goes to the other agent: a hold holds up nothing else.
+        waiting = [
+            (make_queue(), make_contact(1, waited=20, last_agent=4, last_until=later(30))),
+            (make_queue(), make_contact(2, waited=10, last_agent=4, last_until=later(30))),
+            (make_queue(), make_contact(3, waited=5)),
+        ]
+        agents = [OTHER, make_agent(4)]
+        assert _summary(match(waiting, agents, NOW, SETTINGS)) == [(1, 4), (3, 1)]
+
+    def test_freed_agent_passes_over_a_contact_held_for_another(self) -> None:
+        waiting = [
+            (make_queue(), make_contact(1, waited=20, last_agent=4, last_until=later(30))),
+            (make_queue(), make_contact(2, waited=5)),
+        ]
+        busy = make_agent(4, load=1)
+        held = choose_contact(OTHER, waiting, NOW, SETTINGS, present=[busy])
+        alone = choose_contact(OTHER, waiting, NOW, SETTINGS)
+        assert held is not None
+        assert held.contact.id == 2
+        assert alone is not None
+        assert alone.contact.id == 1  # the last agent is not present: nothing holds it
+
+    def test_a_view_that_is_not_ready_takes_nothing(self) -> None:
+        resting = make_agent(1, ready=False)
+        assert rank([resting]) == []
+        assert match([(make_queue(), make_contact())], [resting], NOW, SETTINGS) == []
+        assert choose_contact(resting, [(make_queue(), make_contact())], NOW, SETTINGS) is None
 
 
 class TestDeclined:
@@ -1214,6 +1415,7 @@ class TestMatch:
 SKILLS = ("billing", "cards", "loans")
 CHANNELS = ("voice", "chat")
 AGENT_IDS = st.integers(1, 8)
+READY = st.sampled_from([True, True, True, False])  # mostly ready
 
 
 @st.composite
@@ -1248,6 +1450,7 @@ def agent_st(draw: st.DrawFn, agent_id: int) -> AgentView:
         capacity=draw(per_channel),
         contacts_today=draw(st.integers(0, 5)),
         last_offer_at=None if offered is None else ago(offered),
+        ready=draw(READY),
     )
 
 
@@ -1327,8 +1530,9 @@ class TestMatchProperties:
         waiting, agents = scenario
         by_id = {agent.id: agent for agent in agents}
         for m in match(waiting, agents, NOW, SETTINGS):
-            # Skills, exclusion and manager window; capacity is the property above.
-            assert may_take(_unloaded(by_id[m.agent_id]), m.queue, m.contact, NOW)
+            # Skills, exclusion, manager window and hold; capacity is the property above.
+            agent = _unloaded(by_id[m.agent_id])
+            assert may_take(agent, m.queue, m.contact, NOW, present=agents)
             assert m.reason.agent_id == m.agent_id
             assert m.reason.contact_id == m.contact.id
 
@@ -1343,7 +1547,9 @@ class TestMatchProperties:
         final = _final_agents(agents, matches)
         for queue, contact in waiting:
             if contact.id not in matched:
-                assert not any(may_take(agent, queue, contact, NOW) for agent in final)
+                assert not any(
+                    may_take(agent, queue, contact, NOW, present=final) for agent in final
+                )
 
     @PROPERTY
     @given(scenario_st())
@@ -1361,18 +1567,20 @@ class TestMatchProperties:
                 earlier = contact_order_key(contact, NOW, SETTINGS) < key
                 # The agent had room on this channel then: it still had room for m later.
                 if earlier and contact.id not in matched and contact.channel == m.contact.channel:
-                    assert not may_take(agent, queue, contact, NOW)
+                    assert not may_take(agent, queue, contact, NOW, present=agents)
 
     @PROPERTY
     @given(scenario_st(), st.data())
     def test_choose_contact_picks_the_first_contact_the_agent_may_take(
         self, scenario: Scenario, data: st.DataObject
     ) -> None:
-        waiting, _ = scenario
+        waiting, agents = scenario
         agent = data.draw(agent_st(1))
-        chosen = choose_contact(agent, waiting, NOW, SETTINGS)
+        chosen = choose_contact(agent, waiting, NOW, SETTINGS, present=agents)
         takeable = [
-            contact_order_key(c, NOW, SETTINGS) for q, c in waiting if may_take(agent, q, c, NOW)
+            contact_order_key(c, NOW, SETTINGS)
+            for q, c in waiting
+            if may_take(agent, q, c, NOW, present=agents)
         ]
         if chosen is None:
             assert takeable == []
@@ -1387,7 +1595,7 @@ class TestMatchProperties:
         waiting, agents = scenario
         for queue, contact in waiting:
             ranked = rank_agents(queue, contact, agents, NOW, SETTINGS)
-            expected = {a.id for a in agents if may_take(a, queue, contact, NOW)}
+            expected = {a.id for a in agents if may_take(a, queue, contact, NOW, present=agents)}
             assert set(ids(ranked)) == expected
             assert len(ranked) == len(expected)
 
@@ -1415,24 +1623,68 @@ def _ref_in_rm_window(contact: ContactView, now: datetime) -> bool:
     return now < contact.enqueued_at + timedelta(seconds=contact.tier.rm_affinity_s)
 
 
-def _ref_acceptable_at(
-    agent: AgentView, queue: QueueRules, contact: ContactView, step: int | None, rm_only: bool
+def _ref_qualified(
+    agent: AgentView, queue: QueueRules, contact: ContactView, step: int | None
 ) -> bool:
-    if rm_only and agent.id != contact.relationship_manager_id:
-        return False
     if agent.id in contact.excluded_agent_ids:
-        return False
-    if not agent.load.get(contact.channel, 0) < agent.capacity.get(contact.channel, 0):
         return False
     reqs = () if step is None else queue.steps[step].skills
     return all(agent.skills.get(req.skill, 0) >= req.min_level for req in reqs)
 
 
+def _ref_only(
+    queue: QueueRules,
+    contact: ContactView,
+    step: int | None,
+    now: datetime,
+    present: dict[int, AgentView],
+) -> int | None:
+    """The one agent who may take the contact: its manager inside the manager window, else
+    its last agent inside the last-agent window while present, qualified and not a decliner."""
+    if _ref_in_rm_window(contact, now):
+        return contact.relationship_manager_id
+    until = contact.last_agent_until
+    if contact.last_agent_id is None or until is None or now >= until:
+        return None
+    last = present.get(contact.last_agent_id)
+    if last is None or last.id in contact.declined_by:
+        return None
+    if last.capacity.get(contact.channel, 0) == 0:
+        return None
+    return last.id if _ref_qualified(last, queue, contact, step) else None
+
+
+def _ref_acceptable_at(
+    agent: AgentView, queue: QueueRules, contact: ContactView, step: int | None, only: int | None
+) -> bool:
+    if only is not None and agent.id != only:
+        return False
+    if not agent.ready:
+        return False
+    if not agent.load.get(contact.channel, 0) < agent.capacity.get(contact.channel, 0):
+        return False
+    return _ref_qualified(agent, queue, contact, step)
+
+
+def _ref_present(
+    agents: Iterable[AgentView], agent: AgentView | None = None
+) -> dict[int, AgentView]:
+    present = {a.id: a for a in agents}
+    if agent is not None:
+        present[agent.id] = agent
+    return present
+
+
 def reference_may_take(
-    agent: AgentView, queue: QueueRules, contact: ContactView, now: datetime
+    agent: AgentView,
+    queue: QueueRules,
+    contact: ContactView,
+    now: datetime,
+    present: Iterable[AgentView] = (),
 ) -> bool:
     step = current_step(queue, contact, now)
-    return _ref_acceptable_at(agent, queue, contact, step, _ref_in_rm_window(contact, now))
+    only = _ref_only(queue, contact, step, now, _ref_present(present, agent))
+    return _ref_acceptable_at(agent, queue, contact, step, only)
 
 
 def _ref_first_difference(
@@ -1507,12 +1759,19 @@ class _RefDecision:
     step: int | None
     now: datetime
     settings: DispatchSettings
+    only: int | None
 
 
 def _ref_decision(
-    queue: QueueRules, contact: ContactView, now: datetime, settings: DispatchSettings
+    queue: QueueRules,
+    contact: ContactView,
+    now: datetime,
+    settings: DispatchSettings,
+    present: dict[int, AgentView],
 ) -> _RefDecision:
-    return _RefDecision(queue, contact, current_step(queue, contact, now), now, settings)
+    step = current_step(queue, contact, now)
+    only = _ref_only(queue, contact, step, now, present)
+    return _RefDecision(queue, contact, step, now, settings, only)
 
 
 def _ref_candidate(d: _RefDecision, agent: AgentView, skills: frozenset[str]) -> _RefCandidate:
@@ -1573,13 +1832,12 @@ def _ref_reason(
 
 def _ref_ranked(d: _RefDecision, agents: Sequence[AgentView], limit: int) -> list[Ranked]:
     queue, step = d.queue, d.step
-    rm_only = _ref_in_rm_window(d.contact, d.now)
     steps = queue.steps if step is None else (queue.steps[step],)
     skills = frozenset(req.skill for s in steps for req in s.skills)
     pool = [
         _ref_candidate(d, agent, skills)
         for agent in agents
-        if _ref_acceptable_at(agent, queue, d.contact, step, rm_only)
+        if _ref_acceptable_at(agent, queue, d.contact, step, d.only)
     ]
     best = heapq.nsmallest(limit, pool, key=lambda candidate: candidate.key)
     runners_up: list[_RefCandidate | None] = [*best[1:], None]
@@ -1596,7 +1854,8 @@ def reference_rank_agents(
     now: datetime,
     settings: DispatchSettings,
 ) -> list[Ranked]:
-    return _ref_ranked(_ref_decision(queue, contact, now, settings), agents, len(agents))
+    d = _ref_decision(queue, contact, now, settings, _ref_present(agents))
+    return _ref_ranked(d, agents, len(agents))
 
 
 def reference_choose_agent(
@@ -1606,7 +1865,9 @@ def reference_choose_agent(
     now: datetime,
     settings: DispatchSettings,
 ) -> Ranked | None:
-    ranked = _ref_ranked(_ref_decision(queue, contact, now, settings), agents, 2)
+    ranked = _ref_ranked(
+        _ref_decision(queue, contact, now, settings, _ref_present(agents)), agents, 2
+    )
     return ranked[0] if ranked else None
 
 
@@ -1630,17 +1891,22 @@ def _ref_with_next_contact(
 
 
 def reference_choose_contact(
-    agent: AgentView, candidates: Sequence[_RefWaiting], now: datetime, settings: DispatchSettings
+    agent: AgentView,
+    candidates: Sequence[_RefWaiting],
+    now: datetime,
+    settings: DispatchSettings,
+    present: Iterable[AgentView] = (),
 ) -> Match | None:
+    everyone = _ref_present(present, agent)
     takeable = [
         pair
         for pair in _ref_in_contact_order(candidates, now, settings)
-        if reference_may_take(agent, pair[0], pair[1], now)
+        if reference_may_take(agent, pair[0], pair[1], now, everyone.values())
     ]
     if not takeable:
         return None
     queue, contact = takeable[0]
-    d = _ref_decision(queue, contact, now, settings)
+    d = _ref_decision(queue, contact, now, settings, everyone)
     ranked = _ref_ranked(d, [agent], 1)[0]
     following = takeable[1] if len(takeable) > 1 else None
     reason = _ref_with_next_contact(ranked.reason, contact, following, d)
@@ -1668,14 +1934,20 @@ def reference_match(
     pool = {agent.id: agent for agent in agents}
     matches: list[Match] = []
     for index, (queue, contact) in enumerate(ordered):
-        d = _ref_decision(queue, contact, now, settings)
+        # Offers change loads, never who is present, nor their channels and skills.
+        d = _ref_decision(queue, contact, now, settings, pool)
         ranked = _ref_ranked(d, list(pool.values()), 2)
         if not ranked:
             continue
         best = ranked[0]
         later_pairs = ordered[index + 1 :]
         following = next(
-            (p for p in later_pairs if reference_may_take(best.agent, p[0], p[1], now)), None
+            (
+                p
+                for p in later_pairs
+                if reference_may_take(best.agent, p[0], p[1], now, pool.values())
+            ),
+            None,
         )
         reason = _ref_with_next_contact(best.reason, contact, following, d)
         matches.append(Match(queue, contact, best.agent.id, reason))
@@ -1717,6 +1989,7 @@ def rich_agent_st(draw: st.DrawFn, agent_id: int) -> AgentView:
         capacity={"voice": draw(st.integers(0, 2)), "chat": draw(st.integers(0, 6))},
         contacts_today=draw(st.integers(0, 4)),
         last_offer_at=None if offered is None else NOW - timedelta(microseconds=offered),
+        ready=draw(READY),
     )
 
 
@@ -1850,11 +2123,12 @@ class TestAgainstReference:
     ) -> None:
         waiting, agents = scenario
         for agent in agents:
-            got = choose_contact(agent, waiting, NOW, SETTINGS)
-            assert got == reference_choose_contact(agent, waiting, NOW, SETTINGS)
-            for queue, contact in waiting:
-                expected = reference_may_take(agent, queue, contact, NOW)
-                assert may_take(agent, queue, contact, NOW) is expected
+            for present in ([], agents):
+                got = choose_contact(agent, waiting, NOW, SETTINGS, present=present)
+                assert got == reference_choose_contact(agent, waiting, NOW, SETTINGS, present)
+                for queue, contact in waiting:
+                    expected = reference_may_take(agent, queue, contact, NOW, present)
+                    assert may_take(agent, queue, contact, NOW, present=present) is expected
 
     @pytest.mark.parametrize("strategy", list(Strategy))
     def test_large_batch_matches_the_reference(self, strategy: Strategy) -> None:
@@ -1895,4 +2169,9 @@ class TestAgainstReference:
         got = match(waiting, agents, NOW, SETTINGS)
         assert len(got) > 40
         assert got == reference_match(waiting, agents, NOW, SETTINGS)
-        assert {m.reason.tie_break for m in got} >= {"relationship_manager", "last_agent"}
+        # The last agents hold their contacts (alone, so beating no one): the affinity shows.
+        assert {m.reason.tie_break for m in got} >= {"relationship_manager"}
+        assert {m.reason.affinity for m in got} >= {
+            Affinity.RELATIONSHIP_MANAGER,
+            Affinity.LAST_AGENT,
+        }
