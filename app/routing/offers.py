@@ -33,6 +33,10 @@ from app.timers import service as timers
 
 # The ring timeout's timer kind (scheduled by ``rounds``, handled in ``handlers``).
 OFFER_EXPIRE = "offer.expire"
+# A phone contact was answered: the telephony above routing connects the caller to the agent
+# (scheduled here, due at once; its handler is the IVR's, ``app/ivr/bridge.py``).
+PHONE_ANSWERED = "contact.phone_answered"
+PHONE_CHANNELS = frozenset({"voice", "callback"})
 
 
 def offer_event(
@@ -133,6 +137,14 @@ async def accept_offer(
     agent.consecutive_no_answers = 0
     _count_contact_today(agent, now)
     await timers.cancel(session, kind=OFFER_EXPIRE, subject=offer.id)
+    if contact.channel in PHONE_CHANNELS:
+        await timers.schedule(
+            session,
+            kind=PHONE_ANSWERED,
+            subject=contact.id,
+            due_at=now,
+            payload={"agent_id": agent.id},
+        )
     offer_event(session, OfferEventType.ACCEPTED, offer, actor=actor)
     contact_event(session, ContactEventType.CONNECTED, contact, now, actor=actor)
     return offer

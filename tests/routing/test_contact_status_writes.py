@@ -206,10 +206,11 @@ class TestPythonWrites:
         return writes
 
     def test_only_the_lifecycles_move_changes_a_contacts_status(self) -> None:
-        # Offers, agents, complaints and notifications have status machines of their own;
-        # everything else written to a ``.status`` is a contact's, and must come from the table.
+        # Offers, agents, complaints, notifications and IVR calls have status machines of
+        # their own; everything else written to a ``.status`` is a contact's, and must come
+        # from the table.
         others = {"offer.status", "agent.status", "self.status", "complaint.status"}
-        own_machines = ("app/complaints/", "app/notifications/")
+        own_machines = ("app/complaints/", "app/notifications/", "app/ivr/")
         contact_writes = {
             w
             for w in self.status_writes()

@@ -1,0 +1,181 @@
+"""Connecting a phone contact to the agent who answered it: the live caller, or a callback.
+
+Theory of operation
+-------------------
+
+Routing knows when an agent accepts an offer; the IVR, above it, must then connect the
+caller. Routing never calls up: ``routing.offers.accept_offer`` schedules
+``contact.phone_answered`` (subject: the contact) for a voice or callback contact, due at
+once and in the same transaction as the answer, and the commit wakes this instance's timer
+worker. ``answered`` is that kind's handler:
+
+- **A queued caller** (the call's status ``queued``, its contact the one answered, or one
+  the contact was transferred or overflowed to): the live call is redirected through the
+  provider's REST API to ``<Dial>`` the agent's endpoint (``provider.redirect``), and the
+  call moves to ``bridged``, with the agent and the way it was bridged in its path.
+- **A callback** (the call ended with outcome ``callback``, its contact a callback
+  contact): Hotline places the outbound call (``app.ivr.callbacks``).
+
+**The wait loop is the fallback.** A redirect the provider refused, or one that never ran,
+still reaches the caller: each turn of the wait loop asks routing where the contact stands,
+and a contact already connected to an agent whose call is not bridged yet is bridged by the
+turn's own answer (``bridge_in_loop``). Whichever comes first wins under the call's row
+lock; the other finds the call bridged and does nothing.
+
+A provider failure is recorded on the call's path (``bridge_failed``) and retried by the
+IVR's own ``ivr.bridge`` timer, ``BRIDGE_RETRIES`` times, a little later each time; the
+wait loop covers the rest.
+
+Decisions, and why
+------------------
+
+- **A timer, not a sweep of the log.** The timer is written with the answer, in one
+  transaction, so it cannot be missed; it is due at once and the commit wakes the worker, so
+  the redirect leaves within the worker's wake-up, far inside the second the caller may
+  wait. A cursor over the log would be as durable but only as quick as its poll interval.
+- **The call's row is locked without waiting** (``NOWAIT``, as routing's handlers do): the
+  worker fires a batch in one transaction, and a handler that waited for a row a webhook
+  holds would hold the batch's other rows meanwhile. Locked: it fires again a moment later.
+- **The provider is called under the lock.** A wait-loop turn arriving meanwhile waits for
+  the redirect's outcome (at most ``twilio_api_timeout_s``) instead of bridging the caller
+  a second time.
+- **An agent without an endpoint** cannot be dialled: the path says so
+  (``no_endpoint``) and the caller keeps hearing "please hold" until the agent or a
+  supervisor ends the contact; nothing is retried, as retrying cannot help.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Final
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.ivr import advance, callbacks, provider, twiml, waiting
+from app.ivr.models import CallStatus, IvrCall
+from app.ivr.vocabulary import Outcome
+from app.routing import handlers as routing_handlers
+from app.routing.contact_states import ContactStatus
+from app.routing.models import Contact
+from app.routing.offers import PHONE_ANSWERED
+from app.timers import service as timers
+from app.timers.worker import TimerRegistry
+
+log = logging.getLogger(__name__)
+
+BRIDGE_RETRY: Final = "ivr.bridge"
+BRIDGE_RETRIES: Final = 3
+MAX_BACK: Final = 20  # parents followed back from an answered contact (transfers, overflows)
+
+
+async def call_of_contact(
+    session: AsyncSession, contact_id: int, *, nowait: bool = False
+) -> IvrCall | None:
+    """The IVR call whose contact is ``contact_id`` or continues in it, locked."""
+    chain = [contact_id]
+    for _ in range(MAX_BACK):
+        call = await session.scalar(
+            select(IvrCall)
+            .where(IvrCall.contact_id == chain[-1])
+            .with_for_update(nowait=nowait)
+            .execution_options(populate_existing=True)
+        )
+        if call is not None:
+            return call
+        before = await session.scalar(select(Contact.parent_id).where(Contact.id == chain[-1]))
+        if before is None or before in chain:
+            return None
+        chain.append(before)
+    return None
+
+
+def register(registry: TimerRegistry, settings: Settings) -> None:
+    """The IVR's timer kinds: routing's answered phone contact, its own retries."""
+    handler = routing_handlers.without_waiting(_answered(settings))
+    registry.register(PHONE_ANSWERED, handler)
+    registry.register(BRIDGE_RETRY, handler)
+    callbacks.register(registry, settings)
+
+
+def _answered(settings: Settings) -> Callable[[AsyncSession, int, datetime], Awaitable[None]]:
+    async def handle(session: AsyncSession, contact_id: int, now: datetime) -> None:
+        await answered(session, contact_id=contact_id, settings=settings, now=now)
+
+    return handle
+
+
+async def answered(
+    session: AsyncSession, *, contact_id: int, settings: Settings, now: datetime
+) -> None:
+    """An agent answered phone contact ``contact_id``: connect its caller (see the module)."""
+    call = await call_of_contact(session, contact_id, nowait=True)
+    if call is None:
+        return  # a phone contact that did not come through the IVR
+    contact = await waiting.live_contact(session, contact_id)
+    if contact.status != ContactStatus.connected.value:
+        return  # ended or back in the queue before this ran
+    if call.status == CallStatus.queued.value:
+        await _redirect(session, call, contact, settings, now)
+    elif call.outcome == Outcome.CALLBACK.value and contact.channel == "callback":
+        await callbacks.first_attempt(session, call, contact, settings=settings, now=now)
+
+
+async def _redirect(
+    session: AsyncSession, call: IvrCall, contact: Contact, settings: Settings, now: datetime
+) -> None:
+    endpoint = await callbacks.endpoint_of(session, contact)
+    if not endpoint:
+        if not _noted(call, "no_endpoint"):
+            advance.note(call, None, "no_endpoint", call.step, now, agent=str(contact.agent_id))
+        return
+    document = twiml.bridge(endpoint, waiting.language_of(call), voice=callbacks.voice_of(settings))
+    try:
+        await provider.redirect(settings, call.call_ref, document)
+    except provider.ProviderFailed as exc:
+        failures = _count(call, "bridge_failed") + 1
+        log.warning("redirecting call %s to its agent failed: %s", call.id, exc)
+        advance.note(call, None, "bridge_failed", call.step, now, detail=str(exc))
+        if failures < BRIDGE_RETRIES:
+            due = now + timedelta(seconds=failures)
+            await timers.schedule(session, kind=BRIDGE_RETRY, subject=contact.id, due_at=due)
+        return
+    bridged(call, contact, via="redirect", now=now)
+
+
+def bridged(call: IvrCall, contact: Contact, *, via: str, now: datetime) -> None:
+    """The caller is connected to the contact's agent: on the call and in its path."""
+    call.status = CallStatus.bridged.value
+    advance.note(call, None, "bridged", call.step, now, agent=str(contact.agent_id), via=via)
+
+
+async def bridge_in_loop(
+    session: AsyncSession, call: IvrCall, settings: Settings, now: datetime
+) -> str | None:
+    """The wait loop's fallback: the TwiML bridging a caller whose contact an agent answered
+    but whose call is not bridged yet; None if there is nothing to bridge."""
+    await session.refresh(call, with_for_update=True)
+    if call.status not in (CallStatus.queued.value, CallStatus.bridged.value):
+        return None
+    if call.contact_id is None:
+        return None
+    contact = await waiting.live_contact(session, call.contact_id)
+    if contact.status != ContactStatus.connected.value:
+        return None
+    endpoint = await callbacks.endpoint_of(session, contact)
+    if not endpoint:
+        return None
+    if call.status == CallStatus.queued.value:
+        bridged(call, contact, via="wait_loop", now=now)
+    return twiml.bridge(endpoint, waiting.language_of(call), voice=callbacks.voice_of(settings))
+
+
+def _count(call: IvrCall, result: str) -> int:
+    return sum(1 for entry in call.transcript if entry.get("result") == result)
+
+
+def _noted(call: IvrCall, result: str) -> bool:
+    return _count(call, result) > 0

@@ -1,0 +1,244 @@
+"""Callbacks (virtual hold): the caller hung up keeping their place; Hotline calls them back.
+
+Theory of operation
+-------------------
+
+A caller who chooses a callback leaves a ``callback`` contact in the queue (``advance``)
+and hangs up; the contact waits its turn as any other. When an agent accepts its offer,
+``app.ivr.bridge`` hands it here: ``first_attempt`` places the outbound call through the
+provider (``provider.place``: to the caller's number, from the number they called, TwiML
+that ``<Dial>``s the agent's endpoint once the customer answers), with a status callback
+URL naming the IVR call and the attempt: ``/telephony/twilio/callback?call=ID&attempt=N``
+(signed by the provider like every webhook, so the query is trusted).
+
+Each attempt ends once (``status``): ``answered``/``in-progress``/``completed`` mark it
+answered (the conversation is the agent's from there); ``no-answer``, ``busy``, ``failed``
+and ``canceled`` mark it unanswered, and the next attempt is due ``callback_retry_s`` later
+(the IVR's ``ivr.callback`` timer, subject the call). After ``callback_attempts`` unanswered
+attempts the callback ends: the contact is completed with the disposition
+``callback_unreachable`` (routing's one ending path, without after-contact work: there was
+no conversation), and the agent is free again. A provider that refuses to place the call
+counts as an unanswered attempt, recorded with its reason: bounded, never lost.
+
+Every attempt and its end are records of the call's path (``callback_placed``,
+``callback_failed``, ``callback_answered``, ``callback_unanswered``,
+``callback_unreachable``, each with its ``attempt``): the path is also the callback's state,
+read under the call's row lock. Status callbacks arrive twice and out of order: a report
+for an attempt that is not the current one, or for an attempt already ended, changes
+nothing; a retry timer that finds its attempt already placed does nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from datetime import datetime, timedelta
+from typing import Final
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.agents.models import Agent
+from app.config import Settings
+from app.errors import AppError
+from app.ivr import advance, provider, twiml, waiting
+from app.ivr.models import IvrCall
+from app.routing import endings
+from app.routing import handlers as routing_handlers
+from app.routing.contact_states import ContactStatus
+from app.routing.models import Contact
+from app.timers import service as timers
+from app.timers.worker import TimerRegistry
+
+log = logging.getLogger(__name__)
+
+CALLBACK_RETRY: Final = "ivr.callback"
+STATUS_PATH: Final = "/telephony/twilio/callback"
+RING_S: Final = 30  # how long the customer's phone rings before it is no answer
+UNREACHABLE: Final = "callback_unreachable"
+ANSWERED: Final = frozenset({"answered", "in-progress", "completed"})
+UNANSWERED: Final = frozenset({"no-answer", "busy", "failed", "canceled"})
+TRIED: Final = ("callback_placed", "callback_failed")
+ENDED: Final = ("callback_answered", "callback_unanswered")
+
+
+def voice_of(settings: Settings) -> twiml.Voice:
+    return twiml.Voice(
+        settings.public_base_url, settings.twilio_voices, settings.ivr_hold_music_url
+    )
+
+
+async def endpoint_of(session: AsyncSession, contact: Contact) -> str | None:
+    """The endpoint of the agent the contact is connected to (``sip:``, ``client:``)."""
+    if contact.agent_id is None:
+        return None
+    agent = await session.get(Agent, contact.agent_id)
+    return None if agent is None else agent.endpoint
+
+
+def register(registry: TimerRegistry, settings: Settings) -> None:
+    async def handle(session: AsyncSession, call_id: int, now: datetime) -> None:
+        await retry(session, call_id=call_id, settings=settings, now=now)
+
+    registry.register(CALLBACK_RETRY, routing_handlers.without_waiting(handle))
+
+
+# --- the callback's state, as its path records it ----------------------------------------------
+
+
+def attempts(call: IvrCall) -> int:
+    """The attempts made so far (placed, or refused by the provider)."""
+    return sum(1 for entry in call.transcript if entry.get("result") in TRIED)
+
+
+def ended(call: IvrCall, attempt: int) -> bool:
+    """Whether ``attempt`` has ended (answered or not)."""
+    return any(
+        e.get("result") in (*ENDED, "callback_failed") and e.get("attempt") == str(attempt)
+        for e in call.transcript
+    )
+
+
+def given_up(call: IvrCall) -> bool:
+    return any(entry.get("result") == UNREACHABLE for entry in call.transcript)
+
+
+# --- attempts ----------------------------------------------------------------------------------
+
+
+async def first_attempt(
+    session: AsyncSession, call: IvrCall, contact: Contact, *, settings: Settings, now: datetime
+) -> None:
+    """An agent accepted the callback: call the customer (once, whoever asks twice)."""
+    if attempts(call) == 0:
+        await _place(session, call, contact, 1, settings, now)
+
+
+async def retry(session: AsyncSession, *, call_id: int, settings: Settings, now: datetime) -> None:
+    """The next attempt is due: place it if the last one ended unanswered."""
+    call = await session.scalar(
+        select(IvrCall)
+        .where(IvrCall.id == call_id)
+        .with_for_update(nowait=True)
+        .execution_options(populate_existing=True)
+    )
+    if call is None or call.contact_id is None or given_up(call):
+        return
+    made = attempts(call)
+    if made == 0 or not ended(call, made) or _answered(call, made):
+        return
+    contact = await waiting.live_contact(session, call.contact_id)
+    if contact.status != ContactStatus.connected.value:
+        return  # the agent (or a supervisor) ended it meanwhile
+    await _place(session, call, contact, made + 1, settings, now)
+
+
+async def _place(
+    session: AsyncSession,
+    call: IvrCall,
+    contact: Contact,
+    attempt: int,
+    settings: Settings,
+    now: datetime,
+) -> None:
+    endpoint = await endpoint_of(session, contact)
+    number = call.caller if call.caller and call.caller.startswith("+") else None
+    if not endpoint or number is None:
+        why = "the agent has no endpoint" if not endpoint else "the caller's number is unknown"
+        advance.note(
+            call, None, "callback_failed", call.step, now, attempt=str(attempt), detail=why
+        )
+        await _give_up(session, call, contact, now)
+        return
+    voice = voice_of(settings)
+    document = twiml.bridge(endpoint, waiting.language_of(call), voice=voice)
+    try:
+        sid = await provider.place(
+            settings,
+            to=number,
+            from_=call.called,
+            document=document,
+            status_callback=voice.url(STATUS_PATH, f"call={call.id}&attempt={attempt}"),
+            ring_s=RING_S,
+        )
+    except provider.ProviderFailed as exc:
+        log.warning("placing callback %s (attempt %s) failed: %s", call.id, attempt, exc)
+        advance.note(
+            call, None, "callback_failed", call.step, now, attempt=str(attempt), detail=str(exc)
+        )
+        await _after_unanswered(session, call, contact, attempt, settings, now)
+        return
+    advance.note(call, None, "callback_placed", call.step, now, attempt=str(attempt), call_ref=sid)
+
+
+def _answered(call: IvrCall, attempt: int) -> bool:
+    return any(
+        e.get("result") == "callback_answered" and e.get("attempt") == str(attempt)
+        for e in call.transcript
+    )
+
+
+async def _after_unanswered(
+    session: AsyncSession,
+    call: IvrCall,
+    contact: Contact,
+    attempt: int,
+    settings: Settings,
+    now: datetime,
+) -> None:
+    if attempt < settings.callback_attempts:
+        due = now + timedelta(seconds=settings.callback_retry_s)
+        await timers.schedule(session, kind=CALLBACK_RETRY, subject=call.id, due_at=due)
+    else:
+        await _give_up(session, call, contact, now)
+
+
+async def _give_up(session: AsyncSession, call: IvrCall, contact: Contact, now: datetime) -> None:
+    """No attempt reached the customer: the contact completes as unreachable."""
+    advance.note(call, None, UNREACHABLE, call.step, now, attempts=str(attempts(call)))
+    if contact.agent_id is None:
+        return
+    # Ended by the agent meanwhile: left as it is.
+    with contextlib.suppress(AppError):
+        await endings.complete(
+            session,
+            contact_id=contact.id,
+            agent_id=contact.agent_id,
+            supervisor=True,
+            disposition=UNREACHABLE,
+            notes=f"no answer after {attempts(call)} attempts",
+            actor=advance.ACTOR,
+        )
+        await endings.end_wrap_up(session, contact_id=contact.id, now=now, actor=advance.ACTOR)
+
+
+# --- the provider's word on an attempt ---------------------------------------------------------
+
+
+async def status(
+    session: AsyncSession,
+    *,
+    call_id: int,
+    attempt: int,
+    reported: str,
+    settings: Settings,
+    now: datetime,
+) -> None:
+    """A status callback for ``attempt`` of the callback of IVR call ``call_id``."""
+    call = await session.scalar(
+        select(IvrCall)
+        .where(IvrCall.id == call_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if call is None or call.contact_id is None or attempt != attempts(call) or ended(call, attempt):
+        return  # unknown, a late report of an earlier attempt, or this one already over
+    if reported in ANSWERED:
+        advance.note(call, None, "callback_answered", call.step, now, attempt=str(attempt))
+    elif reported in UNANSWERED:
+        advance.note(
+            call, None, "callback_unanswered", call.step, now, attempt=str(attempt), detail=reported
+        )
+        contact = await waiting.live_contact(session, call.contact_id)
+        if contact.status == ContactStatus.connected.value:
+            await _after_unanswered(session, call, contact, attempt, settings, now)

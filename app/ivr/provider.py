@@ -1,0 +1,134 @@
+"""Twilio's REST API, as the IVR uses it: redirect a live call, place a call.
+
+Theory of operation
+-------------------
+
+The webhooks answer from the database alone; what Hotline starts itself (bridging a queued
+caller the moment an agent accepts, placing a callback) goes through the provider's REST API
+from a timer handler, never from a request. The ``twilio`` package builds and reads the
+requests (``Client.calls(sid).update_async``, ``Client.calls.create_async``); its transport
+here is ``HttpxTransport``, an asynchronous client on ``httpx`` that sends each request to
+``twilio_api_base_url`` instead of ``https://api.twilio.com`` (the package fixes that host;
+the setting makes a proxy or a test double reachable) and gives up after
+``twilio_api_timeout_s``.
+
+Every failure (no account configured, the provider unreachable, a timeout, a 4xx or 5xx) is
+one ``ProviderFailed``: its caller records it on the call and lets the timer retry, bounded.
+
+Decisions, and why
+------------------
+
+- **httpx, not the package's own asynchronous client.** That one needs ``aiohttp``, which
+  Hotline does not otherwise use; ``httpx`` already is a dependency.
+- **The package's resources are imported at start**, not on the first request: that first
+  import takes seconds, longer than the caller should wait for the agent.
+- **One connection per request.** Calls to the provider happen a few times per call (a
+  redirect, a callback or three), so a pool would buy nothing worth its lifetime management.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Final
+
+import httpx
+from twilio.base.exceptions import TwilioException  # type: ignore[import-untyped]
+from twilio.http import AsyncHttpClient  # type: ignore[import-untyped]
+from twilio.http.response import Response as TwilioResponse  # type: ignore[import-untyped]
+from twilio.rest import Client  # type: ignore[import-untyped]
+
+# The client imports its account's resources on first use, which takes seconds; imported
+# here, at start, the first redirect after an answer does not pay for it.
+from twilio.rest.api.v2010 import account as _account  # type: ignore[import-untyped]  # noqa: F401
+
+from app.config import Settings
+
+log = logging.getLogger(__name__)
+TWILIO_API: Final = "https://api.twilio.com"
+CALL_EVENTS: Final = ("initiated", "ringing", "answered", "completed")
+
+
+class ProviderFailed(Exception):
+    """A request to the provider's REST API did not succeed (the reason, never a secret)."""
+
+
+class HttpxTransport(AsyncHttpClient):  # type: ignore[misc]
+    """The ``twilio`` client's transport: httpx, to the configured base URL."""
+
+    def __init__(self, base_url: str, timeout_s: float) -> None:
+        super().__init__(logger=log, is_async=True, timeout=timeout_s)
+        self._base = base_url.rstrip("/")
+        self._timeout = timeout_s
+
+    def rebase(self, url: str) -> str:
+        return self._base + url[len(TWILIO_API) :] if url.startswith(TWILIO_API) else url
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the twilio client's interface)
+        allow_redirects: bool = False,
+    ) -> TwilioResponse:
+        async with httpx.AsyncClient(timeout=timeout or self._timeout) as client:
+            response = await client.request(
+                method,
+                self.rebase(url),
+                params=dict(params or {}),
+                data=dict(data or {}),
+                headers=dict(headers or {}),
+                auth=auth,
+                follow_redirects=allow_redirects,
+            )
+        return TwilioResponse(response.status_code, response.text, dict(response.headers))
+
+
+def client_for(settings: Settings) -> Any:
+    """A ``twilio`` REST client for the configured account; ``ProviderFailed`` without one."""
+    sid, token = settings.twilio_account_sid, settings.twilio_auth_token
+    if not sid or token is None:
+        raise ProviderFailed("no Twilio account configured (twilio_account_sid, auth token)")
+    transport = HttpxTransport(settings.twilio_api_base_url, settings.twilio_api_timeout_s)
+    return Client(sid, token.get_secret_value(), http_client=transport)
+
+
+async def redirect(settings: Settings, call_ref: str, document: str) -> None:
+    """Give the live call ``call_ref`` new TwiML now (it leaves whatever it was doing)."""
+    try:
+        await client_for(settings).calls(call_ref).update_async(twiml=document)
+    except (TwilioException, httpx.HTTPError) as exc:
+        raise ProviderFailed(_reason(exc)) from exc
+
+
+async def place(
+    settings: Settings, *, to: str, from_: str, document: str, status_callback: str, ring_s: int
+) -> str:
+    """Place a call to ``to`` that performs ``document`` when answered; its provider id."""
+    try:
+        call = await client_for(settings).calls.create_async(
+            to=to,
+            from_=from_,
+            twiml=document,
+            status_callback=status_callback,
+            status_callback_method="POST",
+            status_callback_event=list(CALL_EVENTS),
+            timeout=ring_s,
+        )
+    except (TwilioException, httpx.HTTPError) as exc:
+        raise ProviderFailed(_reason(exc)) from exc
+    sid = getattr(call, "sid", None)
+    if not isinstance(sid, str) or not sid:
+        raise ProviderFailed("the provider answered without the call's sid")
+    return sid
+
+
+def _reason(exc: Exception) -> str:
+    status = getattr(exc, "status", None)
+    if status is not None:
+        return f"the provider answered {status}"
+    return f"{type(exc).__name__}: {str(exc)[:200]}"

@@ -1,0 +1,468 @@
+"""IVR benchmark: signed Twilio-style webhooks walking the demo flows, against a bare handler.
+
+A real server (``hotline serve``) on a fresh database, with the demo centre made through the
+API (skills, the demo flows' queues, two customers) and the demo flows uploaded and active.
+Simulated calls walk the flows exactly as Twilio drives them: the incoming call, each
+``<Gather>``'s answer posted to its ``action`` URL, a few turns of the wait loop for the callers
+who reach a queue, then the ``completed`` status callback; every request is a form signed
+with the ``twilio`` package's ``RequestValidator`` for the public URL. The calls: the
+complaint hotline (an agent, a callback, hanging up in the menus) and the credit-card centre
+(an agent), each from a number of its own.
+
+1. latency: webhooks arrive as a Poisson process at ``RATE`` per second (300): each arrival
+   is the next webhook of a call waiting for its turn, or a new call when none waits. Each
+   webhook's time runs from its request being sent to its whole answer read. p50 and p99,
+   after a warm-up not counted.
+2. throughput: ``CONCURRENCY`` clients each walk calls one webhook after another as fast as
+   the server answers, for ``SATURATE_S``; then the same clients post a signed voice webhook
+   to a bare Starlette handler (run here, under uvicorn, as ``hotline serve`` runs) that
+   checks the same signature with the same validator and answers a fixed TwiML. Webhooks
+   answered per second, Hotline's against the bare handler's.
+
+Usage: ``python bench/ivr.py`` (embedded PostgreSQL) or with ``BENCH_DATABASE_URL``.
+Figures go to stdout and to the section "IVR webhooks" of ``bench/RESULTS.md`` (the rest of
+the file is left as it is). ``BENCH_QUICK=1`` checks that the program runs: short phases,
+nothing written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import asyncpg
+import uvloop
+import yaml
+from alembic import command
+from sqlalchemy.engine import make_url
+from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.cli import alembic_config  # noqa: E402
+from app.db import plain_url  # noqa: E402
+from app.embedded import start_embedded  # noqa: E402
+from bench.lean_http import HttpError, LeanClient, _read_response  # noqa: E402
+from bench.routing import busy_and_steal, cpu_ticks, machine  # noqa: E402
+
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+RATE = 300  # webhooks per second
+WARMUP_S, PHASE_S = (1.0, 2.0) if QUICK else (3.0, 10.0)
+SATURATE_S = 2.0 if QUICK else 8.0
+CONCURRENCY = 32
+WAIT_TURNS = 2  # wait-loop turns a queued caller stays for, then hangs up
+PORT, BARE_PORT = 8766, 8767
+DATABASE = "hotline_bench_ivr"
+PUBLIC = "https://ivr.bench.example"
+TOKEN = "bench-twilio-auth-token"
+ACCOUNT = "AC" + "b" * 32
+ADMIN_PASSWORD = "bench-admin-password"
+FLOWS = ROOT / "app" / "ivr" / "flows"
+SECTION = "## IVR webhooks"
+# The walks: the number called and the keys pressed at each <Gather>, in order.
+WALKS = [
+    ("95561", ("1", "0")),  # complaint hotline: Mandarin, an agent
+    ("95561", ("1", "9")),  # a callback
+    ("95561", ("1",)),  # hangs up at the main menu
+    ("+864008895561", ("1", "0")),  # credit-card centre: Mandarin, an agent
+]
+FIXED_TWIML = (
+    '<?xml version="1.0" encoding="UTF-8"?><Response><Gather action="'
+    + PUBLIC
+    + '/telephony/twilio/voice?step=1" input="dtmf"><Say>Hello</Say></Gather></Response>'
+)
+rng = random.Random(2026)
+numbers = itertools.count(10_000_000)
+validator = RequestValidator(TOKEN)
+
+
+# --- the server and its centre ------------------------------------------------------------------
+
+
+async def fresh_database(server: str) -> str:
+    conn = await asyncpg.connect(plain_url(server))
+    await conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+    await conn.execute(f'CREATE DATABASE "{DATABASE}"')
+    await conn.close()
+    url = make_url(server).set(database=DATABASE).render_as_string(hide_password=False)
+    await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+    return url
+
+
+def start_server(url: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "HOTLINE_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "HOTLINE_LOG_LEVEL": "WARNING",
+        "HOTLINE_ARGON2_TIME_COST": "1",
+        "HOTLINE_ARGON2_MEMORY_KIB": "1024",
+        "HOTLINE_PUBLIC_BASE_URL": PUBLIC,
+        "HOTLINE_TWILIO_AUTH_TOKEN": TOKEN,
+        "HOTLINE_TWILIO_ACCOUNT_SID": ACCOUNT,
+    }
+    command_line = [sys.executable, "-m", "app.cli", "serve", "--port", str(PORT)]
+    return subprocess.Popen(command_line, cwd=ROOT, env=env)
+
+
+def start_bare() -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, __file__, "--bare"], cwd=ROOT)
+
+
+async def wait_ready(client: Webhooks, path: str) -> None:
+    for _ in range(300):
+        try:
+            if (await client.send("GET", path, b""))[0] in (200, 405):
+                return
+        except HttpError:
+            pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"no answer on {path}")
+
+
+async def build_centre(client: LeanClient) -> None:
+    """What the demo flows name, through the API, and the flows uploaded and activated."""
+    form = {"username": "admin", "password": ADMIN_PASSWORD}
+    _, auth = await client.request("POST", "/api/v1/auth/token", form=form)
+    headers = {"Authorization": f"Bearer {auth['access_token']}"}
+
+    async def post(path: str, body: object) -> object:
+        status, answer = await client.request("POST", path, json_body=body, headers=headers)
+        if status not in (200, 201):
+            raise RuntimeError(f"{path}: {status} {answer}")
+        return answer
+
+    for skill in ("credit_card", "complaints"):
+        await post("/api/v1/skills", {"name": skill, "description": "bench"})
+    steps = {
+        "credit-cards": [{"skills": [{"skill": "credit_card", "min_level": 3}]}],
+        "complaints": [{"skills": [{"skill": "complaints", "min_level": 5}]}],
+        "general": [],
+    }
+    for name, queue_steps in steps.items():
+        channels = ["voice", "callback", "chat"]
+        await post("/api/v1/queues", {"name": name, "channels": channels, "steps": queue_steps})
+    for name in ("credit_card_centre", "complaint_hotline_95561"):
+        document = yaml.safe_load((FLOWS / f"{name}.yaml").read_text())
+        flow = await post("/api/v1/ivr/flows", document)
+        assert isinstance(flow, dict)
+        await post(f"/api/v1/ivr/flows/{flow['id']}/activate", {})
+
+
+# --- webhooks -----------------------------------------------------------------------------------
+
+
+class Webhooks(LeanClient):
+    """The lean keep-alive client, for forms and answers that are not JSON."""
+
+    async def send(
+        self, method: str, path: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host}:{self._port}"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        lines.append(f"Content-Length: {len(body)}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode()
+        conn = await self._take()
+        reader, writer = conn
+        try:
+            writer.write(head + body)
+            status, payload, keep = await _read_response(reader)
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            await self._drop(conn)
+            raise HttpError(str(exc) or type(exc).__name__) from exc
+        await (self._give_back(conn) if keep else self._drop(conn))
+        return status, payload
+
+    async def twilio(self, url: str, params: dict[str, str]) -> tuple[int, bytes]:
+        """POST ``params`` to a public URL, signed as Twilio signs it."""
+        parts = urlsplit(url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": validator.compute_signature(url, params),
+        }
+        return await self.send("POST", path, urlencode(params).encode(), headers)
+
+
+@dataclass
+class Call:
+    """One simulated call: where Twilio posts next, the keys left to press."""
+
+    called: str
+    keys: deque[str]
+    sid: str = field(default_factory=lambda: f"CA{rng.getrandbits(128):032x}")
+    caller: str = field(default_factory=lambda: f"+86139{next(numbers):08d}")
+    next_url: str = f"{PUBLIC}/telephony/twilio/voice"
+    started: bool = False
+    turns: int = 0
+    done: bool = False
+
+    def fields(self, **extra: str) -> dict[str, str]:
+        base = {
+            "AccountSid": ACCOUNT,
+            "CallSid": self.sid,
+            "CallStatus": "in-progress",
+            "Direction": "inbound",
+            "From": self.caller,
+            "To": self.called,
+        }
+        return {**base, **extra}
+
+    def next_webhook(self) -> tuple[str, dict[str, str]]:
+        if not self.started:
+            return self.next_url, self.fields(CallStatus="ringing")
+        if self.next_url.endswith("/wait") and self.turns < WAIT_TURNS:
+            return self.next_url, self.fields()
+        if "/voice?step=" in self.next_url and self.keys:
+            return self.next_url, self.fields(Digits=self.keys.popleft())
+        return f"{PUBLIC}/telephony/twilio/status", self.fields(CallStatus="completed")
+
+    def answered(self, url: str, document: bytes) -> None:
+        self.started = True
+        if url.endswith("/status"):
+            self.done = True
+            return
+        if url.endswith("/wait"):
+            self.turns += 1
+        self.next_url = ""
+        for verb in ET.fromstring(document):
+            if verb.tag == "Gather":
+                self.next_url = verb.attrib.get("action", "")
+                break
+            if verb.tag == "Redirect":
+                self.next_url = (verb.text or "").strip()
+                break
+
+
+def new_call() -> Call:
+    called, keys = rng.choice(WALKS)
+    return Call(called, deque(keys))
+
+
+@dataclass
+class Tally:
+    times_ms: list[float] = field(default_factory=list)
+    failed: int = 0
+
+
+async def step(client: Webhooks, call: Call, tally: Tally) -> None:
+    url, params = call.next_webhook()
+    t0 = time.perf_counter()
+    try:
+        status, body = await client.twilio(url, params)
+    except HttpError:
+        tally.failed += 1
+        call.done = True
+        return
+    tally.times_ms.append((time.perf_counter() - t0) * 1000)
+    if status != 200:
+        tally.failed += 1
+        call.done = True
+        return
+    call.answered(url, body)
+
+
+# --- the phases ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    webhooks: int
+    failed: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    busy_pct: float
+    steal_pct: float
+
+
+async def open_loop(client: Webhooks, seconds: float) -> Phase:
+    """Webhooks at ``RATE``/s (Poisson), each the next of a waiting call or a new call's."""
+    ready: deque[Call] = deque()
+    tally, tasks = Tally(), []
+    loop = asyncio.get_running_loop()
+
+    async def one(call: Call) -> None:
+        await step(client, call, tally)
+        if not call.done:
+            ready.append(call)
+
+    ticks = cpu_ticks()
+    end, next_at = loop.time() + seconds, loop.time()
+    while next_at < end:
+        await asyncio.sleep(max(0.0, next_at - loop.time()))
+        tasks.append(asyncio.create_task(one(ready.popleft() if ready else new_call())))
+        next_at += rng.expovariate(RATE)
+    await asyncio.gather(*tasks)
+    busy, steal = busy_and_steal(ticks, cpu_ticks())
+    times = sorted(tally.times_ms)
+    q = statistics.quantiles(times, n=100) if len(times) >= 2 else [float("nan")] * 99
+    return Phase(len(times), tally.failed, q[49], q[98], max(times), busy, steal)
+
+
+async def closed_loop(client: Webhooks, seconds: float, *, bare: bool) -> tuple[float, float]:
+    """Webhooks answered per second by ``CONCURRENCY`` clients sending back to back; and how
+    busy the machine was."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    answered = 0
+    voice = f"{PUBLIC}/telephony/twilio/voice"
+
+    async def worker() -> None:
+        nonlocal answered
+        call = new_call()
+        tally = Tally()
+        while loop.time() < end:
+            if bare:
+                status, _ = await client.twilio(voice, call.fields(CallStatus="ringing"))
+                answered += status == 200
+                continue
+            if call.done:
+                call = new_call()
+            before = len(tally.times_ms)
+            await step(client, call, tally)
+            answered += len(tally.times_ms) - before
+
+    ticks = cpu_ticks()
+    started = loop.time()
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    busy, _ = busy_and_steal(ticks, cpu_ticks())
+    return answered / (loop.time() - started), busy
+
+
+# --- the bare handler ---------------------------------------------------------------------------
+
+
+def serve_bare() -> None:
+    """A Starlette app that checks a Twilio signature as Hotline does and answers fixed TwiML."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def voice(request: Request) -> Response:
+        body = await request.body()
+        params = dict(parse_qsl(body.decode(), keep_blank_values=True))
+        url = PUBLIC + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        signature = request.headers.get("X-Twilio-Signature", "")
+        if not validator.validate(url, params, signature):
+            return Response(status_code=403)
+        return Response(FIXED_TWIML, media_type="application/xml")
+
+    async def ready(request: Request) -> Response:
+        return Response("ok")
+
+    app = Starlette(
+        routes=[
+            Route("/telephony/twilio/voice", voice, methods=["POST"]),
+            Route("/health/ready", ready),
+        ]
+    )
+    uvicorn.run(app, host="127.0.0.1", port=BARE_PORT, log_level="warning")
+
+
+# --- the report ---------------------------------------------------------------------------------
+
+
+def section(run: Phase, ours: float, bare: float, busy: tuple[float, float], server: str) -> str:
+    ratio = ours / bare if bare else float("nan")
+    lines = [
+        SECTION,
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `python bench/ivr.py`"
+        + (" (`BENCH_QUICK=1`: a check that it runs, not a result)." if QUICK else ".")
+        + f" Machine: {machine()}. Database: {server}.",
+        "",
+        "Simulated calls walk the demo flows (complaint hotline: an agent, a callback, hanging "
+        "up in the menus; credit-card centre: an agent) through signed Twilio-style webhooks "
+        f"on `hotline serve`: the incoming call, each `<Gather>` answer, {WAIT_TURNS} turns of "
+        "the wait loop for queued callers, the `completed` status callback. Webhooks arrive "
+        f"as a Poisson process at {RATE}/s (the next webhook of a waiting call, or a new "
+        f"call); {WARMUP_S:.0f} s of warm-up are not counted, the phase lasts {PHASE_S:.0f} s. "
+        "A webhook's time runs from its request sent to its answer read. The server, "
+        "PostgreSQL and the load generator share the machine; other work was running on it "
+        "too (machine busy: the share of all cores in use during the phase, whoever used it).",
+        "",
+        "| arrivals/s | webhooks | failed | p50 ms | p99 ms | max ms | machine busy | steal |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {RATE} | {run.webhooks} | {run.failed} | {run.p50_ms:.1f} | {run.p99_ms:.1f} "
+        f"| {run.max_ms:.1f} | {run.busy_pct:.0f} % | {run.steal_pct:.1f} % |",
+        "",
+        f"Throughput, {CONCURRENCY} clients back to back for {SATURATE_S:.0f} s each: Hotline "
+        f"walking calls **{ours:.0f}** webhooks/s (machine busy {busy[0]:.0f} %); a bare "
+        "Starlette handler under uvicorn that checks the same signature with the same "
+        f"validator and answers a fixed TwiML **{bare:.0f}**/s (busy {busy[1]:.0f} %), "
+        f"measured in the same run. Ratio **{ratio:.2f}**.",
+        "",
+        f"- p99 under 50 ms at {RATE} webhooks/s: "
+        f"{'met' if run.p99_ms < 50 else 'not met'} ({run.p99_ms:.0f} ms).",
+        f"- Throughput at least a quarter of the bare handler's: "
+        f"{'met' if ratio >= 0.25 else 'not met'} ({ratio:.2f}).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(text: str) -> None:
+    """Replace the section "IVR webhooks" of RESULTS.md (or add it), leaving the rest."""
+    path = ROOT / "bench" / "RESULTS.md"
+    current = path.read_text() if path.exists() else ""
+    start = current.find(SECTION)
+    if start < 0:
+        path.write_text(current.rstrip("\n") + "\n\n" + text)
+        return
+    end = current.find("\n## ", start + len(SECTION))
+    rest = current[end + 1 :] if end >= 0 else ""
+    path.write_text(current[:start] + text + ("\n" + rest if rest else ""))
+
+
+async def main() -> None:
+    server = os.environ.get("BENCH_DATABASE_URL") or start_embedded(
+        Path(tempfile.mkdtemp(prefix="hotline-bench-")), delete_on_exit=True
+    )
+    url = await fresh_database(server)
+    hotline, bare = start_server(url), start_bare()
+    client = Webhooks("127.0.0.1", PORT, size=CONCURRENCY * 4)
+    bare_client = Webhooks("127.0.0.1", BARE_PORT, size=CONCURRENCY * 4)
+    try:
+        await wait_ready(client, "/health/ready")
+        await wait_ready(bare_client, "/health/ready")
+        await build_centre(client)
+        await open_loop(client, WARMUP_S)
+        run = await open_loop(client, PHASE_S)
+        print(f"{RATE}/s: {run.webhooks} webhooks, p50 {run.p50_ms:.1f}, p99 {run.p99_ms:.1f} ms")
+        ours, busy_ours = await closed_loop(client, SATURATE_S, bare=False)
+        theirs, busy_bare = await closed_loop(bare_client, SATURATE_S, bare=True)
+        print(f"throughput: Hotline {ours:.0f}/s, bare {theirs:.0f}/s")
+    finally:
+        await client.close()
+        await bare_client.close()
+        for process in (hotline, bare):
+            process.terminate()
+            process.wait(timeout=30)
+    kind = "external (BENCH_DATABASE_URL)" if os.environ.get("BENCH_DATABASE_URL") else "embedded"
+    text = section(run, ours, theirs, (busy_ours, busy_bare), f"PostgreSQL, {kind}")
+    if not QUICK:
+        write_section(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--bare"]:
+        serve_bare()
+    else:
+        uvloop.run(main())

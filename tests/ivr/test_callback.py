@@ -1,0 +1,171 @@
+"""Callbacks (virtual hold): the caller keeps their place and hangs up; when an agent accepts
+the callback, Hotline places the call through Twilio's REST API (a fake server here) and
+bridges it to the agent; unanswered attempts are retried, then the callback ends on record."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from httpx import AsyncClient
+
+from tests.fixtures.factories import Api, expect
+from tests.ivr import live
+from tests.ivr.live import (
+    STRANGER,
+    call_of,
+    complaints_agent,
+    menus_to,
+    results,
+)
+from tests.ivr.telephony import (
+    ACCOUNT,
+    HOTLINE,
+    PUBLIC,
+    TwilioCall,
+    centre,
+    post_twilio,
+    upload,
+    verbs,
+)
+from tests.ivr.twilio_api import FakeTwilio, Received
+from tests.routing.acd import eventually, offer_for
+
+AGENT_ENDPOINT = "client:agent7"
+
+# The live-call app (IVR handlers registered, the fake Twilio API) for every test here.
+app, settings, twilio_api = live.app, live.settings, live.twilio_api
+
+
+@pytest.fixture
+async def ready(api: Api) -> None:
+    await centre(api)
+    await upload(api, "complaint_hotline_95561")
+
+
+async def callback_requested(api: Api, client: AsyncClient) -> tuple[TwilioCall, int]:
+    """A caller presses 9: told, hung up, a callback contact left in the queue."""
+    phone = TwilioCall(client, STRANGER, HOTLINE)
+    await menus_to(phone, "9")
+    assert phone.hung_up() or phone.next_url == "", phone.last
+    call = await call_of(api, phone.sid)
+    assert (call["status"], call["outcome"]) == ("ended", "callback")
+    return phone, int(call["contact_id"])
+
+
+async def report(client: AsyncClient, placed: Received, sid: str, status: str) -> None:
+    """Twilio's status callback for a call it placed, to the URL given with it."""
+    params = {
+        "AccountSid": ACCOUNT,
+        "CallSid": sid,
+        "CallStatus": status,
+        "Direction": "outbound-api",
+        "From": placed.form["From"],
+        "To": placed.form["To"],
+    }
+    response = await post_twilio(client, placed.form["StatusCallback"], params)
+    assert response.status_code == 200, response.text
+
+
+def attempt_of(placed: Received) -> int:
+    query = parse_qs(urlsplit(placed.form["StatusCallback"]).query)
+    return int(query["attempt"][0])
+
+
+async def answered_by_agent(api: Api, console: Api, contact_id: int) -> None:
+    offer = await offer_for(console, contact_id)
+    expect(await console.post(f"/api/v1/offers/{offer['id']}/accept"), 200)
+
+
+@pytest.mark.usefixtures("ready")
+class TestCallback:
+    async def test_a_callback_is_placed_and_bridged_after_an_agent_accepts(
+        self, api: Api, client: AsyncClient, twilio_api: FakeTwilio
+    ) -> None:
+        _, console = await complaints_agent(api, endpoint=AGENT_ENDPOINT)
+        phone, contact_id = await callback_requested(api, client)
+        assert twilio_api.requests == []  # nothing is placed before an agent answers
+        await answered_by_agent(api, console, contact_id)
+        [placed] = await twilio_api.received(1, within=5)
+        assert placed.path == f"/2010-04-01/Accounts/{ACCOUNT}/Calls.json"
+        assert (placed.form["To"], placed.form["From"]) == (STRANGER, HOTLINE)
+        dial = [v for v in verbs(placed.form["Twiml"]) if v.name == "Dial"]
+        assert [(n.name, n.text) for n in dial[0].children] == [("Client", "agent7")]
+        assert attempt_of(placed) == 1
+        sid = "CA" + "f" * 32
+        for status in ("ringing", "in-progress", "in-progress", "completed"):
+            await report(client, placed, sid, status)
+        path = results(await call_of(api, phone.sid))
+        assert path.count("callback_placed") == 1
+        assert path.count("callback_answered") == 1
+        assert len(twilio_api.requests) == 1  # answered: never placed again
+        contact = expect(await api.get(f"/api/v1/contacts/{contact_id}"), 200)
+        assert contact["status"] == "connected"  # the agent's conversation now
+
+    async def test_an_unanswered_callback_is_retried_then_ends_unreachable(
+        self, api: Api, client: AsyncClient, twilio_api: FakeTwilio
+    ) -> None:
+        agent_id, console = await complaints_agent(api, endpoint=AGENT_ENDPOINT)
+        phone, contact_id = await callback_requested(api, client)
+        await answered_by_agent(api, console, contact_id)
+        [first] = await twilio_api.received(1, within=5)
+        await report(client, first, "CA" + "1" * 32, "no-answer")
+        await report(client, first, "CA" + "1" * 32, "no-answer")  # delivered twice
+        [_, second] = await twilio_api.received(2, within=5)
+        assert attempt_of(second) == 2
+        await report(client, first, "CA" + "1" * 32, "busy")  # a late report of attempt 1
+        await report(client, second, "CA" + "2" * 32, "busy")
+        [*_, third] = await twilio_api.received(3, within=5)
+        assert attempt_of(third) == 3
+        await report(client, third, "CA" + "3" * 32, "no-answer")
+
+        async def completed() -> dict[str, Any] | None:
+            found = expect(await api.get(f"/api/v1/contacts/{contact_id}"), 200)
+            return found if found["status"] == "completed" else None
+
+        contact = await eventually(completed, what="the callback contact to complete")
+        assert contact["disposition"] == "callback_unreachable"
+        assert len(twilio_api.requests) == 3  # callback_attempts, not one more
+        path = results(await call_of(api, phone.sid))
+        assert path.count("callback_placed") == 3
+        assert path.count("callback_unanswered") == 3
+        assert path.count("callback_unreachable") == 1
+        agent = expect(await api.get(f"/api/v1/agents/{agent_id}"), 200)
+        assert agent["status"] == "available"  # free for the next contact
+
+    async def test_a_provider_refusing_to_place_the_call_counts_as_an_attempt(
+        self, api: Api, client: AsyncClient, twilio_api: FakeTwilio
+    ) -> None:
+        _, console = await complaints_agent(api, endpoint=AGENT_ENDPOINT)
+        phone, contact_id = await callback_requested(api, client)
+        twilio_api.fail_next(500, 500, 500)
+        await answered_by_agent(api, console, contact_id)
+        await twilio_api.received(3, within=10)
+
+        async def unreachable() -> bool:
+            return "callback_unreachable" in results(await call_of(api, phone.sid))
+
+        await eventually(unreachable, what="the callback given up")
+        path = results(await call_of(api, phone.sid))
+        assert path.count("callback_failed") == 3
+        contact = expect(await api.get(f"/api/v1/contacts/{contact_id}"), 200)
+        assert (contact["status"], contact["disposition"]) == ("completed", "callback_unreachable")
+        assert len(twilio_api.requests) == 3
+
+
+class TestTheCallbackWebhookRefuses:
+    async def test_an_unsigned_report_is_403_and_one_without_the_attempt_is_422(
+        self, client: AsyncClient, twilio_api: FakeTwilio
+    ) -> None:
+        url = f"{PUBLIC}/telephony/twilio/callback?call=1&attempt=1"
+        params = {"AccountSid": ACCOUNT, "CallSid": "CA" + "9" * 32, "CallStatus": "busy"}
+        unsigned = await post_twilio(client, url, params, signature="not-a-signature")
+        assert unsigned.status_code == 403
+        bare = f"{PUBLIC}/telephony/twilio/callback?call=1"
+        missing = await post_twilio(client, bare, params)
+        assert missing.status_code == 422
+        assert "attempt" in missing.text
+        unknown = await post_twilio(client, url, params)  # signed, for no call Hotline placed
+        assert unknown.status_code == 200
+        assert twilio_api.requests == []

@@ -1,0 +1,435 @@
+"""Whole calls through the Twilio-compatible webhooks, driven exactly as Twilio drives them:
+form posts to the URLs the TwiML names, signed by the ``twilio`` package for the public URL."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from httpx import AsyncClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.fixtures.factories import Api, expect
+from tests.ivr.telephony import (
+    CARDS_NUMBER,
+    HOTLINE,
+    PUBLIC,
+    TwilioCall,
+    centre,
+    post_twilio,
+    said,
+    sign,
+    upload,
+    verbs,
+)
+
+VOICE = f"{PUBLIC}/telephony/twilio/voice"
+PLATINUM_PHONE = "+8613800000001"
+STRANGER = "+8613912345678"  # no customer has this number
+HUANG_MEI_ID = "11010519491231002X"
+
+
+@pytest.fixture
+async def people(api: Api) -> dict[str, Any]:
+    made = await centre(api)
+    await upload(api, "credit_card_centre")
+    await upload(api, "complaint_hotline_95561")
+    return made
+
+
+async def call_of(api: Api, sid: str) -> dict[str, Any]:
+    return expect(await api.get(f"/api/v1/ivr/calls/{sid}"), 200)  # type: ignore[no-any-return]
+
+
+async def contact_of(api: Api, sid: str) -> dict[str, Any]:
+    call = await call_of(api, sid)
+    assert call["contact_id"] is not None, call
+    return expect(await api.get(f"/api/v1/contacts/{call['contact_id']}"), 200)  # type: ignore[no-any-return]
+
+
+async def call_rows(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(text("SELECT count(*) FROM ivr_calls"))).scalar_one())
+
+
+async def unidentified_to_id_entry(phone: TwilioCall) -> None:
+    """An unknown caller: the language menu, then card services, which ask for the ID."""
+    await phone.start()
+    await phone.press("1")  # 普通话
+    await phone.press("1")  # card services: the resident ID first
+
+
+class TestWholeCalls:
+    async def test_a_platinum_caller_known_by_number_reaches_the_card_queue_as_platinum(
+        self, api: Api, client: AsyncClient, people: dict[str, Any]
+    ) -> None:
+        phone = TwilioCall(client, PLATINUM_PHONE, CARDS_NUMBER)
+        first = await phone.start()
+        assert phone.gathering(), first  # identified at once: straight to the members' menu
+        gather = next(v for v in verbs(first) if v.name == "Gather")
+        assert gather.attributes["actionOnEmptyResult"] == "true"
+        assert gather.attributes["input"] == "dtmf speech"
+        assert gather.attributes["action"] == f"{VOICE}?step=1"
+        await phone.press("1")
+        assert phone.waiting(), phone.last
+        contact = await contact_of(api, phone.sid)
+        assert contact["queue"] == "credit-cards"
+        assert contact["tier"] == "platinum"
+        assert contact["customer_id"] == people["platinum"]["id"]
+        assert contact["channel"] == "voice"
+        assert contact["status"] == "queued"
+        call = await call_of(api, phone.sid)
+        assert (call["status"], call["outcome"]) == ("queued", "enqueued")
+        assert [step["node"] for step in call["path"]][:2] == ["identify_caller", "identify_caller"]
+
+    async def test_a_caller_identified_by_an_id_ending_in_x_confirmed_with_8_is_platinum(
+        self, api: Api, client: AsyncClient, people: dict[str, Any]
+    ) -> None:
+        phone = TwilioCall(client, STRANGER, CARDS_NUMBER)
+        await unidentified_to_id_entry(phone)
+        await phone.press(HUANG_MEI_ID.replace("X", "*"))  # the ID contains 8s; * for X
+        await phone.press("8")  # confirm
+        assert phone.waiting(), phone.last
+        contact = await contact_of(api, phone.sid)
+        assert (contact["queue"], contact["tier"]) == ("credit-cards", "platinum")
+        path = (await call_of(api, phone.sid))["path"]
+        assert HUANG_MEI_ID not in str(path)  # the ID is masked on record
+
+    async def test_an_id_with_a_wrong_check_digit_is_asked_again_then_goes_to_an_agent(
+        self, api: Api, client: AsyncClient, people: dict[str, Any]
+    ) -> None:
+        phone = TwilioCall(client, STRANGER, CARDS_NUMBER)
+        await unidentified_to_id_entry(phone)
+        wrong = "110105194912310021"  # the check digit should be X
+        asked = 0
+        while phone.gathering() and asked < 10:
+            await phone.press(wrong)
+            asked += 1
+        assert 2 <= asked <= 4, asked  # re-asked, then the tries ran out
+        assert phone.waiting(), phone.last
+        contact = await contact_of(api, phone.sid)
+        assert (contact["queue"], contact["tier"]) == ("credit-cards", "standard")
+        results = [step["result"] for step in (await call_of(api, phone.sid))["path"]]
+        assert results.count("invalid") >= 1
+
+    async def test_silence_three_times_ends_the_call_politely(
+        self, api: Api, client: AsyncClient, people: dict[str, Any]
+    ) -> None:
+        phone = TwilioCall(client, PLATINUM_PHONE, CARDS_NUMBER)
+        await phone.start()
+        silences = 0
+        while phone.gathering() and silences < 10:
+            await phone.silence()
+            silences += 1
+        assert silences == 3
+        assert phone.hung_up(), phone.last
+        kinds = [v.name for v in verbs(phone.last)]
+        assert kinds[-1] == "Hangup"
+        assert "Say" in kinds  # a goodbye first
+        call = await call_of(api, phone.sid)
+        assert (call["status"], call["outcome"], call["contact_id"]) == ("ended", "ended", None)
+
+    async def test_the_complaint_hotline_press_0_reaches_the_complaints_queue(
+        self, api: Api, client: AsyncClient, people: dict[str, Any]
+    ) -> None:
+        phone = TwilioCall(client, STRANGER, HOTLINE)
+        await phone.start()
+        while phone.gathering() and not phone.waiting():
+            await phone.press("0")
+            if len(phone.posted) > 6:
+                break
+        assert phone.waiting(), phone.last
+        assert (await contact_of(api, phone.sid))["queue"] == "complaints"
+
+
+class TestSelfServiceAndEndings:
+    async def test_the_status_node_reads_a_complaint_through_the_desks_public_lookup(
+        self, api: Api, client: AsyncClient, people: dict[str, Any]
+    ) -> None:
+        complainant = "+8613800138000"
+        made = expect(await api.post("/api/v1/complaints", complaint(complainant)), 201)
+        reference = made["reference"]  # C-YYYYMMDD-NNNNNN, keyed as its 14 digits
+        phone = TwilioCall(client, complainant, CARDS_NUMBER)
+        await phone.start()
+        await phone.press("1")  # 普通话
+        await phone.press("3")  # a complaint's status
+        keyed = reference.replace("C-", "").replace("-", "")
+        await phone.press(keyed)
+        assert phone.hung_up(), phone.last
+        read_back = "".join(said(phone.last)).replace(" ", "").replace("-", "")
+        assert keyed in read_back, phone.last  # spoken character by character
+        call = await call_of(api, phone.sid)
+        assert (call["outcome"], call["contact_id"]) == ("served", None)
+
+    async def test_a_complaint_of_another_number_is_not_read_back(
+        self, api: Api, client: AsyncClient, people: dict[str, Any]
+    ) -> None:
+        made = expect(await api.post("/api/v1/complaints", complaint("+8613800138000")), 201)
+        phone = TwilioCall(client, STRANGER, CARDS_NUMBER)
+        await phone.start()
+        await phone.press("1")
+        await phone.press("3")
+        keyed = made["reference"].replace("C-", "").replace("-", "")
+        await phone.press(keyed)
+        assert keyed not in "".join(said(phone.last)).replace(" ", "").replace("-", "")
+        assert phone.waiting(), phone.last  # not found: put through to an agent
+
+    async def test_a_call_back_leaves_a_callback_contact_and_ends_the_call(
+        self, api: Api, client: AsyncClient, people: dict[str, Any]
+    ) -> None:
+        phone = TwilioCall(client, PLATINUM_PHONE, CARDS_NUMBER)
+        await phone.start()
+        await phone.press("9")
+        assert phone.hung_up(), phone.last
+        contact = await contact_of(api, phone.sid)
+        assert (contact["channel"], contact["queue"], contact["tier"]) == (
+            "callback",
+            "credit-cards",
+            "platinum",
+        )
+        call = await call_of(api, phone.sid)
+        assert (call["status"], call["outcome"]) == ("ended", "callback")
+
+    async def test_a_full_queue_tells_the_caller_agents_are_busy_and_ends_politely(
+        self, api: Api, client: AsyncClient, engine: AsyncEngine, people: dict[str, Any]
+    ) -> None:
+        expect(await api.patch("/api/v1/queues/credit-cards", {"max_length": 1}), 200)
+        body = {"channel": "voice", "queue": "credit-cards"}
+        expect(await api.post("/api/v1/contacts", body), 201)
+        phone = TwilioCall(client, PLATINUM_PHONE, CARDS_NUMBER)
+        await phone.start()
+        await phone.press("1")
+        assert [v.name for v in verbs(phone.last)][-2:] == ["Say", "Hangup"]
+        assert "忙" in said(phone.last)[-1]
+        call = await call_of(api, phone.sid)
+        assert (call["status"], call["outcome"], call["contact_id"]) == ("ended", "ended", None)
+        assert call["path"][-1]["result"] == "queue_refused"
+        async with engine.connect() as conn:
+            contacts = (await conn.execute(text("SELECT count(*) FROM contacts"))).scalar_one()
+        assert contacts == 1  # nothing of the refused admission was written
+
+    async def test_the_wait_loop_says_goodbye_once_the_contact_has_ended(
+        self, api: Api, client: AsyncClient, people: dict[str, Any]
+    ) -> None:
+        phone = TwilioCall(client, PLATINUM_PHONE, CARDS_NUMBER)
+        await phone.start()
+        await phone.press("1")
+        contact = await contact_of(api, phone.sid)
+        expect(await api.post(f"/api/v1/contacts/{contact['id']}/cancel"), 200)
+        document = await phone.redirect()
+        assert [v.name for v in verbs(document)] == ["Say", "Hangup"]
+
+
+def complaint(contact: str) -> dict[str, Any]:
+    return {
+        "channel": "phone",
+        "complainant": {"name": "王芳", "contact": contact, "relation": "self"},
+        "matter": {
+            "occurred_at": "2026-11-28T10:00:00+08:00",
+            "location": "浦东支行营业厅",
+            "branch": "Pudong",
+            "description": "我的信用卡被重复扣款两次而柜台拒绝处理",
+        },
+        "grounds": "同一笔消费被扣款两次",
+        "request": "退还重复扣除的款项",
+    }
+
+
+class TestHangingUp:
+    async def test_a_caller_hanging_up_while_queued_becomes_an_abandoned_contact(
+        self, api: Api, client: AsyncClient, people: dict[str, Any]
+    ) -> None:
+        phone = TwilioCall(client, PLATINUM_PHONE, CARDS_NUMBER)
+        await phone.start()
+        await phone.press("1")
+        await phone.redirect()  # one turn of the wait loop
+        expect_empty(await phone.status("completed"))
+        contact = await contact_of(api, phone.sid)
+        assert contact["status"] == "abandoned"
+        call = await call_of(api, phone.sid)
+        assert (call["status"], call["outcome"]) == ("ended", "enqueued")
+
+    async def test_status_callbacks_twice_and_out_of_order_change_nothing_more(
+        self, api: Api, client: AsyncClient, engine: AsyncEngine, people: dict[str, Any]
+    ) -> None:
+        phone = TwilioCall(client, PLATINUM_PHONE, CARDS_NUMBER)
+        await phone.start()
+        await phone.press("1")
+        expect_empty(await phone.status("completed"))
+        before = await call_of(api, phone.sid)
+        assert before["provider_status"] == "completed"
+        expect_empty(await phone.status("completed"))
+        expect_empty(await phone.status("ringing"))  # late, after the end
+        expect_empty(await phone.status("in-progress"))
+        assert await call_of(api, phone.sid) == before
+        assert (await contact_of(api, phone.sid))["status"] == "abandoned"
+        async with engine.connect() as conn:
+            ended = await conn.execute(
+                text("SELECT count(*) FROM events WHERE type = 'ivr.call_ended'")
+            )
+            abandoned = await conn.execute(
+                text("SELECT count(*) FROM events WHERE type = 'contact.abandoned'")
+            )
+        assert (ended.scalar_one(), abandoned.scalar_one()) == (1, 1)
+
+    async def test_hanging_up_in_the_menus_records_the_node_the_caller_left(
+        self, api: Api, client: AsyncClient, people: dict[str, Any]
+    ) -> None:
+        phone = TwilioCall(client, STRANGER, CARDS_NUMBER)
+        await phone.start()
+        expect_empty(await phone.status("completed"))
+        call = await call_of(api, phone.sid)
+        assert (call["status"], call["outcome"], call["drop_node"]) == (
+            "ended",
+            "hung_up",
+            "language",
+        )
+        report = expect(
+            await api.get(
+                "/api/v1/ivr/reports/outcomes",
+                params={"from": "2026-12-01T00:00:00Z", "to": "2026-12-03T00:00:00Z"},
+            ),
+            200,
+        )
+        assert report["drop_off"] == [{"node": "language", "calls": 1}]
+        assert {"outcome": "hung_up", "calls": 1} in report["outcomes"]
+
+
+def expect_empty(response: Any) -> None:
+    assert response.status_code == 200, response.text
+    assert verbs(response.text) == []
+
+
+class TestTheWaitLoop:
+    async def test_the_position_told_never_goes_back_when_a_higher_tier_joins_ahead(
+        self, api: Api, client: AsyncClient, people: dict[str, Any]
+    ) -> None:
+        standard = TwilioCall(client, "+8613800000004", CARDS_NUMBER)  # Wu Tao, standard
+        await standard.start()
+        await standard.press("1")
+        first = await standard.redirect()
+        assert said(first) == ["您现在排在第一位。"]
+        # A platinum contact joins: due first, it goes ahead of the standard caller.
+        body = {"channel": "voice", "queue": "credit-cards", "customer": {"phone": PLATINUM_PHONE}}
+        expect(await api.post("/api/v1/contacts", body), 201)
+        again = await standard.redirect()
+        assert said(again) == ["您现在排在第一位。"]  # never told a later place than before
+        assert [v.name for v in verbs(again)] == ["Say", "Play", "Redirect"]
+
+
+class TestRefusals:
+    async def test_a_bad_signature_is_refused_and_no_call_is_made(
+        self, client: AsyncClient, engine: AsyncEngine, people: dict[str, Any]
+    ) -> None:
+        phone = TwilioCall(client, PLATINUM_PHONE, CARDS_NUMBER)
+        params = phone.fields()
+        wrong = sign(VOICE, params, token="not-the-token")
+        response = await post_twilio(client, VOICE, params, signature=wrong)
+        assert response.status_code == 403, response.text
+        assert response.json()["error"] == "SignatureRefused"
+        missing = await client.post("/telephony/twilio/voice", data=params)
+        assert missing.status_code == 403
+        assert await call_rows(engine) == 0
+
+    async def test_a_signature_for_the_url_seen_behind_the_proxy_is_refused(
+        self, client: AsyncClient, engine: AsyncEngine, people: dict[str, Any]
+    ) -> None:
+        params = TwilioCall(client, PLATINUM_PHONE, CARDS_NUMBER).fields()
+        seen = "http://test/telephony/twilio/voice"
+        response = await post_twilio(client, VOICE, params, signature=sign(seen, params))
+        assert response.status_code == 403
+        assert await call_rows(engine) == 0
+
+    async def test_a_tampered_field_breaks_the_signature(
+        self, client: AsyncClient, engine: AsyncEngine, people: dict[str, Any]
+    ) -> None:
+        params = TwilioCall(client, PLATINUM_PHONE, CARDS_NUMBER).fields()
+        signature = sign(VOICE, params)
+        response = await post_twilio(
+            client, VOICE, {**params, "From": STRANGER}, signature=signature
+        )
+        assert response.status_code == 403
+        assert await call_rows(engine) == 0
+
+    async def test_a_body_past_the_webhook_limit_is_a_413(
+        self, client: AsyncClient, engine: AsyncEngine, people: dict[str, Any]
+    ) -> None:
+        params = {**TwilioCall(client, PLATINUM_PHONE, CARDS_NUMBER).fields(), "Pad": "x" * 70_000}
+        response = await post_twilio(client, VOICE, params)
+        assert response.status_code == 413, response.text
+        assert await call_rows(engine) == 0
+
+    async def test_a_form_without_a_call_sid_is_a_422_naming_it(
+        self, client: AsyncClient, people: dict[str, Any]
+    ) -> None:
+        params = {"From": PLATINUM_PHONE, "To": CARDS_NUMBER}
+        response = await post_twilio(client, VOICE, params)
+        assert response.status_code == 422, response.text
+        assert [f["field"] for f in response.json()["fields"]] == ["CallSid"]
+
+    async def test_a_body_that_is_not_a_form_is_a_422(
+        self, client: AsyncClient, people: dict[str, Any]
+    ) -> None:
+        signature = sign(VOICE, {})
+        response = await client.post(
+            "/telephony/twilio/voice",
+            content=b"\xff\xfe not a form",
+            headers={"X-Twilio-Signature": signature, "Content-Type": "application/json"},
+        )
+        assert response.status_code == 422, response.text
+
+    async def test_a_gather_for_an_unknown_call_sid_is_a_polite_goodbye(
+        self, client: AsyncClient, engine: AsyncEngine, people: dict[str, Any]
+    ) -> None:
+        phone = TwilioCall(client, PLATINUM_PHONE, CARDS_NUMBER)
+        document = await phone.post(f"{VOICE}?step=3", phone.fields(Digits="1"))
+        assert [v.name for v in verbs(document)] == ["Say", "Hangup"]
+        assert await call_rows(engine) == 0
+
+    async def test_digits_for_a_call_already_ended_are_a_polite_goodbye(
+        self, api: Api, client: AsyncClient, people: dict[str, Any]
+    ) -> None:
+        phone = TwilioCall(client, PLATINUM_PHONE, CARDS_NUMBER)
+        await phone.start()
+        gather_url = phone.next_url
+        expect_empty(await phone.status("completed"))
+        before = await call_of(api, phone.sid)
+        document = await phone.post(gather_url, phone.fields(Digits="1"))
+        assert [v.name for v in verbs(document)] == ["Say", "Hangup"]
+        assert await call_of(api, phone.sid) == before
+
+    async def test_malformed_fields_of_a_live_call_end_it_politely(
+        self, api: Api, client: AsyncClient, people: dict[str, Any]
+    ) -> None:
+        phone = TwilioCall(client, PLATINUM_PHONE, CARDS_NUMBER)
+        await phone.start()
+        document = await phone.post(phone.next_url, phone.fields(Digits="1<script>"))
+        assert [v.name for v in verbs(document)] == ["Say", "Hangup"]
+        assert (await call_of(api, phone.sid))["step"] == 1  # not advanced
+
+    async def test_a_number_no_flow_answers_is_told_it_is_not_in_service(
+        self, client: AsyncClient, engine: AsyncEngine, people: dict[str, Any]
+    ) -> None:
+        phone = TwilioCall(client, PLATINUM_PHONE, "+862155550000")
+        document = await phone.start()
+        assert [v.name for v in verbs(document)] == ["Say", "Hangup"]
+        assert await call_rows(engine) == 0
+
+
+class TestValidationSwitchedOff:
+    @pytest.fixture
+    def settings(self, settings: Any) -> Any:
+        return settings.model_copy(update={"twilio_validate": False})
+
+    async def test_each_unchecked_request_logs_a_warning(
+        self, client: AsyncClient, people: dict[str, Any], caplog: pytest.LogCaptureFixture
+    ) -> None:
+        phone = TwilioCall(client, PLATINUM_PHONE, CARDS_NUMBER)
+        with caplog.at_level(logging.WARNING, logger="app.ivr.signatures"):
+            await phone.post(VOICE, phone.fields(CallStatus="ringing"), signature="")
+            await phone.post(phone.next_url, phone.fields(Digits="1"), signature="forged")
+        warnings = [r for r in caplog.records if "WITHOUT a signature check" in r.getMessage()]
+        assert len(warnings) == 2
+        assert phone.waiting()

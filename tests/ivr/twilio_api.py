@@ -1,0 +1,132 @@
+"""A fake of Twilio's REST API (the calls resource): a real HTTP server on a free local port.
+
+It records every request (path, form, basic-auth user) and answers as Twilio does: a new
+call (``POST .../Calls.json``) gets a ``CA`` sid, an update (``POST .../Calls/{sid}.json``)
+the call back. ``fail_next`` scripts the statuses of the next answers. Tests wait on
+``received`` (an event set by each request) with a deadline, never on the clock.
+
+The app under test is pointed at it with ``twilio_api_base_url``; its own webhooks are
+driven by ``tests.ivr.telephony.TwilioCall``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.routing.acd import eventually
+
+
+@dataclass(frozen=True)
+class Received:
+    path: str
+    form: dict[str, str]
+    user: str
+    at: float  # the event loop's clock when it arrived
+
+    @property
+    def creates(self) -> bool:
+        return self.path.endswith("/Calls.json")
+
+
+@dataclass
+class FakeTwilio:
+    url: str = ""
+    requests: list[Received] = field(default_factory=list)
+    script: list[int] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    _sids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def fail_next(self, *statuses: int) -> None:
+        """Answer the next requests with these statuses."""
+        self.script.extend(statuses)
+
+    async def received(self, count: int, *, within: float) -> list[Received]:
+        """The first ``count`` requests, once they have arrived (fails after ``within`` s)."""
+        async with asyncio.timeout(within):
+            while len(self.requests) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+        return self.requests[:count]
+
+    async def _record(self, request: Request) -> Received:
+        form = {k: str(v) for k, v in (await request.form()).multi_items()}
+        user = ""
+        auth = request.headers.get("authorization", "")
+        if auth.startswith("Basic "):
+            user = base64.b64decode(auth[6:]).decode().split(":", 1)[0]
+        got = Received(request.url.path, form, user, asyncio.get_running_loop().time())
+        self.requests.append(got)
+        self.arrived.set()
+        return got
+
+    def _scripted(self) -> Response | None:
+        status = self.script.pop(0) if self.script else None
+        if status is None:
+            return None
+        body = {"code": 20500, "message": "scripted failure", "status": status}
+        return JSONResponse(body, status_code=status)
+
+    async def create(self, request: Request) -> Response:
+        got = await self._record(request)
+        failed = self._scripted()
+        if failed is not None:
+            return failed
+        sid = f"CA{next(self._sids):032x}"
+        return JSONResponse(_call(sid, got.form, "queued"), status_code=201)
+
+    async def update(self, request: Request) -> Response:
+        got = await self._record(request)
+        failed = self._scripted()
+        if failed is not None:
+            return failed
+        return JSONResponse(_call(request.path_params["sid"], got.form, "in-progress"))
+
+    def app(self) -> Starlette:
+        base = "/2010-04-01/Accounts/{account}"
+        return Starlette(
+            routes=[
+                Route(base + "/Calls.json", self.create, methods=["POST"]),
+                Route(base + "/Calls/{sid}.json", self.update, methods=["POST"]),
+            ]
+        )
+
+
+def _call(sid: str, form: dict[str, str], status: str) -> dict[str, Any]:
+    return {"sid": sid, "status": status, "to": form.get("To"), "from": form.get("From")}
+
+
+@asynccontextmanager
+async def serving() -> AsyncIterator[FakeTwilio]:
+    fake = FakeTwilio()
+    config = uvicorn.Config(
+        fake.app(), host="127.0.0.1", port=0, lifespan="off", log_level="warning", log_config=None
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(), name="fake-twilio")
+
+    async def started() -> bool:
+        if task.done():
+            task.result()  # serving failed: show why
+        return server.started
+
+    try:
+        await eventually(started, what="the fake Twilio API to start")
+        host, port = server.servers[0].sockets[0].getsockname()[:2]
+        fake.url = f"http://{host}:{port}"
+        yield fake
+    finally:
+        server.should_exit = True
+        async with asyncio.timeout(10):
+            await task
