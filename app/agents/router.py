@@ -25,11 +25,12 @@ from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordRequestForm
 
 from app import ratelimit
-from app.agents import presence, service
+from app.agents import actions, service
 from app.agents.access import Action, Resource, allows, require
+from app.agents.actions import agent_out, target_of
 from app.agents.dependencies import CurrentPrincipal
 from app.agents.exceptions import NotAllowed
-from app.agents.models import Agent, Role
+from app.agents.models import Agent
 from app.agents.permissions import Principal, Target, can_create, can_grant
 from app.agents.schemas import (
     MAX_ID,
@@ -39,7 +40,6 @@ from app.agents.schemas import (
     AgentPublic,
     AgentUpdate,
     SkillCreate,
-    SkillLevel,
     SkillOut,
     SkillPage,
     StatusChangeIn,
@@ -222,35 +222,10 @@ async def list_skills(
     )
 
 
-def _target(agent: Agent) -> Target:
-    return Target(id=agent.id, role=Role(agent.role), site=agent.site)
-
-
-def agent_out(agent: Agent) -> AgentOut:
-    return AgentOut(
-        id=agent.id,
-        name=agent.name,
-        role=Role(agent.role),
-        site=agent.site,
-        team=agent.team,
-        status=presence.Status(agent.status),
-        status_reason=agent.status_reason,
-        state=presence.State(agent.state),
-        username=agent.username,
-        endpoint=agent.endpoint,
-        active=agent.active,
-        skills=[SkillLevel(skill=s.skill.name, level=s.level) for s in agent.skills],
-        capacity={c.channel: c.capacity for c in agent.channels},
-        status_changed_at=agent.status_changed_at,
-        state_changed_at=agent.state_changed_at,
-        created_at=agent.created_at,
-    )
-
-
 def agent_view(principal: Principal, agent: Agent) -> AgentOut | AgentPublic:
     """The full record when the principal may see it, the public view otherwise."""
     full = agent_out(agent)
-    owner_ids, target = (agent.id,), _target(agent)
+    owner_ids, target = (agent.id,), target_of(agent)
     if allows(principal, Resource.agents, Action.read_private, owner_ids=owner_ids, agent=target):
         return full
     return AgentPublic.model_validate(full.model_dump(include=set(AgentPublic.model_fields)))
@@ -329,7 +304,7 @@ async def get_agent(
 def _check_update(principal: Principal, agent: Agent, body: AgentUpdate) -> None:
     """The table's ``update`` (name, password) and, for any other field, ``manage``; then the
     rules about the change itself."""
-    target = _target(agent)
+    target = target_of(agent)
     owner_ids = (agent.id,)
     require(principal, Resource.agents, Action.update, owner_ids=owner_ids, agent=target)
     managing = body.model_dump(exclude_unset=True, exclude={"name", "password"})
@@ -379,15 +354,5 @@ async def change_status(
     agent_id: TargetAgentId, body: StatusChangeIn, session: Session, principal: CurrentPrincipal
 ) -> AgentOut:
     """Set an agent's status (available, away with a reason, offline): the agent's choice."""
-    agent = await service.get_or_raise(session, agent_id, for_update=True)
-    require(principal, Resource.agents, Action.status, owner_ids=(agent.id,), agent=_target(agent))
-    by = presence.Actor.SELF if principal.id == agent.id else presence.Actor.SUPERVISOR
-    agent = await service.change_status(
-        session,
-        agent,
-        status=body.status,
-        reason=body.status_reason,
-        by=by,
-        actor=principal.actor,
-    )
+    agent = await actions.set_status(session, principal, agent_id=agent_id, change=body)
     return agent_out(agent)

@@ -36,6 +36,19 @@ removed.
 A signed-in ``/ws/agent`` socket is an open console of its agent (``app/agents/consoles.py``):
 it is recorded before the snapshot is sent and closed however the socket ends, which starts
 the grace after which an agent with no console left becomes away.
+
+An agent acts on its console's socket (accept, reject, set_status, complete, wrap_up_done):
+the reader hands such a message to ``app/realtime/actions.py``, which runs the REST routes' own
+action in a transaction of its own, once per ``request_id``, and answers ``ack`` or ``error``.
+The action runs as a task of its own, shielded: a socket that closes meanwhile does not cut its
+transaction short (the client learns the answer by sending the ``request_id`` again). Just
+before the action commits, the writer is held (``_settled``) until the ``ack`` is sent: what
+the action caused can only reach the queue after the commit, so its ``ack`` always comes
+before its events. The wallboard takes no actions.
+
+A wallboard opened with ``?figures=1`` also gets the live figures (``queue.stats`` and
+``complaints.counts`` frames, see ``app/realtime/figures_feed.py``): computed once per
+instance for every wallboard, and sent beside the stream through the same lock.
 """
 
 from __future__ import annotations
@@ -62,6 +75,7 @@ from app.agents.security import TokenClaims, TokenError
 from app.db import unit_of_work
 from app.errors import InvalidInput, Unauthorized
 from app.events.log import Cursor, LoggedEvent, read_after
+from app.realtime import actions, figures_feed
 from app.realtime.hub import EventHub, Subscription
 from app.realtime.revocation import NOT_WALLBOARD, SignIn, revocation_watch
 from app.routing import service as routing_service
@@ -77,6 +91,9 @@ REPLAY_PAGE = 500
 # A console's resume filters the log for one agent: past this many log events read, the
 # client is told to resync (its snapshot is cheaper than reading on).
 REPLAY_SCAN_MAX = 50_000
+# A client message longer than this is refused unread (a console's longest, a completion
+# with 10,000 characters of notes, is well below it even with every character escaped).
+MAX_MESSAGE_CHARS = 128 * 1024
 PONG = json.dumps({"type": "pong"})
 RESYNC = json.dumps({"type": "resync"})
 
@@ -135,6 +152,8 @@ def parse_message(text: str | None) -> dict[str, Any]:
     """
     if text is None:
         raise InvalidInput("messages are JSON text, not binary")
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise InvalidInput(f"a message may hold at most {MAX_MESSAGE_CHARS} characters")
     try:
         message = json.loads(text)
     except ValueError as exc:
@@ -152,10 +171,6 @@ def resume_cursor(message: dict[str, Any]) -> Cursor:
     if not isinstance(value, str):
         raise InvalidInput('resume needs a "cursor" string such as "<tx>-<id>"')
     return Cursor.parse(value)
-
-
-def error_text(detail: str) -> str:
-    return json.dumps({"type": "error", "detail": detail})
 
 
 def close_reason(detail: str) -> str:
@@ -265,6 +280,8 @@ class Stream:
         self.sent = start  # the last event sent (or the snapshot's cursor); moves under _lock
         self.replay_max = sub.queue.maxsize
         self._lock = asyncio.Lock()
+        self._settled = asyncio.Event()  # cleared from an action's commit until its ack is sent
+        self._settled.set()
 
     async def serve(self) -> None:
         """Write, read and guard until one of them ends; then close a revoked sign-in with
@@ -303,6 +320,7 @@ class Stream:
     async def _write(self) -> None:
         while True:
             event = await self.sub.queue.get()
+            await self._settled.wait()  # an event the writer holds was queued before the commit
             async with self._lock:
                 await self.websocket.send_text(self.hub.wire(event))
                 self.sent = event.cursor
@@ -312,21 +330,45 @@ class Stream:
             await self._answer(await receive_text(self.websocket))
 
     async def _answer(self, text: str | None) -> None:
+        request_id = None
         try:
             message = parse_message(text)
+            request_id = actions.request_id_of(message)
             match message.get("type"):
                 case "ping":
                     await self._send(PONG)
                 case "resume":
                     await self._resume(resume_cursor(message))
+                case kind if kind in actions.ACTIONS:
+                    await self._act(message)
                 case kind:
-                    raise InvalidInput(f"unknown message type {kind!r}: expected ping or resume")
+                    raise InvalidInput(f"unknown message type {kind!r}: {self._expected()}")
         except InvalidInput as exc:
-            await self._send(error_text(exc.detail))
+            await self._send(actions.refusal_text(exc, request_id))
+
+    def _expected(self) -> str:
+        if self.sign_in.wallboard:
+            return "expected ping or resume"
+        return f"expected ping, resume or an action ({', '.join(sorted(actions.ACTIONS))})"
 
     async def _send(self, text: str) -> None:
         async with self._lock:
             await self.websocket.send_text(text)
+
+    async def _act(self, message: dict[str, Any]) -> None:
+        """Perform an action and send its answer before anything it caused."""
+        if self.sign_in.wallboard:
+            kind = message["type"]
+            raise InvalidInput(f"{kind} is not on this socket: actions go to /ws/agent")
+        state = self.websocket.app.state
+        performed = asyncio.create_task(
+            actions.perform(state, self.sign_in, message, committing=self._settled.clear),
+            name="ws-action",
+        )
+        try:
+            await self._send(await asyncio.shield(performed))
+        finally:
+            self._settled.set()
 
     async def _resume(self, after: Cursor) -> None:
         """Send what this socket sees after ``after`` up to ``sent``, or ``resync``."""
@@ -400,7 +442,8 @@ async def _serve(websocket: WebSocket, *, wallboard: bool) -> None:
 
 async def _stream(websocket: WebSocket, principal: Principal, sign_in: SignIn) -> None:
     if sign_in.wallboard:
-        await _follow(websocket, None, sign_in)
+        asked = figures_feed.ask(websocket.query_params.get("figures"), principal)
+        await _follow(websocket, None, sign_in, figures=asked)
         return
     async with _console(websocket, principal.id):
         await _follow(websocket, principal.id, sign_in)
@@ -430,8 +473,15 @@ async def _console(websocket: WebSocket, agent_id: int) -> AsyncIterator[None]:
             log.warning("console %s of agent %s left open", connection, agent_id, exc_info=True)
 
 
-async def _follow(websocket: WebSocket, agent_id: int | None, sign_in: SignIn) -> None:
-    """Subscribe, send the snapshot, then stream until the socket ends."""
+async def _follow(
+    websocket: WebSocket,
+    agent_id: int | None,
+    sign_in: SignIn,
+    *,
+    figures: figures_feed.Ask | None = None,
+) -> None:
+    """Subscribe, send the snapshot, then stream until the socket ends (a wallboard's live
+    figures beside the stream, when it asked for them)."""
     state = websocket.app.state
     hub: EventHub = state.hub
     sub = hub.subscribe(state.settings.ws_client_queue_size, agent_id=agent_id)
@@ -448,6 +498,10 @@ async def _follow(websocket: WebSocket, agent_id: int | None, sign_in: SignIn) -
         await websocket.send_text(
             json.dumps({"type": "snapshot", "cursor": str(start), "data": data})
         )
-        await Stream(websocket, hub, state.engine, sub, start, sign_in).serve()
+        stream = Stream(websocket, hub, state.engine, sub, start, sign_in)
+        if figures is None:
+            await stream.serve()
+        else:
+            await figures_feed.alongside(stream.serve, stream._send, state, figures)
     finally:
         sub.close()

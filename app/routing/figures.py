@@ -7,15 +7,24 @@ window come in, so each formula is tested from plain records (``tests/routing/te
 The interval is either the current aligned one (``aligned_start``: ``15m`` from the last
 quarter hour in UTC, ``1d`` from midnight UTC) or an explicit one; rates are per second of
 the interval so far.
+
+The wallboard and the reports cut time in the centre's zone instead (``zone_day_start``,
+``zone_aligned_start``): a day from local midnight, intervals from the local day's start.
+A ``Tally`` is additive (``Tally.plus``, ``add_tallies``), so a day is the sum of its
+intervals and the centre the sum of its queues. Who counts as an agent of a queue is decided
+here too (``serves``): agents are read once as profiles (``AgentProfile``: agents alike in
+status, state, reason, channels and skills, counted together), and each queue's ``Needs``
+picks its own from them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Final
+from zoneinfo import ZoneInfo
 
 from app.agents.presence import State, Status
 from app.routing import erlang
@@ -67,6 +76,22 @@ def aligned_start(now: datetime, length: timedelta) -> datetime:
     return now - (now - _EPOCH) % length
 
 
+def zone_day_start(moment: datetime, zone: ZoneInfo) -> datetime:
+    """Local midnight of the day in ``zone`` that contains ``moment`` (in UTC)."""
+    local = moment.astimezone(zone)
+    midnight = datetime(local.year, local.month, local.day, tzinfo=zone)
+    return midnight.astimezone(UTC)
+
+
+def zone_aligned_start(moment: datetime, length: timedelta, zone: ZoneInfo) -> datetime:
+    """The start of the interval of ``length`` containing ``moment``, counted from local
+    midnight in ``zone`` (a day's intervals are whole, whatever the zone's offset)."""
+    day = zone_day_start(moment, zone)
+    if length >= timedelta(days=1):
+        return day
+    return moment.astimezone(UTC) - (moment - day) % length
+
+
 # --- the figures --------------------------------------------------------------------------
 
 
@@ -95,14 +120,82 @@ class Tally:
     completed: int = 0
     work_s_total: float = 0.0
 
+    def plus(self, other: Tally) -> Tally:
+        """Both tallies together (every field is a count or a sum)."""
+        return Tally(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(Tally)))
+
+
+def add_tallies(tallies: Iterable[Tally]) -> Tally:
+    total = Tally()
+    for tally in tallies:
+        total = total.plus(tally)
+    return total
+
 
 @dataclass(frozen=True, slots=True)
 class Live:
-    """The queue now: waiting contacts and agent counts by ``(status, state)``."""
+    """The queue now: waiting contacts, agent counts by ``(status, state)`` and the away
+    agents by reason."""
 
     waiting: int = 0
     oldest_enqueued_at: datetime | None = None
     agents: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    reasons: Mapping[str, int] = field(default_factory=dict)
+
+
+# --- who is an agent of a queue -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AgentProfile:
+    """``count`` active agents alike in everything a queue's figures look at."""
+
+    status: str
+    state: str
+    reason: str | None
+    channels: frozenset[str]  # the channels they have capacity on
+    skills: Mapping[str, int]  # skill name -> level
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Needs:
+    """What makes an agent one of a queue's: capacity on one of its channels and the skills
+    of its last routing step (``(skill, min_level)``; none when the queue has no steps)."""
+
+    channels: frozenset[str]
+    skills: tuple[tuple[str, int], ...] = ()
+
+
+def serves(profile: AgentProfile, needs: Needs) -> bool:
+    """Whether agents of ``profile`` are agents of a queue with ``needs``."""
+    if profile.channels.isdisjoint(needs.channels):
+        return False
+    return all(profile.skills.get(skill, 0) >= level for skill, level in needs.skills)
+
+
+def staff(profiles: Iterable[AgentProfile]) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+    """Agent counts by ``(status, state)``, and the away agents by reason (``""``: none)."""
+    agents: dict[tuple[str, str], int] = {}
+    reasons: dict[str, int] = {}
+    for p in profiles:
+        agents[(p.status, p.state)] = agents.get((p.status, p.state), 0) + p.count
+        if p.status == Status.AWAY:
+            reasons[p.reason or ""] = reasons.get(p.reason or "", 0) + p.count
+    return agents, reasons
+
+
+def live_of(
+    waiting: int, oldest: datetime | None, profiles: Iterable[AgentProfile], needs: Needs
+) -> Live:
+    """A queue's ``Live`` record from its waiting contacts and every agent profile."""
+    agents, reasons = staff(p for p in profiles if serves(p, needs))
+    return Live(waiting=waiting, oldest_enqueued_at=oldest, agents=agents, reasons=reasons)
+
+
+def available(agents: Mapping[tuple[str, str], int]) -> int:
+    """The agents counted who are available (the staffed agents of occupancy)."""
+    return sum(n for (status, _), n in agents.items() if status == Status.AVAILABLE)
 
 
 def _pct(part: float, whole: float) -> float:
@@ -113,11 +206,21 @@ def _secs(value: float) -> str:
     return f"{value:g}s"
 
 
+def service_level_parts(tally: Tally, policy: Policy) -> tuple[int, int]:
+    """The service level's numerator and denominator: answered within the threshold, and
+    answered plus the abandons the policy counts (those after the short-abandon cutoff)."""
+    missed = tally.abandoned - tally.short_abandoned if policy.counts_abandons else 0
+    return tally.answered_within, tally.answered + missed
+
+
+def ratio_pct(part: float, whole: float) -> float | None:
+    """``part / whole`` in percent (0.1 precision); None when ``whole`` is 0."""
+    return _pct(part, whole) if whole else None
+
+
 def service_level_pct(tally: Tally, policy: Policy) -> float | None:
     """Answered within the threshold / (answered + counted abandons), in percent."""
-    missed = tally.abandoned - tally.short_abandoned if policy.counts_abandons else 0
-    denominator = tally.answered + missed
-    return _pct(tally.answered_within, denominator) if denominator else None
+    return ratio_pct(*service_level_parts(tally, policy))
 
 
 def service_level_formula(policy: Policy) -> str:
@@ -221,7 +324,7 @@ def compute(
     now: datetime,
 ) -> QueueStats:
     """Every figure of the stats endpoint from plain records."""
-    staffed = sum(n for (status, _), n in live.agents.items() if status == Status.AVAILABLE)
+    staffed = available(live.agents)
     return QueueStats(
         queue_id=queue_id,
         queue=queue_name,

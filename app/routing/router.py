@@ -7,7 +7,9 @@ The error statuses a route can answer beyond those its shape implies (401, 404, 
 Who may call a route is the access table's answer (``app/agents/access.py``): each route loads what
 the rule needs (the contact's holder and sites, the agent acted on, the offer's agent) and
 calls ``require`` before it changes anything. An agent asking for a contact that was never
-theirs gets the 404 of a contact that does not exist.
+theirs gets the 404 of a contact that does not exist. The actions an agent's console also
+sends over its websocket (accept, reject, complete, end the wrap-up) are one function each in
+``app/routing/actions.py``, which both doors call.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from app.agents import access
 from app.agents import service as agents_service
 from app.agents.access import Action, Resource, require
 from app.agents.dependencies import (
@@ -28,7 +29,7 @@ from app.agents.dependencies import (
     check_identity,
 )
 from app.agents.models import Role
-from app.agents.permissions import Principal, Target
+from app.agents.permissions import Principal
 from app.agents.router import TargetAgentId
 from app.agents.schemas import MAX_ID
 from app.db import Session, unit_of_work
@@ -36,11 +37,11 @@ from app.errors import InvalidInput
 from app.idempotency import run_once
 from app.openapi import errors, require_json_body
 from app.pagination import Limit, PageCursor, decode_id_cursor, is_number, next_id_cursor
-from app.routing import admission, endings, service, stats
-from app.routing.exceptions import ContactNotFound, OfferNotFound
+from app.routing import actions, admission, endings, service, stats
+from app.routing.actions import acted_on, agent_acted_on, supervises
+from app.routing.exceptions import ContactNotFound
 from app.routing.figures import Interval
-from app.routing.models import Contact, Offer, OfferStatus
-from app.routing.offers import accept_offer, reject_offer
+from app.routing.models import OfferStatus
 from app.routing.presenters import contact_out, queue_out, queue_view
 from app.routing.schemas import (
     CompleteIn,
@@ -241,22 +242,6 @@ async def get_contact(
     return await contact_out(session, contact, principal, parties)
 
 
-async def _acted_on(
-    session: Session, principal: Principal, contact_id: int, action: Action
-) -> Contact:
-    """The contact, locked, once the access table lets ``principal`` act on it: a contact
-    someone holds (or is offered) is that agent's work, judged as such; one waiting
-    unoffered belongs to the sites of the agents it was offered to, if any."""
-    contact = await service.get_contact(session, contact_id, for_update=True)
-    if contact.agent_id is not None:
-        holder = await service.agent_target(session, contact.agent_id)
-        require(principal, Resource.contacts, action, owner_ids=(holder.id,), agent=holder)
-    else:
-        parties = await service.parties_of(session, contact)
-        require(principal, Resource.contacts, action, sites=parties.sites)
-    return contact
-
-
 @router.post(
     "/contacts/{contact_id}/abandon",
     response_model=ContactOut,
@@ -283,16 +268,9 @@ async def cancel(
     contact_id: ContactId, session: Session, principal: CurrentPrincipal
 ) -> ContactOut:
     """Withdraw a waiting contact (supervisors of its site, admins)."""
-    await _acted_on(session, principal, contact_id, Action.cancel)
+    await acted_on(session, principal, contact_id, Action.cancel)
     contact = await endings.cancel(session, contact_id=contact_id, actor=principal.actor)
     return await contact_out(session, contact, principal)
-
-
-def _supervises(principal: Principal) -> bool:
-    """Whether the access table lets the principal act on contacts beyond their own work (the
-    routes still check the site of the contact acted on)."""
-    rule = access.rule_for(principal.role.value, Resource.contacts, Action.act)
-    return rule in (access.Rule.SAME_SITE, access.Rule.ALLOW)
 
 
 @router.post(
@@ -311,14 +289,14 @@ async def transfer(
     """Move a contact to another queue; it keeps its original enqueue time (its place).
 
     The agent holding it, the supervisors of that agent's site and admins may move it."""
-    await _acted_on(session, principal, contact_id, Action.act)
+    await acted_on(session, principal, contact_id, Action.act)
     target = await service.resolve_queue(session, body.queue)
     successor = await endings.transfer(
         session,
         contact_id=contact_id,
         target=target,
         agent_id=principal.id,
-        supervisor=_supervises(principal),
+        supervisor=supervises(principal),
         actor=principal.actor,
         settings=request.app.state.settings,
     )
@@ -337,17 +315,7 @@ async def complete(
     """The conversation is over; the agent enters wrap-up for the queue's wrap-up time.
 
     The agent holding it, the supervisors of that agent's site and admins may complete it."""
-    await _acted_on(session, principal, contact_id, Action.act)
-    contact = await endings.complete(
-        session,
-        contact_id=contact_id,
-        agent_id=principal.id,
-        supervisor=_supervises(principal),
-        disposition=body.disposition,
-        notes=body.notes,
-        actor=principal.actor,
-    )
-    return await contact_out(session, contact, principal)
+    return await actions.complete(session, principal, contact_id=contact_id, body=body)
 
 
 @router.get("/offers", response_model=OfferPage, tags=["offers"], responses=errors(403))
@@ -364,7 +332,7 @@ async def list_offers(
     """Offers made to an agent, oldest first (pending ones by default): agents list their
     own, supervisors those of their site's agents, admins any agent's."""
     agent_id = principal.id if agent == "me" else _agent_id(agent)
-    target = await _agent_acted_on(session, principal, agent_id)
+    target = await agent_acted_on(session, principal, agent_id)
     require(principal, Resource.offers, Action.list, owner_ids=(agent_id,), agent=target)
     offers = await service.list_offers(
         session,
@@ -379,26 +347,10 @@ async def list_offers(
     )
 
 
-async def _agent_acted_on(session: Session, principal: Principal, agent_id: int) -> Target | None:
-    """The agent a request acts on, read only when it is not the principal (whose own work
-    every rule but ``DENY`` lets through) and the role's rule needs it."""
-    if agent_id == principal.id:
-        return None
-    return await service.agent_target(session, agent_id)
-
-
 def _agent_id(value: str) -> int:
     if not is_number(value) or not 1 <= int(value) <= MAX_ID:
         raise InvalidInput(f"agent: {value!r} is neither 'me' nor an agent id", field="agent")
     return int(value)
-
-
-async def _own_offer(session: Session, principal: Principal, offer_id: int) -> None:
-    """Only the agent an offer was made to answers it."""
-    offer = await session.get(Offer, offer_id)
-    if offer is None:
-        raise OfferNotFound(offer_id)
-    require(principal, Resource.offers, Action.act, owner_ids=(offer.agent_id,))
 
 
 @router.post(
@@ -409,11 +361,7 @@ async def _own_offer(session: Session, principal: Principal, offer_id: int) -> N
 )
 async def accept(offer_id: OfferId, session: Session, principal: CurrentPrincipal) -> OfferOut:
     """Answer an offer made to you: the contact is connected."""
-    await _own_offer(session, principal, offer_id)
-    offer = await accept_offer(
-        session, offer_id=offer_id, agent_id=principal.id, actor=principal.actor
-    )
-    return OfferOut.model_validate(offer, from_attributes=True)
+    return await actions.accept(session, principal, offer_id=offer_id)
 
 
 @router.post(
@@ -424,11 +372,7 @@ async def accept(offer_id: OfferId, session: Session, principal: CurrentPrincipa
 )
 async def reject(offer_id: OfferId, session: Session, principal: CurrentPrincipal) -> OfferOut:
     """Decline an offer made to you: the contact goes back, keeping its place."""
-    await _own_offer(session, principal, offer_id)
-    offer = await reject_offer(
-        session, offer_id=offer_id, agent_id=principal.id, actor=principal.actor
-    )
-    return OfferOut.model_validate(offer, from_attributes=True)
+    return await actions.reject(session, principal, offer_id=offer_id)
 
 
 @router.post("/agents/{agent_id}/wrap-up/done", tags=["agents"], responses=errors(403, 409))
@@ -437,10 +381,7 @@ async def wrap_up_done(
 ) -> dict[str, int]:
     """End after-contact work now; the agent can be offered the next contact (the agent,
     the supervisors of the agent's site, admins)."""
-    target = await _agent_acted_on(session, principal, agent_id)
-    require(principal, Resource.agents, Action.act, owner_ids=(agent_id,), agent=target)
-    done = await endings.wrap_up_done(session, agent_id=agent_id, actor=principal.actor)
-    return {"completed": done}
+    return await actions.wrap_up_done(session, principal, agent_id=agent_id)
 
 
 @router.get(
