@@ -1,0 +1,105 @@
+// The desk's list: the complaints the signed-in user may see (GET /api/v1/complaints, which
+// decides that), with its filters. The filters live in the address (#list?status=…), so a
+// reload or a shared link shows the same list.
+
+import { api, serverNow } from "../js/api.js";
+import { h, replace, text } from "../js/dom.js";
+import { t } from "../js/i18n.js";
+import { clearErrors, showError } from "../js/page.js";
+import { label, statusBadge, when } from "./format.js";
+
+const FILTERS = ["status", "category", "assignee", "branch", "text"];
+const FINISHED = new Set(["confirmed", "closed", "withdrawn", "rejected", "archived"]);
+
+function filterForm(table, values, people, go) {
+  const status = h(
+    "select",
+    { id: "filter-status", name: "status" },
+    h("option", { value: "", text: t("desk.filter.any") }),
+    table.complaints.statuses.map((s) => h("option", { value: s, selected: values.status === s, text: label("complaint.status", s) })),
+  );
+  const assignee = h(
+    "select",
+    { id: "filter-assignee", name: "assignee" },
+    h("option", { value: "", text: t("desk.filter.anyone") }),
+    h("option", { value: String(people.me.id), selected: values.assignee === String(people.me.id), text: t("desk.filter.me") }),
+  );
+  const input = (name) => h("input", { id: `filter-${name}`, name, value: values[name] || "", maxlength: name === "text" ? 200 : 100 });
+  const form = h(
+    "form",
+    { id: "filters", class: "filters", role: "search", "aria-label": t("desk.filter.heading") },
+    h("div", {}, h("label", { for: "filter-status", text: t("desk.filter.status") }), status),
+    h("div", {}, h("label", { for: "filter-category", text: t("desk.filter.category") }), input("category")),
+    h("div", {}, h("label", { for: "filter-assignee", text: t("desk.filter.assignee") }), assignee),
+    h("div", {}, h("label", { for: "filter-branch", text: t("desk.filter.branch") }), input("branch")),
+    h("div", { class: "wide" }, h("label", { for: "filter-text", text: t("desk.filter.text") }), input("text")),
+    h("div", { class: "actions" }, h("button", { type: "submit", id: "filter-apply", text: t("desk.filter.apply") }), h("button", { type: "reset", class: "secondary", text: t("desk.filter.clear") })),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    go(Object.fromEntries(FILTERS.map((name) => [name, String(data.get(name) || "").trim()]).filter(([, v]) => v)));
+  });
+  form.addEventListener("reset", (event) => {
+    event.preventDefault();
+    go({});
+  });
+  return form;
+}
+
+function dueCell(item) {
+  if (!item.due_at) return h("td", { text: "—" });
+  const late = !FINISHED.has(item.status) && Date.parse(item.due_at) <= serverNow();
+  return h("td", {}, when(item.due_at), late ? [" ", h("span", { class: "badge danger", text: t("desk.list.overdue") })] : null);
+}
+
+function row(item, people) {
+  return h(
+    "tr",
+    { dataset: { reference: item.reference, id: item.id } },
+    h("th", { scope: "row" }, h("a", { href: `#case/${item.id}`, text: item.reference })),
+    h("td", {}, statusBadge(item.status)),
+    h("td", { class: "user-text", text: item.categories.length ? item.categories.join(", ") : "—" }),
+    h("td", { text: label("desk.severity", item.severity) }),
+    h("td", { class: "user-text", text: item.branch }),
+    h("td", { class: "user-text", text: people.name(item.assignee_id) }),
+    h("td", { text: when(item.registered_at) }),
+    dueCell(item),
+  );
+}
+
+const COLUMNS = ["reference", "status", "categories", "severity", "branch", "assignee", "registered", "due"];
+
+/** Draw the list view into `view` with `values` as filters; `go(values)` changes them. */
+export async function showList(view, { table, people, values, go }) {
+  const body = h("tbody", {});
+  const more = h("button", { type: "button", class: "secondary", id: "list-more", hidden: true, text: t("desk.list.more") });
+  const count = h("p", { id: "list-count", class: "muted-line", "aria-live": "polite" });
+  replace(
+    view,
+    h("h2", { id: "view-heading", tabindex: -1, text: t("desk.list.heading") }),
+    filterForm(table, values, people, go),
+    count,
+    h("div", { class: "scroll" }, h("table", { id: "complaints" }, h("caption", { class: "visually-hidden", text: t("desk.list.heading") }), h("thead", {}, h("tr", {}, COLUMNS.map((c) => h("th", { scope: "col", text: t(`desk.list.${c}`) })))), body)),
+    more,
+  );
+  let shown = 0;
+  let cursor = null;
+  const page = async () => {
+    clearErrors();
+    try {
+      const query = { ...values, limit: 50, cursor };
+      const answer = await api("/api/v1/complaints", { query });
+      await people.load(answer.items.map((i) => i.assignee_id));
+      body.append(...answer.items.map((item) => row(item, people)));
+      shown += answer.items.length;
+      cursor = answer.next_cursor;
+      more.hidden = !cursor;
+      text(count, shown ? t("desk.list.count", { count: shown }) : t("desk.list.none"));
+    } catch (error) {
+      showError(error);
+    }
+  };
+  more.addEventListener("click", page);
+  await page();
+}

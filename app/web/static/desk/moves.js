@@ -1,0 +1,159 @@
+// A complaint's moves on its case page: one button per move the lifecycle allows from the
+// complaint's status, shown only when the access table lets the signed-in user act on this
+// complaint; each opens a form with the facts the move needs (required, named before the
+// form is sent when missing) and those it may carry.
+
+import { api, describe } from "../js/api.js";
+import { h, replace, text } from "../js/dom.js";
+import { t } from "../js/i18n.js";
+import { announce, clearErrors, showError } from "../js/page.js";
+import { label } from "./format.js";
+import { may, movesFrom } from "./rules.js";
+
+const LONG = new Set(["resolution", "root_cause", "corrective_action", "remedy"]);
+
+function choice(name, options, prefix, required) {
+  return h(
+    "select",
+    { name, id: `fact-${name}`, "aria-required": required ? "true" : null },
+    h("option", { value: "", text: t("desk.fact.choose") }),
+    options.map((value) => h("option", { value, text: label(prefix, value) })),
+  );
+}
+
+function widget(name, verb, ctx, required) {
+  const { table, people, prefill } = ctx;
+  const c = table.complaints;
+  const common = { name, id: `fact-${name}`, "aria-required": required ? "true" : null };
+  switch (name) {
+    case "severity":
+      return choice(name, c.severities, "desk.severity", required);
+    case "target":
+      return choice(name, c.escalation_targets, "desk.level", required);
+    case "outcome":
+      return choice(name, c.review_outcomes, "desk.outcome", required);
+    case "clock":
+      return choice(name, c.clock_kinds, "desk.clock.kind", required);
+    case "upheld":
+      return h("select", common, h("option", { value: "", text: t("desk.fact.unknown") }), h("option", { value: "true", text: t("desk.fact.yes") }), h("option", { value: "false", text: t("desk.fact.no") }));
+    case "reason":
+      if (verb === "pause") return choice(name, c.pause_reasons, "desk.pause", required);
+      return h("textarea", { ...common, maxlength: 10000 });
+    case "assignee": {
+      const select = h("select", common, h("option", { value: "", text: t("desk.fact.choose") }));
+      people.all().then((everyone) => {
+        select.append(...everyone.map((p) => h("option", { value: String(p.id), text: p.site ? `${p.name} (${p.site})` : p.name })));
+      }, () => select.append(h("option", { value: String(people.me.id), text: people.me.name })));
+      return select;
+    }
+    case "approval":
+    case "days":
+      return h("input", { ...common, type: "number", min: 1, max: name === "days" ? 365 : null, inputmode: "numeric" });
+    case "compensation":
+      return h("input", { ...common, inputmode: "decimal", pattern: "[0-9]+(\\.[0-9]{1,2})?" });
+    case "categories":
+      return h("input", { ...common, value: (prefill.categories || []).join(", "), "aria-describedby": "fact-categories-help" });
+    default:
+      return LONG.has(name) ? h("textarea", { ...common, maxlength: 10000 }) : h("input", { ...common, maxlength: 200 });
+  }
+}
+
+function valueOf(name, raw) {
+  const value = String(raw || "").trim();
+  if (!value) return undefined;
+  if (name === "categories") {
+    const list = value.split(/[,，、;；]/).map((part) => part.trim()).filter(Boolean);
+    return list.length ? list : undefined;
+  }
+  if (["assignee", "approval", "days"].includes(name)) return Number(value);
+  if (name === "upheld") return value === "true";
+  return value;
+}
+
+function factLabel(name, required) {
+  return h("label", { for: `fact-${name}` }, t(`desk.fact.${name}`), required ? h("span", { class: "required", text: ` (${t("desk.fact.required")})` }) : null);
+}
+
+function moveForm(verb, ctx, complaint, done) {
+  const c = ctx.table.complaints;
+  const needs = c.needs[verb] || [];
+  const optional = (c.optional[verb] || []).filter((n) => !needs.includes(n));
+  const problem = h("p", { class: "field-error", id: "move-problem", role: "alert" });
+  const fields = [...needs.map((n) => [n, true]), ...optional.map((n) => [n, false])];
+  const controls = fields.map(([name, required]) => {
+    const control = widget(name, verb, ctx, required);
+    if (name === "severity" && ctx.prefill.severity) control.value = ctx.prefill.severity;
+    return h("div", { class: "fact" }, factLabel(name, required), control, name === "categories" ? h("p", { id: "fact-categories-help", class: "hint", text: t("desk.fact.categories_help") }) : null);
+  });
+  const submit = h("button", { type: "submit", id: "move-submit", text: label("desk.verb", verb) });
+  const form = h(
+    "form",
+    { class: "move-form panel-inner", id: "move-form", dataset: { verb }, novalidate: true },
+    h("h4", { text: t("desk.move.heading", { verb: label("desk.verb", verb) }) }),
+    fields.length ? controls : h("p", { text: t("desk.move.no_facts") }),
+    problem,
+    h("div", { class: "actions" }, submit, h("button", { type: "button", class: "secondary", text: t("desk.move.cancel"), on: { click: () => form.remove() } })),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const facts = {};
+    for (const [name] of fields) {
+      const value = valueOf(name, form.elements[name] && form.elements[name].value);
+      if (value !== undefined) facts[name] = value;
+    }
+    const missing = needs.filter((name) => facts[name] === undefined);
+    for (const [name] of fields) form.elements[name].removeAttribute("aria-invalid");
+    if (missing.length) {
+      for (const name of missing) form.elements[name].setAttribute("aria-invalid", "true");
+      text(problem, t("desk.missing", { fields: missing.map((n) => t(`desk.fact.${n}`)).join(t("desk.list_separator")) }));
+      form.elements[missing[0]].focus();
+      return;
+    }
+    text(problem, "");
+    submit.disabled = true;
+    clearErrors();
+    try {
+      const answer = await api(`/api/v1/complaints/${complaint.id}/${verb}`, { method: "POST", json: facts });
+      announce(t("desk.move.done", { verb: label("desk.verb", verb), status: label("complaint.status", answer.status) }));
+      done(answer);
+    } catch (error) {
+      submit.disabled = false;
+      text(problem, describe(error));
+      for (const field of error.fields || []) {
+        const name = String(field.field || "").split(".").pop();
+        if (form.elements[name]) form.elements[name].setAttribute("aria-invalid", "true");
+      }
+      showError(error);
+    }
+  });
+  return form;
+}
+
+/** Whether the signed-in user may act on `complaint` (the rule app/complaints/router.py applies). */
+export function mayAct(ctx, complaint) {
+  const assigned = complaint.assignee_id !== null && complaint.assignee_id !== undefined;
+  const subject = { ownerIds: assigned ? [complaint.assignee_id] : [], sites: assigned ? [ctx.people.site(complaint.assignee_id)] : [] };
+  return may(ctx.table, ctx.people.me, "complaints", "act", subject);
+}
+
+/** The moves panel's content: the buttons, and the form of the move chosen. */
+export function movesPanel(container, ctx, complaint, done) {
+  const moves = mayAct(ctx, complaint) ? movesFrom(ctx.table, complaint.status) : [];
+  const holder = h("div", { id: "move-holder" });
+  if (!moves.length) {
+    replace(container, h("p", { class: "empty", id: "no-moves", text: t(mayAct(ctx, complaint) ? "desk.move.none_now" : "desk.move.not_yours") }));
+    return;
+  }
+  const open = (verb) => {
+    const form = moveForm(verb, ctx, complaint, done);
+    replace(holder, form);
+    const first = form.querySelector("input, select, textarea, button");
+    if (first) first.focus();
+  };
+  ctx.openMove = open;
+  replace(
+    container,
+    h("div", { class: "actions", role: "group", "aria-label": t("desk.move.heading_all") }, moves.map(({ verb }) => h("button", { type: "button", class: "secondary", dataset: { verb }, id: `move-${verb}`, text: label("desk.verb", verb), on: { click: () => open(verb) } }))),
+    holder,
+  );
+}

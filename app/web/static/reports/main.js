@@ -1,0 +1,175 @@
+// The reports page: pick a range, an interval and a queue or an agent, then see the report
+// or download it (GET /api/v1/reports/queues and /reports/agents, docs/reports.md) as CSV or
+// JSON. The table shows the report's own columns in its own order, so the page needs no
+// change when the report gains a figure. The range is entered in the browser's time and
+// sent in UTC; the service says what is wrong with it (a 422 naming the field), and the page
+// marks that field.
+
+import { allPages, api, describe, me } from "../js/api.js";
+import { byId, h, replace, show, text } from "../js/dom.js";
+import { dateTime, onChange, t } from "../js/i18n.js";
+import { announce, clearErrors, startPage } from "../js/page.js";
+import { save } from "../desk/download.js";
+import { hasAny, rules } from "../desk/rules.js";
+
+const DAY_MS = 86400 * 1000;
+const FIELD_IDS = { from: "report-from", to: "report-to", interval: "report-interval", queue_id: "report-subject", agent_id: "report-subject" };
+let last = null;
+
+function localValue(date) {
+  const shifted = new Date(date.getTime() - date.getTimezoneOffset() * 60000);
+  return shifted.toISOString().slice(0, 16);
+}
+
+function midnight(offsetDays) {
+  const d = new Date();
+  d.setHours(0, 0, 0, 0);
+  return new Date(d.getTime() + offsetDays * DAY_MS);
+}
+
+/** Set the range; `to` null is "until now" (the field left empty: the service's now). */
+function setRange(from, to) {
+  byId("report-from").value = localValue(from);
+  byId("report-to").value = to ? localValue(to) : "";
+}
+
+const PRESETS = {
+  today: () => [midnight(0), null],
+  yesterday: () => [midnight(-1), midnight(0)],
+  week: () => [midnight(-6), null],
+};
+
+function kind() {
+  return document.querySelector('input[name="kind"]:checked').value;
+}
+
+async function fillSubjects() {
+  const select = byId("report-subject");
+  const agents = kind() === "agents";
+  text(byId("report-subject-label"), t(agents ? "reports.agent" : "reports.queue"));
+  replace(select, h("option", { value: "", text: t(agents ? "reports.all_agents" : "reports.all_queues") }));
+  try {
+    const items = await allPages(agents ? "/api/v1/agents" : "/api/v1/queues");
+    select.append(...items.map((item) => h("option", { value: String(item.id), text: agents && item.site ? `${item.name} (${item.site})` : item.name })));
+  } catch {
+    // the report itself says what the user may not see
+  }
+}
+
+function query() {
+  const from = byId("report-from").value;
+  const to = byId("report-to").value;
+  const q = { interval: byId("report-interval").value };
+  if (from) q.from = new Date(from).toISOString();
+  if (to) q.to = new Date(to).toISOString();
+  const subject = byId("report-subject").value;
+  if (subject) q[kind() === "agents" ? "agent_id" : "queue_id"] = subject;
+  return q;
+}
+
+function checkRange() {
+  const missing = ["from"].filter((name) => !byId(FIELD_IDS[name]).value);
+  if (!missing.length) return true;
+  text(byId("report-problem"), t("reports.missing", { fields: missing.map((n) => t(`reports.${n}`)).join(t("reports.separator")) }));
+  for (const name of missing) byId(FIELD_IDS[name]).setAttribute("aria-invalid", "true");
+  byId(FIELD_IDS[missing[0]]).focus();
+  return false;
+}
+
+function refused(error) {
+  text(byId("report-problem"), describe(error));
+  for (const field of error.fields || []) {
+    const name = String(field.field || "").split(".").pop();
+    if (FIELD_IDS[name]) byId(FIELD_IDS[name]).setAttribute("aria-invalid", "true");
+  }
+}
+
+function cell(value, column = "") {
+  if (value === null || value === undefined) return "—";
+  if (/_(start|end)$/.test(column) && typeof value === "string") return dateTime(value);
+  if (typeof value === "number") return Number.isInteger(value) ? String(value) : value.toFixed(1);
+  if (typeof value === "object") return "pct" in value ? cell(value.pct) : JSON.stringify(value);
+  return String(value);
+}
+
+function rowsOf(report) {
+  if (Array.isArray(report)) return report;
+  return (report && (report.items || report.rows || report.buckets)) || [];
+}
+
+function drawTable(report) {
+  const rows = rowsOf(report);
+  const columns = rows.length ? Object.keys(rows[0]) : [];
+  const head = h("tr", {}, columns.map((c) => h("th", { scope: "col", text: labelOf(c) })));
+  replace(
+    byId("report-table"),
+    h("caption", { text: t("reports.caption", { count: rows.length }) }),
+    h("thead", {}, head),
+    h("tbody", {}, rows.length ? null : h("tr", {}, h("td", { class: "empty", text: t("reports.none") })), rows.map((row) => h("tr", {}, columns.map((c, i) => h(i === 0 ? "th" : "td", { scope: i === 0 ? "row" : null, class: "user-text", text: cell(row[c], c) }))))),
+  );
+  show(byId("result"), true);
+}
+
+function labelOf(column) {
+  const key = `reports.column.${column}`;
+  const said = t(key);
+  return said === key ? column : said;
+}
+
+async function showReport(event) {
+  event.preventDefault();
+  clear();
+  if (!checkRange()) return;
+  try {
+    last = await api(`/api/v1/reports/${kind()}`, { query: query() });
+    drawTable(last);
+    announce(t("reports.shown", { count: rowsOf(last).length }));
+  } catch (error) {
+    refused(error);
+  }
+}
+
+async function download(format) {
+  clear();
+  if (!checkRange()) return;
+  const accept = format === "csv" ? "text/csv" : "application/json";
+  const q = query();
+  const name = `${kind()}-${q.interval}-${(q.from || "").slice(0, 10)}-${(q.to || "").slice(0, 10)}.${format}`;
+  try {
+    const saved = await save(await api(`/api/v1/reports/${kind()}`, { query: q, headers: { Accept: accept }, raw: true }), name);
+    announce(t("reports.downloaded", { name: saved }));
+    text(byId("report-done"), t("reports.downloaded", { name: saved }));
+  } catch (error) {
+    refused(error);
+  }
+}
+
+function clear() {
+  clearErrors();
+  text(byId("report-problem"), "");
+  text(byId("report-done"), "");
+  for (const id of new Set(Object.values(FIELD_IDS))) byId(id).removeAttribute("aria-invalid");
+}
+
+async function main() {
+  await startPage({ title: "reports.title", dictionaries: ["reports"] });
+  const [table, user] = await Promise.all([rules(), me()]);
+  if (!hasAny(table, user, "reports", "read")) {
+    show(byId("not-yours"), true);
+    return;
+  }
+  show(byId("report-panel"), true);
+  setRange(...PRESETS.today());
+  for (const [name, range] of Object.entries(PRESETS)) byId(`preset-${name}`).addEventListener("click", () => setRange(...range()));
+  for (const input of document.querySelectorAll('input[name="kind"]')) input.addEventListener("change", fillSubjects);
+  byId("report-form").addEventListener("submit", showReport);
+  byId("report-show").disabled = false;
+  byId("download-csv").addEventListener("click", () => download("csv"));
+  byId("download-json").addEventListener("click", () => download("json"));
+  onChange(() => {
+    if (last) drawTable(last);
+  });
+  await fillSubjects();
+}
+
+main();

@@ -1,0 +1,47 @@
+// The sign-in page: POST /api/v1/auth/token, keep the token for this tab, go back to `next`.
+
+import { ApiError, describe, safeNext, signIn } from "../js/api.js";
+import { byId, text } from "../js/dom.js";
+import { t } from "../js/i18n.js";
+import { startPage } from "../js/page.js";
+
+function problem(error) {
+  if (error instanceof ApiError && error.status === 401) return t("signin.wrong");
+  if (error instanceof ApiError && error.status === 429) {
+    return t("signin.too_many", { seconds: error.retryAfter || 60 });
+  }
+  return describe(error);
+}
+
+async function submit(event) {
+  event.preventDefault();
+  const username = byId("username");
+  const password = byId("password");
+  const message = byId("signin-problem");
+  const button = byId("signin-submit");
+  if (!username.value.trim() || !password.value) {
+    text(message, t("signin.missing"));
+    (username.value.trim() ? password : username).focus();
+    return;
+  }
+  button.disabled = true;
+  text(message, "");
+  try {
+    await signIn(username.value.trim(), password.value);
+    const next = new URLSearchParams(location.search).get("next");
+    location.assign(safeNext(next));
+  } catch (error) {
+    text(message, problem(error));
+    password.select();
+    button.disabled = false;
+  }
+}
+
+async function main() {
+  await startPage({ title: "signin.title", dictionaries: ["signin"], signedIn: false });
+  byId("signin").addEventListener("submit", submit);
+  byId("signin-submit").disabled = false; // never a plain form submission (a password in a URL)
+  byId("username").focus();
+}
+
+main();

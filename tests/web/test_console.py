@@ -1,0 +1,274 @@
+"""The agent's console in a real browser: sign-in, status, offers taken with the keyboard, the
+contact card, completion and wrap-up, complaint cases (only what the role may see), hostile
+text, languages (the connection: test_console_socket.py)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from playwright.async_api import Locator, Page, expect
+
+from tests.complaints.test_registration import complaint_body, register
+from tests.complaints.test_transitions import move
+from tests.fixtures.factories import Api
+from tests.fixtures.factories import expect as expect_status
+from tests.routing.acd import contact, offer_for, queue
+from tests.web.conftest import NewPage, axe_violations, open_signed_in, sign_in
+
+SECONDS_LEFT = re.compile(r"^[1-9][0-9]*$")
+WRAP_UP_LEFT = re.compile(r"^Wrap-up: [0-9]:[0-5][0-9] left$")
+HOSTILE = '<script>alert(1)</script><img src=x onerror="alert(2)">'
+
+
+async def console_of(new_page: NewPage, agent: dict[str, Any], *, fake_clock: bool = False) -> Page:
+    """The agent's console, signed in through the sign-in page; ``fake_clock`` installs
+    Playwright's clock first (time flows, and the test may jump it)."""
+    page = await new_page()
+    if fake_clock:
+        await page.clock.install()
+    await open_signed_in(page, "/console", agent["username"])
+    await expect(page.locator("#state-now")).to_have_text("Idle")
+    return page
+
+
+async def go_available(page: Page) -> None:
+    await page.get_by_label("Available").check()
+    await page.locator("#status-submit").click()
+    await expect(page.locator("#status-now")).to_have_text("Available")
+
+
+def offer_item(page: Page, offer_id: int) -> Locator:
+    return page.locator(f'#offers .offer[data-offer-id="{offer_id}"]')
+
+
+async def offer_status(api: Api, agent_id: int, status: str) -> list[int]:
+    """The ids of an agent's offers in ``status`` (REST)."""
+    query = {"agent": agent_id, "status": status}
+    return [
+        o["id"] for o in expect_status(await api.get("/api/v1/offers", params=query), 200)["items"]
+    ]
+
+
+async def assigned_complaint(api: Api, agent_id: int, **overrides: Any) -> dict[str, Any]:
+    """A complaint registered (as the desk does) and assigned to the agent."""
+    done = await register(api, complaint_body(**overrides))
+    await move(api, done["id"], "classify", {"categories": ["payment"], "severity": "medium"})
+    await move(api, done["id"], "assign", {"assignee": agent_id})
+    return done  # type: ignore[no-any-return]
+
+
+class TestSignIn:
+    async def test_console_without_a_session_goes_to_sign_in_and_back(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        agent = await api.agent(name="Li Lei")
+        page = await new_page()
+        await open_signed_in(page, "/console", agent["username"])
+        await expect(page.locator("#who")).to_have_text("Li Lei (agent)")
+
+    async def test_a_token_the_service_refuses_goes_to_sign_in(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        page = await new_page()
+        await page.goto("/signin")
+        await page.evaluate(
+            """() => {
+                sessionStorage.setItem("hotline.token", "not-a-token");
+                sessionStorage.setItem("hotline.token_expires_at", String(Date.now() + 3600e3));
+            }"""
+        )
+        await page.goto("/console")
+        await expect(page).to_have_url(re.compile(r"/signin\?next=%2Fconsole$"))
+
+    async def test_sign_in_never_sends_the_browser_to_another_site(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        agent = await api.agent()
+        page = await new_page()
+        await page.goto("/signin?next=//example.com/console")
+        await expect(page.locator("#signin-submit")).to_be_enabled()
+        await sign_in(page, agent["username"])
+        await expect(page).to_have_url(re.compile(r"^http://127\.0\.0\.1:[0-9]+/console$"))
+
+    async def test_wrong_password_is_said_and_nothing_is_kept(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        agent = await api.agent()
+        page = await new_page()
+        await page.goto("/signin")
+        await page.get_by_label("Username").fill(agent["username"])
+        await page.get_by_label("Password").fill("not-the-password")
+        await page.locator("#signin-submit").click()
+        await expect(page.locator("#signin-problem")).to_have_text("Wrong username or password.")
+        assert await page.evaluate("sessionStorage.getItem('hotline.token')") is None
+
+
+class TestOffers:
+    async def test_offer_made_through_the_api_is_accepted_with_the_keyboard(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        agent = await api.agent()
+        cards = await queue(api, wrap_up_s=60)
+        customer = await api.customer(name="Wang Fang", tier="gold")
+        page = await console_of(new_page, agent)
+        posted: list[str] = []
+        page.on("request", lambda r: posted.append(r.url) if r.method == "POST" else None)
+        await go_available(page)
+        made = await contact(
+            api, cards["name"], customer={"id": customer["id"]}, subject="Card blocked abroad"
+        )
+        offer = await offer_for(await api.signed_in_as(agent), made["id"])
+        item = offer_item(page, offer["id"])
+        await expect(item).to_contain_text("Card blocked abroad")
+        await expect(item.locator(".ring text")).to_have_text(SECONDS_LEFT)
+        await item.focus()
+        await page.keyboard.press("a")
+        await expect(page.locator("#state-now")).to_have_text("On a contact")
+        await expect(item).to_have_count(0)
+        card = page.locator(f'.contact-card[data-contact-id="{made["id"]}"]')
+        await expect(card).to_contain_text("Card blocked abroad")
+        await expect(card).to_contain_text("Wang Fang")
+        await expect(card).to_contain_text("Gold")
+        assert offer["id"] in await offer_status(api, agent["id"], "accepted")
+        assert posted == []  # the console acts over its socket, not REST
+
+    async def test_r_rejects_the_oldest_offer_when_none_is_focused(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        agent = await api.agent()
+        cards = await queue(api)
+        page = await console_of(new_page, agent)
+        await go_available(page)
+        made = await contact(api, cards["name"], subject="Lost card")
+        offer = await offer_for(await api.signed_in_as(agent), made["id"])
+        await expect(offer_item(page, offer["id"])).to_be_visible()
+        await page.locator("#presence-heading").click()  # focus on no offer
+        await page.keyboard.press("r")
+        await expect(offer_item(page, offer["id"])).to_have_count(0)
+        assert offer["id"] in await offer_status(api, agent["id"], "rejected")
+
+    async def test_completion_with_disposition_and_notes_then_the_wrap_up_timer(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        agent = await api.agent()
+        cards = await queue(api, wrap_up_s=120)
+        page = await console_of(new_page, agent)
+        await go_available(page)
+        made = await contact(api, cards["name"], subject="Fee refund")
+        offer = await offer_for(await api.signed_in_as(agent), made["id"])
+        await offer_item(page, offer["id"]).get_by_role("button", name="Accept").click()
+        card = page.locator(f'.contact-card[data-contact-id="{made["id"]}"]')
+        await card.get_by_label("Disposition").select_option("follow_up")
+        await card.get_by_label("Notes").fill("Customer will send the receipt.")
+        await card.get_by_role("button", name="Complete").click()
+        await expect(card.locator(".wrap-up-left")).to_have_text(WRAP_UP_LEFT)
+        await expect(page.locator("#state-now")).to_have_text("Wrap-up")
+        await card.get_by_role("button", name="Wrap-up done").click()
+        await expect(card).to_have_count(0)
+        await expect(page.locator("#state-now")).to_have_text("Idle")
+        done = expect_status(await api.get(f"/api/v1/contacts/{made['id']}"), 200)
+        assert (done["status"], done["disposition"], done["notes"]) == (
+            "completed",
+            "follow_up",
+            "Customer will send the receipt.",
+        )
+
+    async def test_console_with_an_offer_and_a_contact_has_no_serious_accessibility_violation(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        agent = await api.agent(capacity={"chat": 2})
+        cards = await queue(api)
+        page = await console_of(new_page, agent)
+        await go_available(page)
+        console_api = await api.signed_in_as(agent)
+        first = await contact(api, cards["name"], subject="First")
+        offer = await offer_for(console_api, first["id"])
+        await offer_item(page, offer["id"]).get_by_role("button", name="Accept").click()
+        second = await contact(api, cards["name"], subject="Second")
+        await expect(
+            offer_item(page, (await offer_for(console_api, second["id"]))["id"])
+        ).to_be_visible()
+        await expect(page.locator(".contact-card")).to_contain_text("First")
+        assert await axe_violations(page, ("critical", "serious")) == []
+
+
+class TestComplaints:
+    async def test_a_complaint_registered_on_the_desk_appears_with_its_clock(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        agent, colleague = await api.agent(), await api.agent()
+        page = await console_of(new_page, agent, fake_clock=True)
+        await expect(page.locator("#no-cases")).to_be_visible()
+        mine = await assigned_complaint(api, agent["id"], matter=_matter("Pudong"))
+        theirs = await assigned_complaint(api, colleague["id"], matter=_matter("Minhang"))
+        await page.clock.fast_forward("00:31")  # the list's next read
+        row = page.locator(f'#cases-body tr[data-complaint-id="{mine["id"]}"]')
+        await expect(row).to_contain_text(mine["reference"])
+        await expect(row).to_contain_text("Pudong")
+        await expect(row.locator(".deadline")).to_contain_text("left")
+        await expect(page.locator("#cases-body")).not_to_contain_text(theirs["reference"])
+
+    async def test_the_contact_card_shows_the_customers_open_complaints_with_deadlines(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        agent = await api.agent()
+        cards = await queue(api)
+        customer = await api.customer(tier="platinum")
+        complaint = await assigned_complaint(api, agent["id"], customer={"id": customer["id"]})
+        page = await console_of(new_page, agent)
+        await go_available(page)
+        made = await contact(api, cards["name"], customer={"id": customer["id"]})
+        offer = await offer_for(await api.signed_in_as(agent), made["id"])
+        await offer_item(page, offer["id"]).get_by_role("button", name="Accept").click()
+        card = page.locator(f'.contact-card[data-contact-id="{made["id"]}"]')
+        await expect(card.locator(".complaints")).to_contain_text(complaint["reference"])
+        await expect(card.locator(".complaints .deadline")).to_contain_text("left")
+        await expect(card).to_contain_text("Platinum")
+
+
+class TestHostileText:
+    async def test_markup_in_a_subject_and_a_complaint_is_shown_as_text(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        agent = await api.agent()
+        cards = await queue(api)
+        complaint = await assigned_complaint(api, agent["id"], matter=_matter(HOSTILE))
+        page = await console_of(new_page, agent)
+        dialogs: list[str] = []
+        page.on("dialog", lambda dialog: dialogs.append(dialog.message))
+        await go_available(page)
+        made = await contact(api, cards["name"], subject=HOSTILE)
+        offer = await offer_for(await api.signed_in_as(agent), made["id"])
+        await expect(offer_item(page, offer["id"]).locator(".subject")).to_have_text(HOSTILE)
+        row = page.locator(f'#cases-body tr[data-complaint-id="{complaint["id"]}"]')
+        await expect(row).to_contain_text(HOSTILE)
+        await offer_item(page, offer["id"]).get_by_role("button", name="Accept").click()
+        card = page.locator(f'.contact-card[data-contact-id="{made["id"]}"]')
+        await expect(card).to_contain_text(HOSTILE)
+        assert await page.locator("main script, main img").count() == 0
+        assert dialogs == []
+
+
+class TestLanguages:
+    async def test_a_chinese_browser_gets_chinese_and_the_switch_is_remembered(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        agent = await api.agent()
+        page = await new_page(locale="zh-CN")
+        await page.goto("/console")
+        await expect(page.locator("#signin h2")).to_have_text("登录")
+        await page.get_by_label("用户名").fill(agent["username"])
+        await page.get_by_label("密码").fill("agent-password-1")
+        await page.locator("#signin-submit").click()
+        await expect(page.locator("#presence-heading")).to_have_text("我的状态")
+        await expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+        await page.locator("#language").click()
+        await expect(page.locator("#presence-heading")).to_have_text("My status")
+        await page.reload()
+        await expect(page.locator("#presence-heading")).to_have_text("My status")
+
+
+def _matter(branch: str) -> dict[str, Any]:
+    matter: dict[str, Any] = complaint_body()["matter"]
+    return {**matter, "branch": branch}

@@ -1,0 +1,290 @@
+"""The complaint desk in a real browser: registration on the phone (missing facts named before
+it is sent, the classifier's suggestion shown and never forced), a case's clocks, the moves a
+role may make, notes and files, the list's filters, hostile text, access, languages."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import FilePayload, Page, Request, expect
+
+from app.agents.access import POLICY
+from app.complaints import lifecycle
+from tests.complaints.test_registration import complaint_body, register
+from tests.complaints.test_transitions import move
+from tests.fixtures.factories import Api
+from tests.fixtures.factories import expect as expect_status
+from tests.web.conftest import NewPage, axe_violations, open_signed_in
+
+HOSTILE = '<script>alert(1)</script><img src=x onerror="alert(2)">'
+REGISTRATION = {
+    "#reg-name": "王芳",
+    "#reg-contact": "+8613800138000",
+    "#reg-occurred_at": "2026-11-28T10:00",
+    "#reg-location": "浦东支行营业厅",
+    "#reg-branch": "Pudong",
+    "#reg-description": "我的信用卡被重复扣款两次而柜台拒绝处理",
+    "#reg-grounds": "同一笔消费被扣款两次",
+    "#reg-request": "退还重复扣除的款项",
+}
+RECEIPT = "扣款记录".encode()
+FILE_NAME = "<img src=x onerror=alert(3)>receipt.txt"
+ALL_MISSING = (
+    "Still missing: Complainant's name, How to reach them, When it happened, Where it happened, "
+    "Branch or unit concerned, What happened, Grounds, What the complainant asks for"
+)
+
+
+async def fill_registration(page: Page, *, leave_out: tuple[str, ...] = (), **facts: str) -> None:
+    """Fill the registration form (``facts`` by field name override the defaults)."""
+    await expect(page.locator("#register")).to_be_visible()
+    for selector, value in REGISTRATION.items():
+        name = selector.removeprefix("#reg-")
+        if name not in leave_out:
+            await page.locator(selector).fill(facts.get(name, value))
+
+
+async def registered_reference(page: Page) -> str:
+    """The reference of the complaint the form just registered (its case page is open)."""
+    reference = page.locator("#case-reference")
+    await expect(reference).to_have_text(re.compile(r"^C-\d{8}-\d{6}$"))
+    return await reference.inner_text()
+
+
+async def desk_of(
+    new_page: NewPage, user: dict[str, Any], hash_: str = "", locale: str = "en-GB"
+) -> Page:
+    page = await new_page(locale=locale)
+    await open_signed_in(page, "/desk", user["username"])
+    if hash_:
+        await page.goto(f"/desk{hash_}")
+    return page
+
+
+def verbs_from(status: str) -> list[str]:
+    return [event.value for (s, event) in lifecycle.moves() if s.value == status]
+
+
+async def complaints_seen_by(api: Api) -> list[dict[str, Any]]:
+    return expect_status(await api.get("/api/v1/complaints"), 200)["items"]  # type: ignore[no-any-return]
+
+
+class TestRegistration:
+    async def test_missing_facts_are_named_before_anything_is_sent(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        agent = await api.agent()
+        page = await desk_of(new_page, agent, "#new")
+        posts: list[Request] = []
+        page.on("request", lambda r: posts.append(r) if r.method == "POST" else None)
+        await expect(page.locator("#reg-missing")).to_have_text(ALL_MISSING)
+        await page.locator("#reg-submit").click()
+        await expect(page.locator("#reg-problem")).to_have_text(ALL_MISSING)
+        await expect(page.locator("#reg-name")).to_be_focused()
+        await expect(page.locator("#reg-name")).to_have_attribute("aria-invalid", "true")
+        await fill_registration(page, leave_out=("grounds",))
+        await expect(page.locator("#reg-missing")).to_have_text("Still missing: Grounds")
+        await page.locator("#reg-submit").click()
+        await expect(page.locator("#reg-grounds")).to_be_focused()
+        assert posts == []
+        assert await complaints_seen_by(api) == []
+        await page.locator("#reg-grounds").fill("同一笔消费被扣款两次")
+        await expect(page.locator("#reg-missing")).to_have_text("Every required fact is filled in.")
+        await page.locator("#reg-submit").click()
+        reference = await registered_reference(page)
+        [stored] = await complaints_seen_by(api)
+        assert (stored["reference"], stored["status"]) == (reference, "registered")
+
+    async def test_the_suggestion_is_shown_taken_only_when_the_agent_takes_it(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor()
+        page = await desk_of(new_page, boss, "#new")
+        await fill_registration(page)
+        await page.locator("#reg-submit").click()
+        await registered_reference(page)
+        suggested = page.locator("#suggested-categories")
+        await expect(suggested).to_contain_text("credit_card")
+        [stored] = await complaints_seen_by(api)
+        assert stored["categories"] == []  # shown, not applied
+        await page.locator("#use-suggestion").click()
+        form = page.locator('#move-form[data-verb="classify"]')
+        await expect(form.locator("#fact-categories")).to_have_value(re.compile("credit_card"))
+        await form.locator("#fact-categories").fill("payment")
+        await form.locator("#move-submit").click()
+        await expect(page.locator("#view-heading .badge")).to_have_text("Classified")
+        [stored] = await complaints_seen_by(api)
+        assert stored["categories"] == ["payment"]  # the agent's choice, not the suggestion
+
+    async def test_the_same_matter_again_is_linked_and_said_so(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        customer = await api.customer(phone="+8613900139000")
+        first = await register(api, complaint_body(customer={"id": customer["id"]}))
+        agent = await api.agent()
+        page = await desk_of(new_page, agent, "#new")
+        await page.locator("#reg-phone").fill("+8613900139000")
+        await page.locator("#reg-find").click()
+        await expect(page.locator("#reg-customer")).to_contain_text("Test Customer")
+        matter = complaint_body()["matter"]
+        await fill_registration(page, description=matter["description"], branch=matter["branch"])
+        await page.locator("#reg-submit").click()
+        await expect(page.locator("#reg-done")).to_have_text(
+            f"The same matter is already open: linked to {first['reference']}"
+        )
+        assert len(await complaints_seen_by(api)) == 1
+
+
+class TestCase:
+    async def test_moves_follow_status_and_role_and_clocks_show_a_pause(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        handler = await api.agent(name="Handler Li")
+        registrar = await api.agent()
+        done = await register(await api.signed_in_as(registrar), complaint_body())
+        await move(api, done["id"], "assign", {"assignee": handler["id"]})
+
+        onlooker = await desk_of(new_page, registrar, f"#case/{done['id']}")
+        await expect(onlooker.locator("#no-moves")).to_have_text(
+            "You may read this complaint but not act on it."
+        )
+        await expect(onlooker.locator("#note-form")).to_have_count(0)
+
+        page = await desk_of(new_page, handler, f"#case/{done['id']}")
+        buttons = page.locator("#moves button[data-verb]")
+        await expect(buttons).to_have_count(len(verbs_from("assigned")))
+        assert sorted(await buttons.evaluate_all("bs => bs.map(b => b.dataset.verb)")) == sorted(
+            verbs_from("assigned")
+        )
+        await page.locator("#move-start").click()
+        await page.locator("#move-submit").click()
+        await expect(page.locator("#view-heading .badge")).to_have_text("In progress")
+        await expect(buttons).to_have_count(len(verbs_from("in_progress")))
+        await page.locator("#move-pause").click()
+        await page.locator("#move-submit").click()
+        await expect(page.locator("#move-problem")).to_have_text("Still missing: Reason")
+        await expect(page.locator("#fact-reason")).to_be_focused()
+        await page.locator("#fact-reason").select_option("waiting_for_customer")
+        await page.locator("#move-submit").click()
+        await expect(page.locator("#view-heading .badge")).to_have_text("Paused")
+        resolution = page.locator('#clocks tr[data-clock="resolution"]')
+        await expect(resolution).to_contain_text("paused: Waiting for the customer")
+        stored = expect_status(await api.get(f"/api/v1/complaints/{done['id']}"), 200)
+        assert stored["status"] == "paused"
+
+    async def test_a_complaint_of_another_agent_is_not_found(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        done = await register(api, complaint_body())
+        stranger = await api.agent()
+        page = await desk_of(new_page, stranger, f"#case/{done['id']}")
+        await expect(page.locator("#view-heading")).to_have_text("No such complaint")
+        await expect(page.locator("#errors")).to_contain_text("does not exist")
+        await expect(page.locator("#case-facts")).to_have_count(0)
+
+    async def test_notes_and_files_are_added_and_hostile_text_stays_text(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        handler = await api.agent()
+        done = await register(api, complaint_body(grounds=HOSTILE))
+        await move(api, done["id"], "assign", {"assignee": handler["id"]})
+        page = await desk_of(new_page, handler, f"#case/{done['id']}")
+        dialogs: list[str] = []
+        page.on("dialog", lambda dialog: dialogs.append(dialog.message))
+        await expect(page.locator("#case-facts")).to_contain_text(HOSTILE)
+        await page.locator("#note-text").fill(HOSTILE)
+        await page.locator("#note-submit").click()
+        await expect(page.locator("#notes .note")).to_contain_text(HOSTILE)
+        receipt: FilePayload = {"name": FILE_NAME, "mimeType": "text/plain", "buffer": RECEIPT}
+        await page.locator("#file-input").set_input_files(files=[receipt])
+        await page.locator("#file-submit").click()
+        await expect(page.locator("#files .file")).to_contain_text(FILE_NAME)
+        async with page.expect_download() as download:
+            await page.locator("#files .file button").click()
+        saved = await download.value
+        assert await asyncio.to_thread(Path(await saved.path()).read_bytes) == RECEIPT
+        assert await page.locator("main script, main img").count() == 0
+        assert dialogs == []
+
+
+class TestList:
+    async def test_filters_narrow_the_list_and_a_case_opens_from_the_keyboard(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor()
+        first = await register(api, complaint_body())
+        elsewhere = {**complaint_body()["matter"], "branch": "Jing'an"}
+        second = await register(api, complaint_body(matter=elsewhere))
+        await move(api, second["id"], "classify", {"categories": ["fees"], "severity": "low"})
+        page = await desk_of(new_page, boss)
+        rows = page.locator("#complaints tbody tr")
+        await expect(rows).to_have_count(2)
+        await page.locator("#filter-status").select_option("classified")
+        await page.locator("#filter-apply").click()
+        await expect(rows).to_have_count(1)
+        await expect(rows.first).to_have_attribute("data-reference", second["reference"])
+        await expect(page).to_have_url(re.compile(r"#list\?status=classified$"))
+        link = rows.first.get_by_role("link", name=second["reference"])
+        await link.focus()
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#case-reference")).to_have_text(second["reference"])
+        await expect(page.locator("#view-heading")).to_be_focused()
+        await page.go_back()
+        await expect(rows).to_have_count(1)
+        assert first["reference"] not in await page.locator("#complaints").inner_text()
+
+
+class TestPage:
+    async def test_without_a_session_the_desk_goes_to_sign_in(self, new_page: NewPage) -> None:
+        page = await new_page()
+        await page.goto("/desk#new")
+        await expect(page).to_have_url(re.compile(r"/signin\?next=%2Fdesk$"))
+
+    async def test_no_accessibility_violations(self, api: Api, new_page: NewPage) -> None:
+        handler = await api.agent(name="Li Lei")
+        done = await register(api, complaint_body())
+        await move(api, done["id"], "assign", {"assignee": handler["id"]})
+        await move(api, done["id"], "start")
+        page = await new_page()
+        await page.set_viewport_size({"width": 1400, "height": 1000})
+        await open_signed_in(page, "/desk", handler["username"])
+        await expect(page.locator("#complaints tbody tr")).to_have_count(1)
+        assert await axe_violations(page, ("critical", "serious")) == []
+        await page.goto("/desk#new")
+        await expect(page.locator("#register")).to_be_visible()
+        assert await axe_violations(page, ("critical", "serious")) == []
+        await page.goto(f"/desk#case/{done['id']}")
+        await expect(page.locator("#suggested-categories")).to_be_visible()
+        assert await axe_violations(page, ("critical", "serious")) == []
+
+    async def test_a_chinese_browser_gets_the_desk_in_chinese(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        agent = await api.agent()
+        page = await desk_of(new_page, agent, "#new", locale="zh-CN")
+        await expect(page.locator("#view-heading")).to_have_text("登记投诉")
+        missing = "尚缺：投诉人姓名、联系方式"  # noqa: RUF001
+        await expect(page.locator("#reg-missing")).to_contain_text(missing)
+
+
+class TestRules:
+    async def test_the_rules_the_pages_read_are_the_service_tables(self, api: Api) -> None:
+        answer = await api.client.get("/pages/rules.json")
+        rules = expect_status(answer, 200)
+        moves = {(m["from"], m["verb"]): m["to"] for m in rules["complaints"]["moves"]}
+        assert moves == {(s.value, e.value): t.value for (s, e), t in lifecycle.moves().items()}
+        for event in lifecycle.ComplaintEvent:
+            assert rules["complaints"]["needs"][event.value] == sorted(lifecycle.needs(event))
+        table = {
+            (role, resource, action): rule
+            for role, resources in rules["access"].items()
+            for resource, actions in resources.items()
+            for action, rule in actions.items()
+        }
+        assert table == {(r, s.value, a.value): rule.value for (r, s, a), rule in POLICY.items()}
+        cached = {"If-None-Match": answer.headers["etag"]}
+        again = await api.client.get("/pages/rules.json", headers=cached)
+        assert again.status_code == 304

@@ -1,0 +1,186 @@
+"""The IVR page in a real browser: each flow version drawn from its document, an upload the
+service refuses drawn with its problems on their nodes (and nothing stored), a good upload
+listed and activated, what an agent may not do not offered, hostile text shown as text."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from playwright.async_api import Page, expect
+
+from app.ivr.flow import DEMO_FLOWS
+from tests.fixtures.factories import Api
+from tests.fixtures.factories import expect as expect_status
+from tests.routing.acd import queue
+from tests.web.conftest import NewPage, axe_violations, open_signed_in
+
+CONSUMER_LINE = DEMO_FLOWS / "consumer_line.yaml"
+
+
+async def catalogue(api: Api) -> None:
+    """The queues and skills the demo flows name."""
+    for skill in ("credit_card", "complaints"):
+        expect_status(await api.post("/api/v1/skills", {"name": skill, "description": "demo"}), 201)
+    for name in ("credit-cards", "complaints", "general"):
+        await queue(api, name=name, channels=["voice", "callback"])
+
+
+async def uploaded(api: Api, path: Path = CONSUMER_LINE) -> dict[str, Any]:
+    headers = {"Content-Type": "application/yaml"}
+    answer = await api.client.post(
+        "/api/v1/ivr/flows",
+        content=await asyncio.to_thread(path.read_bytes),
+        headers={**api.headers, **headers},
+    )
+    return expect_status(answer, 201)  # type: ignore[no-any-return]
+
+
+async def flow_count(api: Api) -> int:
+    return len(expect_status(await api.get("/api/v1/ivr/flows"), 200)["items"])
+
+
+def refused_draft() -> str:
+    """consumer_line as version 2 with two mistakes on two nodes: a menu option and the
+    caller lookup's ``found`` branch lead to no node."""
+    document = yaml.safe_load(CONSUMER_LINE.read_text(encoding="utf-8"))
+    document["version"] = 2
+    document["nodes"]["main"]["options"][0]["next"] = "nowhere"
+    document["nodes"]["identify_caller"]["found"] = "no_such_menu"
+    return yaml.safe_dump(document, allow_unicode=True, sort_keys=False)
+
+
+async def ivr_of(new_page: NewPage, user: dict[str, Any], locale: str = "en-GB") -> Page:
+    page = await new_page(locale=locale)
+    await open_signed_in(page, "/ivr", user["username"])
+    return page
+
+
+async def upload_text(page: Page, text: str) -> None:
+    await page.locator("#flow-text").fill(text)
+    await page.locator("#upload-submit").click()
+
+
+class TestDiagram:
+    async def test_a_flow_is_drawn_from_its_document(self, api: Api, new_page: NewPage) -> None:
+        await catalogue(api)
+        flow = await uploaded(api)
+        boss = await api.supervisor()
+        page = await ivr_of(new_page, boss)
+        await expect(page.locator("#diagram-heading")).to_have_text("consumer_line version 1")
+        nodes = page.locator("#diagram g.node")
+        await expect(nodes).to_have_count(len(flow["document"]["nodes"]))
+        start = page.locator(f'#diagram g.node[data-node="{flow["document"]["start"]}"]')
+        await expect(start).to_have_class(re.compile(r"\bstart\b"))
+        edge = page.locator('#diagram g.edge[data-from="main"][data-to="card_complaints"]')
+        await expect(edge.locator("text")).to_have_text("key 1")
+        row = page.locator('#nodes tr[data-node="main"]')
+        await expect(row).to_contain_text("key 1 → card_complaints")
+        await expect(page.locator("#diagram g.node.invalid")).to_have_count(0)
+
+    async def test_a_refused_upload_shows_each_problem_on_its_node_and_stores_nothing(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        await catalogue(api)
+        await uploaded(api)
+        boss = await api.supervisor()
+        page = await ivr_of(new_page, boss)
+        await upload_text(page, refused_draft())
+        heading = page.locator("#diagram-heading")
+        await expect(heading).to_contain_text("Refused draft: consumer_line version 2")
+        main = page.locator('#diagram g.node[data-node="main"]')
+        await expect(main).to_have_class(re.compile(r"\binvalid\b"))
+        await expect(main.locator(".problem-count")).to_have_text(re.compile(r"^[1-9]\d* problem"))
+        await expect(page.locator('#diagram g.node.missing[data-node="nowhere"]')).to_have_count(1)
+        await expect(page.locator('#nodes tr[data-node="main"] .problems')).to_contain_text(
+            "options[0].next"
+        )
+        identify = page.locator('#diagram g.node[data-node="identify_caller"]')
+        await expect(identify).to_have_class(re.compile(r"\binvalid\b"))
+        problems = page.locator('#nodes tr[data-node="identify_caller"] .problems')
+        await expect(problems).to_contain_text("found")
+        broken = page.locator('#diagram g.edge.invalid[data-to="no_such_menu"]')
+        await expect(broken).to_have_count(1)
+        await expect(page.locator("#upload-problem")).to_contain_text("the flow cannot be used")
+        assert await flow_count(api) == 1
+        await page.locator('#nodes tr[data-node="nowhere"] button').click()
+        await expect(page.locator('#diagram g.node.selected[data-node="nowhere"]')).to_have_count(1)
+
+    async def test_a_good_upload_is_listed_and_can_be_activated(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        await catalogue(api)
+        boss = await api.supervisor()
+        page = await ivr_of(new_page, boss)
+        await expect(page.locator("#flows")).to_contain_text("No flow has been uploaded.")
+        await page.locator("#flow-file").set_input_files(str(CONSUMER_LINE))
+        await expect(page.locator("#flow-text")).to_have_value(re.compile("name: consumer_line"))
+        await page.locator("#upload-submit").click()
+        await expect(page.locator("#diagram-heading")).to_have_text("consumer_line version 1")
+        listed = page.locator('#flows tr[data-name="consumer_line"]')
+        await expect(listed).to_contain_text("not active")
+        await page.locator("#activate").click()
+        await expect(listed.locator(".badge.ok")).to_have_text("+864006695561")
+        [stored] = expect_status(await api.get("/api/v1/ivr/flows"), 200)["items"]
+        assert stored["active_numbers"] == ["+864006695561"]
+
+    async def test_a_hostile_name_in_a_refused_draft_is_shown_as_text(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor()
+        page = await ivr_of(new_page, boss)
+        dialogs: list[str] = []
+        page.on("dialog", lambda dialog: dialogs.append(dialog.message))
+        hostile = '<img src=x onerror="alert(1)">'
+        draft = {"name": "x", "start": hostile, "nodes": {hostile: {"type": "hangup"}}}
+        await upload_text(page, yaml.safe_dump(draft))
+        node = page.locator("#diagram g.node").filter(has_text=hostile)
+        await expect(node).to_have_count(1)
+        await expect(page.locator("#nodes")).to_contain_text(hostile)
+        assert await page.locator("main img").count() == 0
+        assert dialogs == []
+
+
+class TestAccess:
+    async def test_without_a_session_the_page_goes_to_sign_in(self, new_page: NewPage) -> None:
+        page = await new_page()
+        await page.goto("/ivr")
+        await expect(page).to_have_url(re.compile(r"/signin\?next=%2Fivr$"))
+
+    async def test_an_agent_sees_the_diagrams_but_no_upload_or_activation(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        await catalogue(api)
+        await uploaded(api)
+        agent = await api.agent()
+        page = await ivr_of(new_page, agent)
+        await expect(page.locator("#diagram g.node").first).to_be_visible()
+        await expect(page.locator("#upload-panel")).to_be_hidden()
+        await expect(page.locator("#activate")).to_have_count(0)
+
+
+class TestPage:
+    async def test_no_accessibility_violations(self, api: Api, new_page: NewPage) -> None:
+        await catalogue(api)
+        await uploaded(api)
+        boss = await api.supervisor(name="Zhang Wei")
+        page = await new_page()
+        await page.set_viewport_size({"width": 1500, "height": 1000})
+        await open_signed_in(page, "/ivr", boss["username"])
+        await upload_text(page, refused_draft())
+        await expect(page.locator("#diagram g.node.invalid").first).to_be_visible()
+        assert await axe_violations(page, ("critical", "serious")) == []
+
+    async def test_a_chinese_browser_gets_the_page_in_chinese(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        await catalogue(api)
+        await uploaded(api)
+        boss = await api.supervisor()
+        page = await ivr_of(new_page, boss, locale="zh-CN")
+        await expect(page.locator("#diagram-heading")).to_have_text("consumer_line 第 1 版")
+        main = page.locator('#nodes tr[data-node="main"]')
+        await expect(main).to_contain_text("按 1 → card_complaints")

@@ -1,0 +1,159 @@
+"""The reports page in a real browser: a range picked, the report shown and downloaded as CSV
+and JSON, a range the service refuses named on its field, an agent told the reports are not
+for them, the page accessible and in both languages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from playwright.async_api import Page, expect
+
+from app.config import Settings
+from app.main import create_app
+from app.routing.reports_router import router as reports_router
+from tests.fixtures.factories import Api
+from tests.routing.acd import contact, queue
+from tests.web.conftest import NewPage, axe_violations, open_signed_in, with_pages
+
+REPORTS = "/api/v1/reports/queues"
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """The app with the pages and the routing reports (if it does not serve them yet)."""
+    application = with_pages(create_app(settings))
+    if not any(getattr(route, "path", None) == REPORTS for route in application.routes):
+        application.include_router(reports_router)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+async def reports_of(new_page: NewPage, user: dict[str, Any], locale: str = "en-GB") -> Page:
+    page = await new_page(locale=locale)
+    await open_signed_in(page, "/reports", user["username"])
+    await expect(page.locator("#report-panel")).to_be_visible()
+    return page
+
+
+async def downloaded(page: Page, button: str) -> tuple[str, str]:
+    """Click a download button: the file's suggested name and its text."""
+    async with page.expect_download() as started:
+        await page.locator(button).click()
+    download = await started.value
+    path = Path(await download.path())
+    return download.suggested_filename, await asyncio.to_thread(path.read_text, "utf-8-sig")
+
+
+class TestReports:
+    async def test_a_queue_report_is_shown_and_downloaded_as_csv_and_json(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor()
+        cards = await queue(api, name="cards")
+        await contact(api, cards["name"])
+        await contact(api, cards["name"])
+        page = await reports_of(new_page, boss)
+        await page.locator("#report-interval").select_option("1d")
+        await page.locator("#report-show").click()
+        table = page.locator("#report-table")
+        await expect(table.locator("thead")).to_contain_text("Offered")
+        row = table.locator("tbody tr").filter(has_text="cards")
+        await expect(row).to_have_count(1)
+        offered = await table.locator("thead th").all_inner_texts()
+        assert (await row.locator("th, td").all_inner_texts())[offered.index("Offered")] == "2"
+
+        name, text = await downloaded(page, "#download-csv")
+        assert name == "queues.csv"
+        header, *lines = text.strip().splitlines()
+        assert header.split(",")[:4] == ["bucket_start", "bucket_end", "queue_id", "queue"]
+        assert any(",cards," in line for line in lines)
+
+        name, text = await downloaded(page, "#download-json")
+        assert name.endswith(".json")
+        [answered] = [r for r in json.loads(text)["rows"] if r["queue"] == "cards"]
+        assert answered["offered"] == 2
+
+    async def test_an_agent_report_names_the_agents(self, api: Api, new_page: NewPage) -> None:
+        boss = await api.supervisor()
+        agent = await api.agent(name="Li Lei")
+        await api.set_status(agent["id"], "available")
+        page = await reports_of(new_page, boss)
+        await page.get_by_label("Agents").check()
+        await expect(page.locator("#report-subject-label")).to_have_text("Agent")
+        options = page.locator("#report-subject option")
+        await expect(options.filter(has_text="Li Lei")).to_have_count(1)
+        await page.locator("#report-show").click()
+        await expect(page.locator("#report-table thead")).to_contain_text("Occupancy %")
+        await expect(page.locator("#report-table tbody")).to_contain_text("Li Lei")
+
+    async def test_a_range_the_service_refuses_is_named_on_its_field(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor()
+        page = await reports_of(new_page, boss)
+        await page.locator("#report-from").fill("2026-11-20T10:00")
+        await page.locator("#report-to").fill("2026-11-19T10:00")
+        await page.locator("#report-show").click()
+        await expect(page.locator("#report-problem")).to_contain_text("to: must be after `from`")
+        await expect(page.locator("#report-to")).to_have_attribute("aria-invalid", "true")
+        await expect(page.locator("#result")).to_be_hidden()
+
+    async def test_an_empty_range_is_named_before_anything_is_sent(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor()
+        page = await reports_of(new_page, boss)
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url) if "/reports/" in r.url else None)
+        await page.locator("#report-from").fill("")
+        await page.locator("#download-csv").click()
+        await expect(page.locator("#report-problem")).to_have_text("Still missing: From")
+        await expect(page.locator("#report-from")).to_be_focused()
+        assert requests == []
+
+
+class TestAccess:
+    async def test_without_a_session_the_page_goes_to_sign_in(self, new_page: NewPage) -> None:
+        page = await new_page()
+        await page.goto("/reports")
+        await expect(page).to_have_url(re.compile(r"/signin\?next=%2Freports$"))
+
+    async def test_an_agent_is_told_the_reports_are_not_for_them(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        agent = await api.agent()
+        page = await new_page()
+        await open_signed_in(page, "/reports", agent["username"])
+        await expect(page.locator("#not-yours")).to_be_visible()
+        await expect(page.locator("#report-panel")).to_be_hidden()
+
+
+class TestPage:
+    async def test_no_accessibility_violations(self, api: Api, new_page: NewPage) -> None:
+        boss = await api.supervisor(name="Zhang Wei")
+        for name in ("cards", "general"):
+            await queue(api, name=name)
+        for _ in range(3):
+            await contact(api, "cards")
+        page = await new_page()
+        await page.set_viewport_size({"width": 1500, "height": 900})
+        await open_signed_in(page, "/reports", boss["username"])
+        await page.locator("#report-interval").select_option("1h")
+        await page.locator("#report-show").click()
+        await expect(page.locator("#report-table tbody tr").first).to_be_visible()
+        assert await axe_violations(page, ("critical", "serious")) == []
+
+    async def test_a_chinese_browser_gets_the_page_in_chinese(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor()
+        page = await reports_of(new_page, boss, locale="zh-CN")
+        await expect(page.locator("#report-heading")).to_have_text("按时间范围出具报表")
+        await expect(page.locator("#download-csv")).to_have_text("下载 CSV")

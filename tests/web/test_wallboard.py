@@ -1,0 +1,140 @@
+"""The wallboard in a real browser: its figures move as contacts come and go, a complaint
+registered on the desk shows at risk once its clock passes 80 %, an agent is refused, hostile
+text stays text, the page is accessible and in both languages."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import FastAPI
+from playwright.async_api import Page, expect
+
+from tests.complaints.test_registration import Clock
+from tests.fixtures.factories import Api
+from tests.fixtures.factories import expect as expect_status
+from tests.routing.acd import contact, queue
+from tests.web.conftest import NewPage, axe_violations, open_signed_in
+from tests.web.test_desk import fill_registration, registered_reference
+
+HOSTILE = '<script>alert(1)</script><img src=x onerror="alert(2)">'
+RESOLUTION = timedelta(days=3)  # the desk's default resolution clock
+
+
+async def wallboard_of(new_page: NewPage, user: dict[str, Any], locale: str = "en-GB") -> Page:
+    page = await new_page(locale=locale)
+    await open_signed_in(page, "/wallboard", user["username"])
+    return page
+
+
+def cell(page: Page, queue_name: str, field: str) -> Any:
+    return page.locator(f'#queues tr[data-queue="{queue_name}"] td[data-field="{field}"]')
+
+
+class TestLiveFigures:
+    async def test_waiting_offered_and_abandoned_move_as_contacts_come_and_go(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor()
+        cards = await queue(api, name="cards", service_level={"short_abandon_s": 0})
+        page = await wallboard_of(new_page, boss)
+        await expect(cell(page, "cards", "waiting")).to_have_text("0")
+        first = await contact(api, cards["name"])
+        await contact(api, cards["name"])
+        await expect(cell(page, "cards", "waiting")).to_have_text("2")
+        await expect(cell(page, "cards", "offered")).to_have_text("2")
+        await expect(page.locator("#overall-waiting .tile-value")).to_have_text("2")
+        expect_status(await api.post(f"/api/v1/contacts/{first['id']}/abandon"), 200)
+        await expect(cell(page, "cards", "waiting")).to_have_text("1")
+        await expect(cell(page, "cards", "abandoned")).to_have_text("1 (0 short)")
+        await expect(page.locator("#overall-waiting .tile-value")).to_have_text("1")
+        await page.get_by_label("Today").check()
+        await expect(cell(page, "cards", "offered")).to_have_text("2")
+        await expect(page.locator("#queues caption")).to_have_text("Every queue today")
+
+    async def test_an_away_reason_is_shown_as_text(self, api: Api, new_page: NewPage) -> None:
+        boss = await api.supervisor()
+        await queue(api, name="cards")
+        agent = await api.agent()
+        expect_status(await api.set_status(agent["id"], "away", HOSTILE[:64]), 200)
+        page = await wallboard_of(new_page, boss)
+        reasons = page.locator("#agents .reasons")
+        await expect(reasons).to_contain_text("<script>alert(1)</script>")
+        assert await page.locator("#agents script, #agents img").count() == 0
+
+
+class TestComplaintsAtRisk:
+    async def test_a_complaint_registered_on_the_desk_is_at_risk_past_80_percent(
+        self, app: FastAPI, api: Api, new_page: NewPage
+    ) -> None:
+        clock = Clock(datetime.now(UTC).replace(microsecond=0))
+        app.state.complaint_clock = clock
+        boss = await api.supervisor()
+        agent = await api.agent()
+        desk = await new_page()
+        await open_signed_in(desk, "/desk", agent["username"])
+        await desk.goto("/desk#new")
+        await fill_registration(desk, description="扣款两次")
+        await desk.locator("#reg-submit").click()
+        reference = await registered_reference(desk)
+
+        board = await wallboard_of(new_page, boss)
+        at_risk = board.locator(f'#at-risk-table tr[data-reference="{reference}"]')
+        await expect(board.locator("#complaints-at-risk .tile-value")).to_have_text("0")
+        clock.advance(RESOLUTION * 0.79)
+        await expect(at_risk).to_have_count(0)
+        clock.advance(RESOLUTION * 0.02)
+        await expect(at_risk).to_be_visible()
+        await expect(at_risk).to_contain_text("81%")
+        await expect(board.locator("#complaints-at-risk")).to_have_class(re.compile(r"\bwarn\b"))
+        await expect(board.locator("#complaints-at-risk .tile-value")).to_have_text("1")
+
+
+class TestAccess:
+    async def test_without_a_session_the_wallboard_goes_to_sign_in(self, new_page: NewPage) -> None:
+        page = await new_page()
+        await page.goto("/wallboard")
+        await expect(page).to_have_url(re.compile(r"/signin\?next=%2Fwallboard$"))
+
+    async def test_an_agent_is_refused_by_the_socket_and_told_so(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        agent = await api.agent()
+        page = await new_page()
+        closes: list[int] = []
+        page.on("websocket", lambda ws: ws.on("close", lambda _: closes.append(1)))
+        await open_signed_in(page, "/wallboard", agent["username"])
+        refused = page.locator("#refused")
+        await expect(refused).to_be_visible()
+        await expect(refused).to_contain_text("The wallboard is for supervisors and admins.")
+        await expect(page.locator("#board")).to_be_hidden()
+        await expect(page.locator("#connection")).to_have_attribute("data-state", "refused")
+        assert closes, "the socket was not closed"
+
+
+class TestPage:
+    async def test_no_accessibility_violations(self, api: Api, new_page: NewPage) -> None:
+        boss = await api.supervisor(name="Zhang Wei")
+        for name in ("cards", "general", "mortgages"):
+            await queue(api, name=name)
+        for _ in range(3):
+            await contact(api, "cards")
+        await contact(api, "general")
+        page = await new_page()
+        await page.set_viewport_size({"width": 1600, "height": 1000})
+        await open_signed_in(page, "/wallboard", boss["username"])
+        await expect(cell(page, "cards", "waiting")).to_have_text("3")
+        await expect(page.locator("#chart polyline, #chart circle").first).to_be_attached()
+        assert await axe_violations(page, ("critical", "serious")) == []
+
+    async def test_a_chinese_browser_gets_the_wallboard_in_chinese(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor()
+        await queue(api, name="cards")
+        page = await wallboard_of(new_page, boss, locale="zh-CN")
+        await expect(page.locator("#queues-heading")).to_have_text("队列")
+        await expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+        await page.locator("#language").click()
+        await expect(page.locator("#queues-heading")).to_have_text("Queues")
