@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
@@ -58,6 +60,48 @@ class Settings(BaseSettings):
     )
     twilio_auth_token: SecretStr | None = None
     webhook_secret: SecretStr | None = None
+    # The telephony webhooks (app/ivr, docs/telephony.md).
+    twilio_account_sid: str | None = Field(
+        default=None,
+        description="when set, Twilio requests for any other account (AccountSid) are refused",
+    )
+    twilio_validate: bool = Field(
+        default=True,
+        description="check X-Twilio-Signature; false only in development (a warning is logged "
+        "at every request)",
+    )
+    twilio_voices: dict[str, str] = Field(
+        default_factory=dict,
+        description='the <Say> voice per language, e.g. {"zh-CN": "Polly.Zhiyu"}; none: the '
+        "provider's default",
+    )
+    webhook_replay_window_s: float = Field(
+        default=300,
+        gt=0,
+        le=3600,
+        description="a signed JSON webhook older (or newer) than this is refused as a replay",
+    )
+    telephony_max_body_bytes: int = Field(
+        default=64 * 1024, gt=0, description="largest telephony webhook body accepted (413)"
+    )
+    ivr_hold_music_url: str = Field(
+        default="http://com.twilio.music.classical.s3.amazonaws.com/BusyStrings.mp3",
+        description="what a queued caller hears between announcements (fetched by the provider)",
+    )
+    twilio_api_base_url: str = Field(
+        default="https://api.twilio.com",
+        description="Twilio's REST API (bridging a queued caller, placing callbacks); another "
+        "base URL only for a test double or a proxy",
+    )
+    twilio_api_timeout_s: float = Field(
+        default=5.0, gt=0, le=60, description="how long one request to Twilio's REST API may take"
+    )
+    callback_attempts: int = Field(
+        default=3, ge=1, le=10, description="calls placed for a callback before it is given up"
+    )
+    callback_retry_s: float = Field(
+        default=60.0, ge=0, description="the wait after an unanswered callback before the next"
+    )
 
     tiers: dict[str, TierConfig] = Field(default_factory=default_tiers)
     default_tier: str = "standard"
@@ -131,6 +175,25 @@ class Settings(BaseSettings):
         "sweep expires it; a ringing offer ends within ring timeout + grace + sweep interval",
     )
     ws_client_queue_size: int = Field(default=1000, gt=0)
+    # The wallboard's live figures (docs/websockets.md, "Live figures").
+    wallboard_figures_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="live figures are pushed to open wallboards at least this often (and "
+        "within 0.2 s of a change)",
+    )
+    wallboard_interval: Literal["15m", "30m", "1h"] = Field(
+        default="15m", description="the wallboard's current interval, from local midnight"
+    )
+    wallboard_at_risk_list: int = Field(
+        default=10, ge=0, le=100, description="at-risk complaints the wallboard names"
+    )
+    centre_zone: str = Field(
+        default="Asia/Shanghai",
+        description="the centre's IANA time zone: the wallboard's day and 'due today' start "
+        "at its midnight; the default zone of the routing reports",
+    )
     console_grace_s: float = Field(
         default=30,
         ge=0,
@@ -152,9 +215,10 @@ class Settings(BaseSettings):
         description="largest request body accepted (413 past it), unless a path has its own",
     )
     max_body_bytes_by_path: dict[str, int] = Field(
-        default_factory=dict,
+        default_factory=lambda: {"/api/v1/complaints/*/attachments": 10 * 1024 * 1024 + 64 * 1024},
         description="path prefix -> largest body there (webhooks, uploads); the longest "
-        'matching prefix wins, e.g. {"/api/v1/uploads/": 52428800}',
+        "matching prefix wins and a `*` segment matches any one segment; by default a "
+        "complaint's attachments take 10 MiB (and the multipart framing)",
     )
     # Sign-in and lookups (access and privacy).
     login_failures_per_user: int = Field(
@@ -189,6 +253,15 @@ class Settings(BaseSettings):
     def _tiers_not_empty(cls, value: dict[str, TierConfig]) -> dict[str, TierConfig]:
         if not value:
             raise ValueError("at least one customer tier must be configured")
+        return value
+
+    @field_validator("centre_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Asia/Shanghai)") from exc
         return value
 
     @field_validator("default_phone_region")

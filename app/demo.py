@@ -19,8 +19,9 @@ from app.config import Settings
 from app.customers import service as customers
 from app.customers.schemas import CustomerCreate
 from app.db import create_engine, create_sessionmaker, unit_of_work
+from app.ivr import service as ivr
 from app.routing import service as routing
-from app.routing.schemas import QueueCreate
+from app.routing.schemas import QueueCreate, QueueUpdate
 
 SKILLS = {
     "credit_card": "credit-card accounts, limits and disputes",
@@ -61,7 +62,7 @@ QUEUES: list[dict[str, object]] = [
     {
         "name": "credit-cards",
         "description": "credit-card centre (press 1)",
-        "channels": ["voice", "chat", "app"],
+        "channels": ["voice", "chat", "app", "callback"],
         "strategy": "most_skilled",
         "steps": [
             {"skills": [{"skill": "credit_card", "min_level": 7}], "expires_after_s": 20},
@@ -73,7 +74,7 @@ QUEUES: list[dict[str, object]] = [
     {
         "name": "complaints",
         "description": "complaint hotline (press 0)",
-        "channels": ["voice", "chat", "web", "app", "email", "case"],
+        "channels": ["voice", "chat", "web", "app", "email", "case", "callback"],
         "steps": [{"skills": [{"skill": "complaints", "min_level": 5}], "expires_after_s": 60}],
         "service_level": {"threshold_s": 30, "target_pct": 80},
     },
@@ -89,11 +90,20 @@ CUSTOMERS = [
 
 
 async def _seed_queues(session: AsyncSession) -> None:
+    """Create the demo queues; a demo queue created by an older seed gets the channels the
+    demo flows need (nothing else of it is changed)."""
     for spec in QUEUES:
-        if await routing.get_queue(session, str(spec["name"])) is None:
+        queue = await routing.get_queue(session, str(spec["name"]))
+        if queue is None:
             await routing.create_queue(
                 session, data=QueueCreate.model_validate(spec), actor="system"
             )
+            continue
+        wanted = QueueCreate.model_validate(spec).channels
+        missing = [c for c in wanted if c.value not in queue.channels]
+        if missing:
+            changes = QueueUpdate(channels=[*(Channel(c) for c in queue.channels), *missing])
+            await routing.update_queue(session, queue, changes=changes, actor="system")
 
 
 def demo_password(username: str) -> str:
@@ -146,6 +156,9 @@ async def seed(settings: Settings) -> None:
                     await customers.create(
                         session, data=data_c, settings=settings, today=today, actor="system"
                     )
+            await ivr.install_demo_flows(
+                session, region=settings.default_phone_region, now=datetime.now(UTC)
+            )
     finally:
         await engine.dispose()
     print("Demo centre ready. Sign in with (username / password):")

@@ -19,26 +19,36 @@ from app.accesslog_router import router as access_log_router
 from app.agents.keys_router import router as keys_router
 from app.agents.router import router as agents_router
 from app.agents.security import TokenReader, make_hasher
+from app.complaints.approvals_router import router as complaint_approvals_router
+from app.complaints.archive_router import router as complaint_archive_router
 from app.complaints.assign_router import router as complaints_assign_router
+from app.complaints.attachments_router import router as complaint_attachments_router
 from app.complaints.handlers import router as complaint_clocks_router
 from app.complaints.notes_router import router as complaint_notes_router
+from app.complaints.notices_router import router as complaint_notices_router
 from app.complaints.public_router import router as complaint_public_router
+from app.complaints.reports_router import router as complaint_reports_router
 from app.complaints.router import router as complaints_router
 from app.complaints.suggestions import router as suggestions_router
 from app.config import Settings, get_settings
 from app.customers.router import router as customers_router
 from app.db import unit_of_work
 from app.errors import install_error_handlers
+from app.ivr.router import router as ivr_router
+from app.ivr.telephony_router import router as telephony_router
 from app.limits import install_body_limit
 from app.logging import configure_logging
 from app.metrics import Metrics, MetricsMiddleware
 from app.openapi import install_docs, install_openapi
 from app.realtime.poll import router as events_router
 from app.realtime.ws import router as ws_router
+from app.routing.reports_router import router as routing_reports_router
 from app.routing.router import intake_router
 from app.routing.router import router as routing_router
 from app.runtime import Runtime, timer_registry
 from app.security_headers import install_security
+from app.web.pages_boards import router as boards_pages_router
+from app.web.router import router as pages_router
 
 log = logging.getLogger(__name__)
 
@@ -111,15 +121,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(customers_router)
     app.include_router(access_log_router)
     app.include_router(routing_router)
+    app.include_router(routing_reports_router)
     # before /complaints/{id}/{verb}, which would take their last segment for a verb
     app.include_router(complaint_clocks_router)
     app.include_router(complaints_assign_router)
     app.include_router(complaint_notes_router)
+    app.include_router(complaint_notices_router)
+    app.include_router(complaint_approvals_router)
+    app.include_router(complaint_archive_router)
+    app.include_router(complaint_attachments_router)
+    app.include_router(complaint_reports_router)
     app.include_router(complaint_public_router)
     app.include_router(complaints_router)
     app.include_router(suggestions_router)
+    app.include_router(ivr_router)
+    app.include_router(telephony_router)
     app.include_router(events_router)
     app.include_router(ws_router)
+    app.include_router(pages_router)
+    app.include_router(boards_pages_router)
     install_docs(app)
     install_openapi(app)
     return app

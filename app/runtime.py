@@ -29,12 +29,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app import health, ratelimit
 from app.agents import consoles
 from app.agents import service as agents
+from app.complaints import archive as complaint_archive
+from app.complaints import assign_queue as complaint_assign_queue
 from app.complaints import handlers as complaint_timers
+from app.complaints import search_terms
 from app.complaints import suggestions as complaint_suggestions
 from app.config import Settings
 from app.db import OutageLog, create_driver_pool, create_engine, unit_of_work
 from app.embedded import resolve_database_url
 from app.events import log as event_log
+from app.ivr import bridge as ivr_bridge
 from app.notifications import outbox as notification_outbox
 from app.realtime.hub import EventHub
 from app.routing import admission
@@ -94,6 +98,9 @@ def timer_registry(settings: Settings) -> TimerRegistry:
     notification_outbox.register(registry)
     complaint_suggestions.register(registry)
     complaint_timers.register(registry, settings)
+    complaint_assign_queue.register(registry, settings)
+    complaint_archive.register(registry, settings)
+    ivr_bridge.register(registry, settings)
     registry.register_sweep(
         ratelimit.PRUNE_SWEEP, ratelimit.prune_sweep, every_s=ratelimit.PRUNE_EVERY_S
     )
@@ -151,6 +158,7 @@ class Runtime:
         )
         self.engine = engine
         await check_migrations(engine)
+        await asyncio.to_thread(search_terms.warm)  # jieba's dictionary, before a request needs it
         self.pool = await create_driver_pool(
             url,
             size=settings.driver_pool_size,

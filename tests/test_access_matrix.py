@@ -83,6 +83,15 @@ def signed_in(answer: Answer = 200) -> Row:
 # and its offer and is the agent the agent routes act on; *_other are of the other site.
 EXPECTED: dict[tuple[str, str], Row] = {
     ("GET", "/openapi.json"): public(),
+    ("GET", "/signin"): public(),
+    ("GET", "/console"): public(),
+    ("GET", "/status"): public(),
+    ("GET", "/wallboard"): public(),
+    ("GET", "/desk"): public(),
+    ("GET", "/ivr"): public(),
+    ("GET", "/reports"): public(),
+    ("GET", "/pages/rules.json"): public(),
+    ("GET", "/static/{relative}"): public(404),
     ("GET", "/docs"): public(),
     ("GET", "/docs/oauth2-redirect"): public(),
     ("GET", "/docs/websockets"): public(),
@@ -138,11 +147,65 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/complaints/{complaint_id}/auto-assign"): Row(401, PASS, 404, PASS, 404, PASS),
     ("POST", "/api/v1/complaints/{complaint_id}/notes"): Row(401, 201, 404, 201, 404, 201),
     ("GET", "/api/v1/complaints/{complaint_id}/notes"): Row(401, 200, 404, 200, 404, 200),
+    ("GET", "/api/v1/complaints/reports/summary"): Row(401, 403, 403, 200, 200, 200),
+    ("GET", "/api/v1/reports/queues"): Row(401, 403, 403, 200, 200, 200),
+    ("GET", "/api/v1/reports/agents"): Row(401, 403, 403, 200, 200, 200),
+    ("GET", "/api/v1/complaints/reports/root-causes"): Row(401, 403, 403, 200, 200, 200),
+    ("GET", "/api/v1/complaints/{complaint_id}/notifications"): Row(401, 200, 404, 200, 404, 200),
     # feedback waits for the complaint to be resolved: past the access check, a 409
     ("POST", "/api/v1/complaints/{complaint_id}/feedback"): Row(401, PASS, 404, PASS, 404, PASS),
+    ("POST", "/api/v1/complaints/{complaint_id}/attachments"): Row(401, 201, 404, 201, 404, 201),
+    ("GET", "/api/v1/complaints/{complaint_id}/attachments"): Row(401, 200, 404, 200, 404, 200),
+    ("GET", "/api/v1/complaints/{complaint_id}/attachments/{attachment_id}"): Row(
+        401, 200, 404, 200, 404, 200
+    ),
+    # legal holds are the admin's; the world's complaint is not archived, past the check: a 2xx
+    ("POST", "/api/v1/complaints/{complaint_id}/legal-hold"): Row(401, 403, 403, 403, 403, PASS),
+    ("DELETE", "/api/v1/complaints/{complaint_id}/legal-hold"): Row(401, 403, 403, 403, 403, PASS),
+    ("GET", "/api/v1/complaints/export"): Row(401, 403, 403, 200, 200, 200),
+    # approvals: agent_same asked for approval_id (the world); supervisor_same approves it, so
+    # the decisions after theirs are a 409; an agent never decides (403)
+    ("POST", "/api/v1/complaints/{complaint_id}/approvals"): Row(401, 201, 404, 201, 404, 201),
+    ("GET", "/api/v1/complaints/{complaint_id}/approvals"): Row(401, 200, 404, 200, 404, 200),
+    ("POST", "/api/v1/complaints/{complaint_id}/approvals/{approval_id}/approve"): Row(
+        401, 403, 404, 200, 404, PASS
+    ),
+    ("POST", "/api/v1/complaints/{complaint_id}/approvals/{approval_id}/decline"): Row(
+        401, 403, 404, PASS, 404, PASS
+    ),
+    ("POST", "/api/v1/complaints/{complaint_id}/approvals/{approval_id}/withdraw"): Row(
+        401, PASS, 404, PASS, 404, PASS
+    ),
+    # the IVR: flows are the queues' catalogue (supervisors and admins change it); no call
+    # exists in the world; the report needs a range (422 without one, for everyone signed in)
+    ("POST", "/api/v1/ivr/flows"): Row(401, 403, 403, 201, 201, 201),
+    ("GET", "/api/v1/ivr/flows"): signed_in(),
+    ("GET", "/api/v1/ivr/flows/{flow_id}"): signed_in(),
+    ("POST", "/api/v1/ivr/flows/{flow_id}/activate"): Row(401, 403, 403, 200, 200, 200),
+    ("GET", "/api/v1/ivr/calls/{call_id}"): Row(401, 403, 403, 404, 404, 404),
+    ("GET", "/api/v1/ivr/reports/outcomes"): Row(401, 422, 422, 422, 422, 422),
+    # the telephony provider's webhooks: signed by the provider, never by a token
+    ("POST", "/telephony/twilio/voice"): public(403),
+    ("POST", "/telephony/twilio/wait"): public(403),
+    ("POST", "/telephony/twilio/status"): public(403),
+    ("POST", "/telephony/twilio/callback"): public(403),
+    ("POST", "/telephony/calls/{call_id}/events"): public(403),
     # no sign-in; called without the phone number, so the same 422 for everyone
     ("GET", "/api/v1/public/complaints/{reference}"): public(422),
 }
+
+
+def ivr_flow() -> dict[str, Any]:
+    """The smallest valid flow, under a fresh name."""
+    return {
+        "name": unique("matrix_"),
+        "start": "bye",
+        "keys": {"operator": None},
+        "nodes": {"bye": {"type": "hangup"}},
+    }
+
+
+APPROVAL_TERMS = {"kind": "compensation", "amount": "800.00", "reason": "interest lost"}
 # Rows of routes being added, until the app includes them (empty when every row's route is in).
 NOT_YET_IN_THE_APP: set[tuple[str, str]] = set()
 DIGEST = "SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM \"{}\" t"
@@ -156,6 +219,7 @@ UNTOUCHED_EXCEPT = {
     "app_secrets",
     "console_connections",
     "classifier_state",  # the learning sweep advances its cursor at any moment
+    "notifications",  # the outbox sweep marks queued messages sent at any moment
 }
 
 
@@ -201,6 +265,15 @@ async def complaint(api: Api, *, assignee: int) -> int:
     return int(made["id"])
 
 
+ATTACHMENT = {"file": ("note.txt", b"called back", "text/plain")}
+
+
+async def attachment(api: Api, complaint_id: int) -> int:
+    url = f"/api/v1/complaints/{complaint_id}/attachments"
+    answer = await api.client.post(url, files=ATTACHMENT, headers=api.headers)
+    return int(expect(answer, 201)["id"])
+
+
 @dataclass
 class World:
     callers: dict[str, Api | None]
@@ -238,9 +311,17 @@ class World:
             "queue": q["name"],
             "queue2": q2["name"],
             "key_id": spare_key_id,
-            "complaint_id": await complaint(api, assignee=me),
+            "complaint_id": (complaint_id := await complaint(api, assignee=me)),
+            "attachment_id": await attachment(api, complaint_id),
             "verb": "escalate",
         }
+        asked = await agent_same.post(
+            f"/api/v1/complaints/{ids['complaint_id']}/approvals", APPROVAL_TERMS
+        )
+        ids["approval_id"] = expect(asked, 201)["id"]
+        flow = await api.post("/api/v1/ivr/flows", ivr_flow())
+        ids["flow_id"] = expect(flow, 201)["id"]
+        ids["call_id"] = "CAnone"
         return cls(callers, ids)
 
     def body(self, method: str, path: str) -> Any:
@@ -266,6 +347,13 @@ class World:
             ("POST", "/api/v1/queues"): lambda: {"name": unique("q-"), "channels": ["chat"]},
             ("PATCH", "/api/v1/queues/{queue_ref}"): lambda: {"description": "changed"},
             ("POST", "/api/v1/contacts"): lambda: {"channel": "chat", "queue": self.ids["queue"]},
+            ("POST", "/api/v1/complaints/{complaint_id}/approvals"): lambda: APPROVAL_TERMS,
+            ("POST", "/api/v1/ivr/flows"): ivr_flow,
+            ("POST", "/api/v1/complaints/{complaint_id}/legal-hold"): lambda: {"reason": "case 1"},
+            ("POST", "/api/v1/ivr/flows/{flow_id}/activate"): lambda: {"numbers": ["95561"]},
+            ("POST", "/api/v1/complaints/{complaint_id}/approvals/{approval_id}/decline"): lambda: {
+                "reason": "not justified"
+            },
             ("POST", "/api/v1/contacts/{contact_id}/complete"): lambda: {"disposition": "done"},
             ("POST", "/api/v1/contacts/{contact_id}/transfer"): lambda: {
                 "queue": self.ids["queue2"]
@@ -297,7 +385,9 @@ async def call(world: World, client: Any, role: str, method: str, path: str) -> 
     headers = caller.headers if caller is not None else {}
     kwargs: dict[str, Any] = {"headers": headers, "params": world.params(path)}
     body = world.body(method, path)
-    if body is not None:
+    if (method, path) == ("POST", "/api/v1/complaints/{complaint_id}/attachments"):
+        kwargs["files"] = ATTACHMENT
+    elif body is not None:
         kwargs["json"] = body
     return await client.request(method, world.url(path), **kwargs)  # type: ignore[no-any-return]
 

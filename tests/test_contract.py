@@ -358,6 +358,10 @@ class TestPaging:
             "/api-keys",
             "/complaints",
             "/complaints/{complaint_id}/notes",
+            "/complaints/{complaint_id}/notifications",
+            "/complaints/{complaint_id}/approvals",
+            "/complaints/{complaint_id}/attachments",
+            "/ivr/flows",
         }
 
     async def test_skills_page_by_name(self, api: Api) -> None:

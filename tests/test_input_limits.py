@@ -95,9 +95,16 @@ class SchemaWalk:
             self._schema(where, f"{name}.{{}}", schema["additionalProperties"], seen)
 
 
+# The telephony provider's webhooks check the provider's signature before they read a byte
+# of the body (an unsigned request is a 403 whatever it holds); a signed body that does not
+# parse is a 422 naming the field (tests/ivr/test_json_webhook.py).
+SIGNED_WEBHOOKS = "/telephony/"
+
+
 def integer_inputs() -> list[IntegerInput]:
     app = create_app(Settings(database_url="postgresql://nobody@127.0.0.1/none"))
-    return SchemaWalk(app.openapi()).found
+    found = SchemaWalk(app.openapi()).found
+    return [case for case in found if not case.route.startswith(SIGNED_WEBHOOKS)]
 
 
 def _nest(parts: list[str], value: int) -> tuple[Any, list[str]]:
@@ -425,7 +432,9 @@ async def api_small(small_app: FastAPI) -> AsyncIterator[Api]:
 
 
 class TestDeepSocketFrames:
-    @pytest.mark.parametrize("depth", [5_000, 100_000])
+    # 60,000 deep is 120,000 characters, under the frame's text limit (131,072): the nesting,
+    # not the size, is refused (a longer frame is refused for its size, tests/realtime).
+    @pytest.mark.parametrize("depth", [5_000, 60_000])
     async def test_a_deeply_nested_frame_is_an_error_and_the_socket_stays_open(
         self, app: FastAPI, api: Api, depth: int
     ) -> None:

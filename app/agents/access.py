@@ -55,6 +55,7 @@ class Resource(StrEnum):
     access_log = "access_log"
     api_keys = "api_keys"
     complaints = "complaints"
+    reports = "reports"
 
 
 class Action(StrEnum):
@@ -76,6 +77,8 @@ class Action(StrEnum):
     # events: follow every event (the wallboard)
     stream = "stream"
     revoke = "revoke"
+    # complaints: write them out in bulk, personal data included (CSV, JSON)
+    export = "export"
 
 
 ROLES: Final = ("agent", "supervisor", "admin", "integration")
@@ -139,6 +142,8 @@ POLICY: Final[dict[tuple[str, Resource, Action], Rule]] = {
     ("supervisor", R.complaints, A.list): P.SAME_SITE,
     ("supervisor", R.complaints, A.read): P.SAME_SITE,
     ("supervisor", R.complaints, A.act): P.SAME_SITE,
+    ("supervisor", R.complaints, A.export): P.SAME_SITE,
+    ("supervisor", R.reports, A.read): P.SAME_SITE,
     ("supervisor", R.offers, A.list): P.SAME_SITE,
     ("supervisor", R.offers, A.act): P.OWN,
     ("supervisor", R.events, A.list): P.ALLOW,
@@ -180,7 +185,9 @@ POLICY: Final[dict[tuple[str, Resource, Action], Rule]] = {
     ("admin", R.complaints, A.list): P.ALLOW,
     ("admin", R.complaints, A.read): P.ALLOW,
     ("admin", R.complaints, A.act): P.ALLOW,
-    ("admin", R.complaints, A.manage): P.ALLOW,  # clock policies: recompute open clocks
+    ("admin", R.complaints, A.export): P.ALLOW,
+    ("admin", R.complaints, A.manage): P.ALLOW,  # clock policies; legal holds
+    ("admin", R.reports, A.read): P.ALLOW,
     ("admin", R.api_keys, A.create): P.ALLOW,
     ("admin", R.api_keys, A.list): P.ALLOW,
     ("admin", R.api_keys, A.revoke): P.ALLOW,
