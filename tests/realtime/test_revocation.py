@@ -208,11 +208,15 @@ class TestExpiry:
         agent = await api.agent()
         issued = issue_token(app.state.jwt_secret, agent_id=agent["id"], ttl_s=2)
         expires_at = app.state.tokens.read(issued.access_token).expires_at
-        async with following(url, "/ws/agent", issued.access_token) as (ws, _):
+        # On a busy machine the token may run out before the snapshot is sent: then the socket
+        # closes without one, which is as right.
+        async with client(url, "/ws/agent", issued.access_token) as ws:
             code, reason, received = await closing(ws)
         assert (code, reason) == (4401, EXPIRED)
+        if received and received[0]["type"] == "snapshot":
+            received = received[1:]
         # Only the agent's creation may come (late: the feed trails open transactions).
-        assert {m["event"]["type"] for m in received} <= {"agent.created"}
+        assert {m["event"]["type"] for m in received} <= {"agent.created"}, received
         assert time.time() >= expires_at - 0.05  # closed at the expiry, not before
 
     async def test_sign_in_already_past_its_expiry_by_the_clock_is_revoked(self) -> None:
