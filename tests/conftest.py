@@ -26,8 +26,18 @@ from app.db import plain_url
 from app.main import create_app
 from tests.fixtures.factories import ADMIN_PASSWORD, Api
 
+# The suite runs two workers, a browser and the server on two cores: a starved worker's
+# task can sit inside its transaction for seconds before its turn comes. The server ending
+# such sessions after the service's 10 s would fail the test with a 503 (which
+# tests/test_database_loss.py tests on purpose), so the suite's instances, in this process and
+# in the ones it serves from, allow a minute.
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
+
 
 def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault(
+        "HOTLINE_IDLE_IN_TRANSACTION_TIMEOUT_MS", str(IDLE_IN_TRANSACTION_TIMEOUT_MS)
+    )
     if hasattr(config, "workerinput") or os.environ.get("TEST_DATABASE_URL"):
         return
     from app.embedded import start_embedded
@@ -104,6 +114,7 @@ def make_settings(url: str, **overrides: object) -> Settings:
         "timer_poll_interval_s": 0.05,
         "db_pool_size": 5,
         "driver_pool_size": 2,
+        "idle_in_transaction_timeout_ms": IDLE_IN_TRANSACTION_TIMEOUT_MS,
     }
     values.update(overrides)
     return Settings.model_validate(values)
