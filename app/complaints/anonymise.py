@@ -16,12 +16,22 @@ each (``anonymise``) as ``app.complaints.retention`` says:
 - every note's text and every survey comment become the marker;
 - every attachment's content is removed and its name becomes the marker (its type, size
   and digest stay: the audit trail holds the digest anyway);
-- ``anonymised_at`` is set, an audit entry ``anonymised`` is appended (what was removed, how
-  many notes, comments and files) and a ``complaint.anonymised`` event is recorded.
+- every approval request's reason and decision reason become the marker;
+- every notice the outbox holds about it loses its recipient, subject line and text
+  (``outbox.forget``; one not yet sent is given up);
+- ``anonymised_at`` is set, and the content (the reason and the data: a move's facts and
+  reasons in clear, a hold's reason, the customer's id) of every audit entry but the SLA
+  alerts is removed, its digest kept (``service.redact_audit``, ``chain.redact``); the
+  alerts' data (a clock, a run, an alert, a due time) concerns nobody, and the reports count
+  breaches from it;
+- an audit entry ``anonymised`` is appended (what was removed, how many notes, comments,
+  files, approvals, notices and audit entries), which is what makes the redactions before it
+  valid, and a ``complaint.anonymised`` event is recorded.
 
-Categories, severity, branch, channel, tier, dates, clocks and the audit trail stay, so the
-statistics still count the complaint and its trail still verifies: no entry is touched
-(the trail holds digests, never the personal data), one is added.
+Categories, severity, branch, channel, tier, dates, clocks and the audit trail's entries
+(who, what, when, from which status to which) stay, so the statistics still count the
+complaint and its trail still verifies: each entry's hash covers its content through a
+digest, which stays (``app.complaints.chain``).
 
 A hold placed while the sweep runs waits for the complaint's lock and then finds it
 anonymised (a 409); a sweep that reaches a held complaint passes it over. The table
@@ -36,12 +46,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.complaints import search_terms, service
+from app.complaints import chain, deadlines, search_terms, service
+from app.complaints.approval_models import ComplaintApproval
 from app.complaints.archive_events import RecordEventType, record_event
 from app.complaints.attachments import ComplaintAttachment
+from app.complaints.events import SUBJECT
 from app.complaints.lifecycle import ComplaintStatus
 from app.complaints.models import Complaint
 from app.complaints.notes import ComplaintFeedback, ComplaintNote
@@ -55,11 +67,14 @@ from app.complaints.retention import (
 )
 from app.customers.models import Customer
 from app.db import database_unavailable
+from app.notifications import outbox
 
 log = logging.getLogger(__name__)
 
 ACTOR: Final = "system"
-ACTION: Final = "anonymised"  # the audit trail's action
+ACTION: Final = chain.REDACTING_ACTION  # the audit trail's action
+KEPT_ENTRIES: Final = frozenset(deadlines.ALERT_ACTIONS)
+"""The audit entries whose content anonymisation keeps: it concerns nobody."""
 
 
 async def due_for_retention(
@@ -122,10 +137,25 @@ async def _clear_records(session: AsyncSession, complaint_id: int) -> dict[str, 
         .values(content=None, name=MARKER)
         .returning(ComplaintAttachment.id)
     )
+    decided = ComplaintApproval.decision_reason
+    approvals = (
+        update(ComplaintApproval)
+        .where(ComplaintApproval.complaint_id == complaint_id)
+        .values(reason=MARKER, decision_reason=case((decided.is_(None), None), else_=MARKER))
+        .returning(ComplaintApproval.id)
+    )
     counts: dict[str, int] = {}
-    for name, stmt in (("notes", notes), ("comments", comments), ("attachments", files)):
+    for name, stmt in (
+        ("notes", notes),
+        ("comments", comments),
+        ("attachments", files),
+        ("approvals", approvals),
+    ):
         done = await session.execute(stmt.execution_options(synchronize_session=False))
         counts[name] = len(done.all())
+    counts["notices"] = await outbox.forget(
+        session, subject_type=SUBJECT, subject_id=complaint_id, marker=MARKER
+    )
     return counts
 
 
@@ -135,6 +165,8 @@ async def anonymise(session: AsyncSession, complaint: Complaint, *, now: datetim
     _clear_row(complaint)
     counts = await _clear_records(session, complaint.id)
     complaint.anonymised_at = now
+    await session.flush()  # the trigger lets an entry be redacted once this is stored
+    counts["audit_entries"] = await service.redact_audit(session, complaint.id, keep=KEPT_ENTRIES)
     data: dict[str, Any] = {"columns": [*PERSONAL_COLUMNS, *UNLINKED], **counts}
     step = service.Step(ACTION, complaint.status, complaint.status, data=data)
     service.write_audit(session, complaint, step, actor=ACTOR, at=now)

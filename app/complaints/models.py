@@ -21,9 +21,12 @@ so the lists can filter on it with an index. The functions at the end read a clo
 
 ``complaint_audit`` is append-only: one row per step, ``(complaint_id, seq)`` unique, each
 row chained to the one before (``app.complaints.chain``). The migration adds a trigger that
-refuses UPDATE and DELETE; the chain is what detects tampering by whoever can drop the
-trigger. ``complaints.audit_seq`` and ``audit_hash`` record the head of the chain, so a
-removed last entry is detected too.
+refuses UPDATE and DELETE, but for one UPDATE: anonymisation's redaction, which empties an
+entry's ``reason`` and ``data`` and stores their digest in ``content_sha256`` (the hash
+covers the content through that digest, so the chain still verifies), on a complaint already
+anonymised. The chain is what detects tampering by whoever can drop the trigger.
+``complaints.audit_seq`` and ``audit_hash`` record the head of the chain, so a removed last
+entry is detected too.
 """
 
 from __future__ import annotations
@@ -230,6 +233,10 @@ class ComplaintAudit(Base):
     after: Mapped[str | None] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    content_sha256: Mapped[str | None] = mapped_column(
+        String(64),
+        comment="redacted: the digest of the reason and data removed; null while they are kept",
+    )
     prev_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     hash: Mapped[str] = mapped_column(String(64), nullable=False)
 

@@ -22,9 +22,14 @@ trail need. The tables below are the whole rule:
 - ``KEPT_LINKED``: of each registration linked to it, only when, by whom and through which
   channel, and the branch and the time of the matter.
 
-Categories, severity, branch, channel, tier, every timestamp, the clocks and the audit trail
-are untouched: the trail holds no personal data (facts enter it as digests), so it verifies
-after anonymisation as before, with one more entry recording it.
+The records around the complaint lose their free text too (``app.complaints.anonymise``):
+notes, survey comments, attachments' names and content, approval requests' reasons, the
+outbox's copies of the contact details and of what the customer was told, and the content
+(reason and data) of the audit trail's entries. The trail keeps who did what and when, and
+each entry's content as a digest, so it still verifies, with one more entry recording the
+anonymisation (``app.complaints.chain``).
+
+Categories, severity, branch, channel, tier, every timestamp and the clocks are untouched.
 
 Pure: no I/O and no clock; the sweeps pass ``now``.
 """

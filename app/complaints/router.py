@@ -169,7 +169,8 @@ def summary(complaint: Complaint) -> dict[str, Any]:
 
 
 def entry_out(row: ComplaintAudit) -> AuditEntryOut:
-    return AuditEntryOut.model_validate(service.entry_of(row))
+    entry = service.entry_of(row)
+    return AuditEntryOut.model_validate({**entry, "redacted": entry["content_sha256"] is not None})
 
 
 def complaint_out(

@@ -132,6 +132,14 @@ class AuditEntryOut(BaseModel):
     after: str | None
     reason: str | None
     data: dict[str, Any]
+    content_sha256: str | None = Field(
+        default=None,
+        description="set once the entry's reason and data were removed by anonymisation: "
+        "the digest of what they were, which the chain still commits to",
+    )
+    redacted: bool = Field(
+        default=False, description="the reason and data were removed by anonymisation"
+    )
     prev_hash: str
     hash: str
 

@@ -36,9 +36,10 @@ counts only the time the complaint was being handled.
 **The audit trail** gets one entry per registration, link and move, in the same transaction,
 chained by ``app.complaints.chain``; the complaint row keeps the head (``audit_seq``,
 ``audit_hash``), so ``audit_trail`` can tell a verified chain from an altered, reordered or
-shortened one. Entries hold no personal data: the complainant and the matter enter the chain
-as a digest of the facts as registered (``facts_sha256``), so personal data can later be
-anonymised without breaking verification.
+shortened one. The complainant and the matter enter the chain as a digest of the facts as
+registered (``facts_sha256``); a move's facts and reason are written in clear, as the
+entry's content, which the chain covers through a digest so that anonymisation can remove it
+(``chain.redact``) and the trail still verifies.
 
 Extension points: the assignment engine, the SLA timers (warnings and breaches read
 ``complaint_clocks``), notifications and the classifier's learning hook into the handlers
@@ -50,7 +51,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import unicodedata
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -173,7 +174,7 @@ async def audit_entries(session: AsyncSession, complaint_id: int) -> list[Compla
 
 def entry_of(row: ComplaintAudit) -> dict[str, Any]:
     """An audit row as the chain reads it."""
-    names = (*chain.FIELDS, "prev_hash", "hash")
+    names = (*chain.FIELDS, "content_sha256", "prev_hash", "hash")
     return {name: getattr(row, name) for name in names}
 
 
@@ -308,6 +309,22 @@ def write_audit(
     linked = chain.link(complaint.audit_hash or chain.GENESIS, entry)
     session.add(ComplaintAudit(**linked))
     complaint.audit_seq, complaint.audit_hash = seq, linked["hash"]
+
+
+async def redact_audit(
+    session: AsyncSession, complaint_id: int, *, keep: Collection[str] = ()
+) -> int:
+    """Remove the content of the complaint's audit entries (but those whose action is in
+    ``keep``), keeping each digest; returns how many were redacted. Only for a complaint
+    being anonymised: the caller appends the entry that records it (``chain.redact``)."""
+    redacted = 0
+    for row in await audit_entries(session, complaint_id):
+        if row.action in keep or chain.is_redacted(entry_of(row)):
+            continue
+        done = chain.redact(entry_of(row))
+        row.reason, row.data, row.content_sha256 = None, {}, done["content_sha256"]
+        redacted += 1
+    return redacted
 
 
 def _due_text(complaint: Complaint) -> str | None:

@@ -31,6 +31,11 @@ or marked ``dead`` if that was its last attempt. Delivery is therefore at least 
 exactly once whenever senders finish what they start; the lease must exceed the send
 timeout, which ``DeliveryPolicy`` enforces.
 
+**Forget.** ``forget`` removes the copies of a customer's contact details (and the text
+told them) from every notice about a subject whose personal data is being removed, such as
+an anonymised complaint: the rows stay, so the counts of what was sent do too, and a notice
+not yet sent never will be.
+
 **Run.** Every instance's timer worker runs ``deliver_due`` as a periodic sweep
 (``register``), with the database's ``now`` as the clock; tests pass their own ``now``.
 """
@@ -42,7 +47,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -60,6 +65,7 @@ from app.timers.worker import Sweep, TimerRegistry
 DELIVERY_SWEEP = "notifications.deliver"
 LEASE_MARGIN = timedelta(seconds=30)
 ERROR_LIMIT = 500
+FORGOTTEN = "not sent: its recipient's data was removed"
 MAX_DOUBLINGS = 20  # the cap is reached long before; keeps the product a timedelta
 
 
@@ -184,6 +190,33 @@ async def list_for(
         .order_by(Notification.id)
     )
     return rows.all()
+
+
+async def forget(
+    session: AsyncSession, *, subject_type: str, subject_id: str | int, marker: str
+) -> int:
+    """Replace the recipient, subject line and text of every notice about a subject with
+    ``marker`` (the subject's personal data is being removed); a notice not yet sent is
+    given up as ``failed``. Returns how many notices were changed."""
+    pending = Notification.status.in_([s.value for s in PENDING])
+    done = await session.execute(
+        update(Notification)
+        .where(
+            Notification.subject_type == subject_type,
+            Notification.subject_id == str(subject_id),
+        )
+        .values(
+            recipient=marker,
+            subject=case((Notification.subject.is_(None), None), else_=marker),
+            body=marker,
+            status=case((pending, Status.failed.value), else_=Notification.status),
+            next_attempt_at=None,
+            last_error=case((pending, FORGOTTEN), else_=Notification.last_error),
+        )
+        .returning(Notification.id)
+        .execution_options(synchronize_session=False)
+    )
+    return len(done.all())
 
 
 # --- delivery ---------------------------------------------------------------------------------

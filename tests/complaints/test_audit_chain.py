@@ -1,11 +1,16 @@
-"""The audit trail's hash chain: the pure rule (``app.complaints.chain``), and the stored
-trail, whose verification names the first entry altered or deleted behind the
-append-only trigger's back (by a superuser who disables it)."""
+"""The audit trail's hash chain: the pure rule (``app.complaints.chain``: content sealed
+through its digest, redaction valid only before an anonymisation entry), the migration that
+re-sealed stored chains in it, and the stored trail, whose verification names the first
+entry altered, deleted or blanked behind the append-only trigger's back (by a superuser who
+disables it). Anonymised trails are tested with retention (``test_retention.py``)."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import asyncpg
@@ -13,7 +18,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.complaints.chain import GENESIS, canonical, entry_hash, link, verify
+from app.complaints.chain import (
+    GENESIS,
+    REDACTING_ACTION,
+    canonical,
+    content_digest,
+    entry_hash,
+    link,
+    redact,
+    verify,
+)
 from app.db import plain_url
 from tests.complaints.test_registration import (
     COMPLAINTS,
@@ -126,6 +140,77 @@ class TestVerify:
         assert verify(entries) == 2
 
 
+def anonymised_chain(length: int) -> list[dict[str, Any]]:
+    """A chain of ``length`` entries with free text, then the anonymisation entry, every
+    entry before it redacted."""
+    entries = chain_of(length)
+    for entry in entries:
+        entry["reason"] = f"王芳 {entry['seq']}"
+    entries = _relinked(entries)
+    record = {**entries[-1], "seq": length + 1, "action": REDACTING_ACTION, "reason": None}
+    entries.append(link(entries[-1]["hash"], {**record, "data": {"notes": 0}}))
+    return [redact(e) for e in entries[:-1]] + entries[-1:]
+
+
+def _relinked(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    linked, previous = [], GENESIS
+    for entry in entries:
+        linked.append(link(previous, entry))
+        previous = linked[-1]["hash"]
+    return linked
+
+
+class TestRedaction:
+    def test_redacting_keeps_the_hash_and_removes_the_content(self) -> None:
+        [entry] = chain_of(1)
+        redacted = redact(entry)
+        assert (redacted["reason"], redacted["data"]) == (None, {})
+        assert redacted["content_sha256"] == content_digest(entry)
+        assert entry_hash(GENESIS, redacted) == entry["hash"]
+
+    def test_a_redacted_chain_verifies_with_its_anonymisation_entry(self) -> None:
+        entries = anonymised_chain(4)
+        assert verify(entries, head_hash=entries[-1]["hash"]) is None
+        assert all(e["reason"] is None for e in entries)
+
+    @pytest.mark.parametrize("index", [0, 2])
+    def test_a_redaction_without_an_anonymisation_entry_is_found(self, index: int) -> None:
+        entries = chain_of(4)
+        entries[index] = redact(entries[index])
+        assert verify(entries) == index
+
+    def test_a_redaction_after_the_anonymisation_entry_is_found(self) -> None:
+        entries = anonymised_chain(3)
+        entries.append(link(entries[-1]["hash"], {**chain_of(5)[4], "seq": 5}))
+        assert verify(entries) is None
+        entries[4] = redact(entries[4])
+        assert verify(entries) == 4
+
+    def test_removing_the_anonymisation_entry_names_the_first_redacted_entry(self) -> None:
+        entries = anonymised_chain(3)
+        assert verify(entries[:-1]) == 0
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"content_sha256": "c" * 64},  # an altered digest
+            {"reason": "王芳"},  # text put back where nothing vouches for it
+            {"data": {"facts": {"reason": "王芳"}}},
+            {"content_sha256": None},  # an un-redacted entry: empty content, other digest
+            {"actor": "agent:999"},
+        ],
+    )
+    def test_an_altered_redacted_entry_is_found(self, change: dict[str, Any]) -> None:
+        entries = anonymised_chain(4)
+        entries[1] = {**entries[1], **change}
+        assert verify(entries) == 1
+
+    def test_an_altered_anonymisation_entry_is_found(self) -> None:
+        entries = anonymised_chain(3)
+        entries[3] = {**entries[3], "data": {"notes": 9}}
+        assert verify(entries) == 3
+
+
 def _other(value: Any) -> Any:
     if isinstance(value, datetime):
         return value + timedelta(microseconds=1)
@@ -134,6 +219,83 @@ def _other(value: Any) -> Any:
     if isinstance(value, dict):
         return {**value, "tampered": True}
     return f"{value}!"
+
+
+# --- the migration that re-sealed the stored chains -----------------------------------------
+
+
+def _migration() -> ModuleType:
+    [path] = Path(__file__).parents[2].glob("migrations/versions/*_0022_audit_redaction.py")
+    spec = importlib.util.spec_from_file_location("audit_redaction", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def old_chain(length: int, old_hash: Any) -> list[dict[str, Any]]:
+    """``chain_of(length)`` as it was sealed before the migration."""
+    entries, previous = [], GENESIS
+    for entry in chain_of(length):
+        entries.append({**entry, "prev_hash": previous, "hash": old_hash(previous, entry)})
+        previous = entries[-1]["hash"]
+    return entries
+
+
+def migrated(
+    entries: list[dict[str, Any]], head: str | None, migration: ModuleType
+) -> tuple[list[dict[str, Any]], str | None]:
+    changes, new_head = migration.resealed(
+        entries, head, checked=migration.old_hash, sealed=migration.new_hash
+    )
+    by_seq = {c["seq"]: c for c in changes}
+    return [{**e, **by_seq.get(e["seq"], {})} for e in entries], new_head
+
+
+@pytest.fixture
+def migration() -> ModuleType:
+    return _migration()
+
+
+class TestTheMigration:
+    def test_the_old_rule_is_the_one_the_chains_were_sealed_with(
+        self, migration: ModuleType
+    ) -> None:
+        # Hashes the old chain module gave these entries (hard-coded: the rule is history).
+        entries = old_chain(2, migration.old_hash)
+        assert [e["hash"][:12] for e in entries] == ["15a04d0214e7", "22d803b08051"]
+
+    def test_an_intact_chain_is_resealed_and_verifies(self, migration: ModuleType) -> None:
+        entries = old_chain(5, migration.old_hash)
+        assert verify(entries) == 0  # the new rule refuses the old seal
+        resealed, head = migrated(entries, entries[-1]["hash"], migration)
+        assert verify(resealed, head_hash=head) is None
+        assert resealed == chain_of(5)
+
+    @pytest.mark.parametrize("index", [0, 2, 4])
+    def test_a_chain_broken_before_stays_broken_at_the_same_entry(
+        self, migration: ModuleType, index: int
+    ) -> None:
+        entries = old_chain(5, migration.old_hash)
+        entries[index] = {**entries[index], "reason": "tampered"}
+        resealed, head = migrated(entries, entries[-1]["hash"], migration)
+        assert verify(resealed, head_hash=head) == index
+
+    def test_a_chain_missing_its_tail_stays_short_of_its_head(self, migration: ModuleType) -> None:
+        entries = old_chain(5, migration.old_hash)
+        resealed, head = migrated(entries[:-1], entries[-1]["hash"], migration)
+        assert verify(resealed, head_hash=head) == 4
+
+    def test_the_downgrade_reseals_in_the_old_rule(self, migration: ModuleType) -> None:
+        changes, head = migration.resealed(
+            chain_of(3),
+            chain_of(3)[-1]["hash"],
+            checked=migration.new_hash,
+            sealed=migration.old_hash,
+        )
+        assert [c["hash"] for c in changes] == [e["hash"] for e in old_chain(3, migration.old_hash)]
+        assert head == changes[-1]["hash"]
 
 
 # --- the stored trail ---------------------------------------------------------------------
@@ -252,3 +414,35 @@ class TestTheStoredTrail:
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
             await superuser.execute(sql, handled["id"])
         assert (await audit(api, handled["id"]))["verified"] is True
+
+    @pytest.mark.parametrize("seq", [1, 4, 5])
+    @pytest.mark.parametrize("keep_digest", [False, True], ids=["blanked", "digest_stored"])
+    async def test_blanking_an_entry_without_an_anonymisation_entry_fails_naming_it(
+        self,
+        api: Api,
+        handled: dict[str, Any],
+        superuser: asyncpg.Connection,
+        seq: int,
+        keep_digest: bool,
+    ) -> None:
+        entry = (await audit(api, handled["id"]))["entries"][seq - 1]
+        digest = content_digest(entry) if keep_digest else None
+        sql = (
+            "UPDATE complaint_audit SET reason = NULL, data = '{}', content_sha256 = $3"
+            " WHERE complaint_id = $1 AND seq = $2"
+        )
+        await behind_the_trigger(superuser, sql, handled["id"], seq, digest)
+        trail = await audit(api, handled["id"])
+        assert (trail["verified"], trail["first_bad_seq"]) == (False, seq)
+
+    async def test_the_trigger_refuses_a_redaction_of_a_complaint_not_anonymised(
+        self, api: Api, handled: dict[str, Any], superuser: asyncpg.Connection
+    ) -> None:
+        entry = (await audit(api, handled["id"]))["entries"][4]
+        sql = (
+            "UPDATE complaint_audit SET reason = NULL, data = '{}', content_sha256 = $2"
+            " WHERE complaint_id = $1 AND seq = 5"
+        )
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+            await superuser.execute(sql, handled["id"], content_digest(entry))
+        assert (await audit(api, handled["id"]))["entries"][4] == entry

@@ -1,12 +1,15 @@
 """Retention: an archived complaint kept for its retention is anonymised (every personal
-field gone, the figures and the verifying trail kept) unless a legal hold keeps it; only an
-admin places or lifts a hold."""
+field gone, from the complaint, its records, its approvals, its notices and its audit
+trail's content; the figures and the verifying trail kept) unless a legal hold keeps it;
+only an admin places or lifts a hold. An anonymised trail still names any entry altered,
+deleted or re-filled behind the append-only trigger's back."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 from fastapi import FastAPI
 from pydantic import TypeAdapter
@@ -35,11 +38,24 @@ from tests.complaints.test_archive import (
     row,
     tables,
 )
+from tests.complaints.test_audit_chain import behind_the_trigger, superuser
 from tests.complaints.test_registration import COMPLAINTS, Clock, complaint_body, register
-from tests.complaints.test_transitions import move
+from tests.complaints.test_transitions import approvals_url, move
 from tests.fixtures.factories import Api, expect
 
-__all__ = ["app", "clock", "engine", "no_failed_complaint"]  # fixtures of the archive tests
+# fixtures of the archive tests, and the audit tests' superuser
+__all__ = ["app", "clock", "engine", "no_failed_complaint", "superuser"]
+
+PERSONAL = ("王芳", "李雷", "lilei", "13800138000", "浦东", "扣款", "身份证", "诉讼")
+"""Text of the complaints built here that only a person's data holds."""
+TRAILS = {
+    "audit": "SELECT string_agg(a::text, '|') FROM complaint_audit a WHERE complaint_id = :id",
+    "approvals": "SELECT string_agg(p::text, '|') FROM complaint_approvals p"
+    " WHERE complaint_id = :id",
+    "notices": "SELECT string_agg(n::text, '|') FROM notifications n"
+    " WHERE subject_type = 'complaint' AND subject_id = CAST(CAST(:id AS bigint) AS text)",
+}
+NONE_LEFT: dict[str, list[str]] = {name: [] for name in TRAILS}
 
 
 async def upload(api: Api, cid: int, content: bytes, name: str) -> Any:
@@ -59,7 +75,8 @@ async def rich(api: Api, clock: Clock) -> int:
     again["complainant"] = {"name": "李雷", "contact": "lilei@example.com", "relation": "self"}
     await move(api, cid, "reopen", {"reason": "王芳来电补充"})
     assert (await register(api, again, status=200))["id"] == cid
-    await move(api, cid, "resolve", RESOLVED)
+    approval = await compensation_approved(api, cid)
+    await move(api, cid, "resolve", {**RESOLVED, "compensation": "800.00", "approval": approval})
     for note in ({"text": "王芳身份证已核实"}, {"text": "已致电王芳", "internal": False}):
         expect(await api.post(f"{COMPLAINTS}/{cid}/notes", note), 201)
     survey = {"csat": 2, "comment": "王芳, 处理太慢"}
@@ -67,6 +84,30 @@ async def rich(api: Api, clock: Clock) -> int:
     expect(await upload(api, cid, PDF, "王芳-身份证.pdf"), 201)
     await move(api, cid, "close")
     return cid
+
+
+async def compensation_approved(api: Api, cid: int) -> int:
+    """Two compensation requests with personal reasons: one declined, one approved."""
+    boss = await api.signed_in_as(await api.supervisor())
+    terms = {"kind": "compensation", "amount": "800.00", "reason": "王芳的利息损失"}
+    ids = [expect(await api.post(approvals_url(cid), terms), 201)["id"] for _ in range(2)]
+    decline = {"reason": "王芳未附扣款凭证"}
+    expect(await boss.post(f"{approvals_url(cid)}/{ids[0]}/decline", decline), 200)
+    expect(await boss.post(f"{approvals_url(cid)}/{ids[1]}/approve"), 200)
+    return int(ids[1])
+
+
+async def trails_of(engine: AsyncEngine, cid: int) -> dict[str, str]:
+    """The complaint's audit, approval and notice rows, each table's rows as one text."""
+    async with engine.connect() as conn:
+        return {
+            name: await conn.scalar(text(sql), {"id": cid}) or "" for name, sql in TRAILS.items()
+        }
+
+
+def personal_in(texts: dict[str, str]) -> dict[str, list[str]]:
+    """Which personal text each of ``texts`` holds."""
+    return {name: [p for p in PERSONAL if p in found] for name, found in texts.items()}
 
 
 async def records_of(engine: AsyncEngine, cid: int) -> dict[str, Any]:
@@ -93,6 +134,7 @@ class TestRetention:
         assert await archive_sweep(app, archived) == 1
         before, kept = await row(engine, cid), await records_of(engine, cid)
         trail = await audit(api, cid)
+        assert all(personal_in(await trails_of(engine, cid)).values())
         assert await retention_sweep(app, archived + timedelta(days=3 * 365)) == 0
         now = archived.replace(year=archived.year + 3)
         assert await retention_sweep(app, now) == 1
@@ -106,7 +148,8 @@ class TestRetention:
             "gold",
         )
         assert after["anonymised_at"] == now
-        assert after["facts"]["resolve"] == dict.fromkeys(RESOLVED, MARKER)
+        resolved = {**dict.fromkeys(RESOLVED, MARKER), "compensation": "800.00"}
+        assert {k: after["facts"]["resolve"][k] for k in resolved} == resolved
         assert after["facts"]["reopen"] == {"reason": MARKER}
         assert after["facts"]["classify"] == {"categories": ["payment"], "severity": "high"}
         [linked] = after["linked"]
@@ -136,11 +179,21 @@ class TestRetention:
             assert after[name] == before[name], name
         for personal in ("王芳", "李雷", "lilei", "13800138000", "浦东", "扣款", "身份证"):
             assert personal not in str(after) + str(records), personal
+        assert personal_in(await trails_of(engine, cid)) == NONE_LEFT
         verified = await audit(api, cid)
         assert verified["verified"] is True
-        assert verified["entries"][:-1] == trail["entries"]
+        sealed = ("seq", "at", "actor", "action", "before", "after", "prev_hash", "hash")
+        for now_, then in zip(verified["entries"][:-1], trail["entries"], strict=True):
+            assert {k: now_[k] for k in sealed} == {k: then[k] for k in sealed}
+            assert (now_["reason"], now_["data"]) == (None, {})
         last = verified["entries"][-1]
-        assert (last["action"], last["actor"], last["data"]["notes"]) == ("anonymised", "system", 2)
+        assert (last["action"], last["actor"]) == ("anonymised", "system")
+        assert {k: last["data"][k] for k in ("notes", "approvals", "audit_entries")} == {
+            "notes": 2,
+            "approvals": 2,
+            "audit_entries": len(trail["entries"]),
+        }
+        assert last["data"]["notices"] >= 2
         detail = expect(await api.get(f"{COMPLAINTS}/{cid}"), 200)
         assert detail["complainant"]["name"] == MARKER
 
@@ -168,8 +221,12 @@ class TestRetention:
         held = expect(await api.post(url, {"reason": "诉讼 (2031) 沪0115民初123号"}), 200)
         assert (held["legal_hold"], held["placed_by"]) == (True, f"agent:{api.me['id']}")
         later = START + timedelta(days=30 + 5 * 365)
+        texts = await trails_of(engine, cid)
         assert await retention_sweep(app, later) == 0
         assert (await row(engine, cid))["complainant_name"] != MARKER
+        assert await trails_of(engine, cid) == texts
+        for kept in ("王芳的重复扣款已退回", "诉讼 (2031) 沪0115民初123号"):
+            assert kept in texts["audit"], kept
         lifted = expect(await api.client.delete(url, headers=api.headers), 200)
         assert (lifted["legal_hold"], lifted["reason"]) == (False, None)
         assert await retention_sweep(app, later) == 1
@@ -180,7 +237,8 @@ class TestRetention:
             True,
             ["legal_hold_placed", "legal_hold_lifted", "anonymised"],
         )
-        assert trail["entries"][-3]["reason"] == "诉讼 (2031) 沪0115民初123号"
+        assert trail["entries"][-3]["reason"] is None
+        assert personal_in(await trails_of(engine, cid)) == NONE_LEFT
 
     async def test_the_table_refuses_an_anonymised_complaint_under_a_hold(
         self, api: Api, app: FastAPI
@@ -190,6 +248,58 @@ class TestRetention:
         expect(await api.post(f"{COMPLAINTS}/{cid}/legal-hold", {"reason": "case 7"}), 200)
         with pytest.raises(IntegrityError, match="ck_complaints_held_kept"):
             await anonymise_held(app, cid)
+
+
+@pytest.fixture
+async def anonymised(api: Api, app: FastAPI) -> int:
+    """A complaint closed, archived and anonymised: entries 1 to 7 redacted, 8 records it."""
+    cid = await finished(api)
+    await archive_sweep(app, START + timedelta(days=30))
+    assert await retention_sweep(app, START + timedelta(days=30 + 4 * 365)) == 1
+    trail = await audit(api, cid)
+    assert [e["action"] for e in trail["entries"]][-2:] == ["archive", "anonymised"]
+    assert len(trail["entries"]) == 8
+    return cid
+
+
+TAMPERING = {
+    "the anonymisation entry's content": (8, "data = data || '{\"notes\": 9}'"),
+    "a digest": (2, "content_sha256 = repeat('c', 64)"),
+    "a reason put back": (5, "reason = '王芳'"),
+    "facts put back": (5, 'data = \'{"facts": {"resolution": "王芳"}}\''),
+    "an entry un-redacted": (3, "content_sha256 = NULL"),
+    "an actor": (4, "actor = 'agent:999'"),
+}
+
+
+class TestAnAnonymisedTrail:
+    @pytest.mark.parametrize("change", sorted(TAMPERING))
+    async def test_altering_an_entry_fails_verification_naming_it(
+        self, api: Api, anonymised: int, superuser: asyncpg.Connection, change: str
+    ) -> None:
+        seq, assignment = TAMPERING[change]
+        sql = f"UPDATE complaint_audit SET {assignment} WHERE complaint_id = $1 AND seq = $2"
+        await behind_the_trigger(superuser, sql, anonymised, seq)
+        trail = await audit(api, anonymised)
+        assert (trail["verified"], trail["first_bad_seq"]) == (False, seq)
+
+    @pytest.mark.parametrize(("seq", "named"), [(3, 3), (7, 7), (8, 1)])
+    async def test_deleting_an_entry_fails_verification_naming_it(
+        self, api: Api, anonymised: int, superuser: asyncpg.Connection, seq: int, named: int
+    ) -> None:
+        # Without its anonymisation entry, the first redaction is the first break.
+        sql = "DELETE FROM complaint_audit WHERE complaint_id = $1 AND seq = $2"
+        await behind_the_trigger(superuser, sql, anonymised, seq)
+        trail = await audit(api, anonymised)
+        assert (trail["verified"], trail["first_bad_seq"]) == (False, named)
+
+    async def test_the_trigger_refuses_changing_a_redacted_entry(
+        self, api: Api, anonymised: int, superuser: asyncpg.Connection
+    ) -> None:
+        sql = "UPDATE complaint_audit SET reason = 'x' WHERE complaint_id = $1 AND seq = 2"
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+            await superuser.execute(sql, anonymised)
+        assert (await audit(api, anonymised))["verified"] is True
 
 
 async def anonymise_held(app: FastAPI, cid: int) -> None:
