@@ -410,7 +410,12 @@ def _record(
     service.write_audit(session, complaint, step, actor=principal.actor, at=now)
     type_ = _EVENTS[approval.status]
     complaint_event(
-        session, type_, complaint.id, payload(complaint, approval), actor=principal.actor
+        session,
+        type_,
+        complaint.id,
+        payload(complaint, approval),
+        actor=principal.actor,
+        agent_id=complaint.assignee_id,
     )
 
 

@@ -465,7 +465,14 @@ def _queue(
         "queue": queue,
         "assignee_id": complaint.assignee_id,
     }
-    complaint_event(session, ComplaintEventType.QUEUED, complaint.id, payload, actor=actor)
+    complaint_event(
+        session,
+        ComplaintEventType.QUEUED,
+        complaint.id,
+        payload,
+        actor=actor,
+        agent_id=complaint.assignee_id,
+    )
 
 
 async def decide(session: AsyncSession, complaint: Complaint, rules: AssignRules) -> Choice:

@@ -145,6 +145,7 @@ class _Head:
     level: str
     seq: int
     hash: str | None
+    assignee_id: int | None
     moved: bool = False
 
     def base(self) -> dict[str, Any]:
@@ -176,6 +177,7 @@ async def _lock(session: AsyncSession, clock_ids: Sequence[int]) -> Sequence[Any
             c.escalation_level,
             c.audit_seq,
             c.audit_hash,
+            c.assignee_id,
         )
         .join(_COMPLAINTS, c.id == _CLOCKS.c.complaint_id)
         .where(_CLOCKS.c.id == any_(_ids(clock_ids)))
@@ -218,6 +220,7 @@ def _head_of(row: Row[Any]) -> _Head:
         row.escalation_level,
         row.audit_seq,
         row.audit_hash,
+        row.assignee_id,
     )
 
 
@@ -249,6 +252,7 @@ def _raise_alert(
     head.seq, head.hash, head.moved = linked["seq"], linked["hash"], True
     writes.audit.append(linked)
     payload = deadlines.alert_payload(head.base(), clock, alert, deadline, head.level)
+    payload["agent_id"] = head.assignee_id  # as ``events.complaint_event`` adds it
     writes.events.append(
         {
             "type": deadlines.alert_event(alert),

@@ -5,6 +5,14 @@ Theory of operation: as ``app.routing.events``. The service names every event it
 ``PAYLOADS`` maps the name to; a test holds each logged payload against its type. The
 subject of every event is the complaint (``subject_type`` ``"complaint"``, its id).
 
+Every event names the complaint's holder after it as ``agent_id`` (null when nobody holds
+it): ``complaint_event`` adds it, so the holder's console hears of the complaint at once
+(``GET /api/v1/events`` and ``/ws/agent`` show an agent the events that name them). A move
+also names the holder before it as ``previous_agent_id``, so a reassignment reaches the
+agent it takes the complaint from, whose console then drops it. Payloads carry ids,
+statuses, times and figures, never free text (no names, descriptions, reasons or notes):
+the consoles read the complaint itself, under its own access rules, for anything more.
+
 - ``complaint.registered``: a new complaint, with its reference and resolution due time;
 - ``complaint.linked``: the same matter raised again (another channel) and added to it;
 - ``complaint.status_changed``: a lifecycle move (``event`` is the verb), including the
@@ -67,28 +75,36 @@ class ComplaintPayload(TypedDict):
 
 
 @with_config(_CLOSED)
-class Registered(ComplaintPayload):
+class HeldPayload(ComplaintPayload):
+    """What every event of the desk says: the complaint, and who holds it after the event."""
+
+    agent_id: int | None  # the assignee after the event; None: nobody
+
+
+@with_config(_CLOSED)
+class Registered(HeldPayload):
     channel: str
     customer_id: int | None
     due_at: str | None
 
 
 @with_config(_CLOSED)
-class Linked(ComplaintPayload):
+class Linked(HeldPayload):
     channel: str  # the channel the matter came in again through
 
 
 @with_config(_CLOSED)
-class StatusChanged(ComplaintPayload):
+class StatusChanged(HeldPayload):
     event: str  # the lifecycle verb
     previous: str
-    assignee_id: int | None
+    assignee_id: int | None  # the same as agent_id
+    previous_agent_id: int | None  # the assignee before the move
     escalation_level: str
     due_at: str | None
 
 
 @with_config(_CLOSED)
-class ClockEvent(ComplaintPayload):
+class ClockEvent(HeldPayload):
     clock: str  # the clock's kind
     due_at: str
     level: float | None  # the warning's fraction of the target; None for a breach
@@ -96,25 +112,25 @@ class ClockEvent(ComplaintPayload):
 
 
 @with_config(_CLOSED)
-class NoteAdded(ComplaintPayload):
+class NoteAdded(HeldPayload):
     note_id: int
     internal: bool  # false: a note meant for the customer (shown in the public timeline)
 
 
 @with_config(_CLOSED)
-class FeedbackRecorded(ComplaintPayload):
+class FeedbackRecorded(HeldPayload):
     csat: int  # 1 to 5
     closure: int  # reopen steps before it: 0 for the first closure
 
 
 @with_config(_CLOSED)
-class Queued(ComplaintPayload):
+class Queued(HeldPayload):
     queue: str  # the team queue it waits in
     assignee_id: int | None  # its holder, unchanged
 
 
 @with_config(_CLOSED)
-class ApprovalEvent(ComplaintPayload):
+class ApprovalEvent(HeldPayload):
     approval_id: int
     kind: str  # compensation or extension
     approval_status: str  # pending, approved, declined or withdrawn
@@ -147,13 +163,15 @@ def complaint_event(
     payload: Mapping[str, Any],
     *,
     actor: str,
+    agent_id: int | None,
 ) -> None:
-    """Record one of the desk's events on the complaint, in the caller's transaction."""
+    """Record one of the desk's events on the complaint, in the caller's transaction;
+    ``agent_id`` is the complaint's assignee after the event."""
     record(
         session,
         type=type_,
         subject_type=SUBJECT,
         subject_id=complaint_id,
-        data=dict(payload),
+        data={**payload, "agent_id": agent_id},
         actor=actor,
     )

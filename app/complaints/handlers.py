@@ -113,7 +113,14 @@ def _raise_alert(
         "status": complaint.status,
     }
     payload = deadlines.alert_payload(base, row, alert, deadline, after)
-    complaint_event(session, deadlines.alert_event(alert), complaint.id, payload, actor=ACTOR)
+    complaint_event(
+        session,
+        deadlines.alert_event(alert),
+        complaint.id,
+        payload,
+        actor=ACTOR,
+        agent_id=complaint.assignee_id,
+    )
 
 
 async def fire(

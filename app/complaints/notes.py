@@ -269,4 +269,6 @@ def _log(
         "status": complaint.status,
         **extra,
     }
-    complaint_event(session, type_, complaint.id, payload, actor=principal.actor)
+    complaint_event(
+        session, type_, complaint.id, payload, actor=principal.actor, agent_id=complaint.assignee_id
+    )

@@ -424,7 +424,14 @@ async def link(
     step = Step("linked", complaint.status, complaint.status, data=data_)
     write_audit(session, complaint, step, actor=actor, at=now)
     payload = {**_base(complaint), "channel": data.channel.value}
-    complaint_event(session, ComplaintEventType.LINKED, complaint.id, payload, actor=actor)
+    complaint_event(
+        session,
+        ComplaintEventType.LINKED,
+        complaint.id,
+        payload,
+        actor=actor,
+        agent_id=complaint.assignee_id,
+    )
 
 
 async def _create(
@@ -512,7 +519,14 @@ async def register(
         "customer_id": complaint.customer_id,
         "due_at": _due_text(complaint),
     }
-    complaint_event(session, ComplaintEventType.REGISTERED, complaint.id, payload, actor=actor)
+    complaint_event(
+        session,
+        ComplaintEventType.REGISTERED,
+        complaint.id,
+        payload,
+        actor=actor,
+        agent_id=complaint.assignee_id,
+    )
     await session.flush()
     await deadlines.reschedule(session, clocks, desk.work_calendar(), fired=frozenset())
     await notices.after_registration(session, complaint, linked=False, now=now)
@@ -759,4 +773,12 @@ def _log_move(
         "escalation_level": complaint.escalation_level,
         "due_at": _due_text(complaint),
     }
-    complaint_event(session, ComplaintEventType.STATUS_CHANGED, complaint.id, payload, actor=actor)
+    previous_agent_id = move.data.get("previous_assignee_id", complaint.assignee_id)
+    complaint_event(
+        session,
+        ComplaintEventType.STATUS_CHANGED,
+        complaint.id,
+        {**payload, "previous_agent_id": previous_agent_id},
+        actor=actor,
+        agent_id=complaint.assignee_id,
+    )

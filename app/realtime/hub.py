@@ -30,7 +30,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -57,15 +57,17 @@ READ_LIMIT = 500
 Listener = Callable[[Sequence[LoggedEvent]], Awaitable[None] | None]
 
 
+# The keys of an event's data that name the agents it concerns: the one it is for, and the
+# one it takes something away from (a complaint reassigned from them).
+NAMING_KEYS: Final = ("agent_id", "previous_agent_id")
+
+
 def concerned_agents(event: LoggedEvent) -> tuple[str, ...]:
-    """The agents (ids as text) an event concerns: the agent it is about, and the agent its
-    data names; the rule ``GET /api/v1/events`` applies to agents."""
-    about = event.subject_id if event.subject_type == "agent" else None
-    named = event.data.get("agent_id")
-    named_key = None if named is None else str(named)
-    if about is None:
-        return () if named_key is None else (named_key,)
-    return (about,) if named_key in (None, about) else (about, named_key)
+    """The agents (ids as text) an event concerns: the agent it is about, and the agents its
+    data names (``NAMING_KEYS``); the rule ``GET /api/v1/events`` applies to agents."""
+    about = [event.subject_id] if event.subject_type == "agent" else []
+    named = [str(event.data[key]) for key in NAMING_KEYS if event.data.get(key) is not None]
+    return tuple(dict.fromkeys([*about, *named]))
 
 
 def event_text(event: LoggedEvent) -> str:

@@ -7,7 +7,11 @@ the names this route had before, are still read and sent.
 
 Who reads what is the access table's answer (``app/agents/access.py``): ``events list`` lets a
 role poll at all (an agent: the events that concern them, a list that filters and never
-refuses), and ``events stream`` lets it see every event.
+refuses), and ``events stream`` lets it see every event. An event concerns a principal when
+it is about them (subject ``agent``, their id) or its data names them as ``agent_id`` or
+``previous_agent_id``: a complaint event names the complaint's assignee after it and, for a
+move, the one before it (``app.complaints.events``), so an agent hears of the complaints they
+are given and of those taken from them, and of no other complaint.
 
 A long poll signs in when it arrives, like every request, and waits up to 30 s: a request
 that waited checks its token again (expiry, and its agent's row) before it answers, so a
@@ -32,6 +36,7 @@ from app.agents.security import TokenClaims
 from app.errors import InvalidInput
 from app.events.log import Cursor, LoggedEvent, head, read_after
 from app.openapi import errors
+from app.realtime.hub import concerned_agents
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 
@@ -62,10 +67,7 @@ def visible_to(principal: Principal, event: LoggedEvent) -> bool:
     """A role with ``events stream`` sees the whole log; others see what concerns them."""
     if allows(principal, Resource.events, Action.stream):
         return True
-    mine = str(principal.id)
-    if event.subject_type == "agent" and event.subject_id == mine:
-        return True
-    return str(event.data.get("agent_id")) == mine
+    return str(principal.id) in concerned_agents(event)
 
 
 @router.get("/events", response_model=EventPage, responses=errors(403))

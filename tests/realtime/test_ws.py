@@ -592,6 +592,8 @@ class TestConcernedAgents:
             ("contact", "3", {"agent_id": None}, ()),
             ("contact", "3", {}, ()),
             ("offer", "7", {"contact_id": 7}, ()),
+            ("complaint", "3", {"agent_id": 9, "previous_agent_id": 7}, ("9", "7")),
+            ("complaint", "3", {"agent_id": None, "previous_agent_id": 7}, ("7",)),
         ],
     )
     def test_agents_an_event_concerns(

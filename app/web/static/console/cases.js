@@ -3,8 +3,13 @@
 // An agent's list is what GET /complaints shows an agent (the cases assigned to them or that
 // they registered); a supervisor's or an admin's is the cases assigned to them (their whole
 // site's are on the desk). Open cases only, with the resolution deadline as time left, marked
-// at risk in its last fifth and overdue past it. The list is read again when a complaint
-// event reaches the console, when the page comes back into view, and every REFRESH_MS.
+// at risk in its last fifth and overdue past it. The list is read again at once when a
+// complaint event reaches the console: /ws/agent brings the user the events of the complaints
+// they hold, and the one that takes a complaint from them (it names them as
+// previous_agent_id), so a case given to them appears and one taken away goes. It is also
+// read when the socket starts again from a snapshot (events may have been missed), when the
+// page comes back into view, and every BACKSTOP_MS, for what no event says (a complaint the
+// user registered and someone else holds).
 
 import { allPages, serverNow } from "../js/api.js";
 import { byId, h, replace } from "../js/dom.js";
@@ -22,7 +27,7 @@ export const OPEN_COMPLAINT = new Set([
 ]);
 const RUNNING = new Set(["registered", "classified", "assigned", "in_progress", "under_review"]);
 const AT_RISK = 0.8;
-const REFRESH_MS = 30000;
+const BACKSTOP_MS = 300000;
 
 let model = null;
 let user = null;
@@ -115,7 +120,7 @@ export function mountCases(consoleModel, signedIn) {
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") refreshCases();
   });
-  setInterval(refreshCases, REFRESH_MS);
+  setInterval(refreshCases, BACKSTOP_MS);
   refreshCases();
 }
 
