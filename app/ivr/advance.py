@@ -69,12 +69,14 @@ MAX_LOOKUPS = 8  # lookups answered in one webhook; a flow needs one or two
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What a step runs with besides the call: the clock, the rules, the settings."""
+    """What a step runs with besides the call: the clock, the rules, the settings, and the
+    limits on complaint-status lookups (``lookups.DEFAULT_LIMITS`` when None)."""
 
     now: datetime
     settings: Settings
     desk: Desk
     calendar: WorkCalendar
+    lookup_limits: lookups.StatusLimits | None = None
 
     @property
     def region(self) -> str:
@@ -160,6 +162,7 @@ async def _run(
             region=ctx.region,
             desk=ctx.desk,
             now=ctx.now,
+            limits=ctx.lookup_limits,
         )
     return state, tuple(actions), entries
 
