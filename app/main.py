@@ -42,6 +42,7 @@ from app.metrics import Metrics, MetricsMiddleware
 from app.openapi import install_docs, install_openapi
 from app.realtime.poll import router as events_router
 from app.realtime.ws import router as ws_router
+from app.routing.contacts_router import router as contacts_list_router
 from app.routing.reports_router import router as routing_reports_router
 from app.routing.router import intake_router
 from app.routing.router import router as routing_router
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(customers_router)
     app.include_router(access_log_router)
     app.include_router(routing_router)
+    app.include_router(contacts_list_router)
     app.include_router(routing_reports_router)
     # before /complaints/{id}/{verb}, which would take their last segment for a verb
     app.include_router(complaint_clocks_router)

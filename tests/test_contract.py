@@ -352,6 +352,7 @@ class TestPaging:
             "/agents",
             "/customers",
             "/queues",
+            "/contacts",
             "/offers",
             "/events",
             "/access-log",

@@ -9,7 +9,8 @@ Theory of operation
 - ``ALLOW``: every principal of the role.
 - ``DENY``: none.
 - ``OWN``: the principal's own work only: the record names the principal among its owners
-  (an offer made to them, a contact they hold or were offered, themselves).
+  (an offer made to them, a contact they hold or were offered, themselves; for a contact's
+  ``read_history``, a contact of the customer the principal is serving now).
 - ``SAME_SITE``: the principal's own work, and the work of the principal's site. A record
   acting on one agent (its status, its wrap-up, its offers) is judged by
   ``app.agents.permissions.can_manage``: a supervisor manages themselves and the agents of
@@ -72,6 +73,8 @@ class Action(StrEnum):
     abandon = "abandon"
     cancel = "cancel"
     read_notes = "read_notes"
+    # contacts: the other contacts of a customer the principal is serving now (the customer card)
+    read_history = "read_history"
     # customers: see phone and ID numbers in full, set the fields that re-point identity
     unmask = "unmask"
     # events: follow every event (the wallboard)
@@ -102,6 +105,8 @@ POLICY: Final[dict[tuple[str, Resource, Action], Rule]] = {
     ("agent", R.stats, A.read): P.ALLOW,
     ("agent", R.contacts, A.create): P.ALLOW,
     ("agent", R.contacts, A.read): P.OWN,
+    ("agent", R.contacts, A.list): P.OWN,
+    ("agent", R.contacts, A.read_history): P.OWN,
     ("agent", R.contacts, A.read_notes): P.OWN,
     ("agent", R.contacts, A.act): P.OWN,
     ("agent", R.complaints, A.create): P.ALLOW,
@@ -134,6 +139,7 @@ POLICY: Final[dict[tuple[str, Resource, Action], Rule]] = {
     ("supervisor", R.stats, A.read): P.ALLOW,
     ("supervisor", R.contacts, A.create): P.ALLOW,
     ("supervisor", R.contacts, A.read): P.SAME_SITE,
+    ("supervisor", R.contacts, A.list): P.SAME_SITE,
     ("supervisor", R.contacts, A.read_notes): P.SAME_SITE,
     ("supervisor", R.contacts, A.act): P.SAME_SITE,
     ("supervisor", R.contacts, A.abandon): P.ALLOW,
@@ -172,6 +178,8 @@ POLICY: Final[dict[tuple[str, Resource, Action], Rule]] = {
     ("admin", R.stats, A.read): P.ALLOW,
     ("admin", R.contacts, A.create): P.ALLOW,
     ("admin", R.contacts, A.read): P.ALLOW,
+    ("admin", R.contacts, A.list): P.ALLOW,
+    ("admin", R.contacts, A.read_history): P.ALLOW,
     ("admin", R.contacts, A.read_notes): P.ALLOW,
     ("admin", R.contacts, A.act): P.ALLOW,
     ("admin", R.contacts, A.abandon): P.ALLOW,

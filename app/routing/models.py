@@ -112,6 +112,14 @@ class Contact(TimestampMixin, Base):
             "agent_id",
             postgresql_where=text("status IN ('offered', 'connected', 'wrap_up')"),
         ),
+        # A customer's contacts, newest first (the console's customer card).
+        Index(
+            "ix_contacts_customer_id_enqueued",
+            "customer_id",
+            "enqueued_at",
+            "id",
+            postgresql_where=text("customer_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)

@@ -30,6 +30,8 @@ async function openComplaints(customerId) {
   return items.filter((c) => c.customer_id === customerId && OPEN_COMPLAINT.has(c.status));
 }
 
+// The customer's contacts, newest first: while the agent serves the customer (this card), the
+// service lists all of them, other agents' with the number masked and without notes.
 async function recentContacts(customerId, currentId) {
   try {
     const page = await api("/api/v1/contacts", { query: { customer: customerId, limit: 6 } });
