@@ -110,8 +110,19 @@ async def exit_code(process: subprocess.Popen[bytes]) -> int:
     try:
         return await asyncio.to_thread(process.wait, 60)
     finally:
-        if process.poll() is None:
-            process.kill()
+        await reaped(process)
+
+
+async def reaped(process: subprocess.Popen[bytes]) -> None:
+    """Kill ``process`` if it still runs, and wait for it: a test that fails midway leaves
+    no process behind."""
+    if process.poll() is None:
+        process.kill()
+    await asyncio.to_thread(process.wait)
+
+
+# A process starting on a busy machine may take a while just to import the service.
+STARTED_WITHIN_S = 60
 
 
 class TestDispatchCommand:
@@ -120,9 +131,13 @@ class TestDispatchCommand:
     ) -> None:
         process = dispatch_process(db)
         try:
-            await eventually(lambda: leader_held(engine), within=30, what="the dispatcher lock")
-        finally:
-            process.send_signal(signal.SIGTERM)
+            await eventually(
+                lambda: leader_held(engine), within=STARTED_WITHIN_S, what="the dispatcher lock"
+            )
+        except BaseException:
+            await reaped(process)
+            raise
+        process.send_signal(signal.SIGTERM)
         assert await exit_code(process) == 0
         assert not await leader_held(engine)
 
@@ -132,10 +147,14 @@ class TestDispatchCommand:
         server = stand_in_server()
         process = dispatch_process(db, HOTLINE_PARENT_PID=str(server.pid))
         try:
-            await eventually(lambda: leader_held(engine), within=30, what="the dispatcher lock")
+            await eventually(
+                lambda: leader_held(engine), within=STARTED_WITHIN_S, what="the dispatcher lock"
+            )
+        except BaseException:
+            await reaped(process)
+            raise
         finally:
-            server.kill()
-            await asyncio.to_thread(server.wait)
+            await reaped(server)
         assert await exit_code(process) == 0
         assert not await leader_held(engine)
 
@@ -186,9 +205,13 @@ class TestServeWithDispatcherProcess:
         server = serve_process(db, free_port())
         try:
             first = await eventually(
-                lambda: asyncio.to_thread(children_of, server.pid), within=30, what="the child"
+                lambda: asyncio.to_thread(children_of, server.pid),
+                within=STARTED_WITHIN_S,
+                what="the child",
             )
-            await eventually(lambda: leader_held(engine), within=30, what="the dispatcher lock")
+            await eventually(
+                lambda: leader_held(engine), within=STARTED_WITHIN_S, what="the dispatcher lock"
+            )
             (child,) = first
             os.kill(child, signal.SIGKILL)
 
@@ -196,8 +219,12 @@ class TestServeWithDispatcherProcess:
                 now = await asyncio.to_thread(children_of, server.pid)
                 return now if now and child not in now else set()
 
-            (second,) = await eventually(replaced, within=30, what="a new dispatcher child")
-            await eventually(lambda: leader_held(engine), within=30, what="the lock again")
+            (second,) = await eventually(
+                replaced, within=STARTED_WITHIN_S, what="a new dispatcher child"
+            )
+            await eventually(
+                lambda: leader_held(engine), within=STARTED_WITHIN_S, what="the lock again"
+            )
             server.send_signal(signal.SIGTERM)
             assert await exit_code(server) == 128 + signal.SIGTERM
             await eventually(
@@ -205,8 +232,7 @@ class TestServeWithDispatcherProcess:
             )
             await eventually(lambda: _not(leader_held(engine)), within=30, what="the lock released")
         finally:
-            if server.poll() is None:
-                server.kill()
+            await reaped(server)
 
 
 async def _not(check: Awaitable[bool]) -> bool:
