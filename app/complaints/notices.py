@@ -3,13 +3,15 @@
 Theory of operation
 -------------------
 
-The desk's service calls ``after_registration`` once a complaint is registered or a
-registration is linked to an open one, and ``after_move`` after every lifecycle move, in
-the request's transaction and after the step is on the audit trail. Each gathers the facts
-the notice may show (``notice_texts.NoticeFacts``), picks the recipient and the language,
-renders the text (``notice_texts.render``, pure) and queues it with ``outbox.enqueue``: the
-notice exists if and only if the change it tells of committed, and the outbox's sweep sends
-it later, so a request never waits for a provider. A move the customer is not told of
+The desk's service calls ``after_link`` once a registration is linked to an open complaint,
+and ``after_move`` after every lifecycle move, in the request's transaction and after the
+step is on the audit trail; a new complaint's notice is composed by ``registered_notice``
+and written by the registration's own statement (``app.complaints.registration_statement``)
+with the complaint. Each gathers the facts the notice may show (``notice_texts.NoticeFacts``),
+picks the recipient and the language, renders the text (``notice_texts.render``, pure) and
+queues it (``outbox.enqueue``, or that statement): the notice exists if and only if the
+change it tells of committed, and the outbox's sweep sends it later, so a request never
+waits for a provider. A move the customer is not told of
 (``notice_texts.NOTICE_OF_MOVE`` lacks it) queues nothing.
 
 **One message per step.** The dedupe key is the complaint's audit sequence number of the
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -67,15 +70,8 @@ log = logging.getLogger(__name__)
 _CLOCK_OF_MOVE = {ComplaintEvent.REQUEST_REVIEW: ClockKind.REVIEW}
 
 
-async def after_registration(
-    session: AsyncSession, complaint: Complaint, *, linked: bool, now: datetime
-) -> None:
-    """A complaint was registered, or a registration was linked to it."""
-    if not linked:
-        facts = NoticeFacts(complaint.reference, due_at=complaint.due_at)
-        contacts = [complaint.complainant_contact]
-        await tell(session, complaint, NoticeKind.registered, facts, contacts)
-        return
+async def after_link(session: AsyncSession, complaint: Complaint, *, now: datetime) -> None:
+    """A registration was linked to ``complaint`` (its facts are the last of ``linked``)."""
     latest: dict[str, Any] = complaint.linked[-1] if complaint.linked else {}
     facts = NoticeFacts(complaint.reference, due_at=complaint.due_at, channel=latest.get("channel"))
     contacts = [latest.get("complainant", {}).get("contact"), complaint.complainant_contact]
@@ -120,6 +116,42 @@ async def tell(
     contacts: Sequence[str | None],
 ) -> None:
     """Queue ``kind`` for the first of ``contacts`` a notice can reach (none: log, go on)."""
+    recipient = reach(complaint, kind, contacts)
+    if recipient is None:
+        return
+    language = await _customer_language(session, complaint)
+    notice = compose(complaint, kind, facts, recipient, language)
+    await outbox.enqueue(
+        session,
+        channel=notice.channel,
+        recipient=notice.recipient,
+        kind=notice.kind,
+        body=notice.body,
+        subject=notice.subject,
+        language=notice.language,
+        subject_type=SUBJECT,
+        subject_id=complaint.id,
+        dedupe_key=notice.dedupe_key,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A notice about a complaint, as the outbox queues it."""
+
+    channel: Channel
+    recipient: str
+    kind: str
+    body: str
+    subject: str | None
+    language: str
+    dedupe_key: str
+
+
+def reach(
+    complaint: Complaint, kind: NoticeKind, contacts: Sequence[str | None]
+) -> Recipient | None:
+    """The first of ``contacts`` a notice can reach; None (and a warning logged) if none."""
     recipient = _first_reachable(contacts)
     if recipient is None:
         log.warning(
@@ -127,21 +159,38 @@ async def tell(
             complaint.id,
             kind.value,
         )
-        return
-    language = language_for(await _customer_language(session, complaint), recipient)
+    return recipient
+
+
+def compose(
+    complaint: Complaint,
+    kind: NoticeKind,
+    facts: NoticeFacts,
+    recipient: Recipient,
+    customer_language: str | None,
+) -> Notice:
+    """The notice of ``kind`` to ``recipient``, in the customer's language (pure)."""
+    language = language_for(customer_language, recipient)
     text = render(kind, language, facts)
-    await outbox.enqueue(
-        session,
+    return Notice(
         channel=Channel(recipient.via.value),
         recipient=recipient.address,
         kind=kind.value,
         body=text.body,
         subject=text.subject if recipient.via is Via.email else None,
         language=language.value,
-        subject_type=SUBJECT,
-        subject_id=complaint.id,
         dedupe_key=str(complaint.audit_seq),
     )
+
+
+def registered_notice(complaint: Complaint, customer_language: str | None) -> Notice | None:
+    """The notice of a new complaint (what ``after_registration`` queues), composed for a
+    registration that writes it in its own statement; None when it cannot be sent."""
+    recipient = reach(complaint, NoticeKind.registered, [complaint.complainant_contact])
+    if recipient is None:
+        return None
+    facts = NoticeFacts(complaint.reference, due_at=complaint.due_at)
+    return compose(complaint, NoticeKind.registered, facts, recipient, customer_language)
 
 
 def reachable(complaint: Complaint) -> Via | None:

@@ -28,12 +28,8 @@ from datetime import date, datetime
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
-
 CENTRE_ZONE: Final = ZoneInfo("Asia/Shanghai")
 PATTERN: Final = re.compile(r"^C-(\d{8})-(\d{6,})$")
-_NEXT = text("SELECT nextval('complaint_reference_seq')")
 
 
 def format_reference(day: date, number: int) -> str:
@@ -51,9 +47,3 @@ def registration_day(at: datetime) -> date:
 def is_reference(value: str) -> bool:
     """Does ``value`` have a reference's shape?"""
     return PATTERN.match(value) is not None
-
-
-async def next_reference(session: AsyncSession, *, at: datetime) -> str:
-    """A reference no complaint has had or will have, for a registration at ``at``."""
-    number = int(await session.scalar(_NEXT) or 0)
-    return format_reference(registration_day(at), number)

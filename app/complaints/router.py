@@ -6,9 +6,14 @@ Theory of operation
 ``POST /complaints`` registers a complaint from any channel (people and channels' API keys):
 201 with the reference and the clocks, or 200 with ``linked: true`` and the existing
 reference when the same matter is already open. An ``Idempotency-Key`` retry is answered
-with the first answer. ``POST /complaints/{id}/{verb}`` moves a complaint through the
-lifecycle: the row is locked for the request's transaction, so two moves of one complaint
-run one after the other, and each sees the other's result.
+with the first answer. A new complaint is written on the driver pool in a transaction of its
+own (``service.register_new``: the key, the facts and the rows in a few statements), and the
+event hub is poked once it commits; a registration of a matter already open is registered
+again in a session (``service.register``, under ``run_once``), which links it.
+
+``POST /complaints/{id}/{verb}`` moves a complaint through the lifecycle: the row is locked
+for the request's transaction, so two moves of one complaint run one after the other, and
+each sees the other's result.
 
 Who may do what (``check``): a person may register; an agent reads the complaints assigned
 to them or registered by them and acts on those assigned to them; a supervisor reads and
@@ -59,8 +64,8 @@ from app.complaints.schemas import (
     Registered,
     TransitionFacts,
 )
-from app.db import Session
-from app.idempotency import run_once
+from app.db import Session, unit_of_work
+from app.idempotency import check_key, fingerprint, run_once
 from app.openapi import errors, require_json_body
 from app.pagination import Limit, PageCursor, decode_id_cursor, next_id_cursor
 
@@ -222,8 +227,8 @@ async def detail(
     },
 )
 async def register_complaint(
+    request: Request,
     body: ComplaintCreate,
-    session: Session,
     principal: PersonOrChannel,
     now: Now,
     desk: CurrentDesk,
@@ -232,11 +237,13 @@ async def register_complaint(
     """Register a complaint from any channel; the same matter already open is linked to it
     (200, ``linked: true``, its reference) instead of opened twice."""
     check(principal, "create")
+    state = request.app.state
+    scope = f"{principal.actor}:complaints"
+    payload = body.model_dump(mode="json")
+    calendar = desk.work_calendar()
 
-    async def create() -> tuple[int, Any]:
-        done = await service.register(session, data=body, actor=principal.actor, now=now, desk=desk)
-        calendar = desk.work_calendar()
-        answer = Registered(
+    def answer(done: service.Registration) -> tuple[int, Any]:
+        registered = Registered(
             id=done.complaint.id,
             reference=done.complaint.reference,
             status=done.complaint.status,
@@ -244,16 +251,68 @@ async def register_complaint(
             clocks=[clock_out(r, calendar, now) for r in done.clocks],
             linked=done.linked,
         )
-        return (200 if done.linked else 201), answer.model_dump(mode="json")
+        return (200 if done.linked else 201), registered.model_dump(mode="json")
 
-    code, payload = await run_once(
-        session,
-        scope=f"{principal.actor}:complaints",
-        key=key,
-        payload=body.model_dump(mode="json"),
-        create=create,
+    keyed = None
+    if key is not None:
+        check_key(key)
+        keyed = service.Keyed(scope, key, fingerprint(payload))
+    taken = await service.register_new(
+        state.db_pool,
+        data=body,
+        actor=principal.actor,
+        now=now,
+        desk=desk,
+        keyed=keyed,
+        answer=answer,
     )
-    return JSONResponse(payload, status_code=code)
+    if isinstance(taken, service.Created):
+        _wake(state, timers=taken.wakes_timers)
+        assert taken.answer is not None
+        return JSONResponse(taken.answer[1], status_code=taken.answer[0])
+    if isinstance(taken, service.Replayed):
+        return JSONResponse(taken.answer[1], status_code=taken.answer[0])
+    # Rare: the same matter is open. Linking runs in a session.
+    code, out = await _register_in_session(
+        state, body, principal, now, desk, key=key, answer=answer
+    )
+    return JSONResponse(out, status_code=code)
+
+
+async def _register_in_session(
+    state: Any,
+    body: ComplaintCreate,
+    principal: Principal,
+    now: datetime,
+    desk: service.Desk,
+    *,
+    key: str | None,
+    answer: service.Answer,
+) -> tuple[int, Any]:
+    """Register in a session of its own (``service.register``, which links), the key kept
+    by ``run_once``; the customer's lock is taken before the key, in the order the driver's
+    statements take them."""
+    async with unit_of_work(state.sessionmaker) as session:
+        await service.lock_customer(session, body)
+
+        async def create() -> tuple[int, Any]:
+            done = await service.register(
+                session, data=body, actor=principal.actor, now=now, desk=desk
+            )
+            return answer(done)
+
+        payload = body.model_dump(mode="json")
+        scope = f"{principal.actor}:complaints"
+        return await run_once(session, scope=scope, key=key, payload=payload, create=create)
+
+
+def _wake(state: Any, *, timers: bool) -> None:
+    """A registration committed on the driver: the hub reads its event now, and the timer
+    worker looks now when a timer it set is due soon."""
+    if state.hub is not None:
+        state.hub.poke()
+    if timers and state.timer_worker is not None:
+        state.timer_worker.poke()
 
 
 @router.get("/complaints", response_model=ComplaintPage, responses=errors(403))

@@ -7,19 +7,36 @@ Every function takes the request's session and ``now`` (the caller's clock, inje
 never commits: the request's unit of work does, so a complaint, its clocks, its audit
 entries and its events are durable together or not at all.
 
-**Registration** (``register``) checks what the request names (the customer, the contact),
-then, for a known customer, takes a transaction-scoped advisory lock on that customer and
-looks for an open complaint about the same matter (``same_matter``): the same branch with
-the two occurrences within ``LinkRules.window`` (default 7 days) of each other, or
-descriptions alike to at least ``LinkRules.similarity`` (difflib's ratio over the
-case-folded text without spaces and punctuation, which compares Chinese and English alike
-without segmenting words). A match gets the new facts appended to ``linked`` (an audit entry
-``linked``; the answer is the existing reference, ``linked: true``); the lock makes two
-registrations of one matter racing through two channels end as one complaint. Otherwise a
-new complaint gets a reference (``reference.next_reference``), its clocks
-(``clocks.policy_for`` over the desk's policies: the acknowledgement, stopped at once since
-the reference is the acknowledgement, and the resolution, three calendar days), its first
-audit entry and a ``complaint.registered`` event.
+**Registration** checks what the request names (the customer, the contact), then, for a
+known customer, takes a transaction-scoped advisory lock on that customer and looks for an
+open complaint about the same matter (``same_matter``): the same branch with the two
+occurrences within ``LinkRules.window`` (default 7 days) of each other, or descriptions
+alike to at least ``LinkRules.similarity`` (difflib's ratio over the case-folded text
+without spaces and punctuation, which compares Chinese and English alike without segmenting
+words). A match gets the new facts appended to ``linked`` (an audit entry ``linked``; the
+answer is the existing reference, ``linked: true``); the lock makes two registrations of one
+matter racing through two channels end as one complaint. Otherwise a new complaint gets a
+reference (``reference.format_reference`` over a sequence), its clocks (``clocks.policy_for``
+over the desk's policies: the acknowledgement, stopped at once since the reference is the
+acknowledgement, and the resolution, three calendar days), its first audit entry, a
+``complaint.registered`` event, each running clock's first alert timer (as
+``deadlines.reschedule`` would set it) and the complainant's notice (as ``notices`` composes
+it).
+
+A new complaint is the hot path, so it is written without the ORM, in a few statements on
+the driver (``registration_statement``; ``register_on`` runs them on an asyncpg connection
+in its transaction): the lock, one statement that reads every fact (and, when nothing can
+be linked, takes the id and the reference number), and one that writes every row. Python
+computes every value in between from the same functions the rest of the desk uses (the
+clocks core, ``deadlines.pending``, ``chain``, ``search_terms``, ``notices.compose``): the
+audit entry's hash needs the id and the reference, which is why the numbers are read first.
+``register_new`` runs them on the driver pool, in a transaction of its own, with the
+request's ``Idempotency-Key`` claimed by the writing statement together with the answer its
+retries get; ``register`` runs them on a session's connection, in the session's transaction
+(the route's linking path, the tests and any caller holding a session). Linking, which is
+rare, stays on the ORM in a session: a registration on the driver that finds the same
+matter open writes nothing, and the route registers it again in a session (``register``),
+under the same lock, which links it (or, if the open complaint moved on meanwhile, creates).
 
 **Moves** (``transition``) run on a complaint the caller locked (``get_or_raise(...,
 for_update=True)``): the lifecycle table decides whether the move is allowed (else
@@ -50,21 +67,24 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import unicodedata
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Text, bindparam, cast, false, or_, select, text, true
+import asyncpg
+from sqlalchemy import ColumnElement, Text, bindparam, cast, false, or_, select, true
 from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agents.models import Agent, Role
 from app.agents.permissions import Principal
 from app.complaints import affinity, chain, deadlines, lifecycle, notices, search_terms
+from app.complaints import registration_statement as rs
 from app.complaints.calendar import WorkCalendar, china_calendar
 from app.complaints.clocks import (
     DEFAULT_POLICIES,
@@ -96,10 +116,13 @@ from app.complaints.models import (
     snapshot,
     stop_clock,
 )
-from app.complaints.reference import next_reference
+from app.complaints.reference import format_reference, registration_day
 from app.complaints.schemas import ComplaintCreate, Matter, TransitionFacts
-from app.customers.models import Customer
-from app.routing.models import Contact
+from app.db import DriverPool
+from app.errors import AppError
+from app.events.log import wake_after_commit
+from app.idempotency import key_reused
+from app.timers.service import WAKE_HORIZON, wake_worker_after_commit
 
 # --- configuration -----------------------------------------------------------------------
 
@@ -147,6 +170,7 @@ DESK = Desk()
 STARTED_AT_REGISTRATION = frozenset(ClockKind) - {ClockKind.REVIEW}
 STOPPED_AT_REGISTRATION = frozenset({ClockKind.ACKNOWLEDGEMENT})
 STOPPED_BY_RESOLUTION = frozenset({ClockKind.RESOLUTION, ClockKind.FIRST_REPLY, ClockKind.DECISION})
+OPEN_STATUSES = [s.value for s in lifecycle.OPEN]
 
 # --- reading -------------------------------------------------------------------------------
 
@@ -290,14 +314,11 @@ class Step:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-def write_audit(
-    session: AsyncSession, complaint: Complaint, step: Step, *, actor: str, at: datetime
-) -> None:
-    """Append ``step`` to the complaint's chain and move its recorded head."""
-    seq = complaint.audit_seq + 1
+def chained(complaint: Complaint, step: Step, *, actor: str, at: datetime) -> dict[str, Any]:
+    """``step`` as the entry after the complaint's recorded head, with its hashes."""
     entry: dict[str, Any] = {
         "complaint_id": complaint.id,
-        "seq": seq,
+        "seq": complaint.audit_seq + 1,
         "at": at.astimezone(UTC),
         "actor": actor,
         "action": step.action,
@@ -306,9 +327,16 @@ def write_audit(
         "reason": step.reason,
         "data": step.data,
     }
-    linked = chain.link(complaint.audit_hash or chain.GENESIS, entry)
+    return chain.link(complaint.audit_hash or chain.GENESIS, entry)
+
+
+def write_audit(
+    session: AsyncSession, complaint: Complaint, step: Step, *, actor: str, at: datetime
+) -> None:
+    """Append ``step`` to the complaint's chain and move its recorded head."""
+    linked = chained(complaint, step, actor=actor, at=at)
     session.add(ComplaintAudit(**linked))
-    complaint.audit_seq, complaint.audit_hash = seq, linked["hash"]
+    complaint.audit_seq, complaint.audit_hash = linked["seq"], linked["hash"]
 
 
 async def redact_audit(
@@ -349,20 +377,25 @@ class Registration:
     linked: bool
 
 
-async def _customer(session: AsyncSession, data: ComplaintCreate) -> Customer | None:
-    if data.customer is None:
-        return None
-    customer = await session.get(Customer, data.customer.id)
-    if customer is None:
-        raise InvalidComplaint("customer.id", f"customer {data.customer.id} does not exist")
-    return customer
+class Alike(Protocol):
+    """What the same-matter check reads of an open complaint."""
+
+    @property
+    def branch(self) -> str: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def description(self) -> str: ...
 
 
-async def _check_contact(session: AsyncSession, contact_id: int | None) -> None:
-    if contact_id is None:
-        return
-    if await session.scalar(select(Contact.id).where(Contact.id == contact_id)) is None:
-        raise InvalidComplaint("contact_id", f"contact {contact_id} does not exist")
+@dataclass(frozen=True, slots=True)
+class OpenComplaint:
+    """An open complaint of the customer, as the registration's facts list it."""
+
+    id: int
+    branch: str
+    occurred_at: datetime
+    description: str
 
 
 def _plain_text(value: str) -> str:
@@ -375,33 +408,12 @@ def similarity(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, _plain_text(a), _plain_text(b)).ratio()
 
 
-def same_matter(open_one: Complaint, matter: Matter, rules: LinkRules) -> bool:
+def same_matter(open_one: Alike, matter: Matter, rules: LinkRules) -> bool:
     """Is ``matter`` the one ``open_one`` is about?"""
     same_branch = _plain_text(open_one.branch) == _plain_text(matter.branch)
     near = abs(open_one.occurred_at - matter.occurred_at) <= rules.window
     alike = similarity(open_one.description, matter.description) >= rules.similarity
     return (same_branch and near) or alike
-
-
-async def _open_same_matter(
-    session: AsyncSession, customer_id: int, matter: Matter, rules: LinkRules
-) -> Complaint | None:
-    # One registration per customer at a time: two channels racing with one matter link.
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended('complaints:customer:' || :id, 0))"),
-        {"id": str(customer_id)},
-    )
-    open_statuses = [s.value for s in lifecycle.OPEN]
-    stmt = (
-        select(Complaint)
-        .where(Complaint.customer_id == customer_id, Complaint.status.in_(open_statuses))
-        .order_by(Complaint.id.desc())
-        .limit(50)
-    )
-    for candidate in await session.scalars(stmt):
-        if same_matter(candidate, matter, rules):
-            return candidate
-    return None
 
 
 def _facts(data: ComplaintCreate) -> dict[str, Any]:
@@ -434,18 +446,67 @@ async def link(
     )
 
 
-async def _create(
-    session: AsyncSession,
-    data: ComplaintCreate,
-    customer: Customer | None,
-    actor: str,
-    now: datetime,
+@dataclass(frozen=True, slots=True)
+class Keyed:
+    """A request's ``Idempotency-Key``: its scope, the key and the request's fingerprint."""
+
+    scope: str
+    key: str
+    request_hash: str
+
+
+Answer = Callable[[Registration], tuple[int, Any]]
+"""What a new complaint's request answers (status, JSON body): stored with its key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """A new complaint, written; ``wakes_timers``: a timer it set is due before the worker
+    would look (a registration dated in the past)."""
+
+    registration: Registration
+    answer: tuple[int, Any] | None
+    wakes_timers: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """The key was used before, for the same request: the answer stored for it."""
+
+    answer: tuple[int, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SameMatter:
+    """The customer's open complaint about the same matter: the registration links to it."""
+
+    complaint_id: int
+
+
+Outcome = Created | Replayed | SameMatter
+
+
+@dataclass(frozen=True, slots=True)
+class _New:
+    """A new complaint as Python computes it from the facts, before it is written."""
+
+    complaint: Complaint
+    clocks: list[ComplaintClock]
+    audit: dict[str, Any]
+    event: dict[str, Any]
+    timers: list[tuple[str, datetime, dict[str, Any]]]  # (clock kind, due, payload)
+    notice: notices.Notice | None
+
+
+def _new_complaint(
+    data: ComplaintCreate, actor: str, now: datetime, complaint_id: int, reference: str
 ) -> Complaint:
     complaint = Complaint(
-        reference=await next_reference(session, at=now),
+        id=complaint_id,
+        reference=reference,
         status=lifecycle.INITIAL.value,
         channel=data.channel.value,
-        customer_id=None if customer is None else customer.id,
+        customer_id=None if data.customer is None else data.customer.id,
         complainant_name=data.complainant.name,
         complainant_contact=data.complainant.contact,
         complainant_relation=data.complainant.relation.value,
@@ -458,20 +519,20 @@ async def _create(
         contact_id=data.contact_id,
         categories=[],
         escalation_level=EscalationLevel.agent.value,
+        assignee_id=None,
         registered_by=actor,
         registered_at=now,
         facts={},
         linked=[],
         audit_seq=0,
+        audit_hash=None,
     )
     complaint.search = search_terms.of(complaint)
-    session.add(complaint)
-    await session.flush()
     return complaint
 
 
-async def _start_clocks(
-    session: AsyncSession, complaint: Complaint, tier: str | None, now: datetime, desk: Desk
+def _new_clocks(
+    complaint: Complaint, tier: str | None, now: datetime, desk: Desk
 ) -> list[ComplaintClock]:
     chosen = policy_for((), tier, complaint.channel, desk.policies)
     rows = [
@@ -479,26 +540,34 @@ async def _start_clocks(
     ]
     for row in rows:
         recompute(row, desk.work_calendar(), now)
-    session.add_all(rows)
     return rows
 
 
-async def register(
-    session: AsyncSession, *, data: ComplaintCreate, actor: str, now: datetime, desk: Desk = DESK
-) -> Registration:
-    """A new complaint with its clocks started, or the open one about the same matter."""
-    customer = await _customer(session, data)
-    await _check_contact(session, data.contact_id)
-    if customer is not None:
-        existing = await _open_same_matter(session, customer.id, data.matter, desk.link)
-        if existing is not None:
-            await link(session, existing, data=data, actor=actor, now=now)
-            await notices.after_registration(session, existing, linked=True, now=now)
-            return Registration(existing, await clocks_of(session, existing.id), linked=True)
-    complaint = await _create(session, data, customer, actor, now)
-    clocks = await _start_clocks(
-        session, complaint, None if customer is None else customer.tier, now, desk
-    )
+def _first_alerts(
+    rows: Sequence[ComplaintClock], desk: Desk
+) -> list[tuple[str, datetime, dict[str, Any]]]:
+    """Each running clock's timer, as ``deadlines.reschedule`` sets it (nothing fired yet)."""
+    found = []
+    for row in rows:
+        upcoming = deadlines.pending(row, desk.work_calendar(), frozenset())
+        if upcoming:
+            found.append((row.kind, upcoming[0].at, deadlines.next_payload(row, upcoming[0])))
+    return found
+
+
+def _build(
+    data: ComplaintCreate,
+    facts: asyncpg.Record,
+    numbers: tuple[int, int],
+    *,
+    actor: str,
+    now: datetime,
+    desk: Desk,
+) -> _New:
+    """Every row of a new complaint, computed from the registration's facts."""
+    reference = format_reference(registration_day(now), numbers[1])
+    complaint = _new_complaint(data, actor, now, numbers[0], reference)
+    clocks = _new_clocks(complaint, facts["customer_tier"], now, desk)
     complaint.due_at = _resolution_due(clocks)
     step_data = {
         "reference": complaint.reference,
@@ -506,31 +575,217 @@ async def register(
         "customer_id": complaint.customer_id,
         "facts_sha256": digest(_facts(data)),
     }
-    write_audit(
-        session,
-        complaint,
-        Step("registered", None, complaint.status, data=step_data),
-        actor=actor,
-        at=now,
-    )
-    payload = {
+    step = Step("registered", None, complaint.status, data=step_data)
+    audit = chained(complaint, step, actor=actor, at=now)
+    complaint.audit_seq, complaint.audit_hash = audit["seq"], audit["hash"]
+    event = {
         **_base(complaint),
         "channel": complaint.channel,
         "customer_id": complaint.customer_id,
         "due_at": _due_text(complaint),
+        "agent_id": complaint.assignee_id,
     }
-    complaint_event(
-        session,
-        ComplaintEventType.REGISTERED,
-        complaint.id,
-        payload,
-        actor=actor,
-        agent_id=complaint.assignee_id,
+    notice = notices.registered_notice(complaint, facts["customer_language"])
+    return _New(complaint, clocks, audit, event, _first_alerts(clocks, desk), notice)
+
+
+def _write_arguments(new: _New, keyed: Keyed | None, answer: tuple[int, Any] | None) -> list[Any]:
+    """``registration_statement.WRITE``'s parameters, in its order."""
+    c, audit, notice = new.complaint, new.audit, new.notice
+    return [
+        None if keyed is None else keyed.scope,
+        None if keyed is None else keyed.key,
+        None if keyed is None else keyed.request_hash,
+        None if answer is None else json.dumps(answer[1]),
+        c.id,
+        c.reference,
+        c.status,
+        c.channel,
+        c.customer_id,
+        c.complainant_name,
+        c.complainant_contact,
+        c.complainant_relation,
+        c.occurred_at,
+        c.location,
+        c.branch,
+        c.description,
+        c.grounds,
+        c.request,
+        c.contact_id,
+        c.escalation_level,
+        c.registered_by,
+        c.registered_at,
+        c.due_at,
+        c.audit_seq,
+        c.audit_hash,
+        c.search,
+        [r.kind for r in new.clocks],
+        [json.dumps(r.policy) for r in new.clocks],
+        [r.stopped_at for r in new.clocks],
+        [r.due_at for r in new.clocks],
+        audit["action"],
+        audit["before"],
+        audit["after"],
+        audit["reason"],
+        json.dumps(audit["data"]),
+        audit["prev_hash"],
+        json.dumps(new.event),
+        [kind for kind, _, _ in new.timers],
+        [due for _, due, _ in new.timers],
+        [json.dumps(payload) for _, _, payload in new.timers],
+        *(
+            [None] * 7
+            if notice is None
+            else [
+                notice.channel.value,
+                notice.recipient,
+                notice.kind,
+                notice.subject,
+                notice.body,
+                notice.language,
+                notice.dedupe_key,
+            ]
+        ),
+    ]
+
+
+def _stored(request_hash: str, status: int, response: str, keyed: Keyed) -> Replayed:
+    """The answer stored for the key; a 409 if it was stored for another request."""
+    if request_hash != keyed.request_hash:
+        raise key_reused(keyed.key)
+    return Replayed((status, json.loads(response)))
+
+
+def _check(data: ComplaintCreate, facts: asyncpg.Record) -> None:
+    """A 422 for the first fact the request names that does not exist."""
+    if data.customer is not None and facts["customer_id"] is None:
+        raise InvalidComplaint("customer.id", f"customer {data.customer.id} does not exist")
+    if data.contact_id is not None and not facts["contact_found"]:
+        raise InvalidComplaint("contact_id", f"contact {data.contact_id} does not exist")
+
+
+def _same_matter(facts: asyncpg.Record, matter: Matter, rules: LinkRules) -> int | None:
+    """The newest open complaint of the customer about ``matter``, if any."""
+    listed = zip(
+        facts["open_ids"] or (),
+        facts["branches"] or (),
+        facts["occurred"] or (),
+        facts["descriptions"] or (),
+        strict=True,
     )
-    await session.flush()
-    await deadlines.reschedule(session, clocks, desk.work_calendar(), fired=frozenset())
-    await notices.after_registration(session, complaint, linked=False, now=now)
-    return Registration(complaint, clocks, linked=False)
+    found = (OpenComplaint(*values) for values in listed)
+    return next((c.id for c in found if same_matter(c, matter, rules)), None)
+
+
+async def register_on(
+    conn: asyncpg.Connection,
+    *,
+    data: ComplaintCreate,
+    actor: str,
+    now: datetime,
+    desk: Desk,
+    keyed: Keyed | None = None,
+    answer: Answer | None = None,
+) -> Outcome:
+    """Register on ``conn``, in its transaction: lock, read the facts, and write a new
+    complaint in one statement; or the answer stored for the key, or the open complaint
+    about the same matter (written nothing: the caller links)."""
+    if data.customer is not None:
+        await conn.execute(rs.LOCK, str(data.customer.id))
+    facts = await conn.fetchrow(
+        rs.FACTS,
+        None if keyed is None else keyed.scope,
+        None if keyed is None else keyed.key,
+        None if data.customer is None else data.customer.id,
+        data.contact_id,
+        OPEN_STATUSES,
+    )
+    if keyed is not None and facts["prior_hash"] is not None:
+        return _stored(facts["prior_hash"], facts["prior_status"], facts["prior_response"], keyed)
+    _check(data, facts)
+    if facts["open_ids"] is not None:
+        existing = _same_matter(facts, data.matter, desk.link)
+        if existing is not None:
+            return SameMatter(existing)
+    numbers = facts if facts["complaint_id"] is not None else await conn.fetchrow(rs.NUMBERS)
+    new = _build(
+        data, facts, (numbers["complaint_id"], numbers["number"]), actor=actor, now=now, desk=desk
+    )
+    registration = Registration(new.complaint, new.clocks, linked=False)
+    answered = None if answer is None else answer(registration)
+    written = await conn.fetchrow(rs.WRITE, *_write_arguments(new, keyed, answered))
+    if written["id"] is None:
+        # A retry that raced the first request: the key is taken now, by a committed request.
+        assert keyed is not None
+        prior = await conn.fetchrow(rs.PRIOR, keyed.scope, keyed.key)
+        return _stored(prior["request_hash"], prior["status_code"], prior["response"], keyed)
+    ids = dict(zip(written["clock_kinds"], written["clock_ids"], strict=True))
+    for row in new.clocks:
+        row.id = ids[row.kind]
+    soon = datetime.now(UTC) + WAKE_HORIZON
+    wakes = any(due <= soon for _, due, _ in new.timers)
+    return Created(registration, answered, wakes)
+
+
+async def _driver_connection(session: AsyncSession) -> asyncpg.Connection:
+    await session.flush()  # the session's own changes go first, as they were made
+    connection = await session.connection()
+    raw: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
+    return raw
+
+
+async def lock_customer(session: AsyncSession, data: ComplaintCreate) -> None:
+    """Take the registration's lock on the customer ``data`` names (if any) now: before
+    anything else the transaction locks, such as an idempotency key."""
+    if data.customer is not None:
+        conn = await _driver_connection(session)
+        await conn.execute(rs.LOCK, str(data.customer.id))
+
+
+async def register(
+    session: AsyncSession, *, data: ComplaintCreate, actor: str, now: datetime, desk: Desk = DESK
+) -> Registration:
+    """A new complaint with its clocks started, or the open one about the same matter, in
+    the session's transaction."""
+    conn = await _driver_connection(session)
+    outcome = await register_on(conn, data=data, actor=actor, now=now, desk=desk)
+    if isinstance(outcome, SameMatter):
+        existing = await get_or_raise(session, outcome.complaint_id)
+        await link(session, existing, data=data, actor=actor, now=now)
+        await notices.after_link(session, existing, now=now)
+        return Registration(existing, await clocks_of(session, existing.id), linked=True)
+    assert isinstance(outcome, Created)  # no key: nothing to replay
+    wake_after_commit(session)
+    if outcome.wakes_timers:
+        wake_worker_after_commit(session)
+    return outcome.registration
+
+
+async def register_new(
+    db: DriverPool,
+    *,
+    data: ComplaintCreate,
+    actor: str,
+    now: datetime,
+    desk: Desk = DESK,
+    keyed: Keyed | None,
+    answer: Answer,
+) -> Outcome:
+    """Register a new complaint in a transaction of its own on the driver pool. A
+    ``SameMatter`` outcome wrote nothing: the caller registers again in a session
+    (``register``), which links. The caller wakes the event hub (and the timer worker when
+    ``wakes_timers``) after a ``Created``."""
+    async with db.in_transaction() as conn:
+        try:
+            return await register_on(
+                conn, data=data, actor=actor, now=now, desk=desk, keyed=keyed, answer=answer
+            )
+        except AppError as error:
+            # Refused before anything was written: the transaction ends as it would, and
+            # the connection, whose state is known, goes back to the pool (an error raised
+            # through ``in_transaction`` would close it).
+            refused = error
+    raise refused
 
 
 # --- moves -----------------------------------------------------------------------------------
