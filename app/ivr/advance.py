@@ -20,8 +20,12 @@ Decisions, and why
   path), never a stuck caller or a 500. Nothing of the refused admission is written.
 - **A damaged state ends the call politely** rather than guessing where the caller was; so
   does an event the machine refuses (``UnexpectedEvent``), which would be the shell's mistake.
-- **The contact carries no skills.** Admission has no field for them, so the path's skills
-  are named in the contact's subject, and the queue's own routing steps choose the agents.
+- **The contact carries the path's skills.** Admission stores them on the contact, and the
+  dispatcher offers it only to an agent who holds them as well as the skills of the queue's
+  routing step in force (they never expire with the steps; the queue's max wait still moves
+  or ends a contact nobody holds them for). The subject names the flow the call came
+  through. A skill deleted since the flow was published refuses the admission like a queue
+  that is gone: the caller hears that every agent is busy.
 - **Keys are never stored raw.** The path holds what the machine records (an ID masked);
   the step's stored event holds only how many keys were pressed.
 """
@@ -58,7 +62,7 @@ from app.ivr.vocabulary import (
     StateError,
     TranscriptEntry,
 )
-from app.routing import admission
+from app.routing import admission, scoring
 from app.routing import service as routing
 
 log = logging.getLogger(__name__)
@@ -275,17 +279,26 @@ def _admission(call: IvrCall, action: Enqueue | Callback, flow: str) -> admissio
         queue=action.queue,
         customer_id=action.customer_id,
         phone=number if by_phone else None,
-        subject=subject(flow, action.skills),
+        subject=subject(flow),
         language=action.language,
         caller=None if by_phone else call.caller,
         tier=action.tier,
+        skills=required_skills(action.skills),
     )
 
 
-def subject(flow: str, skills: tuple[SkillNeed, ...]) -> str:
-    """The contact's subject: the flow it came through and the path's skills."""
-    needs = ", ".join(f"{s.skill} {s.min_level}+" for s in skills)
-    return f"IVR {flow}" + (f": {needs}" if needs else "")
+def subject(flow: str) -> str:
+    """The contact's subject: the flow it came through."""
+    return f"IVR {flow}"
+
+
+def required_skills(needs: tuple[SkillNeed, ...]) -> tuple[scoring.SkillReq, ...]:
+    """The path's skills as the contact carries them, each once: a skill the node lists
+    twice needs the higher level, at its first place."""
+    levels: dict[str, int] = {}
+    for need in needs:
+        levels[need.skill] = max(need.min_level, levels.get(need.skill, 0))
+    return tuple(scoring.SkillReq(skill, level) for skill, level in levels.items())
 
 
 def _refused(taken: Taken, why: str, ctx: Context) -> Taken:

@@ -11,8 +11,9 @@ callback or a complaint follow-up. The rules are those of the admission statemen
 (``admission_statement.STATEMENT``), which reads the facts and writes only when they all allow
 it: the caller's sign-in (an agent's token still valid; a system caller has none), the
 ``Idempotency-Key`` (a retry gets the contact the first request created), the queue, the
-channel it accepts, the customer, the tier and its deadline, and ``max_length`` with the
-overflow chain.
+channel it accepts, the customer, the skills the contact requires (each must exist; a
+continuation keeps the earlier contact's), the tier and its deadline, and ``max_length``
+with the overflow chain.
 
 ``admit`` runs the statement on the driver pool as its own transaction: on the hot path
 (queues without a max length) it is one statement. ``admit_within`` runs it on the
@@ -35,7 +36,8 @@ breaks by refusing one of the two).
 
 Nothing is written unless everything was allowed, so a refused admission changes nothing.
 Python reads the facts in the order a client expects its errors (sign-in, key reused with
-another request, unknown queue, channel, customer, full queue) and raises the first.
+another request, unknown queue, channel, customer, unknown skill, full queue) and raises the
+first.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agents.dependencies import check_identity
+from app.agents.exceptions import UnknownSkill
 from app.agents.security import TokenClaims
 from app.agents.service import Identity
 from app.config import Settings
@@ -56,7 +59,7 @@ from app.db import DriverPool
 from app.errors import InvalidInput
 from app.events.log import wake_after_commit
 from app.idempotency import check_key, fingerprint, key_reused
-from app.routing import estimate, work
+from app.routing import estimate, scoring, work
 from app.routing.admission_statement import KEYS, LOCK, PRIOR, QUEUE_LOCKS, STATEMENT
 from app.routing.exceptions import ChannelNotAccepted, QueueFull, UnknownQueue
 from app.routing.models import Contact
@@ -115,6 +118,7 @@ class Admission:
     deadline_at: datetime | None = None
     parent_id: int | None = None
     avoid: tuple[int, ...] = ()  # queues the overflow chain must not enter
+    skills: tuple[scoring.SkillReq, ...] = ()  # what the agent who takes it must hold
 
     @classmethod
     def of(cls, data: ContactCreate, settings: Settings) -> Admission:
@@ -131,6 +135,7 @@ class Admission:
             phone=phone,
             subject=data.subject,
             language=data.language,
+            skills=tuple(scoring.SkillReq(s.skill, s.min_level) for s in data.skills),
         )
 
     @classmethod
@@ -148,6 +153,7 @@ class Admission:
             deadline_at=contact.deadline_at,
             parent_id=contact.id,
             avoid=(contact.queue_id,),
+            skills=scoring.skill_reqs(contact.skills),
         )
 
 
@@ -295,6 +301,8 @@ def _arguments(
         admission.deadline_at,
         admission.parent_id,
         list(admission.avoid),
+        [req.skill for req in admission.skills],
+        [req.min_level for req in admission.skills],
     )
 
 
@@ -331,6 +339,8 @@ def _refuse(
         raise InvalidInput(
             f"customer.id: customer {admission.customer_id} does not exist", field="customer"
         )
+    if row["unknown_skills"] is not None:
+        raise UnknownSkill(list(row["unknown_skills"]))
     if row["queue_id"] is None:
         raise QueueFull(row["full_name"], row["full_length"])
     if channel not in row["queue_channels"]:
@@ -358,6 +368,7 @@ def _queued(row: asyncpg.Record) -> Queued:
         "customer_id": row["contact_customer_id"],
         "subject": row["subject"],
         "language": row["language"],
+        "skills": row["skills"],
         "enqueued_at": row["enqueued_at"],
         "deadline_at": row["deadline_at"],
     }

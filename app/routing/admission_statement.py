@@ -4,14 +4,15 @@ Every way a contact enters a queue runs this statement (``admission`` says who c
 how); this module holds only its text and the order of its parameters. The statement:
 
 1. reads the facts: the calling agent's sign-in (no agent for a system caller), whether the
-   ``Idempotency-Key`` was used before, the queue asked for, the customer and the queue the
-   contact is admitted to (the one asked for or, while a queue is full, its overflow queue,
-   never the same queue twice, and never a queue the caller excludes);
+   ``Idempotency-Key`` was used before, the queue asked for, the customer, the skills the
+   contact requires that do not exist, and the queue the contact is admitted to (the one
+   asked for or, while a queue is full, its overflow queue, never the same queue twice, and
+   never a queue the caller excludes);
 2. only when every fact allows it, claims the key, inserts the contact (its deadline is the
    enqueue time plus its tier's service-level target, unless it continues an earlier contact
    and keeps that one's enqueue time and deadline; its announced position counts the queued
-   contacts of the queue that are due before it), its ``contact.queued`` event and its
-   max-wait timer, counted from its arrival in this queue;
+   contacts of the queue that are due before it; it carries the skills it requires), its
+   ``contact.queued`` event and its max-wait timer, counted from its arrival in this queue;
 3. returns the facts, the new contact and what its wait estimate needs (the queue's recent
    handle times and, when there are enough of them, the staffed agents).
 
@@ -38,7 +39,8 @@ _WINDOW_S = int(estimate.RECENT_WINDOW.total_seconds())
 #  $18 caller number (NULL: the phone, else the customer's), $19 tier (NULL: the customer's),
 #  $20 enqueue time and $21 deadline (NULL: now, and now plus the tier's target),
 #  $22 parent contact (a continuation), $23 queues the overflow chain must not enter,
-#  $24 the queues whose admission locks the caller holds (last: it changes between runs).
+#  $24 the names and $25 the minimum levels of the skills the contact requires (in order),
+#  $26 the queues whose admission locks the caller holds (last: it changes between runs).
 STATEMENT = f"""
 WITH RECURSIVE
 who AS (
@@ -52,6 +54,16 @@ asked AS (
 ),
 customer AS (
     SELECT id, tier, language, phone FROM customers WHERE id = $7::bigint OR phone = $8::text
+),
+-- The skills the contact requires, as stored, and those of them that do not exist (none
+-- required, the usual case: two empty arrays, no table read). A continuation's were checked
+-- when its first contact was admitted: a transfer or an overflow is never refused for them.
+needs AS (
+    SELECT coalesce(jsonb_agg(jsonb_build_object('skill', n.skill, 'min_level', n.level)
+            ORDER BY n.ord), '[]'::jsonb) AS skills,
+        array_agg(n.skill ORDER BY n.ord) FILTER (WHERE $22::bigint IS NULL
+            AND NOT EXISTS (SELECT FROM skills k WHERE k.name = n.skill)) AS unknown
+    FROM unnest($24::text[], $25::int[]) WITH ORDINALITY AS n(skill, level, ord)
 ),
 -- The queue asked for and, while a queue is full, its overflow queue (never one twice).
 chain AS (
@@ -81,11 +93,11 @@ reach AS (
     FROM reach r JOIN queues o ON o.id = r.overflow_queue_id
     WHERE r.max_length IS NOT NULL AND o.id <> ALL(r.path)
 ),
--- NULL when the caller holds the lock ($24) of every limited queue the chain counted; else
+-- NULL when the caller holds the lock ($26) of every limited queue the chain counted; else
 -- the limited queues to lock before counting again.
 locks AS (
     SELECT CASE WHEN EXISTS (
-        SELECT FROM chain WHERE chain.max_length IS NOT NULL AND chain.id <> ALL($24::bigint[])
+        SELECT FROM chain WHERE chain.max_length IS NOT NULL AND chain.id <> ALL($26::bigint[])
     ) THEN (SELECT array_agg(id ORDER BY id) FROM reach WHERE max_length IS NOT NULL)
     END AS ids
 ),
@@ -107,14 +119,14 @@ facts AS (
         admitted.id AS queue_id, admitted.name AS queue_name,
         admitted.channels AS queue_channels, admitted.max_length AS queue_max_length,
         admitted.max_wait_s, last_full.name AS full_name, last_full.max_length AS full_length,
-        locks.ids AS locks
+        locks.ids AS locks, needs.skills AS needs, needs.unknown AS unknown_skills
     FROM (SELECT) one
     LEFT JOIN who ON true LEFT JOIN prior ON true LEFT JOIN asked ON true
     LEFT JOIN customer ON true LEFT JOIN admitted ON true LEFT JOIN last_full ON true
-    LEFT JOIN locks ON true
+    LEFT JOIN locks ON true LEFT JOIN needs ON true
 ),
 ok AS (
-    SELECT f.queue_id, f.max_wait_s, f.customer_id, tier.name AS tier,
+    SELECT f.queue_id, f.max_wait_s, f.customer_id, f.needs, tier.name AS tier,
         coalesce($16::text, f.customer_language) AS language,
         coalesce($18::text, $8::text, f.customer_phone) AS caller,
         coalesce($20::timestamptz, now()) AS enqueued_at,
@@ -132,6 +144,7 @@ ok AS (
       AND f.prior_hash IS NULL
       AND $14::text = ANY(f.asked_channels) AND $14::text = ANY(f.queue_channels)
       AND ($7::bigint IS NULL OR f.customer_id IS NOT NULL) AND f.locks IS NULL
+      AND f.unknown_skills IS NULL
 ),
 claim AS (
     INSERT INTO idempotency_keys (scope, key, request_hash, status_code, resource_id)
@@ -145,10 +158,11 @@ ahead AS (
 ),
 c AS (
     INSERT INTO contacts (id, queue_id, channel, status, customer_id, caller, tier, subject,
-        language, enqueued_at, routing_started_at, deadline_at, announced_position, parent_id)
+        language, enqueued_at, routing_started_at, deadline_at, announced_position, parent_id,
+        skills)
     SELECT ok.contact_id, ok.queue_id, $14::text, 'queued', ok.customer_id, ok.caller, ok.tier,
         $15::text, ok.language, ok.enqueued_at, now(), ok.deadline_at, ahead.n + 1,
-        $22::bigint
+        $22::bigint, ok.needs
     FROM ok, ahead
     WHERE $4::text IS NULL OR EXISTS (SELECT FROM claim)
     RETURNING *
@@ -160,7 +174,7 @@ e AS (
             'channel', c.channel, 'tier', c.tier, 'agent_id', NULL,
             'wait_s', round(extract(epoch FROM greatest(now() - c.enqueued_at,
                 interval '0'))::numeric, 3)::float8,
-            'customer_id', c.customer_id, 'parent_id', c.parent_id),
+            'customer_id', c.customer_id, 'parent_id', c.parent_id, 'skills', c.skills),
         $17::text
     FROM c
 ),
@@ -170,7 +184,8 @@ t AS (
     FROM c, ok WHERE ok.max_wait_s IS NOT NULL
 )
 SELECT f.*, c.id, c.status, c.channel, c.tier, c.customer_id AS contact_customer_id, c.subject,
-    c.language, c.enqueued_at, c.routing_started_at, c.deadline_at, c.announced_position,
+    c.language, c.skills, c.enqueued_at, c.routing_started_at, c.deadline_at,
+    c.announced_position,
     h.times AS handle_times,
     -- Staffing is only worth counting when there are handle times to spread over it.
     CASE WHEN cardinality(h.times) >= {estimate.MIN_SAMPLES} THEN

@@ -70,8 +70,9 @@ class Wanted:
     """Which agents a round's contacts could go to: a superset, to keep the round small.
 
     ``skills`` None: any agent (a contact whose steps have all expired, or a step without
-    skills); otherwise agents holding one of these skills at the level given (the lowest
-    any waiting contact's step asks for), or one of ``agent_ids`` (the relationship
+    skills, and that requires no skills of its own); otherwise agents holding one of these
+    skills at the level given (the lowest any waiting contact's step or the contact itself
+    asks for), or one of ``agent_ids`` (the relationship
     managers, who may be the only agent a contact may go to).
     """
 

@@ -71,9 +71,18 @@ class ContactPayload(TypedDict):
 
 
 @with_config(_CLOSED)
+class RequiredSkill(TypedDict):
+    """A skill a contact requires of its agent, at least at ``min_level``."""
+
+    skill: str
+    min_level: int
+
+
+@with_config(_CLOSED)
 class Queued(ContactPayload):
     customer_id: int | None
     parent_id: int | None  # the contact this one continues (a transfer or an overflow)
+    skills: list[RequiredSkill]  # what the agent who takes it must hold (maybe nothing)
 
 
 @with_config(_CLOSED)

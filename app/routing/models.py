@@ -158,6 +158,12 @@ class Contact(TimestampMixin, Base):
         server_default="{}",
         comment="agents who rejected or missed an offer of this contact",
     )
+    skills: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB,
+        nullable=False,
+        server_default="[]",
+        comment="skills an agent must hold to take it: [{skill, min_level}]",
+    )
 
 
 class Offer(Base):

@@ -25,7 +25,7 @@ from app.redact import mask_personal_numbers
 from app.routing import service
 from app.routing.estimate import WaitEstimate
 from app.routing.models import Contact, Offer, Queue
-from app.routing.schemas import ContactOut, OfferOut, QueueOut, ServiceLevel
+from app.routing.schemas import ContactOut, OfferOut, QueueOut, ServiceLevel, StepSkill
 
 
 def queue_view(queue: Queue, names: dict[int, str]) -> QueueOut:
@@ -143,6 +143,7 @@ def contact_view(
         customer_id=contact.customer_id,
         subject=shown_subject(contact.subject, viewer),
         language=contact.language,
+        skills=[StepSkill.model_validate(s) for s in contact.skills],
         enqueued_at=contact.enqueued_at,
         deadline_at=contact.deadline_at,
         agent_id=contact.agent_id,

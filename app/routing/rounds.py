@@ -20,7 +20,8 @@ statements on the leader's own connection, whatever the size of the centre:
    offered nothing now go with them: such an agent holds their contact, ``scoring``);
 3. write in one statement (``_WRITE``), so in one short transaction: it locks the matched
    contacts and agents with ``SKIP LOCKED`` and re-checks them (still queued; still
-   routable, holding the step's skills, with room counted afresh), then inserts the
+   routable, holding the step's skills and the contact's own, with room counted afresh),
+   then inserts the
    offers, their ring-timeout timers and events and updates the contacts, loads and
    agents. A pair that changed meanwhile is left for the next round.
 
@@ -64,10 +65,7 @@ def queue_rules(queue_id: int, strategy: str, steps: Sequence[Any]) -> scoring.Q
         strategy=scoring.Strategy(strategy),
         steps=tuple(
             scoring.Step(
-                skills=tuple(
-                    scoring.SkillReq(skill=s["skill"], min_level=s["min_level"])
-                    for s in step["skills"]
-                ),
+                skills=scoring.skill_reqs(step["skills"]),
                 expires_after_s=step.get("expires_after_s"),
             )
             for step in steps
@@ -99,8 +97,7 @@ def wanted(waiting: Sequence[Waiting], now: datetime) -> Wanted:
     for w in waiting:
         if w.view.relationship_manager_id is not None:
             managers.add(w.view.relationship_manager_id)
-        step = scoring.current_step(w.rules, w.view, now)
-        reqs = () if step is None else w.rules.steps[step].skills
+        reqs = scoring.requirements(w.rules, w.view, now)
         if not reqs:
             skills = None
         elif skills is not None:
@@ -227,12 +224,12 @@ _WAITING = """
     SELECT now() AS now, w.* FROM (SELECT) one
     LEFT JOIN LATERAL (
         SELECT c.id, c.queue_id, c.channel, c.tier, c.enqueued_at, c.routing_started_at,
-            c.declined_by, cu.relationship_manager_id, ca.agent_id AS last_agent_id,
+            c.declined_by, c.skills, cu.relationship_manager_id, ca.agent_id AS last_agent_id,
             c.enqueued_at + make_interval(secs => ca.hold_s) AS last_agent_until
         FROM queues q
         CROSS JOIN LATERAL (
             SELECT c.id, c.queue_id, c.channel, c.tier, c.enqueued_at, c.routing_started_at,
-                c.declined_by, c.customer_id
+                c.declined_by, c.skills, c.customer_id
             FROM contacts c
             WHERE c.queue_id = q.id AND c.status = 'queued' AND c.channel = ANY($1::text[])
             ORDER BY c.deadline_at, c.id
@@ -271,7 +268,8 @@ def _agent_row(record: asyncpg.Record) -> AgentRow:
 # pairs ($1..$7, one element each, in decision order) are re-checked under lock: the
 # contacts still queued and the agents still routable are locked without waiting (a row a
 # request holds is skipped, and its pair left for the next round); an agent must still
-# hold the skills its pair's routing step asks for ($7: name -> lowest level), and its
+# hold the skills its pair's routing step and its contact ask for ($7: name -> lowest
+# level), and its
 # pairs on a channel are kept, in order, while its room (capacity - load) lasts. Skills
 # and room are read from the statement's snapshot, which is current for an agent whose
 # row it sees: every change to them writes the agent's row (triggers), so a change that
@@ -384,11 +382,15 @@ class Made:
 
 
 def required_skills(m: scoring.Match) -> dict[str, int]:
-    """The skills (name: lowest level) the routing step in force when the pair was decided
-    (the reason's step) asks of the agent; the write checks the agent still holds them."""
+    """The skills (name: lowest level) asked of the agent: those of the routing step in
+    force when the pair was decided (the reason's step) and the contact's own, the higher
+    level where both name a skill; the write checks the agent still holds them."""
     step = m.reason.step
     reqs = () if step is None else m.queue.steps[step].skills
-    return {req.skill: req.min_level for req in reqs}
+    needed: dict[str, int] = {}
+    for req in (*reqs, *m.contact.skills):
+        needed[req.skill] = max(req.min_level, needed.get(req.skill, 0))
+    return needed
 
 
 class Rounds:
@@ -496,6 +498,7 @@ class Rounds:
                     last_agent_id=row["last_agent_id"],
                     last_agent_until=self._hold_until(row, self._tiers.get(row["tier"], fallback)),
                     declined_by=frozenset(row["declined_by"]),
+                    skills=scoring.skill_reqs(row["skills"]),
                 ),
             )
             for row in rows

@@ -154,6 +154,9 @@ async def create_contact(
 ) -> Response:
     """Queue a web, chat, app or callback contact; answers with its position and wait.
 
+    `skills` (optional) are skills the agent who takes it must hold besides the queue's
+    routing step; an unknown skill is a 422 naming it.
+
     Signed in with an agent's token or a channel's API key (`hlk_...`).
 
     A retry with the same `Idempotency-Key` creates nothing: it answers with the contact the

@@ -25,6 +25,9 @@ class StepSkill(StrictModel):
     min_level: int = Field(default=1, ge=1, le=10)
 
 
+MAX_CONTACT_SKILLS = 8
+
+
 class StepIn(StrictModel):
     skills: list[StepSkill] = Field(min_length=1, max_length=20)
     expires_after_s: float | None = Field(
@@ -135,6 +138,21 @@ class ContactCreate(StrictModel):
     customer: CustomerRef | None = None
     subject: str | None = Field(default=None, max_length=500)
     language: str | None = Field(default=None, max_length=16)
+    skills: list[StepSkill] = Field(
+        default_factory=list,
+        max_length=MAX_CONTACT_SKILLS,
+        description="skills the agent who takes the contact must hold (existing skill names, "
+        "each once), whatever the queue's routing step; the contact waits for such an agent "
+        "until the queue's max wait moves or ends it",
+    )
+
+    @model_validator(mode="after")
+    def _once(self) -> Self:
+        names = [s.skill for s in self.skills]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"skills: {', '.join(repeated)} listed more than once")
+        return self
 
 
 class OfferOut(BaseModel):
@@ -177,6 +195,11 @@ class ContactOut(BaseModel):
     customer_id: int | None
     subject: str | None
     language: str | None
+    skills: list[StepSkill] = Field(
+        default_factory=list,
+        description="skills the agent who takes the contact must hold, besides the queue's "
+        "routing step (kept by a transfer or an overflow)",
+    )
     enqueued_at: datetime
     deadline_at: datetime
     agent_id: int | None

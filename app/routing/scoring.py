@@ -13,15 +13,18 @@ A decision has three layers, applied in this order:
 1. **Eligibility** (``eligible``, ``may_take``). An agent may take a contact when it has spare
    capacity on the contact's channel (``load < capacity``), is not in the contact's
    ``excluded_agent_ids`` (never to be offered this contact: a hard rule, unlike
-   ``declined_by`` below; the dispatcher sets none today) and, while a routing step is
-   in force, holds every skill of that step at the step's minimum level. Steps expire in
-   order, each ``expires_after_s`` after the previous one, counted from
-   ``routing_started_at``; once the last step has expired any agent with capacity may take
-   the contact (``current_step`` returns ``None``). Inside a relationship-manager window the
-   contact is exclusive to its manager: nobody else may take it, and it waits for them.
-   Inside its last-agent window (until ``last_agent_until``) a contact is *held* the same
+   ``declined_by`` below; the dispatcher sets none today), holds every skill the contact
+   itself requires (``ContactView.skills``: its IVR path's, say) at its minimum level and,
+   while a routing step is in force, every skill of that step at the step's minimum level.
+   The contact's own skills never expire: a contact no agent holds them for waits, until
+   its queue's max wait moves or ends it. Steps expire in order, each ``expires_after_s``
+   after the previous one, counted from ``routing_started_at``; once the last step has
+   expired any agent with capacity (and the contact's own skills) may take the contact
+   (``current_step`` returns ``None``). Inside a relationship-manager window the contact
+   is exclusive to its manager: nobody else may take it, and it waits for them. Inside its
+   last-agent window (until ``last_agent_until``) a contact is *held* the same
    way for its last agent while that agent is present: among the agents passed in, with
-   capacity on the contact's channel and the step's skills, and neither excluded from nor
+   capacity on the contact's channel and the skills required, and neither excluded from nor
    a decliner of the contact. An agent who is present but has no room now (at capacity,
    or not ``ready``) then keeps the contact waiting; one who is not present holds nothing.
 2. **Contact order** (``contact_order_key``): earliest deadline first, then first come first
@@ -35,7 +38,8 @@ A decision has three layers, applied in this order:
 The batch (``match``) takes contacts in order and gives each its best remaining agent; the
 agents are indexed once per call (``_Pool``) so that a contact costs a few heap operations
 rather than a scan of every agent it may take: per signature of acceptability (strategy
-entries, channel, step skills) a heap of the acceptable agents' strategy entries, brought up
+entries, channel, the skills required: the step's and the contact's own) a heap of the
+acceptable agents' strategy entries, brought up
 to date lazily with the offers made since it was last consulted. Its results are exactly
 those of ranking every acceptable agent afresh for each contact.
 
@@ -57,7 +61,7 @@ promise: the contact waits for the manager whatever they are doing, for a window
 to the tier's target. The last agent (the handler of the customer's open complaint) is
 worth waiting for when they will be free in a moment: busy with another contact, in
 wrap-up, resting after a missed offer. A handler who is away, offline or deactivated (not
-passed in), who lacks the channel or the step's skills, or who declined or may never have
+passed in), who lacks the channel or the skills required, or who declined or may never have
 this contact, would keep the caller waiting for nothing: the contact goes by the normal
 rules at once. Both windows use the one ``only`` rule, so a held contact is decided like
 one inside a manager window (only its agent is ranked, whether or not they have room now,
@@ -83,7 +87,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 __all__ = [
     "MAX_LEVEL",
@@ -112,6 +116,8 @@ __all__ = [
     "may_take",
     "next_wake_at",
     "rank_agents",
+    "requirements",
+    "skill_reqs",
 ]
 
 MIN_LEVEL: Final = 1
@@ -158,6 +164,11 @@ class SkillReq:
 
     def __str__(self) -> str:
         return f"{self.skill}>={self.min_level}"
+
+
+def skill_reqs(stored: Iterable[Mapping[str, Any]]) -> tuple[SkillReq, ...]:
+    """Skills as stored (JSON: ``[{"skill": ..., "min_level": ...}]``), in their order."""
+    return tuple(SkillReq(skill=s["skill"], min_level=s["min_level"]) for s in stored)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +221,8 @@ class ContactView:
     ``enqueued_at`` is the original enqueue time, kept across transfers and re-queues, so a
     contact keeps its place. ``routing_started_at`` starts the routing-step clock of the
     queue the contact is in now (reset by a transfer, kept by a re-queue after a rejected
-    offer).
+    offer). ``skills`` are the skills the contact itself requires (its IVR path's, or its
+    creator's): they hold whatever routing step is in force, and after every step expired.
     """
 
     id: int
@@ -223,6 +235,7 @@ class ContactView:
     last_agent_until: datetime | None = None
     excluded_agent_ids: frozenset[int] = frozenset()
     declined_by: frozenset[int] = frozenset()
+    skills: tuple[SkillReq, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,7 +419,8 @@ class _Context:
 
     ``only`` is the relationship manager while the manager window is open, or else the last
     agent while the contact is held for them (nobody else may take the contact); ``manager``
-    and ``last`` are the agents an affinity prefers, if any.
+    and ``last`` are the agents an affinity prefers, if any. ``reqs`` are the skills an
+    agent must hold: the step's, then the contact's own.
     """
 
     queue: QueueRules
@@ -432,7 +446,7 @@ def _held_for(
     contact: ContactView, last: int | None, reqs: Sequence[SkillReq], present: _Present
 ) -> int | None:
     """The last agent, if the contact is held for them: present, with capacity on the
-    channel and the step's skills, not excluded and not a decliner (room aside)."""
+    channel and the skills required, not excluded and not a decliner (room aside)."""
     agent = None if last is None else present.get(last)
     if agent is None or agent.id in contact.excluded_agent_ids or agent.id in contact.declined_by:
         return None
@@ -441,10 +455,23 @@ def _held_for(
     return agent.id
 
 
+def _requirements(
+    queue: QueueRules, contact: ContactView, step: int | None
+) -> tuple[SkillReq, ...]:
+    step_skills = () if step is None else queue.steps[step].skills
+    return (*step_skills, *contact.skills) if contact.skills else step_skills
+
+
+def requirements(queue: QueueRules, contact: ContactView, now: datetime) -> tuple[SkillReq, ...]:
+    """The skills an agent must hold to take the contact at ``now``: those of the routing
+    step in force (none once every step expired), then the contact's own."""
+    return _requirements(queue, contact, current_step(queue, contact, now))
+
+
 def _context(queue: QueueRules, contact: ContactView, now: datetime, present: _Present) -> _Context:
     """``present``: the agents passed in, by id (they decide whether the contact is held)."""
     step = current_step(queue, contact, now)
-    reqs = () if step is None else queue.steps[step].skills
+    reqs = _requirements(queue, contact, step)
     manager = contact.relationship_manager_id if contact.tier.rm_affinity_s > 0 else None
     until = contact.last_agent_until
     last = contact.last_agent_id if until is not None and now < until else None
@@ -488,7 +515,8 @@ def _accepts(ctx: _Context, agent: AgentView, load: Mapping[str, int]) -> bool:
 
 
 def eligible(agent: AgentView, queue: QueueRules, contact: ContactView, now: datetime) -> bool:
-    """Ready, spare capacity on the contact's channel, not excluded, and the step's skills."""
+    """Ready, spare capacity on the contact's channel, not excluded, the step's skills and
+    the contact's own."""
     return _eligible(_context(queue, contact, now, {}), agent, agent.load)
 
 
@@ -667,12 +695,21 @@ def _affinity(manager: bool, last_agent: bool) -> Affinity | None:
     return Affinity.LAST_AGENT if last_agent else None
 
 
-def _rule(queue: QueueRules, step: int | None) -> str:
+def _step_rule(queue: QueueRules, step: int | None) -> str:
     if step is None:
         why = "all routing steps expired" if queue.steps else "queue has no routing steps"
         return f"any agent: {why}"
     skills = ", ".join(str(req) for req in queue.steps[step].skills) or "no skills"
     return f"steps[{step}] requires {skills}"
+
+
+def _rule(queue: QueueRules, contact: ContactView, step: int | None) -> str:
+    """The rule the agent was chosen by: the step's, then the contact's own skills, which
+    every agent without them was passed over for."""
+    rule = _step_rule(queue, step)
+    if not contact.skills:
+        return rule
+    return f"{rule}; contact requires {', '.join(str(req) for req in contact.skills)}"
 
 
 def _reasons(
@@ -681,7 +718,7 @@ def _reasons(
     """Reasons for the agents with these full keys (best first), each naming the next."""
     queue, contact, now = ctx.queue, ctx.contact, ctx.now
     names, score = _key_names(queue.strategy), _STRATEGIES[queue.strategy].score
-    rule, due = _rule(queue, ctx.step), deadline(contact)
+    rule, due = _rule(queue, contact, ctx.step), deadline(contact)
     overdue, waited = is_overdue(contact, now, settings), _seconds(now - contact.enqueued_at)
     # Each agent's runner-up is the next one down; the last has none (zip stops at best).
     runners_up: list[_Key | None] = [*best[1:], None]
@@ -845,12 +882,14 @@ _Signature = tuple[tuple[Strategy, str, frozenset[str]], str, frozenset[SkillReq
 class _Standing:
     """The agents acceptable under one signature, and a lazy heap of their entries.
 
-    A signature is what acceptability and entries depend on apart from the contact itself:
-    the entries' key (strategy, channel, scored skills), the channel and the step's skill
-    requirements. ``members`` are the agents with spare room on the channel who meet the
-    requirements (as of the first ``applied`` offers of the call); ``heap`` holds the current
-    entry of every member, and possibly stale entries and copies, dropped as they reach the
-    top (an entry is valid while its agent is a member and it equals the agent's entry).
+    A signature is what acceptability and entries depend on apart from the contact's id,
+    exclusions and decliners: the entries' key (strategy, channel, scored skills), the
+    channel and the skill requirements, the step's and the contact's own (two contacts of
+    one step whose own skills differ accept different agents). ``members`` are the agents
+    with spare room on the channel who meet the requirements (as of the first ``applied``
+    offers of the call); ``heap`` holds the current entry of every member, and possibly
+    stale entries and copies, dropped as they reach the top (an entry is valid while its
+    agent is a member and it equals the agent's entry).
     """
 
     members: set[int]
@@ -920,7 +959,7 @@ class _Pool:
         return self._meeting[req]
 
     def _qualified(self, ctx: _Context) -> set[int]:
-        """A new set of the ids with spare room on the channel that meet the step."""
+        """A new set of the ids with spare room on the channel that meet every requirement."""
         sets = [self._spare_on(ctx.contact.channel), *map(self._meets, ctx.reqs)]
         sets.sort(key=len)
         return sets[0].intersection(*sets[1:])

@@ -24,6 +24,7 @@ from tests.ivr.telephony import (
     upload,
     verbs,
 )
+from tests.routing.acd import available_agent, offer_for, pending_offers
 
 VOICE = f"{PUBLIC}/telephony/twilio/voice"
 PLATINUM_PHONE = "+8613800000001"
@@ -134,6 +135,14 @@ class TestWholeCalls:
     async def test_the_complaint_hotline_press_0_reaches_the_complaints_queue(
         self, api: Api, client: AsyncClient, people: dict[str, Any]
     ) -> None:
+        """The contact carries the path's skills, and only an agent holding them is offered
+        it: the queue's own routing steps are cleared, so the path's skills alone decide."""
+        expect(await api.patch("/api/v1/queues/complaints", {"steps": []}), 200)
+        # Idle the longest, so first by the queue's strategy, but without the path's skill.
+        without = await available_agent(api, capacity={"voice": 1})
+        holder = await available_agent(
+            api, capacity={"voice": 1}, skills=[{"skill": "complaints", "level": 5}]
+        )
         phone = TwilioCall(client, STRANGER, HOTLINE)
         await phone.start()
         while phone.gathering() and not phone.waiting():
@@ -141,7 +150,13 @@ class TestWholeCalls:
             if len(phone.posted) > 6:
                 break
         assert phone.waiting(), phone.last
-        assert (await contact_of(api, phone.sid))["queue"] == "complaints"
+        contact = await contact_of(api, phone.sid)
+        assert contact["queue"] == "complaints"
+        assert contact["skills"] == [{"skill": "complaints", "min_level": 5}]
+        assert contact["subject"] == "IVR complaint_hotline_95561"
+        offer = await offer_for(holder, contact["id"])
+        assert offer["reason"]["rule"].endswith("; contact requires complaints>=5")
+        assert await pending_offers(without) == []
 
 
 class TestSelfServiceAndEndings:

@@ -175,11 +175,13 @@ class TestDeclaredEvents:
             "wait_s": 0.0,
             "customer_id": None,
             "parent_id": None,
+            "skills": [{"skill": "billing", "min_level": 3}],
         }
         assert undeclared([(1, "contact.queued", queued)]) == []
         missing = {k: v for k, v in queued.items() if k != "parent_id"}
         extra = {**queued, "position": 3}
         mistyped = {**queued, "queue_id": "two"}
-        for bad in (missing, extra, mistyped):
+        skill_extra = {**queued, "skills": [{"skill": "billing", "min_level": 3, "x": 1}]}
+        for bad in (missing, extra, mistyped, skill_extra):
             assert len(undeclared([(1, "contact.queued", bad)])) == 1
         assert undeclared([(1, "contact.vanished", {})]) == ["1 contact.vanished: not declared"]

@@ -79,6 +79,7 @@ def make_contact(
     last_until: datetime | None = None,
     excluded: frozenset[int] = frozenset(),
     declined: frozenset[int] = frozenset(),
+    needs: Sequence[tuple[str, int]] = (),
 ) -> ContactView:
     return ContactView(
         id=contact_id,
@@ -91,6 +92,7 @@ def make_contact(
         last_agent_until=last_until,
         excluded_agent_ids=excluded,
         declined_by=declined,
+        skills=tuple(SkillReq(skill, level) for skill, level in needs),
     )
 
 
@@ -386,6 +388,58 @@ class TestEligible:
     def test_step_without_skills_admits_any_agent(self) -> None:
         queue = make_queue(steps=[make_step(expires=None)])
         assert eligible(make_agent(1), queue, make_contact(), NOW)
+
+    @pytest.mark.parametrize(
+        ("queue", "in_queue", "skills", "expected"),
+        [
+            pytest.param(
+                BILLING_AND_CARDS,
+                0,
+                {"billing": 5, "cards": 3},
+                False,
+                id="the_steps_skills_but_not_the_contacts",
+            ),
+            pytest.param(
+                BILLING_AND_CARDS,
+                0,
+                {"billing": 5, "cards": 3, "spanish": 4},
+                True,
+                id="the_steps_skills_and_the_contacts",
+            ),
+            pytest.param(
+                BILLING_AND_CARDS,
+                0,
+                {"billing": 5, "cards": 3, "spanish": 3},
+                False,
+                id="the_contacts_skill_below_its_minimum",
+            ),
+            pytest.param(
+                BILLING_AND_CARDS,
+                0,
+                {"billing": 4, "cards": 3, "spanish": 9},
+                False,
+                id="the_contacts_skills_but_not_the_steps",
+            ),
+            pytest.param(make_queue(), 0, {"spanish": 4}, True, id="queue_without_steps"),
+            pytest.param(make_queue(), 0, {"billing": 9}, False, id="queue_without_steps_lacking"),
+            pytest.param(
+                TWO_EXPIRING_STEPS, 90, {"spanish": 4}, True, id="steps_expired_contacts_skill"
+            ),
+            pytest.param(
+                TWO_EXPIRING_STEPS, 90, {"billing": 9}, False, id="steps_expired_still_required"
+            ),
+        ],
+    )
+    def test_the_contacts_own_skills_as_well_as_the_steps(
+        self, queue: QueueRules, in_queue: float, skills: dict[str, int], expected: bool
+    ) -> None:
+        contact = make_contact(in_queue=in_queue, needs=[("spanish", 4)])
+        assert eligible(make_agent(1, skills=skills), queue, contact, NOW) is expected
+
+    def test_the_contact_and_the_step_may_name_one_skill_at_two_levels(self) -> None:
+        contact = make_contact(needs=[("billing", 7)])
+        assert not eligible(make_agent(1, skills={"billing": 6}), BILLING, contact, NOW)
+        assert eligible(make_agent(1, skills={"billing": 7}), BILLING, contact, NOW)
 
     def test_excluded_agent_is_not_eligible_even_when_fully_qualified(self) -> None:
         agent = make_agent(1, skills={"billing": 10, "cards": 10})
@@ -788,6 +842,17 @@ class TestRankAgents:
         agents = [make_agent(1, skills={"billing": 5, "cards": 3}), make_agent(2, idle=99)]
         assert ids(rank(agents, queue=BILLING_AND_CARDS)) == [1]
 
+    def test_agents_with_the_steps_skills_but_not_the_contacts_are_left_out(self) -> None:
+        agents = [
+            make_agent(1, skills={"billing": 5, "cards": 3}, idle=99),
+            make_agent(2, skills={"billing": 5, "cards": 3, "spanish": 2}),
+        ]
+        contact = make_contact(needs=[("spanish", 2)])
+        ranked = rank(agents, contact, BILLING_AND_CARDS)
+        assert ids(ranked) == [2]
+        assert ranked[0].reason.agents_ranked == 1
+        assert choose_agent(BILLING_AND_CARDS, contact, agents[:1], NOW, SETTINGS) is None
+
 
 PLATINUM_WITH_MANAGER = make_contact(tier=PLATINUM, manager=3, waited=10)
 
@@ -1131,6 +1196,36 @@ class TestReason:
         reason = rank([agent], make_contact(in_queue=in_queue), queue)[0].reason
         assert (reason.step, reason.rule) == (step, rule)
 
+    @pytest.mark.parametrize(
+        ("queue", "in_queue", "rule"),
+        [
+            pytest.param(
+                THREE_STEPS,
+                45,
+                "steps[1] requires billing>=5; contact requires spanish>=4, cards>=1",
+                id="step",
+            ),
+            pytest.param(
+                TWO_EXPIRING_STEPS,
+                90,
+                "any agent: all routing steps expired; contact requires spanish>=4, cards>=1",
+                id="expired",
+            ),
+            pytest.param(
+                make_queue(),
+                0,
+                "any agent: queue has no routing steps; contact requires spanish>=4, cards>=1",
+                id="none",
+            ),
+        ],
+    )
+    def test_reason_names_the_contacts_own_skills(
+        self, queue: QueueRules, in_queue: float, rule: str
+    ) -> None:
+        agent = make_agent(1, skills={"billing": 10, "spanish": 4, "cards": 1})
+        contact = make_contact(in_queue=in_queue, needs=[("spanish", 4), ("cards", 1)])
+        assert rank([agent], contact, queue)[0].reason.rule == rule
+
     def test_reason_marks_overdue_contact(self) -> None:
         reason = rank([make_agent(1)], make_contact(waited=91))[0].reason
         assert reason.overdue
@@ -1357,6 +1452,33 @@ class TestMatch:
         ]
         assert _summary(match(waiting, [make_agent(1)], NOW, SETTINGS)) == [(2, 1)]
 
+    @pytest.mark.parametrize("strategy", list(Strategy))
+    def test_contacts_of_one_step_with_different_skills_go_to_the_agents_holding_them(
+        self, strategy: Strategy
+    ) -> None:
+        # Agent 1 is first by every strategy, but only contact 2 may go to it: an index of
+        # acceptable agents kept per step alone would give contact 1 agent 1 (or leave
+        # contact 2 with agent 2, who lacks its skill).
+        queue = make_queue(strategy, [make_step(("billing", 1), expires=None)])
+        waiting = [
+            (queue, make_contact(1, waited=20, needs=[("french", 2)])),
+            (queue, make_contact(2, waited=10, needs=[("spanish", 2)])),
+        ]
+        agents = [
+            make_agent(1, skills={"billing": 9, "spanish": 2}, idle=90, offered_ago=90),
+            make_agent(2, skills={"billing": 1, "french": 2}, idle=10, offered_ago=10),
+        ]
+        assert _summary(match(waiting, agents, NOW, SETTINGS)) == [(1, 2), (2, 1)]
+
+    def test_contact_whose_skills_nobody_holds_waits_and_others_are_served(self) -> None:
+        waiting = [
+            (SUPPORT, make_contact(1, waited=20, needs=[("japanese", 1)])),
+            (SUPPORT, make_contact(2, waited=10)),
+        ]
+        matches = match(waiting, [make_agent(1, skills={"spanish": 10})], NOW, SETTINGS)
+        assert _summary(matches) == [(2, 1)]
+        assert matches[0].reason.next_contact_id is None
+
     def test_contact_waits_for_its_manager_while_others_are_served(self) -> None:
         waiting = [
             (SUPPORT, make_contact(1, tier=PLATINUM, manager=3, waited=5)),
@@ -1468,6 +1590,7 @@ def waiting_contact_st(draw: st.DrawFn, contact_id: int) -> tuple[QueueRules, Co
         last_agent=draw(st.one_of(st.none(), AGENT_IDS)),
         last_until=None if until is None else later(until),
         excluded=draw(st.frozensets(AGENT_IDS, max_size=2)),
+        needs=draw(st.lists(st.tuples(st.sampled_from(SKILLS), st.integers(1, 10)), max_size=2)),
     )
     return draw(queues_st), contact
 
@@ -1628,7 +1751,7 @@ def _ref_qualified(
 ) -> bool:
     if agent.id in contact.excluded_agent_ids:
         return False
-    reqs = () if step is None else queue.steps[step].skills
+    reqs = (*(() if step is None else queue.steps[step].skills), *contact.skills)
     return all(agent.skills.get(req.skill, 0) >= req.min_level for req in reqs)
 
 
@@ -1794,12 +1917,14 @@ def _ref_candidate(d: _RefDecision, agent: AgentView, skills: frozenset[str]) ->
     return _RefCandidate(agent, affinity, score, key)
 
 
-def _ref_rule(queue: QueueRules, step: int | None) -> str:
+def _ref_rule(queue: QueueRules, contact: ContactView, step: int | None) -> str:
+    own = ", ".join(str(req) for req in contact.skills)
+    tail = f"; contact requires {own}" if own else ""
     if step is None:
         why = "all routing steps expired" if queue.steps else "queue has no routing steps"
-        return f"any agent: {why}"
+        return f"any agent: {why}{tail}"
     skills = ", ".join(str(req) for req in queue.steps[step].skills) or "no skills"
-    return f"steps[{step}] requires {skills}"
+    return f"steps[{step}] requires {skills}{tail}"
 
 
 def _ref_reason(
@@ -1817,7 +1942,7 @@ def _ref_reason(
         agent_id=winner.agent.id,
         tier=contact.tier.name,
         step=d.step,
-        rule=_ref_rule(queue, d.step),
+        rule=_ref_rule(queue, contact, d.step),
         strategy=queue.strategy,
         score=winner.score,
         affinity=winner.affinity,
@@ -1962,6 +2087,9 @@ def reference_match(
 # that exist. A few shared values make ties, and so every tie-break, likely.
 MICROS = st.one_of(st.sampled_from([0, 1_000_000, 2_500_000]), st.integers(-5_000_000, 3 * 10**8))
 RICH_TIERS = (*TIERS, TierPolicy("vip", sl_target_s=15, rank=1, rm_affinity_s=5))
+# A contact's own skills: few and low, so that contacts of one step differ in who may take
+# them while most still find an agent.
+CONTACT_NEEDS = st.builds(SkillReq, st.sampled_from(SKILLS), st.integers(1, 4))
 
 
 @st.composite
@@ -2013,6 +2141,7 @@ def rich_contact_st(
         last_agent_until=None if until is None else later(until),
         excluded_agent_ids=draw(st.frozensets(st.sampled_from([*agent_ids, 99]), max_size=2)),
         declined_by=draw(st.frozensets(st.sampled_from([*agent_ids, 99]), max_size=3)),
+        skills=tuple(draw(st.lists(CONTACT_NEEDS, max_size=1))),
     )
     return draw(st.sampled_from(queues)), contact
 

@@ -1,5 +1,5 @@
 """What the dispatcher reads: supply from the agents' rows, demand in a window per queue,
-and the write's re-check of an agent's skills.
+and the write's re-check of an agent's skills (the routing step's and the contact's own).
 
 The centre tests run a real app (dispatcher, timers, event hub) on the test database; the
 round tests drive ``Rounds`` by hand on a connection of their own, with the app's own
@@ -316,6 +316,51 @@ class TestTheWriteRechecksSkills:
         assert made == []
         assert await pending_offers(console) == []
         assert expect(await api.get(f"/api/v1/contacts/{waiting['id']}"), 200)["status"] == "queued"
+
+    async def test_agent_who_lost_the_contacts_own_skill_after_the_decision_is_not_offered(
+        self, no_dispatcher: Api, rounds: Rounds, db: str
+    ) -> None:
+        """The agent keeps the step's skill and loses only the one the contact requires."""
+        api = no_dispatcher
+        step_skill, own_skill = await api.skill(), await api.skill()
+        q = await queue(api, steps=[{"skills": [{"skill": step_skill["name"], "min_level": 3}]}])
+        kept = {"skill": step_skill["name"], "level": 5}
+        console = await available_agent(
+            api, capacity={"chat": 1}, skills=[kept, {"skill": own_skill["name"], "level": 5}]
+        )
+        needs = [{"skill": own_skill["name"], "min_level": 4}]
+        waiting = await contact(api, q["name"], skills=needs)
+        plan = await rounds.read()
+        matches = decide(plan, make_settings(db))
+        assert [(m.contact.id, m.agent_id) for m in matches] == [(waiting["id"], console.me["id"])]
+
+        expect(await api.patch(f"/api/v1/agents/{console.me['id']}", {"skills": [kept]}), 200)
+        made = await rounds.write(plan, matches)
+
+        assert made == []
+        assert await pending_offers(console) == []
+        assert expect(await api.get(f"/api/v1/contacts/{waiting['id']}"), 200)["status"] == "queued"
+
+    async def test_agent_still_holding_the_contacts_own_skill_is_offered(
+        self, no_dispatcher: Api, rounds: Rounds, db: str
+    ) -> None:
+        api = no_dispatcher
+        own_skill, other = await api.skill(), await api.skill()
+        q = await queue(api)
+        held = {"skill": own_skill["name"], "level": 4}
+        console = await available_agent(
+            api, capacity={"chat": 1}, skills=[held, {"skill": other["name"], "level": 5}]
+        )
+        waiting = await contact(
+            api, q["name"], skills=[{"skill": own_skill["name"], "min_level": 4}]
+        )
+        plan = await rounds.read()
+        matches = decide(plan, make_settings(db))
+
+        expect(await api.patch(f"/api/v1/agents/{console.me['id']}", {"skills": [held]}), 200)
+        made = await rounds.write(plan, matches)
+
+        assert [(m.contact_id, m.agent_id) for m in made] == [(waiting["id"], console.me["id"])]
 
 
 async def _execute(db: str, sql: str, *args: object) -> None:
