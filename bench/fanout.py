@@ -47,8 +47,9 @@ times more per message than this, which would be taken from the servers being me
 Usage: ``python bench/fanout.py`` (full scale: 2,000 consoles, 50 wallboards, 200 contacts/s,
 10 s). Every scale has an option, e.g. ``--consoles 100 --wallboards 5 --rate 20 --seconds
 10`` for a quick check. The database server: ``--database-url``, else
-``HOTLINE_BENCH_DATABASE_URL``, else ``postgresql://postgres@127.0.0.1:5432/postgres``. The
-figures are printed as a section to paste into ``bench/RESULTS.md``; nothing is written.
+``HOTLINE_BENCH_DATABASE_URL``, else ``postgresql://postgres@127.0.0.1:5432/postgres``.
+``--memory-only`` stops after the first measure. The figures are printed as a section to
+paste into ``bench/RESULTS.md``; nothing is written.
 """
 
 from __future__ import annotations
@@ -123,6 +124,9 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="broadcast rounds per server")
     parser.add_argument("--no-deflate", action="store_true", help="clients offer no compression")
     parser.add_argument("--database-url", default=None, help="the PostgreSQL server to use")
+    parser.add_argument(
+        "--memory-only", action="store_true", help="measure memory per idle console, then stop"
+    )
     args = parser.parse_args(argv)
     if args.broadcast_clients is None:
         args.broadcast_clients = args.consoles
@@ -1023,6 +1027,8 @@ async def main(args: argparse.Namespace) -> None:
         await wait_ready(client, server)
         memory = await open_consoles(clients, server.pid, port, centre)
         print(f"memory: {memory.per_console / 1024:.1f} KiB per idle console")
+        if args.memory_only:
+            return
         lat = await latency_phase(clients, db, client, centre, args, url)
         print(
             f"latency: console p99 {percentile(lat.console_ms, 99):.1f} ms, "
