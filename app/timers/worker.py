@@ -121,6 +121,11 @@ class TimerRegistry:
         self._handlers[kind] = single
         self._batches[kind] = BatchSpec(kind, batch, size)
 
+    def unregister(self, kind: str) -> None:
+        """Stop firing ``kind`` (its timers stay, due, for whoever registers it again)."""
+        self._handlers.pop(kind, None)
+        self._batches.pop(kind, None)
+
     def register_sweep(self, name: str, sweep: Sweep, every_s: float) -> None:
         """Run ``sweep`` every ``every_s`` seconds on every instance (a name registers once)."""
         if every_s <= 0:

@@ -33,6 +33,7 @@ from tests.complaints.test_notes import mount_first
 from tests.complaints.test_registration import COMPLAINTS, START, Clock, clock, complaint_body
 from tests.complaints.test_registration import register as register_complaint
 from tests.complaints.test_transitions import RESOLUTION, approvals_url, move, resolution_due
+from tests.fixtures.desk_clock import freeze_desk
 from tests.fixtures.factories import Api, expect
 
 __all__ = ["clock"]  # a fixture shared with the registration tests
@@ -56,7 +57,7 @@ async def app(settings: Settings, clock: Clock) -> AsyncIterator[FastAPI]:
     if not any(getattr(r, "path", None) == COMPLAINTS for r in application.routes):
         application.include_router(complaints_router)
     mount_first(application, approvals_router)
-    application.state.complaint_clock = clock
+    freeze_desk(application, clock)
     async with application.router.lifespan_context(application):
         yield application
 

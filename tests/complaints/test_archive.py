@@ -29,6 +29,7 @@ from app.db import unit_of_work
 from app.main import create_app
 from tests.complaints.test_registration import COMPLAINTS, Clock, complaint_body, register, scalar
 from tests.complaints.test_transitions import move
+from tests.fixtures.desk_clock import freeze_desk
 from tests.fixtures.factories import Api, expect
 
 START = datetime(2030, 3, 4, 2, 0, tzinfo=UTC)
@@ -51,7 +52,7 @@ def clock() -> Clock:
 async def app(settings: Settings, clock: Clock) -> AsyncIterator[FastAPI]:
     """The app, its desk's clock injected, the archive configured as ``CONFIG``."""
     application = create_app(settings)
-    application.state.complaint_clock = clock
+    freeze_desk(application, clock)
     application.state.complaint_archive = CONFIG
     async with application.router.lifespan_context(application):
         yield application

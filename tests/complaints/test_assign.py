@@ -46,6 +46,7 @@ from tests.complaints.test_registration import (
     scalar,
 )
 from tests.conftest import make_settings
+from tests.fixtures.desk_clock import freeze_desk
 from tests.fixtures.factories import Api, expect, unique
 
 __all__ = ["clock"]  # the injected clock, shared with the registration tests
@@ -302,7 +303,7 @@ async def app(settings: Settings, clock: Clock) -> AsyncIterator[FastAPI]:
     if not mounted(application, COMPLAINTS):
         application.include_router(complaints_router)
     mount_first(application)
-    application.state.complaint_clock = clock
+    freeze_desk(application, clock)
     async with application.router.lifespan_context(application):
         yield application
 

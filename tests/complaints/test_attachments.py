@@ -41,6 +41,7 @@ from tests.complaints.test_archive import (
 from tests.complaints.test_registration import COMPLAINTS, Clock, complaint_body, register, scalar
 from tests.complaints.test_transitions import move
 from tests.conftest import make_settings
+from tests.fixtures.desk_clock import freeze_desk
 from tests.fixtures.factories import Api, expect
 
 __all__ = ["clock", "engine", "no_failed_complaint"]  # fixtures of the archive tests
@@ -69,7 +70,7 @@ REFUSED = {
 async def app(settings: Settings, clock: Clock) -> AsyncIterator[FastAPI]:
     """The app of the archive tests, taking files up to ``LIMIT`` bytes."""
     application = create_app(settings)
-    application.state.complaint_clock = clock
+    freeze_desk(application, clock)
     application.state.complaint_archive = CONFIG.model_copy(update={"attachment_max_bytes": LIMIT})
     async with application.router.lifespan_context(application):
         yield application
@@ -349,7 +350,7 @@ class TestTheDefaultLimit:
         """The app with the default limit, and a body limit on complaints that allows it."""
         settings = make_settings(db, max_body_bytes_by_path={f"{COMPLAINTS}/": 11 * MiB})
         application = create_app(settings)
-        application.state.complaint_clock = clock
+        freeze_desk(application, clock)
         async with application.router.lifespan_context(application):
             yield application
 

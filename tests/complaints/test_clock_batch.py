@@ -32,6 +32,7 @@ from app.timers.models import Timer
 from app.timers.worker import BatchSpec, DueTimer, TimerRegistry
 from tests.complaints.test_registration import COMPLAINTS, Clock, complaint_body, register
 from tests.conftest import make_settings
+from tests.fixtures.desk_clock import freeze_desk
 from tests.fixtures.factories import Api, expect
 from tests.routing.acd import eventually
 
@@ -51,7 +52,7 @@ async def app(settings: Settings, clock: Clock) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     if not any(getattr(r, "path", None) == COMPLAINTS for r in application.routes):
         application.include_router(complaints_router)
-    application.state.complaint_clock = clock
+    freeze_desk(application, clock)
     async with application.router.lifespan_context(application):
         yield application
 

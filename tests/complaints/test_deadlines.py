@@ -35,6 +35,7 @@ from app.timers.models import Timer
 from app.timers.worker import TimerRegistry
 from tests.complaints.test_registration import COMPLAINTS, Clock, complaint_body, register
 from tests.conftest import make_settings
+from tests.fixtures.desk_clock import freeze_desk
 from tests.fixtures.factories import Api, expect
 from tests.routing.acd import eventually
 
@@ -65,7 +66,7 @@ async def app(settings: Settings, clock: Clock) -> AsyncIterator[FastAPI]:
         added = application.router.routes[before:]
         del application.router.routes[before:]
         application.router.routes[0:0] = added
-    application.state.complaint_clock = clock
+    freeze_desk(application, clock)
     async with application.router.lifespan_context(application):
         yield application
 

@@ -33,6 +33,7 @@ from tests.complaints.test_registration import (
     scalar,
 )
 from tests.complaints.test_transitions import RESOLUTION, move
+from tests.fixtures.desk_clock import freeze_desk
 from tests.fixtures.factories import Api, expect
 
 __all__ = ["clock"]  # a fixture shared with the registration tests
@@ -58,7 +59,7 @@ async def app(settings: Settings, clock: Clock) -> AsyncIterator[FastAPI]:
         application.include_router(complaints_router)
     mount_first(application, notes_router)
     mount_first(application, public_router)
-    application.state.complaint_clock = clock
+    freeze_desk(application, clock)
     async with application.router.lifespan_context(application):
         yield application
 

@@ -48,6 +48,7 @@ from tests.complaints.test_registration import (
     register,
 )
 from tests.complaints.test_transitions import RESOLUTION, approved, move
+from tests.fixtures.desk_clock import freeze_desk
 from tests.fixtures.factories import Api, expect
 from tests.notifications.provider import FakeGateway, serving
 from tests.routing.acd import eventually
@@ -277,7 +278,7 @@ async def app(
     monkeypatch.setenv("HOTLINE_EMAIL_URL", f"{gateway.url}/email")
     monkeypatch.setenv("HOTLINE_NOTIFICATION_SWEEP_S", "0.05")
     application = create_app(settings)
-    application.state.complaint_clock = clock
+    freeze_desk(application, clock)
     async with application.router.lifespan_context(application):
         yield application
 

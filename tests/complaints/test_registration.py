@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.complaints.router import router as complaints_router
 from app.config import Settings
 from app.main import create_app
+from tests.fixtures.desk_clock import freeze_desk
 from tests.fixtures.factories import Api, expect
 
 COMPLAINTS = "/api/v1/complaints"
@@ -53,7 +54,7 @@ async def app(settings: Settings, clock: Clock) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     if not any(getattr(r, "path", None) == COMPLAINTS for r in application.routes):
         application.include_router(complaints_router)
-    application.state.complaint_clock = clock
+    freeze_desk(application, clock)
     async with application.router.lifespan_context(application):
         yield application
 

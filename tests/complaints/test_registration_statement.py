@@ -29,6 +29,7 @@ from tests.complaints.test_registration import (
     register,
     scalar,
 )
+from tests.fixtures.desk_clock import freeze_desk
 from tests.fixtures.factories import Api, expect
 
 
@@ -38,7 +39,7 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     if not any(getattr(r, "path", None) == COMPLAINTS for r in application.routes):
         application.include_router(complaints_router)
-    application.state.complaint_clock = Clock(datetime.now(UTC))
+    freeze_desk(application, Clock(datetime.now(UTC)))
     async with application.router.lifespan_context(application):
         yield application
 

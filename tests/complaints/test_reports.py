@@ -40,6 +40,7 @@ from app.main import create_app
 from tests.complaints.test_deadlines import fire_due
 from tests.complaints.test_registration import COMPLAINTS, Clock, complaint_body, register
 from tests.complaints.test_transitions import RESOLUTION, move
+from tests.fixtures.desk_clock import freeze_desk
 from tests.fixtures.factories import Api, expect
 
 S = ComplaintStatus
@@ -272,7 +273,7 @@ def clock() -> Clock:
 @pytest.fixture
 async def app(settings: Settings, clock: Clock) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
-    application.state.complaint_clock = clock
+    freeze_desk(application, clock)
     async with application.router.lifespan_context(application):
         yield application
 

@@ -23,6 +23,7 @@ from app.complaints.router import router as complaints_router
 from app.config import Settings
 from app.main import create_app
 from tests.complaints.test_registration import COMPLAINTS, START, Clock, complaint_body, register
+from tests.fixtures.desk_clock import freeze_desk
 from tests.fixtures.factories import Api, expect
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,7 +104,7 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     if not any(getattr(r, "path", None) == COMPLAINTS for r in application.routes):
         application.include_router(complaints_router)
-    application.state.complaint_clock = Clock(START)
+    freeze_desk(application, Clock(START))
     async with application.router.lifespan_context(application):
         yield application
 

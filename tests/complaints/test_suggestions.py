@@ -34,6 +34,7 @@ from tests.complaints.test_registration import (
     register,
     scalar,
 )
+from tests.fixtures.desk_clock import freeze_desk
 from tests.fixtures.factories import Api, expect
 
 __all__ = ["clock"]  # the injected clock, shared with the registration tests
@@ -52,7 +53,7 @@ async def app(settings: Settings, clock: Clock) -> AsyncIterator[FastAPI]:
         application.include_router(complaints_router)
     if f"{COMPLAINTS}/{{complaint_id}}/suggestion" not in paths:
         application.include_router(suggestions_router)
-    application.state.complaint_clock = clock
+    freeze_desk(application, clock)
     async with application.router.lifespan_context(application):
         yield application
 

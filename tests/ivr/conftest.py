@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import Settings
 from app.main import create_app
 from tests.conftest import make_settings
+from tests.fixtures.desk_clock import freeze_desk
 from tests.ivr.telephony import PUBLIC, TWILIO_TOKEN, WEBHOOK_SECRET
 
 START = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)  # a Wednesday, 10:00 in Shanghai
@@ -48,7 +49,7 @@ def settings(db: str) -> Settings:
 async def app(settings: Settings, clock: Clock) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     application.state.ivr_clock = clock
-    application.state.complaint_clock = clock  # complaints registered on the IVR's day
+    freeze_desk(application, clock)  # complaints registered on the IVR's day
     async with application.router.lifespan_context(application):
         yield application
 

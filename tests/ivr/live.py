@@ -19,6 +19,7 @@ from app.config import Settings
 from app.ivr import bridge
 from app.main import create_app
 from tests.conftest import make_settings
+from tests.fixtures.desk_clock import freeze_desk
 from tests.fixtures.factories import Api, expect
 from tests.ivr.conftest import Clock
 from tests.ivr.telephony import ACCOUNT, HOTLINE, PUBLIC, TWILIO_TOKEN, WEBHOOK_SECRET, TwilioCall
@@ -60,7 +61,7 @@ async def app(settings: Settings, clock: Clock) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     bridge.register(application.state.timer_registry, settings)
     application.state.ivr_clock = clock
-    application.state.complaint_clock = clock
+    freeze_desk(application, clock)
     async with application.router.lifespan_context(application):
         yield application
 

@@ -34,6 +34,7 @@ from app.routing.contacts import db_now
 from app.routing.figures import Interval, zone_day_start
 from app.routing.stats import DayCache, settled_until
 from tests.conftest import make_settings
+from tests.fixtures.desk_clock import freeze_desk
 from tests.fixtures.factories import ADMIN_PASSWORD, Api, expect
 from tests.realtime.test_ws import serving, token_of
 from tests.routing.acd import available_agent, contact, eventually, offer_for, queue
@@ -480,7 +481,7 @@ class TestComplaintCounts:
         at 83 % and due at 14:00 today, one at 50 % and due tomorrow."""
         async with running(settings_for(db)) as r:
             clock = DeskClock(T0)
-            r.app.state.complaint_clock = clock
+            freeze_desk(r.app, clock)
             late = await register(r.api, clock, T0, 1)
             risky = await register(r.api, clock, T0 + timedelta(days=1), 2)
             await register(r.api, clock, T0 + timedelta(days=2), 3)

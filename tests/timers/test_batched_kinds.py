@@ -114,3 +114,23 @@ class TestBatchedKinds:
         await due_timers(sessionmaker, "test.batch", 3)
         assert await worker(sessionmaker, found).run_due() == 3
         assert fired == ["s000", "s001", "s002"]
+
+
+class TestUnregister:
+    def test_an_unregistered_kind_is_fired_no_more_single_or_batched(self) -> None:
+        async def single(session: AsyncSession, timer: Timer, now: datetime) -> None:
+            return None
+
+        async def batch(session: AsyncSession, due: Sequence[DueTimer], now: datetime) -> None:
+            return None
+
+        registry = TimerRegistry()
+        registry.register("test.single", single)
+        registry.register_batch("test.batched", batch, single=single, size=10)
+        assert registry.kinds == ["test.batched", "test.single"]
+        registry.unregister("test.single")
+        registry.unregister("test.batched")
+        registry.unregister("test.never")  # not registered: nothing to do
+        assert registry.kinds == []
+        assert registry.batches == []
+        assert registry.get("test.single") is None

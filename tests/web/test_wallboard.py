@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from playwright.async_api import Page, expect
 
 from tests.complaints.test_registration import Clock
+from tests.fixtures.desk_clock import freeze_desk
 from tests.fixtures.factories import Api
 from tests.fixtures.factories import expect as expect_status
 from tests.routing.acd import contact, queue
@@ -69,7 +70,7 @@ class TestComplaintsAtRisk:
         self, app: FastAPI, api: Api, new_page: NewPage
     ) -> None:
         clock = Clock(datetime.now(UTC).replace(microsecond=0))
-        app.state.complaint_clock = clock
+        freeze_desk(app, clock)
         boss = await api.supervisor()
         agent = await api.agent()
         desk = await new_page()
