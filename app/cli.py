@@ -172,6 +172,8 @@ def run_serve(args: argparse.Namespace) -> None:
 def serve(*, host: str, port: int, workers: int, own_dispatcher: bool) -> None:
     import uvicorn
 
+    from app.realtime.protocol import IMPORT_PATH
+
     child = None
     if own_dispatcher:
         # The API processes leave deciding to the dispatcher process, kept running beside them.
@@ -187,6 +189,7 @@ def serve(*, host: str, port: int, workers: int, own_dispatcher: bool) -> None:
             port=port,
             workers=workers,
             log_level=get_settings().log_level.lower(),
+            ws=IMPORT_PATH,
         )
     finally:
         if child is not None:

@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db import OutageLog, connect_driver
 from app.events.log import READ_SQL, Cursor, LoggedEvent, head
+from app.realtime.lean import Flag, Mailbox
 from app.waiting import wait_for_wake
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,10 @@ class Subscription:
     def __init__(self, hub: EventHub, maxsize: int, agent_id: int | None = None) -> None:
         self._hub = hub
         self.agent_key = None if agent_id is None else str(agent_id)
-        self.queue: asyncio.Queue[LoggedEvent] = asyncio.Queue(maxsize=maxsize)
-        self.overflowed = asyncio.Event()
+        self.queue: Mailbox[LoggedEvent] = Mailbox(maxsize)
+        self.overflowed = Flag()
+        # Called once, when the queue overflows (a socket's stream ends on it).
+        self.on_overflow: Callable[[], None] | None = None
 
     def follows(self, event: LoggedEvent) -> bool:
         """Whether this subscription receives ``event``."""
@@ -97,6 +100,8 @@ class Subscription:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
             self.overflowed.set()
+            if self.on_overflow is not None:
+                self.on_overflow()
             return False
         return True
 

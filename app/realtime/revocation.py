@@ -48,6 +48,7 @@ from app.agents.service import REVOKING_FIELDS, Identity
 from app.errors import Unauthorized
 from app.events.log import LoggedEvent
 from app.realtime.hub import EventHub
+from app.realtime.lean import Flag
 from app.waiting import wait_for_wake
 
 log = logging.getLogger(__name__)
@@ -67,14 +68,18 @@ class SignIn:
     def __init__(self, claims: TokenClaims, *, wallboard: bool) -> None:
         self.claims = claims
         self.wallboard = wallboard
-        self.revoked = asyncio.Event()
+        self.revoked = Flag()
         self.reason = ""
         self.expiry: asyncio.TimerHandle | None = None
+        # Called once, when the sign-in is revoked (a socket's stream ends on it).
+        self.on_revoke: Callable[[], None] | None = None
 
     def revoke(self, reason: str) -> None:
         if not self.revoked.is_set():
             self.reason = reason
             self.revoked.set()
+            if self.on_revoke is not None:
+                self.on_revoke()
 
 
 def refusal(sign_in: SignIn, identity: Identity | None) -> str | None:

@@ -21,9 +21,9 @@ two, every event after S reaches the subscription's queue. The snapshot is read 
 that, so nothing falls between it and the stream; events after S may already show in it,
 and clients de-duplicate them by id.
 
-Three tasks then serve the socket until one of them ends: the writer sends queued events,
-the reader answers the client's messages and the guard waits for the queue to overflow or
-the sign-in to be revoked.
+Two tasks then serve the socket until either ends, or until the queue overflows or the
+sign-in is revoked (each calls back to end the stream, so no task waits for them): the
+writer sends queued events and the reader answers the client's messages.
 Every send holds one lock, under which the writer also moves ``sent`` (the cursor of the
 last event sent, S before any). A resume replays, under that lock, the events after its
 cursor up to ``sent`` (from the hub's memory, or from the log when memory does not reach
@@ -77,6 +77,7 @@ from app.errors import InvalidInput, Unauthorized
 from app.events.log import Cursor, LoggedEvent, read_after
 from app.realtime import actions, figures_feed
 from app.realtime.hub import EventHub, Subscription
+from app.realtime.lean import Flag
 from app.realtime.revocation import NOT_WALLBOARD, SignIn, revocation_watch
 from app.routing import service as routing_service
 from app.routing.schemas import OfferOut, QueueLive
@@ -280,42 +281,44 @@ class Stream:
         self.sent = start  # the last event sent (or the snapshot's cursor); moves under _lock
         self.replay_max = sub.queue.maxsize
         self._lock = asyncio.Lock()
-        self._settled = asyncio.Event()  # cleared from an action's commit until its ack is sent
+        self._settled = Flag()  # cleared from an action's commit until its ack is sent
         self._settled.set()
 
     async def serve(self) -> None:
-        """Write, read and guard until one of them ends; then close a revoked sign-in with
-        4401, or say goodbye to a slow client."""
-        guard = asyncio.create_task(self._guard(), name="ws-guard")
+        """Write and read until either ends, or until the client falls behind or its sign-in
+        is revoked; then close a revoked sign-in with 4401, or say goodbye to a slow client."""
+        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def end() -> None:
+            if not ended.done():
+                ended.set_result(None)
+
+        # Callbacks rather than a task waiting on each: an idle socket holds no more tasks.
+        self.sub.on_overflow = self.sign_in.on_revoke = end
+        if self.sub.overflowed.is_set() or self.sign_in.revoked.is_set():
+            end()
         tasks = [
             asyncio.create_task(self._write(), name="ws-write"),
             asyncio.create_task(self._read(), name="ws-read"),
-            guard,
         ]
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait([*tasks, ended], return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self.sub.on_overflow = self.sign_in.on_revoke = None
+            ended.cancel()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-        for task in done:
+        for task in tasks:
+            if task not in done:
+                continue
             error = None if task.cancelled() else task.exception()
             if error is not None and not isinstance(error, WebSocketDisconnect):
                 raise error
         if self.sign_in.revoked.is_set():
             await close_revoked(self.websocket, self.sign_in)
-        elif guard in done:
+        elif ended in done:
             await self._goodbye()
-
-    async def _guard(self) -> None:
-        """Wait until the client falls behind or its sign-in is revoked."""
-        ends = (self.sub.overflowed, self.sign_in.revoked)
-        waits = [asyncio.ensure_future(end.wait()) for end in ends]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for wait in waits:
-                wait.cancel()
 
     async def _write(self) -> None:
         while True:

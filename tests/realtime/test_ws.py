@@ -517,7 +517,7 @@ class TestSlowClient:
                 assert names == [f"s{n}" for n in range(len(names))]
 
                 async def only_the_fast_one_left() -> bool:
-                    return hub.subscription_count == 1 and len(ws_tasks()) == 3
+                    return hub.subscription_count == 1 and len(ws_tasks()) == 2
 
                 await eventually(only_the_fast_one_left, what="the slow socket's tasks to go")
                 await emit(app, "still")
@@ -535,7 +535,7 @@ class TestSlowClient:
             assert hub.subscription_count == 2
 
             async def serving_both() -> bool:
-                return len(ws_tasks()) == 6  # writer, reader and guard for each
+                return len(ws_tasks()) == 4  # a writer and a reader for each
 
             await eventually(serving_both, what="both sockets to be served")
         await eventually(lambda: _none_left(hub), what="subscriptions and tasks to go")
