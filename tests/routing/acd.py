@@ -212,10 +212,12 @@ TERMINAL = ("completed", "abandoned", "timed_out", "transferred", "canceled")
 
 
 def lease_bound_s(settings: Settings) -> float:
-    """How far past its expiry an offer may still be pending: the lease sweep's interval
-    plus its grace (the defaults until the sweep's settings exist)."""
+    """How far past its expiry an offer may still be pending: its grace, plus two of the
+    lease sweep's intervals. A sweep leaves an offer whose row another transaction holds at
+    that moment (its own ring timer firing, on this instance or another) to the next sweep
+    (``app/routing/handlers.py``), so an offer can wait for a second one."""
     sweep = float(getattr(settings, "lease_sweep_s", 5.0))
-    return sweep + float(getattr(settings, "lease_grace_s", 2.0))
+    return 2 * sweep + float(getattr(settings, "lease_grace_s", 2.0))
 
 
 _ENDINGS = ", ".join(f"'contact.{status}'" for status in TERMINAL)
