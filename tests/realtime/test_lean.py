@@ -4,19 +4,30 @@ behave as asyncio's ``Event`` and ``Queue`` do where the websockets use them."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
 from app.realtime.lean import Flag, Mailbox
+from tests.routing.acd import eventually
 
 WITHIN_S = 10
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Let other tasks run until ``condition`` holds (polled, with a deadline)."""
+
+    async def holds() -> bool:
+        return condition()
+
+    await eventually(holds, within=WITHIN_S, what="the waiters to wait")
 
 
 class TestFlag:
     async def test_set_wakes_every_waiter_and_stays_set_until_cleared(self) -> None:
         flag = Flag()
         waiters = [asyncio.create_task(flag.wait()) for _ in range(3)]
-        await asyncio.sleep(0)  # let them wait
+        await until(lambda: len(flag._waiters) == 3)
         assert not any(w.done() for w in waiters)
         flag.set()
         assert await asyncio.wait_for(asyncio.gather(*waiters), WITHIN_S) == [True] * 3
@@ -27,8 +38,7 @@ class TestFlag:
     async def test_a_cancelled_wait_leaves_no_waiter_behind(self) -> None:
         flag = Flag()
         waiter = asyncio.create_task(flag.wait())
-        await asyncio.sleep(0)
-        assert len(flag._waiters) == 1
+        await until(lambda: len(flag._waiters) == 1)
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
@@ -55,7 +65,7 @@ class TestMailbox:
     async def test_a_waiting_get_is_woken_by_a_put(self) -> None:
         box: Mailbox[str] = Mailbox(1)
         getter = asyncio.create_task(box.get())
-        await asyncio.sleep(0)
+        await until(lambda: box._waiter is not None)
         assert not getter.done()
         box.put_nowait("event")
         assert await asyncio.wait_for(getter, WITHIN_S) == "event"
@@ -70,7 +80,7 @@ class TestMailbox:
     async def test_a_put_between_wake_and_take_is_not_lost(self) -> None:
         box: Mailbox[int] = Mailbox(5)
         getter = asyncio.create_task(box.get())
-        await asyncio.sleep(0)
+        await until(lambda: box._waiter is not None)
         box.put_nowait(1)
         box.put_nowait(2)  # before the getter runs again
         assert await asyncio.wait_for(getter, WITHIN_S) == 1
@@ -79,7 +89,7 @@ class TestMailbox:
     async def test_one_consumer_at_a_time(self) -> None:
         box: Mailbox[int] = Mailbox(1)
         first = asyncio.create_task(box.get())
-        await asyncio.sleep(0)
+        await until(lambda: box._waiter is not None)
         with pytest.raises(RuntimeError, match="one consumer"):
             await box.get()
         first.cancel()
