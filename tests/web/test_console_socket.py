@@ -74,10 +74,12 @@ class TestConnection:
         await open_signed_in(page, "/console", agent["username"])
         await expect(page.locator("#state-now")).to_have_text("Idle")
         await go_available(page)
-        last = await page.evaluate("window.hotlineConsole.socket.cursor")
         banner = page.locator("#connection")
         await cable.cut()
         await expect(banner).to_have_text("Connection lost — reconnecting…")
+        # Read once the socket is down: frames still on the way before the cut (the agent's
+        # own status change) may move the cursor up to that moment, none after it.
+        last = await page.evaluate("window.hotlineConsole.socket.cursor")
         before = app.state.hub.cursor
         made = await contact(api, cards["name"], subject="While the line was down")
         offer = await offer_for(await api.signed_in_as(agent), made["id"])
