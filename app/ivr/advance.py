@@ -47,7 +47,7 @@ from app.ivr import lookups, machine, service
 from app.ivr.events import IvrEventType
 from app.ivr.flow import Flow
 from app.ivr.machine import FlowLoop, UnexpectedEvent
-from app.ivr.models import CallStatus, IvrCall, IvrFlow
+from app.ivr.models import CallStatus, IvrCall
 from app.ivr.vocabulary import (
     Action,
     Callback,
@@ -111,16 +111,22 @@ class Taken:
 
 async def flow_for(session: AsyncSession, call: IvrCall) -> Flow:
     """The flow version the call started on (activation never changes it)."""
-    row = await session.get(IvrFlow, call.flow_id)
-    assert row is not None  # a foreign key
-    return service.flow_of(row)
+    return await service.flow_by_id(session, call.flow_id)
 
 
 async def advance(
-    session: AsyncSession, call: IvrCall, event: Event, seq: int, ctx: Context
+    session: AsyncSession,
+    call: IvrCall,
+    event: Event,
+    seq: int,
+    ctx: Context,
+    *,
+    flow: Flow | None = None,
 ) -> Taken:
-    """Take step ``seq`` of a locked call in the IVR: the new state, path and actions."""
-    flow = await flow_for(session, call)
+    """Take step ``seq`` of a locked call in the IVR: the new state, path and actions
+    (``flow``: the call's flow when the caller has it already)."""
+    if flow is None:
+        flow = await flow_for(session, call)
     try:
         state = CallState.from_json(call.state)
         state, actions, entries = await _run(session, flow, state, event, call, ctx)

@@ -9,11 +9,15 @@ provider's idempotency token if it sent one, and the machine event. ``take_step`
 the request's transaction:
 
 1. **Load and lock.** The call's row is read ``FOR UPDATE`` (an incoming call is inserted
-   first, ``ON CONFLICT DO NOTHING``, pinned to the flow version its number has now). Every
-   delivery for one call queues on this lock, on any instance.
+   first, ``ON CONFLICT DO NOTHING``, pinned to the flow version its number has now, and
+   returned by that insert). Every delivery for one call queues on this lock, on any
+   instance. The flow version's key comes with the row, so a flow this process has parsed
+   costs no statement of its own.
 2. **Exactly once.** A step already taken (the same step number, or the same idempotency
    token) answers with the response stored for it, and nothing changes: a duplicate
-   delivery, or a retry after a lost response, gets the same TwiML. Behind the lock,
+   delivery, or a retry after a lost response, gets the same TwiML. (A delivery of the
+   call's current step without a token has nothing stored to find: a step is stored in
+   the transaction that moves the call past it.) Behind the lock,
    ``ivr_steps``' unique constraints ``(call_id, seq)`` and ``(call_id, token)`` refuse a
    second row for a step, so two deliveries cannot both advance the call even if the lock
    were missing.
@@ -46,7 +50,8 @@ from app.ivr import machine, service
 from app.ivr.advance import ACTOR, Context, Taken, advance
 from app.ivr.events import IvrEventType
 from app.ivr.exceptions import CallNotFound, CallNotInIvr, NotInService, StepOutOfOrder
-from app.ivr.models import CallStatus, IvrCall, IvrStep, Provider, TelephonySignature
+from app.ivr.flow import Flow
+from app.ivr.models import CallStatus, IvrCall, IvrFlow, IvrStep, Provider, TelephonySignature
 from app.ivr.vocabulary import CallStarted, Event
 
 __all__ = ["ACTOR", "Context", "Delivery", "Render", "Reply", "Taken", "take_step"]
@@ -89,55 +94,90 @@ async def locked_call(session: AsyncSession, provider: Provider, call_ref: str) 
     )
 
 
+async def _locked_with_flow(
+    session: AsyncSession, provider: Provider, call_ref: str
+) -> tuple[IvrCall, Flow] | None:
+    """The call's row, locked and freshly read, and the flow it runs on: the version's key
+    comes with the row, so a flow this process has parsed costs no statement of its own."""
+    await session.flush()
+    row = (
+        await session.execute(
+            select(IvrCall, IvrFlow.name, IvrFlow.version, IvrFlow.uploaded_at)
+            .join(IvrFlow, IvrFlow.id == IvrCall.flow_id)
+            .where(IvrCall.provider == provider.value, IvrCall.call_ref == call_ref)
+            .with_for_update(of=IvrCall)
+            .execution_options(populate_existing=True)
+        )
+    ).first()
+    if row is None:
+        return None
+    call = row[0]
+    return call, await service.flow_by_key(session, (call.flow_id, row[1], row[2], row[3]))
+
+
 async def _start(
     session: AsyncSession, delivery: Delivery, started: CallStarted, ctx: Context
-) -> None:
-    """Insert the call on its number's active flow version (a concurrent insert wins)."""
-    row = await service.answering(session, started.called, ctx.region)
-    if row is None:
+) -> tuple[IvrCall, Flow] | None:
+    """Insert the call on its number's active flow version; None if a concurrent delivery
+    inserted it first (this one then waits for its row's lock)."""
+    key = await service.answering_key(session, started.called, ctx.region)
+    if key is None:
         raise NotInService(started.called)
-    state = machine.new_call(service.flow_of(row))
-    inserted = await session.scalar(
+    flow_id = key[0]
+    flow = await service.flow_by_key(session, key)
+    called = service.number_key(started.called, ctx.region)[:32]
+    call = await session.scalar(
         insert(IvrCall)
         .values(
             provider=delivery.provider.value,
             call_ref=delivery.call_ref,
             caller=service.number_key(started.caller, ctx.region)[:32] or None,
-            called=service.number_key(started.called, ctx.region)[:32],
-            flow_id=row.id,
-            state=state.to_json(),
+            called=called,
+            flow_id=flow_id,
+            state=machine.new_call(flow).to_json(),
             step=0,
             status=CallStatus.in_ivr.value,
             started_at=ctx.now,
         )
         .on_conflict_do_nothing(index_elements=["provider", "call_ref"])
-        .returning(IvrCall.id)
+        .returning(IvrCall)
     )
-    if inserted is not None:
-        data = {
-            "call_id": inserted,
-            "provider": delivery.provider.value,
-            "flow_id": row.id,
-            "called": service.number_key(started.called, ctx.region)[:32],
-        }
-        record(
-            session,
-            type=IvrEventType.CALL_STARTED,
-            subject_type="ivr_call",
-            subject_id=inserted,
-            data=data,
-            actor=ACTOR,
-        )
-
-
-async def _load(session: AsyncSession, delivery: Delivery, ctx: Context) -> IvrCall:
-    call = await locked_call(session, delivery.provider, delivery.call_ref)
-    if call is None and isinstance(delivery.event, CallStarted):
-        await _start(session, delivery, delivery.event, ctx)
-        call = await locked_call(session, delivery.provider, delivery.call_ref)
     if call is None:
+        return None
+    data = {
+        "call_id": call.id,
+        "provider": delivery.provider.value,
+        "flow_id": flow_id,
+        "called": called,
+    }
+    record(
+        session,
+        type=IvrEventType.CALL_STARTED,
+        subject_type="ivr_call",
+        subject_id=call.id,
+        data=data,
+        actor=ACTOR,
+    )
+    return call, flow
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    call: IvrCall
+    flow: Flow
+    inserted: bool  # by this delivery: no step of it can be stored yet
+
+
+async def _load(session: AsyncSession, delivery: Delivery, ctx: Context) -> _Loaded:
+    found = await _locked_with_flow(session, delivery.provider, delivery.call_ref)
+    if found is None and isinstance(delivery.event, CallStarted):
+        started = await _start(session, delivery, delivery.event, ctx)
+        if started is not None:
+            return _Loaded(*started, inserted=True)
+        found = await _locked_with_flow(session, delivery.provider, delivery.call_ref)
+    if found is None:
         raise CallNotFound(delivery.call_ref)
-    return call
+    return _Loaded(*found, inserted=False)
 
 
 async def _stored(
@@ -156,16 +196,20 @@ async def take_step(
     session: AsyncSession, *, delivery: Delivery, ctx: Context, render: Render
 ) -> Reply:
     """Take the delivery's step once; a duplicate gets the stored response (see the module)."""
-    call = await _load(session, delivery, ctx)
+    loaded = await _load(session, delivery, ctx)
+    call = loaded.call
     seq = _seq(call, delivery)
-    stored = await _stored(session, call, seq, delivery.token)
-    if stored is not None:
-        return Reply(stored.response, stored.content_type, replayed=True, call=call)
+    # Under the row's lock a step is stored only once the call has moved past it, so a
+    # delivery of the current step without a token needs no look-up.
+    if not loaded.inserted and (delivery.token is not None or seq < call.step):
+        stored = await _stored(session, call, seq, delivery.token)
+        if stored is not None:
+            return Reply(stored.response, stored.content_type, replayed=True, call=call)
     if call.status != CallStatus.in_ivr.value:
         raise CallNotInIvr(call.call_ref, call.status)
     if seq != call.step:
         raise StepOutOfOrder(call.call_ref, seq, call.step)
-    taken = await advance(session, call, delivery.event, seq, ctx)
+    taken = await advance(session, call, delivery.event, seq, ctx, flow=loaded.flow)
     body, content_type = render(taken)
     session.add(
         IvrStep(

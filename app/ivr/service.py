@@ -22,7 +22,9 @@ digits (``95561``), so ``+86 21 9556 1000`` and ``021-95561000`` are one number,
 service number a provider reports with its country code (``+8695561``) is the short one.
 
 **The flow of a call** is parsed from its stored document once per process and kept
-(``flow_of``): a stored version never changes, so the copy is never stale.
+(``flow_by_id``, ``flow_by_key``, ``flow_of``): a stored version never changes, so the copy is
+never stale. A webhook reads only the version's key (id, name, version, upload time); the
+document itself is read the first time this process meets the version.
 """
 
 from __future__ import annotations
@@ -237,11 +239,7 @@ def flow_of(row: IvrFlow) -> Flow:
     counting from 1 again) is never answered with another database's flow."""
     key = (row.id, row.name, row.version, row.uploaded_at)
     flow = _FLOWS.get(key)
-    if flow is None:
-        if len(_FLOWS) >= _FLOWS_KEPT:
-            _FLOWS.clear()
-        flow = _FLOWS[key] = parse_flow(row.document)
-    return flow
+    return flow if flow is not None else _keep(key, row.document)
 
 
 async def answering(session: AsyncSession, number: str, region: str) -> IvrFlow | None:
@@ -252,6 +250,49 @@ async def answering(session: AsyncSession, number: str, region: str) -> IvrFlow 
         .join(IvrNumber, IvrNumber.flow_id == IvrFlow.id)
         .where(IvrNumber.number == key)
     )
+
+
+# What names a stored version in the parsed-flow cache: read without the document, which is
+# fetched (and parsed) only when this process has not parsed that version yet.
+_KEY_COLUMNS = (IvrFlow.id, IvrFlow.name, IvrFlow.version, IvrFlow.uploaded_at)
+
+
+FlowKey = tuple[int, str, int, datetime]
+
+
+async def answering_key(session: AsyncSession, number: str, region: str) -> FlowKey | None:
+    """The key of the flow version active for a called number, if any (no document read)."""
+    row = (
+        await session.execute(
+            select(*_KEY_COLUMNS)
+            .join(IvrNumber, IvrNumber.flow_id == IvrFlow.id)
+            .where(IvrNumber.number == number_key(number, region))
+        )
+    ).first()
+    return None if row is None else (row[0], row[1], row[2], row[3])
+
+
+async def flow_by_id(session: AsyncSession, flow_id: int) -> Flow:
+    """The parsed flow of a stored version (its document read only the first time)."""
+    row = (await session.execute(select(*_KEY_COLUMNS).where(IvrFlow.id == flow_id))).one()
+    return await flow_by_key(session, (row[0], row[1], row[2], row[3]))
+
+
+async def flow_by_key(session: AsyncSession, key: FlowKey) -> Flow:
+    flow = _FLOWS.get(key)
+    if flow is not None:
+        return flow
+    document = await session.scalar(select(IvrFlow.document).where(IvrFlow.id == key[0]))
+    if document is None:  # deleted meanwhile: versions are never deleted, but be plain
+        raise FlowNotFound(key[0])
+    return _keep(key, document)
+
+
+def _keep(key: FlowKey, document: dict[str, Any]) -> Flow:
+    if len(_FLOWS) >= _FLOWS_KEPT:
+        _FLOWS.clear()
+    flow = _FLOWS[key] = parse_flow(document)
+    return flow
 
 
 # --- activation ------------------------------------------------------------------------------

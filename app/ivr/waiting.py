@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from sqlalchemy import func, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.events.log import record
@@ -47,7 +47,7 @@ from app.ivr.vocabulary import CallState, Hangup, Outcome, StateError
 from app.routing import endings
 from app.routing import service as routing
 from app.routing.contact_states import ContactStatus
-from app.routing.exceptions import ContactStateConflict
+from app.routing.exceptions import ContactNotFound, ContactStateConflict
 from app.routing.models import Contact
 
 # What providers report when a call is over (Twilio's words; "hangup" is the JSON event's).
@@ -97,13 +97,21 @@ async def wait(session: AsyncSession, call: IvrCall) -> Wait:
 
 async def live_contact(session: AsyncSession, contact_id: int) -> Contact:
     """The contact, or the one that continues it in another queue (fresh from the database)."""
-    contact = await routing.get_contact(session, contact_id)
-    await session.refresh(contact)
+    contact = await _fresh(session, contact_id)
     for _ in range(MAX_FOLLOW):
         if contact.next_id is None:
             break
-        contact = await routing.get_contact(session, contact.next_id)
-        await session.refresh(contact)
+        contact = await _fresh(session, contact.next_id)
+    return contact
+
+
+async def _fresh(session: AsyncSession, contact_id: int) -> Contact:
+    """The contact as the database has it now, in one read (the session's copy refreshed)."""
+    contact = await session.scalar(
+        select(Contact).where(Contact.id == contact_id).execution_options(populate_existing=True)
+    )
+    if contact is None:
+        raise ContactNotFound(contact_id)
     return contact
 
 
