@@ -35,7 +35,7 @@ from app.complaints import archive, export, service
 from app.complaints.archive import ArchiveConfig
 from app.complaints.lifecycle import ComplaintStatus
 from app.complaints.models import Complaint
-from app.complaints.router import ComplaintId, Now, check, complaint_now
+from app.complaints.router import ComplaintId, Now, check, desk_time
 from app.db import Session
 from app.errors import InvalidInput
 from app.openapi import errors, require_json_body
@@ -48,7 +48,7 @@ CSV_TYPE = "text/csv; charset=utf-8"
 JSON_TYPE = "application/json"
 
 
-def archive_config(request: Request) -> ArchiveConfig:
+async def archive_config(request: Request) -> ArchiveConfig:
     """The injected configuration (tests), else the environment's."""
     config: ArchiveConfig | None = getattr(request.app.state, "complaint_archive", None)
     return config or archive.default_config()
@@ -158,7 +158,7 @@ def chosen_format(given: export.ExportFormat | None, accept: str | None) -> expo
     return export.ExportFormat.csv if "text/csv" in wanted else export.ExportFormat.json
 
 
-def export_filters(
+async def export_filters(
     status: ComplaintStatus | None = None,
     category: Annotated[str | None, Query(max_length=64)] = None,
     assignee: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
@@ -206,7 +206,7 @@ async def export_complaints(
     made = await export.start(
         session, principal=principal, filters=filters, format_=chosen, now=now
     )
-    job = export.Export(made.id, principal, filters, chosen, lambda: complaint_now(request))
+    job = export.Export(made.id, principal, filters, chosen, lambda: desk_time(request))
     return StreamingResponse(
         export.stream(request.app.state.sessionmaker, job),
         media_type=CSV_TYPE if chosen is export.ExportFormat.csv else JSON_TYPE,

@@ -76,13 +76,22 @@ IdempotencyKey = Annotated[
 ComplaintId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the complaint's id")]
 
 
-def complaint_now(request: Request) -> datetime:
+def desk_time(request: Request) -> datetime:
     """The desk's clock: injected by tests, else the system's."""
     clock: Callable[[], datetime] | None = getattr(request.app.state, "complaint_clock", None)
     return clock() if clock is not None else datetime.now(UTC)
 
 
-def complaint_desk(request: Request) -> service.Desk:
+# The dependencies are coroutines: FastAPI runs a plain function dependency on a worker
+# thread, a hop (and a wait for the GIL) per request for what is an attribute read.
+
+
+async def complaint_now(request: Request) -> datetime:
+    """The desk's clock, as a dependency."""
+    return desk_time(request)
+
+
+async def complaint_desk(request: Request) -> service.Desk:
     desk: service.Desk | None = getattr(request.app.state, "complaint_desk", None)
     return desk or service.DESK
 
