@@ -395,8 +395,8 @@ def section(run: Phase, ours: float, bare: float, busy: tuple[float, float], ser
         f"as a Poisson process at {RATE}/s (the next webhook of a waiting call, or a new "
         f"call); {WARMUP_S:.0f} s of warm-up are not counted, the phase lasts {PHASE_S:.0f} s. "
         "A webhook's time runs from its request sent to its answer read. The server, "
-        "PostgreSQL and the load generator share the machine; other work was running on it "
-        "too (machine busy: the share of all cores in use during the phase, whoever used it).",
+        "PostgreSQL and the load generator share the machine (machine busy: the share of "
+        "all cores in use during the phase, whoever used it).",
         "",
         "| arrivals/s | webhooks | failed | p50 ms | p99 ms | max ms | machine busy | steal |",
         "|---|---|---|---|---|---|---|---|",
