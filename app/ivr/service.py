@@ -279,11 +279,12 @@ async def flow_by_id(session: AsyncSession, flow_id: int) -> Flow:
 
 
 async def flow_by_key(session: AsyncSession, key: FlowKey) -> Flow:
+    """The parsed flow of the version ``key`` names; its document is read on a miss only."""
     flow = _FLOWS.get(key)
     if flow is not None:
         return flow
     document = await session.scalar(select(IvrFlow.document).where(IvrFlow.id == key[0]))
-    if document is None:  # deleted meanwhile: versions are never deleted, but be plain
+    if document is None:  # a version is never deleted; should its row be gone, say so
         raise FlowNotFound(key[0])
     return _keep(key, document)
 
