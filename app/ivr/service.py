@@ -22,9 +22,11 @@ digits (``95561``), so ``+86 21 9556 1000`` and ``021-95561000`` are one number,
 service number a provider reports with its country code (``+8695561``) is the short one.
 
 **The flow of a call** is parsed from its stored document once per process and kept
-(``flow_by_id``, ``flow_by_key``, ``flow_of``): a stored version never changes, so the copy is
-never stale. A webhook reads only the version's key (id, name, version, upload time); the
-document itself is read the first time this process meets the version.
+(``flow_by_id``, ``flow_by_key``): a stored version never changes, so the copy is never
+stale. A webhook reads only the version's key (id, name, version, upload time); the document
+itself is read the first time this process meets the version. The key holds the upload time
+as well as the id, so a database made anew under a running process (its ids counting from 1
+again) is never answered with another database's flow.
 """
 
 from __future__ import annotations
@@ -233,25 +235,6 @@ async def active_numbers(session: AsyncSession, flow_ids: Sequence[int]) -> dict
     return found
 
 
-def flow_of(row: IvrFlow) -> Flow:
-    """The parsed flow of a stored version (parsed once per process). Kept by the row's
-    identity and upload time, so a database made anew under a running process (its ids
-    counting from 1 again) is never answered with another database's flow."""
-    key = (row.id, row.name, row.version, row.uploaded_at)
-    flow = _FLOWS.get(key)
-    return flow if flow is not None else _keep(key, row.document)
-
-
-async def answering(session: AsyncSession, number: str, region: str) -> IvrFlow | None:
-    """The flow version active for a called number, if any."""
-    key = number_key(number, region)
-    return await session.scalar(
-        select(IvrFlow)
-        .join(IvrNumber, IvrNumber.flow_id == IvrFlow.id)
-        .where(IvrNumber.number == key)
-    )
-
-
 # What names a stored version in the parsed-flow cache: read without the document, which is
 # fetched (and parsed) only when this process has not parsed that version yet.
 _KEY_COLUMNS = (IvrFlow.id, IvrFlow.name, IvrFlow.version, IvrFlow.uploaded_at)
@@ -349,7 +332,7 @@ async def install_demo_flows(session: AsyncSession, *, region: str, now: datetim
     installed = []
     for path in sorted(DEMO_FLOWS.glob("*.yaml")):
         row, _ = await upload(session, document=path.read_bytes(), actor=DEMO_ACTOR, region=region)
-        free = [n for n in row.numbers if await answering(session, n, region) is None]
+        free = [n for n in row.numbers if await answering_key(session, n, region) is None]
         if free:
             await activate(
                 session, flow_id=row.id, numbers=free, actor=DEMO_ACTOR, region=region, now=now
