@@ -66,7 +66,6 @@ SEED = 20261122
 QUIET_S = 0.25  # a console with nothing new looks at its contacts again after this
 AGENTS = 20
 CONTACTS = 150
-STALL_TICK_S = 0.05  # the loop monitor's wake-up interval
 SKILLED, MIN_LEVEL, UNSKILLED = 5, 3, 1  # the hammer queue's skill: agents' levels, its minimum
 
 
@@ -94,9 +93,6 @@ class Hammer:
     inboxes: dict[int, asyncio.Queue[LoggedEvent]] = field(default_factory=dict)
     dispatchers: list[Dispatcher] = field(default_factory=list)
     checks: int = 0
-    # (loop time, seconds late) of each wake-up of ``monitor`` that came late: the lease
-    # sweep runs on this loop, so a loop held up holds the sweep up by as much.
-    stalls: list[tuple[float, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.inboxes = {c[0].me["id"]: asyncio.Queue() for c in self.consoles}
@@ -229,26 +225,9 @@ class Hammer:
     async def watch(self) -> None:
         """Check the invariants again and again while the hammering goes on."""
         while not self.stop.is_set():
-            broken = await liveness_violations(self.engine, self.bound_s())
+            broken = await liveness_violations(self.engine, self.lease_bound_s)
             assert not broken, f"while hammering: {broken}"
             self.checks += 1
-
-    async def monitor(self) -> None:
-        """Record how late this loop wakes up (a machine starved of CPU holds it up)."""
-        loop = asyncio.get_running_loop()
-        while not self.stop.is_set():
-            asked = loop.time() + STALL_TICK_S
-            await asyncio.sleep(STALL_TICK_S)
-            late = loop.time() - asked
-            if late > STALL_TICK_S:
-                self.stalls.append((loop.time(), late))
-
-    def bound_s(self) -> float:
-        """How far past its expiry an offer may still be pending now: the lease sweep's
-        bound, plus the time this loop (which runs the sweep) was held up during the last
-        two such bounds. On a machine that runs the loop on time, the bound itself."""
-        since = asyncio.get_running_loop().time() - 2 * self.lease_bound_s
-        return self.lease_bound_s + sum(late for at, late in self.stalls if at >= since)
 
     async def ended(self) -> int:
         return int(
@@ -303,7 +282,6 @@ class Hammer:
         """Work until every contact has ended; the first failure of any task fails the run."""
         tasks = [asyncio.create_task(self.work(i)) for i in range(len(self.consoles))]
         tasks += [asyncio.create_task(self.hang_up()), asyncio.create_task(self.watch())]
-        tasks.append(asyncio.create_task(self.monitor()))
         ended = asyncio.create_task(self.until_all_ended())
 
         try:
@@ -418,7 +396,7 @@ class TestNoDoubleAssignment:
             unroutable = await offers_to_unroutable_agents(engine)
 
         assert unroutable == []
-        assert await liveness_violations(engine, hammer.bound_s()) == {}
+        assert await liveness_violations(engine, hammer.lease_bound_s) == {}
         assert hammer.checks > 10, "the invariants were checked while the hammering went on"
         assert await event_mismatches(engine) == {}
         assert await order_violations(engine, noted, settings) == []
