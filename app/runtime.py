@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 from sqlalchemy import text
@@ -44,7 +45,7 @@ from app.realtime.hub import EventHub
 from app.routing import admission
 from app.routing import consoles as console_timers
 from app.routing import handlers as routing_timers
-from app.routing.dispatcher import Dispatcher
+from app.routing.dispatcher import Dispatcher, wakes_on
 from app.routing.work import DISPATCH_WAKE_KEY
 from app.timers import service as timers
 from app.timers.worker import TimerRegistry, TimerWorker
@@ -179,6 +180,7 @@ class Runtime:
                 event_log.WAKE_CALLBACK_KEY: hub.poke,
                 timers.WAKE_CALLBACK_KEY: self.wake_timers,
                 DISPATCH_WAKE_KEY: self.wake_dispatcher,
+                event_log.RECORD_WATCH_KEY: self._dispatch_wake_for,
                 consoles.REGISTRY_KEY: self.consoles,
             },
         )
@@ -194,6 +196,7 @@ class Runtime:
                 url, settings, wake_events=hub.poke, wake_timers=self.wake_timers
             )
             hub.add_listener(self.dispatcher.on_events)
+            hub.add_peer_listener(self.dispatcher.poke)
         self.hub = hub
         await hub.start()
         self.worker.start()
@@ -252,6 +255,12 @@ class Runtime:
     def wake_dispatcher(self) -> None:
         if self.dispatcher is not None:
             self.dispatcher.poke()
+
+    def _dispatch_wake_for(self, type_: str, data: dict[str, Any]) -> Callable[[], None] | None:
+        """What an event recorded in a session wakes at commit: the dispatcher, when the
+        event may let a waiting contact be offered (the rule the dispatcher applies to the
+        log, applied here without waiting for the log)."""
+        return self.wake_dispatcher if wakes_on(type_, data) else None
 
 
 async def dispatch_until_stopped(settings: Settings, *, parent_pid: int | None = None) -> None:

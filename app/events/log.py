@@ -12,7 +12,7 @@ of waiting for the oldest open transaction (kept short by ``idle_in_transaction_
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,6 +26,12 @@ from app.events.models import Event
 from app.pagination import is_number
 
 WAKE_CALLBACK_KEY = "events_wake"
+# ``session.info[RECORD_WATCH_KEY]``, when set: called with each event's type and data as it
+# is recorded; a callback it returns runs once the transaction commits. The runtime uses it to
+# wake this instance's dispatcher at the commit of an event that may let a contact be offered,
+# without waiting for the feed, which any transaction still open on the server holds back.
+RECORD_WATCH_KEY = "events_watch"
+RecordWatch = Callable[[str, dict[str, Any]], Callable[[], None] | None]
 BIGINT = 2**63 - 1  # transaction ids and event ids are bigints
 
 
@@ -86,9 +92,11 @@ def record(
     actor: str | None = None,
 ) -> Event:
     """Append an event to the session's transaction."""
-    event = Event(**_row(type, subject_type, subject_id, data, actor))
+    row = _row(type, subject_type, subject_id, data, actor)
+    event = Event(**row)
     session.add(event)
     wake_after_commit(session)
+    _watch(session, [row])
     return event
 
 
@@ -126,6 +134,18 @@ async def record_many(session: AsyncSession, events: Sequence[dict[str, Any]]) -
     ]
     await session.execute(insert(table_of(Event)), rows)
     wake_after_commit(session)
+    _watch(session, rows)
+
+
+def _watch(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Tell the session's watcher (``RECORD_WATCH_KEY``) what was recorded."""
+    watch: RecordWatch | None = session.info.get(RECORD_WATCH_KEY)
+    if watch is None:
+        return
+    for row in rows:
+        callback = watch(row["type"], row["data"])
+        if callback is not None:
+            after_commit(session, callback)
 
 
 # The read, in the driver's form ($1 tx, $2 id, $3 limit): the hub runs it directly.

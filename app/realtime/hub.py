@@ -179,6 +179,7 @@ class EventHub:
         self._fanout = Fanout()
         self._watchers: set[asyncio.Event] = set()
         self._listeners: list[Listener] = []
+        self._peer_listeners: list[Callable[[], None]] = []
         self._conn: Any = None  # reads, LISTEN and NOTIFY
         self._outage = OutageLog(log, "live events")
         self._conn_lock = asyncio.Lock()
@@ -250,6 +251,12 @@ class EventHub:
         """Call ``listener`` with every batch of new events, in log order."""
         self._listeners.append(listener)
 
+    def add_peer_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` as soon as another instance's NOTIFY says it committed events,
+        before those events are readable: reading them waits for every transaction still
+        open on the server, and what reads the rows themselves need not."""
+        self._peer_listeners.append(listener)
+
     def since(self, cursor: Cursor, limit: int) -> list[LoggedEvent] | None:
         """Up to ``limit`` events after ``cursor`` from memory, in log order; None when memory
         does not reach back to ``cursor`` (read the log instead). Empty: nothing read yet."""
@@ -298,6 +305,11 @@ class EventHub:
     def _on_notify(self, conn: Any, pid: int, channel: str, payload: str) -> None:
         if pid != conn.get_server_pid():
             self._wake.set()
+            for heard in self._peer_listeners:
+                try:
+                    heard()
+                except Exception:
+                    log.exception("peer commit listener failed")
 
     async def _notifier(self) -> None:
         """NOTIFY after local commits, while another instance's hub is there to hear it.

@@ -4,10 +4,15 @@ Theory of operation: every instance runs a ``Dispatcher``, but only the one hold
 session-level advisory lock (on a connection of its own) decides; when it dies its connection
 closes, the lock is released and another instance takes over within ``leader_retry_s``. The
 leader is woken after commits that change demand or supply (a contact queued or requeued,
-an agent freed or made available) on this instance directly, on other instances through the
-event log, and by a short tick; it also sleeps no longer than the next routing-step expiry or
-agent delay it knows of. Its rounds (``rounds.Rounds``) run on the connection that holds the
-lock.
+an agent freed or made available): on this instance directly at commit; on other instances
+by their hub's NOTIFY, and through the event log; and by a short tick. It also sleeps no
+longer than the next routing-step expiry or agent delay it knows of. Its rounds
+(``rounds.Rounds``) run on the connection that holds the lock.
+
+The direct wake-ups are not an optimisation: the event log is readable only as far as the
+oldest transaction still open on the server, in any database (transaction ids are
+cluster-wide), so a wake-up that waited for the log would wait for every long transaction
+on the server. A round reads the rows themselves, which the log's reader does not gate.
 
 A leader can also hang without its connection closing: its process stops (or its network
 stops carrying data) while the operating systems still keep the TCP connection, so the
@@ -34,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -93,9 +98,14 @@ WAKE_EVENTS: frozenset[str] = frozenset(
 
 def wakes(event: LoggedEvent) -> bool:
     """Whether this event may let a waiting contact be offered now."""
-    if event.type == AgentWorkEventType.STATE_CHANGED:
-        return cast(StateChanged, event.data)["state"] == presence.State.IDLE.value
-    return event.type in WAKE_EVENTS
+    return wakes_on(event.type, event.data)
+
+
+def wakes_on(type_: str, data: Mapping[str, Any]) -> bool:
+    """``wakes`` for an event of this type and data, as it is recorded."""
+    if type_ == AgentWorkEventType.STATE_CHANGED:
+        return cast(StateChanged, data)["state"] == presence.State.IDLE.value
+    return type_ in WAKE_EVENTS
 
 
 # A round that had to leave pairs because a request held their rows tries again this soon,

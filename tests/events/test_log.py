@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.db import create_engine
+from app.db import create_engine, unit_of_work
 from app.errors import InvalidInput
-from app.events.log import ORIGIN, Cursor, LoggedEvent, head, read_after, record
+from app.events.log import (
+    ORIGIN,
+    RECORD_WATCH_KEY,
+    Cursor,
+    LoggedEvent,
+    head,
+    read_after,
+    record,
+    record_many,
+)
 
 
 @pytest.fixture
@@ -156,3 +166,42 @@ class TestCursor:
     def test_malformed_cursor_is_a_client_error(self, bad: str) -> None:
         with pytest.raises(InvalidInput, match="not a valid event cursor"):
             Cursor.parse(bad)
+
+
+class TestRecordWatch:
+    """What a session's watcher returns for an event runs once that event's transaction
+    commits, and never when it rolls back."""
+
+    @pytest.mark.parametrize("outcome", ["commit", "rollback"])
+    async def test_the_watchers_callback_runs_at_commit_only(
+        self, engine: AsyncEngine, outcome: str
+    ) -> None:
+        seen: list[tuple[str, dict[str, object]]] = []
+        ran: list[str] = []
+
+        def watch(type_: str, data: dict[str, object]) -> Callable[[], None] | None:
+            seen.append((type_, data))
+            return (lambda: ran.append(type_)) if type_ == "test.wakes" else None
+
+        sessionmaker = async_sessionmaker(engine, info={RECORD_WATCH_KEY: watch})
+        failed = RuntimeError("the request failed")
+        with contextlib.suppress(RuntimeError):
+            async with unit_of_work(sessionmaker) as session:
+                record(session, type="test.quiet", subject_type="test", subject_id=1)
+                await record_many(
+                    session,
+                    [
+                        {
+                            "type": "test.wakes",
+                            "subject_type": "test",
+                            "subject_id": 2,
+                            "data": {"n": 2},
+                        }
+                    ],
+                )
+                assert ran == [], "nothing runs before the commit"
+                if outcome == "rollback":
+                    raise failed
+
+        assert seen == [("test.quiet", {}), ("test.wakes", {"n": 2})]
+        assert ran == (["test.wakes"] if outcome == "commit" else [])

@@ -22,13 +22,14 @@ from typing import Any
 import asyncpg
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.db import connect_driver
 from app.events.log import LoggedEvent
+from app.realtime.hub import EventHub
 from app.routing.contacts import lock_contact
 from app.routing.dispatcher import Dispatcher
 from app.routing.endings import abandon
@@ -731,7 +732,8 @@ class TestWakeUps:
 # --- work conservation across instances --------------------------------------------------
 
 # Far below the dispatcher's tick in these tests (60 s) and its board refresh (30 s): only a
-# wake-up crossing instances through the event log meets it (it takes tens of milliseconds).
+# wake-up crossing instances (the other hub's NOTIFY, or the event log) meets it; either
+# takes tens of milliseconds.
 CROSS_INSTANCE_BOUND_S = 3.0
 
 
@@ -767,6 +769,83 @@ class TestWorkConservationAcrossInstances:
                 waiting = await contact(api, q["name"])
 
             await offer_for(console, waiting["id"], within=CROSS_INSTANCE_BOUND_S)
+
+
+# --- wake-ups while a transaction elsewhere on the server stays open ---------------------
+
+
+@contextlib.asynccontextmanager
+async def transaction_open_elsewhere(url: str) -> AsyncIterator[int]:
+    """A writing transaction left open in another database of the same server, as another
+    application's long batch would be; yields its transaction id. Transaction ids are
+    cluster-wide, so the event log of every database is readable only up to it."""
+    elsewhere = make_url(url).set(database="postgres").render_as_string(hide_password=False)
+    conn = await connect_driver(elsewhere, idle_tx_timeout_ms=120_000)
+    try:
+        tx = conn.transaction()
+        await tx.start()
+        yield int(await conn.fetchval("SELECT pg_current_xact_id()::text"))
+        await tx.rollback()
+    finally:
+        await conn.close()
+
+
+# Far below the tick (60 s), the board refresh (30 s) and the hub's poll, which cannot read
+# past the open transaction however often it looks.
+HELD_BACK_BOUND_S = 3.0
+
+
+class TestWakeUpsWhileTheLogIsHeldBack:
+    @pytest.mark.parametrize("freed_through", ["leader", "other_instance"])
+    @pytest.mark.parametrize("freed_by", ["completing_a_contact", "coming_back_from_a_break"])
+    async def test_agent_freed_is_offered_the_waiting_contact_though_the_log_is_held_back(
+        self, db: str, freed_through: str, freed_by: str
+    ) -> None:
+        """The change that frees the agent commits while a transaction in another database
+        is open: its events cannot be read until that transaction ends, yet the leader is
+        woken at once, directly on its own instance and by the other instance's NOTIFY."""
+        settings = make_settings(db, dispatch_tick_s=60)
+        async with instance(settings) as (a, client_a), instance(settings) as (b, client_b):
+            await b.state.dispatcher.stop()
+
+            async def leads() -> bool:
+                return bool(a.state.dispatcher.is_leader)
+
+            await eventually(leads, what="instance A to lead")
+            api = await Api.signed_in(client_a, "admin", ADMIN_PASSWORD)
+            q = await queue(api, wrap_up_s=0)
+            console = await available_agent(api, capacity={"chat": 1})
+            busy = await contact(api, q["name"])
+            await accept(console, await offer_for(console, busy["id"]))
+            if freed_by == "coming_back_from_a_break":
+                await complete(console, busy["id"])
+                away = {"status": "away", "reason": "break"}
+                expect(await console.post(f"/api/v1/agents/{console.me['id']}/status", away), 200)
+            waiting = await contact(api, q["name"])
+            # Not offered to the agent, who is still busy or away.
+            assert not await pending_offers(console)
+            through = console if freed_through == "leader" else via(console, client_b)
+
+            async with transaction_open_elsewhere(db) as held:
+                hub: EventHub = a.state.hub
+                read_before = hub.cursor
+                if freed_by == "completing_a_contact":
+                    await complete(through, busy["id"])
+                else:
+                    me = console.me["id"]
+                    available = {"status": "available"}
+                    expect(await through.post(f"/api/v1/agents/{me}/status", available), 200)
+                freeing_tx = await value(
+                    a.state.engine, "SELECT max(tx) FROM events WHERE subject_type = 'agent'"
+                )
+                assert freeing_tx > held, "the change committed after the open transaction"
+
+                await offer_for(console, waiting["id"], within=HELD_BACK_BOUND_S)
+
+                # The leader's hub has not read the change that freed the agent: the
+                # wake-up did not come through the log.
+                assert hub.cursor.tx < freeing_tx
+                assert hub.cursor.tx <= max(read_before.tx, held)
 
 
 # --- the order check itself: it flags only what the log decides --------------------------
