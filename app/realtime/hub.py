@@ -305,6 +305,7 @@ class EventHub:
     def _on_notify(self, conn: Any, pid: int, channel: str, payload: str) -> None:
         if pid != conn.get_server_pid():
             self._wake.set()
+            self.peers = True  # another hub is there: notify it from now on, unasked
             for heard in self._peer_listeners:
                 try:
                     heard()
@@ -316,8 +317,9 @@ class EventHub:
 
         Each NOTIFY is a transaction of its own that the server flushes to disk at commit; a
         lone instance (the usual deployment) would pay for it on every commit for nobody.
-        Whether another hub is connected is checked at most every ``PEERS_CHECK_S``: a hub
-        that starts meanwhile sees the first events late by at most its poll interval.
+        Whether another hub is connected is checked at most every ``PEERS_CHECK_S``; a
+        NOTIFY heard from another hub says so at once. A hub that starts meanwhile and has
+        not notified yet sees the first events late by at most its poll interval.
         """
         loop = asyncio.get_running_loop()
         checked = -float("inf")

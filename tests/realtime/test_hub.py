@@ -82,6 +82,39 @@ class TestNotifications:
         finally:
             await writer.stop()
 
+    async def test_a_notification_heard_from_another_hub_makes_this_one_notify_it(
+        self, engine: AsyncEngine, db: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A hub that found itself alone does not look again for an hour here, yet once it
+        hears another hub's NOTIFY it notifies that hub, whose peer listeners hear it at
+        once."""
+        monkeypatch.setattr(hub_module, "PEERS_CHECK_S", 3600.0)
+        first = await started(engine, db, 3600)
+        try:
+            await commit_event(engine, "alone", first)
+
+            async def alone() -> bool:
+                return first.unheard >= 1
+
+            await eventually(alone, what="the first hub to find itself alone")
+            second = await started(engine, db, 3600)
+            try:
+                heard_by_second = asyncio.Event()
+                second.add_peer_listener(heard_by_second.set)
+                await commit_event(engine, "from-second", second)
+
+                async def learned() -> bool:
+                    return first.peers
+
+                await eventually(learned, what="the first hub to hear the second")
+                await commit_event(engine, "from-first", first)
+                await asyncio.wait_for(heard_by_second.wait(), 30)
+                assert first.notified >= 1
+            finally:
+                await second.stop()
+        finally:
+            await first.stop()
+
 
 class TestEventHub:
     async def test_event_written_through_one_hub_is_read_by_the_other(
