@@ -196,7 +196,7 @@ class Runtime:
                 url, settings, wake_events=hub.poke, wake_timers=self.wake_timers
             )
             hub.add_listener(self.dispatcher.on_events)
-            hub.add_peer_listener(self.dispatcher.poke)
+            hub.add_peer_listener(self.dispatcher.nudge)
         self.hub = hub
         await hub.start()
         self.worker.start()

@@ -104,7 +104,7 @@ def wakes(event: LoggedEvent) -> bool:
 def wakes_on(type_: str, data: Mapping[str, Any]) -> bool:
     """``wakes`` for an event of this type and data, as it is recorded."""
     if type_ == AgentWorkEventType.STATE_CHANGED:
-        return cast(StateChanged, data)["state"] == presence.State.IDLE.value
+        return cast(StateChanged, data).get("state") == presence.State.IDLE.value
     return type_ in WAKE_EVENTS
 
 
@@ -171,6 +171,12 @@ class Dispatcher:
 
     def poke(self) -> None:
         self._wake.set()
+
+    def nudge(self) -> None:
+        """Another instance committed something: a leader runs a round now; a standby keeps
+        to its retry interval (the lock is not freed by others' commits)."""
+        if self._rounds is not None:
+            self._wake.set()
 
     def on_events(self, batch: Sequence[LoggedEvent]) -> None:
         """Hub listener: note what changed, and wake on events that change demand or

@@ -267,3 +267,30 @@ class TestHungLeader:
                     assert await lock_holder(watcher) == leader.backend_pid
         finally:
             await watcher.close()
+
+
+class TestNudge:
+    async def test_a_nudge_runs_a_round_on_the_leader_and_leaves_a_standby_alone(
+        self, db: str
+    ) -> None:
+        """Another instance's commit nudges every dispatcher: the leader runs a round at once
+        (its tick is a minute here); a standby is not woken to try the lock again."""
+        settings = make_settings(db, dispatch_tick_s=60, leader_retry_s=60)
+        async with running(db, settings) as leader:
+            await eventually(leading(leader), within=20, what="the first dispatcher to lead")
+            async with running(db, settings) as standby:
+
+                async def first_round_done() -> bool:
+                    return leader.rounds >= 1
+
+                await eventually(first_round_done, within=5, what="the leader's first round")
+                rounds = leader.rounds
+                leader.nudge()
+
+                async def ran() -> bool:
+                    return leader.rounds > rounds
+
+                await eventually(ran, within=5, what="a round after the nudge")
+                standby.nudge()
+                assert not standby._wake.is_set()
+                assert not standby.is_leader
