@@ -66,6 +66,9 @@ class ConsoleRegistry:
         """Connection ids and their agents, in matching order."""
         return list(self._open), list(self._open.values())
 
+    def holds(self, connection_id: uuid.UUID) -> bool:
+        return connection_id in self._open
+
 
 def registry_of(session: AsyncSession) -> ConsoleRegistry:
     registry = session.info.get(REGISTRY_KEY)
@@ -190,4 +193,13 @@ async def heartbeat(session: AsyncSession) -> Sequence[int]:
             "kind": CONSOLE_GONE,
         },
     )
-    return [int(subject) for subject in subjects]
+    lapsed = [int(subject) for subject in subjects]
+    # A console that closed while the statement ran (its socket ended between ``held()`` and
+    # the write) may have been written back after its close deleted it, with a ``seen_at``
+    # from before the close: a phantom lease that would later set its agent's timer early.
+    # Its close took it from the registry first, so it is deleted again here; a close still
+    # waiting on this transaction's row lock deletes it after this commit, as it should.
+    closed = [connection for connection in ids if not registry.holds(connection)]
+    if closed:
+        await session.execute(delete(ConsoleConnection).where(ConsoleConnection.id.in_(closed)))
+    return lapsed

@@ -323,6 +323,66 @@ class TestRaces:
         record = await me(agent)
         assert (record["status"], record["status_reason"]) == ("available", None)
 
+    async def test_a_console_closed_while_a_heartbeat_is_in_flight_stays_closed(
+        self, app: FastAPI, api: Api
+    ) -> None:
+        # The heartbeat reads the registry before its statement runs. A socket that ends in
+        # between has its row deleted by the close, and the statement would write it back
+        # with the heartbeat's (earlier) time: a phantom console that keeps the agent present
+        # for a lease and then sets the away timer before "closed + grace".
+        engine: AsyncEngine = app.state.engine
+        agent_id = (await api.agent())["id"]
+        # A registry of its own, with a long lease, so the running instance's heartbeats
+        # neither keep nor lapse this console while the test looks.
+        registry = consoles.ConsoleRegistry(grace_s=GRACE_S, stale_s=600)
+        async with unit_of_work(app.state.sessionmaker) as session:
+            session.info[consoles.REGISTRY_KEY] = registry
+            connection = await consoles.open_console(session, agent_id)
+        read_before_the_close = registry.held()
+        async with unit_of_work(app.state.sessionmaker) as session:
+            session.info[consoles.REGISTRY_KEY] = registry
+            await consoles.close_console(session, connection, agent_id)
+        due = await value(
+            engine,
+            "SELECT due_at FROM timers WHERE kind = :kind AND subject = :subject",
+            kind=CONSOLE_GONE,
+            subject=str(agent_id),
+        )
+
+        registry.held = lambda: read_before_the_close  # type: ignore[method-assign]
+        async with unit_of_work(app.state.sessionmaker) as session:
+            session.info[consoles.REGISTRY_KEY] = registry
+            await consoles.heartbeat(session)
+
+        assert (
+            await value(
+                engine, "SELECT count(*) FROM console_connections WHERE id = :id", id=connection
+            )
+            == 0
+        )
+        assert await has_open(engine, agent_id) is False
+        assert (
+            await value(
+                engine,
+                "SELECT due_at FROM timers WHERE kind = :kind AND subject = :subject",
+                kind=CONSOLE_GONE,
+                subject=str(agent_id),
+            )
+            == due
+        )
+
+
+async def has_open(engine: AsyncEngine, agent_id: int) -> bool:
+    async with engine.connect() as conn:
+        found = await conn.scalar(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM console_connections "
+                "WHERE agent_id = :id AND live_until > now())"
+            ),
+            {"id": agent_id},
+        )
+    return bool(found)
+
 
 def free_port() -> int:
     with socket.socket() as probe:
