@@ -172,6 +172,9 @@ class Runtime:
             poll_interval_s=settings.event_poll_interval_s,
             read_gap_s=settings.event_read_gap_s,
         )
+        # One bound method, so the after-commit queue (deduplicated by identity) wakes the
+        # dispatcher once per commit however many of a session's writes asked for it.
+        self._wake_dispatcher: Callable[[], None] = self.wake_dispatcher
         self.sessionmaker = async_sessionmaker(
             engine,
             expire_on_commit=False,
@@ -179,7 +182,7 @@ class Runtime:
             info={
                 event_log.WAKE_CALLBACK_KEY: hub.poke,
                 timers.WAKE_CALLBACK_KEY: self.wake_timers,
-                DISPATCH_WAKE_KEY: self.wake_dispatcher,
+                DISPATCH_WAKE_KEY: self._wake_dispatcher,
                 event_log.RECORD_WATCH_KEY: self._dispatch_wake_for,
                 consoles.REGISTRY_KEY: self.consoles,
             },
@@ -260,7 +263,7 @@ class Runtime:
         """What an event recorded in a session wakes at commit: the dispatcher, when the
         event may let a waiting contact be offered (the rule the dispatcher applies to the
         log, applied here without waiting for the log)."""
-        return self.wake_dispatcher if wakes_on(type_, data) else None
+        return self._wake_dispatcher if wakes_on(type_, data) else None
 
 
 async def dispatch_until_stopped(settings: Settings, *, parent_pid: int | None = None) -> None:
