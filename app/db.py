@@ -198,6 +198,25 @@ def _close(conn: Any) -> None:
         conn.terminate()
 
 
+@contextlib.asynccontextmanager
+async def _begun(conn: asyncpg.Connection, begin: str) -> AsyncIterator[None]:
+    """A transaction begun by ``begin`` (which starts with ``BEGIN``): committed when the
+    block ends, rolled back when the server refused one of its statements."""
+    if not begin.lstrip().upper().startswith("BEGIN"):
+        raise ValueError("a transaction's first message starts with BEGIN")
+    await conn.execute(begin)
+    try:
+        yield
+    except BaseException as error:
+        if _reusable_after(error):
+            # The server refused a statement: the connection goes back to the pool, so its
+            # transaction ends here. Any other error closes the connection (``in_transaction``),
+            # which ends the transaction on the server.
+            await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT")
+
+
 class DriverPool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg has no type information
     """A driver pool that never hands out, or takes back, a connection in an unknown state.
 
@@ -222,13 +241,21 @@ class DriverPool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg has no type inf
         return await self._run("fetchrow", query, args, kwargs)
 
     @contextlib.asynccontextmanager
-    async def in_transaction(self) -> AsyncIterator[asyncpg.Connection]:
+    async def in_transaction(self, begin: str | None = None) -> AsyncIterator[asyncpg.Connection]:
         """A connection in a transaction of its own, closed rather than released when the
-        transaction ends in a way that leaves the connection's state unknown."""
+        transaction ends in a way that leaves the connection's state unknown.
+
+        ``begin``: the transaction's first message, sent in one round trip as the simple
+        protocol sends it (no parameters): ``BEGIN`` and what must run first, such as taking
+        a lock, so that the next statement reads after it."""
         async with self.acquire() as conn:
             try:
-                async with conn.transaction():
-                    yield conn
+                if begin is None:
+                    async with conn.transaction():
+                        yield conn
+                else:
+                    async with _begun(conn, begin):
+                        yield conn
             except BaseException as error:
                 if not _reusable_after(error) or conn.is_in_transaction():
                     _close(conn)

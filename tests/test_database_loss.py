@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import pytest
@@ -241,6 +242,113 @@ class TestDriverPool:
         finally:
             await watcher.close()
             await pool.close()
+
+
+class TestTransactionBegunWithALock:
+    """``in_transaction(begin)``: the first message takes what must come first (a lock) in
+    the same round trip as BEGIN; the ending is the same as a transaction of the driver's."""
+
+    @pytest.fixture
+    async def pool(self, db: str) -> AsyncIterator[Any]:
+        pool = await create_driver_pool(db, size=1)
+        async with pool.acquire() as conn:
+            await conn.execute("CREATE TABLE IF NOT EXISTS begun_probe (n int)")
+            await conn.execute("TRUNCATE begun_probe")
+        yield pool
+        await pool.close()
+
+    BEGIN = "BEGIN; SELECT pg_advisory_xact_lock(4242)"
+
+    async def test_the_lock_is_held_through_the_block_and_the_writes_commit(
+        self, db: str, pool: Any
+    ) -> None:
+        watcher = await asyncpg.connect(plain_url(db))
+        try:
+            async with pool.in_transaction(self.BEGIN) as conn:
+                held = await watcher.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND objid = 4242 AND pid = $1 AND granted",
+                    await conn.fetchval("SELECT pg_backend_pid()"),
+                )
+                await conn.execute("INSERT INTO begun_probe VALUES (1)")
+                assert await watcher.fetchval("SELECT count(*) FROM begun_probe") == 0
+            assert held == 1
+            assert await watcher.fetchval("SELECT count(*) FROM begun_probe") == 1
+            assert (
+                await watcher.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242"
+                )
+                == 0
+            )
+        finally:
+            await watcher.close()
+
+    async def test_a_refused_statement_rolls_back_and_the_connection_is_used_again(
+        self, pool: Any
+    ) -> None:
+        first = await pool.fetchval("SELECT pg_backend_pid()")
+
+        async def refused() -> None:
+            async with pool.in_transaction(self.BEGIN) as conn:
+                await conn.execute("INSERT INTO begun_probe VALUES (1)")
+                await conn.execute("SELECT 1 / 0")
+
+        with pytest.raises(pg.DivisionByZeroError):
+            await refused()
+        assert await pool.fetchval("SELECT count(*) FROM begun_probe") == 0
+        assert await pool.fetchval("SELECT pg_backend_pid()") == first
+
+    async def test_an_error_of_the_code_closes_the_connection_and_writes_nothing(
+        self, pool: Any
+    ) -> None:
+        first = await pool.fetchval("SELECT pg_backend_pid()")
+
+        async def failing() -> None:
+            async with pool.in_transaction(self.BEGIN) as conn:
+                await conn.execute("INSERT INTO begun_probe VALUES (1)")
+                raise LookupError("refused by the code")
+
+        with pytest.raises(LookupError):
+            await failing()
+        assert await pool.fetchval("SELECT count(*) FROM begun_probe") == 0
+        assert await pool.fetchval("SELECT pg_backend_pid()") != first
+
+    async def test_a_statement_cancelled_midway_closes_the_connection(
+        self, db: str, pool: Any
+    ) -> None:
+        first = await pool.fetchval("SELECT pg_backend_pid()")
+        watcher = await asyncpg.connect(plain_url(db))
+        try:
+
+            async def slow() -> None:
+                async with pool.in_transaction(self.BEGIN) as conn:
+                    await conn.execute("INSERT INTO begun_probe VALUES (1)")
+                    await conn.execute("SELECT pg_sleep(60)")
+
+            task = asyncio.create_task(slow())
+
+            async def sleeping() -> bool:
+                state = await watcher.fetchval(
+                    "SELECT state FROM pg_stat_activity WHERE pid = $1", first
+                )
+                return bool(state == "active")
+
+            await eventually(sleeping, what="the slow statement to run")
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert await pool.fetchval("SELECT pg_backend_pid()") != first
+            assert await pool.fetchval("SELECT count(*) FROM begun_probe") == 0
+        finally:
+            # The server may run the cut-off statement on until it notices the socket is
+            # gone, holding the probe table's lock that the next test's TRUNCATE needs.
+            await watcher.execute("SELECT pg_terminate_backend($1)", first)
+            await watcher.close()
+
+    async def test_a_first_message_that_does_not_begin_is_refused(self, pool: Any) -> None:
+        with pytest.raises(ValueError, match="starts with BEGIN"):
+            async with pool.in_transaction("SELECT pg_advisory_xact_lock(1)"):
+                pass
 
 
 def wrapped(error: Exception) -> Exception:

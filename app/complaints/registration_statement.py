@@ -42,6 +42,14 @@ LOCK: Final = (
 )
 """$1 the customer's id (as text: the key the linking path has always used)."""
 
+
+def begin_locked(customer_id: int) -> str:
+    """``BEGIN`` and ``LOCK`` for ``customer_id`` as one message (``DriverPool.in_transaction``):
+    the id is an integer, written into the text as one."""
+    key = f"complaints:customer:{int(customer_id)}"
+    return f"BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('{key}', 0))"
+
+
 # $1 key scope, $2 key (NULL: none), $3 customer id, $4 contact id, $5 the open statuses.
 FACTS: Final = """
 WITH prior AS (
