@@ -218,6 +218,17 @@ class TestDatabaseUnreachable:
             assert response.json()["error"] == "ServiceUnavailable"
 
 
+async def sleeping(watcher: asyncpg.Connection, pid: int) -> bool:
+    """Whether the backend ``pid`` is running its ``pg_sleep``."""
+    return bool(
+        await watcher.fetchval(
+            "SELECT state = 'active' AND query LIKE '%pg_sleep%' "
+            "FROM pg_stat_activity WHERE pid = $1",
+            pid,
+        )
+    )
+
+
 class TestDriverPool:
     async def test_a_connection_whose_statement_was_cancelled_is_closed_not_reused(
         self, db: str
@@ -228,13 +239,7 @@ class TestDriverPool:
             first = await pool.fetchval("SELECT pg_backend_pid()")
             slow = asyncio.create_task(pool.fetchval("SELECT pg_sleep(60)"))
 
-            async def sleeping() -> bool:
-                state = await watcher.fetchval(
-                    "SELECT state FROM pg_stat_activity WHERE pid = $1", first
-                )
-                return bool(state == "active")
-
-            await eventually(sleeping, what="the slow statement to run")
+            await eventually(lambda: sleeping(watcher, first), what="the slow statement to run")
             slow.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await slow
@@ -327,13 +332,7 @@ class TestTransactionBegunWithALock:
 
             task = asyncio.create_task(slow())
 
-            async def sleeping() -> bool:
-                state = await watcher.fetchval(
-                    "SELECT state FROM pg_stat_activity WHERE pid = $1", first
-                )
-                return bool(state == "active")
-
-            await eventually(sleeping, what="the slow statement to run")
+            await eventually(lambda: sleeping(watcher, first), what="the slow statement to run")
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
