@@ -211,8 +211,10 @@ async def _begun(conn: asyncpg.Connection, begin: str) -> AsyncIterator[None]:
         if _reusable_after(error):
             # The server refused a statement: the connection goes back to the pool, so its
             # transaction ends here. Any other error closes the connection (``in_transaction``),
-            # which ends the transaction on the server.
-            await conn.execute("ROLLBACK")
+            # which ends the transaction on the server; so does a failed rollback, and the
+            # error raised is the block's.
+            with contextlib.suppress(Exception):
+                await conn.execute("ROLLBACK")
         raise
     await conn.execute("COMMIT")
 
