@@ -37,7 +37,7 @@ from websockets.exceptions import ConnectionClosed
 from app.agents import access
 from app.agents.models import Role
 from tests.fixtures.factories import Api, expect, unique
-from tests.realtime.test_ws import serving, token_of
+from tests.realtime.test_ws import HANDSHAKE_S, serving, token_of
 from tests.routing.acd import available_agent, contact, offer_for, queue
 
 OK, PASS, SNAPSHOT = "2xx", "pass", "snapshot"
@@ -396,7 +396,7 @@ async def call(world: World, client: Any, role: str, method: str, path: str) -> 
 
 async def socket_answer(base: str, path: str, caller: Api | None) -> Answer:
     """``SNAPSHOT`` if the socket signs in, else its close code."""
-    async with connect(f"{base}{path}", open_timeout=10) as conn:
+    async with connect(f"{base}{path}", open_timeout=HANDSHAKE_S) as conn:
         token = token_of(caller) if caller is not None else ""
         await conn.send(json.dumps({"type": "auth", "token": token}))
         try:

@@ -38,6 +38,7 @@ from app.db import plain_url
 from app.logging import DEFAULT_FORMAT
 from app.main import create_app
 from tests.fixtures.factories import ADMIN_PASSWORD, Api, expect
+from tests.realtime.test_ws import HANDSHAKE_S
 from tests.routing.acd import eventually, queue
 
 WITHIN_S = 10.0
@@ -226,7 +227,7 @@ async def contact_for(api: Api) -> None:
 async def websockets_with_tokens(base: str, tokens: dict[str, str]) -> None:
     ws_base = base.replace("http://", "ws://", 1)
     for path, token in (("/ws/agent", tokens["agent"]), ("/ws/wallboard", tokens["admin"])):
-        async with connect(f"{ws_base}{path}?token={token}", open_timeout=WITHIN_S) as conn:
+        async with connect(f"{ws_base}{path}?token={token}", open_timeout=HANDSHAKE_S) as conn:
             async with asyncio.timeout(WITHIN_S):
                 assert '"snapshot"' in str(await conn.recv())
 

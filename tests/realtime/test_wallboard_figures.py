@@ -36,7 +36,7 @@ from app.routing.stats import DayCache, settled_until
 from tests.conftest import make_settings
 from tests.fixtures.desk_clock import freeze_desk
 from tests.fixtures.factories import ADMIN_PASSWORD, Api, expect
-from tests.realtime.test_ws import serving, token_of
+from tests.realtime.test_ws import HANDSHAKE_S, serving, token_of
 from tests.routing.acd import available_agent, contact, eventually, offer_for, queue
 
 WITHIN_S = 10.0
@@ -94,7 +94,7 @@ class Board:
 @asynccontextmanager
 async def wallboard(base: str, api: Api, figures: str | None = "1") -> AsyncIterator[Board]:
     query = f"?token={token_of(api)}" + ("" if figures is None else f"&figures={figures}")
-    async with connect(f"{base}/ws/wallboard{query}", open_timeout=WITHIN_S) as conn:
+    async with connect(f"{base}/ws/wallboard{query}", open_timeout=HANDSHAKE_S) as conn:
         board = Board(conn)
         assert (await board.next())["type"] == "snapshot"
         yield board

@@ -33,6 +33,7 @@ from tests.routing.acd import available_agent, contact, eventually, instance, of
 
 WITHIN_S = 30.0  # deadline for any one message or handshake; the feed waits for the oldest
 # open transaction, and on a busy two-core machine a worker may wait seconds for its turn
+HANDSHAKE_S = WITHIN_S  # for other files' websockets: a liveness deadline, not a test
 
 
 # --- server and clients ------------------------------------------------------------------
