@@ -37,16 +37,18 @@ from typing import Final
 from app.complaints.deadlines import KIND as CLOCK_TIMER
 from app.complaints.events import SUBJECT, ComplaintEventType
 
-LOCK: Final = (
-    "SELECT pg_advisory_xact_lock(hashtextextended('complaints:customer:' || $1::text, 0))"
-)
-"""$1 the customer's id (as text: the key the linking path has always used)."""
+LOCK_KEY_PREFIX: Final = "complaints:customer:"
+"""The customer's lock is on this prefix and the customer's id (the key the linking path
+has always used): ``LOCK`` and ``begin_locked`` must take the same one."""
+
+LOCK: Final = f"SELECT pg_advisory_xact_lock(hashtextextended('{LOCK_KEY_PREFIX}' || $1::text, 0))"
+"""$1 the customer's id (as text)."""
 
 
 def begin_locked(customer_id: int) -> str:
     """``BEGIN`` and ``LOCK`` for ``customer_id`` as one message (``DriverPool.in_transaction``):
     the id is an integer, written into the text as one."""
-    key = f"complaints:customer:{int(customer_id)}"
+    key = f"{LOCK_KEY_PREFIX}{int(customer_id)}"
     return f"BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('{key}', 0))"
 
 

@@ -8,17 +8,20 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.complaints import deadlines, notices, search_terms
+from app.complaints import registration_statement as rs
 from app.complaints.models import Complaint, ComplaintClock, recompute
 from app.complaints.reference import PATTERN
 from app.complaints.router import router as complaints_router
 from app.complaints.service import DESK
 from app.config import Settings
+from app.db import plain_url
 from app.main import create_app
 from app.notifications.models import Notification
 from app.timers.models import Timer
@@ -164,3 +167,26 @@ class TestTheEventHub:
         monkeypatch.setattr(hub, "poke", poke)
         await register(api, complaint_body())
         assert pokes
+
+
+class TestTheCustomersLock:
+    async def test_the_lock_sent_with_begin_excludes_the_lock_the_linking_path_takes(
+        self, db: str
+    ) -> None:
+        # Registration on the driver pool takes it with BEGIN, linking in a session with
+        # ``LOCK``: two channels racing with one matter are one complaint only if both paths
+        # lock the same key.
+        first = await asyncpg.connect(plain_url(db))
+        second = await asyncpg.connect(plain_url(db))
+        try:
+            await first.execute(rs.begin_locked(7))
+            async with second.transaction():
+                await second.execute("SET LOCAL lock_timeout = '200ms'")
+                with pytest.raises(asyncpg.exceptions.LockNotAvailableError):
+                    await second.execute(rs.LOCK, "7")
+            async with second.transaction():
+                await second.execute(rs.LOCK, "8")  # another customer's: free
+            await first.execute("ROLLBACK")
+        finally:
+            await first.close()
+            await second.close()
