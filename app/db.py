@@ -436,6 +436,28 @@ async def unit_of_work(
         run_after_commit(session)
 
 
+async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The driver's connection under ``session``, in its transaction, for statements that skip
+    the ORM; the session's pending changes are flushed first, so the statements sent on it
+    keep the order the changes were made in.
+
+    SQLAlchemy's asyncpg adapter sends ``BEGIN`` only before its own first statement: until
+    then the driver's connection is outside any transaction, and a statement sent on it
+    directly would commit on its own (a lock it takes would end with it). So the adapter's
+    transaction is begun here when it has not been, as the adapter begins it, and the
+    session's commit or rollback ends it."""
+    await session.flush()
+    connection = await session.connection()
+    fairy = await connection.get_raw_connection()
+    adapter: Any = fairy.dbapi_connection  # the adapter's transaction: see the docstring
+    if adapter._transaction is None:
+        async with adapter._execute_mutex:
+            if adapter._transaction is None:
+                await adapter._start_transaction()
+    raw: asyncpg.Connection = fairy.driver_connection
+    return raw
+
+
 async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with unit_of_work(request.app.state.sessionmaker) as session:
         yield session

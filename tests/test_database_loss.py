@@ -23,8 +23,16 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient, Response
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import create_driver_pool, database_unavailable, plain_url
+from app.db import (
+    create_driver_pool,
+    create_engine,
+    create_sessionmaker,
+    database_unavailable,
+    driver_connection,
+    plain_url,
+)
 from app.main import create_app
 from tests.conftest import make_settings
 from tests.fixtures.factories import ADMIN_PASSWORD, Api
@@ -358,6 +366,52 @@ def wrapped(error: Exception) -> Exception:
 def caused(error: Exception, cause: BaseException) -> Exception:
     error.__cause__ = cause
     return error
+
+
+class TestTheSessionsDriverConnection:
+    """``driver_connection``: statements sent on the driver's connection under a session run
+    in the session's transaction, even when the session has run nothing of its own yet."""
+
+    @pytest.fixture
+    async def sessions(self, db: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+        engine = create_engine(db, pool_size=1)
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS session_probe (n int)")
+            await conn.exec_driver_sql("TRUNCATE session_probe")
+        yield create_sessionmaker(engine)
+        await engine.dispose()
+
+    async def test_a_lock_taken_first_is_held_until_the_session_commits(
+        self, db: str, sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        watcher = await asyncpg.connect(plain_url(db))
+        try:
+            async with sessions() as session:
+                conn = await driver_connection(session)
+                await conn.execute("SELECT pg_advisory_xact_lock(4343)")
+                await conn.execute("INSERT INTO session_probe VALUES (1)")
+                held = await watcher.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4343"
+                )
+                seen = await watcher.fetchval("SELECT count(*) FROM session_probe")
+                await session.commit()
+            assert (held, seen) == (1, 0)
+            assert await watcher.fetchval("SELECT count(*) FROM session_probe") == 1
+        finally:
+            await watcher.close()
+
+    async def test_what_it_wrote_is_undone_by_the_sessions_rollback(
+        self, db: str, sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        async with sessions() as session:
+            conn = await driver_connection(session)
+            await conn.execute("INSERT INTO session_probe VALUES (1)")
+            await session.rollback()
+        watcher = await asyncpg.connect(plain_url(db))
+        try:
+            assert await watcher.fetchval("SELECT count(*) FROM session_probe") == 0
+        finally:
+            await watcher.close()
 
 
 class TestDatabaseUnavailable:

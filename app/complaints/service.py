@@ -118,7 +118,7 @@ from app.complaints.models import (
 )
 from app.complaints.reference import format_reference, registration_day
 from app.complaints.schemas import ComplaintCreate, Matter, TransitionFacts
-from app.db import DriverPool
+from app.db import DriverPool, driver_connection
 from app.errors import AppError
 from app.events.log import wake_after_commit
 from app.idempotency import key_reused
@@ -729,18 +729,11 @@ async def register_on(
     return Created(registration, answered, wakes)
 
 
-async def _driver_connection(session: AsyncSession) -> asyncpg.Connection:
-    await session.flush()  # the session's own changes go first, as they were made
-    connection = await session.connection()
-    raw: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
-    return raw
-
-
 async def lock_customer(session: AsyncSession, data: ComplaintCreate) -> None:
     """Take the registration's lock on the customer ``data`` names (if any) now: before
     anything else the transaction locks, such as an idempotency key."""
     if data.customer is not None:
-        conn = await _driver_connection(session)
+        conn = await driver_connection(session)
         await conn.execute(rs.LOCK, str(data.customer.id))
 
 
@@ -749,7 +742,7 @@ async def register(
 ) -> Registration:
     """A new complaint with its clocks started, or the open one about the same matter, in
     the session's transaction."""
-    conn = await _driver_connection(session)
+    conn = await driver_connection(session)
     outcome = await register_on(conn, data=data, actor=actor, now=now, desk=desk)
     if isinstance(outcome, SameMatter):
         existing = await get_or_raise(session, outcome.complaint_id)

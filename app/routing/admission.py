@@ -55,7 +55,7 @@ from app.agents.security import TokenClaims
 from app.agents.service import Identity
 from app.config import Settings
 from app.customers import service as customers
-from app.db import DriverPool
+from app.db import DriverPool, driver_connection
 from app.errors import InvalidInput
 from app.events.log import wake_after_commit
 from app.idempotency import check_key, fingerprint, key_reused
@@ -235,9 +235,8 @@ async def admit_within(
 ) -> Contact:
     """Admit a contact in ``session``'s transaction (no idempotency key: the caller's own
     request is the unit); the new contact, loaded in the session. Raises as ``admit``."""
-    await session.flush()  # the log keeps the order the session's changes were made in
-    connection = await session.connection()
-    raw: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
+    # The session's changes are flushed first: the log keeps the order they were made in.
+    raw = await driver_connection(session)
     arguments = _arguments(caller, admission, None, "", settings)
     row = await raw.fetchrow(STATEMENT, *arguments, [])
     if row["locks"] is not None:
