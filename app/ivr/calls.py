@@ -25,8 +25,12 @@ the request's transaction:
    (``CallNotInIvr``) or a step the call has not reached (``StepOutOfOrder``). The adapter
    decides what the provider hears (a polite goodbye, the wait loop, a 409).
 4. **Advance.** The step runs (``app.ivr.advance``: the machine, its lookups, the terminal
-   actions), and its rendered response is stored with it (``ivr_steps``), in the same
-   transaction as the call's new state.
+   actions), and its rendered response is stored with it (``ivr_steps``): the call's new
+   state and the step are written by one statement, in the same transaction.
+
+The step's own statements (the lock, the insert of a new call, the stored step, the write)
+are sent on the session's driver connection without the ORM, whose cost per statement was
+most of a webhook's; the lookups and the admission a step may run share the transaction.
 
 Nothing slow runs inline: every lookup is one indexed query, and nothing calls the provider.
 
@@ -36,22 +40,25 @@ request's transaction, so a captured request cannot be sent again.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+import asyncpg
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import driver_connection
 from app.events.log import record
 from app.ivr import machine, service
 from app.ivr.advance import ACTOR, Context, Taken, advance
 from app.ivr.events import IvrEventType
 from app.ivr.exceptions import CallNotFound, CallNotInIvr, NotInService, StepOutOfOrder
 from app.ivr.flow import Flow
-from app.ivr.models import CallStatus, IvrCall, IvrFlow, IvrStep, Provider, TelephonySignature
+from app.ivr.models import CallStatus, IvrCall, Provider, TelephonySignature
 from app.ivr.vocabulary import CallStarted, Event
 
 __all__ = ["ACTOR", "Context", "Delivery", "Render", "Reply", "Taken", "take_step"]
@@ -81,6 +88,63 @@ class Reply:
 Render = Callable[[Taken], tuple[str, str]]
 
 # --- load and lock ---------------------------------------------------------------------------
+#
+# A step's own statements skip the ORM: they run on the session's driver connection, in its
+# transaction (``app.db.driver_connection``), and the call they load is a transient
+# ``IvrCall`` that no flush writes: ``_finish`` writes it back, with the step, in one
+# statement. (``locked_call`` and ``get_call`` are the ORM's, for the paths that keep the row
+# in the session.)
+
+_CALL = """c.id, c.provider, c.call_ref, c.caller, c.called, c.flow_id, c.state::text AS state,
+    c.step, c.status, c.contact_id, c.announced_position, c.transcript::text AS transcript,
+    c.outcome, c.drop_node, c.provider_status, c.started_at, c.left_ivr_at, c.ended_at"""
+LOCK_CALL = f"""
+SELECT {_CALL}, f.name AS flow_name, f.version AS flow_version, f.uploaded_at AS flow_uploaded_at
+FROM ivr_calls c JOIN ivr_flows f ON f.id = c.flow_id
+WHERE c.provider = $1 AND c.call_ref = $2
+FOR UPDATE OF c
+"""
+ANSWERING_KEY = """
+SELECT f.id, f.name, f.version, f.uploaded_at
+FROM ivr_numbers n JOIN ivr_flows f ON f.id = n.flow_id
+WHERE n.number = $1
+"""
+START_CALL = f"""
+INSERT INTO ivr_calls AS c (provider, call_ref, caller, called, flow_id, state, step, status,
+    started_at)
+VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, 0, '{CallStatus.in_ivr.value}', $7)
+ON CONFLICT (provider, call_ref) DO NOTHING
+RETURNING {_CALL}
+"""
+STORED_STEP = """
+SELECT response, content_type FROM ivr_steps
+WHERE call_id = $1 AND (seq = $2 OR token = $3)
+ORDER BY seq LIMIT 1
+"""
+FINISH_STEP = """
+WITH moved AS (
+    UPDATE ivr_calls SET state = $2::text::jsonb, step = $3, status = $4, contact_id = $5,
+        announced_position = $6, transcript = $7::text::jsonb, outcome = $8, drop_node = $9,
+        left_ivr_at = $10, ended_at = $11
+    WHERE id = $1
+)
+INSERT INTO ivr_steps (call_id, seq, token, event, response, content_type, at)
+VALUES ($1, $12, $13, $14::text::jsonb, $15, $16, $17)
+"""
+_CALL_FIELDS = (
+    "id", "provider", "call_ref", "caller", "called", "flow_id", "step", "status",
+    "contact_id", "announced_position", "outcome", "drop_node", "provider_status",
+    "started_at", "left_ivr_at", "ended_at",
+)  # fmt: skip
+
+
+def _transient(row: asyncpg.Record) -> IvrCall:
+    """The call a row holds, outside the session: nothing the step changes is flushed."""
+    return IvrCall(
+        **{name: row[name] for name in _CALL_FIELDS},
+        state=json.loads(row["state"]),
+        transcript=json.loads(row["transcript"]),
+    )
 
 
 async def locked_call(session: AsyncSession, provider: Provider, call_ref: str) -> IvrCall | None:
@@ -95,60 +159,50 @@ async def locked_call(session: AsyncSession, provider: Provider, call_ref: str) 
 
 
 async def _locked_with_flow(
-    session: AsyncSession, provider: Provider, call_ref: str
+    session: AsyncSession, conn: asyncpg.Connection, provider: Provider, call_ref: str
 ) -> tuple[IvrCall, Flow] | None:
-    """The call's row, locked and freshly read, and the flow it runs on: the version's key
-    comes with the row, so a flow this process has parsed costs no statement of its own."""
-    await session.flush()
-    row = (
-        await session.execute(
-            select(IvrCall, IvrFlow.name, IvrFlow.version, IvrFlow.uploaded_at)
-            .join(IvrFlow, IvrFlow.id == IvrCall.flow_id)
-            .where(IvrCall.provider == provider.value, IvrCall.call_ref == call_ref)
-            .with_for_update(of=IvrCall)
-            .execution_options(populate_existing=True)
-        )
-    ).first()
+    """The call, locked and freshly read, and the flow it runs on: the version's key comes
+    with the row, so a flow this process has parsed costs no statement of its own."""
+    row = await conn.fetchrow(LOCK_CALL, provider.value, call_ref)
     if row is None:
         return None
-    call = row[0]
-    return call, await service.flow_by_key(session, (call.flow_id, row[1], row[2], row[3]))
+    key = (row["flow_id"], row["flow_name"], row["flow_version"], row["flow_uploaded_at"])
+    return _transient(row), await service.flow_by_key(session, key)
 
 
 async def _start(
-    session: AsyncSession, delivery: Delivery, started: CallStarted, ctx: Context
+    session: AsyncSession,
+    conn: asyncpg.Connection,
+    delivery: Delivery,
+    started: CallStarted,
+    ctx: Context,
 ) -> tuple[IvrCall, Flow] | None:
     """Insert the call on its number's active flow version; None if a concurrent delivery
     inserted it first (this one then waits for its row's lock)."""
-    key = await service.answering_key(session, started.called, ctx.region)
+    called = service.number_key(started.called, ctx.region)
+    key = await conn.fetchrow(ANSWERING_KEY, called)
     if key is None:
         raise NotInService(started.called)
     flow_id = key[0]
-    flow = await service.flow_by_key(session, key)
-    called = service.number_key(started.called, ctx.region)[:32]
-    call = await session.scalar(
-        insert(IvrCall)
-        .values(
-            provider=delivery.provider.value,
-            call_ref=delivery.call_ref,
-            caller=service.number_key(started.caller, ctx.region)[:32] or None,
-            called=called,
-            flow_id=flow_id,
-            state=machine.new_call(flow).to_json(),
-            step=0,
-            status=CallStatus.in_ivr.value,
-            started_at=ctx.now,
-        )
-        .on_conflict_do_nothing(index_elements=["provider", "call_ref"])
-        .returning(IvrCall)
+    flow = await service.flow_by_key(session, (key[0], key[1], key[2], key[3]))
+    row = await conn.fetchrow(
+        START_CALL,
+        delivery.provider.value,
+        delivery.call_ref,
+        service.number_key(started.caller, ctx.region)[:32] or None,
+        called[:32],
+        flow_id,
+        json.dumps(machine.new_call(flow).to_json()),
+        ctx.now,
     )
-    if call is None:
+    if row is None:
         return None
+    call = _transient(row)
     data = {
         "call_id": call.id,
         "provider": delivery.provider.value,
         "flow_id": flow_id,
-        "called": called,
+        "called": call.called,
     }
     record(
         session,
@@ -168,24 +222,48 @@ class _Loaded:
     inserted: bool  # by this delivery: no step of it can be stored yet
 
 
-async def _load(session: AsyncSession, delivery: Delivery, ctx: Context) -> _Loaded:
-    found = await _locked_with_flow(session, delivery.provider, delivery.call_ref)
+async def _load(
+    session: AsyncSession, conn: asyncpg.Connection, delivery: Delivery, ctx: Context
+) -> _Loaded:
+    found = await _locked_with_flow(session, conn, delivery.provider, delivery.call_ref)
     if found is None and isinstance(delivery.event, CallStarted):
-        started = await _start(session, delivery, delivery.event, ctx)
+        started = await _start(session, conn, delivery, delivery.event, ctx)
         if started is not None:
             return _Loaded(*started, inserted=True)
-        found = await _locked_with_flow(session, delivery.provider, delivery.call_ref)
+        found = await _locked_with_flow(session, conn, delivery.provider, delivery.call_ref)
     if found is None:
         raise CallNotFound(delivery.call_ref)
     return _Loaded(*found, inserted=False)
 
 
-async def _stored(
-    session: AsyncSession, call: IvrCall, seq: int, token: str | None
-) -> IvrStep | None:
-    match = IvrStep.seq == seq if token is None else or_(IvrStep.seq == seq, IvrStep.token == token)
-    return await session.scalar(
-        select(IvrStep).where(IvrStep.call_id == call.id, match).order_by(IvrStep.seq).limit(1)
+async def _finish(
+    conn: asyncpg.Connection,
+    call: IvrCall,
+    delivery: Delivery,
+    seq: int,
+    reply: Reply,
+    at: datetime,
+) -> None:
+    """Write the call as the step left it, and the step with its response, in one statement."""
+    await conn.execute(
+        FINISH_STEP,
+        call.id,
+        json.dumps(call.state),
+        call.step,
+        call.status,
+        call.contact_id,
+        call.announced_position,
+        json.dumps(call.transcript),
+        call.outcome,
+        call.drop_node,
+        call.left_ivr_at,
+        call.ended_at,
+        seq,
+        delivery.token or f"step:{seq}",
+        json.dumps(event_json(delivery.event)),
+        reply.body,
+        reply.content_type,
+        at,
     )
 
 
@@ -196,35 +274,29 @@ async def take_step(
     session: AsyncSession, *, delivery: Delivery, ctx: Context, render: Render
 ) -> Reply:
     """Take the delivery's step once; a duplicate gets the stored response (see the module)."""
-    loaded = await _load(session, delivery, ctx)
+    conn = await driver_connection(session)
+    loaded = await _load(session, conn, delivery, ctx)
     call = loaded.call
     seq = _seq(call, delivery)
     # Under the row's lock a step is stored only once the call has moved past it, so a
     # delivery of the current step without a token needs no look-up.
     if not loaded.inserted and (delivery.token is not None or seq < call.step):
-        stored = await _stored(session, call, seq, delivery.token)
+        token = delivery.token if delivery.token is not None else f"step:{seq}"
+        stored = await conn.fetchrow(STORED_STEP, call.id, seq, token)
         if stored is not None:
-            return Reply(stored.response, stored.content_type, replayed=True, call=call)
+            return Reply(stored[0], stored[1], replayed=True, call=call)
     if call.status != CallStatus.in_ivr.value:
         raise CallNotInIvr(call.call_ref, call.status)
     if seq != call.step:
         raise StepOutOfOrder(call.call_ref, seq, call.step)
     taken = await advance(session, call, delivery.event, seq, ctx, flow=loaded.flow)
     body, content_type = render(taken)
-    session.add(
-        IvrStep(
-            call_id=call.id,
-            seq=seq,
-            token=delivery.token or f"step:{seq}",
-            event=event_json(delivery.event),
-            response=body,
-            content_type=content_type,
-            at=ctx.now,
-        )
-    )
     call.step = seq + 1
-    await session.flush()
-    return Reply(body, content_type, call=call)
+    reply = Reply(body, content_type, call=call)
+    # The step's lookups and admission may have left changes in the session: they go first.
+    conn = await driver_connection(session)
+    await _finish(conn, call, delivery, seq, reply, ctx.now)
+    return reply
 
 
 def _seq(call: IvrCall, delivery: Delivery) -> int:
