@@ -115,7 +115,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_body_limit(app, settings)  # inside metrics: its 413s are counted
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     install_security(app, settings)  # last: outermost, so every response carries its headers
-    app.include_router(intake_router)  # first: the busiest route (routes match in order)
+    # The busiest routes first (routes match in order): contacts, then the provider's webhooks.
+    app.include_router(intake_router)
+    app.include_router(telephony_router)
     app.include_router(health.router)
     app.include_router(agents_router)
     app.include_router(keys_router)
@@ -137,7 +139,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(complaints_router)
     app.include_router(suggestions_router)
     app.include_router(ivr_router)
-    app.include_router(telephony_router)
     app.include_router(events_router)
     app.include_router(ws_router)
     app.include_router(pages_router)

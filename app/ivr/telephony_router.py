@@ -240,18 +240,20 @@ async def twilio_wait(request: Request, session: Session) -> TwiML:
     form = await twilio_form(request)
     voice = _voice(settings_of(request))
     sid = form.get("CallSid")
-    call = None
+    turn = None
     if isinstance(sid, str) and 0 < len(sid) <= 64:
-        call = await calls.get_call(session, Provider.twilio, sid)
-    if call is None:
+        turn = await waiting.turn(session, Provider.twilio, sid)
+    if turn is None:
         return _xml(twiml.goodbye(_language(settings_of(request)), voice=voice))
-    turn = await waiting.wait(session, call)
     if turn.standing is waiting.Standing.CONNECTED:
         # Answered, and the redirect has not reached the caller: this turn bridges them.
+        assert isinstance(sid, str)
+        call = await calls.get_call(session, Provider.twilio, sid)
         now = step_context(request).now
-        document = await bridge.bridge_in_loop(session, call, settings_of(request), now)
-        if document is not None:
-            return _xml(document)
+        if call is not None:
+            document = await bridge.bridge_in_loop(session, call, settings_of(request), now)
+            if document is not None:
+                return _xml(document)
     return _xml(twiml.wait_document(turn, voice=voice))
 
 

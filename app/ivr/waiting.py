@@ -4,16 +4,17 @@ Theory of operation
 -------------------
 
 **The wait loop.** A queued caller is held by the provider in a loop the shell drives: each
-turn asks ``wait`` where the caller stands. The position told is routing's
-(``routing.service.announce``: the contacts of the queue due before this one), and never
-more than the call was told before: the lowest position announced is kept on the call's row
-(``ivr_calls.announced_position``), lowered by one conditional ``UPDATE`` that takes no lock
-for longer than itself, so the loop never holds up the dispatcher or a webhook, and two
-turns racing cannot raise it again. A contact that moved on (transferred, overflowed) is
-followed to the contact that continues it. The answer says whether the caller still waits,
-is being offered to an agent, is connected (the shell then bridges a caller the provider's
-redirect has not reached, ``app.ivr.bridge``), or has nobody left to wait for (the contact
-ended: the caller is told goodbye).
+turn asks ``turn`` where the caller stands, in one read and at most one write. The position
+told is routing's (``routing.service.announce``: the contacts of the queue due before this
+one; the turn counts them in its own statement, and a test holds the two to the same
+figures), and never more than the call was told before: the lowest position announced is
+kept on the call's row (``ivr_calls.announced_position``), lowered by one conditional
+``UPDATE`` that takes no lock for longer than itself, so the loop never holds up the
+dispatcher or a webhook, and two turns racing cannot raise it again. A contact that moved on
+(transferred, overflowed) is followed to the contact that continues it. The answer says
+whether the caller still waits, is being offered to an agent, is connected (the shell then
+bridges a caller the provider's redirect has not reached, ``app.ivr.bridge``), or has nobody
+left to wait for (the contact ended: the caller is told goodbye).
 
 **The call is over.** The provider reports the end of a call (Twilio's ``completed``,
 ``busy``, ``no-answer``, ``failed``, ``canceled``; the JSON adapter's ``hangup``).
@@ -35,9 +36,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import driver_connection
 from app.events.log import record
 from app.ivr import advance, calls, machine
 from app.ivr.events import IvrEventType
@@ -45,14 +47,20 @@ from app.ivr.machine import FlowLoop, UnexpectedEvent
 from app.ivr.models import CallStatus, IvrCall, Provider
 from app.ivr.vocabulary import CallState, Hangup, Outcome, StateError
 from app.routing import endings
-from app.routing import service as routing
 from app.routing.contact_states import ContactStatus
+from app.routing.estimate import (
+    RECENT_SAMPLES,
+    RECENT_WINDOW,
+    announce_position,
+    estimate_wait,
+)
 from app.routing.exceptions import ContactNotFound, ContactStateConflict
 from app.routing.models import Contact
 
 # What providers report when a call is over (Twilio's words; "hangup" is the JSON event's).
 OVER: Final = frozenset({"completed", "busy", "no-answer", "failed", "canceled", "hangup"})
 MAX_FOLLOW: Final = 20  # successors followed from a contact (transfers, overflows)
+DEFAULT_LANGUAGE: Final = "zh-CN"  # a call whose state names no language
 
 
 class Standing(StrEnum):
@@ -77,22 +85,90 @@ class Wait:
 # --- the wait loop ---------------------------------------------------------------------------
 
 
-async def wait(session: AsyncSession, call: IvrCall) -> Wait:
-    """Where the queued caller of ``call`` stands now."""
-    language = language_of(call)
+_QUEUED, _OFFERED = ContactStatus.queued.value, ContactStatus.offered.value
+# One turn's facts in one read: the call, the live contact its contact leads to, and, for a
+# contact still queued, its place (the queue's contacts due before it, as
+# ``routing.service.position_of`` counts them) and the estimate's inputs (as
+# ``routing.service._estimate`` reads them).
+WAIT_TURN = f"""
+WITH RECURSIVE chain (id, next_id, depth) AS (
+    SELECT ct.id, ct.next_id, 0 FROM contacts ct
+    WHERE ct.id = (SELECT contact_id FROM ivr_calls WHERE provider = $1 AND call_ref = $2)
+    UNION ALL
+    SELECT ct.id, ct.next_id, chain.depth + 1
+    FROM chain JOIN contacts ct ON ct.id = chain.next_id
+    WHERE chain.depth < $3
+),
+live AS (
+    SELECT ct.* FROM contacts ct
+    WHERE ct.id = (SELECT id FROM chain ORDER BY depth DESC LIMIT 1)
+)
+SELECT c.id, c.status, c.contact_id,
+    CASE WHEN jsonb_typeof(c.state -> 'language') = 'string'
+        THEN c.state ->> 'language' END AS language,
+    l.id AS live_id, l.status AS live_status, l.announced_position AS live_told,
+    CASE WHEN l.status = '{_QUEUED}' THEN (
+        SELECT count(*) + 1 FROM contacts o
+        WHERE o.queue_id = l.queue_id AND o.status = '{_QUEUED}' AND o.id <> l.id
+            AND (o.deadline_at < l.deadline_at
+                OR (o.deadline_at = l.deadline_at AND o.enqueued_at <= l.enqueued_at
+                    AND o.id < l.id))
+    ) END AS position,
+    CASE WHEN l.status = '{_QUEUED}' THEN (
+        SELECT array_agg(t) FROM (
+            SELECT extract(epoch FROM r.completed_at - r.answered_at)::float8 AS t
+            FROM contacts r
+            WHERE r.queue_id = l.queue_id AND r.completed_at IS NOT NULL
+                AND r.answered_at IS NOT NULL AND r.completed_at > now() - $4::interval
+            ORDER BY r.completed_at DESC LIMIT $5
+        ) recent
+    ) END AS handle_times,
+    CASE WHEN l.status = '{_QUEUED}' THEN (
+        SELECT count(*) FROM agents a JOIN agent_channels ac ON ac.agent_id = a.id
+        WHERE a.status = 'available' AND a.active AND ac.channel = l.channel
+            AND ac.capacity > 0
+    ) END AS staffed
+FROM ivr_calls c LEFT JOIN live l ON true
+WHERE c.provider = $1 AND c.call_ref = $2
+"""
+# The position told, only ever lowered, on the contact (as ``routing.service.announce``
+# keeps it) and on the call; neither row is held longer than this statement.
+LOWER_TOLD = """
+WITH lowered AS (
+    UPDATE contacts SET announced_position = $2
+    WHERE id = $1 AND (announced_position IS NULL OR announced_position > $2)
+)
+UPDATE ivr_calls SET announced_position = least(coalesce(announced_position, $2), $2)
+WHERE id = $3
+RETURNING announced_position
+"""
+
+
+async def turn(session: AsyncSession, provider: Provider, call_ref: str) -> Wait | None:
+    """Where the queued caller of the call ``call_ref`` stands now; None for a call the IVR
+    does not know. One read and, for a caller still queued, one write, on the session's
+    driver connection."""
+    conn = await driver_connection(session)
+    row = await conn.fetchrow(
+        WAIT_TURN, provider.value, call_ref, MAX_FOLLOW, RECENT_WINDOW, RECENT_SAMPLES
+    )
+    if row is None:
+        return None
+    language = row["language"] or DEFAULT_LANGUAGE
     holding = (CallStatus.queued.value, CallStatus.bridged.value)
-    if call.status not in holding or call.contact_id is None:
+    if row["status"] not in holding or row["live_id"] is None:
         return Wait(Standing.GONE, language)
-    contact = await live_contact(session, call.contact_id)
-    status = contact.status
-    if status == ContactStatus.offered.value:
+    status = row["live_status"]
+    if status == _OFFERED:
         return Wait(Standing.OFFERED, language, 0, 0)
-    if status != ContactStatus.queued.value:
+    if status != _QUEUED:
         live = status in (ContactStatus.connected.value, ContactStatus.wrap_up.value)
         return Wait(Standing.CONNECTED if live else Standing.GONE, language)
-    position, estimate = await routing.announce(session, contact)
-    told = await _lowest(session, call, position)
-    return Wait(Standing.WAITING, language, told, None if estimate is None else estimate.seconds)
+    told = announce_position(int(row["position"]), row["live_told"])
+    lowest = await conn.fetchval(LOWER_TOLD, row["live_id"], told, row["id"])
+    handle_times = [float(t) for t in (row["handle_times"] or [])]
+    wait = estimate_wait(told, handle_times, int(row["staffed"] or 0))
+    return Wait(Standing.WAITING, language, int(lowest), wait.seconds)
 
 
 async def live_contact(session: AsyncSession, contact_id: int) -> Contact:
@@ -115,28 +191,10 @@ async def _fresh(session: AsyncSession, contact_id: int) -> Contact:
     return contact
 
 
-async def _lowest(session: AsyncSession, call: IvrCall, position: int | None) -> int | None:
-    """Keep the lowest position told to the caller; the one to tell now."""
-    if position is None:
-        return call.announced_position
-    told = await session.scalar(
-        update(IvrCall)
-        .where(IvrCall.id == call.id)
-        .values(
-            announced_position=func.least(
-                func.coalesce(IvrCall.announced_position, position), position
-            )
-        )
-        .returning(IvrCall.announced_position)
-        .execution_options(synchronize_session=False)
-    )
-    return position if told is None else int(told)
-
-
 def language_of(call: IvrCall) -> str:
     """The language the caller is spoken to in."""
     language = call.state.get("language") if isinstance(call.state, dict) else None
-    return language if isinstance(language, str) and language else "zh-CN"
+    return language if isinstance(language, str) and language else DEFAULT_LANGUAGE
 
 
 # --- the call is over ------------------------------------------------------------------------

@@ -7,8 +7,15 @@ to a queue where more callers wait ahead of it."""
 from __future__ import annotations
 
 import pytest
+from fastapi import FastAPI
 from httpx import AsyncClient
+from sqlalchemy import text
 
+from app.db import unit_of_work
+from app.ivr import waiting
+from app.ivr.models import Provider
+from app.routing import service as routing
+from app.routing.models import Contact
 from tests.fixtures.factories import Api, expect
 from tests.ivr import live
 from tests.ivr.live import (
@@ -18,7 +25,7 @@ from tests.ivr.live import (
     menus_to,
 )
 from tests.ivr.telephony import HOTLINE, TwilioCall, centre, said, upload, verbs
-from tests.routing.acd import eventually
+from tests.routing.acd import available_agent, eventually
 
 # The live-call app (IVR handlers registered, the fake Twilio API) for every test here.
 app, settings, twilio_api = live.app, live.settings, live.twilio_api
@@ -83,3 +90,66 @@ class TestTheWaitLoop:
 
         await eventually(offered, what="the contact offered")
         assert said(await phone.redirect()) == ["正在为您接通客服代表，请稍候。"]
+
+
+@pytest.mark.usefixtures("ready")
+class TestTheTurnCountsAsRoutingCounts:
+    """The wait turn reads the caller's place and the estimate's inputs in one statement of
+    its own: they must be routing's figures (``routing.service.announce``) for the same
+    contact, or the caller and the agents' pages would disagree."""
+
+    async def test_position_and_estimate_are_routings(
+        self, api: Api, client: AsyncClient, app: FastAPI
+    ) -> None:
+        ahead = [
+            await api.post("/api/v1/contacts", {"channel": "voice", "queue": "complaints"})
+            for _ in range(2)
+        ]
+        phone, contact_id = await queued(api, client, STRANGER)
+        behind = await api.post("/api/v1/contacts", {"channel": "voice", "queue": "complaints"})
+        done = [expect(r, 201)["id"] for r in (*ahead, behind)]
+        # Answered earlier and completed: six within the last hour (the queue's recent
+        # handle times), one hours ago, long, which the estimate must leave out.
+        handled = {600: 60, 700: 90, 800: 120, 900: 150, 1000: 180, 1100: 240, 4 * 3600: 3000}
+        extra = [
+            expect(
+                await api.post("/api/v1/contacts", {"channel": "voice", "queue": "complaints"}),
+                201,
+            )["id"]
+            for _ in handled
+        ]
+        async with unit_of_work(app.state.sessionmaker) as session:
+            for contact, (answered_ago, took) in zip(extra, handled.items(), strict=True):
+                await session.execute(
+                    text(
+                        "UPDATE contacts SET status = 'completed', "
+                        "answered_at = now() - make_interval(secs => :ago), "
+                        "completed_at = now() - make_interval(secs => :ago - :took) "
+                        "WHERE id = :id"
+                    ),
+                    {"id": contact, "ago": answered_ago, "took": took},
+                )
+            # One of the two ahead of the caller leaves: they move up to second place.
+            await session.execute(
+                text("UPDATE contacts SET status = 'abandoned' WHERE id = :id"), {"id": done[0]}
+            )
+        # Available on voice, without the queue's skill: staffed, never offered the caller.
+        await available_agent(api, skills=[], capacity={"voice": 1})
+        # The turn first: routing's own announcement lowers the position kept on the contact,
+        # which would hide a turn that counted too many.
+        async with unit_of_work(app.state.sessionmaker) as session:
+            turn = await waiting.turn(session, Provider.twilio, phone.sid)
+        async with unit_of_work(app.state.sessionmaker) as session:
+            contact = await session.get(Contact, contact_id)
+            assert contact is not None
+            position, estimate = await routing.announce(session, contact)
+        assert turn is not None
+        assert estimate is not None
+        assert position == 2
+        assert (turn.standing, turn.position, turn.estimated_wait_s) == (
+            waiting.Standing.WAITING,
+            position,
+            estimate.seconds,
+        )
+        # second place, one agent, the six recent handle times' mean (140 s)
+        assert estimate.seconds == 2 * 140
