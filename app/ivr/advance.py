@@ -63,7 +63,6 @@ from app.ivr.vocabulary import (
     TranscriptEntry,
 )
 from app.routing import admission, scoring
-from app.routing import service as routing
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +253,7 @@ async def _admit(
     call = taken.call
     flow_name = state.flow
     try:
-        contact = await admission.admit_within(
+        admitted = await admission.queue_within(
             session,
             caller=admission.SystemCaller(ACTOR),
             admission=_admission(call, action, flow_name),
@@ -262,15 +261,16 @@ async def _admit(
         )
     except AppError as exc:
         return _refused(taken, exc.detail, ctx)
-    call.contact_id = contact.id
+    contact_id = int(admitted.contact["id"])
+    call.contact_id = contact_id
     if isinstance(action, Callback):
         call.status, call.ended_at = CallStatus.ended.value, ctx.now
-        return _with(taken, Queued(contact.id, action.queue, None, None))
+        return _with(taken, Queued(contact_id, action.queue, None, None))
     call.status = CallStatus.queued.value
-    position, wait = await routing.announce(session, contact)
-    call.announced_position = position
-    seconds = None if wait is None else wait.seconds
-    return _with(taken, Queued(contact.id, action.queue, position, seconds))
+    # The admission statement's own figures: the position it stored on the contact, and
+    # the wait estimated from the same facts routing's announcement reads.
+    call.announced_position = admitted.position
+    return _with(taken, Queued(contact_id, action.queue, admitted.position, admitted.wait.seconds))
 
 
 def _with(taken: Taken, queued: Queued) -> Taken:

@@ -235,6 +235,17 @@ async def admit_within(
 ) -> Contact:
     """Admit a contact in ``session``'s transaction (no idempotency key: the caller's own
     request is the unit); the new contact, loaded in the session. Raises as ``admit``."""
+    queued = await queue_within(session, caller=caller, admission=admission, settings=settings)
+    contact = await session.get(Contact, queued.contact["id"])
+    assert contact is not None
+    return contact
+
+
+async def queue_within(
+    session: AsyncSession, *, caller: Caller, admission: Admission, settings: Settings
+) -> Queued:
+    """``admit_within`` without loading the contact: its columns, its position and its wait
+    as the statement computed them, for a caller that needs no more (the IVR's enqueue)."""
     # The session's changes are flushed first: the log keeps the order they were made in.
     raw = await driver_connection(session)
     arguments = _arguments(caller, admission, None, "", settings)
@@ -254,9 +265,7 @@ async def admit_within(
     work.wake_dispatcher(session)
     if queued.wakes_timers:
         wake_worker_after_commit(session)
-    contact = await session.get(Contact, row["id"])
-    assert contact is not None
-    return contact
+    return queued
 
 
 # --- the statement's parameters and answer ------------------------------------------------

@@ -60,6 +60,18 @@ class TestACall:
         assert (contact["tier"], contact["channel"]) == ("platinum", "voice")
         assert second["status"] == "queued"
 
+    async def test_a_caller_behind_another_is_told_routings_position(
+        self, api: Api, provider: JsonProvider
+    ) -> None:
+        ahead = {"channel": "voice", "queue": "credit-cards", "customer": {"phone": PLATINUM_PHONE}}
+        for _ in range(2):
+            expect(await api.post("/api/v1/contacts", ahead), 201)
+        expect(await provider.send("call-5", incoming()), 200)
+        second = expect(await provider.send("call-5", {"event": "digits", "digits": "1"}), 200)
+        queued = second["actions"][1]["enqueue"]
+        contact = expect(await api.get(f"/api/v1/contacts/{queued['contact_id']}"), 200)
+        assert queued["position"] == contact["position"] == 3
+
     async def test_a_hangup_while_queued_abandons_the_contact(
         self, api: Api, provider: JsonProvider
     ) -> None:
