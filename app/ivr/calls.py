@@ -92,8 +92,8 @@ Render = Callable[[Taken], tuple[str, str]]
 # A step's own statements skip the ORM: they run on the session's driver connection, in its
 # transaction (``app.db.driver_connection``), and the call they load is a transient
 # ``IvrCall`` that no flush writes: ``_finish`` writes it back, with the step, in one
-# statement. (``locked_call`` and ``get_call`` are the ORM's, for the paths that keep the row
-# in the session.)
+# statement. (``locked`` and ``save`` do the same for a status callback; ``get_call`` is the
+# ORM's, for the paths that keep the row in the session.)
 
 _CALL = """c.id, c.provider, c.call_ref, c.caller, c.called, c.flow_id, c.state::text AS state,
     c.step, c.status, c.contact_id, c.announced_position, c.transcript::text AS transcript,
@@ -121,15 +121,14 @@ SELECT response, content_type FROM ivr_steps
 WHERE call_id = $1 AND (seq = $2 OR token = $3)
 ORDER BY seq LIMIT 1
 """
-FINISH_STEP = """
-WITH moved AS (
-    UPDATE ivr_calls SET state = $2::text::jsonb, step = $3, status = $4, contact_id = $5,
-        announced_position = $6, transcript = $7::text::jsonb, outcome = $8, drop_node = $9,
-        left_ivr_at = $10, ended_at = $11
-    WHERE id = $1
-)
+_SET_CALL = """state = $2::text::jsonb, step = $3, status = $4, contact_id = $5,
+    announced_position = $6, transcript = $7::text::jsonb, outcome = $8, drop_node = $9,
+    left_ivr_at = $10, ended_at = $11, provider_status = $12"""
+SAVE_CALL = f"UPDATE ivr_calls SET {_SET_CALL} WHERE id = $1"
+FINISH_STEP = f"""
+WITH moved AS (UPDATE ivr_calls SET {_SET_CALL} WHERE id = $1)
 INSERT INTO ivr_steps (call_id, seq, token, event, response, content_type, at)
-VALUES ($1, $12, $13, $14::text::jsonb, $15, $16, $17)
+VALUES ($1, $13, $14, $15::text::jsonb, $16, $17, $18)
 """
 _CALL_FIELDS = (
     "id", "provider", "call_ref", "caller", "called", "flow_id", "step", "status",
@@ -147,14 +146,35 @@ def _transient(row: asyncpg.Record) -> IvrCall:
     )
 
 
-async def locked_call(session: AsyncSession, provider: Provider, call_ref: str) -> IvrCall | None:
-    """The call's row, locked for this transaction and freshly read."""
-    await session.flush()
-    return await session.scalar(
-        select(IvrCall)
-        .where(IvrCall.provider == provider.value, IvrCall.call_ref == call_ref)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+async def locked(
+    session: AsyncSession, provider: Provider, call_ref: str
+) -> tuple[IvrCall, Flow] | None:
+    """The call, locked for the session's transaction and freshly read, and its flow; the
+    call is transient: ``save`` writes what changed."""
+    conn = await driver_connection(session)
+    return await _locked_with_flow(session, conn, provider, call_ref)
+
+
+async def save(session: AsyncSession, call: IvrCall) -> None:
+    """Write a call read by ``locked`` back, in the session's transaction."""
+    conn = await driver_connection(session)
+    await conn.execute(SAVE_CALL, *_call_values(call))
+
+
+def _call_values(call: IvrCall) -> tuple[Any, ...]:
+    return (
+        call.id,
+        json.dumps(call.state),
+        call.step,
+        call.status,
+        call.contact_id,
+        call.announced_position,
+        json.dumps(call.transcript),
+        call.outcome,
+        call.drop_node,
+        call.left_ivr_at,
+        call.ended_at,
+        call.provider_status,
     )
 
 
@@ -247,17 +267,7 @@ async def _finish(
     """Write the call as the step left it, and the step with its response, in one statement."""
     await conn.execute(
         FINISH_STEP,
-        call.id,
-        json.dumps(call.state),
-        call.step,
-        call.status,
-        call.contact_id,
-        call.announced_position,
-        json.dumps(call.transcript),
-        call.outcome,
-        call.drop_node,
-        call.left_ivr_at,
-        call.ended_at,
+        *_call_values(call),
         seq,
         delivery.token or f"step:{seq}",
         json.dumps(event_json(delivery.event)),

@@ -43,6 +43,7 @@ from app.db import driver_connection
 from app.events.log import record
 from app.ivr import advance, calls, machine
 from app.ivr.events import IvrEventType
+from app.ivr.flow import Flow
 from app.ivr.machine import FlowLoop, UnexpectedEvent
 from app.ivr.models import CallStatus, IvrCall, Provider
 from app.ivr.vocabulary import CallState, Hangup, Outcome, StateError
@@ -205,15 +206,19 @@ async def hang_up(
 ) -> IvrCall | None:
     """The provider reports ``status`` for a call: end it once if it is an end (see the
     module); None for a call the IVR does not know."""
-    call = await calls.locked_call(session, provider, call_ref)
-    if call is None or call.status == CallStatus.ended.value:
+    found = await calls.locked(session, provider, call_ref)
+    if found is None:
+        return None
+    call, flow = found
+    if call.status == CallStatus.ended.value:
         return call
     call.provider_status = status[:32]
     if status not in OVER:
+        await calls.save(session, call)
         return call
     before = call.status
     if before == CallStatus.in_ivr.value:
-        await _hung_up_in_ivr(session, call, ctx)
+        _hung_up_in_ivr(session, call, flow, ctx)
     elif before == CallStatus.queued.value and call.contact_id is not None:
         await _abandon(session, call.contact_id)
     call.status, call.ended_at = CallStatus.ended.value, ctx.now
@@ -230,13 +235,13 @@ async def hang_up(
         },
         actor=advance.ACTOR,
     )
+    await calls.save(session, call)
     return call
 
 
-async def _hung_up_in_ivr(session: AsyncSession, call: IvrCall, ctx: advance.Context) -> None:
+def _hung_up_in_ivr(session: AsyncSession, call: IvrCall, flow: Flow, ctx: advance.Context) -> None:
     """The caller left in the menus: the machine records where."""
     node: str | None = None
-    flow = await advance.flow_for(session, call)
     try:
         state = CallState.from_json(call.state)
         node = state.node

@@ -289,6 +289,19 @@ class TestHangingUp:
             )
         assert (ended.scalar_one(), abandoned.scalar_one()) == (1, 1)
 
+    async def test_a_status_that_is_no_end_is_noted_on_a_live_call_and_changes_nothing_else(
+        self, api: Api, client: AsyncClient, people: dict[str, Any]
+    ) -> None:
+        phone = TwilioCall(client, PLATINUM_PHONE, CARDS_NUMBER)
+        await phone.start()
+        await phone.press("1")
+        before = await call_of(api, phone.sid)
+        expect_empty(await phone.status("in-progress"))
+        after = await call_of(api, phone.sid)
+        assert after["provider_status"] == "in-progress"
+        assert {**after, "provider_status": before["provider_status"]} == before
+        assert (await contact_of(api, phone.sid))["status"] == "queued"
+
     async def test_hanging_up_in_the_menus_records_the_node_the_caller_left(
         self, api: Api, client: AsyncClient, people: dict[str, Any]
     ) -> None:
