@@ -12,6 +12,7 @@ of waiting for the oldest open transaction (kept short by ``idle_in_transaction_
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -121,6 +122,48 @@ def wake_after_commit(session: AsyncSession) -> None:
     wake = session.info.get(WAKE_CALLBACK_KEY)
     if wake is not None:
         after_commit(session, wake)
+
+
+# Rows a caller writes in a statement of its own (``record_rows``' arrays as parameters
+# ``$a`` to ``$e``, in order): their ids follow the order of the rows.
+INSERT_ROWS = """
+INSERT INTO events (type, subject_type, subject_id, data, actor)
+SELECT x.type, x.subject_type, x.subject_id, x.data::jsonb, x.actor
+FROM unnest({}::text[], {}::text[], {}::text[], {}::text[], {}::text[])
+    WITH ORDINALITY AS x(type, subject_type, subject_id, data, actor, n)
+ORDER BY x.n
+"""
+
+
+def event_row(
+    type_: str,
+    *,
+    subject_type: str,
+    subject_id: str | int,
+    data: dict[str, Any] | None = None,
+    actor: str | None = None,
+) -> dict[str, Any]:
+    """An event to write, as ``record`` takes it."""
+    return _row(type_, subject_type, subject_id, data, actor)
+
+
+def row_arrays(rows: Sequence[dict[str, Any]]) -> tuple[list[Any], ...]:
+    """``rows`` as the five arrays ``INSERT_ROWS`` takes."""
+    return (
+        [r["type"] for r in rows],
+        [r["subject_type"] for r in rows],
+        [r["subject_id"] for r in rows],
+        [json.dumps(r["data"]) for r in rows],
+        [r["actor"] for r in rows],
+    )
+
+
+def recorded(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Events the caller wrote with a statement of its own (``INSERT_ROWS``) in the
+    session's transaction: the hub and the watcher learn of them as of ``record``'s."""
+    if rows:
+        wake_after_commit(session)
+        _watch(session, rows)
 
 
 async def record_many(session: AsyncSession, events: Sequence[dict[str, Any]]) -> None:

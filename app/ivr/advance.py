@@ -33,8 +33,9 @@ Decisions, and why
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,7 +43,7 @@ from app.complaints.calendar import WorkCalendar
 from app.complaints.service import Desk
 from app.config import Settings
 from app.errors import AppError
-from app.events.log import record
+from app.events.log import event_row
 from app.ivr import lookups, machine, service
 from app.ivr.events import IvrEventType
 from app.ivr.flow import Flow
@@ -106,6 +107,7 @@ class Taken:
     actions: tuple[Action, ...]
     queued: Queued | None = None
     refused: str | None = None  # why a queue could not take the caller
+    events: tuple[dict[str, Any], ...] = ()  # the step's own events, for the caller to write
 
 
 async def flow_for(session: AsyncSession, call: IvrCall) -> Flow:
@@ -131,16 +133,16 @@ async def advance(
         state, actions, entries = await _run(session, flow, state, event, call, ctx)
     except (StateError, UnexpectedEvent, FlowLoop) as exc:
         log.warning("IVR call %s cannot go on: %s: %s", call.id, type(exc).__name__, exc)
-        return _cannot_go_on(session, call, seq, ctx)
+        return _cannot_go_on(call, seq, ctx)
     taken = Taken(call, seq, state.language, actions)
     taken = await _apply(session, taken, state, ctx)
     call.state = state.to_json()
     append(call, entries, seq, ctx.now)
     if taken.refused is not None:
         note(call, state.node, "queue_refused", seq, ctx.now, detail=taken.refused)
-        leave(session, call, Outcome.ENDED.value, state.node, ctx.now)
-    elif state.outcome is not None and call.outcome is None:
-        leave(session, call, state.outcome.value, state.node, ctx.now)
+        return replace(taken, events=(leave(call, Outcome.ENDED.value, state.node, ctx.now),))
+    if state.outcome is not None and call.outcome is None:
+        return replace(taken, events=(leave(call, state.outcome.value, state.node, ctx.now),))
     return taken
 
 
@@ -176,15 +178,14 @@ async def _run(
     return state, tuple(actions), entries
 
 
-def _cannot_go_on(session: AsyncSession, call: IvrCall, seq: int, ctx: Context) -> Taken:
+def _cannot_go_on(call: IvrCall, seq: int, ctx: Context) -> Taken:
     """A state that cannot be read, or an event the machine cannot take: the call ends
     politely, on record, rather than guessing where the caller was."""
     note(call, None, "cannot_continue", seq, ctx.now)
     call.status, call.ended_at = CallStatus.ended.value, ctx.now
-    if call.outcome is None:
-        leave(session, call, Outcome.ENDED.value, None, ctx.now)
+    events = () if call.outcome is not None else (leave(call, Outcome.ENDED.value, None, ctx.now),)
     language = str(call.state.get("language", "")) if isinstance(call.state, dict) else ""
-    return Taken(call, seq, language or "zh-CN", (EndCall(),))
+    return Taken(call, seq, language or "zh-CN", (EndCall(),), events=events)
 
 
 def append(call: IvrCall, entries: list[TranscriptEntry], seq: int, now: datetime) -> None:
@@ -205,16 +206,14 @@ def note(
     call.transcript = [*call.transcript, {**entry, **extra, "step": seq, "at": now.isoformat()}]
 
 
-def leave(
-    session: AsyncSession, call: IvrCall, outcome: str, node: str | None, now: datetime
-) -> None:
-    """The call leaves the IVR with ``outcome``: its time in the IVR ends, on record."""
+def leave(call: IvrCall, outcome: str, node: str | None, now: datetime) -> dict[str, Any]:
+    """The call leaves the IVR with ``outcome``: its time in the IVR ends; the event that
+    records it, for the caller to write with the call."""
     call.outcome, call.left_ivr_at = outcome, now
     if outcome == Outcome.HUNG_UP.value:
         call.drop_node = node
-    record(
-        session,
-        type=IvrEventType.CALL_LEFT,
+    return event_row(
+        IvrEventType.CALL_LEFT,
         subject_type="ivr_call",
         subject_id=call.id,
         data={

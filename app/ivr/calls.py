@@ -41,7 +41,7 @@ request's transaction, so a captured request cannot be sent again.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,7 +52,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import driver_connection
-from app.events.log import record
+from app.events.log import INSERT_ROWS as INSERT_EVENTS
+from app.events.log import event_row, recorded, row_arrays
 from app.ivr import machine, service
 from app.ivr.advance import ACTOR, Context, Taken, advance
 from app.ivr.events import IvrEventType
@@ -109,12 +110,24 @@ SELECT f.id, f.name, f.version, f.uploaded_at
 FROM ivr_numbers n JOIN ivr_flows f ON f.id = n.flow_id
 WHERE n.number = $1
 """
+# The new call and its ``ivr.call_started`` event (data as ``_started`` builds it).
 START_CALL = f"""
-INSERT INTO ivr_calls AS c (provider, call_ref, caller, called, flow_id, state, step, status,
-    started_at)
-VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, 0, '{CallStatus.in_ivr.value}', $7)
-ON CONFLICT (provider, call_ref) DO NOTHING
-RETURNING {_CALL}
+WITH c AS (
+    INSERT INTO ivr_calls (provider, call_ref, caller, called, flow_id, state, step, status,
+        started_at)
+    VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, 0, '{CallStatus.in_ivr.value}', $7)
+    ON CONFLICT (provider, call_ref) DO NOTHING
+    RETURNING *
+),
+logged AS (
+    INSERT INTO events (type, subject_type, subject_id, data, actor)
+    SELECT '{IvrEventType.CALL_STARTED}', 'ivr_call', c.id::text,
+        jsonb_build_object('call_id', c.id, 'provider', c.provider, 'flow_id', c.flow_id,
+            'called', c.called),
+        '{ACTOR}'
+    FROM c
+)
+SELECT {_CALL} FROM c
 """
 STORED_STEP = """
 SELECT response, content_type FROM ivr_steps
@@ -124,9 +137,13 @@ ORDER BY seq LIMIT 1
 _SET_CALL = """state = $2::text::jsonb, step = $3, status = $4, contact_id = $5,
     announced_position = $6, transcript = $7::text::jsonb, outcome = $8, drop_node = $9,
     left_ivr_at = $10, ended_at = $11, provider_status = $12"""
-SAVE_CALL = f"UPDATE ivr_calls SET {_SET_CALL} WHERE id = $1"
-FINISH_STEP = f"""
+SAVE_CALL = f"""
 WITH moved AS (UPDATE ivr_calls SET {_SET_CALL} WHERE id = $1)
+{INSERT_EVENTS.format("$13", "$14", "$15", "$16", "$17")}
+"""
+FINISH_STEP = f"""
+WITH moved AS (UPDATE ivr_calls SET {_SET_CALL} WHERE id = $1),
+logged AS ({INSERT_EVENTS.format("$19", "$20", "$21", "$22", "$23")})
 INSERT INTO ivr_steps (call_id, seq, token, event, response, content_type, at)
 VALUES ($1, $13, $14, $15::text::jsonb, $16, $17, $18)
 """
@@ -155,10 +172,12 @@ async def locked(
     return await _locked_with_flow(session, conn, provider, call_ref)
 
 
-async def save(session: AsyncSession, call: IvrCall) -> None:
-    """Write a call read by ``locked`` back, in the session's transaction."""
+async def save(session: AsyncSession, call: IvrCall, events: Sequence[dict[str, Any]] = ()) -> None:
+    """Write a call read by ``locked`` back, and its ``events`` (``event_row``), in the
+    session's transaction."""
     conn = await driver_connection(session)
-    await conn.execute(SAVE_CALL, *_call_values(call))
+    await conn.execute(SAVE_CALL, *_call_values(call), *row_arrays(events))
+    recorded(session, events)
 
 
 def _call_values(call: IvrCall) -> tuple[Any, ...]:
@@ -218,21 +237,20 @@ async def _start(
     if row is None:
         return None
     call = _transient(row)
-    data = {
-        "call_id": call.id,
-        "provider": delivery.provider.value,
-        "flow_id": flow_id,
-        "called": call.called,
-    }
-    record(
-        session,
-        type=IvrEventType.CALL_STARTED,
+    recorded(session, [_started(call)])
+    return call, flow
+
+
+def _started(call: IvrCall) -> dict[str, Any]:
+    """The event ``START_CALL`` writes with the call."""
+    data = {"call_id": call.id, "provider": call.provider, "flow_id": call.flow_id}
+    return event_row(
+        IvrEventType.CALL_STARTED,
         subject_type="ivr_call",
         subject_id=call.id,
-        data=data,
+        data={**data, "called": call.called},
         actor=ACTOR,
     )
-    return call, flow
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,8 +281,10 @@ async def _finish(
     seq: int,
     reply: Reply,
     at: datetime,
+    events: Sequence[dict[str, Any]],
 ) -> None:
-    """Write the call as the step left it, and the step with its response, in one statement."""
+    """Write the call as the step left it, the step with its response, and the step's
+    events, in one statement."""
     await conn.execute(
         FINISH_STEP,
         *_call_values(call),
@@ -274,6 +294,7 @@ async def _finish(
         reply.body,
         reply.content_type,
         at,
+        *row_arrays(events),
     )
 
 
@@ -305,7 +326,8 @@ async def take_step(
     reply = Reply(body, content_type, call=call)
     # The step's lookups and admission may have left changes in the session: they go first.
     conn = await driver_connection(session)
-    await _finish(conn, call, delivery, seq, reply, ctx.now)
+    await _finish(conn, call, delivery, seq, reply, ctx.now, taken.events)
+    recorded(session, taken.events)
     return reply
 
 

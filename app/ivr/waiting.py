@@ -34,13 +34,13 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import driver_connection
-from app.events.log import record
+from app.events.log import event_row
 from app.ivr import advance, calls, machine
 from app.ivr.events import IvrEventType
 from app.ivr.flow import Flow
@@ -217,30 +217,32 @@ async def hang_up(
         await calls.save(session, call)
         return call
     before = call.status
+    events = []
     if before == CallStatus.in_ivr.value:
-        _hung_up_in_ivr(session, call, flow, ctx)
+        events += _hung_up_in_ivr(call, flow, ctx)
     elif before == CallStatus.queued.value and call.contact_id is not None:
         await _abandon(session, call.contact_id)
     call.status, call.ended_at = CallStatus.ended.value, ctx.now
-    record(
-        session,
-        type=IvrEventType.CALL_ENDED,
+    data = {
+        "call_id": call.id,
+        "provider_status": call.provider_status,
+        "status_before": before,
+        "contact_id": call.contact_id,
+    }
+    ended = event_row(
+        IvrEventType.CALL_ENDED,
         subject_type="ivr_call",
         subject_id=call.id,
-        data={
-            "call_id": call.id,
-            "provider_status": call.provider_status,
-            "status_before": before,
-            "contact_id": call.contact_id,
-        },
+        data=data,
         actor=advance.ACTOR,
     )
-    await calls.save(session, call)
+    await calls.save(session, call, [*events, ended])
     return call
 
 
-def _hung_up_in_ivr(session: AsyncSession, call: IvrCall, flow: Flow, ctx: advance.Context) -> None:
-    """The caller left in the menus: the machine records where."""
+def _hung_up_in_ivr(call: IvrCall, flow: Flow, ctx: advance.Context) -> list[dict[str, Any]]:
+    """The caller left in the menus: the machine records where; the event of the call
+    leaving the IVR, if it had not left."""
     node: str | None = None
     try:
         state = CallState.from_json(call.state)
@@ -252,7 +254,8 @@ def _hung_up_in_ivr(session: AsyncSession, call: IvrCall, flow: Flow, ctx: advan
         call.state = result.state.to_json()
         advance.append(call, list(result.transcript), call.step, ctx.now)
     if call.outcome is None:
-        advance.leave(session, call, Outcome.HUNG_UP.value, node, ctx.now)
+        return [advance.leave(call, Outcome.HUNG_UP.value, node, ctx.now)]
+    return []
 
 
 async def _abandon(session: AsyncSession, contact_id: int) -> None:

@@ -266,6 +266,81 @@ class TestHangingUp:
         call = await call_of(api, phone.sid)
         assert (call["status"], call["outcome"]) == ("ended", "enqueued")
 
+    async def test_the_calls_events_are_written_once_each_in_order_with_their_facts(
+        self, api: Api, client: AsyncClient, engine: AsyncEngine, people: dict[str, Any]
+    ) -> None:
+        phone = TwilioCall(client, PLATINUM_PHONE, CARDS_NUMBER)
+        await phone.start()
+        await phone.press("1")
+        expect_empty(await phone.status("completed"))
+        contact_id = (await call_of(api, phone.sid))["contact_id"]
+        async with engine.connect() as conn:
+            call_id = (
+                await conn.execute(
+                    text("SELECT id FROM ivr_calls WHERE call_ref = :sid"), {"sid": phone.sid}
+                )
+            ).scalar_one()
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT type, data, actor FROM events WHERE "
+                        "(subject_type = 'ivr_call' AND subject_id = :call) "
+                        "OR (subject_type = 'contact' AND subject_id = :contact) ORDER BY id"
+                    ),
+                    {"call": str(call_id), "contact": str(contact_id)},
+                )
+            ).all()
+        types = [row.type for row in rows]
+        assert types == [
+            "ivr.call_started",
+            "contact.queued",
+            "ivr.call_left",
+            "contact.abandoned",
+            "ivr.call_ended",
+        ], types
+        started, _, left, _, ended = (row.data for row in rows)
+        assert started == {
+            "call_id": call_id,
+            "provider": "twilio",
+            "flow_id": started["flow_id"],
+            "called": started["called"],
+        }
+        assert isinstance(started["flow_id"], int)
+        assert started["called"] == CARDS_NUMBER  # as the call stores it, normalised
+        assert (left["outcome"], left["contact_id"]) == ("enqueued", contact_id)
+        assert left["ivr_s"] >= 0
+        assert ended == {
+            "call_id": call_id,
+            "provider_status": "completed",
+            "status_before": "queued",
+            "contact_id": contact_id,
+        }
+        assert {rows[i].actor for i in (0, 2, 4)} == {"ivr"}
+
+    async def test_hanging_up_in_the_menus_writes_the_call_leaving_then_ending(
+        self, client: AsyncClient, engine: AsyncEngine, people: dict[str, Any]
+    ) -> None:
+        phone = TwilioCall(client, STRANGER, CARDS_NUMBER)
+        await phone.start()
+        expect_empty(await phone.status("completed"))
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT e.type, e.data FROM events e JOIN ivr_calls c "
+                        "ON e.subject_type = 'ivr_call' AND e.subject_id = c.id::text "
+                        "WHERE c.call_ref = :sid ORDER BY e.id"
+                    ),
+                    {"sid": phone.sid},
+                )
+            ).all()
+        assert [row.type for row in rows] == [
+            "ivr.call_started",
+            "ivr.call_left",
+            "ivr.call_ended",
+        ]
+        assert (rows[1].data["outcome"], rows[2].data["status_before"]) == ("hung_up", "in_ivr")
+
     async def test_status_callbacks_twice_and_out_of_order_change_nothing_more(
         self, api: Api, client: AsyncClient, engine: AsyncEngine, people: dict[str, Any]
     ) -> None:
