@@ -8,6 +8,7 @@ way, in the configured default region, so the customer is found however either w
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import select
@@ -19,6 +20,7 @@ from app.customers import identity
 from app.customers.exceptions import CustomerNotFound, InvalidCustomer
 from app.customers.models import Customer
 from app.customers.schemas import CustomerCreate, CustomerUpdate
+from app.db import driver_connection
 from app.events.log import record
 
 
@@ -161,6 +163,37 @@ async def get_by_phone(
     """The customer with this number, however it was typed."""
     normalised = clean_phone(phone, region=region)
     return await session.scalar(select(Customer).where(Customer.phone == normalised))
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What identifying a caller needs of a customer."""
+
+    id: int
+    tier: str
+    language: str | None
+
+
+_KNOWN = "SELECT id, tier, language FROM customers WHERE {} = $1"
+KNOWN_BY_PHONE = _KNOWN.format("phone")
+KNOWN_BY_ID_NUMBER = _KNOWN.format("id_number")
+
+
+async def known_by_phone(
+    session: AsyncSession, phone: str, *, region: str = identity.DEFAULT_PHONE_REGION
+) -> Known | None:
+    """``get_by_phone``'s customer, read in one statement on the session's driver connection
+    (a hot path: the IVR identifies most callers by their number). Raises as it does."""
+    normalised = clean_phone(phone, region=region)
+    row = await (await driver_connection(session)).fetchrow(KNOWN_BY_PHONE, normalised)
+    return None if row is None else Known(row["id"], row["tier"], row["language"])
+
+
+async def known_by_id_number(session: AsyncSession, id_number: str) -> Known | None:
+    """The customer with this resident ID number (as stored: upper case), as ``Known``."""
+    wanted = id_number.strip().upper()
+    row = await (await driver_connection(session)).fetchrow(KNOWN_BY_ID_NUMBER, wanted)
+    return None if row is None else Known(row["id"], row["tier"], row["language"])
 
 
 async def list_customers(

@@ -59,7 +59,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app import ratelimit
@@ -69,7 +68,6 @@ from app.complaints.service import Desk
 from app.customers import identity
 from app.customers import service as customers
 from app.customers.exceptions import InvalidCustomer
-from app.customers.models import Customer
 from app.ivr.vocabulary import (
     ComplaintFound,
     ComplaintNotFound,
@@ -148,16 +146,15 @@ def spoken(language: str | None, languages: Sequence[str]) -> str | None:
     return next((known for known in languages if known.split("-")[0].lower() == prefix), None)
 
 
-async def _by_number(session: AsyncSession, number: str, region: str) -> Customer | None:
+async def _by_number(session: AsyncSession, number: str, region: str) -> customers.Known | None:
     try:
-        return await customers.get_by_phone(session, number, region=region)
+        return await customers.known_by_phone(session, number, region=region)
     except InvalidCustomer:
         return None  # a withheld or malformed caller ID identifies nobody
 
 
-async def _by_id_number(session: AsyncSession, id_number: str) -> Customer | None:
-    wanted = id_number.strip().upper()
-    return await session.scalar(select(Customer).where(Customer.id_number == wanted))
+async def _by_id_number(session: AsyncSession, id_number: str) -> customers.Known | None:
+    return await customers.known_by_id_number(session, id_number)
 
 
 # --- complaint status ------------------------------------------------------------------------

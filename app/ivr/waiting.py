@@ -91,15 +91,21 @@ _QUEUED, _OFFERED = ContactStatus.queued.value, ContactStatus.offered.value
 # contact still queued, its place (the queue's contacts due before it, as
 # ``routing.service.position_of`` counts them) and the estimate's inputs (as
 # ``routing.service._estimate`` reads them).
-WAIT_TURN = f"""
-WITH RECURSIVE chain (id, next_id, depth) AS (
-    SELECT ct.id, ct.next_id, 0 FROM contacts ct
-    WHERE ct.id = (SELECT contact_id FROM ivr_calls WHERE provider = $1 AND call_ref = $2)
+# The contacts that continue contact ``{first}``, up to ``{most}`` successors, by depth.
+_CHAIN = """chain (id, next_id, depth) AS (
+    SELECT ct.id, ct.next_id, 0 FROM contacts ct WHERE ct.id = {first}
     UNION ALL
     SELECT ct.id, ct.next_id, chain.depth + 1
     FROM chain JOIN contacts ct ON ct.id = chain.next_id
-    WHERE chain.depth < $3
-),
+    WHERE chain.depth < {most}
+)"""
+_CALLS_CONTACT = "(SELECT contact_id FROM ivr_calls WHERE provider = $1 AND call_ref = $2)"
+LIVE_CONTACT = f"""
+WITH RECURSIVE {_CHAIN.format(first="$1", most="$2")}
+SELECT id FROM chain ORDER BY depth DESC LIMIT 1
+"""
+WAIT_TURN = f"""
+WITH RECURSIVE {_CHAIN.format(first=_CALLS_CONTACT, most="$3")},
 live AS (
     SELECT ct.* FROM contacts ct
     WHERE ct.id = (SELECT id FROM chain ORDER BY depth DESC LIMIT 1)
@@ -260,7 +266,10 @@ def _hung_up_in_ivr(call: IvrCall, flow: Flow, ctx: advance.Context) -> list[dic
 
 async def _abandon(session: AsyncSession, contact_id: int) -> None:
     """The queued caller left: their live contact is abandoned (answered or ended: left be)."""
-    contact = await live_contact(session, contact_id)
+    conn = await driver_connection(session)
+    live = await conn.fetchval(LIVE_CONTACT, contact_id, MAX_FOLLOW)
+    if live is None:
+        raise ContactNotFound(contact_id)
     # Answered, or ended by routing, before the caller hung up: left as it is.
     with contextlib.suppress(ContactStateConflict):
-        await endings.abandon(session, contact_id=contact.id, actor=advance.ACTOR)
+        await endings.abandon(session, contact_id=live, actor=advance.ACTOR)

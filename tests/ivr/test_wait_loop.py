@@ -77,6 +77,10 @@ class TestTheWaitLoop:
         turn = await phone.redirect()
         assert said(turn) == ["您现在排在第一位。"], said(turn)
         assert shape(turn) == ["Say", "Play", "Redirect"]
+        # Hanging up now abandons the contact that continues the caller's, in "general".
+        assert (await phone.status("completed")).status_code == 200
+        successor = expect(await api.get(f"/api/v1/contacts/{moved.json()['id']}"), 200)
+        assert successor["status"] == "abandoned"
 
     async def test_a_caller_being_offered_hears_an_agent_is_coming(
         self, api: Api, client: AsyncClient
