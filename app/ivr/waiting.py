@@ -4,17 +4,17 @@ Theory of operation
 -------------------
 
 **The wait loop.** A queued caller is held by the provider in a loop the shell drives: each
-turn asks ``turn`` where the caller stands, in one read and at most one write. The position
-told is routing's (``routing.service.announce``: the contacts of the queue due before this
-one; the turn counts them in its own statement, and a test holds the two to the same
-figures), and never more than the call was told before: the lowest position announced is
-kept on the call's row (``ivr_calls.announced_position``), lowered by one conditional
-``UPDATE`` that takes no lock for longer than itself, so the loop never holds up the
-dispatcher or a webhook, and two turns racing cannot raise it again. A contact that moved on
-(transferred, overflowed) is followed to the contact that continues it. The answer says
-whether the caller still waits, is being offered to an agent, is connected (the shell then
-bridges a caller the provider's redirect has not reached, ``app.ivr.bridge``), or has nobody
-left to wait for (the contact ended: the caller is told goodbye).
+turn asks ``turn`` where the caller stands, in one statement. The position told is routing's
+(``routing.service.announce``: the contacts of the queue due before this one; the turn
+counts them in its own statement, and a test holds the two to the same figures), and never
+more than the call was told before: the lowest position announced is kept on the call's row
+(``ivr_calls.announced_position``), lowered by one conditional ``UPDATE`` that takes no lock
+for longer than itself, so the loop never holds up the dispatcher or a webhook, and two
+turns racing cannot raise it again. A contact that moved on (transferred, overflowed) is
+followed to the contact that continues it. The answer says whether the caller still waits,
+is being offered to an agent, is connected (the shell then bridges a caller the provider's
+redirect has not reached, ``app.ivr.bridge``), or has nobody left to wait for (the contact
+ended: the caller is told goodbye).
 
 **The call is over.** The provider reports the end of a call (Twilio's ``completed``,
 ``busy``, ``no-answer``, ``failed``, ``canceled``; the JSON adapter's ``hangup``).
@@ -52,7 +52,6 @@ from app.routing.contact_states import ContactStatus
 from app.routing.estimate import (
     RECENT_SAMPLES,
     RECENT_WINDOW,
-    announce_position,
     estimate_wait,
 )
 from app.routing.exceptions import ContactNotFound, ContactStateConflict
@@ -109,7 +108,8 @@ WITH RECURSIVE {_CHAIN.format(first=_CALLS_CONTACT, most="$3")},
 live AS (
     SELECT ct.* FROM contacts ct
     WHERE ct.id = (SELECT id FROM chain ORDER BY depth DESC LIMIT 1)
-)
+),
+facts AS (
 SELECT c.id, c.status, c.contact_id,
     CASE WHEN jsonb_typeof(c.state -> 'language') = 'string'
         THEN c.state ->> 'language' END AS language,
@@ -137,24 +137,36 @@ SELECT c.id, c.status, c.contact_id,
     ) END AS staffed
 FROM ivr_calls c LEFT JOIN live l ON true
 WHERE c.provider = $1 AND c.call_ref = $2
-"""
-# The position told, only ever lowered, on the contact (as ``routing.service.announce``
-# keeps it) and on the call; neither row is held longer than this statement.
-LOWER_TOLD = """
-WITH lowered AS (
-    UPDATE contacts SET announced_position = $2
-    WHERE id = $1 AND (announced_position IS NULL OR announced_position > $2)
+),
+-- A caller still queued: the position to tell, never more than the contact was told
+-- (``estimate.announce_position``), kept lowered on the contact (as
+-- ``routing.service.announce`` keeps it) and on the call; neither row is held longer than
+-- this statement.
+told AS (
+    SELECT least(f.position, coalesce(f.live_told, f.position)) AS told FROM facts f
+    WHERE f.status IN ('{CallStatus.queued.value}', '{CallStatus.bridged.value}')
+        AND f.live_status = '{_QUEUED}'
+),
+lowered AS (
+    UPDATE contacts ct SET announced_position = t.told FROM facts f, told t
+    WHERE ct.id = f.live_id
+        AND (ct.announced_position IS NULL OR ct.announced_position > t.told)
+),
+called AS (
+    UPDATE ivr_calls c
+    SET announced_position = least(coalesce(c.announced_position, t.told), t.told)
+    FROM facts f, told t
+    WHERE c.id = f.id
+    RETURNING c.announced_position
 )
-UPDATE ivr_calls SET announced_position = least(coalesce(announced_position, $2), $2)
-WHERE id = $3
-RETURNING announced_position
+SELECT f.*, t.told, (SELECT announced_position FROM called) AS lowest
+FROM facts f LEFT JOIN told t ON true
 """
 
 
 async def turn(session: AsyncSession, provider: Provider, call_ref: str) -> Wait | None:
     """Where the queued caller of the call ``call_ref`` stands now; None for a call the IVR
-    does not know. One read and, for a caller still queued, one write, on the session's
-    driver connection."""
+    does not know. One statement on the session's driver connection."""
     conn = await driver_connection(session)
     row = await conn.fetchrow(
         WAIT_TURN, provider.value, call_ref, MAX_FOLLOW, RECENT_WINDOW, RECENT_SAMPLES
@@ -171,11 +183,10 @@ async def turn(session: AsyncSession, provider: Provider, call_ref: str) -> Wait
     if status != _QUEUED:
         live = status in (ContactStatus.connected.value, ContactStatus.wrap_up.value)
         return Wait(Standing.CONNECTED if live else Standing.GONE, language)
-    told = announce_position(int(row["position"]), row["live_told"])
-    lowest = await conn.fetchval(LOWER_TOLD, row["live_id"], told, row["id"])
+    told = int(row["told"])
     handle_times = [float(t) for t in (row["handle_times"] or [])]
     wait = estimate_wait(told, handle_times, int(row["staffed"] or 0))
-    return Wait(Standing.WAITING, language, int(lowest), wait.seconds)
+    return Wait(Standing.WAITING, language, int(row["lowest"]), wait.seconds)
 
 
 async def live_contact(session: AsyncSession, contact_id: int) -> Contact:

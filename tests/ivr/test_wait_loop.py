@@ -27,6 +27,8 @@ from tests.ivr.live import (
 from tests.ivr.telephony import HOTLINE, TwilioCall, centre, said, upload, verbs
 from tests.routing.acd import available_agent, eventually
 
+PLATINUM = "+8613800000001"  # the centre's platinum customer
+
 # The live-call app (IVR handlers registered, the fake Twilio API) for every test here.
 app, settings, twilio_api = live.app, live.settings, live.twilio_api
 
@@ -157,3 +159,11 @@ class TestTheTurnCountsAsRoutingCounts:
         )
         # second place, one agent, the six recent handle times' mean (140 s)
         assert estimate.seconds == 2 * 140
+        # A platinum customer joins ahead: routing counts the caller third now, but tells
+        # (and estimates from) the second place it told before; so must the turn.
+        vip = {"channel": "voice", "queue": "complaints", "customer": {"phone": PLATINUM}}
+        expect(await api.post("/api/v1/contacts", vip), 201)
+        async with unit_of_work(app.state.sessionmaker) as session:
+            turn = await waiting.turn(session, Provider.twilio, phone.sid)
+        assert turn is not None
+        assert (turn.position, turn.estimated_wait_s) == (2, 2 * 140)
