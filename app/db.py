@@ -445,8 +445,17 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     then the driver's connection is outside any transaction, and a statement sent on it
     directly would commit on its own (a lock it takes would end with it). So the adapter's
     transaction is begun here when it has not been, as the adapter begins it, and the
-    session's commit or rollback ends it."""
-    await session.flush()
+    session's commit or rollback ends it.
+
+    A hot path asks for it several times a request: the connection found is kept with the
+    session's transaction, and asked again within it, costs no more than the flush of what
+    is pending."""
+    if session.new or session.dirty or session.deleted:
+        await session.flush()
+    transaction = session.get_transaction()
+    held = session.info.get(_DRIVER_KEY)
+    if held is not None and transaction is not None and held[0] is transaction:
+        return held[1]
     connection = await session.connection()
     fairy = await connection.get_raw_connection()
     adapter: Any = fairy.dbapi_connection  # the adapter's transaction: see the docstring
@@ -455,7 +464,11 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
             if adapter._transaction is None:
                 await adapter._start_transaction()
     raw: asyncpg.Connection = fairy.driver_connection
+    session.info[_DRIVER_KEY] = (session.get_transaction(), raw)
     return raw
+
+
+_DRIVER_KEY = "driver_connection"
 
 
 async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -413,6 +413,23 @@ class TestTheSessionsDriverConnection:
         finally:
             await watcher.close()
 
+    async def test_the_sessions_next_transaction_is_begun_again(
+        self, db: str, sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        async with sessions() as session:
+            first = await driver_connection(session)
+            assert await driver_connection(session) is first  # kept within the transaction
+            await first.execute("INSERT INTO session_probe VALUES (1)")
+            await session.commit()
+            conn = await driver_connection(session)
+            await conn.execute("INSERT INTO session_probe VALUES (2)")
+            await session.rollback()
+        watcher = await asyncpg.connect(plain_url(db))
+        try:
+            assert await watcher.fetchval("SELECT array_agg(n) FROM session_probe") == [1]
+        finally:
+            await watcher.close()
+
 
 class TestDatabaseUnavailable:
     @pytest.mark.parametrize(
