@@ -124,8 +124,8 @@ def wake_after_commit(session: AsyncSession) -> None:
         after_commit(session, wake)
 
 
-# Rows a caller writes in a statement of its own (``record_rows``' arrays as parameters
-# ``$a`` to ``$e``, in order): their ids follow the order of the rows.
+# Rows a caller writes in a statement of its own (``row_arrays``' five arrays as the
+# parameters put in the ``{}``, in order): their ids follow the order of the rows.
 INSERT_ROWS = """
 INSERT INTO events (type, subject_type, subject_id, data, actor)
 SELECT x.type, x.subject_type, x.subject_id, x.data::jsonb, x.actor

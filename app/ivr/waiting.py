@@ -86,10 +86,6 @@ class Wait:
 
 
 _QUEUED, _OFFERED = ContactStatus.queued.value, ContactStatus.offered.value
-# One turn's facts in one read: the call, the live contact its contact leads to, and, for a
-# contact still queued, its place (the queue's contacts due before it, as
-# ``routing.service.position_of`` counts them) and the estimate's inputs (as
-# ``routing.service._estimate`` reads them).
 # The contacts that continue contact ``{first}``, up to ``{most}`` successors, by depth.
 _CHAIN = """chain (id, next_id, depth) AS (
     SELECT ct.id, ct.next_id, 0 FROM contacts ct WHERE ct.id = {first}
@@ -103,6 +99,10 @@ LIVE_CONTACT = f"""
 WITH RECURSIVE {_CHAIN.format(first="$1", most="$2")}
 SELECT id FROM chain ORDER BY depth DESC LIMIT 1
 """
+# One turn in one statement. The facts: the call, the live contact its contact leads to,
+# and, for a contact still queued, its place (the queue's contacts due before it, as
+# ``routing.service.position_of`` counts them) and the estimate's inputs (as
+# ``routing.service._estimate`` reads them). Then the position told, kept lowered.
 WAIT_TURN = f"""
 WITH RECURSIVE {_CHAIN.format(first=_CALLS_CONTACT, most="$3")},
 live AS (
@@ -110,7 +110,7 @@ live AS (
     WHERE ct.id = (SELECT id FROM chain ORDER BY depth DESC LIMIT 1)
 ),
 facts AS (
-SELECT c.id, c.status, c.contact_id,
+    SELECT c.id, c.status, c.contact_id,
     CASE WHEN jsonb_typeof(c.state -> 'language') = 'string'
         THEN c.state ->> 'language' END AS language,
     l.id AS live_id, l.status AS live_status, l.announced_position AS live_told,
