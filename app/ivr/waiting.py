@@ -191,12 +191,16 @@ async def turn(session: AsyncSession, provider: Provider, call_ref: str) -> Wait
 
 async def live_contact(session: AsyncSession, contact_id: int) -> Contact:
     """The contact, or the one that continues it in another queue (fresh from the database)."""
-    contact = await _fresh(session, contact_id)
-    for _ in range(MAX_FOLLOW):
-        if contact.next_id is None:
-            break
-        contact = await _fresh(session, contact.next_id)
-    return contact
+    return await _fresh(session, await live_contact_id(session, contact_id))
+
+
+async def live_contact_id(session: AsyncSession, contact_id: int) -> int:
+    """The id of the contact, or of the one that continues it, in one statement."""
+    conn = await driver_connection(session)
+    live = await conn.fetchval(LIVE_CONTACT, contact_id, MAX_FOLLOW)
+    if live is None:
+        raise ContactNotFound(contact_id)
+    return int(live)
 
 
 async def _fresh(session: AsyncSession, contact_id: int) -> Contact:
@@ -277,10 +281,7 @@ def _hung_up_in_ivr(call: IvrCall, flow: Flow, ctx: advance.Context) -> list[dic
 
 async def _abandon(session: AsyncSession, contact_id: int) -> None:
     """The queued caller left: their live contact is abandoned (answered or ended: left be)."""
-    conn = await driver_connection(session)
-    live = await conn.fetchval(LIVE_CONTACT, contact_id, MAX_FOLLOW)
-    if live is None:
-        raise ContactNotFound(contact_id)
+    live = await live_contact_id(session, contact_id)
     # Answered, or ended by routing, before the caller hung up: left as it is.
     with contextlib.suppress(ContactStateConflict):
         await endings.abandon(session, contact_id=live, actor=advance.ACTOR)
