@@ -14,11 +14,12 @@ from fastapi import FastAPI
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.complaints import deadlines, notices, search_terms
+from app.complaints import deadlines, notices, search_terms, service
 from app.complaints import registration_statement as rs
 from app.complaints.models import Complaint, ComplaintClock, recompute
 from app.complaints.reference import PATTERN
 from app.complaints.router import router as complaints_router
+from app.complaints.schemas import ComplaintCreate
 from app.complaints.service import DESK
 from app.config import Settings
 from app.db import plain_url
@@ -190,3 +191,31 @@ class TestTheCustomersLock:
         finally:
             await first.close()
             await second.close()
+
+    async def test_a_registration_in_a_session_holds_the_lock_and_its_rows_until_it_ends(
+        self, api: Api, app: FastAPI, engine: AsyncEngine, db: str
+    ) -> None:
+        # ``service.register`` (the linking path, and any caller holding a session) sends the
+        # registration's statements on the session's connection: they must be in the
+        # session's transaction, or the customer's lock ends with its own statement (two
+        # channels racing with one matter could then both create) and each row commits alone.
+        customer = await api.customer()
+        data = ComplaintCreate.model_validate(complaint_body(customer={"id": customer["id"]}))
+        other = await asyncpg.connect(plain_url(db))
+        try:
+            async with app.state.sessionmaker() as session:
+                done = await service.register(
+                    session, data=data, actor="system", now=datetime.now(UTC)
+                )
+                assert not done.linked
+                assert await other.fetchval(TRY_LOCK, str(customer["id"])) is False
+                await session.rollback()
+            assert await other.fetchval(TRY_LOCK, str(customer["id"])) is True
+            count = "SELECT count(*) FROM complaints WHERE id = :id"
+            assert await scalar(engine, count, id=done.complaint.id) == 0
+        finally:
+            await other.close()
+
+
+TRY_LOCK = rs.LOCK.replace("pg_advisory_xact_lock", "pg_try_advisory_xact_lock")
+assert TRY_LOCK != rs.LOCK
