@@ -18,6 +18,11 @@ complaint hotline (an agent, a callback, hanging up in the menus) and the credit
    to a bare Starlette handler (run here, under uvicorn, as ``hotline serve`` runs) that
    checks the same signature with the same validator and answers a fixed TwiML. Webhooks
    answered per second, Hotline's against the bare handler's.
+3. the floor: the same clients, the same signed webhook, to a handler that also does the
+   least a webhook keeping the call's state in PostgreSQL exactly once must do: in one
+   transaction on an asyncpg pool, the call's row made if new and locked, then the step
+   and an event written (five round trips with ``BEGIN`` and ``COMMIT``). What Hotline's
+   own work costs beyond that, and what any such webhook costs beyond the bare handler.
 
 Usage: ``python bench/ivr.py`` (embedded PostgreSQL) or with ``BENCH_DATABASE_URL``.
 Figures go to stdout and to the section "IVR webhooks" of ``bench/RESULTS.md`` (the rest of
@@ -65,7 +70,7 @@ WARMUP_S, PHASE_S = (1.0, 2.0) if QUICK else (3.0, 10.0)
 SATURATE_S = 2.0 if QUICK else 8.0
 CONCURRENCY = 32
 WAIT_TURNS = 2  # wait-loop turns a queued caller stays for, then hangs up
-PORT, BARE_PORT = 8766, 8767
+PORT, BARE_PORT, FLOOR_PORT = 8766, 8767, 8768
 DATABASE = "hotline_bench_ivr"
 PUBLIC = "https://ivr.bench.example"
 TOKEN = "bench-twilio-auth-token"
@@ -121,6 +126,10 @@ def start_server(url: str) -> subprocess.Popen[bytes]:
 
 def start_bare() -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, __file__, "--bare"], cwd=ROOT)
+
+
+def start_floor(url: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, __file__, "--floor", url], cwd=ROOT)
 
 
 async def wait_ready(client: Webhooks, path: str) -> None:
@@ -376,11 +385,81 @@ def serve_bare() -> None:
     uvicorn.run(app, host="127.0.0.1", port=BARE_PORT, log_level="warning")
 
 
+FLOOR_TABLES = """
+CREATE SCHEMA IF NOT EXISTS bench_floor;
+CREATE TABLE IF NOT EXISTS bench_floor.calls (
+    sid text PRIMARY KEY, step integer NOT NULL DEFAULT 0, path jsonb NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS bench_floor.events (
+    id bigserial PRIMARY KEY, sid text NOT NULL, data jsonb NOT NULL
+);
+"""
+FLOOR_NEW = "INSERT INTO bench_floor.calls (sid) VALUES ($1) ON CONFLICT (sid) DO NOTHING"
+FLOOR_LOCK = "SELECT step, path FROM bench_floor.calls WHERE sid = $1 FOR UPDATE"
+FLOOR_WRITE = (
+    "WITH written AS (UPDATE bench_floor.calls SET step = step + 1, path = $2::jsonb"
+    " WHERE sid = $1) INSERT INTO bench_floor.events (sid, data) VALUES ($1, $3::jsonb)"
+)
+
+
+def serve_floor(url: str) -> None:
+    """The bare handler, plus one transaction that makes, locks and writes the call's row."""
+    import contextlib
+    from collections.abc import AsyncIterator
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    pools: list[asyncpg.Pool] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pool = await asyncpg.create_pool(plain_url(url), min_size=10, max_size=10)
+        await pool.execute(FLOOR_TABLES)
+        pools.append(pool)
+        yield
+        await pool.close()
+
+    async def voice(request: Request) -> Response:
+        body = await request.body()
+        params = dict(parse_qsl(body.decode(), keep_blank_values=True))
+        url = PUBLIC + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        signature = request.headers.get("X-Twilio-Signature", "")
+        if not validator.validate(url, params, signature):
+            return Response(status_code=403)
+        sid = params["CallSid"]
+        async with pools[0].acquire() as conn, conn.transaction():
+            await conn.execute(FLOOR_NEW, sid)
+            row = await conn.fetchrow(FLOOR_LOCK, sid)
+            path = f'[{{"step": {row["step"]}}}]'
+            await conn.execute(FLOOR_WRITE, sid, path, '{"type": "ivr.step"}')
+        return Response(FIXED_TWIML, media_type="application/xml")
+
+    async def ready(request: Request) -> Response:
+        return Response("ok")
+
+    app = Starlette(
+        routes=[
+            Route("/telephony/twilio/voice", voice, methods=["POST"]),
+            Route("/health/ready", ready),
+        ],
+        lifespan=lifespan,
+    )
+    uvicorn.run(app, host="127.0.0.1", port=FLOOR_PORT, log_level="warning")
+
+
 # --- the report ---------------------------------------------------------------------------------
 
 
-def section(run: Phase, ours: float, bare: float, busy: tuple[float, float], server: str) -> str:
+def section(
+    run: Phase, ours: float, bare: float, floor: float, busy: tuple[float, ...], server: str
+) -> str:
     ratio = ours / bare if bare else float("nan")
+    floor_ratio = floor / bare if bare else float("nan")
+    of_floor = ours / floor if floor else float("nan")
     lines = [
         SECTION,
         "",
@@ -409,6 +488,12 @@ def section(run: Phase, ours: float, bare: float, busy: tuple[float, float], ser
         f"validator and answers a fixed TwiML **{bare:.0f}**/s (busy {busy[1]:.0f} %), "
         f"measured in the same run. Ratio **{ratio:.2f}**.",
         "",
+        "The floor, in the same run: the bare handler plus the least a webhook that keeps the "
+        "call's state in PostgreSQL exactly once must do (one transaction on an asyncpg pool: "
+        "the call's row made if new and locked, the step and an event written; five round "
+        f"trips with `BEGIN` and `COMMIT`) **{floor:.0f}**/s (busy {busy[2]:.0f} %), "
+        f"{floor_ratio:.2f} of the bare handler's; Hotline does {of_floor:.2f} of the floor's.",
+        "",
         f"- p99 under 50 ms at {RATE} webhooks/s: "
         f"{'met' if run.p99_ms < 50 else 'not met'} ({run.p99_ms:.0f} ms).",
         f"- Throughput at least a quarter of the bare handler's: "
@@ -435,27 +520,32 @@ async def main() -> None:
         Path(tempfile.mkdtemp(prefix="hotline-bench-")), delete_on_exit=True
     )
     url = await fresh_database(server)
-    hotline, bare = start_server(url), start_bare()
+    hotline, bare, floor = start_server(url), start_bare(), start_floor(url)
     client = Webhooks("127.0.0.1", PORT, size=CONCURRENCY * 4)
     bare_client = Webhooks("127.0.0.1", BARE_PORT, size=CONCURRENCY * 4)
+    floor_client = Webhooks("127.0.0.1", FLOOR_PORT, size=CONCURRENCY * 4)
     try:
         await wait_ready(client, "/health/ready")
         await wait_ready(bare_client, "/health/ready")
+        await wait_ready(floor_client, "/health/ready")
         await build_centre(client)
         await open_loop(client, WARMUP_S)
         run = await open_loop(client, PHASE_S)
         print(f"{RATE}/s: {run.webhooks} webhooks, p50 {run.p50_ms:.1f}, p99 {run.p99_ms:.1f} ms")
         ours, busy_ours = await closed_loop(client, SATURATE_S, bare=False)
         theirs, busy_bare = await closed_loop(bare_client, SATURATE_S, bare=True)
-        print(f"throughput: Hotline {ours:.0f}/s, bare {theirs:.0f}/s")
+        least, busy_floor = await closed_loop(floor_client, SATURATE_S, bare=True)
+        print(f"throughput: Hotline {ours:.0f}/s, bare {theirs:.0f}/s, floor {least:.0f}/s")
     finally:
         await client.close()
         await bare_client.close()
-        for process in (hotline, bare):
+        await floor_client.close()
+        for process in (hotline, bare, floor):
             process.terminate()
             process.wait(timeout=30)
     kind = "external (BENCH_DATABASE_URL)" if os.environ.get("BENCH_DATABASE_URL") else "embedded"
-    text = section(run, ours, theirs, (busy_ours, busy_bare), f"PostgreSQL, {kind}")
+    busy = (busy_ours, busy_bare, busy_floor)
+    text = section(run, ours, theirs, least, busy, f"PostgreSQL, {kind}")
     if not QUICK:
         write_section(text)
     print(text)
@@ -464,5 +554,7 @@ async def main() -> None:
 if __name__ == "__main__":
     if sys.argv[1:] == ["--bare"]:
         serve_bare()
+    elif sys.argv[1:2] == ["--floor"]:
+        serve_floor(sys.argv[2])
     else:
         uvloop.run(main())
