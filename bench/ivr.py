@@ -353,37 +353,7 @@ async def closed_loop(client: Webhooks, seconds: float, *, bare: bool) -> tuple[
     return answered / (loop.time() - started), busy
 
 
-# --- the bare handler ---------------------------------------------------------------------------
-
-
-def serve_bare() -> None:
-    """A Starlette app that checks a Twilio signature as Hotline does and answers fixed TwiML."""
-    import uvicorn
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import Response
-    from starlette.routing import Route
-
-    async def voice(request: Request) -> Response:
-        body = await request.body()
-        params = dict(parse_qsl(body.decode(), keep_blank_values=True))
-        url = PUBLIC + request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        signature = request.headers.get("X-Twilio-Signature", "")
-        if not validator.validate(url, params, signature):
-            return Response(status_code=403)
-        return Response(FIXED_TWIML, media_type="application/xml")
-
-    async def ready(request: Request) -> Response:
-        return Response("ok")
-
-    app = Starlette(
-        routes=[
-            Route("/telephony/twilio/voice", voice, methods=["POST"]),
-            Route("/health/ready", ready),
-        ]
-    )
-    uvicorn.run(app, host="127.0.0.1", port=BARE_PORT, log_level="warning")
-
+# --- the bare handler and the floor -------------------------------------------------------------
 
 FLOOR_TABLES = """
 CREATE SCHEMA IF NOT EXISTS bench_floor;
@@ -402,8 +372,10 @@ FLOOR_WRITE = (
 )
 
 
-def serve_floor(url: str) -> None:
-    """The bare handler, plus one transaction that makes, locks and writes the call's row."""
+def serve_reference(floor_url: str | None) -> None:
+    """A Starlette app that checks a Twilio signature as Hotline does and answers fixed TwiML:
+    the bare handler; with ``floor_url``, the floor, which first makes, locks and writes the
+    call's row in one transaction on that database."""
     import contextlib
     from collections.abc import AsyncIterator
 
@@ -417,7 +389,10 @@ def serve_floor(url: str) -> None:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        pool = await asyncpg.create_pool(plain_url(url), min_size=10, max_size=10)
+        if floor_url is None:
+            yield
+            return
+        pool = await asyncpg.create_pool(plain_url(floor_url), min_size=10, max_size=10)
         await pool.execute(FLOOR_TABLES)
         pools.append(pool)
         yield
@@ -430,12 +405,13 @@ def serve_floor(url: str) -> None:
         signature = request.headers.get("X-Twilio-Signature", "")
         if not validator.validate(url, params, signature):
             return Response(status_code=403)
-        sid = params["CallSid"]
-        async with pools[0].acquire() as conn, conn.transaction():
-            await conn.execute(FLOOR_NEW, sid)
-            row = await conn.fetchrow(FLOOR_LOCK, sid)
-            path = f'[{{"step": {row["step"]}}}]'
-            await conn.execute(FLOOR_WRITE, sid, path, '{"type": "ivr.step"}')
+        if pools:
+            sid = params["CallSid"]
+            async with pools[0].acquire() as conn, conn.transaction():
+                await conn.execute(FLOOR_NEW, sid)
+                row = await conn.fetchrow(FLOOR_LOCK, sid)
+                path = f'[{{"step": {row["step"]}}}]'
+                await conn.execute(FLOOR_WRITE, sid, path, '{"type": "ivr.step"}')
         return Response(FIXED_TWIML, media_type="application/xml")
 
     async def ready(request: Request) -> Response:
@@ -448,7 +424,8 @@ def serve_floor(url: str) -> None:
         ],
         lifespan=lifespan,
     )
-    uvicorn.run(app, host="127.0.0.1", port=FLOOR_PORT, log_level="warning")
+    port = BARE_PORT if floor_url is None else FLOOR_PORT
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
 # --- the report ---------------------------------------------------------------------------------
@@ -553,8 +530,8 @@ async def main() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--bare"]:
-        serve_bare()
+        serve_reference(None)
     elif sys.argv[1:2] == ["--floor"]:
-        serve_floor(sys.argv[2])
+        serve_reference(sys.argv[2])
     else:
         uvloop.run(main())
