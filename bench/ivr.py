@@ -18,11 +18,11 @@ complaint hotline (an agent, a callback, hanging up in the menus) and the credit
    to a bare Starlette handler (run here, under uvicorn, as ``hotline serve`` runs) that
    checks the same signature with the same validator and answers a fixed TwiML. Webhooks
    answered per second, Hotline's against the bare handler's.
-3. the floor: the same clients, the same signed webhook, to a handler that also does the
-   least a webhook keeping the call's state in PostgreSQL exactly once must do: in one
-   transaction on an asyncpg pool, the call's row made if new and locked, then the step
-   and an event written (five round trips with ``BEGIN`` and ``COMMIT``). What Hotline's
-   own work costs beyond that, and what any such webhook costs beyond the bare handler.
+3. the floor: the same clients, the same signed webhook, to a handler that also runs a
+   minimal transaction of the shape a webhook keeping the call's state in PostgreSQL has:
+   on an asyncpg pool, the call's row made if new and locked, then the step and an event
+   written (five round trips with ``BEGIN`` and ``COMMIT``). What Hotline's own work costs
+   beyond that, and what such a transaction costs beyond the bare handler.
 
 Usage: ``python bench/ivr.py`` (embedded PostgreSQL) or with ``BENCH_DATABASE_URL``.
 Figures go to stdout and to the section "IVR webhooks" of ``bench/RESULTS.md`` (the rest of
@@ -465,10 +465,10 @@ def section(
         f"validator and answers a fixed TwiML **{bare:.0f}**/s (busy {busy[1]:.0f} %), "
         f"measured in the same run. Ratio **{ratio:.2f}**.",
         "",
-        "The floor, in the same run: the bare handler plus the least a webhook that keeps the "
-        "call's state in PostgreSQL exactly once must do (one transaction on an asyncpg pool: "
-        "the call's row made if new and locked, the step and an event written; five round "
-        f"trips with `BEGIN` and `COMMIT`) **{floor:.0f}**/s (busy {busy[2]:.0f} %), "
+        "The floor, in the same run: the bare handler plus a minimal transaction of the shape "
+        "a webhook keeping the call's state in PostgreSQL has (on an asyncpg pool: the call's "
+        "row made if new and locked, the step and an event written; five round trips with "
+        f"`BEGIN` and `COMMIT`) **{floor:.0f}**/s (busy {busy[2]:.0f} %), "
         f"{floor_ratio:.2f} of the bare handler's; Hotline does {of_floor:.2f} of the floor's.",
         "",
         f"- p99 under 50 ms at {RATE} webhooks/s: "
