@@ -2,7 +2,9 @@
 
 Real consoles: websocket clients against uvicorn servers, in this process or (for an instance
 that is killed) in a subprocess. Settings are short (a grace of seconds, heartbeats of a tenth
-of a second); every wait polls with a deadline.
+of a second) where a grace or a lapse must pass by itself; where a console must still count
+as open when the timer fires, the grace and the lease are long and the test fires the timer.
+Every wait polls with a deadline.
 """
 
 from __future__ import annotations
@@ -51,6 +53,12 @@ SHORT = {
     "console_grace_s": GRACE_S,
     "console_heartbeat_s": 0.1,
     "console_stale_s": 0.5,
+}
+# Where the test fires the timer itself: no grace or lapse happens by itself meanwhile.
+LONG = {
+    "console_grace_s": 600.0,
+    "console_heartbeat_s": 0.1,
+    "console_stale_s": 60.0,
 }
 WITHIN_S = 30.0
 
@@ -105,17 +113,22 @@ async def console_gone_timers(engine: AsyncEngine, agent_id: int) -> int:
     )
 
 
-async def until_the_timer_has_fired(engine: AsyncEngine, agent_id: int) -> None:
-    """Wait for the agent's console_gone timer to be set, then for it to have fired."""
-
-    async def set_() -> bool:
-        return await console_gone_timers(engine, agent_id) == 1
-
-    async def fired() -> bool:
-        return await console_gone_timers(engine, agent_id) == 0
-
-    await eventually(set_, within=WITHIN_S, what="the console_gone timer")
-    await eventually(fired, within=WITHIN_S, what="the console_gone timer to fire")
+async def fire_the_timer(app: FastAPI, agent_id: int) -> None:
+    """Wait for the agent's console_gone timer to be set, make it due now, wait for it to fire."""
+    engine: AsyncEngine = app.state.engine
+    await eventually(
+        lambda: _is(console_gone_timers(engine, agent_id), 1),
+        within=WITHIN_S,
+        what="the console_gone timer",
+    )
+    async with unit_of_work(app.state.sessionmaker) as session:
+        now = await value(engine, "SELECT now()")
+        await timers.schedule(session, kind=CONSOLE_GONE, subject=agent_id, due_at=now)
+    await eventually(
+        lambda: _is(console_gone_timers(engine, agent_id), 0),
+        within=WITHIN_S,
+        what="the console_gone timer to fire",
+    )
 
 
 async def ringing(api: Api, agent: Api, **queue_settings: Any) -> dict[str, Any]:
@@ -145,6 +158,19 @@ class TestOneInstance:
         )
         assert (await me(agent))["state"] == "idle"
 
+
+class TestWithinTheGrace:
+    """A console open when the timer fires keeps the agent available.
+
+    The grace is long and the lease generous here, and the test fires the timer itself once
+    the console it means is open: what is tested is what the handler decides, not whether
+    this machine reopens a socket or beats the heart within a couple of seconds.
+    """
+
+    @pytest.fixture
+    def settings(self, db: str) -> Settings:
+        return make_settings(db, **LONG)
+
     async def test_a_console_reopened_within_the_grace_keeps_the_agent_available(
         self, app: FastAPI, api: Api, url: str
     ) -> None:
@@ -152,30 +178,28 @@ class TestOneInstance:
         agent = await available_agent(api)
         async with console_of(url, agent):
             offer = await ringing(api, agent)
-        await eventually(
-            lambda: _is(console_gone_timers(engine, agent.me["id"]), 1),
-            within=WITHIN_S,
-            what="the console_gone timer",
-        )
         async with console_of(url, agent):
-            await until_the_timer_has_fired(engine, agent.me["id"])
+            await fire_the_timer(app, agent.me["id"])
             record = await me(agent)
             assert (record["status"], record["status_reason"]) == ("available", None)
             still = expect(await api.get(f"/api/v1/contacts/{offer['contact_id']}"), 200)
             assert still["status"] == "offered"
             assert [o["status"] for o in still["offers"]] == ["pending"]
+        await fire_the_timer(app, agent.me["id"])
+        assert await disconnected(agent)
+        assert await console_gone_timers(engine, agent.me["id"]) == 0
 
     async def test_an_agent_with_another_console_open_stays_available_until_it_closes(
         self, app: FastAPI, api: Api, url: str
     ) -> None:
-        engine: AsyncEngine = app.state.engine
         agent = await available_agent(api)
         async with console_of(url, agent):
             async with console_of(url, agent):
                 pass
-            await until_the_timer_has_fired(engine, agent.me["id"])
+            await fire_the_timer(app, agent.me["id"])
             assert (await me(agent))["status"] == "available"
-        await eventually(lambda: disconnected(agent), within=WITHIN_S, what="away")
+        await fire_the_timer(app, agent.me["id"])
+        assert await disconnected(agent)
 
 
 async def _is(check: Any, expected: object) -> bool:
