@@ -1,4 +1,5 @@
-"""The pages: ``/console``, ``/status``, ``/signin``, and their files under ``/static/``.
+"""The pages: ``/console``, ``/status``, ``/signin``, and their files under ``/static/``; ``/``
+sends a browser to the console.
 
 Theory of operation
 -------------------
@@ -37,7 +38,7 @@ from pathlib import Path, PurePosixPath
 from typing import Final
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from app.errors import NotFound
 
@@ -112,6 +113,13 @@ def page(request: Request, name: str) -> Response:
 async def static_file(request: Request, relative: str) -> Response:
     """A file of the pages: a module, a style sheet, a dictionary, an image."""
     return file_response(request, servable(relative))
+
+
+@router.get("/")
+async def home() -> RedirectResponse:
+    """The service's own address: the console, which sends a browser without a session to
+    sign in first."""
+    return RedirectResponse("/console", status_code=307)
 
 
 @router.get("/signin")

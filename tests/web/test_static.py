@@ -32,6 +32,13 @@ class TestPages:
         assert "script-src 'self'" in response.headers["content-security-policy"]
         assert response.headers["etag"]
 
+    async def test_the_service_s_own_address_sends_the_browser_to_the_console(
+        self, client: AsyncClient
+    ) -> None:
+        response = await client.get("/")
+        assert response.status_code == 307
+        assert response.headers["location"] == "/console"
+
     async def test_a_current_copy_is_a_304_that_keeps_the_pages_policy(
         self, client: AsyncClient
     ) -> None:

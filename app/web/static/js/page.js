@@ -1,5 +1,5 @@
-// What every page has: the bar (name, page title, user, language switch, sign-out), the
-// connection banner, the error list and a live region for announcements.
+// What every page has: the bar (name, page title, links to the pages of the user's role, user,
+// language switch, sign-out), the connection banner, the error list and a live region for announcements.
 //
 // A page's HTML holds the empty containers (#bar, #connection, #errors, #announce) and
 // calls `startPage` first; `startPage` loads the dictionaries and, for a page behind a
@@ -10,6 +10,39 @@ import { byId, h, replace, text } from "./dom.js";
 import { lang, LANGUAGES, load, onChange, setLang, t } from "./i18n.js";
 
 const LANGUAGE_NAMES = { "zh-CN": "中文", en: "English" };
+const STAFF = ["agent", "supervisor", "admin"];
+const SUPERVISORS = ["supervisor", "admin"];
+// The pages people work in, in the bar's order, and the roles each is for (docs/pages.md).
+// A link only saves typing the address: every page and every request is checked anyway.
+const PAGES = [
+  { path: "/console", key: "nav.console", roles: STAFF },
+  { path: "/desk", key: "nav.desk", roles: STAFF },
+  { path: "/wallboard", key: "nav.wallboard", roles: SUPERVISORS },
+  { path: "/reports", key: "nav.reports", roles: SUPERVISORS },
+  { path: "/ivr", key: "nav.ivr", roles: STAFF },
+];
+
+/** Links to the pages of the user's role, the one shown marked as current; null if none. */
+function pagesNav(user) {
+  const links = PAGES.filter(({ roles }) => roles.includes(user.role)).map(({ path, key }) =>
+    h(
+      "li",
+      {},
+      h("a", {
+        href: path,
+        "data-i18n": key,
+        text: t(key),
+        "aria-current": path === location.pathname ? "page" : null,
+      }),
+    ),
+  );
+  if (!links.length) return null;
+  return h(
+    "nav",
+    { class: "pages", id: "pages", "aria-label": t("nav.label"), "data-i18n-attr": "aria-label:nav.label" },
+    h("ul", {}, links),
+  );
+}
 
 function languageButton() {
   const other = () => LANGUAGES.find((language) => language !== lang());
@@ -64,13 +97,16 @@ export async function startPage({ title, dictionaries, signedIn = true }) {
   if (signedIn && !requireSession()) return new Promise(() => {});
   await load(dictionaries);
   const bar = byId("bar");
+  const spacer = h("span", { class: "spacer" });
   replace(
     bar,
     h("p", { class: "brand", "data-i18n": "common.brand", text: t("common.brand") }),
     h("h1", { class: "page-title", "data-i18n": title, text: t(title) }),
-    h("span", { class: "spacer" }),
+    spacer,
   );
   const user = signedIn ? await whoLine(bar) : null;
+  const nav = user ? pagesNav(user) : null;
+  if (nav) bar.insertBefore(nav, spacer);
   bar.append(languageButton());
   if (signedIn) bar.append(signOutButton());
   return user;
