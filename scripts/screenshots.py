@@ -4,7 +4,9 @@ Run ``python -m scripts.screenshots`` (``--only console`` for one page). The app
 a database of its own (``hotline_screenshots``, recreated and migrated on the server of
 ``TEST_DATABASE_URL``, or on an embedded server in a temporary folder), a small centre is
 built through the API, and Debian's chromium (``HOTLINE_CHROMIUM``, else /usr/bin/chromium)
-opens each page and saves ``docs/screenshots/<page>.png``.
+opens each page and saves ``docs/screenshots/<page>.png``. Chinese text (the language button,
+the Chinese pages) needs a CJK font on the machine, such as Debian's ``fonts-noto-cjk``;
+without one it is drawn as empty boxes.
 
 Each page is one ``Shot``: a name and an async function that prepares the centre and leaves
 the page showing what the picture should. Other pages add theirs in a module
