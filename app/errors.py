@@ -147,13 +147,14 @@ def integrity_error_body(exc: IntegrityError) -> dict[str, Any]:
     return {"error": "Conflict", "detail": detail, "constraint": name}
 
 
-def _refused_value(exc: DBAPIError) -> str | None:
+def _refused_value(exc: BaseException) -> str | None:
     """The driver's message if the database refused a value (SQLSTATE class 22), else None.
 
     Schemas should catch bad values first; this is the net for what they miss (a NUL
-    character in text, a number past BIGINT), so it yields a 422 and not a 500.
+    character in text, a number past BIGINT), so it yields a 422 and not a 500. ``exc`` is
+    SQLAlchemy's error, or the driver's own where a statement ran on the driver directly.
     """
-    error: BaseException | None = exc.orig
+    error: BaseException | None = exc.orig if isinstance(exc, DBAPIError) else exc
     while error is not None:
         sqlstate = getattr(error, "sqlstate", None)
         # asyncpg refuses some values before sending them: an InterfaceError and a ValueError.
@@ -260,16 +261,23 @@ def _unavailable(request: Request, exc: Exception) -> JSONResponse:
 
 async def _connection_error(request: Request, exc: Exception) -> JSONResponse:
     """The driver's errors, socket errors and an empty pool: 503 if the database was lost,
-    else what they always were (a 500)."""
+    a 422 if it refused a value, else what they always were (a 500)."""
     if database_unavailable(exc):
         return _unavailable(request, exc)
-    raise exc
+    if _refused_value(exc) is None:
+        raise exc
+    return _refused(request, exc)
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
     if database_unavailable(exc):
         return _unavailable(request, exc)
+    return _refused(request, exc)
+
+
+def _refused(request: Request, exc: Exception) -> JSONResponse:
+    """A 422 for a value the database refused; anything else is raised again (a 500)."""
     message = _refused_value(exc)
     if message is None:
         raise exc

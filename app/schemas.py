@@ -75,8 +75,21 @@ def document_bigint_range(schema: dict[str, Any]) -> None:
             option.setdefault("maximum", MAX_BIGINT)
 
 
+def holds_nul(value: object) -> bool:
+    """Whether a string in ``value`` (itself, or in its lists and objects, keys included)
+    holds the NUL character, which PostgreSQL's text cannot store."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list | tuple):
+        return any(holds_nul(item) for item in value)
+    if isinstance(value, dict):
+        return any(holds_nul(key) or holds_nul(item) for key, item in value.items())
+    return False
+
+
 class StrictModel(BaseModel):
-    """A request body: no unknown fields, no integer a BIGINT cannot hold."""
+    """A request body: no unknown fields, no integer a BIGINT cannot hold, no text with a NUL
+    character."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=document_bigint_range)
 
@@ -88,6 +101,16 @@ class StrictModel(BaseModel):
                 "int_out_of_range",
                 "Input should be a whole number from {min} to {max} (a 64-bit integer)",
                 {"min": MIN_BIGINT, "max": MAX_BIGINT},
+            )
+        return value
+
+    # After validation, so that a nested body (a model by then) names its own field.
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable_text(cls, value: Any) -> Any:
+        if holds_nul(value):
+            raise PydanticCustomError(
+                "string_nul", "Input should not contain the NUL character (\\u0000)"
             )
         return value
 

@@ -5,9 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import asyncpg
 import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
 
+from app.errors import install_error_handlers
+from tests.complaints.test_registration import complaint_body
 from tests.fixtures.factories import AGENT_PASSWORD, Api, expect, unique
+from tests.routing.acd import queue
 
 SKILLS = "/api/v1/skills"
 AGENTS = "/api/v1/agents"
@@ -161,6 +167,54 @@ class TestValidationErrorBody:
         response = await api.post(url, body)
         assert response.status_code == 422, response.text
         assert _is_error_body(response.json())
+
+    async def test_a_nul_character_in_a_contact_is_a_422_naming_the_field(self, api: Api) -> None:
+        q = await queue(api)
+        for field in ("subject", "language"):
+            body = {"channel": "chat", "queue": q["name"], field: "a\x00b"}
+            refused = expect(await api.post("/api/v1/contacts", body), 422)
+            assert _fields(refused) == [field]
+            assert "NUL" in refused["fields"][0]["message"]
+        listed = expect(await api.get("/api/v1/contacts", params={"queue": q["name"]}), 200)
+        assert listed["items"] == []
+
+    @pytest.mark.parametrize(
+        ("body", "field"),
+        [
+            (complaint_body(grounds="a\x00b"), "grounds"),
+            (
+                complaint_body(complainant={**complaint_body()["complainant"], "name": "王\x00芳"}),
+                "complainant.name",
+            ),
+            (
+                complaint_body(matter={**complaint_body()["matter"], "description": "\x00"}),
+                "matter.description",
+            ),
+        ],
+        ids=["grounds", "complainant-name", "matter-description"],
+    )
+    async def test_a_nul_character_in_a_complaint_is_a_422_naming_the_field(
+        self, api: Api, body: dict[str, Any], field: str
+    ) -> None:
+        refused = expect(await api.post("/api/v1/complaints", body), 422)
+        assert _fields(refused) == [field]
+
+    async def test_a_value_the_database_refuses_on_the_driver_is_a_422_not_a_500(self) -> None:
+        # The net under the schemas, for statements run on the driver without SQLAlchemy.
+        app = FastAPI()
+        install_error_handlers(app)
+
+        @app.post("/refused")
+        async def refused() -> None:
+            raise asyncpg.CharacterNotInRepertoireError("invalid byte sequence for encoding")
+
+        transport = ASGITransport(app=app, raise_app_exceptions=False)
+        async with AsyncClient(transport=transport, base_url="http://test") as client:
+            response = await client.post("/refused")
+        assert response.status_code == 422, response.text
+        body = response.json()
+        assert body["error"] == "InvalidInput"
+        assert "cannot be stored" in body["detail"]
 
     async def test_site_query_with_a_nul_character_is_a_422(self, api: Api) -> None:
         response = await api.get(AGENTS, params={"site": "a\x00b"})
