@@ -102,13 +102,26 @@ _NODE_TYPES: Final = frozenset(
 )
 
 
+# A flow's deepest field is a handful of levels down (nodes, a node, its options, an option's
+# phrases); deeper nesting is refused before the composer's recursion could exhaust the stack.
+MAX_DEPTH: Final = 20
+
+
 class _NoAliases(yaml.SafeLoader):
-    """The safe loader, refusing anchors' aliases."""
+    """The safe loader, refusing anchors' aliases and nesting past ``MAX_DEPTH``."""
+
+    _depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             raise yaml.YAMLError("aliases (*name) are not allowed")
-        return super().compose_node(parent, index)
+        if self._depth >= MAX_DEPTH:
+            raise yaml.YAMLError(f"nested deeper than {MAX_DEPTH} levels")
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _load(text: str | bytes) -> Any:
@@ -116,7 +129,7 @@ def _load(text: str | bytes) -> Any:
         raise FlowError([Problem(None, "document", f"longer than {MAX_DOCUMENT_CHARS} characters")])
     try:
         return yaml.load(text, Loader=_NoAliases)
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
         raise FlowError([Problem(None, "document", f"not YAML or JSON: {exc}")]) from exc
 
 

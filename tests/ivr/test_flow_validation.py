@@ -213,8 +213,20 @@ class TestDocumentText:
             ("", "a mapping"),
             ("a: &x [1, 2]\nb: *x\n", "aliases"),
             ("x" * (MAX_DOCUMENT_CHARS + 1), "longer than"),
+            ("a: " + "[" * 500 + "]" * 500, "nested deeper than"),
+            ('{"a": ' + "[" * 20_000 + "]" * 20_000 + "}", "nested deeper than"),
         ],
-        ids=["syntax", "not-utf8", "list", "scalar", "empty", "alias", "too-long"],
+        ids=[
+            "syntax",
+            "not-utf8",
+            "list",
+            "scalar",
+            "empty",
+            "alias",
+            "too-long",
+            "deep",
+            "deep-json",
+        ],
     )
     def test_refused(self, text: str | bytes, message: str) -> None:
         with pytest.raises(FlowError, match=message) as caught:
