@@ -267,7 +267,7 @@ class Flow(_Part):
     """A validated flow document."""
 
     name: NodeId
-    version: int = Field(default=1, ge=1)
+    version: int = Field(default=1, ge=1, le=2_147_483_647)
     description: str = Field(default="", max_length=2000)
     numbers: list[Annotated[str, StringConstraints(pattern=r"^\+?[0-9]{3,16}$")]] = Field(
         default_factory=list, max_length=50

@@ -9,7 +9,8 @@ with the stored version, or 422 naming every node and field that is wrong, the q
 skills the centre lacks included. The same document uploaded again under its name and
 version answers 200 with the version stored before; another document under a version
 already taken is a 409. ``POST /ivr/flows/{id}/activate`` makes the version answer its
-numbers (or those given); calls in progress keep the version they started on.
+numbers (or those its body gives; the body may be left out); calls in progress keep the
+version they started on.
 
 Who may do what, from the access table (``app/agents/access.py``), until the IVR has rows
 of its own: reading flows is reading the queues' catalogue (``queues read``); uploading and
@@ -168,18 +169,18 @@ async def get_flow(flow_id: FlowId, session: Session, principal: CurrentPrincipa
 @router.post("/flows/{flow_id}/activate", response_model=FlowOut, responses=errors(403))
 async def activate_flow(
     flow_id: FlowId,
-    body: Activation,
     request: Request,
     session: Session,
     principal: CurrentPrincipal,
+    body: Activation | None = None,
 ) -> FlowOut:
     """Answer `numbers` (default: those the document declares) with this version from now
-    on; calls in progress keep the version they started on."""
+    on; calls in progress keep the version they started on. The body may be left out."""
     require(principal, Resource.queues, Action.update)
     row = await service.activate(
         session,
         flow_id=flow_id,
-        numbers=body.numbers,
+        numbers=None if body is None else body.numbers,
         actor=principal.actor,
         region=_region(request),
         now=ivr_now(request),

@@ -174,6 +174,7 @@ class TestShape:
             (top(colour="red"), {(None, "colour")}),
             (top(start=None), {(None, "start")}),
             (top(version=0), {(None, "version")}),
+            (top(version=2**31), {(None, "version")}),
             (top(limits={"max_inputs": 1}), {(None, "limits.max_inputs")}),
         ],
     )

@@ -220,6 +220,14 @@ class TestActivation:
         assert bad.status_code == 422
         assert bad.json()["fields"][0]["field"] == "numbers.1"
 
+    async def test_without_a_body_the_document_s_numbers_are_answered(
+        self, api: Api, world: dict[str, Any]
+    ) -> None:
+        made = expect(await post_flow(api, tiny()), 201)
+        done = expect(await api.post(f"{FLOWS_URL}/{made['id']}/activate"), 200)
+        assert done["active_numbers"] == ["+862155551234"]
+        assert (await api.post(f"{FLOWS_URL}/999999/activate")).status_code == 404
+
     async def test_a_new_version_never_changes_a_call_in_progress(
         self, api: Api, client: AsyncClient, world: dict[str, Any]
     ) -> None:
