@@ -36,7 +36,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from app.accesslog import Access, AccessKind, AccessOutcome, record_access, record_access_apart
-from app.agents.access import Action, Resource, require
+from app.agents.access import Action, Resource, allows, require
 from app.agents.dependencies import CurrentPrincipal, PersonOrChannel
 from app.agents.permissions import Principal
 from app.complaints import service
@@ -68,6 +68,7 @@ from app.db import Session, unit_of_work
 from app.idempotency import check_key, fingerprint, run_once
 from app.openapi import errors, require_json_body
 from app.pagination import Limit, PageCursor, decode_id_cursor, next_id_cursor
+from app.redact import mask_personal_numbers
 
 router = APIRouter(prefix="/api/v1", tags=["complaints"], dependencies=[Depends(require_json_body)])
 IdempotencyKey = Annotated[
@@ -182,45 +183,86 @@ def summary(complaint: Complaint) -> dict[str, Any]:
     }
 
 
-def entry_out(row: ComplaintAudit) -> AuditEntryOut:
+def unmasked(principal: Principal) -> bool:
+    """Whether ``principal`` sees customers' numbers in full (``customers unmask``)."""
+    return allows(principal, Resource.customers, Action.unmask)
+
+
+def _masked(value: Any) -> Any:
+    """``value`` with the personal numbers in its text masked, through lists and objects."""
+    if isinstance(value, str):
+        return mask_personal_numbers(value)
+    if isinstance(value, list):
+        return [_masked(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _masked(item) for key, item in value.items()}
+    return value
+
+
+def masked_contact(contact: str) -> str:
+    """A complainant's contact for a viewer without ``unmask``: an address keeps its first
+    letter and its domain, a number its first three and last four digits."""
+    local, at, domain = contact.rpartition("@")
+    if at and local:
+        return f"{local[:1]}***@{domain}"
+    return mask_personal_numbers(contact)
+
+
+def entry_out(row: ComplaintAudit, *, unmask: bool = True) -> AuditEntryOut:
+    """An audit entry; masked, its reason and data (the hashes stay the stored ones)."""
     entry = service.entry_of(row)
+    if not unmask:
+        entry = {**entry, "reason": _masked(entry["reason"]), "data": _masked(entry["data"])}
     return AuditEntryOut.model_validate({**entry, "redacted": entry["content_sha256"] is not None})
 
 
 def complaint_out(
-    complaint: Complaint, clocks: list[ClockOut], timeline: list[ComplaintAudit]
+    complaint: Complaint,
+    clocks: list[ClockOut],
+    timeline: list[ComplaintAudit],
+    *,
+    unmask: bool = True,
 ) -> ComplaintOut:
+    """The complaint as its viewer may see it: without ``unmask``, the complainant's contact
+    and the personal numbers in its texts, facts and timeline are masked."""
+    text: Callable[[Any], Any] = (lambda value: value) if unmask else _masked
+    contact = complaint.complainant_contact
     return ComplaintOut(
         **summary(complaint),
         complainant=Complainant(
             name=complaint.complainant_name,
-            contact=complaint.complainant_contact,
+            contact=contact if unmask else masked_contact(contact),
             relation=complaint.complainant_relation,  # type: ignore[arg-type]
         ),
         matter=Matter(
             occurred_at=complaint.occurred_at,
-            location=complaint.location,
+            location=text(complaint.location),
             branch=complaint.branch,
-            description=complaint.description,
+            description=text(complaint.description),
         ),
-        grounds=complaint.grounds,
-        request=complaint.request,
+        grounds=text(complaint.grounds),
+        request=text(complaint.request),
         contact_id=complaint.contact_id,
         registered_by=complaint.registered_by,
-        facts=complaint.facts,
-        linked=complaint.linked,
+        facts=text(complaint.facts),
+        linked=text(complaint.linked),
         clocks=clocks,
-        timeline=[entry_out(row) for row in timeline],
+        timeline=[entry_out(row, unmask=unmask) for row in timeline],
     )
 
 
 async def detail(
-    session: Session, complaint: Complaint, desk: service.Desk, now: datetime
+    session: Session,
+    complaint: Complaint,
+    desk: service.Desk,
+    now: datetime,
+    principal: Principal,
 ) -> ComplaintOut:
     calendar = desk.work_calendar()
     rows = await service.clocks_of(session, complaint.id)
     timeline = await service.audit_entries(session, complaint.id)
-    return complaint_out(complaint, [clock_out(r, calendar, now) for r in rows], timeline)
+    clocks = [clock_out(r, calendar, now) for r in rows]
+    return complaint_out(complaint, clocks, timeline, unmask=unmasked(principal))
 
 
 # --- routes ----------------------------------------------------------------------------------
@@ -380,7 +422,7 @@ async def get_complaint(
 ) -> ComplaintOut:
     """One complaint, its clocks and its timeline; the read is recorded in the access log."""
     complaint = await readable(request, session, principal, complaint_id)
-    return await detail(session, complaint, desk, now)
+    return await detail(session, complaint, desk, now, principal)
 
 
 @router.get("/complaints/{complaint_id}/audit", response_model=AuditOut)
@@ -393,7 +435,7 @@ async def get_audit(
     return AuditOut(
         complaint_id=complaint.id,
         reference=complaint.reference,
-        entries=[entry_out(r) for r in rows],
+        entries=[entry_out(r, unmask=unmasked(principal)) for r in rows],
         verified=bad is None,
         first_bad_seq=bad,
     )
@@ -426,4 +468,4 @@ async def move_complaint(
         now=now,
         desk=desk,
     )
-    return await detail(session, complaint, desk, now)
+    return await detail(session, complaint, desk, now, principal)
