@@ -31,6 +31,17 @@ class TestHome:
         await expect(page.locator("#who")).to_have_text("Li Lei (agent)")
 
 
+    async def test_a_link_into_a_page_survives_the_sign_in(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        agent = await api.agent()
+        page = await new_page()
+        await page.goto("/desk#new")
+        await expect(page).to_have_url(re.compile(r"/signin\?next=%2Fdesk%23new$"))
+        await sign_in(page, agent["username"])
+        await expect(page).to_have_url(re.compile(r"/desk#new$"))
+
+
 class TestLinks:
     async def test_an_agent_is_offered_the_pages_of_an_agent_the_one_shown_marked(
         self, api: Api, new_page: NewPage

@@ -74,9 +74,9 @@ export function signOut() {
   }
 }
 
-/** Where the sign-in page sends the browser back to: this page. */
+/** Where the sign-in page sends the browser back to: this page, at the same place (#...). */
 export function returnPath() {
-  return `${location.pathname}${location.search}`;
+  return `${location.pathname}${location.search}${location.hash}`;
 }
 
 /** Go to the sign-in page, coming back here afterwards. */
