@@ -28,6 +28,7 @@ clock; the desk's rules from ``app.state.complaint_desk`` when set, else ``servi
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -39,7 +40,7 @@ from app.accesslog import Access, AccessKind, AccessOutcome, record_access, reco
 from app.agents.access import Action, Resource, allows, require
 from app.agents.dependencies import CurrentPrincipal, PersonOrChannel
 from app.agents.permissions import Principal
-from app.complaints import service
+from app.complaints import service, wallboard
 from app.complaints.calendar import WorkCalendar
 from app.complaints.clocks import state
 from app.complaints.exceptions import ComplaintNotFound
@@ -375,12 +376,28 @@ async def list_complaints(
     assignee: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     branch: Annotated[str | None, Query(max_length=100)] = None,
     text: Annotated[str | None, Query(max_length=200, description="words in the matter")] = None,
+    overdue: Annotated[
+        bool | None,
+        Query(description="true: open with the resolution clock past its deadline; false: not"),
+    ] = None,
+    at_risk: Annotated[
+        bool | None,
+        Query(
+            description="true: open, not overdue, at least 80 % of the resolution clock's "
+            "(extended) target used; false: not"
+        ),
+    ] = None,
     limit: Limit = 100,
     cursor: PageCursor = None,
+    *,
+    now: Now,
+    desk: CurrentDesk,
 ) -> ComplaintPage:
     """The complaints the caller may see, oldest first, filtered."""
     check(principal, "list", owner_ids=[principal.id], sites=[principal.site])
     filters = service.Filters(status, category, assignee, branch, text)
+    if overdue is not None or at_risk is not None:
+        filters = await _by_deadline(session, principal, filters, overdue, at_risk, now, desk)
     found = await service.list_complaints(
         session,
         principal=principal,
@@ -392,6 +409,30 @@ async def list_complaints(
         items=[ComplaintSummary(**summary(c)) for c in found],
         next_cursor=next_id_cursor([c.id for c in found], limit),
     )
+
+
+async def _by_deadline(
+    session: Session,
+    principal: Principal,
+    filters: service.Filters,
+    overdue: bool | None,
+    at_risk: bool | None,
+    now: datetime,
+    desk: service.Desk,
+) -> service.Filters:
+    """``filters`` narrowed to the complaints whose resolution clock is (or is not) overdue or
+    at risk, read at ``now`` as the wallboard reads them."""
+    found = await wallboard.deadlines(
+        session, now=now, visible=service.visible_to(principal), desk=desk
+    )
+    only: frozenset[int] | None = None
+    never: frozenset[int] = frozenset()
+    for wanted, ids in ((overdue, found.overdue), (at_risk, found.at_risk)):
+        if wanted is True:
+            only = ids if only is None else only & ids
+        elif wanted is False:
+            never |= ids
+    return dataclasses.replace(filters, only_ids=only, not_ids=never)
 
 
 async def readable(

@@ -218,6 +218,8 @@ class Filters:
     assignee_id: int | None = None
     branch: str | None = None
     text: str | None = None
+    only_ids: frozenset[int] | None = None  # these complaints only (None: no such limit)
+    not_ids: frozenset[int] = frozenset()  # never these
 
 
 def visible_to(principal: Principal) -> ColumnElement[bool]:
@@ -243,6 +245,10 @@ def _filtered(stmt: Any, filters: Filters) -> Any:
         stmt = stmt.where(Complaint.assignee_id == filters.assignee_id)
     if filters.branch is not None:
         stmt = stmt.where(Complaint.branch == filters.branch)
+    if filters.only_ids is not None:
+        stmt = stmt.where(Complaint.id.in_(sorted(filters.only_ids)))
+    if filters.not_ids:
+        stmt = stmt.where(Complaint.id.not_in(sorted(filters.not_ids)))
     if filters.text and filters.text.strip():
         words = search_terms.query_terms(filters.text)
         if not words:

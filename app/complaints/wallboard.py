@@ -216,9 +216,12 @@ async def counts(
     )
 
 
-async def _open_clocks(session: AsyncSession, scope: Scope) -> list[OpenClock]:
-    """The running or paused resolution clocks of the open complaints in ``scope``, with the
-    complaint's reference and its assignee."""
+async def _open_clocks(
+    session: AsyncSession, scope: Scope | ColumnElement[bool]
+) -> list[OpenClock]:
+    """The running or paused resolution clocks of the open complaints in ``scope`` (or
+    those a condition selects), with the complaint's reference and its assignee."""
+    where = _in_scope(scope) if isinstance(scope, Scope) else scope
     stmt = (
         select(ComplaintClock, Complaint.reference, Complaint.assignee_id, Agent.name)
         .join(Complaint, Complaint.id == ComplaintClock.complaint_id)
@@ -227,10 +230,32 @@ async def _open_clocks(session: AsyncSession, scope: Scope) -> list[OpenClock]:
             ComplaintClock.kind == ClockKind.RESOLUTION.value,
             ComplaintClock.stopped_at.is_(None),
             Complaint.status.in_(OPEN),
-            _in_scope(scope),
+            where,
         )
     )
     return [OpenClock(*row) for row in (await session.execute(stmt)).all()]
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    """Which open complaints are overdue (breached) and which at risk, by id."""
+
+    overdue: frozenset[int]
+    at_risk: frozenset[int]
+
+
+async def deadlines(
+    session: AsyncSession, *, now: datetime, visible: ColumnElement[bool], desk: Desk = DESK
+) -> Deadlines:
+    """The open complaints ``visible`` selects whose resolution clock is breached, or at
+    risk, at ``now``: the list's ``overdue`` and ``at_risk`` filters, read as here."""
+    calendar = desk.work_calendar()
+    counter, clocks = Counter(), await _open_clocks(session, visible)
+    readings = [counter._read(clock, calendar, now) for clock in clocks]
+    return Deadlines(
+        overdue=frozenset(r.clock.row.complaint_id for r in readings if r.breached),
+        at_risk=frozenset(r.clock.row.complaint_id for r in readings if r.at_risk),
+    )
 
 
 def summarise(

@@ -1,0 +1,81 @@
+"""The list's ``overdue`` and ``at_risk`` filters: read at the desk's clock (injected), as the
+wallboard reads the resolution clock (three days; at risk from 80 % of it)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from fastapi import FastAPI
+
+from app.complaints.router import router as complaints_router
+from app.config import Settings
+from app.main import create_app
+from tests.complaints.test_registration import COMPLAINTS, START, Clock, complaint_body, register
+from tests.complaints.test_transitions import move
+from tests.fixtures.desk_clock import freeze_desk
+from tests.fixtures.factories import Api, expect
+
+HOUR = timedelta(hours=1)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(START)
+
+
+@pytest.fixture
+async def app(settings: Settings, clock: Clock) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    if not any(getattr(r, "path", None) == COMPLAINTS for r in application.routes):
+        application.include_router(complaints_router)
+    freeze_desk(application, clock)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+async def listed(api: Api, **params: str) -> list[str]:
+    page = expect(await api.get(COMPLAINTS, params={"limit": 100, **params}), 200)
+    return [c["reference"] for c in page["items"]]
+
+
+class TestDeadlineFilters:
+    async def test_overdue_and_at_risk_follow_the_resolution_clock(
+        self, api: Api, clock: Clock
+    ) -> None:
+        late = (await register(api, complaint_body()))["reference"]
+        clock.now = START + 12 * HOUR
+        risky = (await register(api, complaint_body()))["reference"]
+        clock.now = START + 24 * HOUR
+        fine = (await register(api, complaint_body()))["reference"]
+        closed = await register(api, complaint_body())
+        await move(api, closed["id"], "withdraw")
+        # 73 h on: the first is past its three days, the second has used 61 of 72 h (85 %),
+        # the third 49 h (68 %); the withdrawn one runs no clock.
+        clock.now = START + 73 * HOUR
+        assert await listed(api, overdue="true") == [late]
+        assert await listed(api, at_risk="true") == [risky]
+        assert await listed(api, overdue="false") == [risky, fine, closed["reference"]]
+        assert await listed(api, overdue="false", at_risk="false") == [fine, closed["reference"]]
+        assert await listed(api, overdue="true", at_risk="true") == []
+        # With the other filters, and paged.
+        assert await listed(api, overdue="false", status="withdrawn") == [closed["reference"]]
+        first = expect(await api.get(COMPLAINTS, params={"overdue": "false", "limit": 1}), 200)
+        assert [c["reference"] for c in first["items"]] == [risky]
+        rest = await listed(api, overdue="false", cursor=first["next_cursor"])
+        assert rest == [fine, closed["reference"]]
+
+    async def test_an_agent_filters_only_what_they_see(self, api: Api, clock: Clock) -> None:
+        agent_row = await api.agent()
+        agent = await api.signed_in_as(agent_row)
+        theirs = await register(agent, complaint_body())
+        await register(api, complaint_body())  # a supervisor's, overdue too
+        clock.now = START + 73 * HOUR
+        assert await listed(agent, overdue="true") == [theirs["reference"]]
+
+    async def test_a_value_that_is_not_a_boolean_is_named(self, api: Api) -> None:
+        refused = expect(await api.get(COMPLAINTS, params={"overdue": "maybe"}), 422)
+        assert [f["field"] for f in refused["fields"]] == ["overdue"]
+        refused = expect(await api.get(COMPLAINTS, params={"at_risk": "xyz"}), 422)
+        assert [f["field"] for f in refused["fields"]] == ["at_risk"]
