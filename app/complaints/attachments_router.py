@@ -31,11 +31,13 @@ app includes this router before the desk's.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Annotated, Any, Final
 from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -48,9 +50,10 @@ from app.complaints.attachments import ComplaintAttachment, ContentTooLarge
 from app.complaints.lifecycle import ComplaintStatus
 from app.complaints.notes import READ_ONLY_STATUSES, ComplaintReadOnly
 from app.complaints.notes_router import actionable
-from app.complaints.router import ComplaintId, Now, may_act, readable
+from app.complaints.router import ComplaintId, IdempotencyKey, Now, may_act, readable
 from app.db import Session
 from app.errors import InvalidInput
+from app.idempotency import run_once
 from app.limits import declared_length
 from app.openapi import errors
 from app.pagination import Limit, PageCursor, decode_id_cursor, next_id_cursor
@@ -159,9 +162,11 @@ async def add_attachment(
     principal: CurrentPrincipal,
     now: Now,
     config: CurrentArchiveConfig,
-) -> AttachmentOut:
+    key: IdempotencyKey = None,
+) -> JSONResponse:
     """Attach a file (PDF, PNG, JPEG, GIF, WebP or UTF-8 text, judged by its content; at
-    most 10 MiB by default) to a complaint; an archived complaint takes none (409)."""
+    most 10 MiB by default) to a complaint; an archived complaint takes none (409). A retry
+    with the same ``Idempotency-Key`` and file gets the first answer."""
     limit = config.attachment_max_bytes
     declared = declared_length(request.headers)
     if declared is not None and declared > limit + MULTIPART_ALLOWANCE:
@@ -170,16 +175,27 @@ async def add_attachment(
     name, content = await _read_upload(request, limit)
     kind = attachments.check_file(content, limit=limit)
     complaint = await actionable(session, principal, complaint_id)
-    row = await attachments.add(
+
+    async def create() -> tuple[int, Any]:
+        row = await attachments.add(
+            session,
+            complaint,
+            name=name,
+            content=content,
+            content_type=kind,
+            principal=principal,
+            now=now,
+        )
+        return 201, attachment_out(row).model_dump(mode="json")
+
+    code, payload = await run_once(
         session,
-        complaint,
-        name=name,
-        content=content,
-        content_type=kind,
-        principal=principal,
-        now=now,
+        scope=f"{principal.actor}:complaints:{complaint_id}:attachments",
+        key=key,
+        payload={"name": name, "sha256": hashlib.sha256(content).hexdigest()},
+        create=create,
     )
-    return attachment_out(row)
+    return JSONResponse(payload, status_code=code)
 
 
 @router.get(

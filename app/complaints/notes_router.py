@@ -20,16 +20,18 @@ app includes this router before the desk's.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StringConstraints
 
 from app.agents.dependencies import CurrentPrincipal
 from app.complaints import notes, service
 from app.complaints.models import Complaint
-from app.complaints.router import ComplaintId, Now, may_act, readable
+from app.complaints.router import ComplaintId, IdempotencyKey, Now, may_act, readable
 from app.db import Session
+from app.idempotency import run_once
 from app.openapi import errors, require_json_body
 from app.pagination import Limit, PageCursor, decode_id_cursor, next_id_cursor
 from app.schemas import StrictModel
@@ -116,14 +118,26 @@ async def add_note(
     session: Session,
     principal: CurrentPrincipal,
     now: Now,
-) -> NoteOut:
+    key: IdempotencyKey = None,
+) -> JSONResponse:
     """Write a note on a complaint: internal unless ``internal`` is false (then it is shown
     to the customer in the public timeline). An archived complaint takes none (409)."""
     complaint = await actionable(session, principal, complaint_id)
-    note = await notes.add_note(
-        session, complaint, text=body.text, internal=body.internal, principal=principal, now=now
+
+    async def create() -> tuple[int, Any]:
+        note = await notes.add_note(
+            session, complaint, text=body.text, internal=body.internal, principal=principal, now=now
+        )
+        return 201, note_out(note).model_dump(mode="json")
+
+    code, payload = await run_once(
+        session,
+        scope=f"{principal.actor}:complaints:{complaint_id}:notes",
+        key=key,
+        payload=body.model_dump(mode="json"),
+        create=create,
     )
-    return note_out(note)
+    return JSONResponse(payload, status_code=code)
 
 
 @router.get("/complaints/{complaint_id}/notes", response_model=NotePage, responses=errors(403))
@@ -157,11 +171,24 @@ async def record_feedback(
     session: Session,
     principal: CurrentPrincipal,
     now: Now,
-) -> FeedbackOut:
+    key: IdempotencyKey = None,
+) -> JSONResponse:
     """Record the customer's satisfaction survey (CSAT 1-5 and a comment): only once the
-    complaint is resolved, confirmed or closed, and once per closure (else 409)."""
+    complaint is resolved, confirmed or closed, and once per closure (else 409; a retry with
+    the same ``Idempotency-Key`` gets the first answer)."""
     complaint = await actionable(session, principal, complaint_id)
-    row = await notes.record_feedback(
-        session, complaint, csat=body.csat, comment=body.comment, principal=principal, now=now
+
+    async def create() -> tuple[int, Any]:
+        row = await notes.record_feedback(
+            session, complaint, csat=body.csat, comment=body.comment, principal=principal, now=now
+        )
+        return 201, feedback_out(row).model_dump(mode="json")
+
+    code, payload = await run_once(
+        session,
+        scope=f"{principal.actor}:complaints:{complaint_id}:feedback",
+        key=key,
+        payload=body.model_dump(mode="json"),
+        create=create,
     )
-    return feedback_out(row)
+    return JSONResponse(payload, status_code=code)

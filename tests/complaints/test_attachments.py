@@ -359,3 +359,21 @@ class TestTheDefaultLimit:
         at_limit: Any = b"a" * (10 * MiB)
         expect(await upload(api, cid, at_limit), 201)
         expect(await upload(api, cid, at_limit + b"a"), 413)
+
+
+class TestRetries:
+    async def test_a_file_retried_with_its_key_is_attached_once(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        cid = await open_complaint(api)
+        key = {"Idempotency-Key": "upload-retry-1"}
+        files = {"file": ("回执.pdf", PDF, "application/pdf")}
+        headers = {**api.headers, **key}
+        first = expect(await api.client.post(url(cid), files=files, headers=headers), 201)
+        again = expect(await api.client.post(url(cid), files=files, headers=headers), 201)
+        assert again == first
+        other = {"file": ("回执.pdf", PDF + b"\n", "application/pdf")}
+        refused = expect(await api.client.post(url(cid), files=other, headers=headers), 409)
+        assert "Idempotency-Key" in refused["detail"]
+        listed = expect(await api.get(url(cid)), 200)
+        assert [a["id"] for a in listed["items"]] == [first["id"]]

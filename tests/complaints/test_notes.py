@@ -239,3 +239,33 @@ class TestFeedback:
         done = await resolved(api)
         stranger = await api.signed_in_as(await api.agent())
         expect(await stranger.post(feedback_url(done["id"]), {"csat": 3}), 404)
+
+
+class TestRetries:
+    """A create retried with its Idempotency-Key is answered as the first time, once."""
+
+    async def test_a_note_retried_with_its_key_is_written_once(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        done = await register(api, complaint_body())
+        key = {"Idempotency-Key": "note-retry-1"}
+        body = {"text": "已致电客户"}
+        first = expect(await api.post(notes_url(done["id"]), body, headers=key), 201)
+        again = expect(await api.post(notes_url(done["id"]), body, headers=key), 201)
+        assert again == first
+        other = expect(await api.post(notes_url(done["id"]), {"text": "另一条"}, headers=key), 409)
+        assert "Idempotency-Key" in other["detail"]
+        assert await scalar(engine, "SELECT count(*) FROM complaint_notes") == 1
+
+    async def test_feedback_retried_with_its_key_gets_the_first_answer(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        done = await resolved(api)
+        key = {"Idempotency-Key": "feedback-retry-1"}
+        body = {"csat": 4, "comment": "处理及时"}
+        first = expect(await api.post(feedback_url(done["id"]), body, headers=key), 201)
+        again = expect(await api.post(feedback_url(done["id"]), body, headers=key), 201)
+        assert again == first
+        # Without the key, a second survey is what it always was: refused.
+        expect(await api.post(feedback_url(done["id"]), body), 409)
+        assert await scalar(engine, "SELECT count(*) FROM complaint_feedback") == 1
