@@ -270,6 +270,53 @@ class TestPage:
         missing = "尚缺：投诉人姓名、联系方式"  # noqa: RUF001
         await expect(page.locator("#reg-missing")).to_contain_text(missing)
 
+    async def test_switching_language_keeps_what_was_typed_in_the_form(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        agent = await api.agent()
+        customer = expect_status(
+            await api.post("/api/v1/customers", {"name": "王芳", "phone": "+8613800138000"}), 201
+        )
+        page = await desk_of(new_page, agent, "#new")
+        await page.locator("#reg-phone").fill("13800138000")
+        await page.locator("#reg-find").click()
+        await expect(page.locator("#reg-customer")).to_contain_text("王芳")
+        await fill_registration(page, leave_out=("request",))
+        await page.locator("#language").click()
+        await expect(page.locator("#view-heading")).to_have_text("登记投诉")
+        await expect(page.locator("#language")).to_be_focused()
+        for selector, value in REGISTRATION.items():
+            if selector != "#reg-request":
+                await expect(page.locator(selector)).to_have_value(value)
+        await expect(page.locator("#reg-phone")).to_have_value("13800138000")
+        await expect(page.locator("#reg-customer")).to_contain_text("王芳")
+        await expect(page.locator("#reg-missing")).to_have_text("尚缺：诉求")  # noqa: RUF001
+        await page.locator("#reg-request").fill(REGISTRATION["#reg-request"])
+        await page.locator("#reg-submit").click()
+        await registered_reference(page)
+        [stored] = await complaints_seen_by(api)
+        full = expect_status(await api.get(f"/api/v1/complaints/{stored['id']}"), 200)
+        assert full["customer_id"] == customer["id"]
+
+    async def test_switching_language_keeps_an_open_move_and_a_note_half_written(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        handler = await api.agent()
+        done = await register(api, complaint_body())
+        await move(api, done["id"], "assign", {"assignee": handler["id"]})
+        await move(api, done["id"], "start")
+        page = await desk_of(new_page, handler, f"#case/{done['id']}")
+        await page.locator("#move-pause").click()
+        await page.locator("#fact-reason").select_option("waiting_for_customer")
+        await page.locator("#note-text").fill("已致电，客户稍后回电")  # noqa: RUF001
+        await page.locator("#language").click()
+        await expect(page.locator("#move-pause")).to_have_text("暂停")  # drawn again, in Chinese
+        await expect(page.locator("#move-form")).to_have_attribute("data-verb", "pause")
+        await expect(page.locator("#fact-reason")).to_have_value("waiting_for_customer")
+        await expect(page.locator("#note-text")).to_have_value("已致电，客户稍后回电")  # noqa: RUF001
+        await page.locator("#move-submit").click()
+        await expect(page.locator("#view-heading .badge")).to_have_text("已暂停")
+
 
 class TestRules:
     async def test_the_rules_the_pages_read_are_the_service_tables(self, api: Api) -> None:

@@ -52,12 +52,49 @@ async function route() {
   ctx.focusOnRoute = true;
 }
 
+/** What the user has typed or chosen in the view (by control id), and the move form open. */
+function held(view) {
+  const form = view.querySelector("#move-form");
+  const values = [];
+  for (const field of view.querySelectorAll("input, select, textarea")) {
+    if (!field.id || field.type === "file" || field.type === "hidden") continue;
+    values.push([field.id, field.type === "checkbox" || field.type === "radio" ? field.checked : field.value]);
+  }
+  return { verb: form ? form.dataset.verb : null, values, focused: document.activeElement };
+}
+
+/** Put back what `held` kept into the view drawn again, as if the user had typed it. */
+function restore(view, { verb, values, focused }) {
+  if (verb && ctx.openMove) ctx.openMove(verb);
+  for (const [id, value] of values) {
+    const field = document.getElementById(id);
+    if (!field || !view.contains(field)) continue;
+    const now = typeof value === "boolean" ? field.checked : field.value;
+    if (now === value) continue;
+    if (typeof value === "boolean") field.checked = value;
+    else field.value = value;
+    field.dispatchEvent(new Event("input", { bubbles: true }));
+  }
+  const phone = document.getElementById("reg-phone");
+  if (phone && phone.value.trim()) byId("reg-find").click(); // the customer found, found again
+  if (focused && focused.isConnected) focused.focus();
+}
+
+/** The language changed: draw the view in it, keeping what the user was in the middle of. */
+async function relabel() {
+  const view = byId("view");
+  const kept = held(view);
+  ctx.focusOnRoute = false;
+  await route();
+  restore(view, kept);
+}
+
 async function main() {
   await startPage({ title: "desk.title", dictionaries: ["desk"] });
   const [table, user] = await Promise.all([rules(), me()]);
   ctx = { table, people: new People(user), prefill: {}, openMove: null, focusOnRoute: false };
   window.addEventListener("hashchange", route);
-  onChange(route);
+  onChange(relabel);
   await route();
 }
 
