@@ -174,6 +174,29 @@ class TestOffers:
             "Customer will send the receipt.",
         )
 
+    async def test_switching_language_keeps_the_disposition_and_the_notes(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        agent = await api.agent()
+        cards = await queue(api, wrap_up_s=0)
+        page = await console_of(new_page, agent)
+        await go_available(page)
+        made = await contact(api, cards["name"], subject="Fee refund")
+        offer = await offer_for(await api.signed_in_as(agent), made["id"])
+        await offer_item(page, offer["id"]).get_by_role("button", name="Accept").click()
+        card = page.locator(f'.contact-card[data-contact-id="{made["id"]}"]')
+        await card.get_by_label("Disposition").select_option("escalated")
+        await card.get_by_label("Notes").fill("Passed to the card team.")
+        await page.locator("#language").click()
+        complete = card.get_by_role("button", name="完成")
+        await expect(complete).to_be_visible()  # the card drawn again, in Chinese
+        await expect(card.locator("select")).to_have_value("escalated")
+        await expect(card.locator("textarea")).to_have_value("Passed to the card team.")
+        await complete.click()
+        await expect(card).to_have_count(0)
+        done = expect_status(await api.get(f"/api/v1/contacts/{made['id']}"), 200)
+        assert (done["disposition"], done["notes"]) == ("escalated", "Passed to the card team.")
+
     async def test_console_with_an_offer_and_a_contact_has_no_serious_accessibility_violation(
         self, api: Api, new_page: NewPage
     ) -> None:

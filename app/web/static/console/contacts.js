@@ -207,12 +207,15 @@ export function mountContacts(consoleModel) {
   render();
 }
 
-/** Rebuild the cards in the current language (a notes text being typed is kept). */
+/** Rebuild the cards in the current language (the notes being typed and the disposition
+ * chosen are kept). */
 export function redrawContacts() {
   for (const [id, card] of cards) {
     const notes = card.form.querySelector("textarea").value;
+    const disposition = card.form.querySelector("select").value;
     const fresh = newCard(id);
     fresh.form.querySelector("textarea").value = notes;
+    fresh.form.querySelector("select").value = disposition;
     card.replaceWith(fresh);
     cards.set(id, fresh);
   }
