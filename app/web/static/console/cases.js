@@ -9,7 +9,7 @@
 // previous_agent_id), so a case given to them appears and one taken away goes. It is also
 // read when the socket starts again from a snapshot (events may have been missed), when the
 // page comes back into view, and every BACKSTOP_MS, for what no event says (a complaint the
-// user registered and someone else holds).
+// user registered and someone else holds). The time left is drawn again every TICK_MS.
 
 import { allPages, serverNow } from "../js/api.js";
 import { byId, h, replace } from "../js/dom.js";
@@ -28,6 +28,7 @@ export const OPEN_COMPLAINT = new Set([
 const RUNNING = new Set(["registered", "classified", "assigned", "in_progress", "under_review"]);
 const AT_RISK = 0.8;
 const BACKSTOP_MS = 300000;
+const TICK_MS = 30000; // the time left, drawn again from what was read
 
 let model = null;
 let user = null;
@@ -121,6 +122,7 @@ export function mountCases(consoleModel, signedIn) {
     if (document.visibilityState === "visible") refreshCases();
   });
   setInterval(refreshCases, BACKSTOP_MS);
+  setInterval(render, TICK_MS);
   refreshCases();
 }
 
