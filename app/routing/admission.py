@@ -350,7 +350,7 @@ def _refuse(
     if row["unknown_skills"] is not None:
         raise UnknownSkill(list(row["unknown_skills"]))
     if row["queue_id"] is None:
-        raise QueueFull(row["full_name"], row["full_length"])
+        raise QueueFull(row["full_name"], row["full_length"], asked=row["asked_name"])
     if channel not in row["queue_channels"]:
         raise QueueFull(row["queue_name"], row["queue_max_length"] or 0)
     return None

@@ -53,7 +53,16 @@ class ContactStateConflict(Conflict):
 
 
 class QueueFull(Conflict):
-    def __init__(self, queue: str, max_length: int) -> None:
+    """``queue`` is full; ``asked``, if another, is the queue asked for, whose overflow led
+    there."""
+
+    def __init__(self, queue: str, max_length: int, asked: str | None = None) -> None:
+        if asked is not None and asked != queue:
+            super().__init__(
+                f"queue {asked!r} is full, and so is every queue it overflows to "
+                f"(the last, {queue!r}, has {max_length} waiting)"
+            )
+            return
         super().__init__(f"queue {queue!r} is full ({max_length} waiting) and has no overflow")
 
 

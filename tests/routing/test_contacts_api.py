@@ -304,6 +304,27 @@ class TestQueueLimits:
         body = await refused(engine, before, response, 409)
         assert "full" in body["detail"]
 
+    async def test_full_queues_overflowing_into_each_other_refuse_saying_so(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        second = await queue(api, max_length=1)
+        first = await queue(api, max_length=1, overflow_queue=second["name"])
+        expect(
+            await api.patch(f"/api/v1/queues/{second['id']}", {"overflow_queue": first["name"]}),
+            200,
+        )
+        await contact(api, first["name"])
+        await contact(api, first["name"])  # into the second
+        before = await snapshot(engine)
+
+        response = await api.post("/api/v1/contacts", {"channel": "chat", "queue": first["name"]})
+
+        body = await refused(engine, before, response, 409)
+        assert body["detail"] == (
+            f"queue {first['name']!r} is full, and so is every queue it overflows to "
+            f"(the last, {second['name']!r}, has 1 waiting)"
+        )
+
     async def test_full_queue_with_overflow_queues_the_contact_in_the_overflow(
         self, api: Api
     ) -> None:
