@@ -3,36 +3,22 @@ wallboard reads the resolution clock (three days; at risk from 80 % of it)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import pytest
-from fastapi import FastAPI
-
-from app.complaints.router import router as complaints_router
-from app.config import Settings
-from app.main import create_app
-from tests.complaints.test_registration import COMPLAINTS, START, Clock, complaint_body, register
+from tests.complaints.test_registration import (
+    COMPLAINTS,
+    START,
+    Clock,
+    app,
+    clock,
+    complaint_body,
+    register,
+)
 from tests.complaints.test_transitions import move
-from tests.fixtures.desk_clock import freeze_desk
 from tests.fixtures.factories import Api, expect
 
 HOUR = timedelta(hours=1)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
-@pytest.fixture
-async def app(settings: Settings, clock: Clock) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
-    if not any(getattr(r, "path", None) == COMPLAINTS for r in application.routes):
-        application.include_router(complaints_router)
-    freeze_desk(application, clock)
-    async with application.router.lifespan_context(application):
-        yield application
+__all__ = ["app", "clock"]  # fixtures shared with the registration tests
 
 
 async def listed(api: Api, **params: str) -> list[str]:

@@ -42,6 +42,21 @@ def offer_item(page: Page, offer_id: int) -> Locator:
     return page.locator(f'#offers .offer[data-offer-id="{offer_id}"]')
 
 
+async def in_hand(
+    api: Api, new_page: NewPage, *, wrap_up_s: int
+) -> tuple[Page, dict[str, Any], Locator]:
+    """An agent's console with a chat contact accepted from the keyboard's button: the page,
+    the contact and its card."""
+    agent = await api.agent()
+    cards = await queue(api, wrap_up_s=wrap_up_s)
+    page = await console_of(new_page, agent)
+    await go_available(page)
+    made = await contact(api, cards["name"], subject="Fee refund")
+    offer = await offer_for(await api.signed_in_as(agent), made["id"])
+    await offer_item(page, offer["id"]).get_by_role("button", name="Accept").click()
+    return page, made, page.locator(f'.contact-card[data-contact-id="{made["id"]}"]')
+
+
 async def offer_status(api: Api, agent_id: int, status: str) -> list[int]:
     """The ids of an agent's offers in ``status`` (REST)."""
     query = {"agent": agent_id, "status": status}
@@ -151,14 +166,7 @@ class TestOffers:
     async def test_completion_with_disposition_and_notes_then_the_wrap_up_timer(
         self, api: Api, new_page: NewPage
     ) -> None:
-        agent = await api.agent()
-        cards = await queue(api, wrap_up_s=120)
-        page = await console_of(new_page, agent)
-        await go_available(page)
-        made = await contact(api, cards["name"], subject="Fee refund")
-        offer = await offer_for(await api.signed_in_as(agent), made["id"])
-        await offer_item(page, offer["id"]).get_by_role("button", name="Accept").click()
-        card = page.locator(f'.contact-card[data-contact-id="{made["id"]}"]')
+        page, made, card = await in_hand(api, new_page, wrap_up_s=120)
         await card.get_by_label("Disposition").select_option("follow_up")
         await card.get_by_label("Notes").fill("Customer will send the receipt.")
         await card.get_by_role("button", name="Complete").click()
@@ -177,14 +185,7 @@ class TestOffers:
     async def test_switching_language_keeps_the_disposition_and_the_notes(
         self, api: Api, new_page: NewPage
     ) -> None:
-        agent = await api.agent()
-        cards = await queue(api, wrap_up_s=0)
-        page = await console_of(new_page, agent)
-        await go_available(page)
-        made = await contact(api, cards["name"], subject="Fee refund")
-        offer = await offer_for(await api.signed_in_as(agent), made["id"])
-        await offer_item(page, offer["id"]).get_by_role("button", name="Accept").click()
-        card = page.locator(f'.contact-card[data-contact-id="{made["id"]}"]')
+        page, made, card = await in_hand(api, new_page, wrap_up_s=0)
         await card.get_by_label("Disposition").select_option("escalated")
         await card.get_by_label("Notes").fill("Passed to the card team.")
         await page.locator("#language").click()
