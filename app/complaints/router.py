@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Collection
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
@@ -43,7 +43,7 @@ from app.agents.permissions import Principal
 from app.complaints import service, wallboard
 from app.complaints.calendar import WorkCalendar
 from app.complaints.clocks import state
-from app.complaints.exceptions import ComplaintNotFound
+from app.complaints.exceptions import ComplaintNotFound, InvalidComplaint
 from app.complaints.lifecycle import ComplaintEvent, ComplaintStatus
 from app.complaints.models import (
     Complaint,
@@ -269,6 +269,10 @@ async def detail(
 # --- routes ----------------------------------------------------------------------------------
 
 
+# How far ahead of the desk's clock "when it happened" may be: a clock running a little fast.
+OCCURRED_LEEWAY = timedelta(hours=1)
+
+
 @router.post(
     "/complaints",
     response_model=Registered,
@@ -289,6 +293,8 @@ async def register_complaint(
     """Register a complaint from any channel; the same matter already open is linked to it
     (200, ``linked: true``, its reference) instead of opened twice."""
     check(principal, "create")
+    if body.matter.occurred_at > now + OCCURRED_LEEWAY:
+        raise InvalidComplaint("matter.occurred_at", "is in the future: say when it happened")
     state = request.app.state
     scope = f"{principal.actor}:complaints"
     payload = body.model_dump(mode="json")

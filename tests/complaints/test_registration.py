@@ -139,6 +139,20 @@ class TestRegistration:
         assert clocks["resolution"]["status"] == "running"
         assert datetime.fromisoformat(clocks["resolution"]["due_at"]) == START + timedelta(days=3)
 
+    async def test_a_matter_that_has_not_happened_yet_is_refused(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        before = await written(engine)
+        ahead = (START + timedelta(hours=2)).isoformat()
+        matter = {**complaint_body()["matter"], "occurred_at": ahead}
+        refused = await register(api, complaint_body(matter=matter), status=422)
+        assert [f["field"] for f in refused["fields"]] == ["matter.occurred_at"]
+        assert "future" in refused["fields"][0]["message"]
+        assert await written(engine) == before
+        # A clock running a little fast is not a matter from the future.
+        matter["occurred_at"] = (START + timedelta(minutes=30)).isoformat()
+        await register(api, complaint_body(matter=matter))
+
     async def test_the_complaint_reads_back_with_its_first_audit_entry(self, api: Api) -> None:
         done = await register(api, complaint_body())
         complaint = expect(await api.get(f"{COMPLAINTS}/{done['id']}"), 200)
