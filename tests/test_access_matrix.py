@@ -82,6 +82,7 @@ def signed_in(answer: Answer = 200) -> Row:
 # (method, path template) -> who gets what. From docs/access.md: agent_same holds the contact
 # and its offer and is the agent the agent routes act on; *_other are of the other site.
 EXPECTED: dict[tuple[str, str], Row] = {
+    ("GET", "/"): public(307),
     ("GET", "/openapi.json"): public(),
     ("GET", "/signin"): public(),
     ("GET", "/console"): public(),
