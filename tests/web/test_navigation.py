@@ -30,7 +30,6 @@ class TestHome:
         await expect(page).to_have_url(re.compile(r"/console$"))
         await expect(page.locator("#who")).to_have_text("Li Lei (agent)")
 
-
     async def test_a_link_into_a_page_survives_the_sign_in(
         self, api: Api, new_page: NewPage
     ) -> None:
