@@ -259,18 +259,10 @@ def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers())
 
 
-async def _connection_error(request: Request, exc: Exception) -> JSONResponse:
-    """The driver's errors, socket errors and an empty pool: 503 if the database was lost,
-    a 422 if it refused a value, else what they always were (a 500)."""
-    if database_unavailable(exc):
-        return _unavailable(request, exc)
-    if _refused_value(exc) is None:
-        raise exc
-    return _refused(request, exc)
-
-
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, DBAPIError)
+    """SQLAlchemy's database errors, the driver's own, socket errors and an empty pool: 503
+    if the database was lost, a 422 if it refused a value, else what they always were (a
+    500)."""
     if database_unavailable(exc):
         return _unavailable(request, exc)
     return _refused(request, exc)
@@ -321,5 +313,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DBAPIError, _database_error)
     driver = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
     for lost in (*driver, OSError, SATimeoutError):
-        app.add_exception_handler(lost, _connection_error)
+        app.add_exception_handler(lost, _database_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
