@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import re
 
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 
 from tests.fixtures.factories import Api
 from tests.web.conftest import NewPage, open_signed_in, sign_in
 
 AGENT_PAGES = ["Console", "Complaint desk", "IVR flows"]
 SUPERVISOR_PAGES = ["Console", "Complaint desk", "Wallboard", "Reports", "IVR flows"]
-
-
-async def links(page: Page) -> list[str]:
-    return await page.locator("#pages a").all_inner_texts()
 
 
 class TestHome:
