@@ -67,6 +67,8 @@ from app.complaints.schemas import (
 )
 from app.db import Session, unit_of_work
 from app.idempotency import check_key, fingerprint, run_once
+from app.notifications.adapters import mask_recipient
+from app.notifications.models import Channel
 from app.openapi import errors, require_json_body
 from app.pagination import Limit, PageCursor, decode_id_cursor, next_id_cursor
 from app.redact import mask_personal_numbers
@@ -203,9 +205,9 @@ def _masked(value: Any) -> Any:
 def masked_contact(contact: str) -> str:
     """A complainant's contact for a viewer without ``unmask``: an address keeps its first
     letter and its domain, a number its first three and last four digits."""
-    local, at, domain = contact.rpartition("@")
+    local, at, _ = contact.rpartition("@")
     if at and local:
-        return f"{local[:1]}***@{domain}"
+        return mask_recipient(Channel.email, contact)
     return mask_personal_numbers(contact)
 
 
