@@ -66,6 +66,12 @@ class ComplaintCreate(StrictModel):
     grounds: Long = Field(description="why the complainant holds it is wrong")
     request: Long = Field(description="the remedy requested")
     contact_id: Ref | None = Field(default=None, description="the contact it came in on")
+    separate: bool = Field(
+        default=False,
+        description="true: a complaint of its own even where an open complaint of the same "
+        "customer looks like the same matter (a different grievance at the same branch that "
+        "week); the trail names the open one",
+    )
 
 
 class TransitionFacts(StrictModel):

@@ -15,13 +15,15 @@ alike to at least ``LinkRules.similarity`` (difflib's ratio over the case-folded
 without spaces and punctuation, which compares Chinese and English alike without segmenting
 words). A match gets the new facts appended to ``linked`` (an audit entry ``linked``; the
 answer is the existing reference, ``linked: true``); the lock makes two registrations of one
-matter racing through two channels end as one complaint. Otherwise a new complaint gets a
-reference (``reference.format_reference`` over a sequence), its clocks (``clocks.policy_for``
-over the desk's policies: the acknowledgement, stopped at once since the reference is the
-acknowledgement, and the resolution, three calendar days), its first audit entry, a
-``complaint.registered`` event, each running clock's first alert timer (as
-``deadlines.reschedule`` would set it) and the complainant's notice (as ``notices`` composes
-it).
+matter racing through two channels end as one complaint. A registration marked ``separate``
+(a different grievance that only looks like the open one) is a new complaint all the same,
+and its ``registered`` entry names the open one (``separate_from``). Otherwise a new
+complaint gets a reference (``reference.format_reference`` over a sequence), its clocks
+(``clocks.policy_for`` over the desk's policies: the acknowledgement, stopped at once since
+the reference is the acknowledgement, and the resolution, three calendar days), its first
+audit entry, a ``complaint.registered`` event, each running clock's first alert timer (as
+``deadlines.reschedule`` would set it) and the complainant's notice (as ``notices``
+composes it).
 
 A new complaint is the hot path, so it is written without the ORM, in a few statements on
 the driver (``registration_statement``; ``register_on`` runs them on an asyncpg connection
@@ -423,7 +425,7 @@ def same_matter(open_one: Alike, matter: Matter, rules: LinkRules) -> bool:
 
 
 def _facts(data: ComplaintCreate) -> dict[str, Any]:
-    return data.model_dump(mode="json", exclude={"customer"})
+    return data.model_dump(mode="json", exclude={"customer", "separate"})
 
 
 async def link(
@@ -569,8 +571,10 @@ def _build(
     actor: str,
     now: datetime,
     desk: Desk,
+    separate_from: int | None = None,
 ) -> _New:
-    """Every row of a new complaint, computed from the registration's facts."""
+    """Every row of a new complaint, computed from the registration's facts
+    (``separate_from``: the open complaint it was asked to stand apart from)."""
     reference = format_reference(registration_day(now), numbers[1])
     complaint = _new_complaint(data, actor, now, numbers[0], reference)
     clocks = _new_clocks(complaint, facts["customer_tier"], now, desk)
@@ -581,6 +585,8 @@ def _build(
         "customer_id": complaint.customer_id,
         "facts_sha256": digest(_facts(data)),
     }
+    if separate_from is not None:
+        step_data["separate_from"] = separate_from
     step = Step("registered", None, complaint.status, data=step_data)
     audit = chained(complaint, step, actor=actor, at=now)
     complaint.audit_seq, complaint.audit_hash = audit["seq"], audit["hash"]
@@ -711,13 +717,18 @@ async def register_on(
     if keyed is not None and facts["prior_hash"] is not None:
         return _stored(facts["prior_hash"], facts["prior_status"], facts["prior_response"], keyed)
     _check(data, facts)
-    if facts["open_ids"] is not None:
-        existing = _same_matter(facts, data.matter, desk.link)
-        if existing is not None:
-            return SameMatter(existing)
+    existing = None if facts["open_ids"] is None else _same_matter(facts, data.matter, desk.link)
+    if existing is not None and not data.separate:
+        return SameMatter(existing)
     numbers = facts if facts["complaint_id"] is not None else await conn.fetchrow(rs.NUMBERS)
     new = _build(
-        data, facts, (numbers["complaint_id"], numbers["number"]), actor=actor, now=now, desk=desk
+        data,
+        facts,
+        (numbers["complaint_id"], numbers["number"]),
+        actor=actor,
+        now=now,
+        desk=desk,
+        separate_from=existing,
     )
     registration = Registration(new.complaint, new.clocks, linked=False)
     answered = None if answer is None else answer(registration)

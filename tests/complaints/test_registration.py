@@ -270,6 +270,28 @@ class TestTheSameMatterAgain:
         other = await register(api, again)
         assert other["id"] != first["id"]
 
+    async def test_a_registration_marked_separate_is_a_complaint_of_its_own(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        customer = await api.customer()
+        first = await register(api, complaint_body(customer={"id": customer["id"]}))
+        matter = {**complaint_body()["matter"], "description": "ATM吞卡而网点无人处理"}
+        other = complaint_body(customer={"id": customer["id"]}, matter=matter, separate=True)
+        second = await register(api, other)
+        assert (second["linked"], second["id"] != first["id"]) == (False, True)
+        assert await scalar(engine, "SELECT count(*) FROM complaints") == 2
+        trail = expect(await api.get(f"{COMPLAINTS}/{second['id']}/audit"), 200)
+        [registered] = trail["entries"]
+        assert registered["data"]["separate_from"] == first["id"]
+        untouched = expect(await api.get(f"{COMPLAINTS}/{first['id']}"), 200)
+        assert untouched["linked"] == []
+
+    async def test_separate_on_a_matter_with_nothing_open_names_nothing(self, api: Api) -> None:
+        customer = await api.customer()
+        done = await register(api, complaint_body(customer={"id": customer["id"]}, separate=True))
+        trail = expect(await api.get(f"{COMPLAINTS}/{done['id']}/audit"), 200)
+        assert "separate_from" not in trail["entries"][0]["data"]
+
     async def test_another_customers_matter_is_never_linked(self, api: Api) -> None:
         one, two = await api.customer(), await api.customer()
         first = await register(api, complaint_body(customer={"id": one["id"]}))

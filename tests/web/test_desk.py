@@ -137,6 +137,23 @@ class TestRegistration:
         )
         assert len(await complaints_seen_by(api)) == 1
 
+    async def test_a_different_grievance_ticked_separate_opens_a_case_of_its_own(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        customer = await api.customer(phone="+8613900139001")
+        first = await register(api, complaint_body(customer={"id": customer["id"]}))
+        boss = await api.supervisor()
+        page = await desk_of(new_page, boss, "#new")
+        await page.locator("#reg-phone").fill("+8613900139001")
+        await page.locator("#reg-find").click()
+        await expect(page.locator("#reg-customer")).to_contain_text("Test Customer")
+        await fill_registration(page, description="ATM吞卡而网点无人处理")
+        await page.locator("#reg-separate").check()
+        await page.locator("#reg-submit").click()
+        reference = await registered_reference(page)
+        assert reference != first["reference"]
+        assert len(await complaints_seen_by(api)) == 2
+
 
 class TestCase:
     async def test_moves_follow_status_and_role_and_clocks_show_a_pause(

@@ -5,7 +5,9 @@
 // with a refusal. Finding the customer by phone is optional: a complaint is never refused
 // for an unknown customer. The category is not asked: classification is the service's job
 // (its suggestion shows on the case page, for the agent to take or correct). The same
-// matter already open is linked to that complaint, and the page says so.
+// matter already open is linked to that complaint, and the page says so; a different
+// grievance that only looks like it (the same branch that week) is registered on its own
+// when the agent ticks "a separate complaint" (the trail names the open one).
 
 import { api, describe } from "../js/api.js";
 import { h, replace, text } from "../js/dom.js";
@@ -54,6 +56,7 @@ function bodyOf(form, customer, contactId) {
   };
   if (customer) body.customer = { id: customer.id };
   if (contactId) body.contact_id = contactId;
+  if (form.elements.separate.checked) body.separate = true;
   return body;
 }
 
@@ -106,6 +109,12 @@ export function showRegister(view, { table, contactId, opened }) {
     h("fieldset", {}, h("legend", { text: t("desk.new.complainant") }), h("div", { class: "fields" }, FIELDS.slice(0, 4).map(row))),
     h("fieldset", {}, h("legend", { text: t("desk.new.matter") }), h("div", { class: "fields" }, FIELDS.slice(4).map(row))),
     contactId ? h("p", { id: "reg-linked-contact", text: t("desk.new.contact", { id: contactId }) }) : null,
+    h(
+      "div",
+      { class: "field wide" },
+      h("label", { class: "check" }, h("input", { type: "checkbox", id: "reg-separate", name: "separate", "aria-describedby": "reg-separate-hint" }), " ", t("desk.new.separate")),
+      h("p", { id: "reg-separate-hint", class: "hint", text: t("desk.new.separate_hint") }),
+    ),
     missing,
     problem,
     done,
