@@ -192,6 +192,37 @@ class TestCase:
         stored = expect_status(await api.get(f"/api/v1/complaints/{done['id']}"), 200)
         assert stored["status"] == "paused"
 
+    async def test_assigning_to_another_site_warns_and_then_says_where_the_case_went(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        near = await api.agent(name="Near Zhang", site="shanghai")
+        far = await api.agent(name="Far Wang", site="beijing")
+        boss = await api.supervisor(site="shanghai")
+        done = await register(api, complaint_body())
+        page = await desk_of(new_page, boss, f"#case/{done['id']}")
+        await page.locator("#move-assign").click()
+        choice = page.locator("#fact-assignee")
+        far_group = choice.locator("optgroup", has=page.locator(f'option[value="{far["id"]}"]'))
+        await expect(far_group).to_have_attribute(
+            "label", "Another site (the complaint leaves your view)"
+        )
+        await expect(choice.locator(f'optgroup option[value="{near["id"]}"]')).to_have_count(1)
+        await choice.select_option(str(near["id"]))
+        await expect(page.locator("#fact-assignee-reach")).to_have_text("")
+        await choice.select_option(str(far["id"]))
+        await expect(page.locator("#fact-assignee-reach")).to_have_text(
+            "Far Wang works at beijing: once assigned, the complaint is handled there "
+            "and you will no longer be able to open it."
+        )
+        await page.locator("#move-submit").click()
+        await expect(page.locator("#view-heading")).to_have_text(
+            f"{done['reference']} is now handled elsewhere"
+        )
+        await expect(page.locator("#handed-away")).to_contain_text("Far Wang (beijing)")
+        await expect(page.locator("#errors")).not_to_contain_text("does not exist")
+        stored = expect_status(await api.get(f"/api/v1/complaints/{done['id']}"), 200)
+        assert stored["assignee_id"] == far["id"]
+
     async def test_a_complaint_of_another_agent_is_not_found(
         self, api: Api, new_page: NewPage
     ) -> None:

@@ -7,7 +7,7 @@ import { h, replace } from "../js/dom.js";
 import { t } from "../js/i18n.js";
 import { clearErrors, showError } from "../js/page.js";
 import { clockBadge, fact, label, statusBadge, used, when } from "./format.js";
-import { mayAct, movesPanel } from "./moves.js";
+import { mayAct, movesPanel, stillReadable } from "./moves.js";
 import { filesPanel, notesPanel } from "./notes.js";
 
 function clocksTable(complaint) {
@@ -128,6 +128,17 @@ export async function showCase(view, ctx, id) {
   draw(view, ctx, complaint);
 }
 
+/** The move gave the complaint to someone whose cases the user does not see: say where it went. */
+function handedAway(view, ctx, complaint) {
+  const id = complaint.assignee_id;
+  replace(
+    view,
+    h("h2", { id: "view-heading", tabindex: -1, text: t("desk.case.handed_away", { reference: complaint.reference }) }),
+    h("p", { id: "handed-away", text: t("desk.case.handed_away_detail", { name: ctx.people.name(id), site: ctx.people.site(id) || t("desk.no_site") }) }),
+    h("p", {}, h("a", { href: "#list", text: t("desk.case.back") })),
+  );
+}
+
 function draw(view, ctx, complaint) {
   ctx.prefill = { categories: complaint.categories, severity: complaint.severity };
   ctx.openMove = null;
@@ -162,7 +173,8 @@ function draw(view, ctx, complaint) {
   );
   movesPanel(moves, ctx, complaint, async (answer) => {
     await ctx.people.load([answer.assignee_id, ...actorIds(answer)]);
-    draw(view, ctx, answer);
+    if (stillReadable(ctx, answer)) draw(view, ctx, answer);
+    else handedAway(view, ctx, answer);
     view.querySelector("#view-heading").focus();
   });
   suggestionPanel(suggestion, ctx, complaint, acting);

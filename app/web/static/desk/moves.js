@@ -40,10 +40,15 @@ function widget(name, verb, ctx, required) {
       if (verb === "pause") return choice(name, c.pause_reasons, "desk.pause", required);
       return h("textarea", { ...common, maxlength: 10000 });
     case "assignee": {
-      const select = h("select", common, h("option", { value: "", text: t("desk.fact.choose") }));
+      const select = h("select", { ...common, "aria-describedby": "fact-assignee-reach" }, h("option", { value: "", text: t("desk.fact.choose") }));
+      const option = (p) => h("option", { value: String(p.id), text: p.site ? `${p.name} (${p.site})` : p.name });
       people.all().then((everyone) => {
-        select.append(...everyone.map((p) => h("option", { value: String(p.id), text: p.site ? `${p.name} (${p.site})` : p.name })));
-      }, () => select.append(h("option", { value: String(people.me.id), text: people.me.name })));
+        // Colleagues whose cases the user still sees first; the rest (another site) apart.
+        const near = everyone.filter((p) => staysInReach(ctx, p));
+        const far = everyone.filter((p) => !staysInReach(ctx, p));
+        if (!far.length) select.append(...near.map(option));
+        else select.append(h("optgroup", { label: t("desk.fact.assignee_near") }, near.map(option)), h("optgroup", { label: t("desk.fact.assignee_far") }, far.map(option)));
+      }, () => select.append(option(people.me)));
       return select;
     }
     case "approval":
@@ -70,6 +75,28 @@ function valueOf(name, raw) {
   return value;
 }
 
+/** Whether the user may still read a complaint once `person` is its assignee. */
+function staysInReach(ctx, person) {
+  return may(ctx.table, ctx.people.me, "complaints", "read", { ownerIds: [person.id], sites: [person.site] });
+}
+
+/** The line under the assignee choice: a colleague out of the user's reach takes the case away. */
+function reachNote(ctx, select) {
+  const note = h("p", { id: "fact-assignee-reach", class: "hint warning", "aria-live": "polite" });
+  select.addEventListener("change", () => {
+    const person = ctx.people.get(Number(select.value));
+    text(note, person && !staysInReach(ctx, person) ? t("desk.fact.assignee_leaves", { name: person.name, site: person.site || t("desk.no_site") }) : "");
+  });
+  return note;
+}
+
+/** Whether the user can still open `complaint` after a move (an assignee elsewhere takes it away). */
+export function stillReadable(ctx, complaint) {
+  const assigned = complaint.assignee_id !== null && complaint.assignee_id !== undefined;
+  const subject = { ownerIds: assigned ? [complaint.assignee_id] : [], sites: assigned ? [ctx.people.site(complaint.assignee_id)] : [] };
+  return may(ctx.table, ctx.people.me, "complaints", "read", subject);
+}
+
 function factLabel(name, required) {
   return h("label", { for: `fact-${name}` }, t(`desk.fact.${name}`), required ? h("span", { class: "required", text: ` (${t("desk.fact.required")})` }) : null);
 }
@@ -83,7 +110,8 @@ function moveForm(verb, ctx, complaint, done) {
   const controls = fields.map(([name, required]) => {
     const control = widget(name, verb, ctx, required);
     if (name === "severity" && ctx.prefill.severity) control.value = ctx.prefill.severity;
-    return h("div", { class: "fact" }, factLabel(name, required), control, name === "categories" ? h("p", { id: "fact-categories-help", class: "hint", text: t("desk.fact.categories_help") }) : null);
+    const help = name === "categories" ? h("p", { id: "fact-categories-help", class: "hint", text: t("desk.fact.categories_help") }) : name === "assignee" ? reachNote(ctx, control) : null;
+    return h("div", { class: "fact" }, factLabel(name, required), control, help);
   });
   const submit = h("button", { type: "submit", id: "move-submit", text: label("desk.verb", verb) });
   const form = h(
