@@ -11,8 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agents import service as agents
-from app.agents.models import Role, Skill
-from app.agents.schemas import AgentCreate, SkillLevel
+from app.agents.models import Agent, Role, Skill
+from app.agents.schemas import AgentCreate, AgentUpdate, SkillLevel
 from app.agents.security import hash_password, make_hasher
 from app.channels import Channel
 from app.config import Settings
@@ -49,6 +49,18 @@ AGENTS: list[AgentSeed] = [
     ("liu.yang", "Liu Yang", Role.agent, "beijing", {"credit_card": 4, "english": 8}, {}),
     ("zhao.lei", "Zhao Lei", Role.supervisor, "beijing", {"complaints": 8, "english": 7}, {}),
 ]
+
+# Every channel a demo queue takes (a demo agent without it would leave its contacts
+# waiting): at most one call or callback at once, a few written conversations, many cases.
+DEMO_CAPACITY: dict[Channel, int] = {
+    Channel.voice: 1,
+    Channel.callback: 1,
+    Channel.chat: 3,
+    Channel.web: 3,
+    Channel.app: 3,
+    Channel.email: 5,
+    Channel.case: 20,
+}
 
 QUEUES: list[dict[str, object]] = [
     {
@@ -106,6 +118,20 @@ async def _seed_queues(session: AsyncSession) -> None:
             await routing.update_queue(session, queue, changes=changes, actor="system")
 
 
+async def _add_channels(session: AsyncSession, agent: Agent, wanted: dict[Channel, int]) -> None:
+    """A demo agent created by an older seed gets the channels it lacks (nothing else of it
+    is changed: capacities someone set stay)."""
+    agent = await agents.get_or_raise(session, agent.id, for_update=True)
+    has = {row.channel: row.capacity for row in agent.channels}
+    missing = {c: n for c, n in wanted.items() if c.value not in has}
+    if missing:
+        capacity = {**{Channel(c): n for c, n in has.items()}, **missing}
+        changes = AgentUpdate(capacity=capacity)
+        await agents.update_agent(
+            session, agent, changes=changes, password_hash=None, actor="system"
+        )
+
+
 def demo_password(username: str) -> str:
     return f"demo-{username.replace('.', '-')}"
 
@@ -134,13 +160,15 @@ async def seed(settings: Settings) -> None:
                         site=site,
                         team="retail",
                         skills=[SkillLevel(skill=s, level=lvl) for s, lvl in skills.items()],
-                        capacity=capacity or {Channel.voice: 1, Channel.chat: 3, Channel.case: 20},
+                        capacity=capacity or DEMO_CAPACITY,
                         endpoint=f"client:{username}",
                     )
                     password_hash = await hash_password(hasher, data.password)
                     agent = await agents.create_agent(
                         session, data=data, password_hash=password_hash, actor="system"
                     )
+                else:
+                    await _add_channels(session, agent, capacity or DEMO_CAPACITY)
                 ids[username] = agent.id
             await _seed_queues(session)
             today = datetime.now(UTC).date()
