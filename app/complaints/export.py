@@ -43,16 +43,26 @@ from enum import StrEnum
 from typing import Any, Final
 
 import anyio
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Identity, String, select
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    String,
+    func,
+    select,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, with_expression
 
 from app.accesslog import Access, AccessKind, AccessOutcome, record_access
 from app.agents.permissions import Principal
 from app.complaints import service
 from app.complaints.lifecycle import ComplaintStatus
 from app.complaints.models import Complaint, iso
+from app.customers.models import Customer
 from app.db import Base, unit_of_work
 
 PAGE: Final = 500
@@ -135,7 +145,7 @@ COLUMNS: Final[tuple[tuple[str, Callable[[Complaint], Any]], ...]] = (
     ("escalation_level", lambda c: c.escalation_level),
     ("assignee_id", lambda c: c.assignee_id),
     ("customer_id", lambda c: c.customer_id),
-    ("customer_tier", lambda c: c.customer_tier),
+    ("customer_tier", lambda c: c.tier),
     ("complainant_name", lambda c: c.complainant_name),
     ("complainant_contact", lambda c: c.complainant_contact),
     ("complainant_relation", lambda c: c.complainant_relation),
@@ -195,6 +205,13 @@ def _period(stmt: Any, filters: ExportFilters) -> Any:
     return stmt
 
 
+# The customer's tier now; an anonymised complaint's customer is unlinked, its tier kept.
+_TIER = func.coalesce(
+    select(Customer.tier).where(Customer.id == Complaint.customer_id).scalar_subquery(),
+    Complaint.customer_tier,
+)
+
+
 async def page(
     session: AsyncSession,
     *,
@@ -207,7 +224,11 @@ async def page(
     listed = service.Filters(
         filters.status, filters.category, filters.assignee_id, filters.branch, filters.text
     )
-    stmt = select(Complaint).where(service.visible_to(principal), Complaint.id > after_id)
+    stmt = (
+        select(Complaint)
+        .where(service.visible_to(principal), Complaint.id > after_id)
+        .options(with_expression(Complaint.tier, _TIER))
+    )
     stmt = _period(service._filtered(stmt, listed), filters)
     return (await session.scalars(stmt.order_by(Complaint.id).limit(limit))).all()
 

@@ -50,7 +50,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, query_expression
 
 from app.complaints.calendar import WorkCalendar
 from app.complaints.clocks import (
@@ -173,6 +173,9 @@ class Complaint(TimestampMixin, Base):
     customer_tier: Mapped[str | None] = mapped_column(
         String(32), comment="the customer's tier, kept when anonymisation unlinks the customer"
     )
+    # The linked customer's tier now, or the kept one; loaded only where a query asks for it
+    # (``with_expression``, as the export does): never a column.
+    tier: Mapped[str | None] = query_expression()
     legal_hold: Mapped[bool] = mapped_column(
         Boolean, nullable=False, server_default=false(), comment="true: never anonymised"
     )

@@ -119,6 +119,24 @@ class TestJson:
         )
         assert item["complainant_name"] == HOSTILE["complainant"]["name"]
 
+    async def test_the_customers_tier_is_exported_and_kept_once_unlinked(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        gold = await api.customer(tier="gold")
+        linked = await register(api, complaint_body(customer={"id": gold["id"]}))
+        anonymous = await register(api, complaint_body())
+        kept = await register(api, complaint_body())
+        async with engine.begin() as conn:  # as anonymisation leaves a complaint
+            await conn.execute(
+                text("UPDATE complaints SET customer_tier = 'platinum' WHERE id = :id"),
+                {"id": kept["id"]},
+            )
+        tiers = {i["id"]: i["customer_tier"] for i in complaints(await exported(api))}
+        assert tiers == {linked["id"]: "gold", anonymous["id"]: None, kept["id"]: "platinum"}
+        header, *rows = csv_rows(await exported(api, format="csv"))
+        column = header.index("customer_tier")
+        assert [r[column] for r in rows] == ["gold", "", "platinum"]
+
     async def test_the_document_names_its_record_and_filters_even_when_empty(
         self, api: Api, engine: AsyncEngine
     ) -> None:
