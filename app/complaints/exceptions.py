@@ -37,6 +37,19 @@ class MissingFacts(InvalidInput):
         )
 
 
+class UnexpectedFacts(InvalidInput):
+    """A request with facts the step does not take: each named in ``fields``."""
+
+    def __init__(self, names: Iterable[str], *, what: str) -> None:
+        extra = list(names)
+        super().__init__(
+            f"{what} does not take {', '.join(extra)}",
+            fields=[
+                {"field": name, "message": f"{what} does not take this fact"} for name in extra
+            ],
+        )
+
+
 class IllegalMove(IllegalTransition):
     """The lifecycle does not allow this move from the complaint's current status."""
 

@@ -291,6 +291,9 @@ _OPTIONAL: Final[dict[ComplaintEvent, frozenset[str]]] = {
     _E.WITHDRAW: frozenset({"reason"}),
 }
 
+# Why, on any move: kept with the move's other facts on its audit entry.
+ANY_MOVE: Final = frozenset({"reason"})
+
 _RANK: Final[dict[EscalationLevel, int]] = {
     EscalationLevel.agent: 0,
     EscalationLevel.supervisor: 1,
@@ -340,6 +343,12 @@ def optional(event: ComplaintEvent) -> frozenset[str]:
 def missing(event: ComplaintEvent, facts: Mapping[str, Any]) -> tuple[str, ...]:
     """The needed facts that ``facts`` lacks or leaves blank, sorted by name."""
     return tuple(sorted(name for name in _NEEDS[event] if _is_blank(facts.get(name))))
+
+
+def unexpected(event: ComplaintEvent, facts: Mapping[str, Any]) -> tuple[str, ...]:
+    """The facts given that ``event`` neither needs nor may carry, sorted by name."""
+    taken = _NEEDS[event] | _OPTIONAL.get(event, frozenset()) | ANY_MOVE
+    return tuple(sorted(name for name in facts if name not in taken))
 
 
 def _is_blank(value: Any) -> bool:

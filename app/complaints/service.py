@@ -102,6 +102,7 @@ from app.complaints.exceptions import (
     ComplaintNotFound,
     IllegalMove,
     InvalidComplaint,
+    UnexpectedFacts,
     missing_for,
 )
 from app.complaints.lifecycle import ComplaintEvent, ComplaintStatus, EscalationLevel
@@ -1009,6 +1010,9 @@ async def transition(
     missing = lifecycle.missing(event, given)
     if missing:
         raise missing_for(event, missing)
+    extra = lifecycle.unexpected(event, given)
+    if extra:
+        raise UnexpectedFacts(extra, what=event.value)
     rows = await clocks_of(session, complaint.id)
     move = Move(
         session, complaint, {ClockKind(r.kind): r for r in rows}, facts, principal, now, desk

@@ -29,7 +29,9 @@ from app.complaints.lifecycle import (
     needs,
     next_level,
     optional,
+    unexpected,
 )
+from app.complaints.schemas import TransitionFacts
 
 S, E = ComplaintStatus, ComplaintEvent
 AGENT, SUPERVISOR, HEAD_OFFICE = EscalationLevel
@@ -315,6 +317,25 @@ class TestMissing:
     ) -> None:
         given_facts = {name for name, value in facts.items() if value.strip()}
         assert set(missing(event, facts)) == NEEDS[event] - given_facts
+
+
+class TestUnexpected:
+    @pytest.mark.parametrize("event", list(ComplaintEvent), ids=str)
+    def test_the_needed_optional_and_a_reason_are_taken_by_every_event(
+        self, event: ComplaintEvent
+    ) -> None:
+        facts = dict.fromkeys(NEEDS[event] | optional(event) | {"reason"}, "x")
+        assert unexpected(event, facts) == ()
+
+    @pytest.mark.parametrize("event", list(ComplaintEvent), ids=str)
+    def test_every_other_fact_is_named_sorted(self, event: ComplaintEvent) -> None:
+        every = set(TransitionFacts.model_fields)
+        others = every - NEEDS[event] - optional(event) - {"reason"}
+        assert unexpected(event, dict.fromkeys(every, "x")) == tuple(sorted(others))
+
+    def test_classify_does_not_take_compensation(self) -> None:
+        facts = {"categories": ["fees"], "severity": "low", "compensation": 1}
+        assert unexpected(E.CLASSIFY, facts) == ("compensation",)
 
 
 class TestEscalation:

@@ -185,6 +185,30 @@ class TestRefusals:
         ]
         assert (await snapshot(api, assigned["id"]))["status"] == "in_progress"
 
+    async def test_facts_the_move_does_not_take_are_named_and_nothing_changes(
+        self, api: Api
+    ) -> None:
+        done = await register(api, complaint_body())
+        before = await snapshot(api, done["id"])
+        facts = {"categories": ["fees"], "severity": "low", "compensation": "100", "days": 3}
+        body = await move(api, done["id"], "classify", facts, status=422)
+        assert [(f["field"], f["message"]) for f in body["fields"]] == [
+            ("compensation", "classify does not take this fact"),
+            ("days", "classify does not take this fact"),
+        ]
+        after = await snapshot(api, done["id"])
+        assert (after["status"], after["facts"], after["timeline"]) == (
+            "registered",
+            {},
+            before["timeline"],
+        )
+
+    async def test_a_reason_may_come_with_any_move(self, api: Api) -> None:
+        done = await register(api, complaint_body())
+        facts = {"categories": ["fees"], "severity": "low", "reason": "the customer's words"}
+        after = await move(api, done["id"], "classify", facts)
+        assert after["facts"]["classify"]["reason"] == "the customer's words"
+
     @pytest.mark.parametrize("reason", [None, "lunch break"])
     async def test_a_pause_without_a_listed_reason_is_a_422(
         self, api: Api, assigned: dict[str, Any], reason: str | None
