@@ -246,9 +246,11 @@ async def create_agent(
     key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Create an agent (admins: anyone; supervisors: agents of their own site)."""
-    require(principal, Resource.agents, Action.create, agent=Target(-1, body.role, body.site))
     if not can_grant(principal, body.role):
-        raise NotAllowed(f"a {principal.role.value} cannot create a {body.role.value}")
+        # Before the site rule, whose refusal ("own site only") would not be the reason.
+        role = body.role.value
+        raise NotAllowed(f"only an admin can create {'an' if role[0] in 'aeiou' else 'a'} {role}")
+    require(principal, Resource.agents, Action.create, agent=Target(-1, body.role, body.site))
 
     async def create() -> tuple[int, Any]:
         password_hash = await hash_password(request.app.state.hasher, body.password)

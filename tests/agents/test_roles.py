@@ -271,6 +271,22 @@ class TestCreateAgentRoles:
         body = {"name": "New", "username": unique("new"), "password": AGENT_PASSWORD}
         expect(await cast.sessions["supervisor"].post(AGENTS, body), 403)
 
+    @pytest.mark.parametrize(
+        ("role", "named"), [("admin", "an admin"), ("supervisor", "a supervisor")]
+    )
+    async def test_a_supervisor_creating_a_higher_role_is_told_only_an_admin_can(
+        self, cast: Cast, role: str, named: str
+    ) -> None:
+        body = {
+            "name": "New",
+            "username": unique("new"),
+            "password": AGENT_PASSWORD,
+            "role": role,
+            "site": "shanghai",
+        }
+        refused = expect(await cast.sessions["supervisor"].post(AGENTS, body), 403)
+        assert refused["detail"] == f"only an admin can create {named}"
+
     async def test_admin_creates_an_admin(self, cast: Cast) -> None:
         body = {
             "name": "Second",
