@@ -112,7 +112,7 @@ export function showRegister(view, { table, contactId, opened }) {
     h(
       "div",
       { class: "field wide" },
-      h("label", { class: "check" }, h("input", { type: "checkbox", id: "reg-separate", name: "separate", "aria-describedby": "reg-separate-hint" }), " ", t("desk.new.separate")),
+      h("label", { class: "choice" }, h("input", { type: "checkbox", id: "reg-separate", name: "separate", "aria-describedby": "reg-separate-hint" }), t("desk.new.separate")),
       h("p", { id: "reg-separate-hint", class: "hint", text: t("desk.new.separate_hint") }),
     ),
     missing,
