@@ -1,11 +1,22 @@
-"""Request and response bodies for auth, skills and agents."""
+"""Request and response bodies for auth, skills and agents.
+
+An agent's ``endpoint`` is where the IVR bridges a voice contact with a TwiML ``<Dial>``
+(``app.ivr.twiml.bridge``), so it takes only the three forms that dials: a SIP URI
+(``sip:1001@pbx.example.com``, with an optional port, ``;parameters`` and ``?headers``), a
+Twilio Client name (``client:alice``: letters, digits, ``_``, ``.`` and ``-``, as usernames
+are), or a phone number in E.164 (``+8613800138000``). Any other scheme (``javascript:``,
+``sips:``, ``tel:``), ``sip:`` or ``client:`` with nothing after it, a number with spaces and
+any whitespace or control character are a 422 naming ``endpoint``.
+"""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -13,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from app.agents.models import Role
 from app.agents.presence import State, Status
@@ -33,6 +45,43 @@ Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, ma
 Level = Annotated[int, Field(ge=1, le=10, description="proficiency, 1 (novice) to 10 (expert)")]
 Capacity = Annotated[int, Field(ge=0, le=100)]
 MAX_ID = 2**63 - 1  # ids are BIGINT; a larger number cannot name anything
+
+# The forms ``app.ivr.twiml.bridge`` dials, matched whole.
+_TOKEN = r"[A-Za-z0-9._~%+\-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
+_SIP_URI = (
+    r"sip:(?:[A-Za-z0-9._~!$&'()*+,=%\-]+@)?"  # the user, if any
+    rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])"  # the host: a name, an address, [IPv6]
+    r"(?::[0-9]{1,5})?"  # the port
+    rf"(?:;{_TOKEN}(?:={_TOKEN})?)*"  # parameters: ;transport=tcp
+    rf"(?:\?{_TOKEN}={_TOKEN}(?:&{_TOKEN}={_TOKEN})*)?"  # headers: ?x-customer=1&x-tier=gold
+)
+_CLIENT = r"client:[A-Za-z0-9_.\-]+"
+_E164 = r"\+[1-9][0-9]{1,14}"
+_ENDPOINT = re.compile(rf"{_SIP_URI}|{_CLIENT}|{_E164}")
+ENDPOINT_DESCRIPTION = (
+    "where a voice contact is bridged (a TwiML <Dial>): a SIP URI (sip:1001@pbx.example.com), "
+    "a Twilio Client name (client:alice: letters, digits, _ . -) or a phone number in E.164 "
+    "(+8613800138000); no other scheme, no spaces"
+)
+
+
+def _dialable(value: str) -> str:
+    if not _ENDPOINT.fullmatch(value):
+        raise PydanticCustomError(
+            "endpoint",
+            "Input should be a SIP URI (sip:1001@pbx.example.com), a Twilio Client name "
+            "(client:alice) or a phone number in E.164 (+8613800138000), without spaces",
+        )
+    return value
+
+
+Endpoint = Annotated[
+    str,
+    StringConstraints(max_length=255),
+    AfterValidator(_dialable),
+    Field(examples=["sip:1001@pbx.example.com", "client:alice", "+8613800138000"]),
+]
 
 
 class TokenOut(BaseModel):
@@ -89,9 +138,7 @@ class AgentCreate(StrictModel):
     )
     site: Label | None = None
     team: Label | None = None
-    endpoint: Annotated[str, StringConstraints(max_length=255)] | None = Field(
-        default=None, description="where a voice contact is bridged, e.g. sip:1001@pbx.example.com"
-    )
+    endpoint: Endpoint | None = Field(default=None, description=ENDPOINT_DESCRIPTION)
 
     _check_skills = field_validator("skills")(_unique_skills)
     _person_role = field_validator("role")(person_role)
@@ -112,7 +159,9 @@ class AgentUpdate(StrictModel):
     capacity: dict[Channel, Capacity] | None = None
     site: Label | None = None
     team: Label | None = None
-    endpoint: Annotated[str, StringConstraints(max_length=255)] | None = None
+    endpoint: Endpoint | None = Field(
+        default=None, description=f"{ENDPOINT_DESCRIPTION}; null: none"
+    )
     active: bool | None = None
 
     _check_skills = field_validator("skills")(_unique_skills)

@@ -19,6 +19,43 @@ def _fields(body: dict[str, Any]) -> list[str]:
     return [f["field"] for f in body["fields"]]
 
 
+# What the IVR's <Dial> takes (app.ivr.twiml.bridge), and what it cannot dial.
+DIALABLE = [
+    "sip:1001@pbx.example.com",
+    "sip:pbx.example.com",
+    "sip:1001@10.0.0.7:5060;transport=tcp",
+    "sip:1001@pbx.example.com?x-tier=gold&x-queue=cards",
+    "sip:1001@[2001:db8::7]:5061",
+    "client:alice",
+    "client:li.na",  # the demo's agents are client:<username>
+    "client:zhao-lei_2",
+    "+8613800138000",
+    "+16502530000",
+]
+NOT_DIALABLE = {
+    "javascript": "javascript:alert(1)",
+    "http": "https://pbx.example.com/1001",
+    "sips": "sips:1001@pbx.example.com",
+    "tel": "tel:+8613800138000",
+    "upper-case-scheme": "SIP:1001@pbx.example.com",
+    "bare-sip": "sip:",
+    "sip-no-host": "sip:1001@",
+    "sip-bad-host": "sip:1001@-pbx.example.com",
+    "sip-space": "sip:1001 @pbx.example.com",
+    "sip-newline": "sip:1001@pbx.example.com\n",
+    "sip-control": "sip:1001@pbx.example.com\x07",
+    "bare-client": "client:",
+    "client-space": "client:li na",
+    "client-markup": "client:<alice>",
+    "leading-space": " client:alice",
+    "number-with-spaces": "+86 138 0013 8000",
+    "number-without-plus": "13800138000",
+    "number-plus-zero": "+0123456",
+    "number-too-long": "+1234567890123456",
+    "empty": "",
+}
+
+
 def _agent_body(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "name": "Li Lei",
@@ -185,6 +222,21 @@ class TestCreateAgent:
         body = expect(await api.post(AGENTS, _agent_body(role="root")), 422)
         assert _fields(body) == ["role"]
 
+    @pytest.mark.parametrize("endpoint", DIALABLE)
+    async def test_an_endpoint_the_ivr_dials_is_kept(self, api: Api, endpoint: str) -> None:
+        created = expect(await api.post(AGENTS, _agent_body(endpoint=endpoint)), 201)
+        assert created["endpoint"] == endpoint
+
+    @pytest.mark.parametrize("endpoint", NOT_DIALABLE.values(), ids=NOT_DIALABLE.keys())
+    async def test_an_endpoint_the_ivr_cannot_dial_is_a_422_naming_it(
+        self, api: Api, endpoint: str
+    ) -> None:
+        body = expect(await api.post(AGENTS, _agent_body(endpoint=endpoint)), 422)
+        assert _fields(body) == ["endpoint"]
+        assert "sip:" in body["detail"]
+        assert "client:" in body["detail"]
+        assert "E.164" in body["detail"]
+
     async def test_creating_an_agent_writes_agent_created(self, api: Api) -> None:
         cursor = await api.event_cursor()
         created = await api.agent()
@@ -212,6 +264,13 @@ class TestUpdateAgent:
             k: v for k, v in created.items() if k not in ("team",)
         }
         assert expect(await api.get(url), 200) == updated
+
+    async def test_endpoint_is_changed_to_each_dialable_form_or_cleared(self, api: Api) -> None:
+        created = await api.agent(endpoint="client:alice")
+        url = f"{AGENTS}/{created['id']}"
+        for endpoint in ("sip:1001@pbx.example.com", "+8613800138000", "client:bob", None):
+            updated = expect(await api.patch(url, {"endpoint": endpoint}), 200)
+            assert updated["endpoint"] == endpoint
 
     async def test_skills_are_replaced_not_merged(self, api: Api) -> None:
         for name in ("credit_card", "mandarin", "loans"):
@@ -273,6 +332,9 @@ class TestUpdateAgent:
             ({"password": "short"}, "password"),
             ({"skills": [{"skill": "credit_card", "level": 11}]}, "skills.0.level"),
             ({"username": "renamed"}, "username"),
+            ({"endpoint": "javascript:alert(1)"}, "endpoint"),
+            ({"endpoint": "sip:"}, "endpoint"),
+            ({"endpoint": "client: alice"}, "endpoint"),
         ],
         ids=[
             "null-name",
@@ -283,6 +345,9 @@ class TestUpdateAgent:
             "short-password",
             "level-11",
             "username-is-fixed",
+            "endpoint-javascript",
+            "endpoint-bare-sip",
+            "endpoint-client-space",
         ],
     )
     async def test_bad_change_is_a_422_naming_the_field(
