@@ -8,6 +8,7 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from app.channels import Channel
+from app.customers.schemas import Language
 from app.routing.scoring import Strategy
 from app.schemas import NAME_OR_ID, Id, StrictModel
 
@@ -137,7 +138,13 @@ class ContactCreate(StrictModel):
     queue: Annotated[QueueName | Id, NAME_OR_ID] = Field(description="queue name or id")
     customer: CustomerRef | None = None
     subject: str | None = Field(default=None, max_length=500)
-    language: str | None = Field(default=None, max_length=16)
+    language: Language | None = Field(
+        default=None,
+        max_length=16,
+        description="BCP 47 tag, as a customer's language is given (e.g. zh-CN, en, yue-HK, "
+        "zh-Hans-CN): a language of 2 or 3 lower-case letters, then subtags of 2 to 8 letters "
+        "or digits, each after a -; up to 16 characters; default: the customer's",
+    )
     skills: list[StepSkill] = Field(
         default_factory=list,
         max_length=MAX_CONTACT_SKILLS,

@@ -92,6 +92,32 @@ class TestCreateContactRefusals:
         assert body["field"] == "channel"
         assert "voice" in body["detail"]
 
+    @pytest.mark.parametrize("language", ["zh-CN", "en", "en-US", "yue-HK", "zh-Hans-CN"])
+    async def test_a_language_tag_is_taken(self, api: Api, language: str) -> None:
+        q = await queue(api)
+
+        created = await contact(api, q["name"], language=language)
+
+        assert created["language"] == language
+
+    @pytest.mark.parametrize(
+        "language",
+        ["!!!", "zh CN", "", "zh_CN", "ZH-CN", "chinese", "zh-Hans-CN-abcdef"],
+        ids=["punctuation", "space", "empty", "underscore", "upper-case", "word", "17-long"],
+    )
+    async def test_a_language_that_is_no_tag_is_422_naming_language(
+        self, api: Api, engine: AsyncEngine, language: str
+    ) -> None:
+        q = await queue(api)
+        before = await snapshot(engine)
+
+        response = await api.post(
+            "/api/v1/contacts", {"channel": "chat", "queue": q["name"], "language": language}
+        )
+
+        body = await refused(engine, before, response, 422)
+        assert [f["field"] for f in body["fields"]] == ["language"]
+
     async def test_retry_with_the_same_idempotency_key_returns_the_same_contact_once(
         self, api: Api, engine: AsyncEngine
     ) -> None:
