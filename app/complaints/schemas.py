@@ -5,6 +5,15 @@ them, the matter: when, where, which branch, what happened; the grounds; the req
 is a required field that may not be blank, so a request lacking several is one 422 naming
 each of them. A transition's body carries the facts its move needs (``lifecycle.needs``);
 all are optional here and the service names the missing ones for the move at hand.
+
+The complainant's contact must be one the desk can use: one the notices can be sent to
+(``notice_texts.recipient_of``: an e-mail address, or a mobile number) or one the status
+lookup can match (``identity.normalise_phone``: any phone number, a landline with its area
+code or a service number too), as typed at the desk or by a caller (``13800138000``,
+``+86 138 0013 8000``, ``010-6552-8888``). Anything else (``!!!``, a postal address,
+``li@example``) is a 422 naming ``complainant.contact``. Numbers are read in the region the
+notices read them in (``DEFAULT_PHONE_REGION``, CN). Only a registration is checked: a
+complaint read back shows the contact as it was stored (``Complainant``), masked or not.
 """
 
 from __future__ import annotations
@@ -14,11 +23,14 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, StringConstraints
+from pydantic_core import PydanticCustomError
 
 from app.complaints.clocks import ClockKind
 from app.complaints.lifecycle import EscalationLevel, ReviewOutcome
 from app.complaints.models import Channel, Relation
+from app.complaints.notice_texts import recipient_of
+from app.customers.identity import DEFAULT_PHONE_REGION, InvalidPhone, PhoneProblem, normalise_phone
 from app.schemas import Id, StrictModel
 
 
@@ -43,10 +55,47 @@ class CustomerRef(StrictModel):
     id: Ref = Field(description="the customer's id")
 
 
+CONTACT_EXPECTED = (
+    "a phone number (13800138000, +86 138 0013 8000, 010-6552-8888) or an e-mail address "
+    "(name@example.com)"
+)
+
+
+def reachable(contact: str) -> str:
+    """``contact`` if the notices can be sent to it or the status lookup can match it."""
+    if recipient_of(contact) is not None:
+        return contact
+    try:
+        normalise_phone(contact, region=DEFAULT_PHONE_REGION)
+    except InvalidPhone as exc:
+        # Not even a phone number's characters: no reason about numbers helps.
+        why = "" if exc.problem is PhoneProblem.CHARACTERS else f": {exc}"
+        raise PydanticCustomError(
+            "contact", "Input should be {expected}{why}", {"expected": CONTACT_EXPECTED, "why": why}
+        ) from None
+    return contact
+
+
+Contact = Annotated[str, _text(200), AfterValidator(reachable)]
+
+
 class Complainant(StrictModel):
+    """The complainant as a complaint holds them (what a read shows, masked or not)."""
+
     name: Short = Field(description="the complainant's real name")
     contact: Short = Field(description="how to reach them: a phone number, an e-mail address")
     relation: Relation = Field(description="the customer themselves, or their authorised agent")
+
+
+class NewComplainant(Complainant):
+    """The complainant of a registration: their contact is one the desk can reach."""
+
+    contact: Contact = Field(
+        description="how to reach them: a phone number (as dialled in China, 13800138000 or "
+        "010-6552-8888, or with + and its country code, +86 138 0013 8000) or an e-mail "
+        "address (name@example.com); the status lookup matches the number, notices go to a "
+        "mobile number or the address"
+    )
 
 
 class Matter(StrictModel):
@@ -61,7 +110,7 @@ class ComplaintCreate(StrictModel):
     customer: CustomerRef | None = Field(
         default=None, description="the customer complained for, when known"
     )
-    complainant: Complainant
+    complainant: NewComplainant
     matter: Matter
     grounds: Long = Field(description="why the complainant holds it is wrong")
     request: Long = Field(description="the remedy requested")

@@ -224,6 +224,66 @@ class TestRegistration:
         assert expect(await stranger.get(COMPLAINTS), 200)["items"] == []
 
 
+# Contacts the desk can reach, as people type them: the status lookup matches the numbers,
+# the notices go to the mobile numbers and the addresses.
+REACHABLE = [
+    "+8613800138000",
+    "13800138000",
+    "+86 138 0013 8000",
+    "0086 138-0013-8000",
+    "\uff11\uff13\uff18\uff10\uff10\uff11\uff13\uff18\uff10\uff10\uff10",  # full-width (an IME)
+    "010-6552-8888",  # a landline: looked up, never texted
+    "(010) 6552 8888",
+    "95561",  # a service number of the region
+    "+852 9123 4567",
+    "+1 650 253 0000",
+    "wang.fang@example.com",
+]
+UNREACHABLE = {
+    "punctuation": "!!!",
+    "words": "call me",
+    "address": "上海市浦东新区世纪大道100号",
+    "address-no-domain": "li@example",
+    "two-ats": "li@@example.com",
+    "space-in-address": "li fang@example.com",
+    "no-such-mobile": "12345678901",
+    "landline-without-area-code": "6552 8888",
+    "country-code-not-in-use": "+999 1234 5678",
+    "too-short": "+86 138",
+}
+
+
+class TestComplainantContact:
+    @pytest.mark.parametrize("contact", REACHABLE)
+    async def test_a_number_or_an_address_is_registered_as_typed(
+        self, api: Api, contact: str
+    ) -> None:
+        body = complaint_body()
+        body["complainant"]["contact"] = contact
+        done = await register(api, body)
+        complaint = expect(await api.get(f"{COMPLAINTS}/{done['id']}"), 200)
+        assert complaint["complainant"]["contact"] == contact
+
+    @pytest.mark.parametrize("contact", UNREACHABLE.values(), ids=UNREACHABLE.keys())
+    async def test_a_contact_the_desk_cannot_reach_is_a_422_naming_it(
+        self, api: Api, engine: AsyncEngine, contact: str
+    ) -> None:
+        body = complaint_body()
+        body["complainant"]["contact"] = contact
+        refused = await register(api, body, status=422)
+        assert [f["field"] for f in refused["fields"]] == ["complainant.contact"]
+        message = refused["fields"][0]["message"]
+        assert "phone number" in message
+        assert "e-mail address" in message
+        assert await written(engine) == (0, 0, 0, 0)
+
+    async def test_a_numbers_problem_is_said(self, api: Api) -> None:
+        body = complaint_body()
+        body["complainant"]["contact"] = "12345678901"
+        refused = await register(api, body, status=422)
+        assert "not a valid +86 number" in refused["fields"][0]["message"]
+
+
 class TestTheSameMatterAgain:
     async def test_another_channel_is_linked_to_the_open_complaint(
         self, api: Api, engine: AsyncEngine
