@@ -64,6 +64,7 @@ from app.complaints.schemas import (
     Matter,
     Registered,
     TransitionFacts,
+    contact_problem,
 )
 from app.db import Session, unit_of_work
 from app.idempotency import check_key, fingerprint, run_once
@@ -298,6 +299,10 @@ async def register_complaint(
     if body.matter.occurred_at > now + OCCURRED_LEEWAY:
         raise InvalidComplaint("matter.occurred_at", "is in the future: say when it happened")
     state = request.app.state
+    region = state.settings.default_phone_region
+    problem = contact_problem(body.complainant.contact, region)
+    if problem is not None:
+        raise InvalidComplaint("complainant.contact", problem)
     scope = f"{principal.actor}:complaints"
     payload = body.model_dump(mode="json")
     calendar = desk.work_calendar()

@@ -11,9 +11,10 @@ The complainant's contact must be one the desk can use: one the notices can be s
 lookup can match (``identity.normalise_phone``: any phone number, a landline with its area
 code or a service number too), as typed at the desk or by a caller (``13800138000``,
 ``+86 138 0013 8000``, ``010-6552-8888``). Anything else (``!!!``, a postal address,
-``li@example``) is a 422 naming ``complainant.contact``. Numbers are read in the region the
-notices read them in (``DEFAULT_PHONE_REGION``, CN). Only a registration is checked: a
-complaint read back shows the contact as it was stored (``Complainant``), masked or not.
+``li@example``) is a 422 naming ``complainant.contact`` (``contact_problem``, which the
+registration route asks with the service's phone region, the one the status lookup reads
+numbers in). Only a registration is checked: a complaint read back shows the contact as it
+was stored, masked or not.
 """
 
 from __future__ import annotations
@@ -23,14 +24,13 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, StringConstraints
-from pydantic_core import PydanticCustomError
+from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
 
 from app.complaints.clocks import ClockKind
 from app.complaints.lifecycle import EscalationLevel, ReviewOutcome
 from app.complaints.models import Channel, Relation
 from app.complaints.notice_texts import recipient_of
-from app.customers.identity import DEFAULT_PHONE_REGION, InvalidPhone, PhoneProblem, normalise_phone
+from app.customers.identity import InvalidPhone, PhoneProblem, normalise_phone
 from app.schemas import Id, StrictModel
 
 
@@ -61,41 +61,29 @@ CONTACT_EXPECTED = (
 )
 
 
-def reachable(contact: str) -> str:
-    """``contact`` if the notices can be sent to it or the status lookup can match it."""
+def contact_problem(contact: str, region: str) -> str | None:
+    """What is wrong with a registration's complainant contact; None if the notices can be
+    sent to it or the status lookup, reading numbers in ``region``, can match it."""
     if recipient_of(contact) is not None:
-        return contact
+        return None
     try:
-        normalise_phone(contact, region=DEFAULT_PHONE_REGION)
+        normalise_phone(contact, region=region)
     except InvalidPhone as exc:
         # Not even a phone number's characters: no reason about numbers helps.
         why = "" if exc.problem is PhoneProblem.CHARACTERS else f": {exc}"
-        raise PydanticCustomError(
-            "contact", "Input should be {expected}{why}", {"expected": CONTACT_EXPECTED, "why": why}
-        ) from None
-    return contact
-
-
-Contact = Annotated[str, _text(200), AfterValidator(reachable)]
+        return f"should be {CONTACT_EXPECTED}{why}"
+    return None
 
 
 class Complainant(StrictModel):
-    """The complainant as a complaint holds them (what a read shows, masked or not)."""
-
     name: Short = Field(description="the complainant's real name")
-    contact: Short = Field(description="how to reach them: a phone number, an e-mail address")
-    relation: Relation = Field(description="the customer themselves, or their authorised agent")
-
-
-class NewComplainant(Complainant):
-    """The complainant of a registration: their contact is one the desk can reach."""
-
-    contact: Contact = Field(
-        description="how to reach them: a phone number (as dialled in China, 13800138000 or "
-        "010-6552-8888, or with + and its country code, +86 138 0013 8000) or an e-mail "
-        "address (name@example.com); the status lookup matches the number, notices go to a "
-        "mobile number or the address"
+    contact: Short = Field(
+        description="how to reach them: a phone number (as dialled in the service's region, "
+        "13800138000 or 010-6552-8888 in China, or with + and its country code, +86 138 0013 "
+        "8000) or an e-mail address (name@example.com); the status lookup matches the "
+        "number, notices go to a mobile number or the address; anything else is a 422"
     )
+    relation: Relation = Field(description="the customer themselves, or their authorised agent")
 
 
 class Matter(StrictModel):
@@ -110,7 +98,7 @@ class ComplaintCreate(StrictModel):
     customer: CustomerRef | None = Field(
         default=None, description="the customer complained for, when known"
     )
-    complainant: NewComplainant
+    complainant: Complainant
     matter: Matter
     grounds: Long = Field(description="why the complainant holds it is wrong")
     request: Long = Field(description="the remedy requested")

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.complaints.router import router as complaints_router
 from app.config import Settings
 from app.main import create_app
+from tests.conftest import make_settings
 from tests.fixtures.desk_clock import freeze_desk
 from tests.fixtures.factories import Api, expect
 
@@ -282,6 +283,19 @@ class TestComplainantContact:
         body["complainant"]["contact"] = "12345678901"
         refused = await register(api, body, status=422)
         assert "not a valid +86 number" in refused["fields"][0]["message"]
+
+
+class TestComplainantContactInAnotherRegion:
+    @pytest.fixture
+    def settings(self, db: str) -> Settings:
+        return make_settings(db, default_phone_region="HK")
+
+    async def test_a_local_number_of_the_services_region_is_taken(self, api: Api) -> None:
+        body = complaint_body()
+        body["complainant"]["contact"] = "9123 4567"
+        done = await register(api, body)
+        complaint = expect(await api.get(f"{COMPLAINTS}/{done['id']}"), 200)
+        assert complaint["complainant"]["contact"] == "9123 4567"
 
 
 class TestTheSameMatterAgain:
