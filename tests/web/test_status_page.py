@@ -3,9 +3,11 @@ nothing internal, one answer for anything not found, hostile text shown as text.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Route, expect
 
 from tests.complaints.test_notes import notes_url
 from tests.complaints.test_registration import complaint_body, register
@@ -26,6 +28,21 @@ async def look_up(page: Page, reference: str, phone: str) -> None:
     await page.get_by_label("Reference").fill(reference)
     await page.get_by_label("Phone number").fill(phone)
     await page.get_by_role("button", name="Show status").click()
+
+
+def refused_with(retry_after_s: int) -> Any:
+    """A route handler that answers a lookup as the service does past its limit."""
+
+    async def answer(route: Route) -> None:
+        body = {"error": "RateLimited", "detail": "too many lookups"}
+        await route.fulfill(
+            status=429,
+            headers={"Retry-After": str(retry_after_s)},
+            content_type="application/json",
+            body=json.dumps(body),
+        )
+
+    return answer
 
 
 async def handled(api: Api, public_note: str) -> dict[str, Any]:
@@ -60,6 +77,13 @@ class TestWhatTheCustomerSees:
             "We have asked the clearing centre."
         )
         await expect(result.locator("#timeline li")).to_have_count(5)  # registered … note
+        # each move said once: its name, and the status after it where the name does not say it
+        await expect(result.locator("#timeline li").first).to_have_text(re.compile(r"Registered$"))
+        first = await result.locator("#timeline li").first.inner_text()
+        assert first.count("Registered") == 1, first
+        await expect(result.locator("#timeline li").nth(3)).to_contain_text(
+            "Work started — In progress"
+        )
         shown = await page.locator("body").inner_text()
         for internal in (
             "Internal: customer is difficult",
@@ -79,6 +103,26 @@ class TestWhatTheCustomerSees:
         await expect(page.locator("#result")).to_be_hidden()
         await look_up(page, "C-20261202-999999", PHONE)
         await expect(page.locator("#lookup-problem")).to_have_text(NOT_FOUND)
+
+    async def test_the_wait_after_too_many_attempts_is_said_in_minutes_hours_and_days(
+        self, new_page: NewPage
+    ) -> None:
+        page = await new_page()
+        problem = page.locator("#lookup-problem")
+        for retry_after_s, said in (
+            (898, "15 minutes"),
+            (60, "1 minute"),
+            (3600, "1 hour"),
+            (3 * 3600 + 5 * 60, "3 hours 5 minutes"),
+            (86400 + 3600, "1 day 1 hour"),
+            (2 * 86400, "2 days"),
+        ):
+            await page.unroute("**/api/v1/public/complaints/**")
+            await page.route("**/api/v1/public/complaints/**", refused_with(retry_after_s))
+            await look_up(page, "C-20261202-000001", PHONE)
+            await expect(problem).to_have_text(f"Too many attempts. Try again in {said}.")
+        await page.locator("#language").click()
+        await expect(problem).to_have_text("尝试次数过多\uff0c请 2 天后再试。")
 
     async def test_missing_facts_are_named_before_asking(self, new_page: NewPage) -> None:
         page = await new_page()
@@ -117,6 +161,19 @@ class TestThePage:
         await page.get_by_label("电话号码").fill(PHONE)
         await page.get_by_label("电话号码").press("Enter")  # the keyboard submits
         await expect(page.locator("#current-status")).to_have_text("已登记")
+        first = page.locator("#timeline li").first
+        await expect(first).to_have_text(re.compile(r"已登记$"))
+        assert (await first.inner_text()).count("已登记") == 1
+
+    async def test_a_problem_shown_is_said_again_in_the_language_switched_to(
+        self, new_page: NewPage
+    ) -> None:
+        page = await new_page()
+        await look_up(page, "C-20261202-000001", "")
+        problem = page.locator("#lookup-problem")
+        await expect(problem).to_have_text("Enter both the reference and the phone number.")
+        await page.locator("#language").click()
+        await expect(problem).to_have_text("请输入投诉编号和电话号码。")
 
     async def test_no_serious_accessibility_violation_with_a_result_shown(
         self, api: Api, new_page: NewPage

@@ -7,14 +7,42 @@
 
 import { api, ApiError, describe } from "../js/api.js";
 import { byId, h, replace, text } from "../js/dom.js";
-import { dateTime, onChange, t } from "../js/i18n.js";
+import { dateTime, lang, onChange, t } from "../js/i18n.js";
 import { startPage } from "../js/page.js";
 
+const MINUTE = 60;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+
 let shown = null;
+let said = null; // what the lookup problem says, as a function: said again in a new language
+
+/** `count` of `unit` (day, hour, minute) in words: "1 day", "15 minutes", "15 分钟". */
+function units(count, unit) {
+  const form = new Intl.PluralRules(lang()).select(count) === "one" ? "one" : "other";
+  return t(`status.unit.${unit}.${form}`, { count });
+}
+
+function pair(count, unit, rest, restUnit) {
+  const big = units(count, unit);
+  return rest ? t("status.unit.pair", { big, small: units(rest, restUnit) }) : big;
+}
+
+/** A wait in seconds in the largest units that fit, rounded up (never shorter than it is):
+ * "15 minutes", "1 hour 5 minutes", "2 days 3 hours". */
+export function waitInWords(seconds) {
+  const minutes = Math.max(1, Math.ceil(seconds / MINUTE));
+  if (minutes * MINUTE < HOUR) return units(minutes, "minute");
+  if (minutes * MINUTE < DAY) return pair(Math.floor(minutes / 60), "hour", minutes % 60, "minute");
+  const hours = Math.ceil(seconds / HOUR);
+  return pair(Math.floor(hours / 24), "day", hours % 24, "hour");
+}
 
 function problem(error) {
   if (error instanceof ApiError && error.status === 404) return t("status.not_found");
-  if (error instanceof ApiError && error.status === 429) return t("status.too_many", { seconds: error.retryAfter || 60 });
+  if (error instanceof ApiError && error.status === 429) {
+    return t("status.too_many", { wait: waitInWords(error.retryAfter || MINUTE) });
+  }
   return describe(error);
 }
 
@@ -36,21 +64,30 @@ function deadlineRow(deadline) {
   );
 }
 
+// The status after a move is said only when the move's name does not already say it
+// ("Registered", not "Registered — Registered").
 function timelineItem(line) {
+  const event = t(`status.event.${line.event}`);
+  const status = t(`complaint.status.${line.status}`);
   return h(
     "li",
     {},
     when(line.at),
-    h("strong", { text: t(`status.event.${line.event}`) }),
-    " — ",
-    t(`complaint.status.${line.status}`),
-    line.days ? h("p", { text: t("status.extended_by", { days: line.days }) }) : null,
+    h("strong", { text: event }),
+    status === event ? null : [" — ", status],
+    line.days ? h("p", { text: t("status.extended_by", { days: units(line.days, "day") }) }) : null,
     line.reason ? h("p", { class: "user-text reason", text: line.reason }) : null,
     line.text ? h("p", { class: "user-text note", text: line.text }) : null,
   );
 }
 
+function sayProblem(what) {
+  said = what;
+  text(byId("lookup-problem"), what ? what() : "");
+}
+
 function render() {
+  if (said) sayProblem(said);
   if (!shown) return;
   text(byId("result-heading"), t("status.result_heading", { reference: shown.reference }));
   replace(
@@ -68,15 +105,14 @@ async function lookup(event) {
   event.preventDefault();
   const reference = byId("reference").value.trim();
   const phone = byId("phone").value.trim();
-  const message = byId("lookup-problem");
   if (!reference || !phone) {
-    text(message, t("status.missing"));
+    sayProblem(() => t("status.missing"));
     byId(reference ? "phone" : "reference").focus();
     return;
   }
   const button = byId("lookup-submit");
   button.disabled = true;
-  text(message, "");
+  sayProblem(null);
   try {
     shown = await api(`/api/v1/public/complaints/${encodeURIComponent(reference)}`, { query: { phone }, anonymous: true });
     render();
@@ -84,7 +120,7 @@ async function lookup(event) {
   } catch (error) {
     shown = null;
     byId("result").hidden = true;
-    text(message, problem(error));
+    sayProblem(() => problem(error));
   } finally {
     button.disabled = false;
   }
