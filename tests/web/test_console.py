@@ -139,7 +139,7 @@ class TestOffers:
         await expect(item.locator(".ring text")).to_have_text(SECONDS_LEFT)
         await item.focus()
         await page.keyboard.press("a")
-        await expect(page.locator("#state-now")).to_have_text("On a contact")
+        await expect(page.locator("#state-now")).to_have_text("In a conversation")  # a chat
         await expect(item).to_have_count(0)
         card = page.locator(f'.contact-card[data-contact-id="{made["id"]}"]')
         await expect(card).to_contain_text("Card blocked abroad")
@@ -215,6 +215,39 @@ class TestOffers:
         ).to_be_visible()
         await expect(page.locator(".contact-card")).to_contain_text("First")
         assert await axe_violations(page, ("critical", "serious")) == []
+
+
+async def accepted(api: Api, new_page: NewPage, channel: str) -> Page:
+    """An agent's console with a contact of ``channel`` accepted."""
+    agent = await api.agent()
+    cards = await queue(api)
+    page = await console_of(new_page, agent)
+    await go_available(page)
+    made = await contact(api, cards["name"], channel=channel)
+    offer = await offer_for(await api.signed_in_as(agent), made["id"])
+    await offer_item(page, offer["id"]).get_by_role("button", name="Accept").click()
+    await expect(page.locator(f'.contact-card[data-contact-id="{made["id"]}"]')).to_be_visible()
+    return page
+
+
+class TestState:
+    async def test_a_chat_in_hand_is_a_conversation_not_a_call_in_both_languages(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        page = await accepted(api, new_page, "chat")
+        await expect(page.locator("#state-now")).to_have_text("In a conversation")
+        await page.locator("#language").click()
+        await expect(page.locator("#state-now")).to_have_text("会话中")
+
+    async def test_a_voice_contact_in_hand_is_a_call_also_after_a_reload(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        page = await accepted(api, new_page, "voice")
+        await expect(page.locator("#state-now")).to_have_text("On a call")
+        await page.reload()  # the contact in hand read again from the service
+        await expect(page.locator("#state-now")).to_have_text("On a call")
+        await page.locator("#language").click()
+        await expect(page.locator("#state-now")).to_have_text("通话中")
 
 
 class TestComplaints:

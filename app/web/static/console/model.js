@@ -102,10 +102,12 @@ export class ConsoleModel extends EventTarget {
     this.changed("offers");
   }
 
+  /** Hold a contact; its channel comes with the event or record `data` when it has one. */
   hold(contactId, fields, data) {
     if (!contactId || this.endedContacts.has(contactId) || (data && !this.mine(data))) return;
-    const known = this.contacts.get(contactId) || { id: contactId, until: null };
-    this.contacts.set(contactId, { ...known, ...fields });
+    const known = this.contacts.get(contactId) || { id: contactId, until: null, channel: null };
+    const channel = (data && data.channel) || fields.channel || known.channel;
+    this.contacts.set(contactId, { ...known, ...fields, channel });
     this.remember();
     this.changed("contacts");
   }
@@ -123,7 +125,7 @@ export class ConsoleModel extends EventTarget {
   recovered(contacts) {
     for (const contact of contacts) {
       const status = contact.status === "wrap_up" ? "wrap_up" : "connected";
-      this.hold(contact.id, { status }, null);
+      this.hold(contact.id, { status, channel: contact.channel || null }, null);
     }
   }
 

@@ -1,5 +1,6 @@
 // The agent's status (their choice: available, away with a reason, offline) and state (the
-// service's: idle, offered, busy, wrap-up), and the form that sets the status.
+// service's: idle, offered, busy, wrap-up, "busy" said as the contacts in hand are: on a call,
+// in a conversation), and the form that sets the status.
 
 import { byId, text } from "../js/dom.js";
 import { t } from "../js/i18n.js";
@@ -7,6 +8,11 @@ import { announce, showError } from "../js/page.js";
 import * as actions from "./actions.js";
 
 export const AWAY_REASONS = ["break", "lunch", "training", "meeting"];
+// What "busy" is called follows the channels of the contacts in hand: a call when one of them
+// is a call, a conversation when all are; anything else (e-mail, a case, not known yet) is
+// "on a contact".
+const CALLS = new Set(["voice", "callback"]);
+const CONVERSATIONS = new Set(["chat", "web", "app"]);
 
 let model = null;
 
@@ -19,13 +25,21 @@ function showReason() {
   byId("away-reason-field").hidden = chosen() !== "away";
 }
 
+function stateText(state) {
+  if (state !== "busy") return t(`state.${state}`);
+  const channels = [...model.contacts.values()].filter((c) => c.status === "connected").map((c) => c.channel);
+  if (channels.some((channel) => CALLS.has(channel))) return t("state.busy_call");
+  if (channels.length && channels.every((channel) => CONVERSATIONS.has(channel))) return t("state.busy_conversation");
+  return t("state.busy");
+}
+
 function render() {
   const agent = model.agent;
   if (!agent) return;
   const reason = agent.status === "away" && agent.status_reason ? ` (${reasonText(agent.status_reason)})` : "";
   text(byId("status-now"), `${t(`presence.${agent.status}`)}${reason}`);
   byId("status-now").className = `badge ${agent.status === "available" ? "ok" : "muted"}`;
-  text(byId("state-now"), t(`state.${agent.state}`));
+  text(byId("state-now"), stateText(agent.state));
   const form = byId("status-form");
   if (!form.contains(document.activeElement)) {
     const radio = form.querySelector(`input[name="status"][value="${agent.status}"]`);
@@ -63,6 +77,7 @@ async function submit(event) {
 export function mountPresence(consoleModel) {
   model = consoleModel;
   model.addEventListener("agent", render);
+  model.addEventListener("contacts", render);
   const form = byId("status-form");
   form.addEventListener("submit", submit);
   form.addEventListener("change", showReason);
