@@ -157,3 +157,20 @@ class TestPage:
         page = await reports_of(new_page, boss, locale="zh-CN")
         await expect(page.locator("#report-heading")).to_have_text("按时间范围出具报表")
         await expect(page.locator("#download-csv")).to_have_text("下载 CSV")
+
+    async def test_the_subject_and_every_queue_or_agent_follow_a_switch_of_language(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor()
+        await queue(api, name="cards")
+        page = await reports_of(new_page, boss)
+        every = page.locator('#report-subject option[value=""]')
+        await expect(every).to_have_text("Every queue")
+        await page.locator("#language").click()
+        await expect(every).to_have_text("全部队列")
+        await expect(page.locator("#report-subject-label")).to_have_text("队列")
+        await page.locator('input[name="kind"][value="agents"]').check()
+        await expect(every).to_have_text("全部坐席")
+        await page.locator("#language").click()
+        await expect(every).to_have_text("Every agent")
+        await expect(page.locator("#report-subject-label")).to_have_text("Agent")

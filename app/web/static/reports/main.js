@@ -46,8 +46,12 @@ function kind() {
 async function fillSubjects() {
   const select = byId("report-subject");
   const agents = kind() === "agents";
-  text(byId("report-subject-label"), t(agents ? "reports.agent" : "reports.queue"));
-  replace(select, h("option", { value: "", text: t(agents ? "reports.all_agents" : "reports.all_queues") }));
+  // Marked with their keys, so that a switch of language says them again (i18n's `apply`).
+  const label = byId("report-subject-label");
+  label.dataset.i18n = agents ? "reports.agent" : "reports.queue";
+  text(label, t(label.dataset.i18n));
+  const every = agents ? "reports.all_agents" : "reports.all_queues";
+  replace(select, h("option", { value: "", text: t(every), dataset: { i18n: every } }));
   try {
     const items = await allPages(agents ? "/api/v1/agents" : "/api/v1/queues");
     select.append(...items.map((item) => h("option", { value: String(item.id), text: agents && item.site ? `${item.name} (${item.site})` : item.name })));
