@@ -139,3 +139,27 @@ class TestPage:
         await expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
         await page.locator("#language").click()
         await expect(page.locator("#queues-heading")).to_have_text("Queues")
+
+    async def test_the_service_level_formulas_follow_the_language(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor()
+        await queue(api, name="cards", service_level={"threshold_s": 30, "short_abandon_s": 5})
+        await queue(api, name="loans", service_level={"threshold_s": 15, "counts_abandons": False})
+        page = await wallboard_of(new_page, boss, locale="zh-CN")
+        formula = page.locator("#formula")
+        await expect(formula).to_have_text(re.compile(r"^服务水平 = Σ 各队列在其阈值内接待数"))
+        await expect(cell(page, "cards", "service_level")).to_have_attribute(
+            "title", "服务水平 = 30 秒内接待数 / \uff08接待数 + 5 秒后放弃数\uff09"
+        )
+        await expect(cell(page, "loans", "service_level")).to_have_attribute(
+            "title", "服务水平 = 15 秒内接待数 / 接待数"
+        )
+        await page.locator("#language").click()
+        await expect(formula).to_have_text(
+            "Service level = Σ answered within each queue's threshold / Σ (answered + abandons"
+            " after each queue's cutoff, where the queue counts them)"
+        )
+        await expect(cell(page, "cards", "service_level")).to_have_attribute(
+            "title", "Service level = answered within 30s / (answered + abandoned after 5s)"
+        )

@@ -148,7 +148,17 @@ export function renderFigures(table, formula, board) {
     h("thead", {}, h("tr", {}, h("td", {}), spanHeading(interval, "wallboard.span.interval"), spanHeading(day, "wallboard.span.day"))),
     h("tbody", {}, rows),
   );
-  text(formula, t("wallboard.formula", { formula: (interval.service_level && interval.service_level.formula) || "" }));
+  text(formula, t("wallboard.formula", { formula: t("wallboard.formula.centre") }));
+}
+
+/** A queue's service-level formula in the page's language, from the settings the frame
+ * gives with it (the service's `formula` is the same in English). */
+export function queueFormula(sl) {
+  if (!sl || sl.threshold_s === undefined || sl.threshold_s === null) return null;
+  const threshold = t("wallboard.formula.seconds", { seconds: sl.threshold_s });
+  if (!sl.counts_abandons) return t("wallboard.formula.queue_answered", { threshold });
+  const cutoff = t("wallboard.formula.seconds", { seconds: sl.short_abandon_s ?? 0 });
+  return t("wallboard.formula.queue", { threshold, cutoff });
 }
 
 /** Agents by status (with away reasons) and by state. */
@@ -193,7 +203,9 @@ export function renderQueues(table, board, span) {
     const cells = QUEUE_COLUMNS.map(([key, show]) => {
       if (key === "service_level") {
         const sl = figures.service_level || {};
-        return h("td", { dataset: { field: key }, title: sl.formula || null }, slBadge(figures.service_level_pct, sl.target_pct));
+        const said = queueFormula(sl) ?? sl.formula;
+        const title = said ? t("wallboard.formula", { formula: said }) : null;
+        return h("td", { dataset: { field: key }, title }, slBadge(figures.service_level_pct, sl.target_pct));
       }
       return h("td", { dataset: { field: key }, text: show(queue, figures) });
     });
