@@ -54,6 +54,22 @@ class TestLiveFigures:
         await expect(cell(page, "cards", "offered")).to_have_text("2")
         await expect(page.locator("#queues caption")).to_have_text("Every queue today")
 
+    async def test_no_contacts_yet_is_said_only_of_a_queue_that_has_had_none(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor()
+        cards = await queue(api, name="cards")
+        page = await wallboard_of(new_page, boss)
+        level = cell(page, "cards", "service_level")
+        await expect(level).to_contain_text("no contacts yet")
+        await contact(api, cards["name"])
+        await expect(cell(page, "cards", "waiting")).to_have_text("1")
+        await expect(level).to_contain_text("none answered yet")
+        await expect(level).not_to_contain_text("no contacts yet")
+        await expect(page.locator("#overall-sl")).to_contain_text("none answered yet")
+        await expect(page.locator("#overall-figures")).to_contain_text("none answered yet")
+        await expect(page.locator("#overall-figures")).not_to_contain_text("no contacts yet")
+
     async def test_an_away_reason_is_shown_as_text(self, api: Api, new_page: NewPage) -> None:
         boss = await api.supervisor()
         await queue(api, name="cards")

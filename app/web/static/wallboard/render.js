@@ -34,9 +34,17 @@ export function slLevel(value, target) {
   return "danger";
 }
 
-function slBadge(value, target) {
+/** Has a span had any contact: offered in it, or waiting now (since before it began)? */
+export function hadContacts(figures, live) {
+  return Boolean((figures && figures.offered > 0) || (live && live.waiting > 0));
+}
+
+// No service level yet: "no contacts yet" only when there were none; contacts waiting, or
+// abandoned too soon to count, have no level until one is answered.
+function slBadge(value, target, contacts) {
   const level = slLevel(value, target);
-  const words = { ok: "wallboard.sl.on_target", warn: "wallboard.sl.near_target", danger: "wallboard.sl.below_target", muted: "wallboard.sl.none" };
+  const none = contacts ? "wallboard.sl.none_answered" : "wallboard.sl.none";
+  const words = { ok: "wallboard.sl.on_target", warn: "wallboard.sl.near_target", danger: "wallboard.sl.below_target", muted: none };
   return h(
     "span",
     { class: ["sl", level], dataset: { level } },
@@ -89,7 +97,7 @@ export function renderTiles(container, board) {
   ];
   if (now) {
     children.push(
-      tile("overall-sl", t("wallboard.service_level"), "", slBadge(now.service_level_pct, target)),
+      tile("overall-sl", t("wallboard.service_level"), "", slBadge(now.service_level_pct, target, hadContacts(now, live))),
       tile("overall-asa", t("wallboard.asa"), seconds(now.asa_s)),
       tile("overall-aht", t("wallboard.aht"), seconds(now.aht_s)),
       tile("overall-abandon-rate", t("wallboard.abandon_rate"), pct(now.abandon_rate_pct)),
@@ -137,7 +145,13 @@ export function renderFigures(table, formula, board) {
   const { interval, day } = overall;
   const targets = { interval: centreTarget(board.queues, "interval"), day: centreTarget(board.queues, "day") };
   const rows = [
-    h("tr", {}, h("th", { scope: "row", text: t("wallboard.service_level") }), h("td", {}, slBadge(interval.service_level_pct, targets.interval)), h("td", {}, slBadge(day.service_level_pct, targets.day))),
+    h(
+      "tr",
+      {},
+      h("th", { scope: "row", text: t("wallboard.service_level") }),
+      h("td", {}, slBadge(interval.service_level_pct, targets.interval, hadContacts(interval, overall.live))),
+      h("td", {}, slBadge(day.service_level_pct, targets.day, hadContacts(day, overall.live))),
+    ),
     ...FIGURE_ROWS.map(([key, show]) =>
       h("tr", { dataset: { row: key } }, h("th", { scope: "row", text: t(`wallboard.${key}`) }), h("td", { text: show(interval) }), h("td", { text: show(day) })),
     ),
@@ -205,7 +219,8 @@ export function renderQueues(table, board, span) {
         const sl = figures.service_level || {};
         const said = queueFormula(sl) ?? sl.formula;
         const title = said ? t("wallboard.formula", { formula: said }) : null;
-        return h("td", { dataset: { field: key }, title }, slBadge(figures.service_level_pct, sl.target_pct));
+        const badge = slBadge(figures.service_level_pct, sl.target_pct, hadContacts(figures, queue.live));
+        return h("td", { dataset: { field: key }, title }, badge);
       }
       return h("td", { dataset: { field: key }, text: show(queue, figures) });
     });
