@@ -118,6 +118,24 @@ class TestSignIn:
         await expect(page.locator("#signin-problem")).to_have_text("Wrong username or password.")
         assert await page.evaluate("sessionStorage.getItem('hotline.token')") is None
 
+    async def test_a_problem_shown_is_said_again_after_a_switch_of_language(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        agent = await api.agent()
+        page = await new_page()
+        await page.goto("/signin")
+        problem = page.locator("#signin-problem")
+        await page.get_by_label("Username").fill(agent["username"])
+        await page.locator("#signin-submit").click()
+        await expect(problem).to_have_text("Enter your username and password.")
+        await page.locator("#language").click()
+        await expect(problem).to_have_text("请输入用户名和密码。")
+        await page.get_by_label("密码").fill("not-the-password")
+        await page.locator("#signin-submit").click()
+        await expect(problem).to_have_text("用户名或密码错误。")
+        await page.locator("#language").click()
+        await expect(problem).to_have_text("Wrong username or password.")
+
 
 class TestOffers:
     async def test_offer_made_through_the_api_is_accepted_with_the_keyboard(

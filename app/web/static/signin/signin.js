@@ -1,8 +1,9 @@
 // The sign-in page: POST /api/v1/auth/token, keep the token for this tab, go back to `next`.
+// A problem shown is kept as what says it, so that a switch of language says it again.
 
 import { ApiError, describe, safeNext, signIn } from "../js/api.js";
 import { byId, text } from "../js/dom.js";
-import { t } from "../js/i18n.js";
+import { onChange, t } from "../js/i18n.js";
 import { startPage } from "../js/page.js";
 
 function problem(error) {
@@ -13,25 +14,31 @@ function problem(error) {
   return describe(error);
 }
 
+let said = null;
+
+function sayProblem(what) {
+  said = what;
+  text(byId("signin-problem"), what ? what() : "");
+}
+
 async function submit(event) {
   event.preventDefault();
   const username = byId("username");
   const password = byId("password");
-  const message = byId("signin-problem");
   const button = byId("signin-submit");
   if (!username.value.trim() || !password.value) {
-    text(message, t("signin.missing"));
+    sayProblem(() => t("signin.missing"));
     (username.value.trim() ? password : username).focus();
     return;
   }
   button.disabled = true;
-  text(message, "");
+  sayProblem(null);
   try {
     await signIn(username.value.trim(), password.value);
     const next = new URLSearchParams(location.search).get("next");
     location.assign(safeNext(next));
   } catch (error) {
-    text(message, problem(error));
+    sayProblem(() => problem(error));
     password.select();
     button.disabled = false;
   }
@@ -40,6 +47,9 @@ async function submit(event) {
 async function main() {
   await startPage({ title: "signin.title", dictionaries: ["signin"], signedIn: false });
   byId("signin").addEventListener("submit", submit);
+  onChange(() => {
+    if (said) sayProblem(said);
+  });
   byId("signin-submit").disabled = false; // never a plain form submission (a password in a URL)
   byId("username").focus();
 }
