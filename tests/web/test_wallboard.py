@@ -152,6 +152,10 @@ class TestPage:
         await queue(api, name="cards")
         page = await wallboard_of(new_page, boss, locale="zh-CN")
         await expect(page.locator("#queues-heading")).to_have_text("队列")
+        # busy agents may be in chats as well as calls: busy, not "on a call"
+        busy = page.locator('#agents dt:has(+ dd[data-state="busy"])')
+        await expect(busy).to_have_text("忙碌")
+        await expect(cell(page, "cards", "agents")).to_have_text(re.compile(r"人忙碌"))
         await expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
         await page.locator("#language").click()
         await expect(page.locator("#queues-heading")).to_have_text("Queues")
