@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, field_validator
+from pydantic_core import PydanticCustomError
 
 from app.schemas import Id, StrictModel
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+LANGUAGE_TAG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+
+
+def language_tag(value: str) -> str:
+    """``value`` if it is a language tag (BCP 47's shape), else an error saying what is."""
+    if not LANGUAGE_TAG.fullmatch(value):
+        raise PydanticCustomError(
+            "language_tag", "should be a language tag such as zh-CN, en or yue-HK"
+        )
+    return value
+
+
+# At most 16 characters: what the customers' and the contacts' columns hold.
 Language = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"),
-    Field(description="BCP 47 tag, e.g. zh-CN, en, yue-HK"),
+    StringConstraints(strip_whitespace=True, max_length=16),
+    AfterValidator(language_tag),
+    Field(
+        description="BCP 47 tag, e.g. zh-CN, en, yue-HK",
+        json_schema_extra={"pattern": LANGUAGE_TAG.pattern},
+    ),
 ]
 PHONE_DESCRIPTION = (
     "a valid number, stored in E.164: with + or 00 and its country code, or as dialled in "

@@ -134,9 +134,17 @@ class TestCreateCustomer:
         body = expect(await api.post(CUSTOMERS, {"phone": PHONE, "vip": True}), 422)
         assert sorted(_fields(body)) == ["name", "vip"]
 
-    async def test_bad_language_is_a_422_naming_language(self, api: Api) -> None:
-        body = expect(await api.post(CUSTOMERS, {"name": "X", "language": "Chinese!"}), 422)
+    @pytest.mark.parametrize(
+        "language", ["Chinese!", "zh-Hans-CN-abcdefgh"], ids=["words", "past-16-characters"]
+    )
+    async def test_bad_language_is_a_422_naming_language(self, api: Api, language: str) -> None:
+        body = expect(await api.post(CUSTOMERS, {"name": "X", "language": language}), 422)
         assert _fields(body) == ["language"]
+        assert expect(await api.get(CUSTOMERS), 200)["items"] == []
+
+    async def test_a_language_that_is_no_tag_is_said_in_words(self, api: Api) -> None:
+        body = expect(await api.post(CUSTOMERS, {"name": "X", "language": "Chinese!"}), 422)
+        assert "should be a language tag such as zh-CN, en or yue-HK" in body["detail"]
 
     @pytest.mark.parametrize(
         "other_format", [PHONE, "138-0013-8000", "0086 138 0013 8000"], ids=["same", "local", "00"]
