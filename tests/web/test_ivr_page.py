@@ -5,18 +5,21 @@ listed and activated, what an agent may not do not offered, hostile text shown a
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+import pytest
 import yaml
 from playwright.async_api import Page, expect
 
+from app.ivr.document import Node
 from app.ivr.flow import DEMO_FLOWS
 from tests.fixtures.factories import Api
 from tests.fixtures.factories import expect as expect_status
 from tests.routing.acd import queue
-from tests.web.conftest import NewPage, axe_violations, open_signed_in
+from tests.web.conftest import STATIC, NewPage, axe_violations, open_signed_in
 
 CONSUMER_LINE = DEMO_FLOWS / "consumer_line.yaml"
 
@@ -51,6 +54,17 @@ def refused_draft() -> str:
     document["nodes"]["main"]["options"][0]["next"] = "nowhere"
     document["nodes"]["identify_caller"]["found"] = "no_such_menu"
     return yaml.safe_dump(document, allow_unicode=True, sort_keys=False)
+
+
+def node_types() -> list[str]:
+    """The node types a flow document may have (app.ivr.document's ``Node``)."""
+    [union, *_] = get_args(Node)
+    return [get_args(model.model_fields["type"].annotation)[0] for model in get_args(union)]
+
+
+def texts(language: str) -> dict[str, str]:
+    path = STATIC / "i18n" / f"ivr.{language}.json"
+    return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
 
 
 async def ivr_of(new_page: NewPage, user: dict[str, Any], locale: str = "en-GB") -> Page:
@@ -142,6 +156,42 @@ class TestDiagram:
         await expect(page.locator("#nodes")).to_contain_text(hostile)
         assert await page.locator("main img").count() == 0
         assert dialogs == []
+
+    @pytest.mark.parametrize(
+        ("locale", "unknown", "untyped"),
+        [
+            ("en-GB", "unknown type “queue”", "no type given"),
+            ("zh-CN", "未知类型“queue”", "未指定类型"),
+        ],
+    )
+    async def test_a_draft_s_unknown_or_missing_node_type_is_named_in_words(
+        self, api: Api, new_page: NewPage, locale: str, unknown: str, untyped: str
+    ) -> None:
+        boss = await api.supervisor()
+        page = await ivr_of(new_page, boss, locale=locale)
+        nodes = {"a": {"type": "queue", "queue": "general"}, "b": {"next": "a"}, "c": None}
+        await upload_text(
+            page, yaml.safe_dump({"name": "x", "version": 1, "start": "a", "nodes": nodes})
+        )
+        await expect(page.locator("#diagram g.node.invalid")).to_have_count(3)
+        for name, words in (("a", unknown), ("b", untyped), ("c", untyped)):
+            await expect(page.locator(f'#nodes tr[data-node="{name}"] td').first).to_have_text(
+                words
+            )
+            box = page.locator(f'#diagram g.node[data-node="{name}"] text').nth(1)
+            await expect(box).to_have_text(words)
+        assert not re.search(r"\bivr\.[a-z]", await page.locator("main").inner_text())
+
+
+class TestTexts:
+    def test_both_languages_have_the_same_texts(self) -> None:
+        assert texts("en").keys() == texts("zh-CN").keys()
+
+    @pytest.mark.parametrize("language", ["en", "zh-CN"])
+    def test_every_node_type_the_page_can_show_has_a_text(self, language: str) -> None:
+        shown = [*node_types(), "unknown", "none"]
+        assert len(shown) == 12
+        assert [kind for kind in shown if f"ivr.type.{kind}" not in texts(language)] == []
 
 
 class TestAccess:

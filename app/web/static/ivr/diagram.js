@@ -16,6 +16,24 @@ const BOX_H = 66;
 const COL = BOX_W + 110;
 const ROW = BOX_H + 34;
 const MARGIN = 24;
+// The node types of a flow document (docs/ivr.md), each with an `ivr.type.<type>` text. A
+// refused draft may name any other type, or none: it is shown as such, never as a key.
+const TYPES = new Set(["menu", "collect", "identify", "say", "business_hours", "enqueue", "callback", "complaint_status", "transfer", "hangup"]);
+
+function typeOf(entry) {
+  const type = entry.node && typeof entry.node === "object" ? entry.node.type : undefined;
+  return TYPES.has(type) ? type : null;
+}
+
+/** The words for a node's type: known, unknown (as written) or not given. */
+export function typeText(entry) {
+  if (entry.missing) return t("ivr.node.missing");
+  const known = typeOf(entry);
+  if (known) return t(`ivr.type.${known}`);
+  const type = entry.node && typeof entry.node === "object" ? entry.node.type : undefined;
+  if (type === undefined || type === null || type === "") return t("ivr.type.none");
+  return t("ivr.type.unknown", { type: typeof type === "string" ? type : JSON.stringify(type) });
+}
 
 function edgeText(labels) {
   return labels.map((move) => t(move.label, move.params)).join(", ");
@@ -44,8 +62,8 @@ function edgePath(a, b) {
 
 function box(entry, at, problems, isStart) {
   const count = problems.length;
-  const classes = ["node", entry.missing ? "missing" : entry.node.type, count ? "invalid" : null, isStart ? "start" : null];
-  const type = entry.missing ? t("ivr.node.missing") : t(`ivr.type.${entry.node.type}`);
+  const classes = ["node", entry.missing ? "missing" : typeOf(entry), count ? "invalid" : null, isStart ? "start" : null];
+  const type = typeText(entry);
   const detail = detailOf(entry);
   const tip = [entry.name, type, ...problems.map((p) => `${p.field || entry.name}: ${p.message}`)].join("\n");
   return svg(
@@ -100,7 +118,7 @@ export function nodeTable(table, graph, byNode, onShow) {
       "tr",
       { dataset: { node: entry.name }, class: problems.length ? "invalid" : null },
       h("th", { scope: "row" }, h("button", { type: "button", class: "link", text: entry.name, on: { click: () => onShow(entry.name) }, "aria-label": t("ivr.table.show", { name: entry.name }) })),
-      h("td", { text: entry.missing ? t("ivr.node.missing") : t(`ivr.type.${entry.node.type}`) }),
+      h("td", { class: "user-text", text: typeText(entry) }),
       h("td", { class: "user-text", text: out.join("\n") || "—" }),
       h("td", {}, problems.length ? h("ul", { class: "problems" }, problems.map((p) => h("li", { class: "user-text", text: p.field ? `${p.field}: ${p.message}` : p.message }))) : "—"),
     );
