@@ -141,6 +141,45 @@ class TestDiagram:
         [stored] = expect_status(await api.get("/api/v1/ivr/flows"), 200)["items"]
         assert stored["active_numbers"] == ["+864006695561"]
 
+    @pytest.mark.parametrize(("locale", "active"), [("en-GB", "Active"), ("zh-CN", "已启用")])
+    async def test_the_active_version_is_marked_active_and_not_offered_for_activation(
+        self, api: Api, new_page: NewPage, locale: str, active: str
+    ) -> None:
+        await catalogue(api)
+        flow = await uploaded(api)
+        expect_status(await api.post(f"/api/v1/ivr/flows/{flow['id']}/activate"), 200)
+        boss = await api.supervisor()
+        page = await ivr_of(new_page, boss, locale=locale)
+        await expect(page.locator("#active-mark")).to_have_text(active)
+        await expect(page.locator("#activation")).to_contain_text("+864006695561")
+        await expect(page.locator("#activate")).to_have_count(0)
+
+    @pytest.mark.parametrize(
+        ("draft", "heading", "title"),
+        [
+            (
+                {"start": "a", "nodes": {"a": {"type": "hangup"}}},
+                "Refused draft: (no name) version 1 — the problems are marked on their nodes",
+                "Diagram of the flow (no name) version 1",
+            ),
+            (
+                {"name": "x", "version": {"major": 2}, "start": "a", "nodes": {"a": {}}},
+                "Refused draft: x, without a usable version number — the problems are marked"
+                " on their nodes",
+                "Diagram of the flow x, without a usable version number",
+            ),
+        ],
+    )
+    async def test_a_draft_without_a_name_or_a_usable_version_is_headed_in_words(
+        self, api: Api, new_page: NewPage, draft: dict[str, Any], heading: str, title: str
+    ) -> None:
+        boss = await api.supervisor()
+        page = await ivr_of(new_page, boss)
+        await upload_text(page, yaml.safe_dump(draft))
+        await expect(page.locator("#diagram-heading")).to_have_text(heading)
+        await expect(page.locator("#diagram-title")).to_have_text(title)
+        assert "?" not in await page.locator("#diagram-panel").inner_text()
+
     async def test_a_hostile_name_in_a_refused_draft_is_shown_as_text(
         self, api: Api, new_page: NewPage
     ) -> None:

@@ -9,7 +9,7 @@
 
 import { h, replace, svg } from "../js/dom.js";
 import { t } from "../js/i18n.js";
-import { detailOf, graphOf, layout } from "./graph.js";
+import { detailOf, graphOf, layout, titleOf } from "./graph.js";
 
 const BOX_W = 200;
 const BOX_H = 66;
@@ -77,6 +77,12 @@ function box(entry, at, problems, isStart) {
   );
 }
 
+function diagramTitle(document) {
+  const { name, version } = titleOf(document);
+  const named = name ?? t("ivr.diagram.unnamed");
+  return version === null ? t("ivr.diagram.title_unversioned", { name: named }) : t("ivr.diagram.title", { name: named, version });
+}
+
 /** The diagram of `document` in `element` (an <svg>), problems by node marked. */
 export function drawDiagram(element, document, byNode) {
   const graph = graphOf(document);
@@ -101,7 +107,7 @@ export function drawDiagram(element, document, byNode) {
   element.setAttribute("height", String(height));
   replace(
     element,
-    svg("title", { id: "diagram-title", text: t("ivr.diagram.title", { name: document.name || "", version: document.version ?? "" }) }),
+    svg("title", { id: "diagram-title", text: diagramTitle(document) }),
     svg("defs", {}, arrow("arrow"), arrow("arrow-bad")),
     svg("g", { class: "edges" }, edges),
     svg("g", { class: "nodes" }, boxes),

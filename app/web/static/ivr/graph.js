@@ -123,6 +123,17 @@ export function problemsByNode(fields) {
   return { byNode, flow };
 }
 
+/**
+ * A document's name and version as a heading shows them; null for what a draft lacks. A
+ * version left out is 1, as the service reads it (docs/ivr.md); one that is no number is null.
+ */
+export function titleOf(document) {
+  const name = document && typeof document.name === "string" && document.name.trim() ? document.name : null;
+  const raw = document && document.version !== undefined ? document.version : 1;
+  const numbered = Number.isInteger(raw) || (typeof raw === "string" && /^\s*\d+\s*$/.test(raw));
+  return { name, version: numbered ? String(raw).trim() : null };
+}
+
 /** What a node does, in a few words (its queue, number, type). */
 export function detailOf(entry) {
   const node = entry.node;

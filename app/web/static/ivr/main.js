@@ -13,7 +13,7 @@ import { dateTime, onChange, t } from "../js/i18n.js";
 import { announce, clearErrors, showError, startPage } from "../js/page.js";
 import { may, rules } from "../desk/rules.js";
 import { drawDiagram, highlight, nodeTable } from "./diagram.js";
-import { problemsByNode } from "./graph.js";
+import { problemsByNode, titleOf } from "./graph.js";
 import { load as loadYaml } from "./vendor/js-yaml/js-yaml.js";
 
 const view = { flows: [], shown: null, draft: null, manage: false };
@@ -47,13 +47,19 @@ function drawList() {
   );
 }
 
+function draftHeading(doc) {
+  const { name, version } = titleOf(doc);
+  const named = name ?? t("ivr.diagram.unnamed");
+  return version === null ? t("ivr.diagram.draft_unversioned", { name: named }) : t("ivr.diagram.draft", { name: named, version });
+}
+
 function drawShown() {
   const source = view.draft || view.shown;
   show(byId("diagram-panel"), Boolean(source));
   if (!source) return;
   const { byNode, flow } = view.draft ? problemsByNode(view.draft.fields) : { byNode: new Map(), flow: [] };
   const doc = source.document;
-  text(byId("diagram-heading"), view.draft ? t("ivr.diagram.draft", { name: doc.name || "?", version: doc.version ?? "?" }) : t("ivr.diagram.version", { name: source.name, version: source.version }));
+  text(byId("diagram-heading"), view.draft ? draftHeading(doc) : t("ivr.diagram.version", { name: source.name, version: source.version }));
   byId("diagram-panel").classList.toggle("refused", Boolean(view.draft));
   replace(byId("flow-problems"), ...(flow.length ? [h("p", { class: "field-error", text: t("ivr.problems.flow") }), h("ul", { class: "problems" }, flow.map((p) => h("li", { class: "user-text", text: `${p.field}: ${p.message}` })))] : []));
   const element = byId("diagram");
@@ -79,10 +85,18 @@ function drawActivation() {
       showError(error);
     }
   };
+  // The version already answers every number it declares: marked, not offered again.
+  const remaining = flow.numbers.filter((number) => !flow.active_numbers.includes(number));
+  const active = flow.active_numbers.length > 0;
   replace(
     holder,
-    h("p", { text: flow.active_numbers.length ? t("ivr.activate.answers", { numbers: flow.active_numbers.join(", ") }) : t("ivr.activate.idle") }),
-    h("button", { type: "button", id: "activate", text: t("ivr.activate.button", { numbers: flow.numbers.join(", ") || "—" }), disabled: flow.numbers.length === 0, on: { click: activate } }),
+    h(
+      "p",
+      {},
+      active ? [h("span", { class: "badge ok", id: "active-mark", text: t("ivr.activate.active") }), " "] : null,
+      active ? t("ivr.activate.answers", { numbers: flow.active_numbers.join(", ") }) : t("ivr.activate.idle"),
+    ),
+    active && remaining.length === 0 ? null : h("button", { type: "button", id: "activate", text: t("ivr.activate.button", { numbers: remaining.join(", ") || "—" }), disabled: remaining.length === 0, on: { click: activate } }),
   );
 }
 
