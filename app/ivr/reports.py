@@ -9,6 +9,10 @@ values that identify a person arrive masked from the machine), how it left the I
 long it spent there. The caller's number is masked for a viewer who may not see customers'
 numbers in full.
 
+``period`` is the report's ``[from, to)`` as the queue reports default theirs
+(docs/reports.md): ``to`` now, ``from`` the start of the day ``to`` falls in, in the centre's
+zone (the day before, when ``to`` is its midnight). Explicit values are taken as given.
+
 ``outcomes`` counts the calls started in ``[from, to)`` by outcome (``served`` in
 self-service, ``enqueued``, ``callback``, ``transferred``, ``hung_up``, the IVR's own
 abandonment, ``ended``, and ``in_ivr`` for calls with no outcome yet), the enqueued callers
@@ -26,8 +30,9 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,6 +45,7 @@ from app.ivr.models import IvrCall, IvrFlow
 from app.ivr.schemas import CallOut, CallStep, DropOff, OutcomeCount, OutcomeReport
 from app.ivr.vocabulary import Outcome
 from app.routing.contact_states import ContactStatus
+from app.routing.figures import zone_day_start
 from app.routing.models import Contact
 
 NO_OUTCOME = "in_ivr"
@@ -87,6 +93,27 @@ async def call_view(
         ivr_s=advance.seconds_in_ivr(call, now),
         path=[CallStep.model_validate(entry) for entry in call.transcript],
     )
+
+
+def period(
+    *, start: datetime | None, end: datetime | None, now: datetime, zone: ZoneInfo
+) -> tuple[datetime, datetime]:
+    """The report's ``[from, to)``, the parameters left out filled in (see the module)."""
+    until = now if end is None else end
+    if start is not None:
+        if end is None and start >= until:
+            raise InvalidInput("from: must be before `to` (default: now)", field="from")
+        return start, until
+    try:
+        first = zone_day_start(until, zone)
+        return (first if first < until else zone_day_start(until - _SECOND, zone)), until
+    except (OverflowError, ValueError) as exc:
+        raise InvalidInput(
+            "to: out of range for working out a default `from` (give `from` too)", field="to"
+        ) from exc
+
+
+_SECOND = timedelta(seconds=1)
 
 
 async def outcomes(session: AsyncSession, *, start: datetime, end: datetime) -> OutcomeReport:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -217,8 +218,19 @@ CSV_ANSWER: Final[dict[int | str, dict[str, Any]]] = {
 async def outcome_report(
     session: Session,
     principal: CurrentPrincipal,
-    start: Annotated[datetime, Query(alias="from", description="calls started from (UTC)")],
-    end: Annotated[datetime, Query(alias="to", description="until, excluded (UTC)")],
+    request: Request,
+    start: Annotated[
+        datetime | None,
+        Query(
+            alias="from",
+            description="calls started from (default: the start of the day `to` falls in, "
+            "in the centre's zone); without a zone, UTC",
+        ),
+    ] = None,
+    end: Annotated[
+        datetime | None,
+        Query(alias="to", description="until, not counted (default: now); without a zone, UTC"),
+    ] = None,
     fmt: Annotated[
         str | None, Query(alias="format", pattern="^(json|csv)$", description="json or csv")
     ] = None,
@@ -226,9 +238,17 @@ async def outcome_report(
 ) -> Any:
     """IVR outcomes of the calls started in the period: served, enqueued, callback,
     transferred, abandoned in the IVR (`hung_up`), ended; drop-off per node. JSON, or CSV
-    (`format=csv`, or `Accept: text/csv` without `format`)."""
+    (`format=csv`, or `Accept: text/csv` without `format`). The period defaults as the queue
+    reports' does: `to` now, `from` the start of the day `to` falls in (the centre's zone)."""
     require(principal, Resource.stats, Action.read)
-    report = await reports.outcomes(session, start=_utc(start), end=_utc(end))
+    zone = ZoneInfo(request.app.state.settings.centre_zone)
+    begin, until = reports.period(
+        start=None if start is None else _utc(start),
+        end=None if end is None else _utc(end),
+        now=ivr_now(request),
+        zone=zone,
+    )
+    report = await reports.outcomes(session, start=begin, end=until)
     if fmt == "csv" or (fmt is None and _names_csv(accept)):
         return Response(
             content=reports.outcomes_csv(report),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from httpx import AsyncClient
 
 from tests.fixtures.factories import Api, expect
 from tests.ivr import live
+from tests.ivr.conftest import START, Clock
 from tests.ivr.live import menus_to
 from tests.ivr.telephony import HOTLINE, TwilioCall, centre, upload
 
@@ -90,3 +92,56 @@ class TestOutcomeReport:
         unknown = await api.get(URL, params={**PERIOD, "format": "xlsx"})
         assert unknown.status_code == 422
         assert "format" in unknown.text
+
+
+@pytest.mark.usefixtures("day")
+class TestDefaultPeriod:
+    """Left out, the period is the queue reports' (docs/reports.md): ``to`` now, ``from`` the
+    start of the day ``to`` falls in, in the centre's zone (Asia/Shanghai here)."""
+
+    async def test_left_out_it_is_today_so_far_in_the_centre_s_zone(
+        self, api: Api, clock: Clock
+    ) -> None:
+        clock.now = START + timedelta(minutes=5)  # the day's calls started at START
+        report = expect(await api.get(URL), 200)
+        assert moment(report["from"]) == datetime(2026, 12, 1, 16, 0, tzinfo=UTC)
+        assert moment(report["to"]) == clock.now
+        assert report["calls"] == 5
+
+    async def test_the_next_day_starts_afresh_at_the_centre_s_midnight(
+        self, api: Api, clock: Clock
+    ) -> None:
+        clock.now = START + timedelta(days=1)
+        report = expect(await api.get(URL, params={"format": "json"}), 200)
+        assert moment(report["from"]) == datetime(2026, 12, 2, 16, 0, tzinfo=UTC)
+        assert report["calls"] == 0
+
+    async def test_to_alone_reports_its_day_and_a_midnight_the_day_before(self, api: Api) -> None:
+        noon = expect(await api.get(URL, params={"to": "2026-12-02T04:00:00Z"}), 200)
+        assert moment(noon["from"]) == datetime(2026, 12, 1, 16, 0, tzinfo=UTC)
+        assert noon["calls"] == 5
+        midnight = expect(await api.get(URL, params={"to": "2026-12-02T16:00:00Z"}), 200)
+        assert moment(midnight["from"]) == datetime(2026, 12, 1, 16, 0, tzinfo=UTC)
+        assert midnight["calls"] == 5
+
+    async def test_from_alone_reports_until_now(self, api: Api, clock: Clock) -> None:
+        clock.now = START + timedelta(hours=1)
+        report = expect(await api.get(URL, params={"from": "2026-12-02T00:00:00Z"}), 200)
+        assert moment(report["to"]) == clock.now
+        assert report["calls"] == 5
+
+    async def test_a_from_not_before_now_with_to_left_out_is_refused_naming_from(
+        self, api: Api
+    ) -> None:
+        answer = await api.get(URL, params={"from": "2026-12-03T00:00:00Z"})
+        assert answer.status_code == 422
+        assert [f["field"] for f in answer.json()["fields"]] == ["from"]
+
+    async def test_a_to_too_early_for_a_default_from_is_refused_naming_to(self, api: Api) -> None:
+        answer = await api.get(URL, params={"to": "0001-01-01T00:00:00Z"})
+        assert answer.status_code == 422
+        assert [f["field"] for f in answer.json()["fields"]] == ["to"]
+
+
+def moment(value: str) -> datetime:
+    return datetime.fromisoformat(value)
