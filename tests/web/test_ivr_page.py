@@ -12,7 +12,7 @@ from typing import Any, get_args
 
 import pytest
 import yaml
-from playwright.async_api import Page, expect
+from playwright.async_api import Locator, Page, expect
 
 from app.ivr.document import Node
 from app.ivr.flow import DEMO_FLOWS
@@ -22,6 +22,24 @@ from tests.routing.acd import queue
 from tests.web.conftest import STATIC, NewPage, axe_violations, open_signed_in
 
 CONSUMER_LINE = DEMO_FLOWS / "consumer_line.yaml"
+# The words of a table's cells that are broken across two lines or more.
+BROKEN_WORDS = """(table) => {
+  const broken = [];
+  for (const cell of table.querySelectorAll("th, td")) {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const word of node.data.matchAll(/\\S+/g)) {
+        const range = document.createRange();
+        range.setStart(node, word.index);
+        range.setEnd(node, word.index + word[0].length);
+        const lines = new Set([...range.getClientRects()].map((r) => Math.round(r.top)));
+        if (lines.size > 1) broken.push(word[0]);
+      }
+    }
+  }
+  return broken;
+}"""
+PAGE_OVERFLOW = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
 
 
 async def catalogue(api: Api) -> None:
@@ -65,6 +83,12 @@ def node_types() -> list[str]:
 def texts(language: str) -> dict[str, str]:
     path = STATIC / "i18n" / f"ivr.{language}.json"
     return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+async def top(locator: Locator) -> float:
+    box = await locator.bounding_box()
+    assert box is not None
+    return box["y"]
 
 
 async def ivr_of(new_page: NewPage, user: dict[str, Any], locale: str = "en-GB") -> Page:
@@ -262,6 +286,26 @@ class TestPage:
         await upload_text(page, refused_draft())
         await expect(page.locator("#diagram g.node.invalid").first).to_be_visible()
         assert await axe_violations(page, ("critical", "serious")) == []
+
+    @pytest.mark.parametrize("width", [390, 1500])
+    async def test_the_tables_keep_their_words_whole_on_a_narrow_screen_and_a_wide_one(
+        self, api: Api, new_page: NewPage, width: int
+    ) -> None:
+        await catalogue(api)
+        await uploaded(api)
+        boss = await api.supervisor()
+        page = await new_page()
+        await page.set_viewport_size({"width": width, "height": 900})
+        await open_signed_in(page, "/ivr", boss["username"])
+        await expect(page.locator('#nodes tr[data-node="main"]')).to_be_visible()
+        for table in ("#flows", "#nodes"):
+            assert await page.locator(table).evaluate(BROKEN_WORDS) == [], table
+        assert await page.evaluate(PAGE_OVERFLOW) <= 0
+        if width > 1000:  # the wide layout: side by side, nothing to scroll
+            flows = page.locator('section[aria-labelledby="flows-heading"]')
+            assert await top(flows) == await top(page.locator("#upload-panel"))
+            scrolls = "(table) => table.parentElement.scrollWidth > table.parentElement.clientWidth"
+            assert not await page.locator("#nodes").evaluate(scrolls)
 
     async def test_a_chinese_browser_gets_the_page_in_chinese(
         self, api: Api, new_page: NewPage
