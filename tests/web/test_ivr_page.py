@@ -12,7 +12,7 @@ from typing import Any, get_args
 
 import pytest
 import yaml
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Locator, Page, Route, expect
 
 from app.ivr.document import Node
 from app.ivr.flow import DEMO_FLOWS
@@ -255,6 +255,106 @@ class TestTexts:
         shown = [*node_types(), "unknown", "none"]
         assert len(shown) == 12
         assert [kind for kind in shown if f"ivr.type.{kind}" not in texts(language)] == []
+
+
+ONE_FLOW = re.compile(r"/api/v1/ivr/flows/\d+$")
+THE_LIST = re.compile(r"/api/v1/ivr/flows\?")
+ACTIVATION = re.compile(r"/api/v1/ivr/flows/\d+/activate$")
+NOT_CURRENT = "Not current: shown as it was before the error above"
+
+
+async def unavailable(route: Route) -> None:
+    await route.fulfill(status=503, json={"error": "Unavailable", "detail": "try again soon"})
+
+
+async def taken(route: Route) -> None:
+    await route.fulfill(status=409, json={"error": "Conflict", "detail": "someone was quicker"})
+
+
+def same_version_other_document() -> str:
+    """consumer_line version 1 again, changed: a 409 (the version is taken)."""
+    document = yaml.safe_load(CONSUMER_LINE.read_text(encoding="utf-8"))
+    document["nodes"]["main"]["options"][0]["key"] = "5"
+    return yaml.safe_dump(document, allow_unicode=True, sort_keys=False)
+
+
+class TestAfterAnError:
+    @pytest.mark.parametrize(
+        "again", [same_version_other_document(), '{"name": "x", '], ids=["taken", "unreadable"]
+    )
+    async def test_an_upload_refused_otherwise_drops_the_earlier_refused_draft(
+        self, api: Api, new_page: NewPage, again: str
+    ) -> None:
+        await catalogue(api)
+        await uploaded(api)
+        boss = await api.supervisor()
+        page = await ivr_of(new_page, boss)
+        await upload_text(page, refused_draft())
+        heading = page.locator("#diagram-heading")
+        await expect(heading).to_contain_text("Refused draft: consumer_line version 2")
+        await upload_text(page, again)
+        await expect(heading).to_have_text("consumer_line version 1")
+        await expect(page.locator("#diagram g.node.invalid")).to_have_count(0)
+        await expect(page.locator("#diagram g.node.missing")).to_have_count(0)
+        await expect(page.locator("#upload-problem")).not_to_be_empty()
+
+    async def test_a_version_that_cannot_be_loaded_leaves_the_one_shown_marked_not_current(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        await catalogue(api)
+        await uploaded(api)
+        boss = await api.supervisor()
+        page = await ivr_of(new_page, boss)
+        panel = page.locator("#diagram-panel")
+        await expect(panel.locator("g.node").first).to_be_visible()
+        await expect(page.locator("#diagram-panel-stale")).to_be_hidden()
+        await page.route(ONE_FLOW, unavailable)
+        await page.locator('#flows tr[data-name="consumer_line"] button').click()
+        await expect(page.locator("#errors")).to_contain_text("try again soon")
+        await expect(panel).to_have_class(re.compile(r"\bstale\b"))
+        await expect(page.locator("#diagram-panel-stale")).to_contain_text(NOT_CURRENT)
+        await page.unroute(ONE_FLOW, unavailable)
+        await page.locator('#flows tr[data-name="consumer_line"] button').click()
+        await expect(page.locator("#diagram-panel-stale")).to_be_hidden()
+        await expect(panel).not_to_have_class(re.compile(r"\bstale\b"))
+        await expect(page.locator("#errors")).to_be_empty()
+
+    async def test_a_refused_activation_shows_what_is_stored_now(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        await catalogue(api)
+        flow = await uploaded(api)
+        boss = await api.supervisor()
+        page = await ivr_of(new_page, boss)
+        await expect(page.locator("#activate")).to_be_visible()
+        expect_status(await api.post(f"/api/v1/ivr/flows/{flow['id']}/activate"), 200)
+        await page.route(ACTIVATION, taken)
+        await page.locator("#activate").click()
+        await expect(page.locator("#errors")).to_contain_text("someone was quicker")
+        await expect(page.locator("#active-mark")).to_be_visible()
+        await expect(page.locator("#activate")).to_have_count(0)
+        listed = page.locator('#flows tr[data-name="consumer_line"] .badge.ok')
+        await expect(listed).to_have_text("+864006695561")
+        await expect(page.locator(".stale-note")).to_have_count(2)
+        await expect(page.locator(".stale-note:visible")).to_have_count(0)
+
+    async def test_after_a_refused_activation_what_cannot_be_reloaded_is_marked_not_current(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        await catalogue(api)
+        await uploaded(api)
+        boss = await api.supervisor()
+        page = await ivr_of(new_page, boss)
+        await expect(page.locator("#activate")).to_be_visible()
+        await page.route(ACTIVATION, taken)
+        await page.route(THE_LIST, unavailable)
+        await page.locator("#activate").click()
+        await expect(page.locator("#errors")).to_contain_text("someone was quicker")
+        await expect(page.locator("#errors")).to_contain_text("try again soon")
+        for panel in ("#flows-panel", "#diagram-panel"):
+            await expect(page.locator(panel)).to_have_class(re.compile(r"\bstale\b"))
+            await expect(page.locator(f"{panel}-stale")).to_contain_text(NOT_CURRENT)
+        assert await axe_violations(page, ("critical", "serious")) == []
 
 
 class TestAccess:

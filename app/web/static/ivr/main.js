@@ -2,6 +2,10 @@
 // manage the queues (the access table's `queues update`: supervisors and admins), uploading
 // a new version and activating one.
 //
+// After an error, nothing shown stays as if current: a refused upload's earlier draft is
+// dropped, a refused upload or activation reloads what is stored, and what a failed load
+// could not replace is marked "not current" until a load succeeds.
+//
 // An upload the service refuses (422) names every problem by node and field. The page then
 // draws the refused draft itself — it reads the document it sent, JSON or YAML (js-yaml,
 // vendored) — and marks each problem on its node, so the supervisor sees where the flow is
@@ -16,7 +20,44 @@ import { drawDiagram, highlight, nodeTable } from "./diagram.js";
 import { problemsByNode, titleOf } from "./graph.js";
 import { load as loadYaml } from "./vendor/js-yaml/js-yaml.js";
 
-const view = { flows: [], shown: null, draft: null, manage: false };
+const view = { flows: [], listed: false, shown: null, draft: null, manage: false };
+
+/** Mark the flow list and the diagram panel as shown before an error (or current again). */
+function markStale({ list, shown }) {
+  for (const [id, stale] of [["flows-panel", list], ["diagram-panel", shown]]) {
+    if (stale === undefined) continue;
+    byId(id).classList.toggle("stale", stale);
+    show(byId(`${id}-stale`), stale);
+  }
+}
+
+/**
+ * Load the list and the shown version (`selectId`, else the one shown, else the active one)
+ * again. What a failed load could not replace is marked not current; never throws.
+ */
+async function reload(selectId) {
+  try {
+    view.flows = await allPages("/api/v1/ivr/flows");
+    view.listed = true;
+    drawList();
+    markStale({ list: false });
+  } catch (error) {
+    showError(error);
+    markStale({ list: view.listed, shown: Boolean(view.shown) });
+    return;
+  }
+  const active = view.flows.find((f) => f.active_numbers.length) || view.flows[view.flows.length - 1];
+  const id = selectId ?? (view.shown ? view.shown.id : active && active.id);
+  try {
+    if (id !== undefined && id !== null) view.shown = await api(`/api/v1/ivr/flows/${id}`);
+    drawList();
+    drawShown();
+    markStale({ shown: false });
+  } catch (error) {
+    showError(error);
+    markStale({ shown: Boolean(view.shown) });
+  }
+}
 
 function isJson(textValue) {
   return textValue.trim().startsWith("{");
@@ -80,10 +121,10 @@ function drawActivation() {
     try {
       const answer = await api(`/api/v1/ivr/flows/${flow.id}/activate`, { method: "POST", json: {} });
       announce(t("ivr.activate.done", { name: answer.name, version: answer.version, numbers: answer.active_numbers.join(", ") }));
-      await refresh(answer.id);
     } catch (error) {
-      showError(error);
+      showError(error); // refused: what is stored now is shown below it, not what was before
     }
+    await reload(flow.id);
   };
   // The version already answers every number it declares: marked, not offered again.
   const remaining = flow.numbers.filter((number) => !flow.active_numbers.includes(number));
@@ -107,22 +148,12 @@ async function select(id) {
     view.draft = null;
     drawList();
     drawShown();
+    markStale({ shown: false });
     byId("diagram-heading").focus();
   } catch (error) {
     showError(error);
+    markStale({ shown: true });
   }
-}
-
-async function refresh(selectId) {
-  view.flows = await allPages("/api/v1/ivr/flows");
-  drawList();
-  const active = view.flows.find((f) => f.active_numbers.length) || view.flows[view.flows.length - 1];
-  const id = selectId ?? (view.shown ? view.shown.id : active && active.id);
-  if (id !== undefined && id !== null) {
-    view.shown = await api(`/api/v1/ivr/flows/${id}`);
-    drawList();
-  }
-  drawShown();
 }
 
 async function upload(event) {
@@ -138,28 +169,40 @@ async function upload(event) {
   }
   text(problem, "");
   const type = isJson(value) ? "application/json" : "application/yaml";
+  let body;
   try {
     const response = await api("/api/v1/ivr/flows", { method: "POST", body: value, headers: { "Content-Type": type }, raw: true });
-    const [status, body] = [response.status, await response.json()];
-    announce(t(status === 201 ? "ivr.upload.done" : "ivr.upload.same", { name: body.name, version: body.version }));
-    text(problem, "");
-    view.draft = null;
-    await refresh(body.id);
+    body = await response.json();
+    announce(t(response.status === 201 ? "ivr.upload.done" : "ivr.upload.same", { name: body.name, version: body.version }));
   } catch (error) {
-    text(problem, describe(error));
-    if (error.status !== 422) return showError(error);
-    let document = null;
-    try {
-      document = parseDocument(value);
-    } catch (cause) {
-      text(problem, t("ivr.upload.unreadable", { detail: String(cause.message || cause) }));
-    }
-    if (document && typeof document === "object" && document.nodes && typeof document.nodes === "object") {
-      view.draft = { document, fields: error.fields };
-      drawShown();
-      byId("diagram-heading").focus();
-    }
+    return refused(error, value);
   }
+  view.draft = null;
+  await reload(body.id);
+}
+
+/** An upload refused: its draft drawn with the problems (a 422 of a readable document), else
+ * what is stored shown again, never an earlier attempt's draft. */
+async function refused(error, value) {
+  const problem = byId("upload-problem");
+  text(problem, describe(error));
+  view.draft = null;
+  if (error.status !== 422) {
+    showError(error);
+    return reload(null);
+  }
+  let document = null;
+  try {
+    document = parseDocument(value);
+  } catch (cause) {
+    text(problem, t("ivr.upload.unreadable", { detail: String(cause.message || cause) }));
+  }
+  if (document && typeof document === "object" && document.nodes && typeof document.nodes === "object") {
+    view.draft = { document, fields: error.fields };
+    markStale({ shown: false });
+  }
+  drawShown();
+  if (view.draft) byId("diagram-heading").focus();
 }
 
 async function readFile() {
@@ -181,11 +224,7 @@ async function main() {
     drawList();
     drawShown();
   });
-  try {
-    await refresh(null);
-  } catch (error) {
-    showError(error);
-  }
+  await reload(null);
 }
 
 main();
