@@ -250,6 +250,12 @@ class TestTexts:
     def test_both_languages_have_the_same_texts(self) -> None:
         assert texts("en").keys() == texts("zh-CN").keys()
 
+    def test_the_page_knows_every_node_type_of_a_flow_document(self) -> None:
+        source = (STATIC / "ivr" / "diagram.js").read_text(encoding="utf-8")
+        listed = re.search(r"const TYPES = new Set\(\[([^\]]*)\]\)", source)
+        assert listed is not None
+        assert sorted(re.findall(r'"([a-z_]+)"', listed.group(1))) == sorted(node_types())
+
     @pytest.mark.parametrize("language", ["en", "zh-CN"])
     def test_every_node_type_the_page_can_show_has_a_text(self, language: str) -> None:
         shown = [*node_types(), "unknown", "none"]
