@@ -28,7 +28,7 @@ from app.routing.models import Contact, Offer, Queue
 from app.routing.schemas import ContactOut, OfferOut, QueueOut, ServiceLevel, StepSkill
 
 
-def queue_view(queue: Queue, names: dict[int, str]) -> QueueOut:
+def queue_view(queue: Queue, names: dict[int, str], unserved: list[str]) -> QueueOut:
     return QueueOut(
         id=queue.id,
         name=queue.name,
@@ -51,12 +51,14 @@ def queue_view(queue: Queue, names: dict[int, str]) -> QueueOut:
         max_length=queue.max_length,
         overflow_queue=names.get(queue.overflow_queue_id) if queue.overflow_queue_id else None,
         created_at=queue.created_at,
+        unserved_channels=unserved,
     )
 
 
 async def queue_out(session: AsyncSession, queue: Queue) -> QueueOut:
     ids = {queue.overflow_queue_id} if queue.overflow_queue_id else set()
-    return queue_view(queue, await service.queue_names(session, ids))
+    unserved = await service.unserved_channels(session, [queue])
+    return queue_view(queue, await service.queue_names(session, ids), unserved[queue.id])
 
 
 async def contact_out(

@@ -116,8 +116,9 @@ async def list_queues(
     queues = await service.list_queues(session, after_name=cursor, limit=limit)
     overflow = {q.overflow_queue_id for q in queues if q.overflow_queue_id}
     names = await service.queue_names(session, overflow)
+    unserved = await service.unserved_channels(session, queues)
     return QueuePage(
-        items=[queue_view(q, names) for q in queues],
+        items=[queue_view(q, names, unserved[q.id]) for q in queues],
         next_cursor=queues[-1].name if len(queues) == limit else None,
     )
 

@@ -115,6 +115,11 @@ class QueueOut(BaseModel):
     max_length: int | None
     overflow_queue: str | None
     created_at: datetime
+    unserved_channels: list[str] = Field(
+        description="channels the queue takes that no active agent can take (capacity on the "
+        "channel and the skills of the queue's last routing step): a contact there waits "
+        "until max_wait_s, or for ever without it; give an agent the channel, or drop it"
+    )
 
 
 class QueuePage(BaseModel):

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.agents import service as agents
 from app.agents.exceptions import AgentNotFound
-from app.agents.models import Agent, AgentChannel, Role
+from app.agents.models import Agent, AgentChannel, AgentSkill, Role, Skill
 from app.agents.permissions import Target
 from app.db import table_of
 from app.errors import InvalidInput
@@ -135,6 +135,43 @@ async def queue_names(session: AsyncSession, ids: set[int]) -> dict[int, str]:
         return {}
     rows = (await session.execute(select(Queue.id, Queue.name).where(Queue.id.in_(ids)))).all()
     return {row.id: row.name for row in rows}
+
+
+async def unserved_channels(session: AsyncSession, queues: Sequence[Queue]) -> dict[int, list[str]]:
+    """Per queue, the channels it takes that no active agent can take: none has capacity on
+    the channel and the skills of the queue's last routing step (the loosest), so a contact
+    there waits until the queue's max wait, or for ever without one."""
+    if not queues:
+        return {}
+    can: dict[int, set[str]] = {}
+    taking = select(AgentChannel.agent_id, AgentChannel.channel).join(
+        Agent, Agent.id == AgentChannel.agent_id
+    )
+    for agent_id, channel in await session.execute(
+        taking.where(Agent.active, AgentChannel.capacity > 0)
+    ):
+        can.setdefault(agent_id, set()).add(channel)
+    held: dict[int, dict[str, int]] = {agent_id: {} for agent_id in can}
+    levels = select(AgentSkill.agent_id, Skill.name, AgentSkill.level).join(
+        Skill, Skill.id == AgentSkill.skill_id
+    )
+    for agent_id, skill, level in await session.execute(
+        levels.where(AgentSkill.agent_id.in_(list(can)))
+    ):
+        held[agent_id][skill] = level
+    return {q.id: _unserved(q, can, held) for q in queues}
+
+
+def _unserved(queue: Queue, can: dict[int, set[str]], held: dict[int, dict[str, int]]) -> list[str]:
+    last = queue.steps[-1]["skills"] if queue.steps else []
+    needs = [(need["skill"], int(need["min_level"])) for need in last]
+    able = [
+        agent_id
+        for agent_id, skills in held.items()
+        if all(skills.get(skill, 0) >= level for skill, level in needs)
+    ]
+    served = set().union(*(can[agent_id] for agent_id in able))
+    return [channel for channel in queue.channels if channel not in served]
 
 
 # --- contacts -----------------------------------------------------------------------------
