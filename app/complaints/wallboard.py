@@ -178,11 +178,13 @@ class Counter:
         """The wallboard's complaint figures for ``scope`` at ``now``."""
         clocks = await _open_clocks(session, scope)
         calendar = desk.work_calendar()
-        readings = [self._read(clock, calendar, now) for clock in clocks]
+        readings = [self.read(clock, calendar, now) for clock in clocks]
         self._forget(clocks)
         return summarise(readings, now=now, zone=zone, calendar=calendar, limit=limit)
 
-    def _read(self, clock: OpenClock, calendar: WorkCalendar, now: datetime) -> Reading:
+    def read(self, clock: OpenClock, calendar: WorkCalendar, now: datetime) -> Reading:
+        """One clock at ``now``: its deadline, breached, at risk (a running clock's moments
+        are remembered for the next call)."""
         row = clock.row
         if _paused(row):
             read = state(policy_of(row), history_of(row), calendar, max(now, row.started_at))
@@ -251,7 +253,7 @@ async def deadlines(
     risk, at ``now``: the list's ``overdue`` and ``at_risk`` filters, read as here."""
     calendar = desk.work_calendar()
     counter, clocks = Counter(), await _open_clocks(session, visible)
-    readings = [counter._read(clock, calendar, now) for clock in clocks]
+    readings = [counter.read(clock, calendar, now) for clock in clocks]
     return Deadlines(
         overdue=frozenset(r.clock.row.complaint_id for r in readings if r.breached),
         at_risk=frozenset(r.clock.row.complaint_id for r in readings if r.at_risk),
