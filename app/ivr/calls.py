@@ -180,10 +180,21 @@ async def save(session: AsyncSession, call: IvrCall, events: Sequence[dict[str, 
     recorded(session, events)
 
 
+def _stored_state(call: IvrCall) -> str:
+    """The state as it is written: once the call has left the IVR (an outcome, or ended),
+    without the values collected from the caller (a resident ID among them), which nothing
+    needs any more."""
+    state = call.state
+    left = call.outcome is not None or call.status == CallStatus.ended.value
+    if left and isinstance(state, dict) and (state.get("collected") or state.get("pending")):
+        state = {**state, "collected": {}, "pending": None}
+    return json.dumps(state)
+
+
 def _call_values(call: IvrCall) -> tuple[Any, ...]:
     return (
         call.id,
-        json.dumps(call.state),
+        _stored_state(call),
         call.step,
         call.status,
         call.contact_id,

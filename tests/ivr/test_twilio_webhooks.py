@@ -50,6 +50,15 @@ async def contact_of(api: Api, sid: str) -> dict[str, Any]:
     return expect(await api.get(f"/api/v1/contacts/{call['contact_id']}"), 200)  # type: ignore[no-any-return]
 
 
+async def stored_state(engine: AsyncEngine, sid: str) -> str:
+    """The call's state as the database holds it."""
+    async with engine.connect() as conn:
+        found = await conn.execute(
+            text("SELECT state::text FROM ivr_calls WHERE call_ref = :sid"), {"sid": sid}
+        )
+        return str(found.scalar_one())
+
+
 async def call_rows(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
         return int((await conn.execute(text("SELECT count(*) FROM ivr_calls"))).scalar_one())
@@ -86,7 +95,7 @@ class TestWholeCalls:
         assert [step["node"] for step in call["path"]][:2] == ["identify_caller", "identify_caller"]
 
     async def test_a_caller_identified_by_an_id_ending_in_x_confirmed_with_8_is_platinum(
-        self, api: Api, client: AsyncClient, people: dict[str, Any]
+        self, api: Api, client: AsyncClient, engine: AsyncEngine, people: dict[str, Any]
     ) -> None:
         phone = TwilioCall(client, STRANGER, CARDS_NUMBER)
         await unidentified_to_id_entry(phone)
@@ -97,6 +106,17 @@ class TestWholeCalls:
         assert (contact["queue"], contact["tier"]) == ("credit-cards", "platinum")
         path = (await call_of(api, phone.sid))["path"]
         assert HUANG_MEI_ID not in str(path)  # the ID is masked on record
+        assert HUANG_MEI_ID not in await stored_state(engine, phone.sid)  # and not kept
+
+    async def test_an_id_entered_then_hung_up_on_is_not_kept(
+        self, client: AsyncClient, engine: AsyncEngine, people: dict[str, Any]
+    ) -> None:
+        phone = TwilioCall(client, STRANGER, CARDS_NUMBER)
+        await unidentified_to_id_entry(phone)
+        await phone.press(HUANG_MEI_ID.replace("X", "*"))  # waits for its confirm key
+        assert HUANG_MEI_ID in await stored_state(engine, phone.sid)  # needed until then
+        await phone.status("completed")
+        assert HUANG_MEI_ID not in await stored_state(engine, phone.sid)
 
     async def test_an_id_with_a_wrong_check_digit_is_asked_again_then_goes_to_an_agent(
         self, api: Api, client: AsyncClient, people: dict[str, Any]
