@@ -3,7 +3,10 @@ form posts to the URLs the TwiML names, signed by the ``twilio`` package for the
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -48,6 +51,16 @@ async def contact_of(api: Api, sid: str) -> dict[str, Any]:
     call = await call_of(api, sid)
     assert call["contact_id"] is not None, call
     return expect(await api.get(f"/api/v1/contacts/{call['contact_id']}"), 200)  # type: ignore[no-any-return]
+
+
+def migration_module(name: str) -> ModuleType:
+    path = Path(__file__).resolve().parents[2] / "migrations" / "versions" / name
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 async def stored_state(engine: AsyncEngine, sid: str) -> str:
@@ -107,6 +120,32 @@ class TestWholeCalls:
         path = (await call_of(api, phone.sid))["path"]
         assert HUANG_MEI_ID not in str(path)  # the ID is masked on record
         assert HUANG_MEI_ID not in await stored_state(engine, phone.sid)  # and not kept
+
+    async def test_the_migration_clears_what_calls_stored_before_it_kept(
+        self, client: AsyncClient, engine: AsyncEngine, people: dict[str, Any]
+    ) -> None:
+        left = TwilioCall(client, STRANGER, CARDS_NUMBER)
+        await unidentified_to_id_entry(left)
+        await left.press(HUANG_MEI_ID.replace("X", "*"))
+        await left.press("8")  # queued: the call has left the IVR
+        waiting = TwilioCall(client, "+8613912345679", CARDS_NUMBER)
+        await unidentified_to_id_entry(waiting)
+        await waiting.press(HUANG_MEI_ID.replace("X", "*"))  # still in the IVR
+        async with engine.begin() as conn:  # as the IVR stored a call before the migration
+            await conn.execute(
+                text(
+                    "UPDATE ivr_calls SET state = state || jsonb_build_object("
+                    "'collected', jsonb_build_object('resident_id', CAST(:id AS text))) "
+                    "WHERE call_ref = :sid"
+                ),
+                {"id": HUANG_MEI_ID, "sid": left.sid},
+            )
+        assert HUANG_MEI_ID in await stored_state(engine, left.sid)
+        migration = migration_module("20261204_0025_ivr_forget_collected.py")
+        async with engine.begin() as conn:
+            assert await conn.run_sync(migration.forget) == 1
+        assert HUANG_MEI_ID not in await stored_state(engine, left.sid)
+        assert HUANG_MEI_ID in await stored_state(engine, waiting.sid)  # still needed
 
     async def test_an_id_entered_then_hung_up_on_is_not_kept(
         self, client: AsyncClient, engine: AsyncEngine, people: dict[str, Any]
