@@ -331,7 +331,9 @@ async def take_step(
         raise CallNotInIvr(call.call_ref, call.status)
     if seq != call.step:
         raise StepOutOfOrder(call.call_ref, seq, call.step)
-    taken = await advance(session, call, delivery.event, seq, ctx, flow=loaded.flow)
+    taken = await advance(
+        session, call, _for_machine(delivery.event, ctx), seq, ctx, flow=loaded.flow
+    )
     body, content_type = render(taken)
     call.step = seq + 1
     reply = Reply(body, content_type, call=call)
@@ -340,6 +342,14 @@ async def take_step(
     await _finish(conn, call, delivery, seq, reply, ctx.now, taken.events)
     recorded(session, taken.events)
     return reply
+
+
+def _for_machine(event: Event, ctx: Context) -> Event:
+    """The event as the machine takes it: a new call's caller only if they can be called
+    back (a withheld number is "", so a callback node knows it cannot promise one)."""
+    if isinstance(event, CallStarted):
+        return CallStarted(service.callable_number(event.caller, ctx.region), event.called)
+    return event
 
 
 def _seq(call: IvrCall, delivery: Delivery) -> int:

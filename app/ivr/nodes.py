@@ -22,8 +22,10 @@ Decisions, and why
 ------------------
 
 - **A callback needs a number.** A withheld caller number cannot be called back, so the
-  callback node then enqueues the call in the same queue instead of promising a call that
-  cannot happen.
+  callback node then tells the caller so and enqueues the call in the same queue instead of
+  promising a call that cannot happen. The shell gives the machine a caller only when it is
+  a number that can be called (``anonymous`` and the provider's placeholder numbers for a
+  withheld caller are none).
 - **A lookup whose value was never collected** (a path that skipped the collect node) is a
   miss, taken at once, not a request the shell cannot answer.
 """
@@ -228,6 +230,9 @@ def _enqueue(run: Run, node: EnqueueNode) -> None:
 def _callback(run: Run, node: CallbackNode) -> None:
     state = run.state
     if not state.caller:
+        told = prompts.NO_CALLBACK.get(state.language)
+        if told is not None:
+            run.actions.append(Say(told, state.language))
         _enqueue(run, EnqueueNode(type="enqueue", queue=node.queue, skills=node.skills))
         return
     run.say(node.prompt)

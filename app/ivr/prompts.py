@@ -38,6 +38,7 @@ from zoneinfo import ZoneInfo
 
 __all__ = [
     "GOODBYE",
+    "NO_CALLBACK",
     "due_words",
     "flow_language",
     "matches",
@@ -50,6 +51,11 @@ __all__ = [
 GOODBYE: Final = {
     "zh-CN": "感谢您的来电，再见。",
     "en-US": "Thank you for calling. Goodbye.",
+}
+# A callback chosen from a withheld number: there is nothing to call back, so the caller holds.
+NO_CALLBACK: Final = {
+    "zh-CN": "您的来电号码未显示，我们无法回电。请您稍候，我们将为您转接客服代表。",
+    "en-US": "Your number is withheld, so we cannot call you back. Please hold for the next agent.",
 }
 
 _STATUS: Final = {

@@ -86,6 +86,15 @@ def number_key(value: str, region: str) -> str:
     return compact
 
 
+def callable_number(value: str, region: str) -> str:
+    """The caller's number as it can be called back (E.164); "" when it is withheld
+    (``anonymous``, a provider's placeholder such as ``+266696687``) or no number at all."""
+    try:
+        return identity.normalise_phone(value, region=region)
+    except identity.InvalidPhone:
+        return ""
+
+
 def _is_short(digits: str, region: str) -> bool:
     try:
         number = phonenumbers.parse(digits, region)

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import pytest
 
 from app.complaints.calendar import WorkCalendar
+from app.ivr import prompts
 from app.ivr.flow import Flow, parse_flow
 from app.ivr.machine import (
     Callback,
@@ -347,10 +348,36 @@ class TestEndingNodes:
         flow = lab(bye__prompt=None)
         assert walk([*TO_MAIN, Digits("5")], flow).actions == (EndCall(),)
 
-    def test_callback_for_a_withheld_number_enqueues_instead(self) -> None:
+    def test_callback_for_a_withheld_number_says_so_and_enqueues_instead(self) -> None:
         done = walk([CallStarted("", CALLED), Digits("2"), Speech("call me", 0.9)])
-        assert done.actions == (Enqueue("q", (SkillNeed("s", 4),), None, None, "en-US", {}),)
+        assert done.actions == (
+            Say(prompts.NO_CALLBACK["en-US"], "en-US"),
+            Enqueue("q", (SkillNeed("s", 4),), None, None, "en-US", {}),
+        )
         assert done.state.outcome is Outcome.ENQUEUED
+
+    @pytest.mark.parametrize(
+        ("language", "told"),
+        [
+            ("zh-CN", [prompts.NO_CALLBACK["zh-CN"]]),
+            ("en-US", [prompts.NO_CALLBACK["en-US"]]),
+            ("yue-HK", []),
+        ],
+    )
+    def test_a_withheld_caller_is_told_in_their_language_when_there_are_words_for_it(
+        self, language: str, told: list[str]
+    ) -> None:
+        document = deepcopy(LAB)
+        document["languages"] = ["zh-CN", "en-US", "yue-HK"]
+        for node in document["nodes"].values():
+            for prompt in _prompts(node):
+                prompt["yue-HK"] = prompt["zh-CN"]
+        document["nodes"]["lang"]["options"][0]["language"] = language
+        later = next(o for o in document["nodes"]["main"]["options"] if o["next"] == "late")
+        later["key"] = "7"
+        done = walk([CallStarted("", CALLED), Digits("1"), Digits("7")], parse_flow(document))
+        assert [a.text for a in done.actions if isinstance(a, Say)] == told
+        assert isinstance(done.actions[-1], Enqueue)
 
     def test_hangup_after_a_status_read_back_is_served(self) -> None:
         found = ComplaintFound("C-20261122-000123", "in_progress", NOW)

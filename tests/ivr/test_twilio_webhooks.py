@@ -14,6 +14,7 @@ from httpx import AsyncClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.ivr import prompts
 from tests.fixtures.factories import Api, expect
 from tests.ivr.telephony import (
     CARDS_NUMBER,
@@ -265,6 +266,21 @@ class TestSelfServiceAndEndings:
         )
         call = await call_of(api, phone.sid)
         assert (call["status"], call["outcome"]) == ("ended", "callback")
+
+    @pytest.mark.parametrize("withheld", ["anonymous", "+266696687", ""])
+    async def test_a_withheld_caller_choosing_a_call_back_is_told_so_and_holds(
+        self, api: Api, client: AsyncClient, people: dict[str, Any], withheld: str
+    ) -> None:
+        phone = TwilioCall(client, withheld, HOTLINE)
+        await phone.start()
+        await phone.press("1")  # 普通话
+        await phone.press("9")  # a call back: impossible without a number
+        assert phone.waiting(), phone.last
+        assert prompts.NO_CALLBACK["zh-CN"] in said(phone.last)
+        contact = await contact_of(api, phone.sid)
+        assert contact["channel"] == "voice"
+        call = await call_of(api, phone.sid)
+        assert (call["status"], call["outcome"]) == ("queued", "enqueued")
 
     async def test_a_full_queue_tells_the_caller_agents_are_busy_and_ends_politely(
         self, api: Api, client: AsyncClient, engine: AsyncEngine, people: dict[str, Any]
