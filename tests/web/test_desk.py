@@ -5,6 +5,7 @@ role may make, notes and files, the list's filters, hostile text, access, langua
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,12 @@ from playwright.async_api import FilePayload, Page, Request, expect
 
 from app.agents.access import POLICY
 from app.complaints import lifecycle
+from app.complaints.classifier import CATEGORIES
 from tests.complaints.test_registration import complaint_body, register
 from tests.complaints.test_transitions import move
 from tests.fixtures.factories import Api
 from tests.fixtures.factories import expect as expect_status
-from tests.web.conftest import NewPage, axe_violations, open_signed_in
+from tests.web.conftest import STATIC, NewPage, axe_violations, open_signed_in
 
 HOSTILE = '<script>alert(1)</script><img src=x onerror="alert(2)">'
 REGISTRATION = {
@@ -68,6 +70,11 @@ def verbs_from(status: str) -> list[str]:
     return [event.value for (s, event) in lifecycle.moves() if s.value == status]
 
 
+def texts(language: str) -> dict[str, str]:
+    path = STATIC / "i18n" / f"desk.{language}.json"
+    return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
 async def complaints_seen_by(api: Api) -> list[dict[str, Any]]:
     return expect_status(await api.get("/api/v1/complaints"), 200)["items"]  # type: ignore[no-any-return]
 
@@ -107,7 +114,7 @@ class TestRegistration:
         await page.locator("#reg-submit").click()
         await registered_reference(page)
         suggested = page.locator("#suggested-categories")
-        await expect(suggested).to_contain_text("credit_card")
+        await expect(suggested).to_contain_text("Credit card")
         [stored] = await complaints_seen_by(api)
         assert stored["categories"] == []  # shown, not applied
         await page.locator("#use-suggestion").click()
@@ -256,6 +263,40 @@ class TestCase:
         assert await asyncio.to_thread(Path(await saved.path()).read_bytes) == RECEIPT
         assert await page.locator("main script, main img").count() == 0
         assert dialogs == []
+
+
+class TestCategories:
+    def test_every_category_the_classifier_knows_has_a_label_in_both_languages(self) -> None:
+        for language in ("en", "zh-CN"):
+            said = texts(language)
+            labels = {c: said.get(f"desk.category.{c}") for c in CATEGORIES}
+            assert [c for c, text in labels.items() if not text or text == c] == [], language
+
+    async def test_categories_are_said_in_the_page_language_and_unknown_ones_as_typed(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor()
+        done = await register(api, complaint_body())
+        facts = {"categories": ["credit_card", "fees"], "severity": "low"}
+        await move(api, done["id"], "classify", facts)
+        page = await desk_of(new_page, boss)
+        row = page.locator(f'#complaints tr[data-reference="{done["reference"]}"]')
+        await expect(row).to_contain_text("Credit card, fees")
+        await row.get_by_role("link").click()
+        told = page.locator("#case-facts")
+        suggested = page.locator('#suggested-categories [data-category="credit_card"]')
+        why = page.locator("#suggestion-why")
+        await expect(told).to_contain_text("Credit card, fees")
+        await expect(suggested).to_have_text("Credit card")
+        await expect(why).to_contain_text("The classifier's reasons, as it gives them:")
+        await page.locator("#language").click()
+        await expect(told).to_contain_text("信用卡、fees")
+        await expect(told).not_to_contain_text("credit_card")
+        await expect(suggested).to_have_text("信用卡")
+        await expect(why).to_contain_text("分类器给出的依据（原文）：")  # noqa: RUF001
+        await page.get_by_role("link", name="返回列表").click()
+        await expect(row).to_contain_text("信用卡、fees")
+        await expect(row).not_to_contain_text("credit_card")
 
 
 class TestList:

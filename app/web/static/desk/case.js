@@ -6,7 +6,7 @@ import { api } from "../js/api.js";
 import { h, replace } from "../js/dom.js";
 import { t } from "../js/i18n.js";
 import { clearErrors, showError } from "../js/page.js";
-import { clockBadge, fact, label, statusBadge, used, when } from "./format.js";
+import { categoriesText, categoryLabel, clockBadge, fact, label, statusBadge, used, when } from "./format.js";
 import { mayAct, movesPanel, stillReadable } from "./moves.js";
 import { filesPanel, notesPanel } from "./notes.js";
 
@@ -38,7 +38,7 @@ function facts(complaint, people) {
     { class: "facts", id: "case-facts" },
     fact("desk.case.channel", label("channel", c.channel)),
     fact("desk.case.branch", c.branch),
-    fact("desk.case.categories", c.categories.length ? c.categories.join(", ") : ""),
+    fact("desk.case.categories", categoriesText(c.categories)),
     fact("desk.case.severity", c.severity ? label("desk.severity", c.severity) : ""),
     fact("desk.case.escalation", label("desk.level", c.escalation_level)),
     fact("desk.case.assignee", people.name(c.assignee_id)),
@@ -105,9 +105,11 @@ async function suggestionPanel(container, ctx, complaint, acting) {
   const classify = acting && complaint.status && ctx.table.complaints.moves.some((m) => m.from === complaint.status && m.verb === "classify");
   replace(
     container,
-    h("p", { id: "suggested-categories" }, t("desk.suggestion.categories"), " ", suggestion.categories.map((c, i) => [i ? ", " : "", h("span", { class: "user-text", text: c.name }), ` (${Math.round(c.score * 100)}%)`])),
+    h("p", { id: "suggested-categories" }, t("desk.suggestion.categories"), " ", suggestion.categories.map((c, i) => [i ? t("desk.list_separator") : "", h("span", { class: "user-text", dataset: { category: c.name }, text: categoryLabel(c.name) }), ` (${Math.round(c.score * 100)}%)`])),
     suggestion.severity ? h("p", { id: "suggested-severity", text: t("desk.suggestion.severity", { severity: label("desk.severity", suggestion.severity.name) }) }) : null,
-    suggestion.explanation ? h("p", { class: "user-text hint", text: suggestion.explanation }) : null,
+    // The service writes its reasons as one English line of codes and words (no structure to
+    // say them from): shown as they come, introduced in the page's language.
+    suggestion.explanation ? h("p", { class: "hint", id: "suggestion-why" }, t("desk.suggestion.why"), " ", h("span", { class: "user-text", text: suggestion.explanation })) : null,
     h("p", { class: "hint", text: t("desk.suggestion.advice") }),
     classify ? h("button", { type: "button", class: "secondary", id: "use-suggestion", text: t("desk.suggestion.use"), on: { click: use } }) : null,
   );

@@ -11,6 +11,19 @@ export function label(prefix, value) {
   return said === key ? String(value) : said;
 }
 
+/**
+ * A complaint category in the page's language (desk.category.<code>); a category the
+ * dictionaries lack (an agent may type any) as its code.
+ */
+export function categoryLabel(code) {
+  return label("desk.category", code);
+}
+
+/** A complaint's categories, each as `categoryLabel` says it, in one line ("" for none). */
+export function categoriesText(codes) {
+  return (codes || []).map(categoryLabel).join(t("desk.list_separator"));
+}
+
 export function statusLabel(status) {
   return label("complaint.status", status);
 }

@@ -6,7 +6,7 @@ import { api, serverNow } from "../js/api.js";
 import { h, replace, text } from "../js/dom.js";
 import { t } from "../js/i18n.js";
 import { clearErrors, showError } from "../js/page.js";
-import { label, statusBadge, when } from "./format.js";
+import { categoriesText, label, statusBadge, when } from "./format.js";
 
 const FILTERS = ["status", "category", "assignee", "branch", "text"];
 const FINISHED = new Set(["confirmed", "closed", "withdrawn", "rejected", "archived"]);
@@ -59,7 +59,7 @@ function row(item, people) {
     { dataset: { reference: item.reference, id: item.id } },
     h("th", { scope: "row" }, h("a", { href: `#case/${item.id}`, text: item.reference })),
     h("td", {}, statusBadge(item.status)),
-    h("td", { class: "user-text", text: item.categories.length ? item.categories.join(", ") : "—" }),
+    h("td", { class: "user-text", text: categoriesText(item.categories) || "—" }),
     h("td", { text: label("desk.severity", item.severity) }),
     h("td", { class: "user-text", text: item.branch }),
     h("td", { class: "user-text", text: people.name(item.assignee_id) }),
