@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import FilePayload, Page, Request, expect
+from playwright.async_api import FilePayload, Page, Request, Route, expect
 
 from app.agents.access import POLICY
 from app.complaints import lifecycle
@@ -226,9 +226,51 @@ class TestCase:
             f"{done['reference']} is now handled elsewhere"
         )
         await expect(page.locator("#handed-away")).to_contain_text("Far Wang (beijing)")
+        await expect(page.locator("#move-done")).to_have_text(
+            "Done: Assign. The complaint is now Assigned."
+        )
         await expect(page.locator("#errors")).not_to_contain_text("does not exist")
         stored = expect_status(await api.get(f"/api/v1/complaints/{done['id']}"), 200)
         assert stored["assignee_id"] == far["id"]
+
+    async def test_a_move_made_is_said_on_the_case_until_the_next_move_or_leaving_it(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        handler = await api.agent()
+        done = await register(api, complaint_body())
+        await move(api, done["id"], "assign", {"assignee": handler["id"]})
+        page = await desk_of(new_page, handler, f"#case/{done['id']}")
+        said = page.locator("#move-done")
+        await expect(page.locator("#move-start")).to_be_visible()
+        await expect(said).to_have_count(0)
+        await page.locator("#move-start").click()
+        await page.locator("#move-submit").click()
+        await expect(said).to_have_text("Done: Start work. The complaint is now In progress.")
+        await expect(said).to_be_visible()
+        await expect(page.locator("#view-heading")).to_be_focused()  # not taken by the line
+        await page.locator("#language").click()
+        await expect(said).to_have_text("已完成：开始处理。投诉当前状态：处理中。")  # noqa: RUF001
+        await expect(page.locator("#language")).to_be_focused()
+        # The next move sent: the line goes at once, before the service answers.
+        release = asyncio.Event()
+
+        async def held(route: Route) -> None:
+            await release.wait()
+            await route.continue_()
+
+        await page.route(f"**/api/v1/complaints/{done['id']}/pause", held)
+        await page.locator("#move-pause").click()
+        await page.locator("#fact-reason").select_option("waiting_for_customer")
+        await page.locator("#move-submit").click()
+        await expect(said).to_have_count(0)
+        release.set()
+        await expect(said).to_have_text("已完成：暂停。投诉当前状态：已暂停。")  # noqa: RUF001
+        await page.get_by_role("link", name="返回列表").click()
+        await expect(page.locator("#complaints tbody tr")).to_have_count(1)
+        await page.go_back()
+        await expect(page.locator("#case-reference")).to_have_text(done["reference"])
+        await expect(page.locator("#move-resume")).to_be_visible()
+        await expect(said).to_have_count(0)
 
     async def test_a_complaint_of_another_agent_is_not_found(
         self, api: Api, new_page: NewPage

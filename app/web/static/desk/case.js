@@ -130,12 +130,25 @@ export async function showCase(view, ctx, id) {
   draw(view, ctx, complaint);
 }
 
+/**
+ * What the user's last move on this complaint did, in the page's language (so a switch says it
+ * again): shown on the case drawn after it, without taking the focus, until the next move is
+ * sent or the user leaves the case (main.js forgets it then). Screen readers were told by
+ * `announce` already, so this line is no live region.
+ */
+function moveDone(ctx, complaint) {
+  const done = ctx.done;
+  if (!done || done.id !== complaint.id) return null;
+  return h("p", { id: "move-done", class: "notice move-done", text: t("desk.move.done", { verb: label("desk.verb", done.verb), status: label("complaint.status", done.status) }) });
+}
+
 /** The move gave the complaint to someone whose cases the user does not see: say where it went. */
 function handedAway(view, ctx, complaint) {
   const id = complaint.assignee_id;
   replace(
     view,
     h("h2", { id: "view-heading", tabindex: -1, text: t("desk.case.handed_away", { reference: complaint.reference }) }),
+    moveDone(ctx, complaint),
     h("p", { id: "handed-away", text: t("desk.case.handed_away_detail", { name: ctx.people.name(id), site: ctx.people.site(id) || t("desk.no_site") }) }),
     h("p", {}, h("a", { href: "#list", text: t("desk.case.back") })),
   );
@@ -153,6 +166,7 @@ function draw(view, ctx, complaint) {
     view,
     h("p", {}, h("a", { href: "#list", text: t("desk.case.back") })),
     h("h2", { id: "view-heading", tabindex: -1 }, h("span", { id: "case-reference", text: complaint.reference }), " ", statusBadge(complaint.status)),
+    moveDone(ctx, complaint),
     h(
       "div",
       { class: "case-grid" },
@@ -173,11 +187,20 @@ function draw(view, ctx, complaint) {
       ),
     ),
   );
-  movesPanel(moves, ctx, complaint, async (answer) => {
-    await ctx.people.load([answer.assignee_id, ...actorIds(answer)]);
-    if (stillReadable(ctx, answer)) draw(view, ctx, answer);
-    else handedAway(view, ctx, answer);
-    view.querySelector("#view-heading").focus();
+  const started = () => {
+    ctx.done = null;
+    const line = view.querySelector("#move-done");
+    if (line) line.remove();
+  };
+  movesPanel(moves, ctx, complaint, {
+    started,
+    done: async (answer, verb) => {
+      ctx.done = { id: complaint.id, verb, status: answer.status };
+      await ctx.people.load([answer.assignee_id, ...actorIds(answer)]);
+      if (stillReadable(ctx, answer)) draw(view, ctx, answer);
+      else handedAway(view, ctx, answer);
+      view.querySelector("#view-heading").focus();
+    },
   });
   suggestionPanel(suggestion, ctx, complaint, acting);
   notesPanel(notes, { complaint, people: ctx.people, acting });

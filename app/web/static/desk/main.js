@@ -92,8 +92,11 @@ async function relabel() {
 async function main() {
   await startPage({ title: "desk.title", dictionaries: ["desk"] });
   const [table, user] = await Promise.all([rules(), me()]);
-  ctx = { table, people: new People(user), prefill: {}, openMove: null, focusOnRoute: false };
-  window.addEventListener("hashchange", route);
+  ctx = { table, people: new People(user), prefill: {}, openMove: null, focusOnRoute: false, done: null };
+  window.addEventListener("hashchange", () => {
+    ctx.done = null; // the confirmation of a move is for the case it was made on, seen then
+    route();
+  });
   onChange(relabel);
   await route();
 }

@@ -101,7 +101,7 @@ function factLabel(name, required) {
   return h("label", { for: `fact-${name}` }, t(`desk.fact.${name}`), required ? h("span", { class: "required", text: ` (${t("desk.fact.required")})` }) : null);
 }
 
-function moveForm(verb, ctx, complaint, done) {
+function moveForm(verb, ctx, complaint, { started, done }) {
   const c = ctx.table.complaints;
   const needs = c.needs[verb] || [];
   const optional = (c.optional[verb] || []).filter((n) => !needs.includes(n));
@@ -140,10 +140,11 @@ function moveForm(verb, ctx, complaint, done) {
     text(problem, "");
     submit.disabled = true;
     clearErrors();
+    started();
     try {
       const answer = await api(`/api/v1/complaints/${complaint.id}/${verb}`, { method: "POST", json: facts });
       announce(t("desk.move.done", { verb: label("desk.verb", verb), status: label("complaint.status", answer.status) }));
-      done(answer);
+      done(answer, verb);
     } catch (error) {
       submit.disabled = false;
       text(problem, describe(error));
@@ -164,8 +165,11 @@ export function mayAct(ctx, complaint) {
   return may(ctx.table, ctx.people.me, "complaints", "act", subject);
 }
 
-/** The moves panel's content: the buttons, and the form of the move chosen. */
-export function movesPanel(container, ctx, complaint, done) {
+/**
+ * The moves panel's content: the buttons, and the form of the move chosen. `started()` is
+ * called when a move is sent, `done(answer, verb)` when the service has made it.
+ */
+export function movesPanel(container, ctx, complaint, hooks) {
   const moves = mayAct(ctx, complaint) ? movesFrom(ctx.table, complaint.status) : [];
   const holder = h("div", { id: "move-holder" });
   if (!moves.length) {
@@ -173,7 +177,7 @@ export function movesPanel(container, ctx, complaint, done) {
     return;
   }
   const open = (verb) => {
-    const form = moveForm(verb, ctx, complaint, done);
+    const form = moveForm(verb, ctx, complaint, hooks);
     replace(holder, form);
     const first = form.querySelector("input, select, textarea, button");
     if (first) first.focus();
