@@ -80,7 +80,7 @@ export async function showList(view, { table, people, values, go }) {
     h("h2", { id: "view-heading", tabindex: -1, text: t("desk.list.heading") }),
     filterForm(table, values, people, go),
     count,
-    h("div", { class: "scroll" }, h("table", { id: "complaints" }, h("caption", { class: "visually-hidden", text: t("desk.list.heading") }), h("thead", {}, h("tr", {}, COLUMNS.map((c) => h("th", { scope: "col", text: t(`desk.list.${c}`) })))), body)),
+    h("div", { class: "scroll", tabindex: 0, role: "region", "aria-labelledby": "view-heading" }, h("table", { id: "complaints" }, h("caption", { class: "visually-hidden", text: t("desk.list.heading") }), h("thead", {}, h("tr", {}, COLUMNS.map((c) => h("th", { scope: "col", text: t(`desk.list.${c}`) })))), body)),
     more,
   );
   let shown = 0;
