@@ -17,10 +17,12 @@ TwiML is sent.
 
 Where the caller is live, the answer is always TwiML: a menu step the call cannot take (an
 unknown call, a call already ended, a step it has not reached, a number with no active
-flow, fields that do not parse for a call the IVR holds) is answered with a polite goodbye
-and a hang-up, and changes nothing; a late menu answer of a queued caller sends them back
-to the wait loop. A request that names no call the IVR could speak to (no signature, no
-``CallSid``) is a 4xx.
+flow) is answered with a polite goodbye and a hang-up, and changes nothing; a late menu
+answer of a queued caller sends them back to the wait loop. An answer that cannot be read
+(keys no phone has, a confidence that is no number) is an invalid answer, asked again;
+other fields that do not parse end a caller's time in the menus politely and on record, and
+send a queued caller back to the wait loop. A request that names no call the IVR could speak
+to (no signature, no ``CallSid``) is a 4xx.
 
 **Generic JSON.** ``POST /telephony/calls/{call_id}/events`` (API.md), signed with
 HMAC-SHA256 over the timestamp and the raw body; stale timestamps and signatures seen before
@@ -180,17 +182,17 @@ async def twilio_voice(request: Request, session: Session, step: Step = None) ->
     delivery gets the TwiML the first one got and does not advance the call again."""
     form = await twilio_form(request)
     settings, voice = settings_of(request), _voice(settings_of(request))
+    token = _token(request.headers.get(IDEMPOTENCY_TOKEN))
     try:
         data = TwilioVoice.model_validate(dict(form))
     except ValidationError as exc:
-        return await _malformed_voice(session, form, exc, voice)
-    delivery = calls.Delivery(
-        Provider.twilio,
-        data.CallSid,
-        voice_event(data, step),
-        seq=step,
-        token=_token(request.headers.get(IDEMPOTENCY_TOKEN)),
-    )
+        answer = None if step is None else unreadable_answer(form, exc)
+        if answer is None:
+            return await _malformed_voice(request, session, form, exc, voice)
+        delivery = calls.Delivery(Provider.twilio, answer[0], answer[1], seq=step, token=token)
+    else:
+        event = voice_event(data, step)
+        delivery = calls.Delivery(Provider.twilio, data.CallSid, event, seq=step, token=token)
     try:
         reply = await calls.take_step(
             session, delivery=delivery, ctx=step_context(request), render=twiml.renderer(voice)
@@ -198,7 +200,9 @@ async def twilio_voice(request: Request, session: Session, step: Step = None) ->
     except CallNotInIvr as exc:
         if exc.status == CallStatus.queued.value:
             return _xml(twiml.to_wait(voice))
-        return _xml(twiml.goodbye(_language(settings), voice=voice))
+        ended = await calls.get_call(session, Provider.twilio, delivery.call_ref)
+        language = _language(settings) if ended is None else waiting.language_of(ended)
+        return _xml(twiml.goodbye(language, voice=voice))
     except NotInService:
         log.warning("incoming call to a number no active IVR flow answers")
         return _xml(twiml.goodbye(_language(settings), voice=voice, reason="not_in_service"))
@@ -216,10 +220,30 @@ def _language(settings: Settings) -> str:
     return "zh-CN" if settings.default_phone_region in ("CN", "HK", "MO", "TW") else "en-US"
 
 
+ANSWER_FIELDS = frozenset({"Digits", "SpeechResult", "Confidence"})
+UNREADABLE_KEYS = "?"  # no option's key and no collected value: an invalid answer
+
+
+def unreadable_answer(form: FormData, exc: ValidationError) -> tuple[str, Event] | None:
+    """A gather's answer in a form the IVR cannot read (keys that are no phone keys, too
+    many of them, a confidence that is no number): the call and an invalid answer, as a
+    wrong key would be; None when other fields cannot be read either."""
+    unread = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+    sid = form.get("CallSid")
+    if not unread or not unread <= ANSWER_FIELDS or not isinstance(sid, str):
+        return None
+    if "Digits" in unread:
+        return sid, Digits(UNREADABLE_KEYS)
+    said = form.get("SpeechResult")
+    text = said.strip()[:1000] if isinstance(said, str) and "SpeechResult" not in unread else ""
+    return sid, Speech(text, 0.0)  # no confidence to go by: asked again
+
+
 async def _malformed_voice(
-    session: Session, form: FormData, exc: ValidationError, voice: twiml.Voice
+    request: Request, session: Session, form: FormData, exc: ValidationError, voice: twiml.Voice
 ) -> TwiML:
-    """Fields that do not parse: a live call the IVR holds is ended politely; else 422."""
+    """Fields that do not parse: a caller in the IVR is ended politely and on record, a
+    queued one goes on waiting; for no live call, 422."""
     sid = form.get("CallSid")
     call = None
     if isinstance(sid, str) and 0 < len(sid) <= 64:
@@ -227,6 +251,11 @@ async def _malformed_voice(
     if call is None or call.status == CallStatus.ended.value:
         raise MalformedWebhook(form_errors(exc))
     log.warning("Twilio voice webhook with malformed fields for a live call: %s", exc)
+    if call.status == CallStatus.queued.value:
+        return _xml(twiml.to_wait(voice))
+    assert isinstance(sid, str)
+    ctx = step_context(request)
+    await waiting.end_unreadable(session, provider=Provider.twilio, call_ref=sid, ctx=ctx)
     return _xml(twiml.goodbye(waiting.language_of(call), voice=voice))
 
 

@@ -242,6 +242,7 @@ async def hang_up(
     if before == CallStatus.in_ivr.value:
         events += _hung_up_in_ivr(call, flow, ctx)
     elif before == CallStatus.queued.value and call.contact_id is not None:
+        advance.note(call, None, "hung_up_in_queue", call.step, ctx.now)
         await _abandon(session, call.contact_id)
     call.status, call.ended_at = CallStatus.ended.value, ctx.now
     data = {
@@ -258,6 +259,31 @@ async def hang_up(
         actor=advance.ACTOR,
     )
     await calls.save(session, call, [*events, ended])
+    return call
+
+
+async def end_unreadable(
+    session: AsyncSession, *, provider: Provider, call_ref: str, ctx: advance.Context
+) -> IvrCall | None:
+    """A webhook for a call in the IVR whose fields cannot be read: the call ends politely
+    and on record (outcome ``ended``, ``unreadable_webhook`` in its path), so the provider's
+    ``completed`` after the goodbye is not taken for the caller hanging up. None for a call
+    the IVR does not know; a call out of the IVR is left as it is."""
+    found = await calls.locked(session, provider, call_ref)
+    if found is None:
+        return None
+    call, _ = found
+    if call.status != CallStatus.in_ivr.value:
+        return call
+    advance.note(call, None, "unreadable_webhook", call.step, ctx.now)
+    try:
+        node = CallState.from_json(call.state).node
+    except StateError:
+        node = None
+    ended = Outcome.ENDED.value
+    left = [] if call.outcome is not None else [advance.leave(call, ended, node, ctx.now)]
+    call.status, call.ended_at = CallStatus.ended.value, ctx.now
+    await calls.save(session, call, left)
     return call
 
 

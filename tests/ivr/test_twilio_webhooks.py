@@ -578,14 +578,55 @@ class TestRefusals:
         assert [v.name for v in verbs(document)] == ["Say", "Hangup"]
         assert await call_of(api, phone.sid) == before
 
-    async def test_malformed_fields_of_a_live_call_end_it_politely(
+    @pytest.mark.parametrize(
+        "answer",
+        [
+            {"Digits": "1<script>"},
+            {"Digits": "A"},
+            {"Digits": "1" * 65},
+            {"SpeechResult": "信用卡", "Confidence": "abc"},
+            {"SpeechResult": "信用卡", "Confidence": ""},
+        ],
+        ids=["markup", "a-key-no-phone-has", "too-many-keys", "confidence-words", "no-confidence"],
+    )
+    async def test_an_answer_that_cannot_be_read_is_an_invalid_answer_asked_again(
+        self, api: Api, client: AsyncClient, people: dict[str, Any], answer: dict[str, str]
+    ) -> None:
+        phone = TwilioCall(client, PLATINUM_PHONE, CARDS_NUMBER)
+        await phone.start()
+        await phone.post(phone.next_url, phone.fields(**answer))
+        assert phone.gathering(), phone.last  # the menu again, not a goodbye
+        call = await call_of(api, phone.sid)
+        assert (call["status"], call["step"], call["path"][-1]["result"]) == (
+            "in_ivr",
+            2,
+            "invalid",
+        )
+
+    async def test_other_fields_that_cannot_be_read_end_the_call_politely_on_record(
         self, api: Api, client: AsyncClient, people: dict[str, Any]
     ) -> None:
         phone = TwilioCall(client, PLATINUM_PHONE, CARDS_NUMBER)
         await phone.start()
-        document = await phone.post(phone.next_url, phone.fields(Digits="1<script>"))
+        document = await phone.post(phone.next_url, phone.fields(Digits="1", From="9" * 65))
         assert [v.name for v in verbs(document)] == ["Say", "Hangup"]
-        assert (await call_of(api, phone.sid))["step"] == 1  # not advanced
+        expect_empty(await phone.status("completed"))  # after the goodbye
+        call = await call_of(api, phone.sid)
+        assert (call["status"], call["outcome"], call["step"]) == ("ended", "ended", 1)
+        assert call["path"][-1]["result"] == "unreadable_webhook"
+
+    async def test_fields_that_cannot_be_read_for_a_queued_caller_keep_them_waiting(
+        self, api: Api, client: AsyncClient, people: dict[str, Any]
+    ) -> None:
+        phone = TwilioCall(client, PLATINUM_PHONE, CARDS_NUMBER)
+        first = await phone.start()
+        gather_url = phone.next_url
+        await phone.press("1")
+        assert phone.waiting(), phone.last
+        await phone.post(gather_url, phone.fields(Digits="1", From="9" * 65))
+        assert phone.waiting(), phone.last
+        assert first
+        assert (await call_of(api, phone.sid))["status"] == "queued"
 
     async def test_a_number_no_flow_answers_is_told_it_is_not_in_service(
         self, client: AsyncClient, engine: AsyncEngine, people: dict[str, Any]
