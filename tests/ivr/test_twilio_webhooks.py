@@ -340,6 +340,19 @@ class TestHangingUp:
         assert contact["status"] == "abandoned"
         call = await call_of(api, phone.sid)
         assert (call["status"], call["outcome"]) == ("ended", "enqueued")
+        assert call["path"][-1]["result"] == "hung_up_in_queue"
+
+    async def test_a_late_answer_after_the_end_is_told_goodbye_in_the_calls_language(
+        self, client: AsyncClient, people: dict[str, Any]
+    ) -> None:
+        phone = TwilioCall(client, STRANGER, CARDS_NUMBER)
+        await phone.start()
+        await phone.press("2")  # English
+        gather_url = phone.next_url
+        expect_empty(await phone.status("completed"))
+        await phone.post(gather_url, phone.fields(Digits="1"))
+        assert phone.hung_up(), phone.last
+        assert said(phone.last) == [prompts.GOODBYE["en-US"]]
 
     async def test_the_calls_events_are_written_once_each_in_order_with_their_facts(
         self, api: Api, client: AsyncClient, engine: AsyncEngine, people: dict[str, Any]
