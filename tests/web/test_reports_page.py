@@ -174,3 +174,44 @@ class TestPage:
         await page.locator("#language").click()
         await expect(every).to_have_text("Every agent")
         await expect(page.locator("#report-subject-label")).to_have_text("Agent")
+
+
+class TestLanguageSwitch:
+    async def test_what_is_missing_is_said_again_in_the_language_switched_to(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor()
+        page = await reports_of(new_page, boss)
+        await page.locator("#report-from").fill("")
+        await page.locator("#report-show").click()
+        problem = page.locator("#report-problem")
+        await expect(problem).to_have_text("Still missing: From")
+        await page.locator("#language").click()
+        await expect(problem).to_have_text("尚缺：开始时间")  # noqa: RUF001
+        await page.locator("#language").click()
+        await expect(problem).to_have_text("Still missing: From")
+
+    async def test_the_download_is_said_again_in_the_language_switched_to(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor()
+        page = await reports_of(new_page, boss)
+        name, _ = await downloaded(page, "#download-csv")
+        done = page.locator("#report-done")
+        await expect(done).to_have_text(f"Downloaded {name}.")
+        await page.locator("#language").click()
+        await expect(done).to_have_text(f"已下载 {name}。")
+
+    async def test_a_new_message_replaces_the_one_said_before(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor()
+        page = await reports_of(new_page, boss)
+        await page.locator("#report-from").fill("")
+        await page.locator("#report-show").click()
+        await expect(page.locator("#report-problem")).to_have_text("Still missing: From")
+        await page.locator("#preset-today").click()
+        await downloaded(page, "#download-json")
+        await page.locator("#language").click()
+        await expect(page.locator("#report-done")).to_contain_text("已下载")
+        await expect(page.locator("#report-problem")).to_have_text("")

@@ -4,6 +4,9 @@
 // change when the report gains a figure. The range is entered in the browser's time and
 // sent in UTC; the service says what is wrong with it (a 422 naming the field), and the page
 // marks that field.
+//
+// What the page says itself (a missing field, a download) is kept as what says it, so that a
+// switch of language says it again.
 
 import { allPages, api, describe, me } from "../js/api.js";
 import { byId, h, replace, show, text } from "../js/dom.js";
@@ -15,6 +18,13 @@ import { hasAny, rules } from "../desk/rules.js";
 const DAY_MS = 86400 * 1000;
 const FIELD_IDS = { from: "report-from", to: "report-to", interval: "report-interval", queue_id: "report-subject", agent_id: "report-subject" };
 let last = null;
+const said = { "report-problem": null, "report-done": null }; // element id: what says its text
+
+/** Show `what()` in the element `id` (nothing when null), and say it again after a switch. */
+function say(id, what) {
+  said[id] = what;
+  text(byId(id), what ? what() : "");
+}
 
 function localValue(date) {
   const shifted = new Date(date.getTime() - date.getTimezoneOffset() * 60000);
@@ -74,14 +84,14 @@ function query() {
 function checkRange() {
   const missing = ["from"].filter((name) => !byId(FIELD_IDS[name]).value);
   if (!missing.length) return true;
-  text(byId("report-problem"), t("reports.missing", { fields: missing.map((n) => t(`reports.${n}`)).join(t("reports.separator")) }));
+  say("report-problem", () => t("reports.missing", { fields: missing.map((n) => t(`reports.${n}`)).join(t("reports.separator")) }));
   for (const name of missing) byId(FIELD_IDS[name]).setAttribute("aria-invalid", "true");
   byId(FIELD_IDS[missing[0]]).focus();
   return false;
 }
 
 function refused(error) {
-  text(byId("report-problem"), describe(error));
+  say("report-problem", () => describe(error));
   for (const field of error.fields || []) {
     const name = String(field.field || "").split(".").pop();
     if (FIELD_IDS[name]) byId(FIELD_IDS[name]).setAttribute("aria-invalid", "true");
@@ -142,7 +152,7 @@ async function download(format) {
   try {
     const saved = await save(await api(`/api/v1/reports/${kind()}`, { query: q, headers: { Accept: accept }, raw: true }), name);
     announce(t("reports.downloaded", { name: saved }));
-    text(byId("report-done"), t("reports.downloaded", { name: saved }));
+    say("report-done", () => t("reports.downloaded", { name: saved }));
   } catch (error) {
     refused(error);
   }
@@ -150,8 +160,8 @@ async function download(format) {
 
 function clear() {
   clearErrors();
-  text(byId("report-problem"), "");
-  text(byId("report-done"), "");
+  say("report-problem", null);
+  say("report-done", null);
   for (const id of new Set(Object.values(FIELD_IDS))) byId(id).removeAttribute("aria-invalid");
 }
 
@@ -171,6 +181,7 @@ async function main() {
   byId("download-csv").addEventListener("click", () => download("csv"));
   byId("download-json").addEventListener("click", () => download("json"));
   onChange(() => {
+    for (const [id, what] of Object.entries(said)) if (what) say(id, what);
     if (last) drawTable(last);
   });
   await fillSubjects();
