@@ -176,6 +176,53 @@ class TestPage:
         await expect(page.locator("#report-subject-label")).to_have_text("Agent")
 
 
+class TestWhoMayBeReportedOn:
+    async def test_a_supervisor_is_offered_only_the_agents_of_their_site(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor(name="Zhang Wei", site="shanghai")
+        await api.agent(name="Li Lei", site="shanghai")
+        await api.agent(name="Han Meimei", site="beijing")
+        await api.supervisor(name="Wang Fang", site="beijing")
+        await api.agent(name="Nobody's", site=None)
+        page = await reports_of(new_page, boss)
+        await page.locator('input[name="kind"][value="agents"]').check()
+        options = page.locator("#report-subject option")
+        await expect(options.filter(has_text="Li Lei")).to_have_count(1)
+        await expect(options.filter(has_text="Zhang Wei")).to_have_count(1)
+        names = await options.all_inner_texts()
+        assert not [n for n in names if "beijing" in n or "Nobody" in n], names
+
+    async def test_an_admin_is_offered_every_agent(self, api: Api, new_page: NewPage) -> None:
+        admin = await api.agent(name="Root", role="admin", site=None)
+        await api.agent(name="Li Lei", site="shanghai")
+        await api.agent(name="Han Meimei", site="beijing")
+        page = await reports_of(new_page, admin)
+        await page.locator('input[name="kind"][value="agents"]').check()
+        options = page.locator("#report-subject option")
+        await expect(options.filter(has_text="Li Lei")).to_have_count(1)
+        await expect(options.filter(has_text="Han Meimei")).to_have_count(1)
+
+    async def test_a_refused_agent_is_said_plainly_in_the_pages_language(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor(site="shanghai")
+        moved = await api.agent(name="Li Lei", site="shanghai")
+        page = await reports_of(new_page, boss)
+        await page.locator('input[name="kind"][value="agents"]').check()
+        await page.locator("#report-subject").select_option(label="Li Lei (shanghai)")
+        # Moved to another site after the page listed them: the service refuses the report.
+        response = await api.patch(f"/api/v1/agents/{moved['id']}", {"site": "beijing"})
+        assert response.status_code == 200, response.text
+        await page.locator("#report-show").click()
+        problem = page.locator("#report-problem")
+        await expect(problem).to_have_text(
+            "You may see reports only on the agents of your own site, and this one is not."
+        )
+        await page.locator("#language").click()
+        await expect(problem).to_have_text("您只能查看本站点坐席的报表，此坐席不在您的站点。")  # noqa: RUF001
+
+
 class TestLanguageSwitch:
     async def test_what_is_missing_is_said_again_in_the_language_switched_to(
         self, api: Api, new_page: NewPage

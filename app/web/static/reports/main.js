@@ -5,19 +5,24 @@
 // sent in UTC; the service says what is wrong with it (a 422 naming the field), and the page
 // marks that field.
 //
-// What the page says itself (a missing field, a download) is kept as what says it, so that a
-// switch of language says it again.
+// The agents offered are those the access table's reports/read lets the user report on (as
+// the service judges it: a supervisor themselves and the agents of their own site, an admin
+// everyone). A refusal (403) is said in the page's language. What the page says itself (a
+// missing field, a refusal, a download) is kept as what says it, so that a switch of language
+// says it again.
 
-import { allPages, api, describe, me } from "../js/api.js";
+import { allPages, api, ApiError, describe, me } from "../js/api.js";
 import { byId, h, replace, show, text } from "../js/dom.js";
 import { dateTime, onChange, t } from "../js/i18n.js";
 import { announce, clearErrors, startPage } from "../js/page.js";
 import { save } from "../desk/download.js";
-import { hasAny, rules } from "../desk/rules.js";
+import { hasAny, may, ruleOf, rules } from "../desk/rules.js";
 
 const DAY_MS = 86400 * 1000;
 const FIELD_IDS = { from: "report-from", to: "report-to", interval: "report-interval", queue_id: "report-subject", agent_id: "report-subject" };
 let last = null;
+let table = null;
+let user = null;
 const said = { "report-problem": null, "report-done": null }; // element id: what says its text
 
 /** Show `what()` in the element `id` (nothing when null), and say it again after a switch. */
@@ -63,11 +68,24 @@ async function fillSubjects() {
   const every = agents ? "reports.all_agents" : "reports.all_queues";
   replace(select, h("option", { value: "", text: t(every), dataset: { i18n: every } }));
   try {
-    const items = await allPages(agents ? "/api/v1/agents" : "/api/v1/queues");
+    const items = agents ? await reportableAgents() : await allPages("/api/v1/queues");
     select.append(...items.map((item) => h("option", { value: String(item.id), text: agents && item.site ? `${item.name} (${item.site})` : item.name })));
   } catch {
     // the report itself says what the user may not see
   }
+}
+
+/** May the user see `agent`'s report? The service's own check (reports_router.agent_report). */
+function mayReportOn(agent) {
+  return may(table, user, "reports", "read", { ownerIds: [agent.id], sites: [agent.site ?? null] });
+}
+
+/** The agents the user may report on: a supervisor's site only is asked for, then every
+ * agent is checked as the service would. */
+async function reportableAgents() {
+  const siteOnly = ruleOf(table, user.role, "reports", "read") === "same site" && user.site;
+  const agents = await allPages("/api/v1/agents", { query: siteOnly ? { site: user.site } : {} });
+  return agents.filter(mayReportOn);
 }
 
 function query() {
@@ -90,8 +108,12 @@ function checkRange() {
   return false;
 }
 
-function refused(error) {
-  say("report-problem", () => describe(error));
+function refused(error, q) {
+  if (error instanceof ApiError && error.status === 403) {
+    say("report-problem", () => t(q.agent_id ? "reports.forbidden_agent" : "reports.forbidden"));
+  } else {
+    say("report-problem", () => describe(error));
+  }
   for (const field of error.fields || []) {
     const name = String(field.field || "").split(".").pop();
     if (FIELD_IDS[name]) byId(FIELD_IDS[name]).setAttribute("aria-invalid", "true");
@@ -134,12 +156,13 @@ async function showReport(event) {
   event.preventDefault();
   clear();
   if (!checkRange()) return;
+  const q = query();
   try {
-    last = await api(`/api/v1/reports/${kind()}`, { query: query() });
+    last = await api(`/api/v1/reports/${kind()}`, { query: q });
     drawTable(last);
     announce(t("reports.shown", { count: rowsOf(last).length }));
   } catch (error) {
-    refused(error);
+    refused(error, q);
   }
 }
 
@@ -154,7 +177,7 @@ async function download(format) {
     announce(t("reports.downloaded", { name: saved }));
     say("report-done", () => t("reports.downloaded", { name: saved }));
   } catch (error) {
-    refused(error);
+    refused(error, q);
   }
 }
 
@@ -167,7 +190,7 @@ function clear() {
 
 async function main() {
   await startPage({ title: "reports.title", dictionaries: ["reports"] });
-  const [table, user] = await Promise.all([rules(), me()]);
+  [table, user] = await Promise.all([rules(), me()]);
   if (!hasAny(table, user, "reports", "read")) {
     show(byId("not-yours"), true);
     return;
