@@ -1,6 +1,7 @@
 """The reports page in a real browser: a range picked, the report shown and downloaded as CSV
 and JSON, a range the service refuses named on its field, an agent told the reports are not
-for them, the page accessible and in both languages."""
+for them, a supervisor offered only their own site's agents, what the page says said again
+after a switch of language, the page accessible, in both languages and on a phone."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from app.routing.reports_router import router as reports_router
 from tests.fixtures.factories import Api
 from tests.routing.acd import contact, queue
 from tests.web.conftest import NewPage, axe_violations, open_signed_in, with_pages
+from tests.web.test_narrow_screens import PHONE, fits
 
 REPORTS = "/api/v1/reports/queues"
 
@@ -262,3 +264,33 @@ class TestLanguageSwitch:
         await page.locator("#language").click()
         await expect(page.locator("#report-done")).to_contain_text("已下载")
         await expect(page.locator("#report-problem")).to_have_text("")
+
+
+class TestThePhone:
+    async def test_the_page_and_its_reports_fit_a_390_px_screen(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor(name="Zhang Wei")
+        long_named = await api.agent(name="Ouyang Xiaoming the Longest Named Agent of the Site")
+        await api.set_status(long_named["id"], "available")
+        cards = await queue(api, name="cards-and-accounts-for-everyone-on-the-phone")
+        await contact(api, cards["name"])
+        page = await new_page()
+        await page.set_viewport_size(PHONE)
+        await open_signed_in(page, "/reports", boss["username"])
+        await expect(page.locator("#report-panel")).to_be_visible()
+        await fits(page)
+        await page.locator("#report-interval").select_option("1h")
+        await page.locator("#report-show").click()
+        await expect(page.locator("#report-table tbody tr").first).to_be_visible()
+        await fits(page)
+        await page.locator('input[name="kind"][value="agents"]').check()
+        longest = page.locator("#report-subject option").filter(has_text="Ouyang")
+        await expect(longest).to_have_count(1)
+        await fits(page)
+        await page.locator("#report-show").click()
+        await expect(page.locator("#report-table thead")).to_contain_text("Occupancy %")
+        await fits(page)
+        await page.locator("#language").click()
+        await expect(page.locator("#report-table thead")).to_contain_text("占用率 %")
+        await fits(page)
