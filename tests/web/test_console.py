@@ -4,10 +4,11 @@ text, languages (the connection: test_console_socket.py)."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Locator, Page, Route, expect
 
 from tests.complaints.test_registration import complaint_body, register
 from tests.complaints.test_transitions import move
@@ -135,6 +136,54 @@ class TestSignIn:
         await expect(problem).to_have_text("用户名或密码错误。")
         await page.locator("#language").click()
         await expect(problem).to_have_text("Wrong username or password.")
+
+    async def test_the_wait_after_too_many_attempts_is_said_in_minutes_hours_and_days(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        agent = await api.agent()
+        page = await new_page()
+        await page.goto("/signin")
+        problem = page.locator("#signin-problem")
+        await page.get_by_label("Username").fill(agent["username"])
+
+        async def attempt() -> None:
+            await page.get_by_label("Password").fill("not-the-password")
+            async with page.expect_response("**/api/v1/auth/token"):
+                await page.locator("#signin-submit").click()
+
+        for _ in range(5):  # the service's limit: five wrong passwords, then 30 s refused
+            await attempt()
+            await expect(problem).to_have_text("Wrong username or password.")
+        await attempt()
+        await expect(problem).to_have_text("Too many attempts. Try again in 1 minute.")
+        for retry_after_s, said in (
+            (898, "15 minutes"),
+            (3600, "1 hour"),
+            (3 * 3600 + 5 * 60, "3 hours 5 minutes"),
+            (86400 + 1, "1 day 1 hour"),
+            (2 * 86400, "2 days"),
+        ):
+            await page.unroute("**/api/v1/auth/token")
+            await page.route("**/api/v1/auth/token", refused_with(retry_after_s))
+            await attempt()
+            await expect(problem).to_have_text(f"Too many attempts. Try again in {said}.")
+        await page.locator("#language").click()
+        await expect(problem).to_have_text("尝试次数过多\uff0c请 2 天后再试。")
+
+
+def refused_with(retry_after_s: int) -> Any:
+    """A route handler that answers a sign-in as the service does past its limit."""
+
+    async def answer(route: Route) -> None:
+        body = {"error": "RateLimited", "detail": "too many sign-in failures"}
+        await route.fulfill(
+            status=429,
+            headers={"Retry-After": str(retry_after_s)},
+            content_type="application/json",
+            body=json.dumps(body),
+        )
+
+    return answer
 
 
 class TestOffers:

@@ -112,6 +112,32 @@ export function dateTime(value) {
   return new Intl.DateTimeFormat(lang(), { dateStyle: "medium", timeStyle: "short" }).format(date);
 }
 
+const MINUTE = 60;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+
+/** `count` of `unit` (day, hour, minute) in words: "1 day", "15 minutes", "15 分钟". */
+export function inUnits(count, unit) {
+  const form = new Intl.PluralRules(lang()).select(count) === "one" ? "one" : "other";
+  return t(`time.unit.${unit}.${form}`, { count });
+}
+
+function pair(count, unit, rest, restUnit) {
+  const big = inUnits(count, unit);
+  return rest ? t("time.unit.pair", { big, small: inUnits(rest, restUnit) }) : big;
+}
+
+/** A wait in seconds in the largest units that fit, rounded up (never shorter than it is):
+ * "15 minutes", "1 hour 5 minutes", "2 days 3 hours" (a wait to be read, where `duration`
+ * is a clock to be watched). */
+export function waitInWords(seconds) {
+  const minutes = Math.max(1, Math.ceil(seconds / MINUTE));
+  if (minutes * MINUTE < HOUR) return inUnits(minutes, "minute");
+  if (minutes * MINUTE < DAY) return pair(Math.floor(minutes / 60), "hour", minutes % 60, "minute");
+  const hours = Math.ceil(seconds / HOUR);
+  return pair(Math.floor(hours / 24), "day", hours % 24, "hour");
+}
+
 /** A duration in seconds, as "1:05" (under an hour) or "2 d 3 h" style words. */
 export function duration(seconds) {
   const s = Math.max(0, Math.round(seconds));

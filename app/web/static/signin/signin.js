@@ -3,13 +3,13 @@
 
 import { ApiError, describe, safeNext, signIn } from "../js/api.js";
 import { byId, text } from "../js/dom.js";
-import { onChange, t } from "../js/i18n.js";
+import { onChange, t, waitInWords } from "../js/i18n.js";
 import { startPage } from "../js/page.js";
 
 function problem(error) {
   if (error instanceof ApiError && error.status === 401) return t("signin.wrong");
   if (error instanceof ApiError && error.status === 429) {
-    return t("signin.too_many", { seconds: error.retryAfter || 60 });
+    return t("signin.too_many", { wait: waitInWords(error.retryAfter || 60) });
   }
   return describe(error);
 }

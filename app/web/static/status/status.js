@@ -7,41 +7,16 @@
 
 import { api, ApiError, describe } from "../js/api.js";
 import { byId, h, replace, text } from "../js/dom.js";
-import { dateTime, lang, onChange, t } from "../js/i18n.js";
+import { dateTime, inUnits, onChange, t, waitInWords } from "../js/i18n.js";
 import { startPage } from "../js/page.js";
-
-const MINUTE = 60;
-const HOUR = 60 * MINUTE;
-const DAY = 24 * HOUR;
 
 let shown = null;
 let said = null; // what the lookup problem says, as a function: said again in a new language
 
-/** `count` of `unit` (day, hour, minute) in words: "1 day", "15 minutes", "15 分钟". */
-function units(count, unit) {
-  const form = new Intl.PluralRules(lang()).select(count) === "one" ? "one" : "other";
-  return t(`status.unit.${unit}.${form}`, { count });
-}
-
-function pair(count, unit, rest, restUnit) {
-  const big = units(count, unit);
-  return rest ? t("status.unit.pair", { big, small: units(rest, restUnit) }) : big;
-}
-
-/** A wait in seconds in the largest units that fit, rounded up (never shorter than it is):
- * "15 minutes", "1 hour 5 minutes", "2 days 3 hours". */
-export function waitInWords(seconds) {
-  const minutes = Math.max(1, Math.ceil(seconds / MINUTE));
-  if (minutes * MINUTE < HOUR) return units(minutes, "minute");
-  if (minutes * MINUTE < DAY) return pair(Math.floor(minutes / 60), "hour", minutes % 60, "minute");
-  const hours = Math.ceil(seconds / HOUR);
-  return pair(Math.floor(hours / 24), "day", hours % 24, "hour");
-}
-
 function problem(error) {
   if (error instanceof ApiError && error.status === 404) return t("status.not_found");
   if (error instanceof ApiError && error.status === 429) {
-    return t("status.too_many", { wait: waitInWords(error.retryAfter || MINUTE) });
+    return t("status.too_many", { wait: waitInWords(error.retryAfter || 60) });
   }
   return describe(error);
 }
@@ -75,7 +50,7 @@ function timelineItem(line) {
     when(line.at),
     h("strong", { text: event }),
     status === event ? null : [" — ", status],
-    line.days ? h("p", { text: t("status.extended_by", { days: units(line.days, "day") }) }) : null,
+    line.days ? h("p", { text: t("status.extended_by", { days: inUnits(line.days, "day") }) }) : null,
     line.reason ? h("p", { class: "user-text reason", text: line.reason }) : null,
     line.text ? h("p", { class: "user-text note", text: line.text }) : null,
   );
