@@ -297,7 +297,37 @@ async def accepted(api: Api, new_page: NewPage, channel: str) -> Page:
     return page
 
 
+async def offered(api: Api, new_page: NewPage, channel: str) -> Page:
+    """An agent's console with an offer of a ``channel`` contact ringing (a long ring)."""
+    agent = await api.agent(capacity={"voice": 1, "chat": 2, channel: 1})
+    waiting = await queue(api, channels=[channel], ring_timeout_s=600)
+    page = await console_of(new_page, agent)
+    await go_available(page)
+    made = await contact(api, waiting["name"], channel=channel)
+    offer = await offer_for(await api.signed_in_as(agent), made["id"])
+    await expect(offer_item(page, offer["id"])).to_be_visible()
+    return page
+
+
 class TestState:
+    async def test_a_call_offered_rings_in_both_languages(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        page = await offered(api, new_page, "voice")
+        await expect(page.locator("#state-now")).to_have_text("Ringing")
+        await page.locator("#language").click()
+        await expect(page.locator("#state-now")).to_have_text("振铃中")
+
+    async def test_a_chat_or_an_email_offered_is_a_new_offer_not_ringing_in_both_languages(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        for channel in ("chat", "email"):
+            page = await offered(api, new_page, channel)
+            await expect(page.locator("#state-now")).to_have_text("New offer")
+            await page.locator("#language").click()
+            await expect(page.locator("#state-now")).to_have_text("新的接待请求")
+            await expect(page.locator("#offers-heading")).to_have_text("接待请求")
+
     async def test_a_chat_in_hand_is_a_conversation_not_a_call_in_both_languages(
         self, api: Api, new_page: NewPage
     ) -> None:

@@ -1,4 +1,4 @@
-// The agent's console: status, ringing offers, the contacts in hand, complaint cases.
+// The agent's console: status, offers, the contacts in hand, complaint cases.
 //
 // The page signs in (or goes to the sign-in page), opens /ws/agent, builds its model from the
 // snapshot and moves it with each event. When the connection drops the banner says so, and

@@ -1,4 +1,4 @@
-// What the console knows: the agent, its ringing offers and the contacts it holds.
+// What the console knows: the agent, its pending offers and the contacts it holds.
 //
 // Built from the socket's snapshot (`reset`), then moved by each event (`apply`) in log order.
 // Applying is idempotent and never undoes an ending: an offer once decided (accepted,

@@ -1,4 +1,4 @@
-// The ringing offers: each with a ring counting down to its expiry, accept and reject.
+// The pending offers: each with a ring counting down to its expiry, accept and reject.
 //
 // The ring runs on the service's clock (api.serverNow): an offer rings from created_at to
 // expires_at as the service sees it, whatever this browser's clock says. An offer that runs

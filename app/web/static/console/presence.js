@@ -1,6 +1,7 @@
 // The agent's status (their choice: available, away with a reason, offline) and state (the
-// service's: idle, offered, busy, wrap-up, "busy" said as the contacts in hand are: on a call,
-// in a conversation), and the form that sets the status.
+// service's: idle, offered, busy, wrap-up, "offered" said as the offers are: ringing for a
+// call, a new offer otherwise; "busy" said as the contacts in hand are: on a call, in a
+// conversation), and the form that sets the status.
 
 import { byId, text } from "../js/dom.js";
 import { t } from "../js/i18n.js";
@@ -10,7 +11,8 @@ import * as actions from "./actions.js";
 export const AWAY_REASONS = ["break", "lunch", "training", "meeting"];
 // What "busy" is called follows the channels of the contacts in hand: a call when one of them
 // is a call, a conversation when all are; anything else (e-mail, a case, not known yet) is
-// "on a contact".
+// "on a contact". "Offered" follows the pending offers: ringing when one of them is a call,
+// else (a chat, web, app, e-mail or case offer, or none known yet) a new offer.
 const CALLS = new Set(["voice", "callback"]);
 const CONVERSATIONS = new Set(["chat", "web", "app"]);
 
@@ -26,6 +28,10 @@ function showReason() {
 }
 
 function stateText(state) {
+  if (state === "offered") {
+    const offered = [...model.offers.values()].map((offer) => offer.channel);
+    return t(offered.some((channel) => CALLS.has(channel)) ? "state.offered_call" : "state.offered");
+  }
   if (state !== "busy") return t(`state.${state}`);
   const channels = [...model.contacts.values()].filter((c) => c.status === "connected").map((c) => c.channel);
   if (channels.some((channel) => CALLS.has(channel))) return t("state.busy_call");
@@ -78,6 +84,7 @@ export function mountPresence(consoleModel) {
   model = consoleModel;
   model.addEventListener("agent", render);
   model.addEventListener("contacts", render);
+  model.addEventListener("offers", render);
   const form = byId("status-form");
   form.addEventListener("submit", submit);
   form.addEventListener("change", showReason);
