@@ -71,9 +71,11 @@ class Settings(BaseSettings):
         "at every request)",
     )
     twilio_voices: dict[str, str] = Field(
-        default_factory=dict,
-        description='the <Say> voice per language, e.g. {"zh-CN": "Polly.Zhiyu"}; none: the '
-        "provider's default",
+        # Twilio's default voice (``man``) speaks no Mandarin: a Chinese <Say> needs a voice
+        # that does, or the provider may fail the verb.
+        default_factory=lambda: {"zh-CN": "Polly.Zhiyu"},
+        description='the <Say> voice per language, e.g. {"zh-CN": "Polly.Zhiyu", "en-US": '
+        '"Polly.Joanna"}; a language without one: the provider\'s default voice',
     )
     webhook_replay_window_s: float = Field(
         default=300,

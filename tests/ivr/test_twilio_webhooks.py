@@ -650,6 +650,23 @@ class TestRefusals:
         assert await call_rows(engine) == 0
 
 
+class TestVoices:
+    async def test_chinese_is_said_in_a_mandarin_voice_and_english_in_twilios_default(
+        self, client: AsyncClient, people: dict[str, Any]
+    ) -> None:
+        phone = TwilioCall(client, STRANGER, CARDS_NUMBER)
+        first = await phone.start()
+        says = [v for gather in verbs(first) for v in [gather, *gather.children] if v.name == "Say"]
+        chinese = [v.attributes.get("voice") for v in says if v.attributes["language"] == "zh-CN"]
+        assert chinese
+        assert set(chinese) == {"Polly.Zhiyu"}
+        await phone.press("2")  # English
+        said_in = [v for gather in verbs(phone.last) for v in [gather, *gather.children]]
+        english = [v for v in said_in if v.name == "Say" and v.attributes["language"] == "en-US"]
+        assert english
+        assert all("voice" not in v.attributes for v in english)
+
+
 class TestValidationSwitchedOff:
     @pytest.fixture
     def settings(self, settings: Any) -> Any:
