@@ -139,6 +139,11 @@ class MenuNode(_Part):
     invalid: Retry
     speech: bool = True
     timeout_s: int = Field(default=5, ge=1, le=30)
+    each_language: bool = Field(
+        default=False,
+        description="say the prompt in every language of the flow, each in its own voice, "
+        "and take every language's phrases (a language menu, before the caller has one)",
+    )
 
 
 class CollectNode(_Part):

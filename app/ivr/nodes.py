@@ -111,6 +111,12 @@ class Run:
             words = prompts.text(prompt, self.state.language, self.flow.language, fill)
             self.actions.append(Say(words, self.state.language))
 
+    def say_each(self, prompt: dict[str, str]) -> None:
+        """Say ``prompt`` in each language of the flow (every prompt has a text in each), in
+        the flow's order: a language menu offers each choice in its own language."""
+        for language in self.flow.languages:
+            self.actions.append(Say(prompts.text(prompt, language, language), language))
+
     def record(
         self, inp: str | None, prompt: str | None, result: str, outcome: Outcome | None = None
     ) -> None:
@@ -145,8 +151,12 @@ def ask(run: Run, node: MenuNode | CollectNode) -> None:
     """Say the node's prompt (or its confirm prompt) and gather the answer."""
     language = run.state.language
     if isinstance(node, MenuNode):
-        run.say(node.prompt)
-        hints = tuple(p for o in node.options for p in o.phrases.get(language, []))
+        heard = run.flow.languages if node.each_language else [language]
+        if node.each_language:
+            run.say_each(node.prompt)
+        else:
+            run.say(node.prompt)
+        hints = tuple(p for o in node.options for lang in heard for p in o.phrases.get(lang, []))
         gather = Gather(1, "", node.timeout_s, node.speech, language, hints if node.speech else ())
     elif run.state.phase is Phase.CONFIRM and node.confirm is not None:
         run.say(node.confirm.prompt, {"tail": prompts.spaced_tail(run.state.pending or "")})

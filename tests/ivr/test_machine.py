@@ -229,6 +229,23 @@ def said(done: Step) -> list[str]:
 class TestEnteringEachNodeType:
     """What the call does on entering a node of each type."""
 
+    def test_a_menu_in_each_language_says_its_prompt_in_each_and_hears_every_phrase(
+        self,
+    ) -> None:
+        done = walk(TO_LANG, lab(lang__each_language=True))
+        says = [a for a in done.actions if isinstance(a, Say)]
+        assert [(a.text, a.language) for a in says] == [("lang", "zh-CN"), ("LANG", "en-US")]
+        [gather] = [a for a in done.actions if isinstance(a, Gather)]
+        assert (gather.language, gather.hints) == ("zh-CN", ("中文", "english"))
+
+    def test_a_menu_speaks_the_callers_language_only_by_default(self) -> None:
+        done = walk(TO_LANG)
+        assert [(a.text, a.language) for a in done.actions if isinstance(a, Say)] == [
+            ("lang", "zh-CN")
+        ]
+        [gather] = [a for a in done.actions if isinstance(a, Gather)]
+        assert gather.hints == ("中文",)
+
     def test_identify_by_caller_asks_the_shell(self) -> None:
         done = walk([CallStarted(CALLER, CALLED)])
         assert done.actions == (Lookup(LookupKind.CUSTOMER_BY_NUMBER, CALLER),)
