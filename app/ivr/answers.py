@@ -9,8 +9,8 @@ Theory of operation
   is an invalid answer, counted by ``nodes.retry``.
 - A spoken answer counts when the provider's confidence reaches the flow's
   ``limits.min_confidence`` and it names exactly one option (``prompts.matches``); a spoken
-  key ("1") is that key. Low confidence, nothing matching, or two options heard: invalid,
-  as a wrong key would be.
+  key ("1", "一", "one", "按一", "press one": ``prompts.spoken_key``) is that key. Low
+  confidence, nothing matching, or two options heard: invalid, as a wrong key would be.
 - A **collect** node takes the keys as data: a trailing finish key is dropped, ``*`` keyed
   last stands for the node's ``star`` character (X), and the value must have the node's
   lengths and pass its validator. With a ``confirm`` step the value waits (``pending``)
@@ -149,15 +149,15 @@ def answer_speech(run: Run, said: str, confidence: float) -> None:
     """A transcribed answer at the current node."""
     node = waiting(run)
     inp = f"speech:{said}@{confidence:.2f}"
-    heard = prompts.normalised(said)
+    key = prompts.spoken_key(said)
     if (
         not isinstance(node, MenuNode)
         or not node.speech
         or confidence < run.flow.limits.min_confidence
     ):
         retry(run, node, "invalid", inp)
-    elif any(o.key == heard for o in node.options):
-        _menu_key(run, node, heard, inp)
+    elif key is not None and any(o.key == key for o in node.options):
+        _menu_key(run, node, key, inp)
     else:
         chosen = [o for o in node.options if prompts.matches(said, _phrases(o.phrases))]
         if len(chosen) == 1:

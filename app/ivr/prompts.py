@@ -44,6 +44,7 @@ __all__ = [
     "matches",
     "normalised",
     "spaced_tail",
+    "spoken_key",
     "status_words",
     "text",
 ]
@@ -129,6 +130,30 @@ def normalised(said: str) -> str:
     return "".join(
         ch for ch in said.casefold() if unicodedata.category(ch)[0] not in {"P", "Z", "S", "C"}
     )
+
+
+# A key said as a word, as transcribed: Chinese numerals (幺 and 两 as said on the phone) and
+# English number words.
+_SPOKEN_KEYS: Final = {
+    **dict.fromkeys(("0", "零", "〇", "zero"), "0"),
+    **dict.fromkeys(("1", "一", "幺", "one"), "1"),
+    **dict.fromkeys(("2", "二", "两", "two"), "2"),
+    **dict.fromkeys(("3", "三", "three"), "3"),
+    **dict.fromkeys(("4", "四", "four"), "4"),
+    **dict.fromkeys(("5", "五", "five"), "5"),
+    **dict.fromkeys(("6", "六", "six"), "6"),
+    **dict.fromkeys(("7", "七", "seven"), "7"),
+    **dict.fromkeys(("8", "八", "eight"), "8"),
+    **dict.fromkeys(("9", "九", "nine"), "9"),
+}
+
+
+def spoken_key(said: str) -> str | None:
+    """The key a transcribed answer names ("1", "一", "one", "按一", "press one"), if any."""
+    heard = normalised(said)
+    for lead in ("按", "press"):
+        heard = heard.removeprefix(lead)
+    return _SPOKEN_KEYS.get(heard)
 
 
 def matches(said: str, phrases: Iterable[str]) -> bool:
