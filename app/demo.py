@@ -92,12 +92,13 @@ QUEUES: list[dict[str, object]] = [
     },
 ]
 
+# name, phone, resident ID, tier, relationship manager, language
 CUSTOMERS = [
-    ("Huang Mei", "+8613800000001", "11010519491231002X", "platinum", "zhang.min"),
-    ("Sun Hao", "+8613800000002", None, "gold", "wang.wei"),
-    ("Zhou Xin", "+8613800000003", None, "silver", None),
-    ("Wu Tao", "+8613800000004", None, "standard", None),
-    ("Alice Smith", "+442071234567", None, "standard", None),
+    ("Huang Mei", "+8613800000001", "11010519491231002X", "platinum", "zhang.min", "zh-CN"),
+    ("Sun Hao", "+8613800000002", None, "gold", "wang.wei", "zh-CN"),
+    ("Zhou Xin", "+8613800000003", None, "silver", None, "zh-CN"),
+    ("Wu Tao", "+8613800000004", None, "standard", None, "zh-CN"),
+    ("Alice Smith", "+442071234567", None, "standard", None, "en-GB"),
 ]
 
 
@@ -172,13 +173,14 @@ async def seed(settings: Settings) -> None:
                 ids[username] = agent.id
             await _seed_queues(session)
             today = datetime.now(UTC).date()
-            for name, phone, id_number, tier, manager in CUSTOMERS:
+            for name, phone, id_number, tier, manager, language in CUSTOMERS:
                 if await customers.get_by_phone(session, phone) is None:
                     data_c = CustomerCreate(
                         name=name,
                         phone=phone,
                         id_number=id_number,
                         tier=tier,
+                        language=language,
                         relationship_manager_id=ids[manager] if manager else None,
                     )
                     await customers.create(

@@ -24,7 +24,7 @@ async def capacities(settings: Settings, username: str) -> dict[str, int]:
                 ),
                 {"u": username},
             )
-            return dict(rows.tuples().all())
+            return {row.channel: row.capacity for row in rows}
     finally:
         await engine.dispose()
 
@@ -101,3 +101,18 @@ class TestTheDemoCentre:
                     and all(skills.get(s, 0) >= level for s, level in last.items())
                 ]
                 assert takers, f"queue {queue['name']}: nobody takes {channel}"
+
+    async def test_each_customer_is_spoken_to_in_their_own_language(
+        self, settings: Settings
+    ) -> None:
+        await seed(settings)
+        assert settings.database_url is not None
+        engine = create_engine(settings.database_url, pool_size=1)
+        try:
+            async with engine.connect() as conn:
+                rows = await conn.execute(text("SELECT phone, language FROM customers"))
+                stored: dict[str, str] = {row.phone: row.language for row in rows}
+        finally:
+            await engine.dispose()
+        assert stored == {phone: language for _, phone, _, _, _, language in CUSTOMERS}
+        assert stored["+442071234567"] == "en-GB"
