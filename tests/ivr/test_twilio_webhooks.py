@@ -657,6 +657,8 @@ class TestVoices:
         phone = TwilioCall(client, STRANGER, CARDS_NUMBER)
         first = await phone.start()
         says = [v for gather in verbs(first) for v in [gather, *gather.children] if v.name == "Say"]
+        # the language menu: each choice in its own language, Chinese first
+        assert [v.attributes["language"] for v in says] == ["zh-CN", "en-US"]
         chinese = [v.attributes.get("voice") for v in says if v.attributes["language"] == "zh-CN"]
         assert chinese
         assert set(chinese) == {"Polly.Zhiyu"}
