@@ -161,6 +161,9 @@ class TestPage:
         # busy agents may be in chats as well as calls: busy, not "on a call"
         busy = page.locator('#agents dt:has(+ dd[data-state="busy"])')
         await expect(busy).to_have_text("忙碌")
+        # an offer may be a chat as well as a call: pending, not ringing
+        offered = page.locator('#agents dt:has(+ dd[data-state="offered"])')
+        await expect(offered).to_have_text("待接受")
         await expect(cell(page, "cards", "agents")).to_have_text(re.compile(r"人忙碌"))
         await expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
         await expect(
@@ -168,6 +171,7 @@ class TestPage:
         ).to_be_visible()
         await page.locator("#language").click()
         await expect(page.locator("#queues-heading")).to_have_text("Queues")
+        await expect(offered).to_have_text("Offer pending")
 
     async def test_the_service_level_formulas_follow_the_language(
         self, api: Api, new_page: NewPage
