@@ -150,7 +150,8 @@ class TestPage:
         await page.locator("#report-interval").select_option("1h")
         await page.locator("#report-show").click()
         await expect(page.locator("#report-table tbody tr").first).to_be_visible()
-        assert await axe_violations(page, ("critical", "serious")) == []
+        # moderate too: landmark-unique (the table's region is not named as its section)
+        assert await axe_violations(page, ("critical", "serious", "moderate")) == []
 
     async def test_a_chinese_browser_gets_the_page_in_chinese(
         self, api: Api, new_page: NewPage
