@@ -56,6 +56,16 @@ class TestThePhone:
         await expect(page.locator("#cases-body tr")).to_have_count(1)
         await fits(page)
 
+    async def test_a_long_name_in_one_word_wraps_in_the_bar(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        agent = await api.agent(
+            name="Wolfeschlegelsteinhausenbergerdorffvoralternwarengewissenhaft"
+        )
+        page = await phone_page(new_page, "/desk", agent["username"])
+        await expect(page.locator("#who")).to_contain_text("Wolfeschlegel")
+        await fits(page)
+
     async def test_the_bar_takes_under_a_fifth_of_the_first_screen(
         self, api: Api, new_page: NewPage
     ) -> None:
