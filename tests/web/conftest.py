@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import json
 import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -36,6 +37,7 @@ from playwright.async_api import (
     BrowserContext,
     ConsoleMessage,
     Page,
+    Route,
     async_playwright,
     expect,
 )
@@ -222,3 +224,19 @@ async def axe_violations(
                      nodes: v.nodes.map((n) => n.target.join(" "))}))"""
     )
     return [violation for violation in found if violation["impact"] in impacts]
+
+
+def refused_with(retry_after_s: int, detail: str) -> Callable[[Route], Awaitable[None]]:
+    """A route handler that answers as the service does past a rate limit (429 and
+    ``Retry-After``): the page's own wording of the wait is what a test reads."""
+
+    async def answer(route: Route) -> None:
+        body = {"error": "RateLimited", "detail": detail}
+        await route.fulfill(
+            status=429,
+            headers={"Retry-After": str(retry_after_s)},
+            content_type="application/json",
+            body=json.dumps(body),
+        )
+
+    return answer

@@ -4,18 +4,17 @@ text, languages (the connection: test_console_socket.py)."""
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
-from playwright.async_api import Locator, Page, Route, expect
+from playwright.async_api import Locator, Page, expect
 
 from tests.complaints.test_registration import complaint_body, register
 from tests.complaints.test_transitions import move
 from tests.fixtures.factories import Api
 from tests.fixtures.factories import expect as expect_status
 from tests.routing.acd import contact, offer_for, queue
-from tests.web.conftest import NewPage, axe_violations, open_signed_in, sign_in
+from tests.web.conftest import NewPage, axe_violations, open_signed_in, refused_with, sign_in
 
 SECONDS_LEFT = re.compile(r"^[1-9][0-9]*$")
 WRAP_UP_LEFT = re.compile(r"^Wrap-up: [0-9]:[0-5][0-9] left$")
@@ -164,26 +163,13 @@ class TestSignIn:
             (2 * 86400, "2 days"),
         ):
             await page.unroute("**/api/v1/auth/token")
-            await page.route("**/api/v1/auth/token", refused_with(retry_after_s))
+            await page.route(
+                "**/api/v1/auth/token", refused_with(retry_after_s, "too many sign-in failures")
+            )
             await attempt()
             await expect(problem).to_have_text(f"Too many attempts. Try again in {said}.")
         await page.locator("#language").click()
         await expect(problem).to_have_text("尝试次数过多\uff0c请 2 天后再试。")
-
-
-def refused_with(retry_after_s: int) -> Any:
-    """A route handler that answers a sign-in as the service does past its limit."""
-
-    async def answer(route: Route) -> None:
-        body = {"error": "RateLimited", "detail": "too many sign-in failures"}
-        await route.fulfill(
-            status=429,
-            headers={"Retry-After": str(retry_after_s)},
-            content_type="application/json",
-            body=json.dumps(body),
-        )
-
-    return answer
 
 
 class TestOffers:

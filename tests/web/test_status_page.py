@@ -3,18 +3,17 @@ nothing internal, one answer for anything not found, hostile text shown as text.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
-from playwright.async_api import Page, Route, expect
+from playwright.async_api import Page, expect
 
 from tests.complaints.test_notes import notes_url
 from tests.complaints.test_registration import complaint_body, register
 from tests.complaints.test_transitions import move
 from tests.fixtures.factories import Api
 from tests.fixtures.factories import expect as expect_status
-from tests.web.conftest import NewPage, axe_violations
+from tests.web.conftest import NewPage, axe_violations, refused_with
 
 PHONE = "+8613800138000"  # the complainant's contact in complaint_body()
 NOT_FOUND = "We found no complaint with this reference and phone number. Check both and try again."
@@ -28,21 +27,6 @@ async def look_up(page: Page, reference: str, phone: str) -> None:
     await page.get_by_label("Reference").fill(reference)
     await page.get_by_label("Phone number").fill(phone)
     await page.get_by_role("button", name="Show status").click()
-
-
-def refused_with(retry_after_s: int) -> Any:
-    """A route handler that answers a lookup as the service does past its limit."""
-
-    async def answer(route: Route) -> None:
-        body = {"error": "RateLimited", "detail": "too many lookups"}
-        await route.fulfill(
-            status=429,
-            headers={"Retry-After": str(retry_after_s)},
-            content_type="application/json",
-            body=json.dumps(body),
-        )
-
-    return answer
 
 
 async def handled(api: Api, public_note: str) -> dict[str, Any]:
@@ -118,7 +102,9 @@ class TestWhatTheCustomerSees:
             (2 * 86400, "2 days"),
         ):
             await page.unroute("**/api/v1/public/complaints/**")
-            await page.route("**/api/v1/public/complaints/**", refused_with(retry_after_s))
+            await page.route(
+                "**/api/v1/public/complaints/**", refused_with(retry_after_s, "too many lookups")
+            )
             await look_up(page, "C-20261202-000001", PHONE)
             await expect(problem).to_have_text(f"Too many attempts. Try again in {said}.")
         await page.locator("#language").click()
