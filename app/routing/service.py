@@ -164,7 +164,7 @@ async def unserved_channels(session: AsyncSession, queues: Sequence[Queue]) -> d
 
 def _unserved(queue: Queue, can: dict[int, set[str]], held: dict[int, dict[str, int]]) -> list[str]:
     last = queue.steps[-1]["skills"] if queue.steps else []
-    needs = [(need["skill"], int(need["min_level"])) for need in last]
+    needs = [(need["skill"], int(need.get("min_level", 1))) for need in last]
     able = [
         agent_id
         for agent_id, skills in held.items()
