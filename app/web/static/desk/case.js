@@ -180,7 +180,7 @@ function draw(view, ctx, complaint) {
       h(
         "div",
         { class: "stack" },
-        h("section", { class: "panel", "aria-labelledby": "clocks-h" }, h("h3", { id: "clocks-h", text: t("desk.case.clocks") }), h("div", { class: "scroll", tabindex: 0, role: "region", "aria-labelledby": "clocks-h" }, clocksTable(complaint))),
+        h("section", { class: "panel", "aria-labelledby": "clocks-h" }, h("h3", { id: "clocks-h", text: t("desk.case.clocks") }), h("div", { class: "scroll", tabindex: 0, role: "region", "aria-label": t("desk.case.clocks_table") }, clocksTable(complaint))),
         h("section", { class: "panel", "aria-labelledby": "moves-h" }, h("h3", { id: "moves-h", text: t("desk.move.heading_all") }), moves),
         h("section", { class: "panel", "aria-labelledby": "suggestion-h" }, h("h3", { id: "suggestion-h", text: t("desk.suggestion.heading") }), suggestion),
         h("section", { class: "panel", "aria-labelledby": "timeline-h" }, h("h3", { id: "timeline-h", text: t("desk.case.timeline") }), timeline(complaint, ctx.people)),
