@@ -114,6 +114,7 @@ __all__ = [
     "is_overdue",
     "match",
     "may_take",
+    "meets",
     "next_wake_at",
     "rank_agents",
     "requirements",
@@ -450,7 +451,7 @@ def _held_for(
     agent = None if last is None else present.get(last)
     if agent is None or agent.id in contact.excluded_agent_ids or agent.id in contact.declined_by:
         return None
-    if agent.capacity.get(contact.channel, 0) <= 0 or not _meets(agent.skills, reqs):
+    if agent.capacity.get(contact.channel, 0) <= 0 or not meets(agent.skills, reqs):
         return None
     return agent.id
 
@@ -496,7 +497,8 @@ def _present(agents: Iterable[AgentView]) -> _Present:
 # --- eligibility --------------------------------------------------------------------------
 
 
-def _meets(skills: Mapping[str, int], reqs: Sequence[SkillReq]) -> bool:
+def meets(skills: Mapping[str, int], reqs: Sequence[SkillReq]) -> bool:
+    """Whether skills held at these levels meet every requirement."""
     return all(skills.get(req.skill, 0) >= req.min_level for req in reqs)
 
 
@@ -507,7 +509,7 @@ def _eligible(ctx: _Context, agent: AgentView, load: Mapping[str, int]) -> bool:
     channel = ctx.contact.channel
     if not load.get(channel, 0) < agent.capacity.get(channel, 0):
         return False
-    return _meets(agent.skills, ctx.reqs)
+    return meets(agent.skills, ctx.reqs)
 
 
 def _accepts(ctx: _Context, agent: AgentView, load: Mapping[str, int]) -> bool:

@@ -21,7 +21,7 @@ from app.agents.permissions import Target
 from app.db import table_of
 from app.errors import InvalidInput
 from app.events.log import record
-from app.routing import estimate
+from app.routing import estimate, scoring
 from app.routing.contact_states import WAITING, ContactStatus
 from app.routing.contacts import lock_contact
 from app.routing.events import QueueEventType
@@ -163,13 +163,8 @@ async def unserved_channels(session: AsyncSession, queues: Sequence[Queue]) -> d
 
 
 def _unserved(queue: Queue, can: dict[int, set[str]], held: dict[int, dict[str, int]]) -> list[str]:
-    last = queue.steps[-1]["skills"] if queue.steps else []
-    needs = [(need["skill"], int(need.get("min_level", 1))) for need in last]
-    able = [
-        agent_id
-        for agent_id, skills in held.items()
-        if all(skills.get(skill, 0) >= level for skill, level in needs)
-    ]
+    needs = scoring.skill_reqs(queue.steps[-1]["skills"] if queue.steps else [])
+    able = [agent_id for agent_id, skills in held.items() if scoring.meets(skills, needs)]
     served = set().union(*(can[agent_id] for agent_id in able))
     return [channel for channel in queue.channels if channel not in served]
 
