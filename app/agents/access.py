@@ -280,11 +280,16 @@ def require(
     raise Forbidden(refusal(principal, resource, action, rule))
 
 
+def a_role(role: str) -> str:
+    """The role with its article, as a refusal names it: "an agent", "a supervisor"."""
+    return f"{'an' if role[0] in 'aeiou' else 'a'} {role}"
+
+
 def refusal(principal: Principal, resource: Resource, action: Action, rule: Rule) -> str:
     """Why a request was refused, in the words of the rule."""
     what = f"{action.value.replace('_', ' ')} {resource.value.replace('_', ' ')}"
     role = principal.role.value
-    who = f"{'an' if role[0] in 'aeiou' else 'a'} {role}"
+    who = a_role(role)
     if rule is Rule.OWN:
         return f"{who} may {what} only for their own work"
     if rule is Rule.SAME_SITE:

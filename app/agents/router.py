@@ -26,7 +26,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from app import ratelimit
 from app.agents import actions, service
-from app.agents.access import Action, Resource, allows, require
+from app.agents.access import Action, Resource, a_role, allows, require
 from app.agents.actions import agent_out, target_of
 from app.agents.dependencies import CurrentPrincipal
 from app.agents.exceptions import NotAllowed
@@ -248,8 +248,7 @@ async def create_agent(
     """Create an agent (admins: anyone; supervisors: agents of their own site)."""
     if not can_grant(principal, body.role):
         # Before the site rule, whose refusal ("own site only") would not be the reason.
-        role = body.role.value
-        raise NotAllowed(f"only an admin can create {'an' if role[0] in 'aeiou' else 'a'} {role}")
+        raise NotAllowed(f"only an admin can create {a_role(body.role.value)}")
     require(principal, Resource.agents, Action.create, agent=Target(-1, body.role, body.site))
 
     async def create() -> tuple[int, Any]:
