@@ -181,11 +181,19 @@ async def _run(
 def _cannot_go_on(call: IvrCall, seq: int, ctx: Context) -> Taken:
     """A state that cannot be read, or an event the machine cannot take: the call ends
     politely, on record, rather than guessing where the caller was."""
-    note(call, None, "cannot_continue", seq, ctx.now)
-    call.status, call.ended_at = CallStatus.ended.value, ctx.now
-    events = () if call.outcome is not None else (leave(call, Outcome.ENDED.value, None, ctx.now),)
+    events = end_on_record(call, "cannot_continue", seq, ctx.now)
     language = str(call.state.get("language", "")) if isinstance(call.state, dict) else ""
     return Taken(call, seq, language or "zh-CN", (EndCall(),), events=events)
+
+
+def end_on_record(
+    call: IvrCall, result: str, seq: int, now: datetime, node: str | None = None
+) -> tuple[dict[str, Any], ...]:
+    """The IVR ends the call politely: ``result`` in its path, the call ended, and the event
+    of it leaving the IVR (outcome ``ended``, at ``node``) if it had not left."""
+    note(call, None, result, seq, now)
+    call.status, call.ended_at = CallStatus.ended.value, now
+    return () if call.outcome is not None else (leave(call, Outcome.ENDED.value, node, now),)
 
 
 def append(call: IvrCall, entries: list[TranscriptEntry], seq: int, now: datetime) -> None:

@@ -275,14 +275,11 @@ async def end_unreadable(
     call, _ = found
     if call.status != CallStatus.in_ivr.value:
         return call
-    advance.note(call, None, "unreadable_webhook", call.step, ctx.now)
     try:
         node = CallState.from_json(call.state).node
     except StateError:
         node = None
-    ended = Outcome.ENDED.value
-    left = [] if call.outcome is not None else [advance.leave(call, ended, node, ctx.now)]
-    call.status, call.ended_at = CallStatus.ended.value, ctx.now
+    left = advance.end_on_record(call, "unreadable_webhook", call.step, ctx.now, node)
     await calls.save(session, call, left)
     return call
 
