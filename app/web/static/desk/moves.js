@@ -92,9 +92,13 @@ function reachNote(ctx, select) {
 
 /** Whether the user can still open `complaint` after a move (an assignee elsewhere takes it away). */
 export function stillReadable(ctx, complaint) {
+  return may(ctx.table, ctx.people.me, "complaints", "read", subjectOf(ctx, complaint));
+}
+
+/** The complaint as the access rules see it: its assignee, and the assignee's site. */
+function subjectOf(ctx, complaint) {
   const assigned = complaint.assignee_id !== null && complaint.assignee_id !== undefined;
-  const subject = { ownerIds: assigned ? [complaint.assignee_id] : [], sites: assigned ? [ctx.people.site(complaint.assignee_id)] : [] };
-  return may(ctx.table, ctx.people.me, "complaints", "read", subject);
+  return { ownerIds: assigned ? [complaint.assignee_id] : [], sites: assigned ? [ctx.people.site(complaint.assignee_id)] : [] };
 }
 
 function factLabel(name, required) {
@@ -160,9 +164,7 @@ function moveForm(verb, ctx, complaint, { started, done }) {
 
 /** Whether the signed-in user may act on `complaint` (the rule app/complaints/router.py applies). */
 export function mayAct(ctx, complaint) {
-  const assigned = complaint.assignee_id !== null && complaint.assignee_id !== undefined;
-  const subject = { ownerIds: assigned ? [complaint.assignee_id] : [], sites: assigned ? [ctx.people.site(complaint.assignee_id)] : [] };
-  return may(ctx.table, ctx.people.me, "complaints", "act", subject);
+  return may(ctx.table, ctx.people.me, "complaints", "act", subjectOf(ctx, complaint));
 }
 
 /**
