@@ -468,6 +468,21 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     return raw
 
 
+@asynccontextmanager
+async def planned_once(conn: asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
+    """Inside the block, statements on a session's driver connection are planned as the
+    driver pool's are (``server_settings``, ``hot``): once per connection, not afresh on
+    each execution. PostgreSQL plans a statement with many parameters again every time it
+    guesses that a custom plan beats the generic one; for the admission statement that
+    planning costs several times its running. The setting is the transaction's own
+    (``SET LOCAL``) and the block's end restores it, so the session's other statements keep
+    PostgreSQL's choice; a statement that fails ends the transaction, and the setting
+    with it."""
+    await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+    yield conn
+    await conn.execute("SET LOCAL plan_cache_mode = DEFAULT")
+
+
 _DRIVER_KEY = "driver_connection"
 
 

@@ -32,6 +32,7 @@ from app.db import (
     database_unavailable,
     driver_connection,
     plain_url,
+    planned_once,
 )
 from app.main import create_app
 from tests.conftest import make_settings
@@ -429,6 +430,26 @@ class TestTheSessionsDriverConnection:
             assert await watcher.fetchval("SELECT array_agg(n) FROM session_probe") == [1]
         finally:
             await watcher.close()
+
+    async def test_planned_once_plans_once_inside_its_block_only(
+        self, sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        # A parameter that a custom plan could read, so PostgreSQL is tempted to plan afresh.
+        probe = "SELECT count(*) FROM session_probe WHERE n = $1 OR $1 IS NULL"
+        async with sessions() as session:
+            async with planned_once(await driver_connection(session)) as conn:
+                inside = await conn.fetchval("SHOW plan_cache_mode")
+                for n in range(6):
+                    await conn.fetchval(probe, n)
+            after = await conn.fetchval("SHOW plan_cache_mode")
+            plans = await conn.fetchrow(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                " WHERE statement = $1",
+                probe,
+            )
+            await session.rollback()
+        assert (inside, after) == ("force_generic_plan", "auto")
+        assert tuple(plans) == (6, 0)
 
 
 class TestDatabaseUnavailable:

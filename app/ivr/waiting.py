@@ -39,7 +39,7 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import driver_connection
+from app.db import driver_connection, planned_once
 from app.events.log import event_row
 from app.ivr import advance, calls, machine
 from app.ivr.events import IvrEventType
@@ -167,10 +167,10 @@ FROM facts f LEFT JOIN told t ON true
 async def turn(session: AsyncSession, provider: Provider, call_ref: str) -> Wait | None:
     """Where the queued caller of the call ``call_ref`` stands now; None for a call the IVR
     does not know. One statement on the session's driver connection."""
-    conn = await driver_connection(session)
-    row = await conn.fetchrow(
-        WAIT_TURN, provider.value, call_ref, MAX_FOLLOW, RECENT_WINDOW, RECENT_SAMPLES
-    )
+    async with planned_once(await driver_connection(session)) as conn:
+        row = await conn.fetchrow(
+            WAIT_TURN, provider.value, call_ref, MAX_FOLLOW, RECENT_WINDOW, RECENT_SAMPLES
+        )
     if row is None:
         return None
     language = row["language"] or DEFAULT_LANGUAGE
@@ -196,8 +196,8 @@ async def live_contact(session: AsyncSession, contact_id: int) -> Contact:
 
 async def live_contact_id(session: AsyncSession, contact_id: int) -> int:
     """The id of the contact, or of the one that continues it, in one statement."""
-    conn = await driver_connection(session)
-    live = await conn.fetchval(LIVE_CONTACT, contact_id, MAX_FOLLOW)
+    async with planned_once(await driver_connection(session)) as conn:
+        live = await conn.fetchval(LIVE_CONTACT, contact_id, MAX_FOLLOW)
     if live is None:
         raise ContactNotFound(contact_id)
     return int(live)

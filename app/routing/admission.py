@@ -55,7 +55,7 @@ from app.agents.security import TokenClaims
 from app.agents.service import Identity
 from app.config import Settings
 from app.customers import service as customers
-from app.db import DriverPool, driver_connection
+from app.db import DriverPool, driver_connection, planned_once
 from app.errors import InvalidInput
 from app.events.log import wake_after_commit
 from app.idempotency import check_key, fingerprint, key_reused
@@ -247,17 +247,17 @@ async def queue_within(
     """``admit_within`` without loading the contact: its columns, its position and its wait
     as the statement computed them, for a caller that needs no more (the IVR's enqueue)."""
     # The session's changes are flushed first: the log keeps the order they were made in.
-    raw = await driver_connection(session)
     arguments = _arguments(caller, admission, None, "", settings)
-    row = await raw.fetchrow(STATEMENT, *arguments, [])
-    if row["locks"] is not None:
-        held = list(row["locks"])
-        await raw.execute(LOCK, QUEUE_LOCKS, _lock_keys(held))
-        row = await raw.fetchrow(STATEMENT, *arguments, held)
-        if row["locks"] is not None:  # the chain changed between the two runs
-            held = sorted({*held, *row["locks"]})
+    async with planned_once(await driver_connection(session)) as raw:
+        row = await raw.fetchrow(STATEMENT, *arguments, [])
+        if row["locks"] is not None:
+            held = list(row["locks"])
             await raw.execute(LOCK, QUEUE_LOCKS, _lock_keys(held))
             row = await raw.fetchrow(STATEMENT, *arguments, held)
+            if row["locks"] is not None:  # the chain changed between the two runs
+                held = sorted({*held, *row["locks"]})
+                await raw.execute(LOCK, QUEUE_LOCKS, _lock_keys(held))
+                row = await raw.fetchrow(STATEMENT, *arguments, held)
     _refuse(row, caller=caller, admission=admission, key=None, digest="")
     assert row["id"] is not None
     queued = _queued(row)

@@ -14,9 +14,10 @@ from httpx import Response
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
-from app.db import plain_url
+from app.db import create_engine, create_sessionmaker, driver_connection, plain_url
 from app.routing import admission
 from app.routing.admission import Admission, Queued, Retried, SystemCaller
+from app.routing.admission_statement import STATEMENT
 from tests.conftest import make_settings
 from tests.fixtures.factories import Api, expect, unique
 from tests.routing.acd import contact, eventually, queue, rows, value
@@ -243,3 +244,38 @@ class TestSystemCallers:
         assert isinstance(other, Queued)
         assert retry == Retried(first.contact["id"])
         assert other.contact["id"] != first.contact["id"]
+
+
+class TestAdmissionInASession:
+    """The statement is planned once per connection in a session's transaction too, as on
+    the driver pool: PostgreSQL would otherwise plan it afresh at every admission, which
+    costs more than running it."""
+
+    async def test_repeated_admissions_reuse_one_plan_and_leave_the_sessions_planning_alone(
+        self, app: FastAPI, api: Api, db: str
+    ) -> None:
+        q = await queue(api)
+        engine = create_engine(db, pool_size=1)
+        sessions = create_sessionmaker(engine)
+        try:
+            async with sessions() as session:
+                for n in range(8):  # past the 5 custom plans PostgreSQL tries before choosing
+                    await admission.queue_within(
+                        session,
+                        caller=SystemCaller("ivr"),
+                        admission=Admission(channel="voice", queue=q["name"], subject=f"#{n}"),
+                        settings=app.state.settings,
+                    )
+                conn = await driver_connection(session)
+                mode = await conn.fetchval("SHOW plan_cache_mode")
+                generic, custom = await conn.fetchrow(
+                    "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                    " WHERE statement = $1",
+                    STATEMENT,
+                )
+                await session.rollback()
+        finally:
+            await engine.dispose()
+
+        assert (generic, custom) == (8, 0)
+        assert mode == "auto"  # the session's other statements keep PostgreSQL's choice
