@@ -183,6 +183,41 @@ class TestInvalidNumbers:
             normalise_phone("+86 95561")
 
 
+class TestRememberedAnswers:
+    """A number read before is answered from memory: the same answer, in its own region."""
+
+    @pytest.mark.parametrize(
+        ("typed", "region"),
+        [("010-6552-8888", "CN"), ("95561", "CN"), ("9556", "CN"), ("95561", "HK"), ("x", "CN")],
+    )
+    def test_a_number_read_again_gets_the_answer_it_got_the_first_time(
+        self, typed: str, region: str
+    ) -> None:
+        def read() -> str | tuple[PhoneProblem, str]:
+            try:
+                return normalise_phone(typed, region=region)
+            except InvalidPhone as exc:
+                return exc.problem, str(exc)
+
+        first = read()
+        assert [read() for _ in range(3)] == [first] * 3
+
+    def test_an_answer_in_one_region_is_not_given_in_another(self) -> None:
+        assert normalise_phone("6552 8888", region="HK") == "+85265528888"
+        with pytest.raises(InvalidPhone, match="a landline needs its area code"):
+            normalise_phone("6552 8888", region="CN")
+        assert normalise_phone("6552 8888", region="HK") == "+85265528888"
+
+    def test_each_refusal_is_an_exception_of_its_own(self) -> None:
+        refusals = []
+        for _ in range(2):
+            with pytest.raises(InvalidPhone) as refused:
+                normalise_phone("9556")
+            refusals.append(refused.value)
+        assert refusals[0] is not refusals[1]
+        assert refusals[0].problem is refusals[1].problem is PhoneProblem.LENGTH
+
+
 class TestDefaultRegion:
     @pytest.mark.parametrize(
         ("region", "typed", "stored"),
