@@ -284,6 +284,6 @@ def register(
 ) -> None:
     """Drain the team queue from every instance's timer worker: the nudge and the sweep."""
     rules = rules or assign.rules_from(settings.tiers)
-    desk = desk or service.DESK
+    desk = desk or service.desk_for(settings)
     registry.register(team_queue.KIND, timer_handler(rules, desk))
     registry.register_sweep(SWEEP, sweep(rules, desk), every_s=every_s)

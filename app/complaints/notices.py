@@ -70,12 +70,15 @@ log = logging.getLogger(__name__)
 _CLOCK_OF_MOVE = {ComplaintEvent.REQUEST_REVIEW: ClockKind.REVIEW}
 
 
-async def after_link(session: AsyncSession, complaint: Complaint, *, now: datetime) -> None:
-    """A registration was linked to ``complaint`` (its facts are the last of ``linked``)."""
+async def after_link(
+    session: AsyncSession, complaint: Complaint, *, now: datetime, region: str
+) -> None:
+    """A registration was linked to ``complaint`` (its facts are the last of ``linked``);
+    numbers written without a country code are read in ``region``."""
     latest: dict[str, Any] = complaint.linked[-1] if complaint.linked else {}
     facts = NoticeFacts(complaint.reference, due_at=complaint.due_at, channel=latest.get("channel"))
     contacts = [latest.get("complainant", {}).get("contact"), complaint.complainant_contact]
-    await tell(session, complaint, NoticeKind.linked, facts, contacts)
+    await tell(session, complaint, NoticeKind.linked, facts, contacts, region=region)
 
 
 async def after_move(
@@ -84,8 +87,11 @@ async def after_move(
     event: ComplaintEvent,
     given: dict[str, Any],
     now: datetime,
+    *,
+    region: str,
 ) -> None:
-    """A move was made and recorded (the complaint holds its new status)."""
+    """A move was made and recorded (the complaint holds its new status); numbers written
+    without a country code are read in ``region``."""
     kind = NOTICE_OF_MOVE.get(event)
     if kind is None:
         return
@@ -99,7 +105,7 @@ async def after_move(
         compensation=_decimal(given.get("compensation")),
         outcome=_outcome(given.get("outcome")),
     )
-    await tell(session, complaint, kind, facts, [complaint.complainant_contact])
+    await tell(session, complaint, kind, facts, [complaint.complainant_contact], region=region)
 
 
 # The moves whose reason is meant for the customer; a reopen's or a withdrawal's is the desk's.
@@ -114,9 +120,11 @@ async def tell(
     kind: NoticeKind,
     facts: NoticeFacts,
     contacts: Sequence[str | None],
+    *,
+    region: str,
 ) -> None:
     """Queue ``kind`` for the first of ``contacts`` a notice can reach (none: log, go on)."""
-    recipient = reach(complaint, kind, contacts)
+    recipient = reach(complaint, kind, contacts, region=region)
     if recipient is None:
         return
     language = await _customer_language(session, complaint)
@@ -149,10 +157,11 @@ class Notice:
 
 
 def reach(
-    complaint: Complaint, kind: NoticeKind, contacts: Sequence[str | None]
+    complaint: Complaint, kind: NoticeKind, contacts: Sequence[str | None], *, region: str
 ) -> Recipient | None:
-    """The first of ``contacts`` a notice can reach; None (and a warning logged) if none."""
-    recipient = _first_reachable(contacts)
+    """The first of ``contacts`` a notice can reach, a number without its country code read
+    in ``region``; None (and a warning logged) if none."""
+    recipient = _first_reachable(contacts, region)
     if recipient is None:
         log.warning(
             "complaint %s: %s not queued: no e-mail address or mobile number to send it to",
@@ -183,19 +192,22 @@ def compose(
     )
 
 
-def registered_notice(complaint: Complaint, customer_language: str | None) -> Notice | None:
+def registered_notice(
+    complaint: Complaint, customer_language: str | None, *, region: str
+) -> Notice | None:
     """The notice of a new complaint (what ``after_registration`` queues), composed for a
     registration that writes it in its own statement; None when it cannot be sent."""
-    recipient = reach(complaint, NoticeKind.registered, [complaint.complainant_contact])
+    contacts = [complaint.complainant_contact]
+    recipient = reach(complaint, NoticeKind.registered, contacts, region=region)
     if recipient is None:
         return None
     facts = NoticeFacts(complaint.reference, due_at=complaint.due_at)
     return compose(complaint, NoticeKind.registered, facts, recipient, customer_language)
 
 
-def reachable(complaint: Complaint) -> Via | None:
+def reachable(complaint: Complaint, *, region: str) -> Via | None:
     """How the complainant can be sent notices: by SMS, by e-mail, or not at all."""
-    recipient = recipient_of(complaint.complainant_contact)
+    recipient = recipient_of(complaint.complainant_contact, region=region)
     return None if recipient is None else recipient.via
 
 
@@ -219,8 +231,8 @@ async def list_notices(
 # --- the facts -------------------------------------------------------------------------------
 
 
-def _first_reachable(contacts: Sequence[str | None]) -> Recipient | None:
-    found = (recipient_of(c) for c in contacts if c)
+def _first_reachable(contacts: Sequence[str | None], region: str) -> Recipient | None:
+    found = (recipient_of(c, region=region) for c in contacts if c)
     return next((r for r in found if r is not None), None)
 
 

@@ -30,7 +30,7 @@ from app.agents.access import Action, Resource, allows
 from app.agents.dependencies import CurrentPrincipal
 from app.agents.permissions import Principal
 from app.complaints import notices
-from app.complaints.router import ComplaintId, readable
+from app.complaints.router import ComplaintId, CurrentDesk, readable
 from app.db import Session
 from app.notifications.adapters import mask_recipient
 from app.notifications.models import Channel, Notification
@@ -103,6 +103,7 @@ async def list_notifications(
     complaint_id: ComplaintId,
     session: Session,
     principal: CurrentPrincipal,
+    desk: CurrentDesk,
     limit: Limit = 100,
     cursor: PageCursor = None,
 ) -> NotificationPage:
@@ -112,7 +113,7 @@ async def list_notifications(
     found = await notices.list_notices(
         session, complaint.id, after_id=decode_id_cursor(cursor), limit=limit
     )
-    via = notices.reachable(complaint)
+    via = notices.reachable(complaint, region=desk.phone_region)
     unmasked = _unmasked(principal)
     return NotificationPage(
         items=[notification_out(n, unmasked=unmasked) for n in found],

@@ -98,7 +98,7 @@ async def complaint_now(request: Request) -> datetime:
 
 async def complaint_desk(request: Request) -> service.Desk:
     desk: service.Desk | None = getattr(request.app.state, "complaint_desk", None)
-    return desk or service.DESK
+    return desk or service.desk_for(request.app.state.settings)
 
 
 Now = Annotated[datetime, Depends(complaint_now)]

@@ -64,7 +64,7 @@ CONTACT_EXPECTED = (
 def contact_problem(contact: str, region: str) -> str | None:
     """What is wrong with a registration's complainant contact; None if the notices can be
     sent to it or the status lookup, reading numbers in ``region``, can match it."""
-    if recipient_of(contact) is not None:
+    if recipient_of(contact, region=region) is not None:
         return None
     try:
         normalise_phone(contact, region=region)

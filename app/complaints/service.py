@@ -121,6 +121,8 @@ from app.complaints.models import (
 )
 from app.complaints.reference import format_reference, registration_day
 from app.complaints.schemas import ComplaintCreate, Matter, TransitionFacts
+from app.config import Settings
+from app.customers.identity import DEFAULT_PHONE_REGION
 from app.db import DriverPool, driver_connection
 from app.errors import AppError
 from app.events.log import wake_after_commit
@@ -160,6 +162,9 @@ class Desk:
     # How long a complainant's new contact is offered to their complaint's handler first
     # (seconds; 0: not at all). See ``app.complaints.affinity``.
     complaint_affinity_s: float = affinity.DEFAULT_HOLD_S
+    # Where a complainant's number written without its country code is read (the notices):
+    # the service's ``HOTLINE_DEFAULT_PHONE_REGION`` (``desk_for``).
+    phone_region: str = DEFAULT_PHONE_REGION
 
     def __post_init__(self) -> None:
         if not 0 <= self.complaint_affinity_s < float("inf"):  # NaN fails the test too
@@ -170,6 +175,13 @@ class Desk:
 
 
 DESK = Desk()
+
+
+def desk_for(settings: Settings) -> Desk:
+    """The desk with its defaults, reading numbers in the service's phone region."""
+    return Desk(phone_region=settings.default_phone_region)
+
+
 STARTED_AT_REGISTRATION = frozenset(ClockKind) - {ClockKind.REVIEW}
 STOPPED_AT_REGISTRATION = frozenset({ClockKind.ACKNOWLEDGEMENT})
 STOPPED_BY_RESOLUTION = frozenset({ClockKind.RESOLUTION, ClockKind.FIRST_REPLY, ClockKind.DECISION})
@@ -598,7 +610,9 @@ def _build(
         "due_at": _due_text(complaint),
         "agent_id": complaint.assignee_id,
     }
-    notice = notices.registered_notice(complaint, facts["customer_language"])
+    notice = notices.registered_notice(
+        complaint, facts["customer_language"], region=desk.phone_region
+    )
     return _New(complaint, clocks, audit, event, _first_alerts(clocks, desk), notice)
 
 
@@ -765,7 +779,7 @@ async def register(
     if isinstance(outcome, SameMatter):
         existing = await get_or_raise(session, outcome.complaint_id)
         await link(session, existing, data=data, actor=actor, now=now)
-        await notices.after_link(session, existing, now=now)
+        await notices.after_link(session, existing, now=now, region=desk.phone_region)
         return Registration(existing, await clocks_of(session, existing.id), linked=True)
     assert isinstance(outcome, Created)  # no key: nothing to replay
     wake_after_commit(session)
@@ -1028,7 +1042,7 @@ async def transition(
     _log_move(session, complaint, event, before, given, move)
     await session.flush()
     await deadlines.reschedule(session, list(move.clocks.values()), desk.work_calendar())
-    await notices.after_move(session, complaint, event, given, now)
+    await notices.after_move(session, complaint, event, given, now, region=desk.phone_region)
     await affinity.after_move(session, complaint, event, previous_assignee, now, desk)
     return complaint
 

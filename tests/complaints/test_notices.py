@@ -48,6 +48,7 @@ from tests.complaints.test_registration import (
     register,
 )
 from tests.complaints.test_transitions import RESOLUTION, approved, move
+from tests.conftest import make_settings
 from tests.fixtures.desk_clock import freeze_desk
 from tests.fixtures.factories import Api, expect
 from tests.notifications.provider import FakeGateway, serving
@@ -359,6 +360,30 @@ class TestRegistration:
         assert (page["items"], page["reachable_by"]) == ([], None)
 
 
+class TestTheServicesPhoneRegion:
+    """A number written without its country code is read in the service's region, as the
+    registration and the status lookup read it: a Hong Kong service's complainant who gives
+    "9123 4567" is told by SMS at +852 9123 4567."""
+
+    @pytest.fixture
+    def settings(self, db: str) -> Settings:
+        return make_settings(db, default_phone_region="HK")
+
+    async def test_a_national_number_of_the_region_is_told_of_registration_and_moves(
+        self, api: Api
+    ) -> None:
+        local = {"name": "陳大文", "contact": "9123 4567", "relation": "self"}
+        done = await register(api, complaint_body(complainant=local))
+        await move(api, done["id"], "reject", {"reason": "不属于投诉"})
+
+        page = await notifications(api, done["id"])
+        assert page["reachable_by"] == "sms"
+        assert [(n["kind"], n["channel"], n["recipient"]) for n in page["items"]] == [
+            ("complaint.registered", "sms", "+85291234567"),
+            ("complaint.rejected", "sms", "+85291234567"),
+        ]
+
+
 class TestMoves:
     async def test_a_rejection_tells_the_reason(self, api: Api) -> None:
         done = await register(api, complaint_body())
@@ -446,7 +471,9 @@ class TestMoves:
         async with unit_of_work(app.state.sessionmaker) as session:
             complaint = await service.get_or_raise(session, done["id"], for_update=True)
             given = {"reason": "不属于投诉"}
-            await notices.after_move(session, complaint, ComplaintEvent.REJECT, given, START)
+            await notices.after_move(
+                session, complaint, ComplaintEvent.REJECT, given, START, region="CN"
+            )
         assert len(of_kind(await told(api, done["id"]), NoticeKind.rejected)) == 1
 
 

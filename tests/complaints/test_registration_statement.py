@@ -98,7 +98,7 @@ class TestTheRowsWritten:
             timer = timers[str(row.id)]
             assert (timer.due_at, timer.payload) == (alert.at, deadlines.next_payload(row, alert))
         assert same_search is True
-        expected = notices.registered_notice(complaint, "en")
+        expected = notices.registered_notice(complaint, "en", region="CN")
         assert expected is not None
         assert [(n.recipient, n.kind, n.body, n.language, n.dedupe_key) for n in queued] == [
             (expected.recipient, expected.kind, expected.body, "en", "1")
