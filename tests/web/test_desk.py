@@ -232,6 +232,17 @@ class TestCase:
         await expect(page.locator("#errors")).not_to_contain_text("does not exist")
         stored = expect_status(await api.get(f"/api/v1/complaints/{done['id']}"), 200)
         assert stored["assignee_id"] == far["id"]
+        # Said again in the other language, not taken for a complaint that does not exist.
+        await page.locator("#language").click()
+        await expect(page.locator("#view-heading")).to_have_text(
+            f"{done['reference']} 已转由他处处理"
+        )
+        await expect(page.locator("#handed-away")).to_contain_text("Far Wang（beijing）")  # noqa: RUF001
+        await expect(page.locator("#errors")).to_be_empty()
+        # Once the user has left the case, opening it again asks the service, which says no.
+        await page.locator(".desk-nav a[href='#list']").click()
+        await page.evaluate(f"location.hash = '#case/{done['id']}'")
+        await expect(page.locator("#view-heading")).to_have_text("找不到该投诉")
 
     async def test_a_move_made_is_said_on_the_case_until_the_next_move_or_leaving_it(
         self, api: Api, new_page: NewPage

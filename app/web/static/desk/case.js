@@ -118,6 +118,11 @@ async function suggestionPanel(container, ctx, complaint, acting) {
 /** Draw complaint `id` into `view`. */
 export async function showCase(view, ctx, id) {
   clearErrors();
+  const gone = ctx.handedAway;
+  if (gone && String(gone.id) === String(id)) {
+    handedAway(view, ctx, gone); // drawn again (a language switch): the API would say 404
+    return;
+  }
   let complaint;
   try {
     complaint = await api(`/api/v1/complaints/${encodeURIComponent(id)}`);
@@ -142,8 +147,13 @@ function moveDone(ctx, complaint) {
   return h("p", { id: "move-done", class: "notice move-done", text: t("desk.move.done", { verb: label("desk.verb", done.verb), status: label("complaint.status", done.status) }) });
 }
 
-/** The move gave the complaint to someone whose cases the user does not see: say where it went. */
+/**
+ * The move gave the complaint to someone whose cases the user does not see: say where it went.
+ * Kept in `ctx` until the user leaves the case (main.js forgets it then), so drawing the view
+ * again says it again rather than that there is no such complaint.
+ */
 function handedAway(view, ctx, complaint) {
+  ctx.handedAway = complaint;
   const id = complaint.assignee_id;
   replace(
     view,

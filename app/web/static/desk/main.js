@@ -92,9 +92,10 @@ async function relabel() {
 async function main() {
   await startPage({ title: "desk.title", dictionaries: ["desk"] });
   const [table, user] = await Promise.all([rules(), me()]);
-  ctx = { table, people: new People(user), prefill: {}, openMove: null, focusOnRoute: false, done: null };
+  ctx = { table, people: new People(user), prefill: {}, openMove: null, focusOnRoute: false, done: null, handedAway: null };
   window.addEventListener("hashchange", () => {
     ctx.done = null; // the confirmation of a move is for the case it was made on, seen then
+    ctx.handedAway = null;
     route();
   });
   onChange(relabel);
