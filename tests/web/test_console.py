@@ -345,6 +345,8 @@ class TestComplaints:
         row = page.locator(f'#cases-body tr[data-complaint-id="{mine["id"]}"]')
         await expect(row).to_contain_text(mine["reference"])
         await expect(row).to_contain_text("Pudong")
+        await expect(row).to_contain_text("Payment")  # the category's name, not its code
+        await expect(row).not_to_contain_text("payment")
         deadline = row.locator(".deadline")
         await expect(deadline).to_contain_text("left")
         await expect(page.locator("#cases-body")).not_to_contain_text(theirs["reference"])
@@ -354,6 +356,8 @@ class TestComplaints:
         await page.clock.fast_forward("00:31")
         await expect(row.locator(".deadline")).not_to_have_attribute("data-drawn", "before")
         await expect(row.locator(".deadline")).to_contain_text("left")
+        await page.locator("#language").click()
+        await expect(row).to_contain_text("支付扣款")
 
     async def test_the_contact_card_shows_the_customers_open_complaints_with_deadlines(
         self, api: Api, new_page: NewPage

@@ -15,6 +15,7 @@ import { allPages, serverNow } from "../js/api.js";
 import { byId, h, replace } from "../js/dom.js";
 import { dateTime, duration, t } from "../js/i18n.js";
 import { showError } from "../js/page.js";
+import { categoriesText } from "../desk/format.js";
 
 export const OPEN_COMPLAINT = new Set([
   "registered",
@@ -71,7 +72,7 @@ function row(complaint) {
     h("td", {}, h("strong", { text: complaint.reference })),
     h("td", { text: t(`complaint.status.${complaint.status}`) }),
     h("td", { class: "user-text", text: complaint.branch }),
-    h("td", { class: "user-text", text: complaint.categories.join(", ") }),
+    h("td", { class: "user-text", text: categoriesText(complaint.categories) }),
     h("td", {}, deadlineBadge(complaint)),
   );
 }

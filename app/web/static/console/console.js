@@ -44,7 +44,7 @@ async function heldIds(model) {
 }
 
 async function main() {
-  const user = await startPage({ title: "console.title", dictionaries: ["console"] });
+  const user = await startPage({ title: "console.title", dictionaries: ["console", "desk"] });
   const model = new ConsoleModel();
   await loadQueues().catch(showError);
   mountPresence(model);
