@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Route, expect
 
 from app.config import Settings
 from app.main import create_app
@@ -42,6 +42,11 @@ async def reports_of(new_page: NewPage, user: dict[str, Any], locale: str = "en-
     await open_signed_in(page, "/reports", user["username"])
     await expect(page.locator("#report-panel")).to_be_visible()
     return page
+
+
+async def queue_names(api: Api) -> list[str]:
+    answer = await api.get("/api/v1/queues", params={"limit": 100})
+    return [q["name"] for q in answer.json()["items"]]
 
 
 async def downloaded(page: Page, button: str) -> tuple[str, str]:
@@ -224,6 +229,57 @@ class TestWhoMayBeReportedOn:
         )
         await page.locator("#language").click()
         await expect(problem).to_have_text("您只能查看本站点坐席的报表，此坐席不在您的站点。")  # noqa: RUF001
+
+
+class TestTheListsToChooseFrom:
+    async def test_a_switch_of_kind_shows_only_the_list_of_the_kind_chosen_last(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor(name="Zhang Wei", site="shanghai")
+        await queue(api, name="cards")
+        page = await reports_of(new_page, boss)
+        options = page.locator("#report-subject option")
+        await expect(options.filter(has_text="cards")).to_have_count(1)
+        release = asyncio.Event()
+
+        async def held(route: Route) -> None:
+            await release.wait()
+            await route.continue_()
+
+        await page.route("**/api/v1/agents?*", held)
+        await page.locator('input[name="kind"][value="agents"]').check()
+        await page.locator('input[name="kind"][value="queues"]').check()
+        await expect(options.filter(has_text="cards")).to_have_count(1)
+        release.set()  # the agents' list, asked for first, answers last
+        await page.wait_for_load_state("networkidle")
+        await expect(options.filter(has_text="Zhang Wei")).to_have_count(0)
+        await expect(options).to_have_count(1 + len(await queue_names(api)))
+
+    async def test_a_list_that_cannot_be_read_is_said_and_every_queue_still_offered(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor()
+        page = await new_page(locale="en-GB")
+
+        async def unavailable(route: Route) -> None:
+            body = {"error": "ServiceUnavailable", "detail": "the database is unavailable"}
+            await route.fulfill(status=503, json=body)
+
+        await page.route("**/api/v1/queues?*", unavailable)
+        await open_signed_in(page, "/reports", boss["username"])
+        problem = page.locator("#report-subject-problem")
+        await expect(problem).to_have_text(
+            "The list of queues could not be read (the database is unavailable). "
+            "A report on every queue can still be shown."
+        )
+        await expect(page.locator("#report-subject option")).to_have_text(["Every queue"])
+        await page.locator("#language").click()
+        await expect(problem).to_have_text(
+            "无法读取队列列表（the database is unavailable）。仍可查看全部队列的报表。"  # noqa: RUF001
+        )
+        await page.unroute("**/api/v1/queues?*")
+        await page.locator('input[name="kind"][value="agents"]').check()
+        await expect(problem).to_have_text("")
 
 
 class TestLanguageSwitch:

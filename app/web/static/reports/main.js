@@ -23,7 +23,8 @@ const FIELD_IDS = { from: "report-from", to: "report-to", interval: "report-inte
 let last = null;
 let table = null;
 let user = null;
-const said = { "report-problem": null, "report-done": null }; // element id: what says its text
+const said = { "report-problem": null, "report-done": null, "report-subject-problem": null }; // element id: what says its text
+let fills = 0; // the lists asked for: only the last one asked is shown
 
 /** Show `what()` in the element `id` (nothing when null), and say it again after a switch. */
 function say(id, what) {
@@ -67,12 +68,21 @@ async function fillSubjects() {
   text(label, t(label.dataset.i18n));
   const every = agents ? "reports.all_agents" : "reports.all_queues";
   replace(select, h("option", { value: "", text: t(every), dataset: { i18n: every } }));
+  say("report-subject-problem", null);
+  const turn = ++fills;
+  let items;
   try {
-    const items = agents ? await reportableAgents() : await allPages("/api/v1/queues");
-    select.append(...items.map((item) => h("option", { value: String(item.id), text: agents && item.site ? `${item.name} (${item.site})` : item.name })));
-  } catch {
-    // the report itself says what the user may not see
+    items = agents ? await reportableAgents() : await allPages("/api/v1/queues");
+  } catch (error) {
+    // A switch of kind made since asks for its own list: this one is not shown.
+    if (turn !== fills) return;
+    // "Every …" still works; the user is told why the list is short, and how to get it.
+    const why = agents ? "reports.agents_unavailable" : "reports.queues_unavailable";
+    say("report-subject-problem", () => t(why, { reason: describe(error) }));
+    return;
   }
+  if (turn !== fills) return;
+  select.append(...items.map((item) => h("option", { value: String(item.id), text: agents && item.site ? `${item.name} (${item.site})` : item.name })));
 }
 
 /** May the user see `agent`'s report? The service's own check (reports_router.agent_report). */
