@@ -617,7 +617,7 @@ class TestRefusals:
         )
 
     async def test_other_fields_that_cannot_be_read_end_the_call_politely_on_record(
-        self, api: Api, client: AsyncClient, people: dict[str, Any]
+        self, api: Api, client: AsyncClient, engine: AsyncEngine, people: dict[str, Any]
     ) -> None:
         phone = TwilioCall(client, PLATINUM_PHONE, CARDS_NUMBER)
         await phone.start()
@@ -627,6 +627,23 @@ class TestRefusals:
         call = await call_of(api, phone.sid)
         assert (call["status"], call["outcome"], call["step"]) == ("ended", "ended", 1)
         assert call["path"][-1]["result"] == "unreadable_webhook"
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT e.type, e.data FROM events e JOIN ivr_calls c "
+                        "ON e.subject_type = 'ivr_call' AND e.subject_id = c.id::text "
+                        "WHERE c.call_ref = :sid ORDER BY e.id"
+                    ),
+                    {"sid": phone.sid},
+                )
+            ).all()
+        # Left once, where the caller was; the provider's completed is no second leaving.
+        assert [row.type for row in rows] == ["ivr.call_started", "ivr.call_left"]
+        left = rows[1].data
+        # at the menu the caller was asked (a platinum caller known by number)
+        assert (left["outcome"], left["node"]) == ("ended", "known_main")
+        assert (left["contact_id"], left["ivr_s"]) == (None, call["ivr_s"])
 
     async def test_fields_that_cannot_be_read_for_a_queued_caller_keep_them_waiting(
         self, api: Api, client: AsyncClient, people: dict[str, Any]
