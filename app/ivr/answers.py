@@ -5,7 +5,8 @@ Theory of operation
 
 - A **menu** takes an option's key or phrase (an option may set the language), or a global
   key: operator, repeat (the prompt again, counters kept), back (the menu before, from a
-  bounded history of menus left by an option; with none, the prompt again). Anything else
+  bounded history of menus left by an option; with none, the prompt again), language (the
+  flow's next language, round, and the prompt again in it, counters kept). Anything else
   is an invalid answer, counted by ``nodes.retry``.
 - A spoken answer counts when the provider's confidence reaches the flow's
   ``limits.min_confidence`` and it names exactly one option (``prompts.matches``); a spoken
@@ -63,10 +64,24 @@ def _menu_key(run: Run, node: MenuNode, key: str, inp: str) -> None:
     elif key == keys.repeat:
         ask(run, node)
         run.record(inp, "prompt", "repeat")
+    elif key == keys.language:
+        _next_language(run, node, inp)
     elif key == keys.back:
         _back(run, node, inp)
     else:
         retry(run, node, "invalid", inp)
+
+
+def _next_language(run: Run, node: MenuNode, inp: str) -> None:
+    """The caller changes language: the flow's next one, in its order and round; the menu
+    is said again in it. A choice, as a language menu's option is: identification keeps it."""
+    languages, now = run.flow.languages, run.state.language
+    following = (
+        languages[(languages.index(now) + 1) % len(languages)] if now in languages else languages[0]
+    )
+    run.update(language=following, language_chosen=True)
+    ask(run, node)
+    run.record(inp, "prompt", "language")
 
 
 def _back(run: Run, node: MenuNode, inp: str) -> None:

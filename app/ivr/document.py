@@ -258,6 +258,12 @@ class GlobalKeys(_Part):
     operator_node: NodeId | None = None  # an enqueue node; no operator key without it
     repeat: Key | None = "*"
     back: Key | None = "#"
+    # The caller's language changes to the flow's next one (in ``languages``' order, round)
+    # and the menu is said again in it: a caller known by their number, who skips the
+    # language menu, can still choose. Off by default; with it, ``language_prompt`` offers
+    # it after every menu's prompt, in each other language, each in its own voice.
+    language: Key | None = None
+    language_prompt: dict[Language, Text] = Field(default_factory=dict, max_length=8)
 
 
 class Limits(_Part):

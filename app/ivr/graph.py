@@ -21,7 +21,9 @@ the node and the field:
 - **Languages**: ``language`` is one of ``languages``; every prompt has text in every
   language; phrases and an option's ``language`` use only the flow's languages.
 - **Keys**: the global keys differ; menu options have distinct keys, none a global key in
-  use, and each has a key or (when the menu takes speech) a phrase; distinct phrases.
+  use, and each has a key or (when the menu takes speech) a phrase; distinct phrases. The
+  language key needs another language to change to and its offer (``language_prompt``)
+  in every language of the flow; an offer without the key is refused as a mistake.
 - **Collect**: ``min_length <= max_length``; ``*`` is not both data and the finish key; the
   lengths admit what the validator accepts; named values (``into``) are unique and those an
   ``identify`` or ``complaint_status`` node reads are collected somewhere.
@@ -140,9 +142,10 @@ def _flow_problems(flow: Flow) -> Iterator[Problem]:
 
 def _key_problems(flow: Flow) -> Iterator[Problem]:
     keys = flow.keys
-    used = [k for k in (keys.operator, keys.repeat, keys.back) if k is not None]
+    used = [k for k in (keys.operator, keys.repeat, keys.back, keys.language) if k is not None]
     if len(set(used)) != len(used):
-        yield Problem(None, "keys", "the operator, repeat and back keys must differ")
+        yield Problem(None, "keys", "the operator, repeat, back and language keys must differ")
+    yield from _language_key_problems(flow)
     if keys.operator is not None and keys.operator_node is None:
         yield Problem(None, "keys.operator_node", "the operator key needs an operator node")
     target = flow.nodes.get(keys.operator_node or "")
@@ -150,6 +153,24 @@ def _key_problems(flow: Flow) -> Iterator[Problem]:
         yield Problem(None, "keys.operator_node", f"no node named {keys.operator_node!r}")
     elif keys.operator_node is not None and not isinstance(target, EnqueueNode):
         yield Problem(None, "keys.operator_node", "the operator node must be an enqueue node")
+
+
+def _language_key_problems(flow: Flow) -> Iterator[Problem]:
+    keys, languages = flow.keys, set(flow.languages)
+    if keys.language is None:
+        if keys.language_prompt:
+            yield Problem(None, "keys.language_prompt", "offers a language key the flow has not")
+        return
+    if len(languages) < 2:
+        yield Problem(None, "keys.language", "the flow has no other language to change to")
+    missing = sorted(languages - keys.language_prompt.keys())
+    extra = sorted(keys.language_prompt.keys() - languages)
+    if missing:
+        yield Problem(None, "keys.language_prompt", f"no text in {', '.join(missing)}")
+    if extra:
+        yield Problem(
+            None, "keys.language_prompt", f"{', '.join(extra)} is not a language of the flow"
+        )
 
 
 def _reference_problems(flow: Flow, name: str, node: Node) -> Iterator[Problem]:
@@ -202,7 +223,13 @@ def _node_problems(flow: Flow, name: str, node: Node) -> Iterator[Problem]:
 
 
 def _menu_problems(flow: Flow, name: str, node: MenuNode) -> Iterator[Problem]:
-    global_keys = {flow.keys.operator, flow.keys.repeat, flow.keys.back} - {None}
+    keys_of_flow = flow.keys
+    global_keys = {
+        keys_of_flow.operator,
+        keys_of_flow.repeat,
+        keys_of_flow.back,
+        keys_of_flow.language,
+    } - {None}
     keys: set[str] = set()
     phrases: set[str] = set()
     for i, option in enumerate(node.options):

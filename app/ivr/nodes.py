@@ -111,6 +111,16 @@ class Run:
             words = prompts.text(prompt, self.state.language, self.flow.language, fill)
             self.actions.append(Say(words, self.state.language))
 
+    def offer_languages(self) -> None:
+        """After a menu's prompt, the flow's language key offered in each of its other
+        languages, each in its own voice (nothing without the key)."""
+        if self.flow.keys.language is None:
+            return
+        offer = self.flow.keys.language_prompt
+        for language in self.flow.languages:
+            if language != self.state.language:
+                self.actions.append(Say(prompts.text(offer, language, language), language))
+
     def say_each(self, prompt: dict[str, str]) -> None:
         """Say ``prompt`` in each language of the flow (every prompt has a text in each), in
         the flow's order: a language menu offers each choice in its own language."""
@@ -156,6 +166,7 @@ def ask(run: Run, node: MenuNode | CollectNode) -> None:
             run.say_each(node.prompt)
         else:
             run.say(node.prompt)
+            run.offer_languages()
         hints = tuple(p for o in node.options for lang in heard for p in o.phrases.get(lang, []))
         gather = Gather(1, "", node.timeout_s, node.speech, language, hints if node.speech else ())
     elif run.state.phase is Phase.CONFIRM and node.confirm is not None:

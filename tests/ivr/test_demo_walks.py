@@ -113,9 +113,30 @@ class TestEveryDemoFlow:
     def test_an_unknown_caller_chooses_a_language_by_key(self, name: str) -> None:
         call = Call.start(name).send(NotIdentified(), Digits("2"))
         assert call.state.language == "en-US"
-        assert all(a.language == "en-US" for a in call.last if isinstance(a, Say | Gather))
-        assert call.said()
-        assert all(text.isascii() for text in call.said())
+        *says, offer = [a for a in call.last if isinstance(a, Say)]
+        [gather] = [a for a in call.last if isinstance(a, Gather)]
+        assert says
+        assert all(a.language == "en-US" and a.text.isascii() for a in says)
+        assert gather.language == "en-US"
+        # then the way back to Chinese, said in Chinese
+        assert (offer.text, offer.language) == ("普通话服务请按7。", "zh-CN")
+
+    @pytest.mark.parametrize("name", DEMOS)
+    def test_a_caller_known_by_number_can_change_language_in_the_first_menu(
+        self, name: str
+    ) -> None:
+        call = Call.start(name).send(Identified(7, "gold", "zh-CN"))
+        assert call.state.language == "zh-CN"
+        assert [(a.text, a.language) for a in call.last if isinstance(a, Say)][-1] == (
+            "For English, press 7.",
+            "en-US",
+        )
+        menu = call.state.node
+        call.send(Digits("7"))
+        assert (call.state.node, call.state.language) == (menu, "en-US")
+        *says, offer = [a for a in call.last if isinstance(a, Say)]
+        assert all(a.language == "en-US" and a.text.isascii() for a in says)
+        assert offer.language == "zh-CN"
 
     @pytest.mark.parametrize("name", DEMOS)
     def test_an_unknown_caller_chooses_a_language_by_voice(self, name: str) -> None:
@@ -218,9 +239,9 @@ class TestConsumerLine:
         assert [s.skill for s in enqueued(call).skills] == ([skill] if skill else [])
 
     def test_wrong_keys_go_to_an_agent_after_the_tries(self) -> None:
-        call = Call.start(CONSUMER).send(NotIdentified(), Digits("1"), Digits("7"), Digits("7"))
+        call = Call.start(CONSUMER).send(NotIdentified(), Digits("1"), Digits("8"), Digits("8"))
         assert call.state.invalid == 2
-        call.send(Digits("7"))
+        call.send(Digits("8"))
         assert enqueued(call).queue == "general"
 
 

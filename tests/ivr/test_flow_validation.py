@@ -120,6 +120,19 @@ def option(index: int, **fields: Any) -> Mutation:
     return mutate
 
 
+def both(*mutations: Mutation) -> Mutation:
+    def mutate(document: dict[str, Any]) -> None:
+        for each in mutations:
+            each(document)
+
+    return mutate
+
+
+# The language key, and its offer in each language of the flow.
+OFFER = {"zh-CN": "普通话服务请按7。", "en-US": "For English, press 7."}
+SWITCH = {"operator_node": "desk", "language": "7", "language_prompt": OFFER}
+
+
 def problems_of(*mutations: Mutation) -> set[tuple[str | None, str]]:
     document = deepcopy(BASE)
     for mutate in mutations:
@@ -246,6 +259,24 @@ class TestGraph:
             (top(zone="Mars/Olympus"), {(None, "zone")}, "unknown time zone"),
             (top(zone="../etc"), {(None, "zone")}, "unknown time zone"),
             (top(keys={"operator": "*", "operator_node": "desk"}), {(None, "keys")}, "differ"),
+            (top(keys={**SWITCH, "language": "#"}), {(None, "keys")}, "language keys must differ"),
+            (top(keys=SWITCH), set(), ""),
+            (
+                top(keys={**SWITCH, "language_prompt": {"en-US": "For English, press 7."}}),
+                {(None, "keys.language_prompt")},
+                "no text in zh-CN",
+            ),
+            (
+                top(keys={**SWITCH, "language_prompt": {**OFFER, "fr-FR": "Pour le français…"}}),
+                {(None, "keys.language_prompt")},
+                "fr-FR is not a language of the flow",
+            ),
+            (
+                top(keys={"operator_node": "desk", "language_prompt": OFFER}),
+                {(None, "keys.language_prompt")},
+                "offers a language key the flow has not",
+            ),
+            (both(top(keys=SWITCH), option(1, key="7")), {("m", "options[1].key")}, "global key"),
             (top(keys={}), {(None, "keys.operator_node")}, "needs an operator node"),
             (top(keys={"operator_node": "x"}), {(None, "keys.operator_node")}, "no node named"),
             (top(keys={"operator_node": "bye"}), {(None, "keys.operator_node")}, "enqueue node"),
@@ -321,6 +352,25 @@ class TestGraph:
             return
         assert problems_of(mutation) == expected
         assert message in messages_of(mutation)
+
+    def test_a_language_key_needs_another_language_to_change_to(self) -> None:
+        # BASE in Chinese alone: its prompts, re-prompts and phrases in Chinese only.
+        document = deepcopy(BASE)
+        document.update(languages=["zh-CN"], language="zh-CN")
+        document["keys"] = {**SWITCH, "language_prompt": {"zh-CN": OFFER["zh-CN"]}}
+        for spec in document["nodes"].values():
+            if "prompt" in spec:
+                spec["prompt"] = {"zh-CN": spec["prompt"]["zh-CN"]}
+            for counter in ("no_input", "invalid"):
+                if counter in spec:
+                    spec[counter]["prompt"] = {"zh-CN": "再说一次"}
+            for choice in spec.get("options", []):
+                choice.pop("phrases", None)
+        with pytest.raises(FlowError) as caught:
+            parse_flow(document)
+        assert [(p.node, p.field, p.message) for p in caught.value.problems] == [
+            (None, "keys.language", "the flow has no other language to change to")
+        ]
 
     def test_a_phrase_only_option_needs_a_speech_menu(self) -> None:
         mutations = (option(1, key=None, phrases={"en-US": ["other"]}), node("m", speech=False))

@@ -77,7 +77,7 @@ class TestUpload:
     ) -> None:
         document = (FLOWS / "credit_card_centre.yaml").read_bytes()
         made = expect(await post_flow(api, document), 201)
-        assert (made["name"], made["version"]) == ("credit_card_centre", 1)
+        assert (made["name"], made["version"]) == ("credit_card_centre", 2)
         assert made["numbers"] == [CARDS_NUMBER]
         assert made["active_numbers"] == []
         assert made["uploaded_by"] == f"agent:{api.me['id']}"
@@ -182,9 +182,9 @@ class TestTheDemo:
                 await service.install_demo_flows(session, region="CN", now=clock.now)
         page = expect(await api.get(FLOWS_URL), 200)
         assert sorted((f["name"], f["version"]) for f in page["items"]) == [
-            ("complaint_hotline_95561", 1),
-            ("consumer_line", 1),
-            ("credit_card_centre", 1),
+            ("complaint_hotline_95561", 2),
+            ("consumer_line", 2),
+            ("credit_card_centre", 2),
         ]
         assert sorted(n for f in page["items"] for n in f["active_numbers"]) == sorted(
             n for f in page["items"] for n in f["numbers"]
@@ -252,13 +252,13 @@ class TestActivation:
         assert all(text.startswith("[v2]") for text in said(fresh.last)), fresh.last
         old = expect(await api.get(f"/api/v1/ivr/calls/{ongoing.sid}"), 200)
         new = expect(await api.get(f"/api/v1/ivr/calls/{fresh.sid}"), 200)
-        assert (old["flow_version"], new["flow_version"]) == (1, 2)
+        assert (old["flow_version"], new["flow_version"]) == (v1["version"], v1["version"] + 1)
 
 
 def marked(flow: dict[str, Any]) -> dict[str, Any]:
-    """Version 2 of ``flow``: the same, with every prompt marked ``[v2]``."""
+    """The next version of ``flow``: the same, with every prompt marked ``[v2]``."""
     changed = copy.deepcopy(flow)
-    changed["version"] = 2
+    changed["version"] = flow["version"] + 1
 
     def mark(value: Any) -> Any:
         if isinstance(value, dict):

@@ -46,10 +46,10 @@ class TestACall:
     ) -> None:
         first = expect(await provider.send("call-1", incoming()), 200)
         assert (first["call_id"], first["step"], first["status"]) == ("call-1", 1, "in_ivr")
-        assert verbs_of(first) == ["say", "gather"]
-        gather = first["actions"][1]["gather"]
+        assert verbs_of(first) == ["say", "say", "gather"]  # the menu, the language key's offer
+        gather = first["actions"][2]["gather"]
         assert (gather["num_digits"], gather["speech"], gather["language"]) == (1, True, "zh-CN")
-        assert first["actions"][0]["language"] == "zh-CN"
+        assert [a["language"] for a in first["actions"][:2]] == ["zh-CN", "en-US"]
         second = expect(
             await provider.send("call-1", {"event": "digits", "digits": "1", "step": 1}), 200
         )

@@ -520,6 +520,59 @@ class TestMenuAnswers:
         assert walk(TO_SUB, flow).state.history == ()
 
 
+SWITCHING = lab(
+    keys={
+        **LAB["keys"],
+        "language": "7",
+        "language_prompt": {"zh-CN": "中文请按7", "en-US": "english-7"},
+    }
+)
+
+
+def voiced(done: Step) -> list[tuple[str, str]]:
+    return [(a.text, a.language) for a in done.actions if isinstance(a, Say)]
+
+
+class TestTheLanguageKey:
+    """A flow's language key: offered after every menu's prompt in each other language, each
+    in its own voice; pressed in any menu, the next language (round), the menu said again."""
+
+    def test_every_menu_offers_the_other_languages_after_its_prompt(self) -> None:
+        done = walk(TO_MAIN, SWITCHING)  # English chosen at the language menu
+        assert voiced(done) == [("MAIN", "en-US"), ("中文请按7", "zh-CN")]
+        [gather] = [a for a in done.actions if isinstance(a, Gather)]
+        assert gather.language == "en-US"
+
+    def test_a_menu_in_each_language_needs_no_offer(self) -> None:
+        flow = lab(lang__each_language=True, keys=SWITCHING.keys.model_dump())
+        assert voiced(walk(TO_LANG, flow)) == [("lang", "zh-CN"), ("LANG", "en-US")]
+
+    def test_the_key_changes_the_language_and_says_the_menu_again_in_it(self) -> None:
+        done = walk([*TO_MAIN, NoInput(), Digits("7")], SWITCHING)
+        assert (done.state.language, done.state.language_chosen) == ("zh-CN", True)
+        assert voiced(done) == [("main", "zh-CN"), ("english-7", "en-US")]
+        [gather] = [a for a in done.actions if isinstance(a, Gather)]
+        assert gather.language == "zh-CN"  # speech heard in the new language
+        assert results(done) == [("main", "language")]
+        assert done.transcript[0].input == "digits:7"
+        assert (done.state.node, done.state.no_input) == ("main", 1)  # counters kept
+
+    def test_pressed_again_it_goes_round_the_flows_languages(self) -> None:
+        done = walk([*TO_MAIN, Digits("7"), Digits("7")], SWITCHING)
+        assert done.state.language == "en-US"
+        assert voiced(done) == [("MAIN", "en-US"), ("中文请按7", "zh-CN")]
+
+    def test_the_language_chosen_by_key_is_kept_by_the_next_menus(self) -> None:
+        done = walk([*TO_MAIN, Digits("7"), Digits("1")], SWITCHING)
+        assert (done.state.node, done.state.language) == ("sub", "zh-CN")
+        assert voiced(done)[0] == ("sub", "zh-CN")
+
+    def test_without_the_key_there_is_no_offer_and_the_key_is_invalid(self) -> None:
+        done = walk([*TO_MAIN, Digits("7")])
+        assert results(done) == [("main", "invalid")]
+        assert done.state.language == "en-US"
+
+
 class TestCollectAnswers:
     """Collected values: lengths, characters, finish key, validator, confirm step."""
 

@@ -65,10 +65,10 @@ async def flow_count(api: Api) -> int:
 
 
 def refused_draft() -> str:
-    """consumer_line as version 2 with two mistakes on two nodes: a menu option and the
+    """consumer_line as its next version with two mistakes on two nodes: a menu option and the
     caller lookup's ``found`` branch lead to no node."""
     document = yaml.safe_load(CONSUMER_LINE.read_text(encoding="utf-8"))
-    document["version"] = 2
+    document["version"] += 1
     document["nodes"]["main"]["options"][0]["next"] = "nowhere"
     document["nodes"]["identify_caller"]["found"] = "no_such_menu"
     return yaml.safe_dump(document, allow_unicode=True, sort_keys=False)
@@ -108,7 +108,7 @@ class TestDiagram:
         flow = await uploaded(api)
         boss = await api.supervisor()
         page = await ivr_of(new_page, boss)
-        await expect(page.locator("#diagram-heading")).to_have_text("consumer_line version 1")
+        await expect(page.locator("#diagram-heading")).to_have_text("consumer_line version 2")
         nodes = page.locator("#diagram g.node")
         await expect(nodes).to_have_count(len(flow["document"]["nodes"]))
         start = page.locator(f'#diagram g.node[data-node="{flow["document"]["start"]}"]')
@@ -128,7 +128,7 @@ class TestDiagram:
         page = await ivr_of(new_page, boss)
         await upload_text(page, refused_draft())
         heading = page.locator("#diagram-heading")
-        await expect(heading).to_contain_text("Refused draft: consumer_line version 2")
+        await expect(heading).to_contain_text("Refused draft: consumer_line version 3")
         main = page.locator('#diagram g.node[data-node="main"]')
         await expect(main).to_have_class(re.compile(r"\binvalid\b"))
         await expect(main.locator(".problem-count")).to_have_text(re.compile(r"^[1-9]\d* problem"))
@@ -157,7 +157,7 @@ class TestDiagram:
         await page.locator("#flow-file").set_input_files(str(CONSUMER_LINE))
         await expect(page.locator("#flow-text")).to_have_value(re.compile("name: consumer_line"))
         await page.locator("#upload-submit").click()
-        await expect(page.locator("#diagram-heading")).to_have_text("consumer_line version 1")
+        await expect(page.locator("#diagram-heading")).to_have_text("consumer_line version 2")
         listed = page.locator('#flows tr[data-name="consumer_line"]')
         await expect(listed).to_contain_text("not active")
         await page.locator("#activate").click()
@@ -278,7 +278,7 @@ async def taken(route: Route) -> None:
 
 
 def same_version_other_document() -> str:
-    """consumer_line version 1 again, changed: a 409 (the version is taken)."""
+    """consumer_line version 2 again, changed: a 409 (the version is taken)."""
     document = yaml.safe_load(CONSUMER_LINE.read_text(encoding="utf-8"))
     document["nodes"]["main"]["options"][0]["key"] = "5"
     return yaml.safe_dump(document, allow_unicode=True, sort_keys=False)
@@ -297,9 +297,9 @@ class TestAfterAnError:
         page = await ivr_of(new_page, boss)
         await upload_text(page, refused_draft())
         heading = page.locator("#diagram-heading")
-        await expect(heading).to_contain_text("Refused draft: consumer_line version 2")
+        await expect(heading).to_contain_text("Refused draft: consumer_line version 3")
         await upload_text(page, again)
-        await expect(heading).to_have_text("consumer_line version 1")
+        await expect(heading).to_have_text("consumer_line version 2")
         await expect(page.locator("#diagram g.node.invalid")).to_have_count(0)
         await expect(page.locator("#diagram g.node.missing")).to_have_count(0)
         await expect(page.locator("#upload-problem")).not_to_be_empty()
@@ -420,6 +420,6 @@ class TestPage:
         await uploaded(api)
         boss = await api.supervisor()
         page = await ivr_of(new_page, boss, locale="zh-CN")
-        await expect(page.locator("#diagram-heading")).to_have_text("consumer_line 第 1 版")
+        await expect(page.locator("#diagram-heading")).to_have_text("consumer_line 第 2 版")
         main = page.locator('#nodes tr[data-node="main"]')
         await expect(main).to_contain_text("按 1 → card_complaints")
