@@ -323,9 +323,42 @@ async def open_loop(client: Webhooks, seconds: float) -> Phase:
     return Phase(len(times), tally.failed, q[49], q[98], max(times), busy, steal)
 
 
-async def closed_loop(client: Webhooks, seconds: float, *, bare: bool) -> tuple[float, float]:
-    """Webhooks answered per second by ``CONCURRENCY`` clients sending back to back; and how
-    busy the machine was."""
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) process ``pid`` has used; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pids() -> list[int]:
+    """The machine's PostgreSQL processes: its backends and its background workers."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "postgres":
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@dataclass(frozen=True)
+class Load:
+    """A closed loop: webhooks a second, the machine busy, and the CPU time a webhook cost
+    the server and PostgreSQL (ms)."""
+
+    rate: float
+    busy: float
+    server_ms: float
+    postgres_ms: float
+
+
+async def closed_loop(client: Webhooks, seconds: float, *, bare: bool, pid: int) -> Load:
+    """Webhooks answered per second by ``CONCURRENCY`` clients sending back to back; how
+    busy the machine was; and the CPU time each webhook cost the server (process ``pid``)
+    and PostgreSQL (whoever else used it meanwhile: nothing else runs)."""
     loop = asyncio.get_running_loop()
     end = loop.time() + seconds
     answered = 0
@@ -346,11 +379,15 @@ async def closed_loop(client: Webhooks, seconds: float, *, bare: bool) -> tuple[
             await step(client, call, tally)
             answered += len(tally.times_ms) - before
 
-    ticks = cpu_ticks()
+    ticks, postgres = cpu_ticks(), postgres_pids()
+    server_s, postgres_s = cpu_seconds(pid), sum(map(cpu_seconds, postgres))
     started = loop.time()
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
     busy, _ = busy_and_steal(ticks, cpu_ticks())
-    return answered / (loop.time() - started), busy
+    server_s = cpu_seconds(pid) - server_s
+    postgres_s = sum(map(cpu_seconds, postgres)) - postgres_s
+    per = 1000 / max(answered, 1)
+    return Load(answered / (loop.time() - started), busy, server_s * per, postgres_s * per)
 
 
 # --- the bare handler and the floor -------------------------------------------------------------
@@ -431,9 +468,8 @@ def serve_reference(floor_url: str | None) -> None:
 # --- the report ---------------------------------------------------------------------------------
 
 
-def section(
-    run: Phase, ours: float, bare: float, floor: float, busy: tuple[float, ...], server: str
-) -> str:
+def section(run: Phase, hotline: Load, reference: Load, least: Load, server: str) -> str:
+    ours, bare, floor = hotline.rate, reference.rate, least.rate
     ratio = ours / bare if bare else float("nan")
     floor_ratio = floor / bare if bare else float("nan")
     of_floor = ours / floor if floor else float("nan")
@@ -460,16 +496,22 @@ def section(
         f"| {run.max_ms:.1f} | {run.busy_pct:.0f} % | {run.steal_pct:.1f} % |",
         "",
         f"Throughput, {CONCURRENCY} clients back to back for {SATURATE_S:.0f} s each: Hotline "
-        f"walking calls **{ours:.0f}** webhooks/s (machine busy {busy[0]:.0f} %); a bare "
+        f"walking calls **{ours:.0f}** webhooks/s (machine busy {hotline.busy:.0f} %); a bare "
         "Starlette handler under uvicorn that checks the same signature with the same "
-        f"validator and answers a fixed TwiML **{bare:.0f}**/s (busy {busy[1]:.0f} %), "
+        f"validator and answers a fixed TwiML **{bare:.0f}**/s (busy {reference.busy:.0f} %), "
         f"measured in the same run. Ratio **{ratio:.2f}**.",
         "",
         "The floor, in the same run: the bare handler plus a minimal transaction of the shape "
         "a webhook keeping the call's state in PostgreSQL has (on an asyncpg pool: the call's "
         "row made if new and locked, the step and an event written; five round trips with "
-        f"`BEGIN` and `COMMIT`) **{floor:.0f}**/s (busy {busy[2]:.0f} %), "
+        f"`BEGIN` and `COMMIT`) **{floor:.0f}**/s (busy {least.busy:.0f} %), "
         f"{floor_ratio:.2f} of the bare handler's; Hotline does {of_floor:.2f} of the floor's.",
+        "",
+        "The CPU time a webhook cost in those runs (each process's counters, read before and "
+        "after): Hotline's server "
+        f"{hotline.server_ms:.2f} ms and PostgreSQL {hotline.postgres_ms:.2f} ms; the bare "
+        f"handler {reference.server_ms:.2f} ms; the floor's server {least.server_ms:.2f} ms "
+        f"and PostgreSQL {least.postgres_ms:.2f} ms.",
         "",
         f"- p99 under 50 ms at {RATE} webhooks/s: "
         f"{'met' if run.p99_ms < 50 else 'not met'} ({run.p99_ms:.0f} ms).",
@@ -479,8 +521,12 @@ def section(
     return "\n".join(lines) + "\n"
 
 
+COMMENTARY = "### Reading the figures"
+
+
 def write_section(text: str) -> None:
-    """Replace the section "IVR webhooks" of RESULTS.md (or add it), leaving the rest."""
+    """Replace the section "IVR webhooks" of RESULTS.md (or add it), leaving the rest, and
+    the section's own ``COMMENTARY``, written by hand, as it is."""
     path = ROOT / "bench" / "RESULTS.md"
     current = path.read_text() if path.exists() else ""
     start = current.find(SECTION)
@@ -488,6 +534,10 @@ def write_section(text: str) -> None:
         path.write_text(current.rstrip("\n") + "\n\n" + text)
         return
     end = current.find("\n## ", start + len(SECTION))
+    old = current[start : end + 1] if end >= 0 else current[start:]
+    kept = old.find(COMMENTARY)
+    if kept >= 0:
+        text += "\n" + old[kept:].rstrip("\n") + "\n"
     rest = current[end + 1 :] if end >= 0 else ""
     path.write_text(current[:start] + text + ("\n" + rest if rest else ""))
 
@@ -509,10 +559,13 @@ async def main() -> None:
         await open_loop(client, WARMUP_S)
         run = await open_loop(client, PHASE_S)
         print(f"{RATE}/s: {run.webhooks} webhooks, p50 {run.p50_ms:.1f}, p99 {run.p99_ms:.1f} ms")
-        ours, busy_ours = await closed_loop(client, SATURATE_S, bare=False)
-        theirs, busy_bare = await closed_loop(bare_client, SATURATE_S, bare=True)
-        least, busy_floor = await closed_loop(floor_client, SATURATE_S, bare=True)
-        print(f"throughput: Hotline {ours:.0f}/s, bare {theirs:.0f}/s, floor {least:.0f}/s")
+        ours = await closed_loop(client, SATURATE_S, bare=False, pid=hotline.pid)
+        theirs = await closed_loop(bare_client, SATURATE_S, bare=True, pid=bare.pid)
+        least = await closed_loop(floor_client, SATURATE_S, bare=True, pid=floor.pid)
+        print(
+            f"throughput: Hotline {ours.rate:.0f}/s, bare {theirs.rate:.0f}/s, "
+            f"floor {least.rate:.0f}/s"
+        )
     finally:
         await client.close()
         await bare_client.close()
@@ -521,8 +574,7 @@ async def main() -> None:
             process.terminate()
             process.wait(timeout=30)
     kind = "external (BENCH_DATABASE_URL)" if os.environ.get("BENCH_DATABASE_URL") else "embedded"
-    busy = (busy_ours, busy_bare, busy_floor)
-    text = section(run, ours, theirs, least, busy, f"PostgreSQL, {kind}")
+    text = section(run, ours, theirs, least, f"PostgreSQL, {kind}")
     if not QUICK:
         write_section(text)
     print(text)
