@@ -73,6 +73,20 @@ async def stored_state(engine: AsyncEngine, sid: str) -> str:
         return str(found.scalar_one())
 
 
+async def call_events(engine: AsyncEngine, sid: str) -> list[Any]:
+    """The events written about the call ``sid``, in order: their type and data."""
+    async with engine.connect() as conn:
+        result = await conn.execute(
+            text(
+                "SELECT e.type, e.data FROM events e JOIN ivr_calls c "
+                "ON e.subject_type = 'ivr_call' AND e.subject_id = c.id::text "
+                "WHERE c.call_ref = :sid ORDER BY e.id"
+            ),
+            {"sid": sid},
+        )
+        return list(result.all())
+
+
 async def call_rows(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
         return int((await conn.execute(text("SELECT count(*) FROM ivr_calls"))).scalar_one())
@@ -411,17 +425,7 @@ class TestHangingUp:
         phone = TwilioCall(client, STRANGER, CARDS_NUMBER)
         await phone.start()
         expect_empty(await phone.status("completed"))
-        async with engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    text(
-                        "SELECT e.type, e.data FROM events e JOIN ivr_calls c "
-                        "ON e.subject_type = 'ivr_call' AND e.subject_id = c.id::text "
-                        "WHERE c.call_ref = :sid ORDER BY e.id"
-                    ),
-                    {"sid": phone.sid},
-                )
-            ).all()
+        rows = await call_events(engine, phone.sid)
         assert [row.type for row in rows] == [
             "ivr.call_started",
             "ivr.call_left",
@@ -627,17 +631,7 @@ class TestRefusals:
         call = await call_of(api, phone.sid)
         assert (call["status"], call["outcome"], call["step"]) == ("ended", "ended", 1)
         assert call["path"][-1]["result"] == "unreadable_webhook"
-        async with engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    text(
-                        "SELECT e.type, e.data FROM events e JOIN ivr_calls c "
-                        "ON e.subject_type = 'ivr_call' AND e.subject_id = c.id::text "
-                        "WHERE c.call_ref = :sid ORDER BY e.id"
-                    ),
-                    {"sid": phone.sid},
-                )
-            ).all()
+        rows = await call_events(engine, phone.sid)
         # Left once, where the caller was; the provider's completed is no second leaving.
         assert [row.type for row in rows] == ["ivr.call_started", "ivr.call_left"]
         left = rows[1].data
