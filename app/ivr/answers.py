@@ -75,10 +75,9 @@ def _menu_key(run: Run, node: MenuNode, key: str, inp: str) -> None:
 def _next_language(run: Run, node: MenuNode, inp: str) -> None:
     """The caller changes language: the flow's next one, in its order and round; the menu
     is said again in it. A choice, as a language menu's option is: identification keeps it."""
-    languages, now = run.flow.languages, run.state.language
-    following = (
-        languages[(languages.index(now) + 1) % len(languages)] if now in languages else languages[0]
-    )
+    languages, current = run.flow.languages, run.state.language
+    at = languages.index(current) if current in languages else -1
+    following = languages[(at + 1) % len(languages)]
     run.update(language=following, language_chosen=True)
     ask(run, node)
     run.record(inp, "prompt", "language")

@@ -223,13 +223,8 @@ def _node_problems(flow: Flow, name: str, node: Node) -> Iterator[Problem]:
 
 
 def _menu_problems(flow: Flow, name: str, node: MenuNode) -> Iterator[Problem]:
-    keys_of_flow = flow.keys
-    global_keys = {
-        keys_of_flow.operator,
-        keys_of_flow.repeat,
-        keys_of_flow.back,
-        keys_of_flow.language,
-    } - {None}
+    on = flow.keys
+    global_keys = {on.operator, on.repeat, on.back, on.language} - {None}
     keys: set[str] = set()
     phrases: set[str] = set()
     for i, option in enumerate(node.options):
