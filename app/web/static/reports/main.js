@@ -76,7 +76,7 @@ async function fillSubjects() {
   } catch (error) {
     // A switch of kind made since asks for its own list: this one is not shown.
     if (turn !== fills) return;
-    // "Every …" still works; the user is told why the list is short, and how to get it.
+    // "Every …" still works; the user is told why the list is short.
     const why = agents ? "reports.agents_unavailable" : "reports.queues_unavailable";
     say("report-subject-problem", () => t(why, { reason: describe(error) }));
     return;
