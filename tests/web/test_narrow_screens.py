@@ -11,6 +11,7 @@ from tests.fixtures.factories import Api
 from tests.web.conftest import NewPage, open_signed_in
 
 PHONE: ViewportSize = {"width": 390, "height": 844}
+SMALL_PHONE: ViewportSize = {"width": 320, "height": 568}
 # What sticks out past the screen's right edge, to name it when the page is too wide.
 STICKING_OUT = """() => [...document.querySelectorAll('body *')]
   .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
@@ -25,10 +26,10 @@ async def phone_page(new_page: NewPage, path: str, username: str) -> Page:
     return page
 
 
-async def fits(page: Page) -> None:
+async def fits(page: Page, screen: ViewportSize = PHONE) -> None:
     """The page is no wider than the screen; what sticks out scrolls inside its own box."""
     width = await page.evaluate("document.documentElement.scrollWidth")
-    assert (width, await page.evaluate(STICKING_OUT)) == (PHONE["width"], [])
+    assert (width, await page.evaluate(STICKING_OUT)) == (screen["width"], [])
 
 
 class TestThePhone:

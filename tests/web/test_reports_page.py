@@ -22,7 +22,7 @@ from app.routing.reports_router import router as reports_router
 from tests.fixtures.factories import Api
 from tests.routing.acd import contact, queue
 from tests.web.conftest import NewPage, axe_violations, open_signed_in, with_pages
-from tests.web.test_narrow_screens import PHONE, fits
+from tests.web.test_narrow_screens import PHONE, SMALL_PHONE, fits
 
 REPORTS = "/api/v1/reports/queues"
 
@@ -324,6 +324,21 @@ class TestLanguageSwitch:
 
 
 class TestThePhone:
+    async def test_the_choices_fit_a_320_px_screen_in_both_languages(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor()
+        page = await new_page()
+        await page.set_viewport_size(SMALL_PHONE)
+        await open_signed_in(page, "/reports", boss["username"])
+        await expect(page.locator("#report-panel")).to_be_visible()
+        await fits(page, SMALL_PHONE)
+        await page.locator('input[name="kind"][value="agents"]').check()
+        await fits(page, SMALL_PHONE)
+        await page.locator("#language").click()
+        await expect(page.locator("#report-subject-label")).to_have_text("坐席")
+        await fits(page, SMALL_PHONE)
+
     async def test_the_page_and_its_reports_fit_a_390_px_screen(
         self, api: Api, new_page: NewPage
     ) -> None:
