@@ -304,7 +304,10 @@ def retry(run: Run, node: MenuNode | CollectNode, counter: str, inp: str) -> Non
         enter(run, rule.fallback)
         return
     run.update(**{counter: count})
-    run.say(rule.prompt)
+    if isinstance(node, MenuNode) and node.each_language:
+        run.say_each(rule.prompt)  # the caller may understand none of the others yet
+    else:
+        run.say(rule.prompt)
     ask(run, node)
     run.record(inp, f"{counter}.prompt", counter)
 

@@ -226,6 +226,10 @@ def said(done: Step) -> list[str]:
     return [a.text for a in done.actions if isinstance(a, Say)]
 
 
+def voiced(done: Step) -> list[tuple[str, str]]:
+    return [(a.text, a.language) for a in done.actions if isinstance(a, Say)]
+
+
 class TestEnteringEachNodeType:
     """What the call does on entering a node of each type."""
 
@@ -237,6 +241,18 @@ class TestEnteringEachNodeType:
         assert [(a.text, a.language) for a in says] == [("lang", "zh-CN"), ("LANG", "en-US")]
         [gather] = [a for a in done.actions if isinstance(a, Gather)]
         assert (gather.language, gather.hints) == ("zh-CN", ("中文", "english"))
+
+    def test_a_menu_in_each_language_says_its_re_prompts_in_each_too(self) -> None:
+        flow = lab(lang__each_language=True)
+        silence = walk([*TO_LANG, NoInput()], flow)
+        assert voiced(silence) == [
+            ("lang-silence-zh", "zh-CN"),
+            ("lang-silence-en", "en-US"),
+            ("lang", "zh-CN"),
+            ("LANG", "en-US"),
+        ]
+        wrong = walk([*TO_LANG, Digits("9")], flow)
+        assert voiced(wrong)[:2] == [("lang-invalid-zh", "zh-CN"), ("lang-invalid-en", "en-US")]
 
     def test_a_menu_speaks_the_callers_language_only_by_default(self) -> None:
         done = walk(TO_LANG)
@@ -527,10 +543,6 @@ SWITCHING = lab(
         "language_prompt": {"zh-CN": "中文请按7", "en-US": "english-7"},
     }
 )
-
-
-def voiced(done: Step) -> list[tuple[str, str]]:
-    return [(a.text, a.language) for a in done.actions if isinstance(a, Say)]
 
 
 class TestTheLanguageKey:
