@@ -579,6 +579,14 @@ class TestTheLanguageKey:
         assert (done.state.node, done.state.language) == ("sub", "zh-CN")
         assert voiced(done)[0] == ("sub", "zh-CN")
 
+    def test_identification_after_the_key_keeps_the_language_the_caller_chose(self) -> None:
+        known = [CallStarted(CALLER, CALLED), Identified(1, "gold", "zh-CN")]
+        assert walk(known, SWITCHING).state.language == "zh-CN"  # their stored language
+        by_id = [*known, Digits("7"), Digits("3"), Digits("1234*"), Digits("8")]
+        assert walk(by_id, SWITCHING).state.lookup is LookupKind.CUSTOMER_BY_ID
+        done = walk([*by_id, Identified(2, "gold", "zh-CN")], SWITCHING)
+        assert done.state.language == "en-US"
+
     def test_without_the_key_there_is_no_offer_and_the_key_is_invalid(self) -> None:
         done = walk([*TO_MAIN, Digits("7")])
         assert results(done) == [("main", "invalid")]
