@@ -580,7 +580,7 @@ class TestTheLanguageKey:
         assert voiced(done)[0] == ("sub", "zh-CN")
 
     def test_identification_after_the_key_keeps_the_language_the_caller_chose(self) -> None:
-        known = [CallStarted(CALLER, CALLED), Identified(1, "gold", "zh-CN")]
+        known: list[Event] = [CallStarted(CALLER, CALLED), Identified(1, "gold", "zh-CN")]
         assert walk(known, SWITCHING).state.language == "zh-CN"  # their stored language
         by_id = [*known, Digits("7"), Digits("3"), Digits("1234*"), Digits("8")]
         assert walk(by_id, SWITCHING).state.lookup is LookupKind.CUSTOMER_BY_ID
