@@ -204,6 +204,10 @@ _CUES: Final[Mapping[str, tuple[str, ...]]] = {
         "监管|媒体|起诉|报警|报案|律师|征信|regulator|media|lawyer|police|sue|credit report"
     ),
 }
+# The names the classifier's reasons use: its concepts (``#name`` among a category's words)
+# and its severity cues; the pages have a label for each.
+CONCEPT_NAMES: Final = tuple(_CONCEPTS)
+CUE_NAMES: Final = (*_CUES, "amount_small", "amount_medium", "amount_large")
 _AMOUNT: Final = re.compile(r"(\d[\d,]*(?:\.\d+)?)\s*(万|千|k\b)?")
 _HAN_TEN_THOUSANDS: Final = re.compile(r"[一二两三四五六七八九十百\d]+万")
 _AMOUNT_BUCKETS: Final = ((10_000.0, "large"), (1_000.0, "medium"), (100.0, "small"))
@@ -215,13 +219,26 @@ class _Segmenter(Protocol):
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """Why a category is suggested: the words of the text that weigh most for it, best
+    first (``#name``: a concept the text mentions, in either language); none when the
+    category's share of past complaints alone put it there."""
+
+    category: str
+    words: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Suggestion:
-    """What the classifier suggests: categories best first, a severity, and why."""
+    """What the classifier suggests: categories best first, a severity, and why: in words
+    (``explanation``) and as data (``evidence`` per category, the severity ``cues``)."""
 
     categories: list[tuple[str, float]]
     severity: tuple[str, float]
     explanation: str
     language: str
+    evidence: tuple[Evidence, ...] = ()
+    cues: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -390,11 +407,15 @@ class Classifier:
         scored = self._category_scores(words)
         chosen = self._choose(scored) if words else []
         severity, sev_score = self._severity(words + self._cue_counter(text))
+        evidence = tuple(Evidence(name, tuple(self._evidence(words, name))) for name, _ in chosen)
+        found = tuple(cues(text))
         return Suggestion(
             categories=[(name, round(score, 4)) for name, score in chosen],
             severity=(severity, round(sev_score, 4)),
-            explanation=self._explain(words, [name for name, _ in chosen], text),
+            explanation=self._explain(words, evidence, found),
             language=detect_language(text, language),
+            evidence=evidence,
+            cues=found,
         )
 
     def to_state(self) -> dict[str, Any]:
@@ -484,11 +505,12 @@ class Classifier:
         best = max(probabilities, key=lambda label: (probabilities[label], label))
         return best, probabilities[best]
 
-    def _explain(self, words: Counter[str], chosen: list[str], text: str) -> str:
+    def _explain(
+        self, words: Counter[str], evidence: tuple[Evidence, ...], found: tuple[str, ...]
+    ) -> str:
         if not words:
             return "no known words; severity from how common each level is"
-        parts = [f"{label}: {', '.join(self._evidence(words, label))}" for label in chosen]
-        found = cues(text)
+        parts = [f"{e.category}: {', '.join(e.words or ('prior',))}" for e in evidence]
         parts.append(f"severity cues: {', '.join(found) if found else 'none'}")
         return "; ".join(parts)
 
@@ -500,7 +522,7 @@ class Classifier:
             for word, n in words.items()
         }
         ranked = sorted((w for w in weights if weights[w] > 0), key=lambda w: (-weights[w], w))
-        return ranked[:3] or ["prior"]
+        return ranked[:3]
 
 
 def _example(record: Mapping[str, Any]) -> Example:

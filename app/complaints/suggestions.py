@@ -55,7 +55,7 @@ from functools import cache
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -181,13 +181,30 @@ class Scored(BaseModel):
     score: float
 
 
+class EvidenceOut(BaseModel):
+    category: str = Field(description="a suggested category")
+    words: list[str] = Field(
+        description="the complaint's words that weigh most for it, best first (at most 3); "
+        "#name is a concept the classifier knows in Chinese and English (#card, #money, "
+        "#delivery, ...); empty: the category's share of past complaints alone"
+    )
+
+
 class SuggestionOut(BaseModel):
     """What the classifier suggests for a complaint; empty when it could not say."""
 
     complaint_id: int
     categories: list[Scored]
     severity: Scored | None
-    explanation: str
+    explanation: str = Field(
+        description="why, in one English line (the same facts as evidence and severity_cues)"
+    )
+    evidence: list[EvidenceOut] = Field(description="why each category is suggested, in its order")
+    severity_cues: list[str] = Field(
+        description="the severity cues the text has: fraud, harm, vulnerable, savings, threat, "
+        "repeated, authority, and the largest amount as amount_small, amount_medium or "
+        "amount_large",
+    )
     language: str | None
     model_version: int | None
 
@@ -204,6 +221,10 @@ def suggestion_out(complaint_id: int, suggestion: Suggestion, version: int) -> S
         categories=[Scored(name=n, score=s) for n, s in suggestion.categories],
         severity=Scored(name=name, score=score),
         explanation=suggestion.explanation,
+        evidence=[
+            EvidenceOut(category=e.category, words=list(e.words)) for e in suggestion.evidence
+        ],
+        severity_cues=list(suggestion.cues),
         language=suggestion.language,
         model_version=version,
     )
@@ -215,6 +236,8 @@ def empty(complaint_id: int) -> SuggestionOut:
         categories=[],
         severity=None,
         explanation="no suggestion: the classifier could not be consulted",
+        evidence=[],
+        severity_cues=[],
         language=None,
         model_version=None,
     )

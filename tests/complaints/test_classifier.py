@@ -115,6 +115,19 @@ class TestSuggest:
         assert "credit_card: " in explanation
         assert "信用卡" in explanation
 
+    def test_the_reasons_are_data_too_the_same_as_the_explanation_says(
+        self, model: Classifier
+    ) -> None:
+        suggestion = model.suggest("信用卡昨晚在境外被盗刷了五万元，我的钱")  # noqa: RUF001
+        assert [e.category for e in suggestion.evidence] == [c for c, _ in suggestion.categories]
+        card = next(e for e in suggestion.evidence if e.category == "credit_card")
+        assert "信用卡" in card.words or "#card" in card.words
+        assert 0 < len(card.words) <= 3
+        assert {"fraud", "amount_large"} <= set(suggestion.cues)
+        for evidence in suggestion.evidence:
+            assert f"{evidence.category}: {', '.join(evidence.words)}" in suggestion.explanation
+        assert f"severity cues: {', '.join(suggestion.cues)}" in suggestion.explanation
+
     def test_text_without_known_words_gets_no_category(self, model: Classifier) -> None:
         suggestion = model.suggest("zzqx wvvk")
         assert suggestion.categories == []

@@ -158,6 +158,9 @@ class TestSuggestion:
         assert all(0.5 <= c["score"] <= 1 for c in answer["categories"])
         assert answer["severity"]["name"] in {"low", "medium", "high", "critical"}
         assert "credit_card" in answer["explanation"]
+        assert [e["category"] for e in answer["evidence"]] == names(answer)
+        assert all(len(e["words"]) <= 3 for e in answer["evidence"])
+        assert isinstance(answer["severity_cues"], list)
         assert (answer["language"], answer["model_version"]) == ("en", 0)
 
     async def test_a_chinese_text_is_read_through_its_words(self, api: Api) -> None:
@@ -197,6 +200,7 @@ class TestNeverBlocking:
             None,
             None,
         )
+        assert (answer["evidence"], answer["severity_cues"]) == ([], [])
         assert any("classifier failed" in r.getMessage() for r in caplog.records)
         await classify(api, cid, PAYMENT_ONLY)  # nothing else waits on it
 

@@ -14,7 +14,7 @@ from playwright.async_api import FilePayload, Page, Request, Route, expect
 
 from app.agents.access import POLICY
 from app.complaints import lifecycle
-from app.complaints.classifier import CATEGORIES
+from app.complaints.classifier import CATEGORIES, CONCEPT_NAMES, CUE_NAMES
 from tests.complaints.test_registration import complaint_body, register
 from tests.complaints.test_transitions import move
 from tests.fixtures.factories import Api
@@ -325,6 +325,14 @@ class TestCategories:
             labels = {c: said.get(f"desk.category.{c}") for c in CATEGORIES}
             assert [c for c, text in labels.items() if not text or text == c] == [], language
 
+    def test_every_concept_and_cue_the_classifiers_reasons_name_has_a_label_in_both(
+        self,
+    ) -> None:
+        names = [f"desk.concept.{c}" for c in CONCEPT_NAMES] + [f"desk.cue.{c}" for c in CUE_NAMES]
+        for language in ("en", "zh-CN"):
+            said = texts(language)
+            assert [n for n in names if not said.get(n)] == [], language
+
     async def test_categories_are_said_in_the_page_language_and_unknown_ones_as_typed(
         self, api: Api, new_page: NewPage
     ) -> None:
@@ -341,12 +349,19 @@ class TestCategories:
         why = page.locator("#suggestion-why")
         await expect(told).to_contain_text("Credit card, fees")
         await expect(suggested).to_have_text("Credit card")
-        await expect(why).to_contain_text("The classifier's reasons, as it gives them:")
+        reason = why.locator('li[data-category="credit_card"]')
+        await expect(why).to_contain_text("Why:")
+        await expect(reason).to_contain_text("Credit card: ")
+        await expect(page.locator("#suggestion-cues")).to_contain_text("Severity cues: ")
+        await expect(why).not_to_contain_text("#")  # a concept is named, not its code
         await page.locator("#language").click()
         await expect(told).to_contain_text("信用卡、fees")
         await expect(told).not_to_contain_text("credit_card")
         await expect(suggested).to_have_text("信用卡")
-        await expect(why).to_contain_text("分类器给出的依据（原文）：")  # noqa: RUF001
+        await expect(why).to_contain_text("依据：")  # noqa: RUF001
+        await expect(reason).to_contain_text("信用卡：")  # noqa: RUF001
+        await expect(page.locator("#suggestion-cues")).to_contain_text("严重程度线索：")  # noqa: RUF001
+        await expect(why).not_to_contain_text("credit_card")
         await page.get_by_role("link", name="返回列表").click()
         await expect(row).to_contain_text("信用卡、fees")
         await expect(row).not_to_contain_text("credit_card")

@@ -84,6 +84,30 @@ function timeline(complaint, people) {
   );
 }
 
+/**
+ * Why the classifier suggests what it does, in the page's language: for each category the
+ * complaint's words that weigh most for it (a concept it knows in both languages by its
+ * label), then the severity cues. The words themselves are the complaint's, shown as text.
+ */
+function reasons(suggestion) {
+  const evidence = suggestion.evidence || [];
+  if (!evidence.length) return null;
+  const sep = t("desk.list_separator");
+  const word = (w) => (w.startsWith("#") ? t("desk.suggestion.topic", { topic: label("desk.concept", w.slice(1)) }) : w);
+  const cues = suggestion.severity_cues || [];
+  return h(
+    "div",
+    { class: "hint", id: "suggestion-why" },
+    h("p", { text: t("desk.suggestion.why") }),
+    h(
+      "ul",
+      {},
+      evidence.map((e) => h("li", { dataset: { category: e.category } }, `${categoryLabel(e.category)}${t("desk.suggestion.colon")}`, h("span", { class: "user-text", text: e.words.length ? e.words.map(word).join(sep) : t("desk.suggestion.prior") }))),
+      h("li", { id: "suggestion-cues", text: t("desk.suggestion.cues", { cues: cues.length ? cues.map((c) => label("desk.cue", c)).join(sep) : t("desk.suggestion.no_cues") }) }),
+    ),
+  );
+}
+
 async function suggestionPanel(container, ctx, complaint, acting) {
   replace(container, h("p", { class: "empty", text: t("desk.suggestion.loading") }));
   let suggestion;
@@ -107,9 +131,7 @@ async function suggestionPanel(container, ctx, complaint, acting) {
     container,
     h("p", { id: "suggested-categories" }, t("desk.suggestion.categories"), " ", suggestion.categories.map((c, i) => [i ? t("desk.list_separator") : "", h("span", { class: "user-text", dataset: { category: c.name }, text: categoryLabel(c.name) }), ` (${Math.round(c.score * 100)}%)`])),
     suggestion.severity ? h("p", { id: "suggested-severity", text: t("desk.suggestion.severity", { severity: label("desk.severity", suggestion.severity.name) }) }) : null,
-    // The service writes its reasons as one English line of codes and words (no structure to
-    // say them from): shown as they come, introduced in the page's language.
-    suggestion.explanation ? h("p", { class: "hint", id: "suggestion-why" }, t("desk.suggestion.why"), " ", h("span", { class: "user-text", text: suggestion.explanation })) : null,
+    reasons(suggestion),
     h("p", { class: "hint", text: t("desk.suggestion.advice") }),
     classify ? h("button", { type: "button", class: "secondary", id: "use-suggestion", text: t("desk.suggestion.use"), on: { click: use } }) : null,
   );
