@@ -203,11 +203,20 @@ async def sign_in(page: Page, username: str, password: str = AGENT_PASSWORD) -> 
     await page.locator("#signin-submit").click()
 
 
+async def go_signed_out(page: Page, path: str) -> None:
+    """Open ``path``, a page that sends a browser without a session on to sign in.
+
+    The goto waits only for the first answer to arrive: the page's script moves the browser
+    on while the page is still loading, so a wait for that page's ``load`` event can race the
+    move. The caller's next wait (for the sign-in URL, a field) is what shows it arrived."""
+    await page.goto(path, wait_until="commit")
+
+
 async def open_signed_in(
     page: Page, path: str, username: str, password: str = AGENT_PASSWORD
 ) -> None:
     """Open ``path`` as ``username``: the page sends the browser to sign in, then back."""
-    await page.goto(path)
+    await go_signed_out(page, path)
     await expect(page).to_have_url(re.compile(re.escape(f"/signin?next={quote(path, safe='')}")))
     await sign_in(page, username, password)
     await expect(page).to_have_url(re.compile(f"{re.escape(path)}$"))

@@ -14,7 +14,14 @@ from tests.complaints.test_transitions import move
 from tests.fixtures.factories import Api
 from tests.fixtures.factories import expect as expect_status
 from tests.routing.acd import contact, offer_for, queue
-from tests.web.conftest import NewPage, axe_violations, open_signed_in, refused_with, sign_in
+from tests.web.conftest import (
+    NewPage,
+    axe_violations,
+    go_signed_out,
+    open_signed_in,
+    refused_with,
+    sign_in,
+)
 
 SECONDS_LEFT = re.compile(r"^[1-9][0-9]*$")
 WRAP_UP_LEFT = re.compile(r"^Wrap-up: [0-9]:[0-5][0-9] left$")
@@ -93,7 +100,7 @@ class TestSignIn:
                 sessionStorage.setItem("hotline.token_expires_at", String(Date.now() + 3600e3));
             }"""
         )
-        await page.goto("/console")
+        await go_signed_out(page, "/console")
         await expect(page).to_have_url(re.compile(r"/signin\?next=%2Fconsole$"))
 
     async def test_sign_in_never_sends_the_browser_to_another_site(

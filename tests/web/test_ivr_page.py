@@ -19,7 +19,7 @@ from app.ivr.flow import DEMO_FLOWS
 from tests.fixtures.factories import Api
 from tests.fixtures.factories import expect as expect_status
 from tests.routing.acd import queue
-from tests.web.conftest import STATIC, NewPage, axe_violations, open_signed_in
+from tests.web.conftest import STATIC, NewPage, axe_violations, go_signed_out, open_signed_in
 
 CONSUMER_LINE = DEMO_FLOWS / "consumer_line.yaml"
 # The words of a table's cells that are broken across two lines or more.
@@ -366,7 +366,7 @@ class TestAfterAnError:
 class TestAccess:
     async def test_without_a_session_the_page_goes_to_sign_in(self, new_page: NewPage) -> None:
         page = await new_page()
-        await page.goto("/ivr")
+        await go_signed_out(page, "/ivr")
         await expect(page).to_have_url(re.compile(r"/signin\?next=%2Fivr$"))
 
     async def test_an_agent_sees_the_diagrams_but_no_upload_or_activation(

@@ -8,7 +8,7 @@ import re
 from playwright.async_api import expect
 
 from tests.fixtures.factories import Api
-from tests.web.conftest import NewPage, open_signed_in, sign_in
+from tests.web.conftest import NewPage, go_signed_out, open_signed_in, sign_in
 
 AGENT_PAGES = ["Console", "Complaint desk", "IVR flows"]
 SUPERVISOR_PAGES = ["Console", "Complaint desk", "Wallboard", "Reports", "IVR flows"]
@@ -20,7 +20,7 @@ class TestHome:
     ) -> None:
         agent = await api.agent(name="Li Lei")
         page = await new_page()
-        await page.goto("/")
+        await go_signed_out(page, "/")
         await expect(page).to_have_url(re.compile(r"/signin\?next=%2Fconsole$"))
         await sign_in(page, agent["username"])
         await expect(page).to_have_url(re.compile(r"/console$"))

@@ -21,7 +21,7 @@ from app.main import create_app
 from app.routing.reports_router import router as reports_router
 from tests.fixtures.factories import Api
 from tests.routing.acd import contact, queue
-from tests.web.conftest import NewPage, axe_violations, open_signed_in, with_pages
+from tests.web.conftest import NewPage, axe_violations, go_signed_out, open_signed_in, with_pages
 from tests.web.test_narrow_screens import PHONE, SMALL_PHONE, fits
 
 REPORTS = "/api/v1/reports/queues"
@@ -129,7 +129,7 @@ class TestReports:
 class TestAccess:
     async def test_without_a_session_the_page_goes_to_sign_in(self, new_page: NewPage) -> None:
         page = await new_page()
-        await page.goto("/reports")
+        await go_signed_out(page, "/reports")
         await expect(page).to_have_url(re.compile(r"/signin\?next=%2Freports$"))
 
     async def test_an_agent_is_told_the_reports_are_not_for_them(
