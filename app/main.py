@@ -19,6 +19,7 @@ from app.accesslog_router import router as access_log_router
 from app.agents.keys_router import router as keys_router
 from app.agents.router import router as agents_router
 from app.agents.security import TokenReader, make_hasher
+from app.complaints import service as complaint_service
 from app.complaints.approvals_router import router as complaint_approvals_router
 from app.complaints.archive_router import router as complaint_archive_router
 from app.complaints.assign_router import router as complaints_assign_router
@@ -109,7 +110,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
-    app.state.timer_registry = timer_registry(settings)
+    # The desk's rules, built once: the routes, the IVR, the feeds and the timers read it.
+    app.state.complaint_desk = complaint_service.desk_for(settings)
+    app.state.timer_registry = timer_registry(settings, app.state.complaint_desk)
     app.state.migration_heads = health.migration_heads()
     install_error_handlers(app)
     install_body_limit(app, settings)  # inside metrics: its 413s are counted

@@ -34,6 +34,7 @@ from app.complaints import archive as complaint_archive
 from app.complaints import assign_queue as complaint_assign_queue
 from app.complaints import handlers as complaint_timers
 from app.complaints import search_terms
+from app.complaints import service as complaint_service
 from app.complaints import suggestions as complaint_suggestions
 from app.config import Settings
 from app.db import OutageLog, create_driver_pool, create_engine, unit_of_work
@@ -91,16 +92,18 @@ def statements_warmer(settings: Settings) -> Callable[[asyncpg.Connection], Awai
     return warm
 
 
-def timer_registry(settings: Settings) -> TimerRegistry:
-    """Every timer kind (and periodic sweep) this code handles."""
+def timer_registry(settings: Settings, desk: complaint_service.Desk | None = None) -> TimerRegistry:
+    """Every timer kind (and periodic sweep) this code handles; the complaints' timers run
+    with ``desk`` (by default the desk of ``settings``: ``complaint_service.desk_for``)."""
+    desk = desk or complaint_service.desk_for(settings)
     registry = TimerRegistry()
     routing_timers.register(registry, settings)
     console_timers.register(registry)
     notification_outbox.register(registry)
     complaint_suggestions.register(registry)
-    complaint_timers.register(registry, settings)
-    complaint_assign_queue.register(registry, settings)
-    complaint_archive.register(registry, settings)
+    complaint_timers.register(registry, settings, desk=desk)
+    complaint_assign_queue.register(registry, settings, desk=desk)
+    complaint_archive.register(registry, settings, desk=desk)
     ivr_bridge.register(registry, settings)
     registry.register_sweep(
         ratelimit.PRUNE_SWEEP, ratelimit.prune_sweep, every_s=ratelimit.PRUNE_EVERY_S

@@ -23,7 +23,8 @@ as if it did not exist. Every read of one complaint is recorded in the access lo
 (``complaint.read``).
 
 Time comes from ``app.state.complaint_clock`` when set (tests inject one), else the system
-clock; the desk's rules from ``app.state.complaint_desk`` when set, else ``service.DESK``.
+clock; the desk's rules from ``app.state.complaint_desk`` (the service's desk, built once by
+``create_app``; tests may set another).
 """
 
 from __future__ import annotations
@@ -97,8 +98,9 @@ async def complaint_now(request: Request) -> datetime:
 
 
 async def complaint_desk(request: Request) -> service.Desk:
-    desk: service.Desk | None = getattr(request.app.state, "complaint_desk", None)
-    return desk or service.desk_for(request.app.state.settings)
+    """The app's desk (``create_app`` builds it from the settings)."""
+    desk: service.Desk = request.app.state.complaint_desk
+    return desk
 
 
 Now = Annotated[datetime, Depends(complaint_now)]

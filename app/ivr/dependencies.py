@@ -23,8 +23,8 @@ def ivr_now(request: Request) -> datetime:
 
 
 def step_context(request: Request) -> calls.Context:
-    """What a call's step runs with: the clock, the settings, the complaint desk's rules
-    (``app.state.complaint_desk`` when set) and its working calendar."""
-    desk: complaints.Desk = getattr(request.app.state, "complaint_desk", None) or complaints.DESK
+    """What a call's step runs with: the clock, the settings, the app's complaint desk
+    (``app.state.complaint_desk``) and its working calendar."""
+    desk: complaints.Desk = request.app.state.complaint_desk
     limits = getattr(request.app.state, "ivr_lookup_limits", None)
     return calls.Context(ivr_now(request), settings_of(request), desk, desk.work_calendar(), limits)

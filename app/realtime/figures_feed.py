@@ -57,7 +57,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.agents.permissions import Principal
 from app.complaints import wallboard
-from app.complaints.service import DESK, Desk
+from app.complaints.service import Desk
 from app.complaints.wallboard import Counter, Scope
 from app.config import Settings
 from app.db import OutageLog, unit_of_work
@@ -245,7 +245,7 @@ def feed_of(state: Any) -> FiguresFeed:
             state.sessionmaker,
             state.settings,
             desk_now=lambda: _desk_now(state),
-            desk=lambda: getattr(state, "complaint_desk", None) or DESK,
+            desk=lambda: state.complaint_desk,
         )
         feed.follow(state.hub)
         state.figures_feed = feed

@@ -13,10 +13,11 @@ import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from app.complaints import notices, service
 from app.complaints.lifecycle import ComplaintEvent, ReviewOutcome
@@ -36,6 +37,7 @@ from app.complaints.notice_texts import (
     recipient_of,
     render,
 )
+from app.complaints.router import complaint_desk
 from app.config import Settings
 from app.db import unit_of_work
 from app.main import create_app
@@ -368,6 +370,16 @@ class TestTheServicesPhoneRegion:
     @pytest.fixture
     def settings(self, db: str) -> Settings:
         return make_settings(db, default_phone_region="HK")
+
+    async def test_the_app_builds_its_desk_once_in_the_region_for_every_reader(
+        self, settings: Settings
+    ) -> None:
+        app = create_app(settings)
+        desk = app.state.complaint_desk
+        assert desk.phone_region == "HK"
+        request = cast(Request, SimpleNamespace(app=app))
+        assert await complaint_desk(request) is desk
+        assert await complaint_desk(request) is desk
 
     async def test_a_national_number_of_the_region_is_told_of_registration_and_moves(
         self, api: Api
