@@ -10,8 +10,12 @@ Theory of operation
   is an invalid answer, counted by ``nodes.retry``.
 - A spoken answer counts when the provider's confidence reaches the flow's
   ``limits.min_confidence`` and it names exactly one option (``prompts.matches``); a spoken
-  key ("1", "一", "one", "按一", "press one": ``prompts.spoken_key``) is that key. Low
-  confidence, nothing matching, or two options heard: invalid, as a wrong key would be.
+  key ("1", "一", "one", "按一", "press one": ``prompts.spoken_key``) is that key, a global
+  key included. An answer that names no option may ask for what a global key does: a person
+  ("转人工", "operator": the operator key's node) or, where the flow has a language key, one
+  of the flow's languages by its name ("English", "英文", "普通话"), which the menu is then
+  said again in. Low confidence, nothing matching, two options heard, or a name that fits
+  two of the flow's languages: invalid, as a wrong key would be.
 - A **collect** node takes the keys as data: a trailing finish key is dropped, ``*`` keyed
   last stands for the node's ``star`` character (X), and the value must have the node's
   lengths and pass its validator. With a ``confirm`` step the value waits (``pending``)
@@ -77,10 +81,31 @@ def _next_language(run: Run, node: MenuNode, inp: str) -> None:
     is said again in it. A choice, as a language menu's option is: identification keeps it."""
     languages, current = run.flow.languages, run.state.language
     at = languages.index(current) if current in languages else -1
-    following = languages[(at + 1) % len(languages)]
-    run.update(language=following, language_chosen=True)
+    _to_language(run, node, languages[(at + 1) % len(languages)], inp)
+
+
+def _to_language(run: Run, node: MenuNode, language: str, inp: str) -> None:
+    run.update(language=language, language_chosen=True)
     ask(run, node)
     run.record(inp, "prompt", "language")
+
+
+def _asked_in_words(run: Run, node: MenuNode, said: str, inp: str) -> None:
+    """An answer naming no option: a person asked for, a language named, or invalid."""
+    keys = run.flow.keys
+    named = [
+        language
+        for language in run.flow.languages
+        if prompts.matches(said, prompts.language_names(language))
+    ]
+    operator = keys.operator is not None and keys.operator_node is not None
+    if operator and prompts.matches(said, prompts.OPERATOR_PHRASES):
+        run.record(inp, None, "operator")
+        enter(run, keys.operator_node)
+    elif keys.language is not None and len(named) == 1:
+        _to_language(run, node, named[0], inp)
+    else:
+        retry(run, node, "invalid", inp)
 
 
 def _back(run: Run, node: MenuNode, inp: str) -> None:
@@ -170,14 +195,16 @@ def answer_speech(run: Run, said: str, confidence: float) -> None:
         or confidence < run.flow.limits.min_confidence
     ):
         retry(run, node, "invalid", inp)
-    elif key is not None and any(o.key == key for o in node.options):
+    elif key is not None:
         _menu_key(run, node, key, inp)
     else:
         chosen = [o for o in node.options if prompts.matches(said, _phrases(o.phrases))]
         if len(chosen) == 1:
             _choose(run, chosen[0], inp)
-        else:
+        elif chosen:
             retry(run, node, "invalid", inp)
+        else:
+            _asked_in_words(run, node, said, inp)
 
 
 def _phrases(phrases: dict[str, list[str]]) -> list[str]:

@@ -13,7 +13,9 @@ render.
 ``matches(text, phrases)`` decides whether a transcribed answer names an option: both are
 case-folded with spaces and punctuation removed, and the answer must contain the phrase
 ("我想问信用卡的事" contains "信用卡"). ``flow_language`` maps a customer's language tag
-onto one the flow speaks (``en`` → ``en-US``).
+onto one the flow speaks (``en`` → ``en-US``). In any menu a caller may also ask in words for
+what the global keys do: a person (``OPERATOR_PHRASES``) or a language by its name
+(``language_names``).
 
 Decisions, and why
 ------------------
@@ -39,8 +41,10 @@ from zoneinfo import ZoneInfo
 __all__ = [
     "GOODBYE",
     "NO_CALLBACK",
+    "OPERATOR_PHRASES",
     "due_words",
     "flow_language",
+    "language_names",
     "matches",
     "normalised",
     "spaced_tail",
@@ -154,6 +158,37 @@ def spoken_key(said: str) -> str | None:
     for lead in ("按", "press"):
         heard = heard.removeprefix(lead)
     return _SPOKEN_KEYS.get(heard)
+
+
+# A caller asking for a person in words, as they do in any menu ("转人工", "operator please").
+OPERATOR_PHRASES: Final = (
+    "人工",
+    "客服",
+    "真人",
+    "operator",
+    "agent",
+    "representative",
+    "human",
+)
+
+# A language named as callers name it, in its own words and in the others' (a recogniser
+# listening in Chinese writes "英文" for "English"). Keyed by language, and by region where a
+# name belongs to one variety ("粤语" is Hong Kong's, "普通话" the mainland's).
+_LANGUAGE_NAMES: Final[Mapping[str, tuple[str, ...]]] = {
+    "zh": ("中文", "汉语", "漢語", "华语", "華語", "chinese"),
+    "zh-CN": ("普通话", "国语", "mandarin"),
+    "zh-TW": ("國語", "普通話", "mandarin"),
+    "zh-HK": ("粤语", "粵語", "广东话", "廣東話", "cantonese"),
+    "yue": ("粤语", "粵語", "广东话", "廣東話", "cantonese"),
+    "en": ("english", "英文", "英语", "英語"),
+}
+
+
+def language_names(language: str) -> tuple[str, ...]:
+    """What a caller says to name ``language`` (a tag such as ``zh-CN``): its names, and its
+    region's ("" when none are known)."""
+    primary = language.split("-", 1)[0]
+    return _LANGUAGE_NAMES.get(primary, ()) + _LANGUAGE_NAMES.get(language, ())
 
 
 def matches(said: str, phrases: Iterable[str]) -> bool:

@@ -593,6 +593,84 @@ class TestTheLanguageKey:
         assert done.state.language == "en-US"
 
 
+def with_languages(*languages: str, **keys: Any) -> Flow:
+    """The lab flow speaking ``languages`` (each new one's prompts copied from Chinese),
+    with ``keys`` changed."""
+    document = deepcopy(LAB)
+    document["languages"] = list(languages)
+    document["keys"] = {**LAB["keys"], **keys}
+    for node in document["nodes"].values():
+        for prompt in _prompts(node):
+            for language in languages:
+                prompt.setdefault(language, prompt["zh-CN"])
+    return parse_flow(document)
+
+
+class TestAskedInWords:
+    """In any menu a caller may ask in words for what a global key does: a person, or a
+    language by its name. Options come first; the menu's counters are those of a key."""
+
+    @pytest.mark.parametrize(
+        "said", ["转人工", "我要人工服务", "客服", "Operator, please", "an agent", "ZERO", "按零"]
+    )
+    def test_asking_for_a_person_reaches_the_operator_node(self, said: str) -> None:
+        done = walk([*TO_MAIN, Speech(said, 0.8)])
+        assert results(done)[0] == ("main", "operator")
+        assert (done.state.node, done.state.phase) == ("desk", Phase.FINISHED)
+
+    def test_asking_for_a_person_with_the_operator_key_off_is_invalid(self) -> None:
+        flow = lab(keys={**LAB["keys"], "operator": None, "operator_node": None})
+        for said in ("转人工", "zero"):
+            assert results(walk([*TO_MAIN, Speech(said, 0.9)], flow)) == [("main", "invalid")]
+
+    def test_an_option_named_comes_before_a_person_asked_for(self) -> None:
+        done = walk([*TO_MAIN, Speech("call me back, no agent", 0.9)])
+        assert done.state.node == "late"
+        assert results(done)[0] == ("main", "option")
+
+    def test_two_options_heard_stay_invalid_whatever_else_is_said(self) -> None:
+        done = walk([*TO_MAIN, Speech("credit card number, operator", 0.9)])
+        assert results(done) == [("main", "invalid")]
+
+    def test_a_person_asked_for_below_the_confidence_is_invalid(self) -> None:
+        assert results(walk([*TO_MAIN, Speech("转人工", 0.49)])) == [("main", "invalid")]
+
+    @pytest.mark.parametrize(
+        ("said", "language"),
+        [
+            ("中文", "zh-CN"),
+            ("说普通话", "zh-CN"),
+            ("Mandarin please", "zh-CN"),
+            ("English", "en-US"),
+            ("英文", "en-US"),
+            ("seven", "zh-CN"),  # the language key said: the next language
+        ],
+    )
+    def test_naming_a_language_says_the_menu_again_in_it(self, said: str, language: str) -> None:
+        done = walk([*TO_MAIN, NoInput(), Speech(said, 0.9)], SWITCHING)
+        assert (done.state.language, done.state.language_chosen) == (language, True)
+        assert results(done) == [("main", "language")]
+        assert (done.state.node, done.state.no_input) == ("main", 1)  # counters kept
+        [gather] = [a for a in done.actions if isinstance(a, Gather)]
+        assert gather.language == language
+
+    def test_without_the_language_key_a_language_named_is_invalid(self) -> None:
+        done = walk([*TO_MAIN, Speech("中文", 0.9)])
+        assert results(done) == [("main", "invalid")]
+        assert done.state.language == "en-US"
+
+    def test_a_name_two_of_the_flows_languages_answer_to_is_invalid(self) -> None:
+        offer = {"zh-CN": "中文请按7", "en-US": "english-7", "zh-HK": "廣東話請按7"}
+        flow = with_languages("zh-CN", "en-US", "zh-HK", language="7", language_prompt=offer)
+        assert results(walk([*TO_MAIN, Speech("中文", 0.9)], flow)) == [("main", "invalid")]
+        done = walk([*TO_MAIN, Speech("广东话", 0.9)], flow)
+        assert (done.state.language, results(done)) == ("zh-HK", [("main", "language")])
+
+    def test_a_language_the_flow_does_not_speak_is_invalid(self) -> None:
+        done = walk([*TO_MAIN, Speech("Cantonese", 0.9)], SWITCHING)
+        assert results(done) == [("main", "invalid")]
+
+
 class TestCollectAnswers:
     """Collected values: lengths, characters, finish key, validator, confirm step."""
 
