@@ -98,10 +98,10 @@ def _asked_in_words(run: Run, node: MenuNode, said: str, inp: str) -> None:
         for language in run.flow.languages
         if prompts.matches(said, prompts.language_names(language))
     ]
-    operator = keys.operator is not None and keys.operator_node is not None
-    if operator and prompts.matches(said, prompts.OPERATOR_PHRASES):
+    operator = keys.operator_node if keys.operator is not None else None
+    if operator is not None and prompts.matches(said, prompts.OPERATOR_PHRASES):
         run.record(inp, None, "operator")
-        enter(run, keys.operator_node)
+        enter(run, operator)
     elif keys.language is not None and len(named) == 1:
         _to_language(run, node, named[0], inp)
     else:
