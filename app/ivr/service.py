@@ -324,6 +324,22 @@ async def activate(
     return row
 
 
+async def _demo_may_take(session: AsyncSession, row: IvrFlow, number: str, region: str) -> bool:
+    """Whether the demo's version ``row`` may answer ``number``: nothing answers it, or an
+    earlier version of the same flow that the demo itself activated."""
+    answering = (
+        await session.execute(
+            select(IvrFlow.name, IvrFlow.version, IvrNumber.activated_by)
+            .join(IvrNumber, IvrNumber.flow_id == IvrFlow.id)
+            .where(IvrNumber.number == number_key(number, region))
+        )
+    ).first()
+    if answering is None:
+        return True
+    name, version, activated_by = answering
+    return bool(name == row.name and version < row.version and activated_by == DEMO_ACTOR)
+
+
 def _activation_key(number: str, index: int, region: str) -> str:
     try:
         identity.normalise_phone(number, region=region)
@@ -337,11 +353,14 @@ def _activation_key(number: str, index: int, region: str) -> str:
 
 async def install_demo_flows(session: AsyncSession, *, region: str, now: datetime) -> list[IvrFlow]:
     """Upload the demo flows (``app/ivr/flows/*.yaml``) and activate each for the numbers it
-    declares that no flow answers yet. Idempotent: run again, it changes nothing."""
+    declares that no flow answers yet, or that an earlier version of the same demo flow
+    answers because the demo activated it: a database set up by an earlier demo moves to the
+    new version, but a version an operator activated stays. Idempotent: run again, it
+    changes nothing."""
     installed = []
     for path in sorted(DEMO_FLOWS.glob("*.yaml")):
         row, _ = await upload(session, document=path.read_bytes(), actor=DEMO_ACTOR, region=region)
-        free = [n for n in row.numbers if await answering_key(session, n, region) is None]
+        free = [n for n in row.numbers if await _demo_may_take(session, row, n, region)]
         if free:
             await activate(
                 session, flow_id=row.id, numbers=free, actor=DEMO_ACTOR, region=region, now=now

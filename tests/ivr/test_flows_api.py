@@ -190,6 +190,37 @@ class TestTheDemo:
             n for f in page["items"] for n in f["numbers"]
         )
 
+    async def test_a_new_demo_version_takes_over_from_the_demo_s_own_not_an_operator_s(
+        self, api: Api, app: FastAPI, clock: Clock, world: dict[str, Any]
+    ) -> None:
+        """A database set up by an earlier demo moves to the new demo version; a version an
+        operator activated keeps its numbers."""
+        seeded = {**demo("consumer_line"), "version": 1}
+        async with unit_of_work(app.state.sessionmaker) as session:
+            old, _ = await service.upload(
+                session, document=yaml.safe_dump(seeded).encode(), actor="system", region="CN"
+            )
+            await service.activate(
+                session, flow_id=old.id, numbers=None, actor="system", region="CN", now=clock.now
+            )
+        chosen = expect(await post_flow(api, {**demo("credit_card_centre"), "version": 1}), 201)
+        expect(await api.post(f"{FLOWS_URL}/{chosen['id']}/activate", {}), 200)
+
+        for _ in range(2):  # the demo seed may run again: nothing changes
+            async with unit_of_work(app.state.sessionmaker) as session:
+                await service.install_demo_flows(session, region="CN", now=clock.now)
+        page = expect(await api.get(FLOWS_URL), 200)
+        answering = {
+            number: (f["name"], f["version"])
+            for f in page["items"]
+            for number in f["active_numbers"]
+        }
+        assert answering == {
+            "+864006695561": ("consumer_line", 2),  # the demo's own v1 replaced
+            "+864008895561": ("credit_card_centre", 1),  # the operator's choice kept
+            "95561": ("complaint_hotline_95561", 2),
+        }
+
 
 class TestReading:
     async def test_flows_page_by_id_with_the_numbers_each_answers(
