@@ -116,10 +116,8 @@ facts AS (
     l.id AS live_id, l.status AS live_status, l.announced_position AS live_told,
     CASE WHEN l.status = '{_QUEUED}' THEN (
         SELECT count(*) + 1 FROM contacts o
-        WHERE o.queue_id = l.queue_id AND o.status = '{_QUEUED}' AND o.id <> l.id
-            AND (o.deadline_at < l.deadline_at
-                OR (o.deadline_at = l.deadline_at AND o.enqueued_at <= l.enqueued_at
-                    AND o.id < l.id))
+        WHERE o.queue_id = l.queue_id AND o.status = '{_QUEUED}'
+            AND (o.deadline_at, o.id) < (l.deadline_at, l.id)
     ) END AS position,
     CASE WHEN l.status = '{_QUEUED}' THEN (
         SELECT array_agg(t) FROM (

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.agents import service as agents
@@ -231,7 +231,8 @@ async def offers_of(session: AsyncSession, contact_id: int) -> Sequence[Offer]:
 
 
 async def position_of(session: AsyncSession, contact: Contact) -> int | None:
-    """Contacts of the same queue ahead of this one (by deadline, then arrival), plus one."""
+    """Contacts of the same queue ahead of this one, plus one: those the dispatcher serves
+    first (by deadline, then id: ``rounds._WAITING``), so no two share a place."""
     if contact.status != ContactStatus.queued.value:
         return 0 if contact.status == ContactStatus.offered.value else None
     ahead = await session.scalar(
@@ -240,13 +241,7 @@ async def position_of(session: AsyncSession, contact: Contact) -> int | None:
         .where(
             Contact.queue_id == contact.queue_id,
             Contact.status == ContactStatus.queued.value,
-            Contact.id != contact.id,
-            (Contact.deadline_at < contact.deadline_at)
-            | (
-                (Contact.deadline_at == contact.deadline_at)
-                & (Contact.enqueued_at <= contact.enqueued_at)
-                & (Contact.id < contact.id)
-            ),
+            tuple_(Contact.deadline_at, Contact.id) < tuple_(contact.deadline_at, contact.id),
         )
     )
     return int(ahead or 0) + 1

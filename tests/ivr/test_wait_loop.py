@@ -167,3 +167,28 @@ class TestTheTurnCountsAsRoutingCounts:
             turn = await waiting.turn(session, Provider.twilio, phone.sid)
         assert turn is not None
         assert (turn.position, turn.estimated_wait_s) == (2, 2 * 140)
+
+    async def test_the_place_is_the_order_the_caller_is_served_in(
+        self, api: Api, client: AsyncClient, app: FastAPI
+    ) -> None:
+        """The dispatcher serves by deadline, then id: a contact of the same deadline that
+        arrived later by the clock but came in first (a transfer keeps its first arrival)
+        is still ahead, and the caller is not told the same place as it."""
+        ahead = expect(
+            await api.post("/api/v1/contacts", {"channel": "voice", "queue": "complaints"}), 201
+        )["id"]
+        phone, contact_id = await queued(api, client, STRANGER)
+        async with unit_of_work(app.state.sessionmaker) as session:
+            await session.execute(
+                text(
+                    "UPDATE contacts SET deadline_at = now() + interval '1 hour',"
+                    " enqueued_at = now() - make_interval(secs => id - :ahead),"
+                    " announced_position = NULL WHERE id = ANY(:ids)"
+                ),
+                {"ahead": ahead, "ids": [ahead, contact_id]},
+            )
+            await session.execute(text("UPDATE ivr_calls SET announced_position = NULL"))
+        async with unit_of_work(app.state.sessionmaker) as session:
+            turn = await waiting.turn(session, Provider.twilio, phone.sid)
+        assert turn is not None
+        assert (turn.standing, turn.position) == (waiting.Standing.WAITING, 2)

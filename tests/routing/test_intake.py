@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 from fastapi import FastAPI
 from httpx import Response
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
@@ -362,6 +363,26 @@ class TestPosition:
         assert platinum["position"] == 1  # its deadline is the earliest
         assert platinum["estimated_wait_s"] is None
         assert platinum["estimate_basis"] == "unknown"
+
+    async def test_positions_follow_the_order_contacts_are_served_in_and_never_repeat(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        """The dispatcher serves a queue by deadline, then id; a position counts the
+        contacts it serves first. Arrival times that disagree with the ids (a contact
+        transferred in keeps its first arrival) must not give two contacts one place."""
+        q = await queue(api)
+        made = [(await contact(api, q["name"]))["id"] for _ in range(3)]
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE contacts SET deadline_at = now() + interval '1 hour',"
+                    " enqueued_at = now() - make_interval(secs => id - :first),"
+                    " announced_position = NULL WHERE id = ANY(:ids)"
+                ),
+                {"first": made[0], "ids": made},
+            )
+        seen = [expect(await api.get(f"/api/v1/contacts/{c}"), 200)["position"] for c in made]
+        assert seen == [1, 2, 3]
 
 
 class TestRetries:
