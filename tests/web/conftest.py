@@ -197,7 +197,9 @@ async def new_page(browser: Browser, site: str) -> AsyncIterator[NewPage]:
 
 
 async def sign_in(page: Page, username: str, password: str = AGENT_PASSWORD) -> None:
-    """Sign in through the sign-in page (the page is already on it)."""
+    """Sign in through the sign-in page (the page is already on it): once its script is
+    ready (it enables the button last), as a person would see the form before typing."""
+    await expect(page.locator("#signin-submit")).to_be_enabled()
     await page.get_by_label("Username").or_(page.get_by_label("用户名")).fill(username)
     await page.get_by_label("Password").or_(page.get_by_label("密码")).fill(password)
     await page.locator("#signin-submit").click()

@@ -4,10 +4,11 @@ text, languages (the connection: test_console_socket.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Locator, Page, Route, expect
 
 from tests.complaints.test_registration import complaint_body, register
 from tests.complaints.test_transitions import move
@@ -112,6 +113,36 @@ class TestSignIn:
         await expect(page.locator("#signin-submit")).to_be_enabled()
         await sign_in(page, agent["username"])
         await expect(page).to_have_url(re.compile(r"^http://127\.0\.0\.1:[0-9]+/console$"))
+
+    async def test_the_page_never_takes_the_cursor_from_a_box_being_typed_in(
+        self, new_page: NewPage
+    ) -> None:
+        """A user quicker than the page (its words still loading) keeps the cursor where
+        they put it: the password is never typed on into the username box."""
+        page = await new_page()
+        words: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def held(route: Route) -> None:
+            await words
+            await route.continue_()
+
+        await page.route("**/static/i18n/*.json", held)
+        await page.goto("/signin", wait_until="commit")
+        password = page.get_by_label("Password")
+        await password.focus()
+        await password.press_sequentially("secret")
+        words.set_result(None)
+        await expect(page.locator("#signin-submit")).to_be_enabled()
+        await password.press_sequentially("-too")
+        await expect(password).to_be_focused()
+        await expect(password).to_have_value("secret-too")
+        await expect(page.get_by_label("Username")).to_have_value("")
+
+    async def test_the_cursor_starts_in_the_username_box(self, new_page: NewPage) -> None:
+        page = await new_page()
+        await page.goto("/signin")
+        await expect(page.locator("#signin-submit")).to_be_enabled()
+        await expect(page.get_by_label("Username")).to_be_focused()
 
     async def test_wrong_password_is_said_and_nothing_is_kept(
         self, api: Api, new_page: NewPage

@@ -51,7 +51,10 @@ async function main() {
     if (said) sayProblem(said);
   });
   byId("signin-submit").disabled = false; // never a plain form submission (a password in a URL)
-  byId("username").focus();
+  // The cursor goes to the username unless the user is already typing somewhere: a focus
+  // taken from the password box mid-word would put the password in plain sight.
+  const active = document.activeElement;
+  if (!active || active === document.body) byId("username").focus();
 }
 
 main();
