@@ -281,6 +281,34 @@ class TestTheListsToChooseFrom:
         await page.locator('input[name="kind"][value="agents"]').check()
         await expect(problem).to_have_text("")
 
+    async def test_a_list_longer_than_the_page_offers_is_said_to_be_cut(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        """A centre with more queues than the choice lists (5,000) is told the list is cut,
+        not shown a short list as if it were whole."""
+        boss = await api.supervisor()
+        page = await new_page(locale="en-GB")
+        asked: list[str] = []
+
+        async def endless(route: Route) -> None:
+            n = len(asked)
+            asked.append(route.request.url)
+            items = [
+                {"id": n * 100 + i + 1, "name": f"Queue {n * 100 + i + 1}"} for i in range(100)
+            ]
+            await route.fulfill(json={"items": items, "next_cursor": f"after-{n}"})
+
+        await page.route("**/api/v1/queues?*", endless)
+        await open_signed_in(page, "/reports", boss["username"])
+        problem = page.locator("#report-subject-problem")
+        await expect(problem).to_have_text(
+            "Only the first 5000 queues are listed. The report on every queue covers them all."
+        )
+        await expect(page.locator("#report-subject option")).to_have_count(1 + 5000)
+        assert len(asked) == 50
+        await page.locator("#language").click()
+        await expect(problem).to_have_text("仅列出前 5000 个队列。全部队列的报表包含所有队列。")
+
 
 class TestLanguageSwitch:
     async def test_what_is_missing_is_said_again_in_the_language_switched_to(

@@ -169,7 +169,10 @@ export async function api(
   throw error;
 }
 
-/** Every item of a paged list (following next_cursor), at most `maxPages` pages. */
+/**
+ * Every item of a paged list (following next_cursor), at most `maxPages` pages of 100; the
+ * array's `more` is true when the list goes on past them, for the page to say it is cut.
+ */
 export async function allPages(path, { query = {}, maxPages = 10, ...options } = {}) {
   const items = [];
   let cursor = null;
@@ -179,6 +182,7 @@ export async function allPages(path, { query = {}, maxPages = 10, ...options } =
     cursor = result.next_cursor;
     if (!cursor) break;
   }
+  items.more = Boolean(cursor);
   return items;
 }
 

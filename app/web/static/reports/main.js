@@ -19,6 +19,7 @@ import { save } from "../desk/download.js";
 import { hasAny, may, ruleOf, rules } from "../desk/rules.js";
 
 const DAY_MS = 86400 * 1000;
+const LIST_PAGES = 50; // the queues or agents offered: up to 5,000, and said when there are more
 const FIELD_IDS = { from: "report-from", to: "report-to", interval: "report-interval", queue_id: "report-subject", agent_id: "report-subject" };
 let last = null;
 let table = null;
@@ -72,7 +73,7 @@ async function fillSubjects() {
   const turn = ++fills;
   let items;
   try {
-    items = agents ? await reportableAgents() : await allPages("/api/v1/queues");
+    items = agents ? await reportableAgents() : await allPages("/api/v1/queues", { maxPages: LIST_PAGES });
   } catch (error) {
     // A switch of kind made since asks for its own list: this one is not shown.
     if (turn !== fills) return;
@@ -83,6 +84,10 @@ async function fillSubjects() {
   }
   if (turn !== fills) return;
   select.append(...items.map((item) => h("option", { value: String(item.id), text: agents && item.site ? `${item.name} (${item.site})` : item.name })));
+  if (items.more) {
+    const cut = agents ? "reports.agents_cut" : "reports.queues_cut";
+    say("report-subject-problem", () => t(cut, { count: items.length }));
+  }
 }
 
 /** May the user see `agent`'s report? The service's own check (reports_router.agent_report). */
@@ -94,8 +99,8 @@ function mayReportOn(agent) {
  * agent is checked as the service would. */
 async function reportableAgents() {
   const siteOnly = ruleOf(table, user.role, "reports", "read") === "same site" && user.site;
-  const agents = await allPages("/api/v1/agents", { query: siteOnly ? { site: user.site } : {} });
-  return agents.filter(mayReportOn);
+  const agents = await allPages("/api/v1/agents", { query: siteOnly ? { site: user.site } : {}, maxPages: LIST_PAGES });
+  return Object.assign(agents.filter(mayReportOn), { more: agents.more });
 }
 
 function query() {
