@@ -40,6 +40,7 @@ from fastapi.responses import Response
 
 from app.agents.access import POLICY
 from app.complaints import lifecycle
+from app.complaints.classifier import CATEGORIES
 from app.complaints.clocks import ClockKind
 from app.complaints.models import Channel, Relation
 from app.complaints.schemas import Severity
@@ -94,6 +95,8 @@ def complaint_rules() -> dict[str, Any]:
         "review_outcomes": [o.value for o in lifecycle.ReviewOutcome],
         "clock_kinds": [k.value for k in ClockKind],
         "severities": [s.value for s in Severity],
+        # The categories the desk offers (the classifier's); a desk may add its own.
+        "categories": list(CATEGORIES),
         "channels": [c.value for c in Channel],
         "relations": [r.value for r in Relation],
     }

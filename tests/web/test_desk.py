@@ -119,8 +119,9 @@ class TestRegistration:
         assert stored["categories"] == []  # shown, not applied
         await page.locator("#use-suggestion").click()
         form = page.locator('#move-form[data-verb="classify"]')
-        await expect(form.locator("#fact-categories")).to_have_value(re.compile("credit_card"))
-        await form.locator("#fact-categories").fill("payment")
+        await expect(form.get_by_role("checkbox", name="Credit card")).to_be_checked()
+        await form.get_by_role("checkbox", name="Credit card").uncheck()
+        await form.get_by_role("checkbox", name="Payment", exact=True).check()
         await form.locator("#move-submit").click()
         await expect(page.locator("#view-heading .badge")).to_have_text("Classified")
         [stored] = await complaints_seen_by(api)
@@ -366,6 +367,52 @@ class TestCategories:
         await expect(row).to_contain_text("信用卡、fees")
         await expect(row).not_to_contain_text("credit_card")
 
+    async def test_the_classify_form_offers_each_category_by_name_and_keeps_a_desk_s_own(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor()
+        done = await register(api, complaint_body())
+        await move(
+            api, done["id"], "classify", {"categories": ["payment", "fees"], "severity": "low"}
+        )
+        page = await desk_of(new_page, boss, f"#case/{done['id']}")
+        await page.locator("#move-classify").click()
+        form = page.locator('#move-form[data-verb="classify"]')
+        boxes = form.get_by_role("group", name="Categories")
+        await expect(boxes.get_by_role("checkbox")).to_have_count(len(CATEGORIES))
+        await expect(boxes.get_by_role("checkbox", name="Payment", exact=True)).to_be_checked()
+        await expect(boxes.get_by_role("checkbox", name="Credit card")).not_to_be_checked()
+        await expect(form.get_by_label("Other categories")).to_have_value("fees")
+        assert await axe_violations(page, ("critical", "serious")) == []
+
+        await boxes.get_by_role("checkbox", name="Credit card").check()
+        await page.locator("#language").click()  # the ticks and the line survive the switch
+        boxes = form.get_by_role("group", name="类别")
+        await expect(boxes.get_by_role("checkbox", name="信用卡")).to_be_checked()
+        await expect(boxes.get_by_role("checkbox", name="支付扣款")).to_be_checked()
+        await form.get_by_label("其他类别").fill("fees，waiting time")  # noqa: RUF001
+        await form.locator("#move-submit").click()
+        facts = page.locator("#case-facts")
+        # The boxes ticked in the list's order, then the desk's own as typed.
+        await expect(facts).to_contain_text("支付扣款、信用卡、fees、waiting time")
+        stored = expect_status(await api.get(f"/api/v1/complaints/{done['id']}"), 200)
+        assert stored["categories"] == ["payment", "credit_card", "fees", "waiting time"]
+
+    async def test_classify_without_a_category_names_what_is_missing(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor()
+        done = await register(api, complaint_body())
+        page = await desk_of(new_page, boss, f"#case/{done['id']}")
+        await page.locator("#move-classify").click()
+        form = page.locator('#move-form[data-verb="classify"]')
+        await form.locator("#fact-severity").select_option("low")
+        await form.locator("#move-submit").click()
+        await expect(form.locator("#move-problem")).to_have_text("Still missing: Categories")
+        await expect(form.get_by_role("checkbox").first).to_be_focused()
+        stored = expect_status(await api.get(f"/api/v1/complaints/{done['id']}"), 200)
+        assert stored["status"] == "registered"
+
 
 class TestList:
     async def test_filters_narrow_the_list_and_a_case_opens_from_the_keyboard(
@@ -483,6 +530,7 @@ class TestRules:
         assert moves == {(s.value, e.value): t.value for (s, e), t in lifecycle.moves().items()}
         for event in lifecycle.ComplaintEvent:
             assert rules["complaints"]["needs"][event.value] == sorted(lifecycle.needs(event))
+        assert rules["complaints"]["categories"] == list(CATEGORIES)
         table = {
             (role, resource, action): rule
             for role, resources in rules["access"].items()

@@ -57,19 +57,58 @@ function widget(name, verb, ctx, required) {
     case "compensation":
       return h("input", { ...common, inputmode: "decimal", pattern: "[0-9]+(\\.[0-9]{1,2})?" });
     case "categories":
-      return h("input", { ...common, value: (prefill.categories || []).join(", "), "aria-describedby": "fact-categories-help" });
+      return categoriesChoice(c.categories || [], prefill.categories || [], required);
     default:
       return LONG.has(name) ? h("textarea", { ...common, maxlength: 10000 }) : h("input", { ...common, maxlength: 200 });
   }
 }
 
+/**
+ * The categories as a set of boxes, one per category the service knows, named in the page's
+ * language, and a line for any other (the desk may use categories of its own: typed as they
+ * are to be stored, separated by commas). Those given already are ticked or on the line.
+ */
+function categoriesChoice(known, given, required) {
+  const box = (code) =>
+    h("label", { class: "choice" }, h("input", { type: "checkbox", id: `fact-category-${code}`, name: "category", value: code, checked: given.includes(code) }), h("span", { text: label("desk.category", code) }));
+  const others = given.filter((code) => !known.includes(code));
+  return h(
+    "fieldset",
+    { name: "categories", id: "fact-categories", class: "categories" },
+    h("legend", {}, t("desk.fact.categories"), required ? h("span", { class: "required", text: ` (${t("desk.fact.required")})` }) : null),
+    h("div", { class: "boxes" }, known.map(box)),
+    h("label", { for: "fact-categories-other", text: t("desk.fact.categories_other") }),
+    h("input", { id: "fact-categories-other", name: "categories_other", maxlength: 1400, value: others.join(", "), "aria-describedby": "fact-categories-help" }),
+  );
+}
+
+function splitCategories(raw) {
+  return String(raw || "").split(/[,，、;；]/).map((part) => part.trim()).filter(Boolean);
+}
+
+/** The fact `name` as the form has it (undefined when not given). */
+function factOf(form, name) {
+  if (name === "categories") {
+    const ticked = [...form.querySelectorAll('input[name="category"]:checked')].map((box) => box.value);
+    const all = [...new Set([...ticked, ...splitCategories(form.elements.categories_other.value)])];
+    return all.length ? all : undefined;
+  }
+  return valueOf(name, form.elements[name] && form.elements[name].value);
+}
+
+/** The control marked when the fact `name` is missing or refused (the categories' line). */
+function controlOf(form, name) {
+  return name === "categories" ? form.elements.categories_other : form.elements[name];
+}
+
+/** Where the user goes to give the fact `name`: the categories' first box. */
+function focusOf(form, name) {
+  return name === "categories" ? form.querySelector('input[name="category"]') || controlOf(form, name) : controlOf(form, name);
+}
+
 function valueOf(name, raw) {
   const value = String(raw || "").trim();
   if (!value) return undefined;
-  if (name === "categories") {
-    const list = value.split(/[,，、;；]/).map((part) => part.trim()).filter(Boolean);
-    return list.length ? list : undefined;
-  }
   if (["assignee", "approval", "days"].includes(name)) return Number(value);
   if (name === "upheld") return value === "true";
   return value;
@@ -115,7 +154,8 @@ function moveForm(verb, ctx, complaint, { started, done }) {
     const control = widget(name, verb, ctx, required);
     if (name === "severity" && ctx.prefill.severity) control.value = ctx.prefill.severity;
     const help = name === "categories" ? h("p", { id: "fact-categories-help", class: "hint", text: t("desk.fact.categories_help") }) : name === "assignee" ? reachNote(ctx, control) : null;
-    return h("div", { class: "fact" }, factLabel(name, required), control, help);
+    // The categories' boxes carry their own legend: a label names one control, not a group.
+    return h("div", { class: "fact" }, name === "categories" ? null : factLabel(name, required), control, help);
   });
   const submit = h("button", { type: "submit", id: "move-submit", text: label("desk.verb", verb) });
   const form = h(
@@ -130,15 +170,15 @@ function moveForm(verb, ctx, complaint, { started, done }) {
     event.preventDefault();
     const facts = {};
     for (const [name] of fields) {
-      const value = valueOf(name, form.elements[name] && form.elements[name].value);
+      const value = factOf(form, name);
       if (value !== undefined) facts[name] = value;
     }
     const missing = needs.filter((name) => facts[name] === undefined);
-    for (const [name] of fields) form.elements[name].removeAttribute("aria-invalid");
+    for (const [name] of fields) controlOf(form, name).removeAttribute("aria-invalid");
     if (missing.length) {
-      for (const name of missing) form.elements[name].setAttribute("aria-invalid", "true");
+      for (const name of missing) controlOf(form, name).setAttribute("aria-invalid", "true");
       text(problem, t("desk.missing", { fields: missing.map((n) => t(`desk.fact.${n}`)).join(t("desk.list_separator")) }));
-      form.elements[missing[0]].focus();
+      focusOf(form, missing[0]).focus();
       return;
     }
     text(problem, "");
@@ -153,8 +193,8 @@ function moveForm(verb, ctx, complaint, { started, done }) {
       submit.disabled = false;
       text(problem, describe(error));
       for (const field of error.fields || []) {
-        const name = String(field.field || "").split(".").pop();
-        if (form.elements[name]) form.elements[name].setAttribute("aria-invalid", "true");
+        const name = String(field.field || "").split(".").find((part) => !/^[0-9]+$/.test(part) && form.elements[part]);
+        if (name) controlOf(form, name).setAttribute("aria-invalid", "true");
       }
       showError(error);
     }
