@@ -252,18 +252,6 @@ _KEY_COLUMNS = (IvrFlow.id, IvrFlow.name, IvrFlow.version, IvrFlow.uploaded_at)
 FlowKey = tuple[int, str, int, datetime]
 
 
-async def answering_key(session: AsyncSession, number: str, region: str) -> FlowKey | None:
-    """The key of the flow version active for a called number, if any (no document read)."""
-    row = (
-        await session.execute(
-            select(*_KEY_COLUMNS)
-            .join(IvrNumber, IvrNumber.flow_id == IvrFlow.id)
-            .where(IvrNumber.number == number_key(number, region))
-        )
-    ).first()
-    return None if row is None else (row[0], row[1], row[2], row[3])
-
-
 async def flow_by_id(session: AsyncSession, flow_id: int) -> Flow:
     """The parsed flow of a stored version (its document read only the first time)."""
     row = (await session.execute(select(*_KEY_COLUMNS).where(IvrFlow.id == flow_id))).one()
