@@ -32,7 +32,7 @@ Decisions, and why
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
@@ -157,6 +157,21 @@ def enter(run: Run, name: str) -> None:
         target = _ENTER[type(node)](run, node)
 
 
+def _hints(run: Run, node: MenuNode, heard: Sequence[str]) -> tuple[str, ...]:
+    """What the provider's recogniser is told to expect: the options' phrases in the
+    languages heard, then what a caller may ask for in words in any menu (a person, where
+    the operator key is on; the flow's other languages by name, where it has a language
+    key), each once."""
+    keys, flow = run.flow.keys, run.flow
+    found = [p for o in node.options for lang in heard for p in o.phrases.get(lang, [])]
+    if keys.operator is not None and keys.operator_node is not None:
+        found += prompts.OPERATOR_PHRASES
+    if keys.language is not None:
+        others = [lang for lang in flow.languages if lang != run.state.language]
+        found += [name for lang in others for name in prompts.language_names(lang)]
+    return tuple(dict.fromkeys(found))
+
+
 def ask(run: Run, node: MenuNode | CollectNode) -> None:
     """Say the node's prompt (or its confirm prompt) and gather the answer."""
     language = run.state.language
@@ -167,8 +182,8 @@ def ask(run: Run, node: MenuNode | CollectNode) -> None:
         else:
             run.say(node.prompt)
             run.offer_languages()
-        hints = tuple(p for o in node.options for lang in heard for p in o.phrases.get(lang, []))
-        gather = Gather(1, "", node.timeout_s, node.speech, language, hints if node.speech else ())
+        hints = _hints(run, node, heard) if node.speech else ()
+        gather = Gather(1, "", node.timeout_s, node.speech, language, hints)
     elif run.state.phase is Phase.CONFIRM and node.confirm is not None:
         run.say(node.confirm.prompt, {"tail": prompts.spaced_tail(run.state.pending or "")})
         gather = Gather(1, "", node.timeout_s, False, language)

@@ -9,7 +9,7 @@ it is well-formed and escaped whatever a prompt contains.
 - ``Say`` speaks in the action's language, with the voice configured for it
   (``twilio_voices``; none: Twilio's default for the language). ``Play`` plays a URL.
 - ``Gather`` listens for keys, and speech where the node takes it (``input="dtmf speech"``
-  in the prompt's language, with the options' phrases as ``hints``). The ``Say``/``Play``
+  in the prompt's language, with the machine's ``hints``: ``nodes._hints``). The ``Say``/``Play``
   before it go inside it, so a caller who knows the menu can answer before the prompt ends.
   ``actionOnEmptyResult`` makes Twilio post back even when the caller said nothing, so
   silence reaches the machine as ``NoInput``; the action URL names the next step

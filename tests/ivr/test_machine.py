@@ -204,6 +204,10 @@ TO_BYID: list[Event] = [*TO_CONFIRM, Digits("8")]
 TO_STATUS: list[Event] = [*TO_REF, Digits("20261122000123")]
 
 
+# Hinted in every speech menu of a flow whose operator key is on.
+OPERATOR = prompts.OPERATOR_PHRASES
+
+
 def walk(
     events: Sequence[Event],
     flow: Flow = FLOW,
@@ -240,7 +244,7 @@ class TestEnteringEachNodeType:
         says = [a for a in done.actions if isinstance(a, Say)]
         assert [(a.text, a.language) for a in says] == [("lang", "zh-CN"), ("LANG", "en-US")]
         [gather] = [a for a in done.actions if isinstance(a, Gather)]
-        assert (gather.language, gather.hints) == ("zh-CN", ("中文", "english"))
+        assert (gather.language, gather.hints) == ("zh-CN", ("中文", "english", *OPERATOR))
 
     def test_a_menu_in_each_language_says_its_re_prompts_in_each_too(self) -> None:
         flow = lab(lang__each_language=True)
@@ -260,7 +264,7 @@ class TestEnteringEachNodeType:
             ("lang", "zh-CN")
         ]
         [gather] = [a for a in done.actions if isinstance(a, Gather)]
-        assert gather.hints == ("中文",)
+        assert gather.hints == ("中文", *OPERATOR)
 
     def test_identify_by_caller_asks_the_shell(self) -> None:
         done = walk([CallStarted(CALLER, CALLED)])
@@ -281,7 +285,7 @@ class TestEnteringEachNodeType:
         done = walk(TO_LANG)
         assert done.actions == (
             Say("lang", "zh-CN"),
-            Gather(1, "", 5, True, "zh-CN", ("中文",)),
+            Gather(1, "", 5, True, "zh-CN", ("中文", *OPERATOR)),
         )
         assert (done.state.phase, done.state.node) == (Phase.INPUT, "lang")
 
@@ -665,6 +669,21 @@ class TestAskedInWords:
         assert results(walk([*TO_MAIN, Speech("中文", 0.9)], flow)) == [("main", "invalid")]
         done = walk([*TO_MAIN, Speech("广东话", 0.9)], flow)
         assert (done.state.language, results(done)) == ("zh-HK", [("main", "language")])
+
+    def test_the_recogniser_is_told_to_expect_the_words_for_a_person_and_a_language(
+        self,
+    ) -> None:
+        [gather] = [a for a in walk(TO_MAIN, SWITCHING).actions if isinstance(a, Gather)]
+        options = ("credit card", "card number", "call me")  # main's phrases in English
+        assert gather.hints == (*options, *OPERATOR, *prompts.language_names("zh-CN"))
+        # Each once: the language menu's "english" is also English's name.
+        flow = lab(lang__each_language=True, keys=SWITCHING.keys.model_dump())
+        [gather] = [a for a in walk(TO_LANG, flow).actions if isinstance(a, Gather)]
+        assert gather.hints == ("中文", "english", *OPERATOR, "英文", "英语", "英語")
+        # Neither where the keys are off.
+        plain = lab(keys={**LAB["keys"], "operator": None, "operator_node": None})
+        [gather] = [a for a in walk(TO_MAIN, plain).actions if isinstance(a, Gather)]
+        assert gather.hints == options
 
     def test_a_language_the_flow_does_not_speak_is_invalid(self) -> None:
         done = walk([*TO_MAIN, Speech("Cantonese", 0.9)], SWITCHING)
