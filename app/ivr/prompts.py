@@ -185,8 +185,8 @@ _LANGUAGE_NAMES: Final[Mapping[str, tuple[str, ...]]] = {
 
 
 def language_names(language: str) -> tuple[str, ...]:
-    """What a caller says to name ``language`` (a tag such as ``zh-CN``): its names, and its
-    region's ("" when none are known)."""
+    """What a caller says to name ``language`` (a tag such as ``zh-CN``): the language's
+    names, then its region's; none for a language the table does not know."""
     primary = language.split("-", 1)[0]
     return _LANGUAGE_NAMES.get(primary, ()) + _LANGUAGE_NAMES.get(language, ())
 
