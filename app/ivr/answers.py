@@ -62,9 +62,9 @@ def _menu_key(run: Run, node: MenuNode, key: str, inp: str) -> None:
     option = next((o for o in node.options if o.key == key), None)
     if option is not None:
         _choose(run, option, inp)
-    elif key == keys.operator and keys.operator_node is not None:
+    elif key == keys.operator and keys.operator_target is not None:
         run.record(inp, None, "operator")
-        enter(run, keys.operator_node)
+        enter(run, keys.operator_target)
     elif key == keys.repeat:
         ask(run, node)
         run.record(inp, "prompt", "repeat")
@@ -98,10 +98,9 @@ def _asked_in_words(run: Run, node: MenuNode, said: str, inp: str) -> None:
         for language in run.flow.languages
         if prompts.matches(said, prompts.language_names(language))
     ]
-    operator = keys.operator_node if keys.operator is not None else None
-    if operator is not None and prompts.matches(said, prompts.OPERATOR_PHRASES):
+    if keys.operator_target is not None and prompts.matches(said, prompts.OPERATOR_PHRASES):
         run.record(inp, None, "operator")
-        enter(run, operator)
+        enter(run, keys.operator_target)
     elif keys.language is not None and len(named) == 1:
         _to_language(run, node, named[0], inp)
     else:

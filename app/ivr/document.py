@@ -265,6 +265,12 @@ class GlobalKeys(_Part):
     language: Key | None = None
     language_prompt: dict[Language, Text] = Field(default_factory=dict, max_length=8)
 
+    @property
+    def operator_target(self) -> NodeId | None:
+        """Where the operator key (or a person asked for in words) leads from a menu: the
+        operator node while the key is on, else nowhere."""
+        return self.operator_node if self.operator is not None else None
+
 
 class Limits(_Part):
     """Bounds on one call: caller inputs before it is ended, menus remembered for "back"."""

@@ -266,8 +266,8 @@ def _hours_problems(name: str, node: BusinessHoursNode) -> Iterator[Problem]:
 
 def _neighbours(flow: Flow, node: Node) -> list[Edge]:
     found = edges(node)
-    operator = flow.keys.operator_node
-    if isinstance(node, MenuNode) and flow.keys.operator is not None and operator is not None:
+    operator = flow.keys.operator_target
+    if isinstance(node, MenuNode) and operator is not None:
         found.append(Edge("keys.operator", operator, chosen=True))
     return found
 

@@ -164,7 +164,7 @@ def _hints(run: Run, node: MenuNode, heard: Sequence[str]) -> tuple[str, ...]:
     key), each once."""
     keys, flow = run.flow.keys, run.flow
     found = [p for o in node.options for lang in heard for p in o.phrases.get(lang, [])]
-    if keys.operator is not None and keys.operator_node is not None:
+    if keys.operator_target is not None:
         found += prompts.OPERATOR_PHRASES
     if keys.language is not None:
         others = [lang for lang in flow.languages if lang != run.state.language]
