@@ -323,10 +323,10 @@ def register(
     """Register the archive and retention sweeps with the timer worker (the archive's own
     knobs are ``ArchiveConfig``'s, read from the same environment as ``settings``)."""
     chosen = config or default_config()
-    settings_desk = service.desk_for(settings)
+    the_desk = desk or service.desk_for(settings)
 
     async def archive(session: AsyncSession, now: datetime) -> int:
-        return await archive_due(session, now, config=chosen, desk=desk or settings_desk)
+        return await archive_due(session, now, config=chosen, desk=the_desk)
 
     async def retain(session: AsyncSession, now: datetime) -> int:
         return await anonymise.retention_sweep(
