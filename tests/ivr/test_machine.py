@@ -188,6 +188,18 @@ def lab(**changes: Any) -> Flow:
 FLOW = lab()
 
 
+def speaking(*languages: str) -> dict[str, Any]:
+    """The lab flow's document speaking ``languages`` (each new one's prompts copied from
+    Chinese)."""
+    document = deepcopy(LAB)
+    document["languages"] = list(languages)
+    for node in document["nodes"].values():
+        for prompt in _prompts(node):
+            for language in languages:
+                prompt.setdefault(language, prompt["zh-CN"])
+    return document
+
+
 def starting_at(name: str) -> Flow:
     """The lab flow starting elsewhere (leaving nodes unreachable: unvalidated)."""
     return FLOW.model_copy(update={"start": name})
@@ -404,11 +416,7 @@ class TestEndingNodes:
     def test_a_withheld_caller_is_told_in_their_language_when_there_are_words_for_it(
         self, language: str, told: list[str]
     ) -> None:
-        document = deepcopy(LAB)
-        document["languages"] = ["zh-CN", "en-US", "yue-HK"]
-        for node in document["nodes"].values():
-            for prompt in _prompts(node):
-                prompt["yue-HK"] = prompt["zh-CN"]
+        document = speaking("zh-CN", "en-US", "yue-HK")
         document["nodes"]["lang"]["options"][0]["language"] = language
         later = next(o for o in document["nodes"]["main"]["options"] if o["next"] == "late")
         later["key"] = "7"
@@ -598,15 +606,9 @@ class TestTheLanguageKey:
 
 
 def with_languages(*languages: str, **keys: Any) -> Flow:
-    """The lab flow speaking ``languages`` (each new one's prompts copied from Chinese),
-    with ``keys`` changed."""
-    document = deepcopy(LAB)
-    document["languages"] = list(languages)
+    """The lab flow speaking ``languages``, with ``keys`` changed."""
+    document = speaking(*languages)
     document["keys"] = {**LAB["keys"], **keys}
-    for node in document["nodes"].values():
-        for prompt in _prompts(node):
-            for language in languages:
-                prompt.setdefault(language, prompt["zh-CN"])
     return parse_flow(document)
 
 
@@ -982,13 +984,9 @@ class TestInputBudget:
     def test_spent_budget_without_operator_ends_politely(
         self, language: str, goodbye: list[str]
     ) -> None:
-        document = deepcopy(LAB)
-        document["languages"] = ["zh-CN", "en-US", "yue-HK"]
+        document = speaking("zh-CN", "en-US", "yue-HK")
         document["keys"] = {"operator": None}
         document["limits"] = {"max_inputs": 5}
-        for node in document["nodes"].values():
-            for prompt in _prompts(node):
-                prompt["yue-HK"] = prompt["zh-CN"]
         document["nodes"]["lang"]["options"][0]["language"] = language
         flow = parse_flow(document)
         patient: list[Event] = [
