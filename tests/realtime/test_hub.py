@@ -52,6 +52,17 @@ async def commit_event(engine: AsyncEngine, name: str, hub: EventHub | None) -> 
         hub.poke()  # what the unit of work does after a commit
 
 
+async def notified(hub: EventHub) -> None:
+    """Wait until ``hub`` has counted a NOTIFY sent. The server delivers a NOTIFY to the
+    listeners at commit, before the sender's connection has read the commit's reply: a
+    listener on the same event loop may hear it before the sender has counted it."""
+
+    async def counted() -> bool:
+        return hub.notified >= 1
+
+    await eventually(counted, what="the hub to count its NOTIFY")
+
+
 class TestNotifications:
     async def test_lone_hub_sends_no_notification_until_another_hub_connects(
         self, engine: AsyncEngine, db: str, monkeypatch: pytest.MonkeyPatch
@@ -76,7 +87,7 @@ class TestNotifications:
                 await commit_event(engine, "heard", writer)
                 event = await asyncio.wait_for(sub.queue.get(), 30)
                 assert event.subject_id == "heard"
-                assert writer.notified >= 1
+                await notified(writer)
             finally:
                 await reader.stop()
         finally:
@@ -109,7 +120,7 @@ class TestNotifications:
                 await eventually(learned, what="the first hub to hear the second")
                 await commit_event(engine, "from-first", first)
                 await asyncio.wait_for(heard_by_second.wait(), 30)
-                assert first.notified >= 1
+                await notified(first)
             finally:
                 await second.stop()
         finally:
