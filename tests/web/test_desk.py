@@ -440,6 +440,30 @@ class TestList:
         await expect(rows).to_have_count(1)
         assert first["reference"] not in await page.locator("#complaints").inner_text()
 
+    async def test_a_category_is_chosen_by_its_name_and_the_address_keeps_its_code(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor()
+        await register(api, complaint_body())
+        card = await register(api, complaint_body())
+        await move(api, card["id"], "classify", {"categories": ["credit_card"], "severity": "low"})
+        page = await desk_of(new_page, boss)
+        rows = page.locator("#complaints tbody tr")
+        await expect(rows).to_have_count(2)
+        names = page.locator("#filter-category-names option")
+        assert "Credit card" in await names.evaluate_all("os => os.map(o => o.value)")
+        await page.locator("#filter-category").fill("credit CARD")
+        await page.locator("#filter-apply").click()
+        await expect(rows).to_have_count(1)
+        await expect(rows.first).to_have_attribute("data-reference", card["reference"])
+        await expect(page).to_have_url(re.compile(r"#list\?category=credit_card$"))
+        await expect(page.locator("#filter-category")).to_have_value("Credit card")
+        # A category of the desk's own, which no name stands for, is looked up as typed.
+        await page.locator("#filter-category").fill("own-kind")
+        await page.locator("#filter-apply").click()
+        await expect(page).to_have_url(re.compile(r"#list\?category=own-kind$"))
+        await expect(page.locator("#list-count")).to_have_text("No complaint matches.")
+
 
 class TestPage:
     async def test_without_a_session_the_desk_goes_to_sign_in(self, new_page: NewPage) -> None:

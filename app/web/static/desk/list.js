@@ -6,7 +6,7 @@ import { api, serverNow } from "../js/api.js";
 import { h, replace, text } from "../js/dom.js";
 import { t } from "../js/i18n.js";
 import { clearErrors, showError } from "../js/page.js";
-import { categoriesText, label, statusBadge, when } from "./format.js";
+import { categoriesText, categoryLabel, label, statusBadge, when } from "./format.js";
 
 const FILTERS = ["status", "category", "assignee", "branch", "text"];
 const FINISHED = new Set(["confirmed", "closed", "withdrawn", "rejected", "archived"]);
@@ -25,11 +25,22 @@ function filterForm(table, values, people, go) {
     h("option", { value: String(people.me.id), selected: values.assignee === String(people.me.id), text: t("desk.filter.me") }),
   );
   const input = (name) => h("input", { id: `filter-${name}`, name, value: values[name] || "", maxlength: name === "text" ? 200 : 100 });
+  // The category by its name in the page's language, offered from the service's list; the
+  // address keeps its code. A category of the desk's own is typed as it is stored.
+  const known = table.complaints.categories || [];
+  const category = h("input", {
+    id: "filter-category",
+    name: "category",
+    list: "filter-category-names",
+    value: values.category ? categoryLabel(values.category) : "",
+    maxlength: 100,
+  });
+  const names = h("datalist", { id: "filter-category-names" }, known.map((code) => h("option", { value: categoryLabel(code) })));
   const form = h(
     "form",
     { id: "filters", class: "filters", role: "search", "aria-label": t("desk.filter.heading") },
     h("div", {}, h("label", { for: "filter-status", text: t("desk.filter.status") }), status),
-    h("div", {}, h("label", { for: "filter-category", text: t("desk.filter.category") }), input("category")),
+    h("div", {}, h("label", { for: "filter-category", text: t("desk.filter.category") }), category, names),
     h("div", {}, h("label", { for: "filter-assignee", text: t("desk.filter.assignee") }), assignee),
     h("div", {}, h("label", { for: "filter-branch", text: t("desk.filter.branch") }), input("branch")),
     h("div", { class: "wide" }, h("label", { for: "filter-text", text: t("desk.filter.text") }), input("text")),
@@ -38,13 +49,23 @@ function filterForm(table, values, people, go) {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const data = new FormData(form);
-    go(Object.fromEntries(FILTERS.map((name) => [name, String(data.get(name) || "").trim()]).filter(([, v]) => v)));
+    const chosen = Object.fromEntries(FILTERS.map((name) => [name, String(data.get(name) || "").trim()]).filter(([, v]) => v));
+    if (chosen.category) chosen.category = categoryCode(chosen.category, known);
+    go(chosen);
   });
   form.addEventListener("reset", (event) => {
     event.preventDefault();
     go({});
   });
   return form;
+}
+
+/** The code of the category `typed` names (its name in the page's language or its code, in
+ * any case); what was typed when it names none of `known` (a category of the desk's own). */
+function categoryCode(typed, known) {
+  const wanted = typed.toLocaleLowerCase();
+  const found = known.find((code) => code.toLocaleLowerCase() === wanted || categoryLabel(code).toLocaleLowerCase() === wanted);
+  return found || typed;
 }
 
 function dueCell(item) {
