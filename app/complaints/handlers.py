@@ -154,7 +154,9 @@ def register(
     batch_size: int = clock_batch.BATCH_SIZE,
 ) -> None:
     """Register the clocks' alert timer with the worker: fired in batches of up to
-    ``batch_size`` (``clock_batch``), one by one (``fire``) when a batch fails."""
+    ``batch_size`` (``clock_batch``), one by one (``fire``) when a batch fails; with the
+    settings' desk (``desk_for``) unless given one."""
+    desk = desk or service.desk_for(settings)
 
     async def handle(session: AsyncSession, clock_id: int, now: datetime) -> None:
         await fire(session, clock_id, now, desk)
@@ -168,7 +170,7 @@ def register(
         deadlines.KIND, handle_batch, single=without_waiting(handle), size=batch_size
     )
     # Built now (once per process), not by the first alerts to fall due.
-    (desk or service.DESK).work_calendar()
+    desk.work_calendar()
 
 
 # --- recomputing after a policy change -----------------------------------------------------
