@@ -1,20 +1,29 @@
-"""The demo centre: skills, queues, agents with known passwords, customers of every tier.
+"""The demo centre: skills, queues, agents with known passwords, customers of every tier,
+the IVR's demo flows, and a few complaints at different points of the desk's workflow.
 
-Idempotent: what exists is left alone, so running it twice changes nothing.
+Idempotent: what exists is left alone, so running it twice changes nothing. The complaints
+are added only to a database that has none (a desk in use is never given made-up cases).
 """
+
+# ruff: noqa: RUF001 (Chinese text uses full-width punctuation)
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agents import service as agents
 from app.agents.models import Agent, Role, Skill
+from app.agents.permissions import Principal
 from app.agents.schemas import AgentCreate, AgentUpdate, SkillLevel
 from app.agents.security import hash_password, make_hasher
 from app.channels import Channel
+from app.complaints import service as complaints
+from app.complaints.lifecycle import ComplaintEvent
+from app.complaints.models import Complaint
+from app.complaints.schemas import ComplaintCreate, TransitionFacts
 from app.config import Settings
 from app.customers import service as customers
 from app.customers.schemas import CustomerCreate
@@ -133,6 +142,100 @@ async def _add_channels(session: AsyncSession, agent: Agent, wanted: dict[Channe
         )
 
 
+# customer's phone, channel, days ago, where, branch, what happened, grounds, request, and
+# the desk's moves so far (the verb, its facts; an assignee by username), made by li.na.
+ComplaintSeed = tuple[str, str, int, str, str, str, str, str, list[tuple[str, dict[str, object]]]]
+COMPLAINTS: list[ComplaintSeed] = [
+    (
+        "+8613800000002",
+        "phone",
+        1,
+        "浦东支行营业厅",
+        "Pudong",
+        "信用卡同一笔消费被扣款两次，到柜台要求处理被拒绝",
+        "同一笔消费被重复扣款",
+        "退还重复扣除的款项",
+        [],
+    ),
+    (
+        "+8613800000001",
+        "app",
+        2,
+        "手机银行",
+        "Jing'an",
+        "理财经理推荐的产品风险等级与介绍不符，购买时未告知可能亏损本金",
+        "销售时未如实告知产品风险",
+        "按本金赎回并赔偿损失",
+        [
+            (
+                "classify",
+                {"categories": ["wealth_management", "information_asymmetry"], "severity": "high"},
+            ),
+            ("assign", {"assignee": "li.na"}),
+        ],
+    ),
+    (
+        "+8613800000003",
+        "web",
+        3,
+        "网上银行",
+        "Xuhui",
+        "提前还清贷款时被收取了合同中没有约定的手续费",
+        "借款合同未约定提前还款手续费",
+        "退还提前还款手续费",
+        [
+            ("classify", {"categories": ["loans"], "severity": "medium"}),
+            ("assign", {"assignee": "chen.jie"}),
+            ("start", {}),
+        ],
+    ),
+]
+
+
+async def _seed_complaints(
+    session: AsyncSession, settings: Settings, ids: dict[str, int], now: datetime
+) -> None:
+    """Register the demo complaints and make their moves, only where there are none."""
+    if await session.scalar(select(func.count()).select_from(Complaint)):
+        return
+    desk = complaints.desk_for(settings)
+    boss = Principal(id=ids["li.na"], username="li.na", role=Role.supervisor, site="shanghai")
+    for phone, channel, days, where, branch, what, grounds, wanted, moves in COMPLAINTS:
+        customer = await customers.get_by_phone(session, phone)
+        assert customer is not None  # seeded above
+        data = ComplaintCreate.model_validate(
+            {
+                "channel": channel,
+                "customer": {"id": customer.id},
+                "complainant": {"name": customer.name, "contact": phone, "relation": "self"},
+                "matter": {
+                    "occurred_at": now - timedelta(days=days),
+                    "location": where,
+                    "branch": branch,
+                    "description": what,
+                },
+                "grounds": grounds,
+                "request": wanted,
+            }
+        )
+        done = await complaints.register(session, data=data, actor=boss.actor, now=now, desk=desk)
+        complaint = done.complaint
+        for verb, facts in moves:
+            given = dict(facts)
+            if "assignee" in given:
+                given["assignee"] = ids[str(given["assignee"])]
+            complaint = await complaints.get_or_raise(session, complaint.id, for_update=True)
+            await complaints.transition(
+                session,
+                complaint,
+                event=ComplaintEvent(verb),
+                facts=TransitionFacts.model_validate(given),
+                principal=boss,
+                now=now,
+                desk=desk,
+            )
+
+
 def demo_password(username: str) -> str:
     return f"demo-{username.replace('.', '-')}"
 
@@ -186,9 +289,9 @@ async def seed(settings: Settings) -> None:
                     await customers.create(
                         session, data=data_c, settings=settings, today=today, actor="system"
                     )
-            await ivr.install_demo_flows(
-                session, region=settings.default_phone_region, now=datetime.now(UTC)
-            )
+            now = datetime.now(UTC)
+            await ivr.install_demo_flows(session, region=settings.default_phone_region, now=now)
+            await _seed_complaints(session, settings, ids, now)
     finally:
         await engine.dispose()
     print("Demo centre ready. Sign in with (username / password):")

@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import func, select, text
 
 from app.agents.models import Agent, Skill
+from app.complaints.models import Complaint
+from app.complaints.schemas import ComplaintCreate
+from app.complaints.service import register
 from app.config import Settings
 from app.customers.models import Customer
-from app.db import create_engine, create_sessionmaker
-from app.demo import AGENTS, CUSTOMERS, DEMO_CAPACITY, QUEUES, SKILLS, seed
+from app.db import create_engine, create_sessionmaker, unit_of_work
+from app.demo import AGENTS, COMPLAINTS, CUSTOMERS, DEMO_CAPACITY, QUEUES, SKILLS, seed
 from app.routing.models import Queue
+
+NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
+ONE_OF_THEIR_OWN = ComplaintCreate.model_validate(
+    {
+        "channel": "counter",
+        "complainant": {"name": "Ma Li", "contact": "+8613900000009", "relation": "self"},
+        "matter": {
+            "occurred_at": "2026-11-30T10:00:00+08:00",
+            "location": "counter 3",
+            "branch": "Hongkou",
+            "description": "the queue ticket machine skipped my number",
+        },
+        "grounds": "served out of turn",
+        "request": "an apology",
+    }
+)
 
 
 async def capacities(settings: Settings, username: str) -> dict[str, int]:
@@ -48,7 +69,7 @@ async def counts(settings: Settings) -> dict[str, int]:
                 model.__tablename__: int(
                     await session.scalar(select(func.count()).select_from(model)) or 0
                 )
-                for model in (Skill, Agent, Queue, Customer)
+                for model in (Skill, Agent, Queue, Customer, Complaint)
             }
     finally:
         await engine.dispose()
@@ -65,6 +86,7 @@ class TestSeed:
             "agents": len(AGENTS),
             "queues": len(QUEUES),
             "customers": len(CUSTOMERS),
+            "complaints": len(COMPLAINTS),
         }
 
     async def test_an_agent_of_an_older_seed_gets_the_channels_it_lacks(
@@ -84,6 +106,24 @@ class TestSeed:
         await seed(settings)
         wanted = {channel.value: n for channel, n in DEMO_CAPACITY.items()}
         assert await capacities(settings, "wang.wei") == {**wanted, "voice": 2}
+
+    async def test_complaints_are_added_only_to_a_desk_that_has_none(
+        self, settings: Settings
+    ) -> None:
+        await seed(settings)
+        await run(settings, "TRUNCATE complaints CASCADE")
+        await seed(settings)  # an empty desk: the demo's complaints again
+        assert (await counts(settings))["complaints"] == len(COMPLAINTS)
+        await run(settings, "TRUNCATE complaints CASCADE")
+        assert settings.database_url is not None
+        engine = create_engine(settings.database_url, pool_size=1)
+        try:
+            async with unit_of_work(create_sessionmaker(engine)) as session:
+                await register(session, data=ONE_OF_THEIR_OWN, actor="system", now=NOW)
+        finally:
+            await engine.dispose()
+        await seed(settings)  # a desk in use: nothing made up is added
+        assert (await counts(settings))["complaints"] == 1
 
 
 class TestTheDemoCentre:
@@ -116,3 +156,32 @@ class TestTheDemoCentre:
             await engine.dispose()
         assert stored == {phone: language for _, phone, _, _, _, language in CUSTOMERS}
         assert stored["+442071234567"] == "en-GB"
+
+    async def test_the_complaints_stand_where_their_moves_left_them(
+        self, settings: Settings
+    ) -> None:
+        """One waits to be classified, one is assigned to a supervisor, one is being worked
+        on by an agent; each has its clocks running and its trail."""
+        await seed(settings)
+        assert settings.database_url is not None
+        engine = create_engine(settings.database_url, pool_size=1)
+        try:
+            async with engine.connect() as conn:
+                rows = await conn.execute(
+                    text(
+                        "SELECT c.status, c.categories, a.username, c.due_at IS NOT NULL AS due,"
+                        " (SELECT count(*) FROM complaint_audit u WHERE u.complaint_id = c.id)"
+                        " AS trail FROM complaints c LEFT JOIN agents a ON a.id = c.assignee_id"
+                        " ORDER BY c.id"
+                    )
+                )
+                stored = [tuple(row) for row in rows]
+        finally:
+            await engine.dispose()
+        assert [(status, categories, who) for status, categories, who, _, _ in stored] == [
+            ("registered", [], None),
+            ("assigned", ["wealth_management", "information_asymmetry"], "li.na"),
+            ("in_progress", ["loans"], "chen.jie"),
+        ]
+        assert all(due for _, _, _, due, _ in stored)
+        assert [trail for *_, trail in stored] == [1 + len(moves) for *_, moves in COMPLAINTS]
