@@ -221,8 +221,9 @@ class _Segmenter(Protocol):
 @dataclass(frozen=True)
 class Evidence:
     """Why a category is suggested: the words of the text that weigh most for it, best
-    first (``#name``: a concept the text mentions, in either language); none when the
-    category's share of past complaints alone put it there."""
+    first (``#name``: a concept the text mentions, in either language; a single Han
+    character, weighed but meaningless alone, is left out); none when the category's share
+    of past complaints alone put it there."""
 
     category: str
     words: tuple[str, ...]
@@ -521,8 +522,10 @@ class Classifier:
             word: self._word_odds(Counter({word: n}), label, total, label_totals[label], vocabulary)
             for word, n in words.items()
         }
-        ranked = sorted((w for w in weights if weights[w] > 0), key=lambda w: (-weights[w], w))
-        return ranked[:3]
+        # A single Han character (同, 笔) says little to a reader on its own: it counts in
+        # the score but is not shown as a reason.
+        shown = (w for w in weights if weights[w] > 0 and not (len(w) == 1 and _HAN.match(w)))
+        return sorted(shown, key=lambda w: (-weights[w], w))[:3]
 
 
 def _example(record: Mapping[str, Any]) -> Example:

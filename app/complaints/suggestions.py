@@ -184,8 +184,9 @@ class Scored(BaseModel):
 class EvidenceOut(BaseModel):
     category: str = Field(description="a suggested category")
     words: list[str] = Field(
-        description="the complaint's words that weigh most for it, best first (at most 3); "
-        "#name is a concept the classifier knows in Chinese and English (#card, #money, "
+        description="the complaint's words that weigh most for it, best first (at most 3; a "
+        "single Chinese character is never shown, though it counts); #name is a concept the "
+        "classifier knows in Chinese and English (#card, #money, "
         "#delivery, ...); empty: the category's share of past complaints alone"
     )
 

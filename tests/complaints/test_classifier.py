@@ -128,6 +128,16 @@ class TestSuggest:
             assert f"{evidence.category}: {', '.join(evidence.words)}" in suggestion.explanation
         assert f"severity cues: {', '.join(suggestion.cues)}" in suggestion.explanation
 
+    def test_a_single_han_character_is_never_shown_as_a_reason(self, model: Classifier) -> None:
+        # jieba cuts 同一笔 so that 同 stands alone; the model weighs it for payments, but on
+        # its own it tells a reader nothing.
+        text = "信用卡同一笔消费被扣款两次"
+        assert "同" in tokens(text)
+        suggestion = model.suggest(text)
+        shown = [w for e in suggestion.evidence for w in e.words]
+        assert shown, "some reason is shown"
+        assert all(len(w) > 1 for w in shown), shown
+
     def test_text_without_known_words_gets_no_category(self, model: Classifier) -> None:
         suggestion = model.suggest("zzqx wvvk")
         assert suggestion.categories == []
