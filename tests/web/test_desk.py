@@ -197,6 +197,10 @@ class TestCase:
         await expect(page.locator("#view-heading .badge")).to_have_text("Paused")
         resolution = page.locator('#clocks tr[data-clock="resolution"]')
         await expect(resolution).to_contain_text("paused: Waiting for the customer")
+        # Acknowledged when it was registered: a clock of no time shows no share used.
+        acknowledged = page.locator('#clocks tr[data-clock="acknowledgement"] td')
+        await expect(acknowledged.nth(1)).to_contain_text("stopped")
+        await expect(acknowledged.nth(2)).to_have_text("—")
         stored = expect_status(await api.get(f"/api/v1/complaints/{done['id']}"), 200)
         assert stored["status"] == "paused"
 

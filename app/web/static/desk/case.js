@@ -18,7 +18,10 @@ function clocksTable(complaint) {
       h("th", { scope: "row", text: label("desk.clock.kind", clock.kind) }),
       h("td", { text: when(clock.due_at) }),
       h("td", {}, clockBadge(clock), clock.paused_for ? [" ", h("span", { class: "user-text", text: t("desk.clock.paused_for", { reason: label("desk.pause", clock.paused_for) }) })] : null),
-      h("td", {}, clock.status === "stopped" ? null : [h("meter", { min: 0, max: 1, low: 0.5, high: 0.8, optimum: 0, value: Math.min(Math.max(clock.elapsed, 0), 1), "aria-label": t("desk.clock.used_of", { kind: label("desk.clock.kind", clock.kind) }) }), " "], used(clock)),
+      // A clock of no time at all (acknowledged on registration) has no share to show.
+      clock.target === 0 && !clock.extensions.length
+        ? h("td", { text: "—" })
+        : h("td", {}, clock.status === "stopped" ? null : [h("meter", { min: 0, max: 1, low: 0.5, high: 0.8, optimum: 0, value: Math.min(Math.max(clock.elapsed, 0), 1), "aria-label": t("desk.clock.used_of", { kind: label("desk.clock.kind", clock.kind) }) }), " "], used(clock)),
       h("td", { text: clock.extensions.length ? clock.extensions.map((d) => t("desk.clock.days", { days: d })).join(", ") : "—" }),
     ),
   );
