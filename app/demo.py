@@ -143,7 +143,8 @@ async def _add_channels(session: AsyncSession, agent: Agent, wanted: dict[Channe
 
 
 # customer's phone, channel, days ago, where, branch, what happened, grounds, request, and
-# the desk's moves so far (the verb, its facts; an assignee by username), made by li.na.
+# the desk's moves so far (the verb, its facts; an assignee by username): li.na registers
+# and assigns, an assignee starts the work.
 ComplaintSeed = tuple[str, str, int, str, str, str, str, str, list[tuple[str, dict[str, object]]]]
 COMPLAINTS: list[ComplaintSeed] = [
     (
@@ -199,7 +200,11 @@ async def _seed_complaints(
     if await session.scalar(select(func.count()).select_from(Complaint)):
         return
     desk = complaints.desk_for(settings)
-    boss = Principal(id=ids["li.na"], username="li.na", role=Role.supervisor, site="shanghai")
+    people = {
+        ids[username]: Principal(id=ids[username], username=username, role=role, site=site)
+        for username, _, role, site, _, _ in AGENTS
+    }
+    boss = people[ids["li.na"]]
     for phone, channel, days, where, branch, what, grounds, wanted, moves in COMPLAINTS:
         customer = await customers.get_by_phone(session, phone)
         assert customer is not None  # seeded above
@@ -225,12 +230,15 @@ async def _seed_complaints(
             if "assignee" in given:
                 given["assignee"] = ids[str(given["assignee"])]
             complaint = await complaints.get_or_raise(session, complaint.id, for_update=True)
+            by = (
+                people[complaint.assignee_id] if verb == "start" and complaint.assignee_id else boss
+            )
             await complaints.transition(
                 session,
                 complaint,
                 event=ComplaintEvent(verb),
                 facts=TransitionFacts.model_validate(given),
-                principal=boss,
+                principal=by,
                 now=now,
                 desk=desk,
             )

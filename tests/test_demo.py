@@ -161,7 +161,7 @@ class TestTheDemoCentre:
         self, settings: Settings
     ) -> None:
         """One waits to be classified, one is assigned to a supervisor, one is being worked
-        on by an agent; each has its clocks running and its trail."""
+        on by an agent, who started it; each has its clocks running and its trail."""
         await seed(settings)
         assert settings.database_url is not None
         engine = create_engine(settings.database_url, pool_size=1)
@@ -176,6 +176,14 @@ class TestTheDemoCentre:
                     )
                 )
                 stored = [tuple(row) for row in rows]
+                actors = await conn.execute(
+                    text(
+                        "SELECT u.action, a.username FROM complaint_audit u"
+                        " JOIN agents a ON u.actor = 'agent:' || a.id"
+                        " WHERE u.complaint_id = (SELECT max(id) FROM complaints) ORDER BY u.seq"
+                    )
+                )
+                trail = [tuple(row) for row in actors]
         finally:
             await engine.dispose()
         assert [(status, categories, who) for status, categories, who, _, _ in stored] == [
@@ -185,3 +193,9 @@ class TestTheDemoCentre:
         ]
         assert all(due for _, _, _, due, _ in stored)
         assert [trail for *_, trail in stored] == [1 + len(moves) for *_, moves in COMPLAINTS]
+        assert trail == [
+            ("registered", "li.na"),
+            ("classify", "li.na"),
+            ("assign", "li.na"),
+            ("start", "chen.jie"),
+        ]
