@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select, text
 
@@ -33,21 +34,25 @@ ONE_OF_THEIR_OWN = ComplaintCreate.model_validate(
 )
 
 
-async def capacities(settings: Settings, username: str) -> dict[str, int]:
+async def rows(settings: Settings, sql: str, **params: object) -> list[tuple[Any, ...]]:
+    """What ``sql`` reads from the settings' database."""
     assert settings.database_url is not None
     engine = create_engine(settings.database_url, pool_size=1)
     try:
         async with engine.connect() as conn:
-            rows = await conn.execute(
-                text(
-                    "SELECT c.channel, c.capacity FROM agent_channels c "
-                    "JOIN agents a ON a.id = c.agent_id WHERE a.username = :u"
-                ),
-                {"u": username},
-            )
-            return {row.channel: row.capacity for row in rows}
+            return [tuple(row) for row in await conn.execute(text(sql), params)]
     finally:
         await engine.dispose()
+
+
+async def capacities(settings: Settings, username: str) -> dict[str, int]:
+    found = await rows(
+        settings,
+        "SELECT c.channel, c.capacity FROM agent_channels c "
+        "JOIN agents a ON a.id = c.agent_id WHERE a.username = :u",
+        u=username,
+    )
+    return dict(found)
 
 
 async def run(settings: Settings, sql: str) -> None:
@@ -146,14 +151,7 @@ class TestTheDemoCentre:
         self, settings: Settings
     ) -> None:
         await seed(settings)
-        assert settings.database_url is not None
-        engine = create_engine(settings.database_url, pool_size=1)
-        try:
-            async with engine.connect() as conn:
-                rows = await conn.execute(text("SELECT phone, language FROM customers"))
-                stored: dict[str, str] = {row.phone: row.language for row in rows}
-        finally:
-            await engine.dispose()
+        stored = dict(await rows(settings, "SELECT phone, language FROM customers"))
         assert stored == {phone: language for _, phone, _, _, _, language in CUSTOMERS}
         assert stored["+442071234567"] == "en-GB"
 
@@ -163,29 +161,18 @@ class TestTheDemoCentre:
         """One waits to be classified, one is assigned to a supervisor, one is being worked
         on by an agent, who started it; each has its clocks running and its trail."""
         await seed(settings)
-        assert settings.database_url is not None
-        engine = create_engine(settings.database_url, pool_size=1)
-        try:
-            async with engine.connect() as conn:
-                rows = await conn.execute(
-                    text(
-                        "SELECT c.status, c.categories, a.username, c.due_at IS NOT NULL AS due,"
-                        " (SELECT count(*) FROM complaint_audit u WHERE u.complaint_id = c.id)"
-                        " AS trail FROM complaints c LEFT JOIN agents a ON a.id = c.assignee_id"
-                        " ORDER BY c.id"
-                    )
-                )
-                stored = [tuple(row) for row in rows]
-                actors = await conn.execute(
-                    text(
-                        "SELECT u.action, a.username FROM complaint_audit u"
-                        " JOIN agents a ON u.actor = 'agent:' || a.id"
-                        " WHERE u.complaint_id = (SELECT max(id) FROM complaints) ORDER BY u.seq"
-                    )
-                )
-                trail = [tuple(row) for row in actors]
-        finally:
-            await engine.dispose()
+        stored = await rows(
+            settings,
+            "SELECT c.status, c.categories, a.username, c.due_at IS NOT NULL AS due,"
+            " (SELECT count(*) FROM complaint_audit u WHERE u.complaint_id = c.id) AS trail"
+            " FROM complaints c LEFT JOIN agents a ON a.id = c.assignee_id ORDER BY c.id",
+        )
+        trail = await rows(
+            settings,
+            "SELECT u.action, a.username FROM complaint_audit u"
+            " JOIN agents a ON u.actor = 'agent:' || a.id"
+            " WHERE u.complaint_id = (SELECT max(id) FROM complaints) ORDER BY u.seq",
+        )
         assert [(status, categories, who) for status, categories, who, _, _ in stored] == [
             ("registered", [], None),
             ("assigned", ["wealth_management", "information_asymmetry"], "li.na"),
