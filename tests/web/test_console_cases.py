@@ -9,6 +9,7 @@ leaves the list at once.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import urlparse
 
@@ -95,6 +96,24 @@ class TestCasesFollowTheSocket:
         await expect(page.locator("#cases-body tr")).to_have_count(1)
         assert str(mine["id"]) in frames.complaints()
         assert str(theirs["id"]) not in frames.complaints()
+
+    async def test_a_case_opens_on_the_desk_in_a_tab_of_its_own_still_signed_in(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        agent = await api.agent()
+        first = await assigned_complaint(api, agent["id"], matter=matter("Pudong"))
+        second = await assigned_complaint(api, agent["id"], matter=matter("Minhang"))
+        page = await console(new_page, agent, Frames())
+        async with page.context.expect_page() as opened:
+            await case_row(page, first).get_by_role("link", name=first["reference"]).click()
+        desk = await opened.value
+        await expect(desk.locator("#case-reference")).to_have_text(first["reference"])
+        assert "/signin" not in desk.url
+        # The console stays where it was; the next case goes to the same desk tab.
+        await expect(page).to_have_url(re.compile(r"/console$"))
+        await case_row(page, second).get_by_role("link", name=second["reference"]).click()
+        await expect(desk.locator("#case-reference")).to_have_text(second["reference"])
+        assert len(page.context.pages) == 2
 
     async def test_a_case_reassigned_to_another_agent_leaves_the_list_at_once(
         self, api: Api, new_page: NewPage

@@ -65,11 +65,19 @@ export function deadlineBadge(complaint) {
   );
 }
 
+/**
+ * The complaint's reference as a link to its case on the desk, opened in a tab of the desk's
+ * own (the same one each time), so the console keeps its offers and its call.
+ */
+export function caseLink(complaint) {
+  return h("a", { href: `/desk#case/${complaint.id}`, target: "hotline-desk", class: "case-link", title: t("console.open_in_desk"), text: complaint.reference });
+}
+
 function row(complaint) {
   return h(
     "tr",
     { dataset: { complaintId: complaint.id } },
-    h("td", {}, h("strong", { text: complaint.reference })),
+    h("td", {}, h("strong", {}, caseLink(complaint))),
     h("td", { text: t(`complaint.status.${complaint.status}`) }),
     h("td", { class: "user-text", text: complaint.branch }),
     h("td", { class: "user-text", text: categoriesText(complaint.categories) }),

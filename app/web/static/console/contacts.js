@@ -11,7 +11,7 @@ import { byId, h, replace, text } from "../js/dom.js";
 import { dateTime, duration, t } from "../js/i18n.js";
 import { announce, showError } from "../js/page.js";
 import * as actions from "./actions.js";
-import { deadlineBadge, OPEN_COMPLAINT } from "./cases.js";
+import { caseLink, deadlineBadge, OPEN_COMPLAINT } from "./cases.js";
 import { contact, customer, queueName } from "./lookups.js";
 
 export const DISPOSITIONS = ["resolved", "follow_up", "escalated", "complaint_registered", "no_resolution"];
@@ -48,7 +48,7 @@ function complaintsList(complaints) {
     "ul",
     { class: "plain complaints" },
     complaints.map((c) =>
-      h("li", {}, h("strong", { text: c.reference }), " ", h("span", { class: "badge muted", text: t(`complaint.status.${c.status}`) }), " ", deadlineBadge(c)),
+      h("li", {}, h("strong", {}, caseLink(c)), " ", h("span", { class: "badge muted", text: t(`complaint.status.${c.status}`) }), " ", deadlineBadge(c)),
     ),
   );
 }
