@@ -11,6 +11,7 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 from fastapi import FastAPI
@@ -19,6 +20,8 @@ from playwright.async_api import Page, Route, expect
 from app.config import Settings
 from app.main import create_app
 from app.routing.reports_router import router as reports_router
+from tests.complaints.test_registration import complaint_body, register
+from tests.complaints.test_transitions import move
 from tests.fixtures.factories import Api
 from tests.routing.acd import contact, queue
 from tests.web.conftest import NewPage, axe_violations, go_signed_out, open_signed_in, with_pages
@@ -47,6 +50,10 @@ async def reports_of(new_page: NewPage, user: dict[str, Any], locale: str = "en-
 async def queue_names(api: Api) -> list[str]:
     answer = await api.get("/api/v1/queues", params={"limit": 100})
     return [q["name"] for q in answer.json()["items"]]
+
+
+def matter(branch: str) -> dict[str, Any]:
+    return {**complaint_body()["matter"], "branch": branch}
 
 
 async def downloaded(page: Page, button: str) -> tuple[str, str]:
@@ -99,6 +106,48 @@ class TestReports:
         await page.locator("#report-show").click()
         await expect(page.locator("#report-table thead")).to_contain_text("Occupancy %")
         await expect(page.locator("#report-table tbody")).to_contain_text("Li Lei")
+
+    async def test_a_complaint_summary_is_grouped_named_in_the_pages_language_and_downloaded(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor()
+        await register(api, complaint_body())
+        card = await register(api, complaint_body(matter=matter("Minhang")))
+        await move(api, card["id"], "classify", {"categories": ["credit_card"], "severity": "low"})
+        page = await reports_of(new_page, boss)
+        await page.get_by_role("radio", name="Complaints").check()
+        await expect(page.locator("#interval-field")).to_be_hidden()
+        await expect(page.locator("#subject-field")).to_be_hidden()
+        await page.locator("#report-by").select_option("category")
+        async with page.expect_request(re.compile(r"/complaints/reports/summary\?")) as sent:
+            await page.locator("#report-show").click()
+        asked = parse_qs(urlparse((await sent.value).url).query)
+        zone = await page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone")
+        assert (asked["by"], asked["tz"]) == (["category"], [zone])  # the browser's midnights
+        table = page.locator("#report-table")
+        headings = table.locator("thead th")
+        await expect(headings.first).to_have_text("From")
+        names = await headings.all_inner_texts()
+        assert names[2:4] == ["Category", "Registered"]
+        assert "Resolved in time %" in names
+        assert "Rejected (not a complaint)" in names
+        row = table.locator("tbody tr").filter(has_text="Credit card")
+        await expect(row).to_have_count(1)
+        assert (await row.locator("th, td").all_inner_texts())[3] == "1"
+
+        await page.locator("#language").click()
+        await expect(headings.nth(2)).to_have_text("类别")
+        await expect(table.locator("tbody tr").filter(has_text="信用卡")).to_have_count(1)
+
+        name, text = await downloaded(page, "#download-csv")
+        assert name == "complaints-summary.csv"
+        header, *lines = text.strip().splitlines()
+        assert header.split(",")[:5] == ["period_start", "period_end", "by", "key", "registered"]
+        assert any(",category,credit_card,1," in line for line in lines)
+
+        await page.get_by_role("radio", name="队列").check()
+        await expect(page.locator("#subject-field")).to_be_visible()
+        await expect(page.locator("#by-field")).to_be_hidden()
 
     async def test_a_range_the_service_refuses_is_named_on_its_field(
         self, api: Api, new_page: NewPage

@@ -1,6 +1,9 @@
 // The reports page: pick a range, an interval and a queue or an agent, then see the report
 // or download it (GET /api/v1/reports/queues and /reports/agents, docs/reports.md) as CSV or
-// JSON. The table shows the report's own columns in its own order, so the page needs no
+// JSON; or the complaints registered in the range, cut into periods and grouped by category,
+// channel, branch, tier or severity (GET /api/v1/complaints/reports/summary: counts, the
+// share resolved in time, the time to resolve), its periods cut at the browser's midnights.
+// The table shows the report's own columns in its own order, so the page needs no
 // change when the report gains a figure. The range is entered in the browser's time and
 // sent in UTC; the service says what is wrong with it (a 422 naming the field), and the page
 // marks that field.
@@ -20,8 +23,12 @@ import { hasAny, may, ruleOf, rules } from "../desk/rules.js";
 
 const DAY_MS = 86400 * 1000;
 const LIST_PAGES = 50; // the queues or agents offered: up to 5,000, and said when there are more
-const FIELD_IDS = { from: "report-from", to: "report-to", interval: "report-interval", queue_id: "report-subject", agent_id: "report-subject" };
+const FIELD_IDS = { from: "report-from", to: "report-to", interval: "report-interval", queue_id: "report-subject", agent_id: "report-subject", by: "report-by", period: "report-period", tz: "report-period" };
+const PATHS = { queues: "/api/v1/reports/queues", agents: "/api/v1/reports/agents", complaints: "/api/v1/complaints/reports/summary" };
+// A complaint summary's groups, named in the page's language (the code when a name is lacking).
+const GROUP_LABELS = { category: "desk.category", channel: "channel", tier: "tier", severity: "desk.severity" };
 let last = null;
+let lastKind = null; // the kind of report `last` is
 let table = null;
 let user = null;
 const said = { "report-problem": null, "report-done": null, "report-subject-problem": null }; // element id: what says its text
@@ -58,6 +65,14 @@ const PRESETS = {
 
 function kind() {
   return document.querySelector('input[name="kind"]:checked').value;
+}
+
+/** Show the fields the chosen kind of report takes; list the queues or agents for theirs. */
+async function kindChanged() {
+  const complaints = kind() === "complaints";
+  for (const id of ["interval-field", "subject-field"]) show(byId(id), !complaints);
+  for (const id of ["period-field", "by-field"]) show(byId(id), complaints);
+  if (!complaints) await fillSubjects();
 }
 
 async function fillSubjects() {
@@ -106,9 +121,14 @@ async function reportableAgents() {
 function query() {
   const from = byId("report-from").value;
   const to = byId("report-to").value;
-  const q = { interval: byId("report-interval").value };
+  const complaints = kind() === "complaints";
+  const q = complaints ? { tz: Intl.DateTimeFormat().resolvedOptions().timeZone } : { interval: byId("report-interval").value };
   if (from) q.from = new Date(from).toISOString();
   if (to) q.to = new Date(to).toISOString();
+  if (complaints) {
+    for (const name of ["by", "period"]) if (byId(FIELD_IDS[name]).value) q[name] = byId(FIELD_IDS[name]).value;
+    return q;
+  }
   const subject = byId("report-subject").value;
   if (subject) q[kind() === "agents" ? "agent_id" : "queue_id"] = subject;
   return q;
@@ -145,26 +165,42 @@ function cell(value, column = "") {
 
 function rowsOf(report) {
   if (Array.isArray(report)) return report;
-  return (report && (report.items || report.rows || report.buckets)) || [];
+  const rows = (report && (report.items || report.rows || report.buckets)) || [];
+  // A complaint summary's row: its period, its group (when grouped) and its figures.
+  const flat = (row) => ({ period_start: row.period_start, period_end: row.period_end, ...(report.by ? { key: row.key } : {}), ...row.figures });
+  return rows.map((row) => (row.figures ? flat(row) : row));
+}
+
+/** A complaint summary's group: its name in the page's language where the page knows one. */
+function groupOf(by, value) {
+  if (value === null || value === undefined || !GROUP_LABELS[by]) return cell(value);
+  const key = `${GROUP_LABELS[by]}.${value}`;
+  const said = t(key);
+  return said === key ? String(value) : said;
 }
 
 function drawTable(report) {
   const rows = rowsOf(report);
   const columns = rows.length ? Object.keys(rows[0]) : [];
-  const head = h("tr", {}, columns.map((c) => h("th", { scope: "col", text: labelOf(c) })));
+  const heading = (c) => (c === "key" ? t(`reports.by.${report.by}`) : labelOf(c, lastKind));
+  const value = (row, c) => (c === "key" ? groupOf(report.by, row[c]) : cell(row[c], c));
+  const head = h("tr", {}, columns.map((c) => h("th", { scope: "col", text: heading(c) })));
   replace(
     byId("report-table"),
     h("caption", { text: t("reports.caption", { count: rows.length }) }),
     h("thead", {}, head),
-    h("tbody", {}, rows.length ? null : h("tr", {}, h("td", { class: "empty", text: t("reports.none") })), rows.map((row) => h("tr", {}, columns.map((c, i) => h(i === 0 ? "th" : "td", { scope: i === 0 ? "row" : null, class: "user-text", text: cell(row[c], c) }))))),
+    h("tbody", {}, rows.length ? null : h("tr", {}, h("td", { class: "empty", text: t("reports.none") })), rows.map((row) => h("tr", {}, columns.map((c, i) => h(i === 0 ? "th" : "td", { scope: i === 0 ? "row" : null, class: "user-text", text: value(row, c) }))))),
   );
   show(byId("result"), true);
 }
 
-function labelOf(column) {
-  const key = `reports.column.${column}`;
-  const said = t(key);
-  return said === key ? column : said;
+/** A column's name: the kind's own where it has one (a complaint "rejected" is no offer). */
+function labelOf(column, of) {
+  for (const key of [`reports.column.${of}.${column}`, `reports.column.${column}`]) {
+    const said = t(key);
+    if (said !== key) return said;
+  }
+  return column;
 }
 
 async function showReport(event) {
@@ -173,7 +209,9 @@ async function showReport(event) {
   if (!checkRange()) return;
   const q = query();
   try {
-    last = await api(`/api/v1/reports/${kind()}`, { query: q });
+    const of = kind();
+    last = await api(PATHS[of], { query: q });
+    lastKind = of;
     drawTable(last);
     announce(t("reports.shown", { count: rowsOf(last).length }));
   } catch (error) {
@@ -186,9 +224,10 @@ async function download(format) {
   if (!checkRange()) return;
   const accept = format === "csv" ? "text/csv" : "application/json";
   const q = query();
-  const name = `${kind()}-${q.interval}-${(q.from || "").slice(0, 10)}-${(q.to || "").slice(0, 10)}.${format}`;
+  const cut = kind() === "complaints" ? `${q.by || "all"}-${q.period || "range"}` : q.interval;
+  const name = `${kind()}-${cut}-${(q.from || "").slice(0, 10)}-${(q.to || "").slice(0, 10)}.${format}`;
   try {
-    const saved = await save(await api(`/api/v1/reports/${kind()}`, { query: q, headers: { Accept: accept }, raw: true }), name);
+    const saved = await save(await api(PATHS[kind()], { query: q, headers: { Accept: accept }, raw: true }), name);
     announce(t("reports.downloaded", { name: saved }));
     say("report-done", () => t("reports.downloaded", { name: saved }));
   } catch (error) {
@@ -204,7 +243,7 @@ function clear() {
 }
 
 async function main() {
-  await startPage({ title: "reports.title", dictionaries: ["reports"] });
+  await startPage({ title: "reports.title", dictionaries: ["reports", "desk"] });
   [table, user] = await Promise.all([rules(), me()]);
   if (!hasAny(table, user, "reports", "read")) {
     show(byId("not-yours"), true);
@@ -213,7 +252,7 @@ async function main() {
   show(byId("report-panel"), true);
   setRange(...PRESETS.today());
   for (const [name, range] of Object.entries(PRESETS)) byId(`preset-${name}`).addEventListener("click", () => setRange(...range()));
-  for (const input of document.querySelectorAll('input[name="kind"]')) input.addEventListener("change", fillSubjects);
+  for (const input of document.querySelectorAll('input[name="kind"]')) input.addEventListener("change", kindChanged);
   byId("report-form").addEventListener("submit", showReport);
   byId("report-show").disabled = false;
   byId("download-csv").addEventListener("click", () => download("csv"));
@@ -222,7 +261,7 @@ async function main() {
     for (const [id, what] of Object.entries(said)) if (what) say(id, what);
     if (last) drawTable(last);
   });
-  await fillSubjects();
+  await kindChanged();
 }
 
 main();
