@@ -15,19 +15,36 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from fastapi import FastAPI
+from httpx import AsyncClient
 from playwright.async_api import Page, Route, expect
+from pydantic import SecretStr
 
 from app.config import Settings
 from app.main import create_app
 from app.routing.reports_router import router as reports_router
 from tests.complaints.test_registration import complaint_body, register
 from tests.complaints.test_transitions import move
+from tests.conftest import make_settings
 from tests.fixtures.factories import Api
+from tests.fixtures.factories import expect as expect_status
+from tests.ivr.telephony import PUBLIC, TWILIO_TOKEN, WEBHOOK_SECRET, TwilioCall, centre
+from tests.ivr.test_flows_api import FLOWS_URL, STRANGER, post_flow, tiny
 from tests.routing.acd import contact, queue
 from tests.web.conftest import NewPage, axe_violations, go_signed_out, open_signed_in, with_pages
 from tests.web.test_narrow_screens import PHONE, SMALL_PHONE, fits
 
 REPORTS = "/api/v1/reports/queues"
+
+
+@pytest.fixture
+def settings(db: str) -> Settings:
+    """Settings that also take the IVR's Twilio webhooks, as the IVR's tests sign them."""
+    return make_settings(
+        db,
+        public_base_url=PUBLIC,
+        twilio_auth_token=SecretStr(TWILIO_TOKEN),
+        webhook_secret=SecretStr(WEBHOOK_SECRET),
+    )
 
 
 @pytest.fixture
@@ -148,6 +165,50 @@ class TestReports:
         await page.get_by_role("radio", name="队列").check()
         await expect(page.locator("#subject-field")).to_be_visible()
         await expect(page.locator("#by-field")).to_be_hidden()
+
+    async def test_the_ivr_outcomes_say_how_calls_left_the_menus_and_where_callers_hung_up(
+        self, api: Api, client: AsyncClient, new_page: NewPage
+    ) -> None:
+        await centre(api)
+        made = expect_status(await post_flow(api, tiny()), 201)
+        expect_status(await api.post(f"{FLOWS_URL}/{made['id']}/activate", {}), 200)
+        put_through = TwilioCall(client, STRANGER, "+862155551234")
+        await put_through.start()
+        await put_through.press("1")
+        gone = TwilioCall(client, STRANGER, "+862155551234")
+        await gone.start()
+        assert (await gone.status("completed")).status_code == 200
+
+        page = await reports_of(new_page, await api.supervisor())
+        await page.get_by_role("radio", name="IVR calls").check()
+        for field in ("#interval-field", "#subject-field", "#period-field", "#by-field"):
+            await expect(page.locator(field)).to_be_hidden()
+        await page.locator("#report-show").click()
+        table = page.locator("#report-table")
+        await expect(table.locator("caption")).to_contain_text("Calls started: 2.")
+        assert await table.locator("thead th").all_inner_texts() == [
+            "Outcome",
+            "Calls",
+            "Share of calls %",
+        ]
+        rows = [
+            await r.locator("th, td").all_inner_texts()
+            for r in await table.locator("tbody tr").all()
+        ]
+        assert sorted(rows) == sorted(
+            [
+                ["Put through to a queue", "1", "50"],
+                ["Hung up in the menus", "1", "50"],
+                ["Hung up waiting in a queue", "0", "0"],
+                ["Hung up at the menu node main", "1", "50"],
+            ]
+        )
+        await page.locator("#language").click()
+        await expect(table.locator("caption")).to_contain_text("来电数\uff1a2")
+        await expect(table.locator("tbody")).to_contain_text("在菜单节点 main 挂机")
+        name, text = await downloaded(page, "#download-csv")
+        assert name == "ivr-outcomes.csv"
+        assert "hung_up" in text
 
     async def test_a_range_the_service_refuses_is_named_on_its_field(
         self, api: Api, new_page: NewPage

@@ -2,7 +2,9 @@
 // or download it (GET /api/v1/reports/queues and /reports/agents, docs/reports.md) as CSV or
 // JSON; or the complaints registered in the range, cut into periods and grouped by category,
 // channel, branch, tier or severity (GET /api/v1/complaints/reports/summary: counts, the
-// share resolved in time, the time to resolve), its periods cut at the browser's midnights.
+// share resolved in time, the time to resolve), its periods cut at the browser's midnights;
+// or the IVR's outcomes for the calls started in the range, with where callers hung up in the
+// menus (GET /api/v1/ivr/reports/outcomes).
 // The table shows the report's own columns in its own order, so the page needs no
 // change when the report gains a figure. The range is entered in the browser's time and
 // sent in UTC; the service says what is wrong with it (a 422 naming the field), and the page
@@ -24,7 +26,9 @@ import { hasAny, may, ruleOf, rules } from "../desk/rules.js";
 const DAY_MS = 86400 * 1000;
 const LIST_PAGES = 50; // the queues or agents offered: up to 5,000, and said when there are more
 const FIELD_IDS = { from: "report-from", to: "report-to", interval: "report-interval", queue_id: "report-subject", agent_id: "report-subject", by: "report-by", period: "report-period", tz: "report-period" };
-const PATHS = { queues: "/api/v1/reports/queues", agents: "/api/v1/reports/agents", complaints: "/api/v1/complaints/reports/summary" };
+const PATHS = { queues: "/api/v1/reports/queues", agents: "/api/v1/reports/agents", complaints: "/api/v1/complaints/reports/summary", ivr: "/api/v1/ivr/reports/outcomes" };
+// The fields besides the range each kind of report takes.
+const FIELDS = { queues: ["interval-field", "subject-field"], agents: ["interval-field", "subject-field"], complaints: ["period-field", "by-field"], ivr: [] };
 // A complaint summary's groups, named in the page's language (the code when a name is lacking).
 const GROUP_LABELS = { category: "desk.category", channel: "channel", tier: "tier", severity: "desk.severity" };
 let last = null;
@@ -69,10 +73,9 @@ function kind() {
 
 /** Show the fields the chosen kind of report takes; list the queues or agents for theirs. */
 async function kindChanged() {
-  const complaints = kind() === "complaints";
-  for (const id of ["interval-field", "subject-field"]) show(byId(id), !complaints);
-  for (const id of ["period-field", "by-field"]) show(byId(id), complaints);
-  if (!complaints) await fillSubjects();
+  const wanted = FIELDS[kind()];
+  for (const id of new Set(Object.values(FIELDS).flat())) show(byId(id), wanted.includes(id));
+  if (wanted.includes("subject-field")) await fillSubjects();
 }
 
 async function fillSubjects() {
@@ -122,9 +125,10 @@ function query() {
   const from = byId("report-from").value;
   const to = byId("report-to").value;
   const complaints = kind() === "complaints";
-  const q = complaints ? { tz: Intl.DateTimeFormat().resolvedOptions().timeZone } : { interval: byId("report-interval").value };
+  const q = complaints ? { tz: Intl.DateTimeFormat().resolvedOptions().timeZone } : kind() === "ivr" ? {} : { interval: byId("report-interval").value };
   if (from) q.from = new Date(from).toISOString();
   if (to) q.to = new Date(to).toISOString();
+  if (kind() === "ivr") return q;
   if (complaints) {
     for (const name of ["by", "period"]) if (byId(FIELD_IDS[name]).value) q[name] = byId(FIELD_IDS[name]).value;
     return q;
@@ -163,8 +167,30 @@ function cell(value, column = "") {
   return String(value);
 }
 
+/** The IVR's outcome report as rows: each outcome, the callers who hung up waiting in a queue,
+ * and each menu node callers hung up at, with the share of the calls started. */
+function ivrRows(report) {
+  if (!report.calls) return [];
+  const row = (what, calls) => ({ what, calls, share_pct: (100 * calls) / report.calls });
+  return [
+    ...report.outcomes.map((o) => row({ outcome: o.outcome }, o.calls)),
+    row({ queue: true }, report.abandoned_in_queue),
+    ...report.drop_off.map((d) => row({ node: d.node }, d.calls)),
+  ];
+}
+
+/** What an IVR report's row counts, in the page's language. */
+function ivrWhat(what) {
+  if (what.node !== undefined) return t("reports.ivr.hung_up_at", { node: what.node });
+  if (what.queue) return t("reports.ivr.abandoned_in_queue");
+  const key = `reports.ivr.outcome.${what.outcome}`;
+  const said = t(key);
+  return said === key ? what.outcome : said;
+}
+
 function rowsOf(report) {
   if (Array.isArray(report)) return report;
+  if (report && Array.isArray(report.drop_off)) return ivrRows(report);
   const rows = (report && (report.items || report.rows || report.buckets)) || [];
   // A complaint summary's row: its period, its group (when grouped) and its figures.
   const flat = (row) => ({ period_start: row.period_start, period_end: row.period_end, ...(report.by ? { key: row.key } : {}), ...row.figures });
@@ -183,11 +209,14 @@ function drawTable(report) {
   const rows = rowsOf(report);
   const columns = rows.length ? Object.keys(rows[0]) : [];
   const heading = (c) => (c === "key" ? t(`reports.by.${report.by}`) : labelOf(c, lastKind));
-  const value = (row, c) => (c === "key" ? groupOf(report.by, row[c]) : cell(row[c], c));
+  const value = (row, c) => (c === "key" ? groupOf(report.by, row[c]) : c === "what" ? ivrWhat(row[c]) : cell(row[c], c));
+  const caption = Array.isArray(report.drop_off)
+    ? t("reports.ivr.caption", { calls: report.calls, seconds: report.mean_ivr_s === null ? "—" : cell(report.mean_ivr_s) })
+    : t("reports.caption", { count: rows.length });
   const head = h("tr", {}, columns.map((c) => h("th", { scope: "col", text: heading(c) })));
   replace(
     byId("report-table"),
-    h("caption", { text: t("reports.caption", { count: rows.length }) }),
+    h("caption", { text: caption }),
     h("thead", {}, head),
     h("tbody", {}, rows.length ? null : h("tr", {}, h("td", { class: "empty", text: t("reports.none") })), rows.map((row) => h("tr", {}, columns.map((c, i) => h(i === 0 ? "th" : "td", { scope: i === 0 ? "row" : null, class: "user-text", text: value(row, c) }))))),
   );
@@ -224,7 +253,7 @@ async function download(format) {
   if (!checkRange()) return;
   const accept = format === "csv" ? "text/csv" : "application/json";
   const q = query();
-  const cut = kind() === "complaints" ? `${q.by || "all"}-${q.period || "range"}` : q.interval;
+  const cut = { complaints: `${q.by || "all"}-${q.period || "range"}`, ivr: "outcomes" }[kind()] || q.interval;
   const name = `${kind()}-${cut}-${(q.from || "").slice(0, 10)}-${(q.to || "").slice(0, 10)}.${format}`;
   try {
     const saved = await save(await api(PATHS[kind()], { query: q, headers: { Accept: accept }, raw: true }), name);
