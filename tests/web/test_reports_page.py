@@ -151,6 +151,8 @@ class TestReports:
         row = table.locator("tbody tr").filter(has_text="Credit card")
         await expect(row).to_have_count(1)
         assert (await row.locator("th, td").all_inner_texts())[3] == "1"
+        unsorted = table.locator("tbody tr").filter(has_text="Not classified yet")
+        assert (await unsorted.locator("th, td").all_inner_texts())[3] == "1"
 
         await page.locator("#language").click()
         await expect(headings.nth(2)).to_have_text("类别")

@@ -199,7 +199,13 @@ function rowsOf(report) {
 
 /** A complaint summary's group: its name in the page's language where the page knows one. */
 function groupOf(by, value) {
-  if (value === null || value === undefined || !GROUP_LABELS[by]) return cell(value);
+  if (value === null || value === undefined) {
+    // No category or severity yet (not classified), no customer's tier (none known).
+    const key = `reports.group.none.${by}`;
+    const said = t(key);
+    return said === key ? cell(value) : said;
+  }
+  if (!GROUP_LABELS[by]) return cell(value);
   const key = `${GROUP_LABELS[by]}.${value}`;
   const said = t(key);
   return said === key ? String(value) : said;
