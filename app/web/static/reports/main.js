@@ -216,9 +216,9 @@ function drawTable(report) {
   const columns = rows.length ? Object.keys(rows[0]) : [];
   const heading = (c) => (c === "key" ? t(`reports.by.${report.by}`) : labelOf(c, lastKind));
   const value = (row, c) => (c === "key" ? groupOf(report.by, row[c]) : c === "what" ? ivrWhat(row[c]) : cell(row[c], c));
-  const caption = Array.isArray(report.drop_off)
-    ? t("reports.ivr.caption", { calls: report.calls, seconds: report.mean_ivr_s === null ? "—" : cell(report.mean_ivr_s) })
-    : t("reports.caption", { count: rows.length });
+  const ivr = Array.isArray(report.drop_off);
+  const timed = ivr && report.mean_ivr_s !== null;
+  const caption = ivr ? t(timed ? "reports.ivr.caption" : "reports.ivr.caption_untimed", { calls: report.calls, seconds: timed ? cell(report.mean_ivr_s) : "" }) : t("reports.caption", { count: rows.length });
   const head = h("tr", {}, columns.map((c) => h("th", { scope: "col", text: heading(c) })));
   replace(
     byId("report-table"),
