@@ -168,6 +168,49 @@ class TestReports:
         await expect(page.locator("#subject-field")).to_be_visible()
         await expect(page.locator("#by-field")).to_be_hidden()
 
+    async def test_the_root_causes_count_resolved_complaints_by_category_branch_and_unit(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        handler = await api.agent()
+        card = await register(api, complaint_body(matter=matter("Minhang")))
+        await move(api, card["id"], "classify", {"categories": ["credit_card"], "severity": "low"})
+        await move(api, card["id"], "assign", {"assignee": handler["id"]})
+        await move(api, card["id"], "start")
+        resolution = {
+            "resolution": "refunded the second charge",
+            "root_cause": "the terminal sent the payment twice",
+            "corrective_action": "terminal firmware updated",
+            "remedy": "refund",
+            "upheld": True,
+            "responsible_unit": "Card centre",
+        }
+        await move(api, card["id"], "resolve", resolution)
+        await register(api, complaint_body())  # not resolved: not counted
+
+        page = await reports_of(new_page, await api.supervisor())
+        await page.get_by_role("radio", name="Complaint causes").check()
+        for field in ("#interval-field", "#subject-field", "#period-field", "#by-field"):
+            await expect(page.locator(field)).to_be_hidden()
+        await page.locator("#report-show").click()
+        table = page.locator("#report-table")
+        await expect(table.locator("tbody tr")).to_have_count(4)
+        names = await table.locator("thead th").all_inner_texts()
+        assert names[:4] == ["Counted by", "Group", "Resolved", "Upheld"]
+        rows = [
+            (await row.locator("th, td").all_inner_texts())[:4]
+            for row in await table.locator("tbody tr").all()
+        ]
+        assert rows == [
+            ["All", "Every resolved complaint", "1", "1"],
+            ["Category", "Credit card", "1", "1"],
+            ["Branch", "Minhang", "1", "1"],
+            ["Responsible unit", "Card centre", "1", "1"],
+        ]
+        await page.locator("#language").click()
+        await expect(table.locator("thead")).to_contain_text("统计维度")
+        await expect(table.locator("tbody")).to_contain_text("信用卡")
+        await expect(table.locator("tbody")).to_contain_text("责任部门")
+
     async def test_the_ivr_outcomes_say_how_calls_left_the_menus_and_where_callers_hung_up(
         self, api: Api, client: AsyncClient, new_page: NewPage
     ) -> None:

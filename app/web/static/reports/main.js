@@ -3,6 +3,8 @@
 // JSON; or the complaints registered in the range, cut into periods and grouped by category,
 // channel, branch, tier or severity (GET /api/v1/complaints/reports/summary: counts, the
 // share resolved in time, the time to resolve), its periods cut at the browser's midnights;
+// or the resolved complaints' root causes, by category, branch and responsible unit, each
+// split by whether the complaint was upheld (GET /api/v1/complaints/reports/root-causes);
 // or the IVR's outcomes for the calls started in the range, with where callers hung up in the
 // menus (GET /api/v1/ivr/reports/outcomes).
 // The table shows the report's own columns in its own order, so the page needs no
@@ -26,11 +28,13 @@ import { hasAny, may, ruleOf, rules } from "../desk/rules.js";
 const DAY_MS = 86400 * 1000;
 const LIST_PAGES = 50; // the queues or agents offered: up to 5,000, and said when there are more
 const FIELD_IDS = { from: "report-from", to: "report-to", interval: "report-interval", queue_id: "report-subject", agent_id: "report-subject", by: "report-by", period: "report-period", tz: "report-period" };
-const PATHS = { queues: "/api/v1/reports/queues", agents: "/api/v1/reports/agents", complaints: "/api/v1/complaints/reports/summary", ivr: "/api/v1/ivr/reports/outcomes" };
+const PATHS = { queues: "/api/v1/reports/queues", agents: "/api/v1/reports/agents", complaints: "/api/v1/complaints/reports/summary", causes: "/api/v1/complaints/reports/root-causes", ivr: "/api/v1/ivr/reports/outcomes" };
 // The fields besides the range each kind of report takes.
-const FIELDS = { queues: ["interval-field", "subject-field"], agents: ["interval-field", "subject-field"], complaints: ["period-field", "by-field"], ivr: [] };
+const FIELDS = { queues: ["interval-field", "subject-field"], agents: ["interval-field", "subject-field"], complaints: ["period-field", "by-field"], causes: [], ivr: [] };
 // A complaint summary's groups, named in the page's language (the code when a name is lacking).
 const GROUP_LABELS = { category: "desk.category", channel: "channel", tier: "tier", severity: "desk.severity" };
+// Columns whose values are codes the page names: a root cause's dimension.
+const CODE_LABELS = { dimension: "reports.dimension" };
 let last = null;
 let lastKind = null; // the kind of report `last` is
 let table = null;
@@ -124,11 +128,11 @@ async function reportableAgents() {
 function query() {
   const from = byId("report-from").value;
   const to = byId("report-to").value;
-  const complaints = kind() === "complaints";
+  const complaints = kind() === "complaints" || kind() === "causes";
   const q = complaints ? { tz: Intl.DateTimeFormat().resolvedOptions().timeZone } : kind() === "ivr" ? {} : { interval: byId("report-interval").value };
   if (from) q.from = new Date(from).toISOString();
   if (to) q.to = new Date(to).toISOString();
-  if (kind() === "ivr") return q;
+  if (kind() === "ivr" || kind() === "causes") return q;
   if (complaints) {
     for (const name of ["by", "period"]) if (byId(FIELD_IDS[name]).value) q[name] = byId(FIELD_IDS[name]).value;
     return q;
@@ -197,16 +201,18 @@ function rowsOf(report) {
   return rows.map((row) => (row.figures ? flat(row) : row));
 }
 
-/** A complaint summary's group: its name in the page's language where the page knows one. */
-function groupOf(by, value) {
+/** A group (of a complaint summary, or a root cause's key) in the page's language where the
+ * page knows its name (`prefix`: the dictionary's, else the group's kind's). */
+function groupOf(by, value, prefix = GROUP_LABELS[by]) {
   if (value === null || value === undefined) {
-    // No category or severity yet (not classified), no customer's tier (none known).
+    // No category or severity yet (not classified), no customer's tier (none known), no
+    // responsible unit named; a root cause's "all" has no key.
     const key = `reports.group.none.${by}`;
     const said = t(key);
     return said === key ? cell(value) : said;
   }
-  if (!GROUP_LABELS[by]) return cell(value);
-  const key = `${GROUP_LABELS[by]}.${value}`;
+  if (!prefix) return cell(value);
+  const key = `${prefix}.${value}`;
   const said = t(key);
   return said === key ? String(value) : said;
 }
@@ -214,8 +220,12 @@ function groupOf(by, value) {
 function drawTable(report) {
   const rows = rowsOf(report);
   const columns = rows.length ? Object.keys(rows[0]) : [];
-  const heading = (c) => (c === "key" ? t(`reports.by.${report.by}`) : labelOf(c, lastKind));
-  const value = (row, c) => (c === "key" ? groupOf(report.by, row[c]) : c === "what" ? ivrWhat(row[c]) : cell(row[c], c));
+  const heading = (c) => (c === "key" && report.by ? t(`reports.by.${report.by}`) : labelOf(c, lastKind));
+  const value = (row, c) => {
+    if (c === "key") return groupOf(report.by || row.dimension, row[c]); // a summary's group, a cause's key
+    if (c === "what") return ivrWhat(row[c]);
+    return CODE_LABELS[c] ? groupOf(null, row[c], CODE_LABELS[c]) : cell(row[c], c);
+  };
   const ivr = Array.isArray(report.drop_off);
   const timed = ivr && report.mean_ivr_s !== null;
   const caption = ivr ? t(timed ? "reports.ivr.caption" : "reports.ivr.caption_untimed", { calls: report.calls, seconds: timed ? cell(report.mean_ivr_s) : "" }) : t("reports.caption", { count: rows.length });
