@@ -8,14 +8,12 @@ from datetime import UTC, datetime
 
 import pytest
 from fastapi import FastAPI
-from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import make_settings
 from tests.fixtures.desk_clock import freeze_desk
-from tests.ivr.telephony import PUBLIC, TWILIO_TOKEN, WEBHOOK_SECRET
+from tests.ivr.telephony import telephony_settings
 
 START = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)  # a Wednesday, 10:00 in Shanghai
 
@@ -37,12 +35,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def settings(db: str) -> Settings:
-    return make_settings(
-        db,
-        public_base_url=PUBLIC,
-        twilio_auth_token=SecretStr(TWILIO_TOKEN),
-        webhook_secret=SecretStr(WEBHOOK_SECRET),
-    )
+    return telephony_settings(db)
 
 
 @pytest.fixture

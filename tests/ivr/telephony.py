@@ -25,8 +25,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from httpx import AsyncClient, Response
+from pydantic import SecretStr
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
+from app.config import Settings
+from tests.conftest import make_settings
 from tests.fixtures.factories import Api, expect
 
 PUBLIC = "https://hotline.example.com"
@@ -37,6 +40,17 @@ FLOWS = Path(__file__).resolve().parents[2] / "app" / "ivr" / "flows"
 CARDS_NUMBER = "+864008895561"
 HOTLINE = "95561"
 _sids = itertools.count(1)
+
+
+def telephony_settings(db: str) -> Settings:
+    """Settings that take the provider's webhooks as this module signs them, for the public
+    base URL (not the one requests arrive at)."""
+    return make_settings(
+        db,
+        public_base_url=PUBLIC,
+        twilio_auth_token=SecretStr(TWILIO_TOKEN),
+        webhook_secret=SecretStr(WEBHOOK_SECRET),
+    )
 
 
 def new_sid() -> str:

@@ -71,6 +71,19 @@ async def world(api: Api) -> dict[str, Any]:
     return await centre(api)
 
 
+async def two_calls(api: Api, client: AsyncClient) -> None:
+    """Two calls on the tiny flow, activated here: one put through to the credit-card queue
+    (it presses 1), one whose caller hangs up at the menu (``main``)."""
+    made = expect(await post_flow(api, tiny()), 201)
+    expect(await api.post(f"{FLOWS_URL}/{made['id']}/activate", {}), 200)
+    enqueued = TwilioCall(client, STRANGER, "+862155551234")
+    await enqueued.start()
+    await enqueued.press("1")
+    left = TwilioCall(client, STRANGER, "+862155551234")
+    await left.start()
+    assert (await left.status("completed")).status_code == 200
+
+
 class TestUpload:
     async def test_a_yaml_flow_is_stored_as_a_version_and_a_retry_is_the_same_one(
         self, api: Api, world: dict[str, Any]
@@ -331,14 +344,7 @@ class TestCallsAndReports:
     async def test_the_outcome_report_counts_outcomes_in_the_period(
         self, api: Api, client: AsyncClient, world: dict[str, Any]
     ) -> None:
-        made = expect(await post_flow(api, tiny()), 201)
-        expect(await api.post(f"{FLOWS_URL}/{made['id']}/activate", {}), 200)
-        enqueued = TwilioCall(client, STRANGER, "+862155551234")
-        await enqueued.start()
-        await enqueued.press("1")
-        left = TwilioCall(client, STRANGER, "+862155551234")
-        await left.start()
-        assert (await left.status("completed")).status_code == 200
+        await two_calls(api, client)
         period = {"from": "2026-12-02T00:00:00Z", "to": "2026-12-03T00:00:00Z"}
         report = expect(await api.get("/api/v1/ivr/reports/outcomes", params=period), 200)
         assert report["calls"] == 2

@@ -17,18 +17,15 @@ import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 from playwright.async_api import Page, Route, expect
-from pydantic import SecretStr
 
 from app.config import Settings
 from app.main import create_app
 from app.routing.reports_router import router as reports_router
 from tests.complaints.test_registration import complaint_body, register
 from tests.complaints.test_transitions import move
-from tests.conftest import make_settings
 from tests.fixtures.factories import Api
-from tests.fixtures.factories import expect as expect_status
-from tests.ivr.telephony import PUBLIC, TWILIO_TOKEN, WEBHOOK_SECRET, TwilioCall, centre
-from tests.ivr.test_flows_api import FLOWS_URL, STRANGER, post_flow, tiny
+from tests.ivr.telephony import centre, telephony_settings
+from tests.ivr.test_flows_api import two_calls
 from tests.routing.acd import contact, queue
 from tests.web.conftest import NewPage, axe_violations, go_signed_out, open_signed_in, with_pages
 from tests.web.test_narrow_screens import PHONE, SMALL_PHONE, fits
@@ -39,12 +36,7 @@ REPORTS = "/api/v1/reports/queues"
 @pytest.fixture
 def settings(db: str) -> Settings:
     """Settings that also take the IVR's Twilio webhooks, as the IVR's tests sign them."""
-    return make_settings(
-        db,
-        public_base_url=PUBLIC,
-        twilio_auth_token=SecretStr(TWILIO_TOKEN),
-        webhook_secret=SecretStr(WEBHOOK_SECRET),
-    )
+    return telephony_settings(db)
 
 
 @pytest.fixture
@@ -215,14 +207,7 @@ class TestReports:
         self, api: Api, client: AsyncClient, new_page: NewPage
     ) -> None:
         await centre(api)
-        made = expect_status(await post_flow(api, tiny()), 201)
-        expect_status(await api.post(f"{FLOWS_URL}/{made['id']}/activate", {}), 200)
-        put_through = TwilioCall(client, STRANGER, "+862155551234")
-        await put_through.start()
-        await put_through.press("1")
-        gone = TwilioCall(client, STRANGER, "+862155551234")
-        await gone.start()
-        assert (await gone.status("completed")).status_code == 200
+        await two_calls(api, client)
 
         page = await reports_of(new_page, await api.supervisor())
         await page.get_by_role("radio", name="IVR calls").check()
