@@ -202,6 +202,9 @@ class TestReports:
         await expect(table.locator("thead")).to_contain_text("统计维度")
         await expect(table.locator("tbody")).to_contain_text("信用卡")
         await expect(table.locator("tbody")).to_contain_text("责任部门")
+        name, text = await downloaded(page, "#download-json")
+        assert re.fullmatch(r"causes-root-causes-\d{4}-\d\d-\d\d-\.json", name), name
+        assert [r["resolved"] for r in json.loads(text)["rows"]] == [1, 1, 1, 1]
 
     async def test_the_ivr_outcomes_say_how_calls_left_the_menus_and_where_callers_hung_up(
         self, api: Api, client: AsyncClient, new_page: NewPage

@@ -27,7 +27,7 @@ import { hasAny, may, ruleOf, rules } from "../desk/rules.js";
 
 const DAY_MS = 86400 * 1000;
 const LIST_PAGES = 50; // the queues or agents offered: up to 5,000, and said when there are more
-const FIELD_IDS = { from: "report-from", to: "report-to", interval: "report-interval", queue_id: "report-subject", agent_id: "report-subject", by: "report-by", period: "report-period", tz: "report-period" };
+const FIELD_IDS = { from: "report-from", to: "report-to", interval: "report-interval", queue_id: "report-subject", agent_id: "report-subject", by: "report-by", period: "report-period" };
 const PATHS = { queues: "/api/v1/reports/queues", agents: "/api/v1/reports/agents", complaints: "/api/v1/complaints/reports/summary", causes: "/api/v1/complaints/reports/root-causes", ivr: "/api/v1/ivr/reports/outcomes" };
 // The fields besides the range each kind of report takes.
 const FIELDS = { queues: ["interval-field", "subject-field"], agents: ["interval-field", "subject-field"], complaints: ["period-field", "by-field"], causes: [], ivr: [] };
@@ -125,20 +125,22 @@ async function reportableAgents() {
   return Object.assign(agents.filter(mayReportOn), { more: agents.more });
 }
 
+/** The report's query: the range, and what else the kind of report takes (`FIELDS`). */
 function query() {
+  const of = kind();
   const from = byId("report-from").value;
   const to = byId("report-to").value;
-  const complaints = kind() === "complaints" || kind() === "causes";
-  const q = complaints ? { tz: Intl.DateTimeFormat().resolvedOptions().timeZone } : kind() === "ivr" ? {} : { interval: byId("report-interval").value };
+  const q = {};
+  if (FIELDS[of].includes("interval-field")) q.interval = byId("report-interval").value;
+  // The complaint reports cut days at the browser's midnights, as the range is entered.
+  if (of === "complaints" || of === "causes") q.tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
   if (from) q.from = new Date(from).toISOString();
   if (to) q.to = new Date(to).toISOString();
-  if (kind() === "ivr" || kind() === "causes") return q;
-  if (complaints) {
+  if (FIELDS[of].includes("by-field")) {
     for (const name of ["by", "period"]) if (byId(FIELD_IDS[name]).value) q[name] = byId(FIELD_IDS[name]).value;
-    return q;
   }
   const subject = byId("report-subject").value;
-  if (subject) q[kind() === "agents" ? "agent_id" : "queue_id"] = subject;
+  if (FIELDS[of].includes("subject-field") && subject) q[of === "agents" ? "agent_id" : "queue_id"] = subject;
   return q;
 }
 
@@ -269,7 +271,7 @@ async function download(format) {
   if (!checkRange()) return;
   const accept = format === "csv" ? "text/csv" : "application/json";
   const q = query();
-  const cut = { complaints: `${q.by || "all"}-${q.period || "range"}`, ivr: "outcomes" }[kind()] || q.interval;
+  const cut = { complaints: `${q.by || "all"}-${q.period || "range"}`, causes: "root-causes", ivr: "outcomes" }[kind()] || q.interval;
   const name = `${kind()}-${cut}-${(q.from || "").slice(0, 10)}-${(q.to || "").slice(0, 10)}.${format}`;
   try {
     const saved = await save(await api(PATHS[kind()], { query: q, headers: { Accept: accept }, raw: true }), name);
