@@ -23,6 +23,7 @@ import { byId, h, replace, show, text } from "../js/dom.js";
 import { dateTime, onChange, t } from "../js/i18n.js";
 import { announce, clearErrors, startPage } from "../js/page.js";
 import { save } from "../desk/download.js";
+import { label } from "../desk/format.js";
 import { hasAny, may, ruleOf, rules } from "../desk/rules.js";
 
 const DAY_MS = 86400 * 1000;
@@ -33,8 +34,6 @@ const PATHS = { queues: "/api/v1/reports/queues", agents: "/api/v1/reports/agent
 const FIELDS = { queues: ["interval-field", "subject-field"], agents: ["interval-field", "subject-field"], complaints: ["period-field", "by-field"], causes: [], ivr: [] };
 // A complaint summary's groups, named in the page's language (the code when a name is lacking).
 const GROUP_LABELS = { category: "desk.category", channel: "channel", tier: "tier", severity: "desk.severity" };
-// Columns whose values are codes the page names: a root cause's dimension.
-const CODE_LABELS = { dimension: "reports.dimension" };
 let last = null;
 let lastKind = null; // the kind of report `last` is
 let table = null;
@@ -86,9 +85,9 @@ async function fillSubjects() {
   const select = byId("report-subject");
   const agents = kind() === "agents";
   // Marked with their keys, so that a switch of language says them again (i18n's `apply`).
-  const label = byId("report-subject-label");
-  label.dataset.i18n = agents ? "reports.agent" : "reports.queue";
-  text(label, t(label.dataset.i18n));
+  const heading = byId("report-subject-label");
+  heading.dataset.i18n = agents ? "reports.agent" : "reports.queue";
+  text(heading, t(heading.dataset.i18n));
   const every = agents ? "reports.all_agents" : "reports.all_queues";
   replace(select, h("option", { value: "", text: t(every), dataset: { i18n: every } }));
   say("report-subject-problem", null);
@@ -189,23 +188,22 @@ function ivrRows(report) {
 function ivrWhat(what) {
   if (what.node !== undefined) return t("reports.ivr.hung_up_at", { node: what.node });
   if (what.queue) return t("reports.ivr.abandoned_in_queue");
-  const key = `reports.ivr.outcome.${what.outcome}`;
-  const said = t(key);
-  return said === key ? what.outcome : said;
+  return label("reports.ivr.outcome", what.outcome);
 }
 
-function rowsOf(report) {
+/** The report `of` a kind as the table's rows. */
+function rowsOf(report, of) {
   if (Array.isArray(report)) return report;
-  if (report && Array.isArray(report.drop_off)) return ivrRows(report);
+  if (of === "ivr") return ivrRows(report);
   const rows = (report && (report.items || report.rows || report.buckets)) || [];
+  if (of !== "complaints") return rows;
   // A complaint summary's row: its period, its group (when grouped) and its figures.
-  const flat = (row) => ({ period_start: row.period_start, period_end: row.period_end, ...(report.by ? { key: row.key } : {}), ...row.figures });
-  return rows.map((row) => (row.figures ? flat(row) : row));
+  return rows.map((row) => ({ period_start: row.period_start, period_end: row.period_end, ...(report.by ? { key: row.key } : {}), ...row.figures }));
 }
 
-/** A group (of a complaint summary, or a root cause's key) in the page's language where the
- * page knows its name (`prefix`: the dictionary's, else the group's kind's). */
-function groupOf(by, value, prefix = GROUP_LABELS[by]) {
+/** A group of `by` (a complaint summary's, or a root cause's key) in the page's language
+ * where the page knows its name. */
+function groupOf(by, value) {
   if (value === null || value === undefined) {
     // No category or severity yet (not classified), no customer's tier (none known), no
     // responsible unit named; a root cause's "all" has no key.
@@ -213,22 +211,20 @@ function groupOf(by, value, prefix = GROUP_LABELS[by]) {
     const said = t(key);
     return said === key ? cell(value) : said;
   }
-  if (!prefix) return cell(value);
-  const key = `${prefix}.${value}`;
-  const said = t(key);
-  return said === key ? String(value) : said;
+  return GROUP_LABELS[by] ? label(GROUP_LABELS[by], value) : cell(value);
 }
 
 function drawTable(report) {
-  const rows = rowsOf(report);
+  const rows = rowsOf(report, lastKind);
   const columns = rows.length ? Object.keys(rows[0]) : [];
   const heading = (c) => (c === "key" && report.by ? t(`reports.by.${report.by}`) : labelOf(c, lastKind));
   const value = (row, c) => {
     if (c === "key") return groupOf(report.by || row.dimension, row[c]); // a summary's group, a cause's key
     if (c === "what") return ivrWhat(row[c]);
-    return CODE_LABELS[c] ? groupOf(null, row[c], CODE_LABELS[c]) : cell(row[c], c);
+    if (c === "dimension") return label("reports.dimension", row[c]); // a root cause's
+    return cell(row[c], c);
   };
-  const ivr = Array.isArray(report.drop_off);
+  const ivr = lastKind === "ivr";
   const timed = ivr && report.mean_ivr_s !== null;
   const caption = ivr ? t(timed ? "reports.ivr.caption" : "reports.ivr.caption_untimed", { calls: report.calls, seconds: timed ? cell(report.mean_ivr_s) : "" }) : t("reports.caption", { count: rows.length });
   const head = h("tr", {}, columns.map((c) => h("th", { scope: "col", text: heading(c) })));
@@ -260,7 +256,7 @@ async function showReport(event) {
     last = await api(PATHS[of], { query: q });
     lastKind = of;
     drawTable(last);
-    announce(t("reports.shown", { count: rowsOf(last).length }));
+    announce(t("reports.shown", { count: rowsOf(last, of).length }));
   } catch (error) {
     refused(error, q);
   }
