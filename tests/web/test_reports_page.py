@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
-from playwright.async_api import Page, Route, expect
+from playwright.async_api import Locator, Page, Route, expect
 
 from app.config import Settings
 from app.main import create_app
@@ -63,6 +63,24 @@ async def queue_names(api: Api) -> list[str]:
 
 def matter(branch: str) -> dict[str, Any]:
     return {**complaint_body()["matter"], "branch": branch}
+
+
+FIELDS = ("#interval-field", "#subject-field", "#period-field", "#by-field")
+
+
+async def choose(page: Page, kind: str, *fields: str) -> None:
+    """Choose the kind of report by its name: only ``fields`` of ``FIELDS`` are shown."""
+    await page.get_by_role("radio", name=kind).check()
+    for field in FIELDS:
+        await expect(page.locator(field)).to_be_visible(visible=field in fields)
+
+
+async def cells(table: Locator) -> list[list[str]]:
+    """The table's rows, each as its cells' texts."""
+    return [
+        await row.locator("th, td").all_inner_texts()
+        for row in await table.locator("tbody tr").all()
+    ]
 
 
 async def downloaded(page: Page, button: str) -> tuple[str, str]:
@@ -124,9 +142,7 @@ class TestReports:
         card = await register(api, complaint_body(matter=matter("Minhang")))
         await move(api, card["id"], "classify", {"categories": ["credit_card"], "severity": "low"})
         page = await reports_of(new_page, boss)
-        await page.get_by_role("radio", name="Complaints").check()
-        await expect(page.locator("#interval-field")).to_be_hidden()
-        await expect(page.locator("#subject-field")).to_be_hidden()
+        await choose(page, "Complaints", "#period-field", "#by-field")
         await page.locator("#report-by").select_option("category")
         async with page.expect_request(re.compile(r"/complaints/reports/summary\?")) as sent:
             await page.locator("#report-show").click()
@@ -156,9 +172,7 @@ class TestReports:
         assert header.split(",")[:5] == ["period_start", "period_end", "by", "key", "registered"]
         assert any(",category,credit_card,1," in line for line in lines)
 
-        await page.get_by_role("radio", name="队列").check()
-        await expect(page.locator("#subject-field")).to_be_visible()
-        await expect(page.locator("#by-field")).to_be_hidden()
+        await choose(page, "队列", "#interval-field", "#subject-field")
 
     async def test_the_root_causes_count_resolved_complaints_by_category_branch_and_unit(
         self, api: Api, new_page: NewPage
@@ -180,19 +194,13 @@ class TestReports:
         await register(api, complaint_body())  # not resolved: not counted
 
         page = await reports_of(new_page, await api.supervisor())
-        await page.get_by_role("radio", name="Complaint causes").check()
-        for field in ("#interval-field", "#subject-field", "#period-field", "#by-field"):
-            await expect(page.locator(field)).to_be_hidden()
+        await choose(page, "Complaint causes")
         await page.locator("#report-show").click()
         table = page.locator("#report-table")
         await expect(table.locator("tbody tr")).to_have_count(4)
         names = await table.locator("thead th").all_inner_texts()
         assert names[:4] == ["Counted by", "Group", "Resolved", "Upheld"]
-        rows = [
-            (await row.locator("th, td").all_inner_texts())[:4]
-            for row in await table.locator("tbody tr").all()
-        ]
-        assert rows == [
+        assert [row[:4] for row in await cells(table)] == [
             ["All", "Every resolved complaint", "1", "1"],
             ["Category", "Credit card", "1", "1"],
             ["Branch", "Minhang", "1", "1"],
@@ -213,9 +221,7 @@ class TestReports:
         await two_calls(api, client)
 
         page = await reports_of(new_page, await api.supervisor())
-        await page.get_by_role("radio", name="IVR calls").check()
-        for field in ("#interval-field", "#subject-field", "#period-field", "#by-field"):
-            await expect(page.locator(field)).to_be_hidden()
+        await choose(page, "IVR calls")
         await page.locator("#report-show").click()
         table = page.locator("#report-table")
         await expect(table.locator("caption")).to_contain_text("Calls started: 2.")
@@ -224,11 +230,7 @@ class TestReports:
             "Calls",
             "Share of calls %",
         ]
-        rows = [
-            await r.locator("th, td").all_inner_texts()
-            for r in await table.locator("tbody tr").all()
-        ]
-        assert sorted(rows) == sorted(
+        assert sorted(await cells(table)) == sorted(
             [
                 ["Put through to a queue", "1", "50"],
                 ["Hung up in the menus", "1", "50"],
