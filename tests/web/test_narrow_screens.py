@@ -8,6 +8,7 @@ from playwright.async_api import Page, ViewportSize, expect
 from tests.complaints.test_registration import complaint_body, register
 from tests.complaints.test_transitions import move
 from tests.fixtures.factories import Api
+from tests.routing.acd import queue
 from tests.web.conftest import NewPage, open_signed_in
 
 PHONE: ViewportSize = {"width": 390, "height": 844}
@@ -56,6 +57,17 @@ class TestThePhone:
         page = await phone_page(new_page, "/console", agent["username"])
         await expect(page.locator("#cases-body tr")).to_have_count(1)
         await fits(page)
+
+    async def test_the_wallboard_fits(self, api: Api, new_page: NewPage) -> None:
+        boss = await api.supervisor()
+        for name in ("cards", "general"):
+            await queue(api, name=name)
+        page = await phone_page(new_page, "/wallboard", boss["username"])
+        await expect(page.locator("#overall-figures")).to_contain_text("no contacts yet")
+        await expect(page.locator('#queues tr[data-queue="general"]')).to_be_visible()
+        await fits(page)
+        await page.set_viewport_size(SMALL_PHONE)
+        await fits(page, SMALL_PHONE)
 
     async def test_a_long_name_in_one_word_wraps_in_the_bar(
         self, api: Api, new_page: NewPage

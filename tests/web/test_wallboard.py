@@ -21,6 +21,13 @@ from tests.web.test_desk import fill_registration, registered_reference
 
 HOSTILE = '<script>alert(1)</script><img src=x onerror="alert(2)">'
 RESOLUTION = timedelta(days=3)  # the desk's default resolution clock
+# How many lines of text each element holds: its content box's height over its line height.
+LINES = """els => els.map((el) => {
+  const style = getComputedStyle(el);
+  const px = (...names) => names.reduce((sum, name) => sum + parseFloat(style[name]), 0);
+  const inside = px("paddingTop", "paddingBottom", "borderTopWidth", "borderBottomWidth");
+  return (el.getBoundingClientRect().height - inside) / parseFloat(style.lineHeight);
+})"""
 
 
 async def wallboard_of(new_page: NewPage, user: dict[str, Any], locale: str = "en-GB") -> Page:
@@ -69,6 +76,20 @@ class TestLiveFigures:
         await expect(page.locator("#overall-sl")).to_contain_text("none answered yet")
         await expect(page.locator("#overall-figures")).to_contain_text("none answered yet")
         await expect(page.locator("#overall-figures")).not_to_contain_text("no contacts yet")
+
+    async def test_the_centre_s_service_level_badges_stay_on_one_line(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        boss = await api.supervisor()
+        for name in ("cards", "general", "mortgages"):
+            await queue(api, name=name)
+        page = await wallboard_of(new_page, boss)
+        await page.set_viewport_size({"width": 1280, "height": 900})
+        badges = page.locator(".tile .sl .badge, #overall-figures .sl .badge")
+        await expect(cell(page, "mortgages", "service_level")).to_contain_text("no contacts yet")
+        await expect(badges).to_have_count(3)  # the tile, the interval's, the day's
+        lines = await badges.evaluate_all(LINES)
+        assert all(n < 1.5 for n in lines), lines
 
     async def test_an_away_reason_is_shown_as_text(self, api: Api, new_page: NewPage) -> None:
         boss = await api.supervisor()
