@@ -276,6 +276,9 @@ async def detail(
 
 # How far ahead of the desk's clock "when it happened" may be: a clock running a little fast.
 OCCURRED_LEEWAY = timedelta(hours=1)
+# The earliest "when it happened" a complaint may name, as for the desk's reports: an older
+# date is a typo, and the oldest Python dates are stored as -infinity or not at all.
+OCCURRED_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @router.post(
@@ -300,6 +303,10 @@ async def register_complaint(
     check(principal, "create")
     if body.matter.occurred_at > now + OCCURRED_LEEWAY:
         raise InvalidComplaint("matter.occurred_at", "is in the future: say when it happened")
+    if body.matter.occurred_at < OCCURRED_EARLIEST:
+        raise InvalidComplaint(
+            "matter.occurred_at", f"is before {OCCURRED_EARLIEST:%Y-%m-%d}: say when it happened"
+        )
     state = request.app.state
     region = state.settings.default_phone_region
     problem = contact_problem(body.complainant.contact, region)

@@ -87,7 +87,10 @@ class Complainant(StrictModel):
 
 
 class Matter(StrictModel):
-    occurred_at: AwareDatetime = Field(description="when it happened")
+    occurred_at: AwareDatetime = Field(
+        description="when it happened: from 1970-01-01 (UTC) to the desk's clock (an hour "
+        "ahead at most); else a 422"
+    )
     location: Long = Field(description="where it happened")
     branch: Annotated[str, _text(100)] = Field(description="the branch or unit concerned")
     description: Long = Field(description="what happened")

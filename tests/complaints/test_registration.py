@@ -154,6 +154,24 @@ class TestRegistration:
         matter["occurred_at"] = (START + timedelta(minutes=30)).isoformat()
         await register(api, complaint_body(matter=matter))
 
+    @pytest.mark.parametrize(
+        "occurred_at", ["0001-01-01T00:00:00Z", "0001-01-01T00:00:00+08:00", "1969-12-31T23:59Z"]
+    )
+    async def test_a_matter_dated_before_1970_is_refused_naming_the_date(
+        self, api: Api, engine: AsyncEngine, occurred_at: str
+    ) -> None:
+        customer = await api.customer()
+        before = await written(engine)
+        matter = {**complaint_body()["matter"], "occurred_at": occurred_at}
+        body = complaint_body(matter=matter, customer={"id": customer["id"]})
+        refused = await register(api, body, status=422)
+        assert [f["field"] for f in refused["fields"]] == ["matter.occurred_at"]
+        assert "1970-01-01" in refused["fields"][0]["message"]
+        assert await written(engine) == before
+        # The customer's next complaint registers, and the desk reads it back.
+        done = await register(api, complaint_body(customer={"id": customer["id"]}))
+        expect(await api.get(f"{COMPLAINTS}/{done['id']}"), 200)
+
     async def test_the_complaint_reads_back_with_its_first_audit_entry(self, api: Api) -> None:
         done = await register(api, complaint_body())
         complaint = expect(await api.get(f"{COMPLAINTS}/{done['id']}"), 200)
