@@ -35,6 +35,7 @@ from app.complaints import archive, export, service
 from app.complaints.archive import ArchiveConfig
 from app.complaints.lifecycle import ComplaintStatus
 from app.complaints.models import Complaint
+from app.complaints.reports import EARLIEST, LATEST
 from app.complaints.router import ComplaintId, Now, check, desk_time
 from app.db import Session
 from app.errors import InvalidInput
@@ -158,6 +159,21 @@ def chosen_format(given: export.ExportFormat | None, accept: str | None) -> expo
     return export.ExportFormat.csv if "text/csv" in wanted else export.ExportFormat.json
 
 
+def _within_reach(param: str, moment: datetime | None) -> None:
+    """A 422 naming ``param`` for a moment outside the reports' years (Python's extreme
+    datetimes cannot even be written in UTC)."""
+    if moment is None:
+        return
+    try:
+        if EARLIEST <= moment <= LATEST:
+            return
+    except OverflowError:
+        pass
+    raise InvalidInput(
+        f"{param}: must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}", field=param
+    )
+
+
 async def export_filters(
     status: ComplaintStatus | None = None,
     category: Annotated[str | None, Query(max_length=64)] = None,
@@ -165,13 +181,20 @@ async def export_filters(
     branch: Annotated[str | None, Query(max_length=100)] = None,
     text: Annotated[str | None, Query(max_length=200, description="words in the matter")] = None,
     since: Annotated[
-        AwareDatetime | None, Query(alias="from", description="registered at or after")
+        AwareDatetime | None,
+        Query(alias="from", description="registered at or after (1970-01-01 to 9000-01-01)"),
     ] = None,
     until: Annotated[
-        AwareDatetime | None, Query(alias="to", description="registered before")
+        AwareDatetime | None,
+        Query(alias="to", description="registered before (1970-01-01 to 9000-01-01)"),
     ] = None,
 ) -> export.ExportFilters:
-    """The list's filters and the registration period; ``to`` must come after ``from``."""
+    """The list's filters and the registration period; ``to`` must come after ``from``.
+    Each is checked here, before the export is put on record and its first byte sent: a
+    refusal found once the stream has begun could only cut the download short."""
+    service.search_words(text)
+    for param, moment in (("from", since), ("to", until)):
+        _within_reach(param, moment)
     if since is not None and until is not None and until <= since:
         raise InvalidInput("to must be later than from", field="to")
     return export.ExportFilters(status, category, assignee, branch, text, since, until)

@@ -251,6 +251,17 @@ def visible_to(principal: Principal) -> ColumnElement[bool]:
     return false()
 
 
+def search_words(text: str | None) -> list[str]:
+    """The words a ``text`` filter must all match (none for no text, or a blank one); a 422
+    naming ``text`` when it has words of no letter or digit."""
+    if not text or not text.strip():
+        return []
+    words = search_terms.query_terms(text)
+    if not words:
+        raise InvalidComplaint("text", "has no letter or digit to search for")
+    return words
+
+
 def _filtered(stmt: Any, filters: Filters) -> Any:
     if filters.status is not None:
         stmt = stmt.where(Complaint.status == filters.status.value)
@@ -264,10 +275,8 @@ def _filtered(stmt: Any, filters: Filters) -> Any:
         stmt = stmt.where(Complaint.id.in_(sorted(filters.only_ids)))
     if filters.not_ids:
         stmt = stmt.where(Complaint.id.not_in(sorted(filters.not_ids)))
-    if filters.text and filters.text.strip():
-        words = search_terms.query_terms(filters.text)
-        if not words:
-            raise InvalidComplaint("text", "has no letter or digit to search for")
+    words = search_words(filters.text)
+    if words:
         # Inline, not a parameter: a prepared statement's generic plan would estimate every
         # word alike, and walk the whole table in id order for a rare one.
         query = bindparam("text", search_terms.tsquery(words), Text, literal_execute=True)

@@ -187,6 +187,23 @@ class TestFilters:
         expect(naive, 422)
         expect(await api.get(EXPORT, params={"format": "xlsx"}), 422)
 
+    @pytest.mark.parametrize(
+        ("params", "field"),
+        [
+            ({"text": "!!!"}, "text"),
+            ({"from": "0001-01-01T00:00:00+05:00"}, "from"),
+            ({"to": "9999-12-31T23:59:59-05:00"}, "to"),
+            ({"from": "1969-12-31T23:59:59Z"}, "from"),
+        ],
+    )
+    async def test_a_filter_it_cannot_use_is_a_422_naming_it_before_anything_is_sent(
+        self, api: Api, engine: AsyncEngine, params: dict[str, str], field: str
+    ) -> None:
+        await register(api, complaint_body())
+        refused = expect(await api.get(EXPORT, params=params), 422)
+        assert [f["field"] for f in refused["fields"]] == [field]
+        assert await scalar(engine, "SELECT count(*) FROM complaint_exports") == 0
+
 
 class TestWhoMayExport:
     async def test_supervisors_their_site_admins_all_agents_none(self, api: Api) -> None:
