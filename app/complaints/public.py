@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.complaints import service
 from app.complaints.calendar import WorkCalendar
-from app.complaints.clocks import state
+from app.complaints.clocks import ClockKind, state
 from app.complaints.lifecycle import ComplaintEvent, ComplaintStatus
 from app.complaints.models import Complaint, ComplaintAudit, ComplaintClock, history_of, policy_of
 from app.complaints.notes import NOTE_ACTION, ComplaintNote, public_notes
@@ -201,12 +201,15 @@ async def status_of(
     clocks = await service.clocks_of(session, complaint.id)
     entries = await service.audit_entries(session, complaint.id)
     notes = await public_notes(session, complaint.id)
+    deadlines = [deadline(row, calendar, now) for row in clocks]
+    # The resolution clock's deadline as read now: a paused one's moves on with its pause.
+    due = next((d.due_at for d in deadlines if d.clock == ClockKind.RESOLUTION.value), None)
     found = PublicStatus(
         reference=complaint.reference,
         status=ComplaintStatus(complaint.status),
         registered_at=complaint.registered_at,
-        due_at=complaint.due_at,
-        deadlines=[deadline(row, calendar, now) for row in clocks],
+        due_at=complaint.due_at if due is None else due,
+        deadlines=deadlines,
         timeline=timeline(entries, notes),
     )
     found._complaint_id = complaint.id

@@ -43,7 +43,7 @@ from app.agents.dependencies import CurrentPrincipal, PersonOrChannel
 from app.agents.permissions import Principal
 from app.complaints import service, wallboard
 from app.complaints.calendar import WorkCalendar
-from app.complaints.clocks import state
+from app.complaints.clocks import ClockKind, state
 from app.complaints.exceptions import ComplaintNotFound, InvalidComplaint
 from app.complaints.lifecycle import ComplaintEvent, ComplaintStatus
 from app.complaints.models import (
@@ -172,7 +172,9 @@ def clock_out(row: ComplaintClock, calendar: WorkCalendar, now: datetime) -> Clo
     )
 
 
-def summary(complaint: Complaint) -> dict[str, Any]:
+def summary(complaint: Complaint, due: datetime | None = None) -> dict[str, Any]:
+    """The list's fields; ``due``: the resolution deadline read now, when the stored one
+    is behind it (a paused complaint's, ``service.paused_due``)."""
     return {
         "id": complaint.id,
         "reference": complaint.reference,
@@ -185,7 +187,7 @@ def summary(complaint: Complaint) -> dict[str, Any]:
         "escalation_level": complaint.escalation_level,
         "assignee_id": complaint.assignee_id,
         "registered_at": complaint.registered_at,
-        "due_at": complaint.due_at,
+        "due_at": complaint.due_at if due is None else due,
     }
 
 
@@ -233,8 +235,9 @@ def complaint_out(
     and the personal numbers in its texts, facts and timeline are masked."""
     text: Callable[[Any], Any] = (lambda value: value) if unmask else _masked
     contact = complaint.complainant_contact
+    due = next((c.due_at for c in clocks if c.kind == ClockKind.RESOLUTION.value), None)
     return ComplaintOut(
-        **summary(complaint),
+        **summary(complaint, due),
         complainant=Complainant(
             name=complaint.complainant_name,
             contact=contact if unmask else masked_contact(contact),
@@ -427,8 +430,9 @@ async def list_complaints(
         after_id=decode_id_cursor(cursor),
         limit=limit,
     )
+    due = await service.paused_due(session, found, desk.work_calendar(), now)
     return ComplaintPage(
-        items=[ComplaintSummary(**summary(c)) for c in found],
+        items=[ComplaintSummary(**summary(c, due.get(c.id))) for c in found],
         next_cursor=next_id_cursor([c.id for c in found], limit),
     )
 

@@ -202,7 +202,10 @@ class ComplaintSummary(BaseModel):
     escalation_level: str
     assignee_id: int | None
     registered_at: datetime
-    due_at: datetime | None
+    due_at: datetime | None = Field(
+        description="the resolution clock's deadline as read now: a paused clock's moves on "
+        "with the pause"
+    )
 
 
 class ComplaintOut(ComplaintSummary):

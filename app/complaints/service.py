@@ -95,6 +95,7 @@ from app.complaints.clocks import (
     ClockPolicy,
     ClockUnit,
     check_extension,
+    due_at,
     policy_for,
 )
 from app.complaints.events import ComplaintEventType, complaint_event
@@ -296,6 +297,27 @@ async def list_complaints(
     stmt = select(Complaint).where(visible_to(principal), Complaint.id > after_id)
     stmt = _filtered(stmt, filters).order_by(Complaint.id).limit(limit)
     return (await session.scalars(stmt)).all()
+
+
+def due_now(row: ComplaintClock, calendar: WorkCalendar, now: datetime) -> datetime:
+    """A clock's deadline read at ``now``: a paused clock's moves on with its pause, which
+    the stored ``due_at`` (as of the last move) does not."""
+    return due_at(policy_of(row), history_of(row), calendar, now=max(now, row.started_at))
+
+
+async def paused_due(
+    session: AsyncSession, complaints: Sequence[Complaint], calendar: WorkCalendar, now: datetime
+) -> dict[int, datetime]:
+    """The resolution deadline at ``now`` of each paused complaint of ``complaints``, by id
+    (the others' stored ``due_at`` is their deadline already)."""
+    paused = [c.id for c in complaints if c.status == ComplaintStatus.paused.value]
+    if not paused:
+        return {}
+    stmt = select(ComplaintClock).where(
+        ComplaintClock.complaint_id.in_(paused),
+        ComplaintClock.kind == ClockKind.RESOLUTION.value,
+    )
+    return {row.complaint_id: due_now(row, calendar, now) for row in await session.scalars(stmt)}
 
 
 async def agent_site(session: AsyncSession, agent_id: int | None) -> str | None:

@@ -3,8 +3,11 @@ wallboard reads the resolution clock (three days; at risk from 80 % of it)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from httpx import AsyncClient
+
+from tests.complaints.test_public import PHONE, lookup
 from tests.complaints.test_registration import (
     COMPLAINTS,
     START,
@@ -65,3 +68,32 @@ class TestDeadlineFilters:
         assert [f["field"] for f in refused["fields"]] == ["overdue"]
         refused = expect(await api.get(COMPLAINTS, params={"at_risk": "xyz"}), 422)
         assert [f["field"] for f in refused["fields"]] == ["at_risk"]
+
+
+class TestAPausedComplaintsDeadline:
+    async def test_moves_on_with_the_pause_in_the_list_the_case_and_the_customers_view(
+        self, api: Api, client: AsyncClient, clock: Clock
+    ) -> None:
+        agent = await api.agent()
+        done = await register(api, complaint_body())
+        cid = done["id"]
+        await move(api, cid, "assign", {"assignee": agent["id"]})
+        await move(api, cid, "start")
+        clock.now = START + 24 * HOUR
+        await move(api, cid, "pause", {"reason": "waiting_for_customer"})
+        # Paused two days on: the three days end two days later than they would have, and
+        # nothing says the complaint is late.
+        clock.now = START + 72 * HOUR
+        due = START + timedelta(days=5)
+        case = expect(await api.get(f"{COMPLAINTS}/{cid}"), 200)
+        [resolution] = [c for c in case["clocks"] if c["kind"] == "resolution"]
+        assert datetime.fromisoformat(resolution["due_at"]) == due
+        assert datetime.fromisoformat(case["due_at"]) == due
+        page = expect(await api.get(COMPLAINTS, params={"status": "paused"}), 200)
+        assert [datetime.fromisoformat(c["due_at"]) for c in page["items"]] == [due]
+        assert await listed(api, overdue="true") == []
+        found = expect(await lookup(client, done["reference"], PHONE), 200)
+        assert datetime.fromisoformat(found["due_at"]) == due
+        # Resumed, the deadline stays where the pause left it.
+        resumed = await move(api, cid, "resume")
+        assert datetime.fromisoformat(resumed["due_at"]) == due
