@@ -44,6 +44,7 @@ from app.complaints.approval_models import (
 from app.complaints.clocks import ClockKind
 from app.complaints.models import Complaint
 from app.complaints.router import ComplaintId, IdempotencyKey, Now, may_act, readable
+from app.complaints.schemas import PositiveMoney
 from app.db import Session
 from app.idempotency import run_once
 from app.openapi import errors, require_json_body
@@ -58,12 +59,10 @@ ApprovalId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the approval's
 
 class ApprovalCreate(StrictModel):
     kind: ApprovalKind
-    amount: Decimal | None = Field(
+    amount: PositiveMoney | None = Field(
         default=None,
-        gt=0,
-        max_digits=14,
-        decimal_places=2,
-        description="compensation: the most the resolution may grant",
+        description="compensation: the most the resolution may grant, in CNY, at most two "
+        "decimals (given back with two)",
     )
     currency: Literal["CNY"] | None = Field(default=None, description="compensation: CNY")
     clock: ClockKind | None = Field(

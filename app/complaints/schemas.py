@@ -24,7 +24,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, StringConstraints
 
 from app.complaints.clocks import ClockKind
 from app.complaints.lifecycle import EscalationLevel, ReviewOutcome
@@ -37,6 +37,18 @@ from app.schemas import Id, StrictModel
 def _text(max_length: int) -> Any:
     return StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length)
 
+
+def _cents(amount: Decimal) -> Decimal:
+    """An amount in CNY as the desk writes it, with two decimals: ``800``, ``8E+2`` and
+    ``800.0`` are all ``800.00``, in the answer, the facts and the audit trail alike."""
+    return amount.quantize(Decimal("0.01"))
+
+
+Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2), AfterValidator(_cents)]
+"""An amount of CNY: at most two decimals, given back with two."""
+PositiveMoney = Annotated[
+    Decimal, Field(gt=0, max_digits=14, decimal_places=2), AfterValidator(_cents)
+]
 
 Short = Annotated[str, _text(200)]
 Long = Annotated[str, _text(10_000)]
@@ -137,7 +149,9 @@ class TransitionFacts(StrictModel):
     root_cause: Long | None = None
     corrective_action: Long | None = None
     remedy: Long | None = None
-    compensation: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
+    compensation: Money | None = Field(
+        default=None, description="in CNY, at most two decimals (given back with two)"
+    )
     outcome: ReviewOutcome | None = None
     responsible_unit: Short | None = Field(
         default=None, description="the branch or unit whose act the complaint was about"

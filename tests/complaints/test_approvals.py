@@ -341,6 +341,18 @@ class TestCompensation:
             }
         ]
 
+    async def test_an_amount_however_written_is_answered_and_kept_with_two_decimals(
+        self, case: Case
+    ) -> None:
+        asked = await ask(case, {**COMPENSATION, "amount": 8e2})
+        [listed] = expect(await case.admin.get(case.url()), 200)["items"]
+        assert asked["amount"] == listed["amount"] == "800.00"
+        approved = expect(await case.boss.post(case.url(asked["id"], "approve")), 200)
+        resolved = await move(case.handler, case.id, "resolve", resolving("7.5E+2", approved["id"]))
+        assert resolved["facts"]["resolve"]["compensation"] == "750.00"
+        assert resolved["timeline"][-1]["data"]["facts"]["compensation"] == "750.00"
+        assert (await verified(case.admin, case.id))[-1] == "resolve"
+
     async def test_the_desk_sets_the_threshold(self, app: FastAPI, case: Case) -> None:
         app.state.complaint_desk = Desk(compensation_approval_above=Decimal("1000.00"))
         resolved = await move(case.handler, case.id, "resolve", resolving("800.00"))
