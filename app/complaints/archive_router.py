@@ -37,6 +37,7 @@ from app.complaints.lifecycle import ComplaintStatus
 from app.complaints.models import Complaint
 from app.complaints.reports import EARLIEST, LATEST
 from app.complaints.router import ComplaintId, Now, check, desk_time
+from app.complaints.schemas import NoNul
 from app.db import Session
 from app.errors import InvalidInput
 from app.openapi import errors, require_json_body
@@ -176,10 +177,12 @@ def _within_reach(param: str, moment: datetime | None) -> None:
 
 async def export_filters(
     status: ComplaintStatus | None = None,
-    category: Annotated[str | None, Query(max_length=64)] = None,
+    category: Annotated[str | None, Query(max_length=64), NoNul] = None,
     assignee: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
-    branch: Annotated[str | None, Query(max_length=100)] = None,
-    text: Annotated[str | None, Query(max_length=200, description="words in the matter")] = None,
+    branch: Annotated[str | None, Query(max_length=100), NoNul] = None,
+    text: Annotated[
+        str | None, Query(max_length=200, description="words in the matter"), NoNul
+    ] = None,
     since: Annotated[
         AwareDatetime | None,
         Query(alias="from", description="registered at or after (1970-01-01 to 9000-01-01)"),

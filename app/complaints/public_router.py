@@ -38,6 +38,7 @@ from app.accesslog import AccessLogEntry, AccessOutcome
 from app.agents.router import client_address
 from app.complaints import public
 from app.complaints.router import CurrentDesk, Now
+from app.complaints.schemas import NoNul
 from app.customers.identity import InvalidPhone
 from app.db import Session, unit_of_work
 from app.errors import InvalidInput, NotFound
@@ -133,7 +134,7 @@ async def answered(
 
 
 Reference = Annotated[
-    str, Path(min_length=1, max_length=64, description="the reference, C-YYYYMMDD-NNNNNN")
+    str, Path(min_length=1, max_length=64, description="the reference, C-YYYYMMDD-NNNNNN"), NoNul
 ]
 Phone = Annotated[
     str,

@@ -63,6 +63,7 @@ from app.complaints.schemas import (
     ComplaintPage,
     ComplaintSummary,
     Matter,
+    NoNul,
     Registered,
     TransitionFacts,
     contact_problem,
@@ -397,10 +398,12 @@ async def list_complaints(
     session: Session,
     principal: CurrentPrincipal,
     status: ComplaintStatus | None = None,
-    category: Annotated[str | None, Query(max_length=64)] = None,
+    category: Annotated[str | None, Query(max_length=64), NoNul] = None,
     assignee: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
-    branch: Annotated[str | None, Query(max_length=100)] = None,
-    text: Annotated[str | None, Query(max_length=200, description="words in the matter")] = None,
+    branch: Annotated[str | None, Query(max_length=100), NoNul] = None,
+    text: Annotated[
+        str | None, Query(max_length=200, description="words in the matter"), NoNul
+    ] = None,
     overdue: Annotated[
         bool | None,
         Query(description="true: open with the resolution clock past its deadline; false: not"),

@@ -25,6 +25,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, StringConstraints
+from pydantic_core import PydanticCustomError
 
 from app.complaints.clocks import ClockKind
 from app.complaints.lifecycle import EscalationLevel, ReviewOutcome
@@ -49,6 +50,19 @@ Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2), AfterVa
 PositiveMoney = Annotated[
     Decimal, Field(gt=0, max_digits=14, decimal_places=2), AfterValidator(_cents)
 ]
+
+
+def _without_nul(value: str | None) -> str | None:
+    if value is not None and "\x00" in value:
+        raise PydanticCustomError(
+            "string_nul", "Input should not contain the NUL character (\\u0000)"
+        )
+    return value
+
+
+NoNul = AfterValidator(_without_nul)
+"""For a text query or path parameter: a NUL, which no stored text holds, is a 422 naming
+the parameter, as in a body (``StrictModel``), never a database error."""
 
 Short = Annotated[str, _text(200)]
 Long = Annotated[str, _text(10_000)]

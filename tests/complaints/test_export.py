@@ -194,6 +194,8 @@ class TestFilters:
             ({"from": "0001-01-01T00:00:00+05:00"}, "from"),
             ({"to": "9999-12-31T23:59:59-05:00"}, "to"),
             ({"from": "1969-12-31T23:59:59Z"}, "from"),
+            ({"branch": "Pudong\x00"}, "branch"),
+            ({"category": "\x00"}, "category"),
         ],
     )
     async def test_a_filter_it_cannot_use_is_a_422_naming_it_before_anything_is_sent(

@@ -70,6 +70,10 @@ class TestWhatTheCustomerSees:
             ("registered", "registered")
         ]
 
+    async def test_a_reference_with_a_nul_is_a_422_naming_it(self, client: AsyncClient) -> None:
+        body = expect(await lookup(client, "C-20261202-%00", PHONE), 422)
+        assert [f["field"] for f in body["fields"]] == ["reference"]
+
     async def test_never_internal_notes_names_assignees_or_internal_reasons(
         self, api: Api, client: AsyncClient
     ) -> None:

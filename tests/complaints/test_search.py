@@ -198,6 +198,16 @@ class TestTextFilter:
         assert len(await found(api, "   ")) == 2, "a blank filter filters nothing"
 
 
+class TestAFilterWithANul:
+    @pytest.mark.parametrize("name", ["text", "branch", "category"])
+    async def test_is_a_422_naming_it(self, api: Api, name: str) -> None:
+        await register(api, complaint_body())
+        body = expect(await api.get(COMPLAINTS, params={name: "Pudong\x00"}), 422)
+        assert body["fields"] == [
+            {"field": name, "message": "Input should not contain the NUL character (\\u0000)"}
+        ]
+
+
 class TestFillingExistingRows:
     async def test_the_migration_fills_the_vector_of_complaints_written_before_it(
         self, api: Api, engine: AsyncEngine, two: tuple[int, int]
