@@ -36,7 +36,7 @@ from app.complaints.archive import ArchiveConfig
 from app.complaints.lifecycle import ComplaintStatus
 from app.complaints.models import Complaint
 from app.complaints.reports import EARLIEST, LATEST
-from app.complaints.router import ComplaintId, Now, check, desk_time
+from app.complaints.router import ComplaintId, CurrentDesk, Now, check, desk_time
 from app.complaints.schemas import NoNul
 from app.db import Session
 from app.errors import InvalidInput
@@ -217,6 +217,7 @@ async def export_complaints(
     session: Session,
     principal: CurrentPrincipal,
     now: Now,
+    desk: CurrentDesk,
     filters: Annotated[export.ExportFilters, Depends(export_filters)],
     format_: Annotated[
         export.ExportFormat | None,
@@ -232,7 +233,9 @@ async def export_complaints(
     made = await export.start(
         session, principal=principal, filters=filters, format_=chosen, now=now
     )
-    job = export.Export(made.id, principal, filters, chosen, lambda: desk_time(request))
+    job = export.Export(
+        made.id, principal, filters, chosen, lambda: desk_time(request), desk.work_calendar()
+    )
     return StreamingResponse(
         export.stream(request.app.state.sessionmaker, job),
         media_type=CSV_TYPE if chosen is export.ExportFormat.csv else JSON_TYPE,

@@ -60,6 +60,7 @@ from sqlalchemy.orm import Mapped, mapped_column, with_expression
 from app.accesslog import Access, AccessKind, AccessOutcome, record_access
 from app.agents.permissions import Principal
 from app.complaints import service
+from app.complaints.calendar import WorkCalendar
 from app.complaints.lifecycle import ComplaintStatus
 from app.complaints.models import Complaint, iso
 from app.customers.models import Customer
@@ -160,9 +161,11 @@ COLUMNS: Final[tuple[tuple[str, Callable[[Complaint], Any]], ...]] = (
 HEADER: Final = tuple(name for name, _ in COLUMNS)
 
 
-def record_of(complaint: Complaint) -> dict[str, Any]:
-    """A complaint as an export row (JSON values)."""
-    return {name: value(complaint) for name, value in COLUMNS}
+def record_of(complaint: Complaint, due: datetime | None = None) -> dict[str, Any]:
+    """A complaint as an export row (JSON values); ``due``: its resolution deadline read at
+    the export, when the stored one is behind it (a paused complaint's)."""
+    record = {name: value(complaint) for name, value in COLUMNS}
+    return record if due is None else {**record, "due_at": iso(due)}
 
 
 def neutralise(cell: str) -> str:
@@ -282,11 +285,20 @@ class Export:
     filters: ExportFilters
     format: ExportFormat
     clock: Callable[[], datetime]
+    calendar: WorkCalendar
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Complaints read together, with the resolution deadline of the paused ones, by id."""
+
+    complaints: Sequence[Complaint]
+    due: dict[int, datetime]
 
 
 async def _pages(
     sessionmaker: async_sessionmaker[AsyncSession], export: Export
-) -> AsyncIterator[Sequence[Complaint]]:
+) -> AsyncIterator[Page]:
     after_id, size = 0, PAGE
     while True:
         async with sessionmaker() as session, session.begin():
@@ -297,8 +309,9 @@ async def _pages(
                 after_id=after_id,
                 limit=size,
             )
+            due = await service.paused_due(session, found, export.calendar, export.clock())
         if found:
-            yield found
+            yield Page(found, due)
         if len(found) < size:
             return
         after_id = found[-1].id
@@ -317,10 +330,11 @@ def _head(export: Export) -> str:
     return BOM + csv_lines([HEADER]) if export.format is ExportFormat.csv else json_head(export)
 
 
-def _encoded(export: Export, found: Sequence[Complaint], *, first: bool) -> str:
+def _encoded(export: Export, found: Page, *, first: bool) -> str:
+    records = [record_of(c, found.due.get(c.id)) for c in found.complaints]
     if export.format is ExportFormat.csv:
-        return csv_lines([[value(c) for _, value in COLUMNS] for c in found])
-    return json_items([record_of(c) for c in found], first=first)
+        return csv_lines([[record[name] for name in HEADER] for record in records])
+    return json_items(records, first=first)
 
 
 async def stream(
@@ -332,7 +346,7 @@ async def stream(
         yield _head(export).encode()
         async for found in _pages(sessionmaker, export):
             yield _encoded(export, found, first=sent == 0).encode()
-            sent += len(found)
+            sent += len(found.complaints)
         if export.format is ExportFormat.json:
             yield b"\n]}\n"
         finished_at = export.clock()

@@ -3,6 +3,7 @@ wallboard reads the resolution clock (three days; at risk from 80 % of it)."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 from httpx import AsyncClient
@@ -71,7 +72,7 @@ class TestDeadlineFilters:
 
 
 class TestAPausedComplaintsDeadline:
-    async def test_moves_on_with_the_pause_in_the_list_the_case_and_the_customers_view(
+    async def test_moves_on_with_the_pause_in_the_list_the_case_the_lookup_and_the_export(
         self, api: Api, client: AsyncClient, clock: Clock
     ) -> None:
         agent = await api.agent()
@@ -94,6 +95,10 @@ class TestAPausedComplaintsDeadline:
         assert await listed(api, overdue="true") == []
         found = expect(await lookup(client, done["reference"], PHONE), 200)
         assert datetime.fromisoformat(found["due_at"]) == due
+        exported = await api.get(f"{COMPLAINTS}/export", params={"format": "json"})
+        assert exported.status_code == 200, exported.text
+        [row] = json.loads(exported.content)["complaints"]
+        assert datetime.fromisoformat(row["due_at"]) == due
         # Resumed, the deadline stays where the pause left it.
         resumed = await move(api, cid, "resume")
         assert datetime.fromisoformat(resumed["due_at"]) == due
