@@ -192,6 +192,12 @@ def summary(complaint: Complaint, due: datetime | None = None) -> dict[str, Any]
     }
 
 
+def resolution_due(clocks: list[ClockOut], stored: datetime | None) -> datetime | None:
+    """The resolution clock's deadline as ``clocks`` read it (a paused one's moves on with
+    the pause); ``stored`` when the complaint runs none."""
+    return next((c.due_at for c in clocks if c.kind == ClockKind.RESOLUTION.value), stored)
+
+
 def unmasked(principal: Principal) -> bool:
     """Whether ``principal`` sees customers' numbers in full (``customers unmask``)."""
     return allows(principal, Resource.customers, Action.unmask)
@@ -236,9 +242,8 @@ def complaint_out(
     and the personal numbers in its texts, facts and timeline are masked."""
     text: Callable[[Any], Any] = (lambda value: value) if unmask else _masked
     contact = complaint.complainant_contact
-    due = next((c.due_at for c in clocks if c.kind == ClockKind.RESOLUTION.value), None)
     return ComplaintOut(
-        **summary(complaint, due),
+        **summary(complaint, resolution_due(clocks, complaint.due_at)),
         complainant=Complainant(
             name=complaint.complainant_name,
             contact=contact if unmask else masked_contact(contact),
@@ -321,12 +326,13 @@ async def register_complaint(
     calendar = desk.work_calendar()
 
     def answer(done: service.Registration) -> tuple[int, Any]:
+        clocks = [clock_out(r, calendar, now) for r in done.clocks]
         registered = Registered(
             id=done.complaint.id,
             reference=done.complaint.reference,
             status=done.complaint.status,
-            due_at=done.complaint.due_at,
-            clocks=[clock_out(r, calendar, now) for r in done.clocks],
+            due_at=resolution_due(clocks, done.complaint.due_at),
+            clocks=clocks,
             linked=done.linked,
         )
         return (200 if done.linked else 201), registered.model_dump(mode="json")

@@ -72,11 +72,12 @@ class TestDeadlineFilters:
 
 
 class TestAPausedComplaintsDeadline:
-    async def test_moves_on_with_the_pause_in_the_list_the_case_the_lookup_and_the_export(
+    async def test_moves_on_with_the_pause_wherever_the_complaint_is_read(
         self, api: Api, client: AsyncClient, clock: Clock
     ) -> None:
         agent = await api.agent()
-        done = await register(api, complaint_body())
+        body = complaint_body(customer={"id": (await api.customer())["id"]})
+        done = await register(api, body)
         cid = done["id"]
         await move(api, cid, "assign", {"assignee": agent["id"]})
         await move(api, cid, "start")
@@ -99,6 +100,9 @@ class TestAPausedComplaintsDeadline:
         assert exported.status_code == 200, exported.text
         [row] = json.loads(exported.content)["complaints"]
         assert datetime.fromisoformat(row["due_at"]) == due
+        again = await register(api, {**body, "channel": "web"}, status=200)
+        assert (again["id"], again["linked"]) == (cid, True)
+        assert datetime.fromisoformat(again["due_at"]) == due
         # Resumed, the deadline stays where the pause left it.
         resumed = await move(api, cid, "resume")
         assert datetime.fromisoformat(resumed["due_at"]) == due
