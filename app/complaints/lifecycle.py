@@ -67,11 +67,12 @@ stands; a paused complaint stays paused, so reassigning never resumes a clock by
 **Withdraw and reject** are open while the complaint is being handled (``registered`` to
 ``paused``), not after it is resolved: by then the customer confirms, stays silent (``close``)
 or asks to reopen. A rejection needs a reason, which the customer is told. Neither is a dead
-end: within the reopen window (the service's setting) ``reopen`` brings the *same record*
-back to ``registered``, so a disputed rejection never becomes a second record raised through
-another channel (the Taobao failure).
+end: until it is archived (by hand, or by the sweep ``HOTLINE_COMPLAINT_ARCHIVE_AFTER_DAYS``
+after it finished) ``reopen`` brings the *same record* back to ``registered``, so a disputed
+rejection never becomes a second record raised through another channel (the Taobao
+failure). There is no other reopen window.
 
-**Reopen and review are different things.** ``reopen`` (within its window) sends a resolved,
+**Reopen and review are different things.** ``reopen`` (until archived) sends a resolved,
 confirmed or closed complaint back to ``in_progress``: the same record and the same handler,
 with the clock policy the service configures. ``request_review`` asks, after closure, for a
 second look at the decision: ``under_review`` has its own clock (the service starts it), can
@@ -162,7 +163,7 @@ class ComplaintEvent(StrEnum):
     ARCHIVE = "archive"  # read-only from now on
     WITHDRAW = "withdraw"  # the complainant withdraws the complaint
     REJECT = "reject"  # not a complaint; the customer is told why
-    REOPEN = "reopen"  # the same record is handled again, within the window
+    REOPEN = "reopen"  # the same record is handled again, until it is archived
     REQUEST_REVIEW = "request_review"  # a second look at the decision after closure
     CONCLUDE_REVIEW = "conclude_review"  # the review's outcome
 
