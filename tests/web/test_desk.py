@@ -7,16 +7,19 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
 from playwright.async_api import FilePayload, Page, Request, Route, expect
 
 from app.agents.access import POLICY
 from app.complaints import lifecycle
 from app.complaints.classifier import CATEGORIES, CONCEPT_NAMES, CUE_NAMES
-from tests.complaints.test_registration import complaint_body, register
-from tests.complaints.test_transitions import move
+from tests.complaints.test_registration import Clock, complaint_body, register
+from tests.complaints.test_transitions import RESOLUTION, move
+from tests.fixtures.desk_clock import freeze_desk
 from tests.fixtures.factories import Api
 from tests.fixtures.factories import expect as expect_status
 from tests.web.conftest import STATIC, NewPage, axe_violations, open_signed_in
@@ -443,6 +446,33 @@ class TestList:
         await page.go_back()
         await expect(rows).to_have_count(1)
         assert first["reference"] not in await page.locator("#complaints").inner_text()
+
+    async def test_overdue_is_said_only_while_the_resolution_clock_counts(
+        self, app: FastAPI, api: Api, new_page: NewPage
+    ) -> None:
+        # Registered five days ago: both deadlines have passed; one was resolved before its
+        # deadline and waits for the customer, the other is still being worked on.
+        started = datetime.now(UTC).replace(microsecond=0) - timedelta(days=5)
+        clock = Clock(started)
+        freeze_desk(app, clock)
+        boss = await api.supervisor()
+        late = await register(api, complaint_body())
+        elsewhere = {**complaint_body()["matter"], "branch": "Jing'an"}
+        done = await register(api, complaint_body(matter=elsewhere))
+        for case in (late, done):
+            await move(api, case["id"], "assign", {"assignee": boss["id"]})
+            await move(api, case["id"], "start")
+        clock.advance(timedelta(days=1))
+        await move(api, done["id"], "resolve", RESOLUTION)
+        page = await desk_of(new_page, boss)
+        rows = page.locator("#complaints tbody tr")
+        await expect(rows).to_have_count(2)
+        overdue = page.locator("#complaints tbody tr .badge.danger")
+        await expect(overdue).to_have_count(1)
+        reference = late["reference"]
+        await expect(
+            page.locator(f'#complaints tr[data-reference="{reference}"] .badge.danger')
+        ).to_have_text("overdue")
 
     async def test_a_category_is_chosen_by_its_name_and_the_address_keeps_its_code(
         self, api: Api, new_page: NewPage
