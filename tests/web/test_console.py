@@ -11,7 +11,7 @@ from typing import Any
 from playwright.async_api import Locator, Page, Route, expect
 
 from tests.complaints.test_registration import complaint_body, register
-from tests.complaints.test_transitions import move
+from tests.complaints.test_transitions import RESOLUTION, move
 from tests.fixtures.factories import Api
 from tests.fixtures.factories import expect as expect_status
 from tests.routing.acd import contact, offer_for, queue
@@ -395,6 +395,24 @@ class TestComplaints:
         await expect(row.locator(".deadline")).to_contain_text("left")
         await page.locator("#language").click()
         await expect(row).to_contain_text("支付扣款")
+
+    async def test_a_case_under_review_shows_its_resolution_clock_stopped(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        # Resolved in time and then under review: the resolution deadline no longer counts
+        # down (the review has a clock of its own), as the desk's overdue filter has it.
+        agent = await api.agent()
+        reviewed = await assigned_complaint(api, agent["id"], matter=_matter("Pudong"))
+        for verb, body in (("start", None), ("resolve", RESOLUTION), ("confirm", None)):
+            await move(api, reviewed["id"], verb, body)
+        await move(api, reviewed["id"], "request_review", {"reason": "客户不认可处理结果"})
+        working = await assigned_complaint(api, agent["id"], matter=_matter("Minhang"))
+        page = await console_of(new_page, agent)
+        row = page.locator(f'#cases-body tr[data-complaint-id="{reviewed["id"]}"]')
+        await expect(row.locator(".deadline")).to_have_attribute("data-deadline", "stopped")
+        await expect(row.locator(".deadline")).to_contain_text("Clock stopped")
+        other = page.locator(f'#cases-body tr[data-complaint-id="{working["id"]}"]')
+        await expect(other.locator(".deadline")).to_have_attribute("data-deadline", "ok")
 
     async def test_the_contact_card_shows_the_customers_open_complaints_with_deadlines(
         self, api: Api, new_page: NewPage

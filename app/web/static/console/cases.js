@@ -26,7 +26,9 @@ export const OPEN_COMPLAINT = new Set([
   "resolved",
   "under_review",
 ]);
-const RUNNING = new Set(["registered", "classified", "assigned", "in_progress", "under_review"]);
+// Where the resolution deadline counts down: resolve stops its clock (a review that follows
+// has a clock of its own), a pause holds it ("paused").
+const RUNNING = new Set(["registered", "classified", "assigned", "in_progress"]);
 const AT_RISK = 0.8;
 const BACKSTOP_MS = 300000;
 const TICK_MS = 30000; // the time left, drawn again from what was read
