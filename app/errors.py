@@ -223,6 +223,15 @@ def out_of_range_parameters(request: Request) -> list[str]:
     return [name for name, value in values if _is_out_of_range_integer(value)]
 
 
+NUL_MESSAGE = "Input should not contain the NUL character (\\u0000)"
+
+
+def nul_parameters(request: Request) -> list[str]:
+    """Path and query parameters holding a NUL character, which no text column can store."""
+    values = [*request.path_params.items(), *request.query_params.multi_items()]
+    return list(dict.fromkeys(name for name, value in values if "\x00" in value))
+
+
 def _is_out_of_range_integer(value: str) -> bool:
     digits = value.strip().removeprefix("-").removeprefix("+")
     if not (digits.isascii() and digits.isdigit()):
@@ -279,6 +288,10 @@ def _refused(request: Request, exc: Exception) -> JSONResponse:
     if named:
         too_large = "Input should be a whole number that fits in 64 bits"
         return JSONResponse(fields_body([{"field": n, "message": too_large} for n in named]), 422)
+    holding_nul = nul_parameters(request)
+    if holding_nul:
+        fields = [{"field": n, "message": NUL_MESSAGE} for n in holding_nul]
+        return JSONResponse(fields_body(fields), 422)
     body = {
         "error": "InvalidInput",
         "detail": f"a value in the request cannot be stored: {message}",

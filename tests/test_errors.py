@@ -217,9 +217,12 @@ class TestValidationErrorBody:
         assert body["error"] == "InvalidInput"
         assert "cannot be stored" in body["detail"]
 
-    async def test_site_query_with_a_nul_character_is_a_422(self, api: Api) -> None:
-        response = await api.get(AGENTS, params={"site": "a\x00b"})
+    async def test_site_query_with_a_nul_character_is_a_422_naming_it(self, api: Api) -> None:
+        response = await api.get(AGENTS, params={"site": "a\x00b", "role": "agent"})
         assert response.status_code == 422, response.text
+        assert [(e["field"], "NUL" in e["message"]) for e in response.json()["fields"]] == [
+            ("site", True)
+        ]
 
     async def test_unknown_route_is_a_404_error_body(self, api: Api) -> None:
         body = expect(await api.get("/api/v1/nowhere"), 404)
