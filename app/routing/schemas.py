@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
 from app.channels import Channel
-from app.customers.schemas import Language
+from app.customers.schemas import Language, not_null
 from app.routing.scoring import Strategy
 from app.schemas import NAME_OR_ID, Id, StrictModel
 
@@ -45,6 +45,12 @@ class ServiceLevel(StrictModel):
     short_abandon_s: float = Field(default=5, ge=0, le=600)
 
 
+def _unique_channels(channels: list[Channel] | None) -> list[Channel] | None:
+    if channels is not None and len(set(channels)) != len(channels):
+        raise ValueError("a channel is listed more than once")
+    return channels
+
+
 def _check_steps(steps: list[StepIn] | None) -> None:
     if not steps:
         return
@@ -69,11 +75,11 @@ class QueueCreate(StrictModel):
     max_length: int | None = Field(default=None, ge=1, le=1_000_000)
     overflow_queue: QueueName | None = None
 
+    _unique_channels = field_validator("channels")(_unique_channels)
+
     @model_validator(mode="after")
     def _valid(self) -> Self:
         _check_steps(self.steps)
-        if len(set(self.channels)) != len(self.channels):
-            raise ValueError("channels: a channel is listed more than once")
         return self
 
 
@@ -90,7 +96,23 @@ class QueueUpdate(StrictModel):
     max_no_answer: int | None = Field(default=None, ge=0, le=100)
     max_wait_s: float | None = Field(default=None, gt=0, le=86_400)
     max_length: int | None = Field(default=None, ge=1, le=1_000_000)
-    overflow_queue: QueueName | None = None
+    overflow_queue: QueueName | None = Field(default=None, description="null: none")
+
+    _unique_channels = field_validator("channels")(_unique_channels)
+    # Only the description, the max wait, the max length and the overflow queue may be
+    # cleared; null for any other field is a 422 naming it, never a failed write.
+    _no_nulls = field_validator(
+        "channels",
+        "strategy",
+        "steps",
+        "service_level",
+        "ring_timeout_s",
+        "wrap_up_s",
+        "reject_delay_s",
+        "no_answer_delay_s",
+        "max_no_answer",
+        mode="before",
+    )(not_null)
 
     @model_validator(mode="after")
     def _valid(self) -> Self:

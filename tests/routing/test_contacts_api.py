@@ -168,6 +168,68 @@ class TestQueueRefusals:
         assert "ghost_skill" in body["detail"]
         expect(await api.get("/api/v1/queues/ghostly"), 404)
 
+    @pytest.mark.parametrize(
+        "field",
+        [
+            "channels",
+            "strategy",
+            "steps",
+            "service_level",
+            "ring_timeout_s",
+            "wrap_up_s",
+            "reject_delay_s",
+            "no_answer_delay_s",
+            "max_no_answer",
+        ],
+    )
+    async def test_clearing_a_rule_a_queue_cannot_lack_is_422_naming_it(
+        self, api: Api, engine: AsyncEngine, field: str
+    ) -> None:
+        q = await queue(api)
+        before = await snapshot(engine)
+
+        response = await api.patch(f"/api/v1/queues/{q['id']}", {field: None})
+
+        body = await refused(engine, before, response, 422)
+        assert [f["field"] for f in body["fields"]] == [field]
+        assert expect(await api.get(f"/api/v1/queues/{q['id']}"), 200) == q
+
+    async def test_clearing_what_a_queue_may_lack_is_taken(self, api: Api) -> None:
+        spill = await queue(api)
+        q = await queue(
+            api, description="x", max_wait_s=60, max_length=5, overflow_queue=spill["name"]
+        )
+        cleared = {"description": None, "max_wait_s": None, "max_length": None}
+
+        changed = expect(
+            await api.patch(f"/api/v1/queues/{q['id']}", {**cleared, "overflow_queue": None}),
+            200,
+        )
+
+        assert {k: changed[k] for k in cleared} == cleared
+        assert changed["overflow_queue"] is None
+
+    @pytest.mark.parametrize("method", ["post", "patch"])
+    async def test_a_channel_listed_twice_is_422_naming_channels(
+        self, api: Api, engine: AsyncEngine, method: str
+    ) -> None:
+        q = await queue(api)
+        before = await snapshot(engine)
+        twice = {"channels": ["chat", "voice", "chat"]}
+
+        if method == "post":
+            response = await api.post("/api/v1/queues", {"name": "twice", **twice})
+        else:
+            response = await api.patch(f"/api/v1/queues/{q['id']}", twice)
+
+        body = await refused(engine, before, response, 422)
+        assert [f["field"] for f in body["fields"]] == ["channels"]
+        assert "more than once" in body["detail"]
+        assert expect(await api.get(f"/api/v1/queues/{q['id']}"), 200)["channels"] == [
+            "chat",
+            "voice",
+        ]
+
 
 class TestOfferRefusals:
     async def test_accepting_someone_elses_offer_is_403(
