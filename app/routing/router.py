@@ -136,7 +136,11 @@ async def get_queue(queue_ref: str, session: Session, principal: CurrentPrincipa
 async def update_queue(
     queue_ref: str, body: QueueUpdate, session: Session, principal: CurrentPrincipal
 ) -> QueueOut:
-    """Change a queue; contacts already waiting are routed by the new rules from now on."""
+    """Change a queue; contacts already waiting are routed by the new rules from now on.
+
+    A new `max_wait_s` applies to them too: each leaves (to the overflow queue, or ended) at
+    its arrival in the queue plus the new max wait, at once if that has passed; `null` lets
+    them wait."""
     require(principal, Resource.queues, Action.update)
     queue = await service.get_queue_or_raise(session, _ref(queue_ref))
     queue = await service.update_queue(session, queue, changes=body, actor=principal.actor)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, String, cast, delete, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.agents import service as agents
@@ -23,7 +24,7 @@ from app.errors import InvalidInput
 from app.events.log import record
 from app.routing import estimate, scoring
 from app.routing.contact_states import WAITING, ContactStatus
-from app.routing.contacts import lock_contact
+from app.routing.contacts import MAX_WAIT, lock_contact
 from app.routing.events import QueueEventType
 from app.routing.exceptions import (
     ContactNotFound,
@@ -32,6 +33,8 @@ from app.routing.exceptions import (
 )
 from app.routing.models import Contact, Offer, OfferStatus, Queue
 from app.routing.schemas import OfferOut, QueueCreate, QueueLive, QueueUpdate, ServiceLevel
+from app.timers import service as timers
+from app.timers.models import Timer
 
 # --- queues -------------------------------------------------------------------------------
 
@@ -117,6 +120,8 @@ async def update_queue(
     fields = changes.model_dump(mode="json", exclude_unset=True)
     await _apply_fields(session, queue, dict(fields))
     await session.flush()
+    if "max_wait_s" in fields:
+        await _follow_max_wait(session, queue)
     if fields:
         record(
             session,
@@ -128,6 +133,23 @@ async def update_queue(
         )
     await session.refresh(queue)
     return queue
+
+
+async def _follow_max_wait(session: AsyncSession, queue: Queue) -> None:
+    """The contacts already waiting in the queue leave by its new max wait, counted from
+    their arrival in it as a new contact's is (at once if that has passed); with none, they
+    wait on."""
+    waiting = select(Contact.id, Contact.routing_started_at).where(
+        Contact.queue_id == queue.id, Contact.status.in_(sorted(WAITING))
+    )
+    if queue.max_wait_s is None:
+        ids = select(cast(waiting.subquery().c.id, String))
+        await session.execute(delete(Timer).where(Timer.kind == MAX_WAIT, Timer.subject.in_(ids)))
+        return
+    limit = timedelta(seconds=queue.max_wait_s)
+    rows = (await session.execute(waiting)).all()
+    due = [(row.id, row.routing_started_at + limit) for row in rows]
+    await timers.schedule_many(session, kind=MAX_WAIT, due=due)
 
 
 async def queue_names(session: AsyncSession, ids: set[int]) -> dict[int, str]:

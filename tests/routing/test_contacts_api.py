@@ -457,6 +457,36 @@ class TestQueueLimits:
         assert successor["deadline_at"] == original["deadline_at"]
         assert successor["transferred_from"] == created["id"]
 
+    @pytest.mark.parametrize("before", [None, 3600])
+    async def test_a_max_wait_set_or_shortened_times_out_the_contacts_already_waiting(
+        self, api: Api, before: float | None
+    ) -> None:
+        q = await queue(api, max_wait_s=before)
+        waiting = await contact(api, q["name"])
+
+        expect(await api.patch(f"/api/v1/queues/{q['id']}", {"max_wait_s": 0.3}), 200)
+
+        async def timed_out() -> dict[str, Any] | None:
+            shown = expect(await api.get(f"/api/v1/contacts/{waiting['id']}"), 200)
+            return shown if shown["status"] == "timed_out" else None
+
+        ended = await eventually(timed_out, what="the new max wait")
+        assert ended["transferred_to"] is None
+
+    async def test_a_max_wait_cleared_lets_the_contacts_already_waiting_wait(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        q = await queue(api, max_wait_s=3600)
+        waiting = await contact(api, q["name"])
+        timers = "SELECT count(*) FROM timers WHERE kind = 'contact.max_wait' AND subject = :id"
+        assert await value(engine, timers, id=str(waiting["id"])) == 1
+
+        expect(await api.patch(f"/api/v1/queues/{q['id']}", {"max_wait_s": None}), 200)
+
+        assert await value(engine, timers, id=str(waiting["id"])) == 0
+        shown = expect(await api.get(f"/api/v1/contacts/{waiting['id']}"), 200)
+        assert shown["status"] == "queued"
+
 
 class TestCallerIdentification:
     @pytest.mark.parametrize(
