@@ -168,8 +168,13 @@ class SkillReq:
 
 
 def skill_reqs(stored: Iterable[Mapping[str, Any]]) -> tuple[SkillReq, ...]:
-    """Skills as stored (JSON: ``[{"skill": ..., "min_level": ...}]``), in their order."""
-    return tuple(SkillReq(skill=s["skill"], min_level=s["min_level"]) for s in stored)
+    """Skills as stored (JSON: ``[{"skill": ..., "min_level": ...}]``), in their order.
+
+    A skill stored without its level (a queue's steps changed before they were stored
+    whole) counts at the schemas' default, the lowest level."""
+    return tuple(
+        SkillReq(skill=s["skill"], min_level=s.get("min_level", MIN_LEVEL)) for s in stored
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,7 +117,10 @@ async def create_queue(session: AsyncSession, *, data: QueueCreate, actor: str) 
 async def update_queue(
     session: AsyncSession, queue: Queue, *, changes: QueueUpdate, actor: str
 ) -> Queue:
-    fields = changes.model_dump(mode="json", exclude_unset=True)
+    # Only the fields the request names, each stored whole: a step's skill or expiry left
+    # out takes its default, as on create (``exclude_unset`` would drop it inside them too).
+    given = changes.model_dump(mode="json")
+    fields = {name: given[name] for name in changes.model_fields_set}
     await _apply_fields(session, queue, dict(fields))
     await session.flush()
     if "max_wait_s" in fields:

@@ -6,10 +6,12 @@ contact, its offers, the agents' work and the event log are exactly as before.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fixtures.factories import Api, expect
@@ -229,6 +231,52 @@ class TestQueueRefusals:
             "chat",
             "voice",
         ]
+
+
+class TestQueueChanges:
+    async def test_steps_changed_with_defaults_left_out_are_stored_whole_and_route(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        skill = await api.skill()
+        q = await queue(api)
+        first = {"skills": [{"skill": skill["name"]}], "expires_after_s": 30}
+        last = {"skills": [{"skill": skill["name"], "min_level": 2}]}
+
+        changed = expect(
+            await api.patch(f"/api/v1/queues/{q['id']}", {"steps": [first, last]}), 200
+        )
+
+        whole = [
+            {"skills": [{"skill": skill["name"], "min_level": 1}], "expires_after_s": 30.0},
+            {"skills": [{"skill": skill["name"], "min_level": 2}], "expires_after_s": None},
+        ]
+        assert changed["steps"] == whole
+        stored = await value(engine, "SELECT steps FROM queues WHERE id = :id", id=q["id"])
+        assert stored == whole
+        console = await available_agent(api, skills=[{"skill": skill["name"], "level": 1}])
+        created = await contact(api, q["name"])
+        offer = await offer_for(console, created["id"])
+        assert offer["reason"]["rule"] == f"steps[0] requires {skill['name']}>=1"
+
+    async def test_a_step_stored_without_its_levels_routes_at_the_lowest_level(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        skill = await api.skill()
+        q = await queue(api)
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE queues SET steps = CAST(:steps AS jsonb) WHERE id = :id"),
+                {"steps": json.dumps([{"skills": [{"skill": skill["name"]}]}]), "id": q["id"]},
+            )
+        expect(await api.patch(f"/api/v1/queues/{q['id']}", {"description": "reread"}), 200)
+        console = await available_agent(api, skills=[{"skill": skill["name"], "level": 1}])
+
+        created = await contact(api, q["name"])
+
+        offer = await offer_for(console, created["id"])
+        assert offer["reason"]["rule"] == f"steps[0] requires {skill['name']}>=1"
+        shown = expect(await api.get(f"/api/v1/queues/{q['id']}"), 200)
+        assert shown["unserved_channels"] == []
 
 
 class TestOfferRefusals:
