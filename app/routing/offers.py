@@ -160,11 +160,16 @@ def _count_contact_today(agent: Agent, now: datetime) -> None:
 async def reject_offer(
     session: AsyncSession, *, offer_id: int, agent_id: int, actor: str = "system"
 ) -> Offer:
-    """The agent declines: the contact goes back, keeping its place; the agent rests."""
+    """The agent declines: the contact goes back, keeping its place; the agent rests.
+
+    An offer past its ring timeout is closed to a reject as to an answer: the timeout
+    decides it (a missed offer, with its own delay and count), whenever its timer fires."""
     offer, contact, agent = await _locked_offer(session, offer_id, agent_id)
     now = await db_now(session)
     if offer.status != OfferStatus.pending.value:
         raise OfferClosed(offer_id, offer.status)
+    if offer.expires_at <= now:
+        raise OfferClosed(offer_id, "expired")
     queue = await queue_of(session, contact)
     _requeue(contact, ContactEvent.REJECT, declined_by=agent.id)
     await _close_offer(

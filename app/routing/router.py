@@ -368,7 +368,9 @@ def _agent_id(value: str) -> int:
     responses=errors(403, 409),
 )
 async def accept(offer_id: OfferId, session: Session, principal: CurrentPrincipal) -> OfferOut:
-    """Answer an offer made to you: the contact is connected."""
+    """Answer an offer made to you: the contact is connected.
+
+    An offer past its ring timeout is a 409 (`OfferClosed`, status `expired`)."""
     return await actions.accept(session, principal, offer_id=offer_id)
 
 
@@ -379,7 +381,10 @@ async def accept(offer_id: OfferId, session: Session, principal: CurrentPrincipa
     responses=errors(403, 409),
 )
 async def reject(offer_id: OfferId, session: Session, principal: CurrentPrincipal) -> OfferOut:
-    """Decline an offer made to you: the contact goes back, keeping its place."""
+    """Decline an offer made to you: the contact goes back, keeping its place.
+
+    An offer past its ring timeout is a 409 (`OfferClosed`, status `expired`), as for an
+    accept: the timeout decides it as a missed offer."""
     return await actions.reject(session, principal, offer_id=offer_id)
 
 

@@ -312,6 +312,27 @@ class TestOfferRefusals:
         body = await refused(engine, before, response, 409)
         assert body["status"] == "expired"
 
+    @pytest.mark.parametrize("answer", ["accept", "reject"])
+    async def test_answering_an_offer_past_its_ring_timeout_before_its_timer_is_409(
+        self, api: Api, engine: AsyncEngine, answer: str
+    ) -> None:
+        q = await queue(api, ring_timeout_s=600)
+        console = await available_agent(api)
+        created = await contact(api, q["name"])
+        offer = await offer_for(console, created["id"])
+        # The ring timeout has passed, and its timer is late (the lease sweep's grace).
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE offers SET expires_at = now() - interval '1 second' WHERE id = :id"),
+                {"id": offer["id"]},
+            )
+        before = await snapshot(engine)
+
+        response = await console.post(f"/api/v1/offers/{offer['id']}/{answer}")
+
+        body = await refused(engine, before, response, 409)
+        assert body["status"] == "expired"
+
     async def test_accepting_twice_is_409(self, api: Api, engine: AsyncEngine) -> None:
         q = await queue(api)
         console = await available_agent(api)
