@@ -188,9 +188,10 @@ async def create_contact(
         )
         async with unit_of_work(state.sessionmaker) as session:
             contact = await service.get_contact(session, taken.contact_id)
-            # As the first answer: never the caller's number nor notes.
+            # As the first answer: never the caller's number nor notes, and the subject as the
+            # request gave it (the same on a retry, or the key would have been refused).
             shown = (await contact_out(session, contact, viewer)).model_copy(
-                update={"caller": None, "notes": None}
+                update={"caller": None, "notes": None, "subject": body.subject}
             )
         if _hides_match(viewer.role.value, body):
             shown = shown.model_copy(update={"customer_id": None, "tier": None})

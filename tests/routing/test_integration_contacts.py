@@ -80,6 +80,22 @@ class TestChannelQueuesContacts:
         assert again["id"] == first["id"]
         assert await contact_count(engine) == 1
 
+    async def test_a_retry_is_answered_with_the_subject_the_first_answer_showed(
+        self, api: Api, web: Api
+    ) -> None:
+        q = await queue(api)
+        body = {"channel": "chat", "queue": q["name"], "subject": "call me on 13912345678"}
+        retry = {"headers": {"Idempotency-Key": "chat-session-43"}}
+
+        first = expect(await web.post("/api/v1/contacts", body, **retry), 201)
+        again = expect(await web.post("/api/v1/contacts", body, **retry), 201)
+
+        assert first["subject"] == body["subject"]
+        assert again["subject"] == first["subject"]
+        assert {k: v for k, v in again.items() if k != "position"} == {
+            k: v for k, v in first.items() if k != "position"
+        }
+
     async def test_an_agents_token_still_queues_contacts_as_the_agent(
         self, api: Api, engine: AsyncEngine
     ) -> None:
