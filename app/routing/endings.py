@@ -208,6 +208,10 @@ async def transfer(
         admission=admission.Admission.continuing(contact, target.id),
         settings=settings,
     )
+    if contact.status == S.connected.value and contact.agent_id is not None:
+        # The agent who handed it on is the last who should get it back: anyone else who
+        # may take it first (and no last-agent hold for them), as after a reject.
+        successor.declined_by = [contact.agent_id]
     await _leave_live_state(session, contact, now)
     move(contact, ContactEvent.TRANSFER)
     contact.ended_at, contact.next_id = now, successor.id

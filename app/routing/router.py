@@ -297,7 +297,8 @@ async def transfer(
 ) -> ContactOut:
     """Move a contact to another queue; it keeps its original enqueue time (its place).
 
-    The agent holding it, the supervisors of that agent's site and admins may move it."""
+    The agent holding it, the supervisors of that agent's site and admins may move it. The
+    agent who held it is offered it again only when nobody else may take it."""
     await acted_on(session, principal, contact_id, Action.act)
     target = await service.resolve_queue(session, body.queue)
     successor = await endings.transfer(

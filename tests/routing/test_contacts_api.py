@@ -21,6 +21,7 @@ from tests.routing.acd import (
     event_count,
     eventually,
     offer_for,
+    pending_offers,
     queue,
     rows,
     value,
@@ -446,6 +447,32 @@ class TestTransfer:
         assert original["status"] == "transferred"
         assert original["transferred_to"] == successor["id"]
         assert original["ended_at"] is not None
+
+    async def test_a_transferred_contact_goes_to_someone_else_before_the_agent_who_sent_it(
+        self, api: Api
+    ) -> None:
+        # most_skilled keeps the expert first: without the hand-over being remembered, the
+        # contact would ring straight back at the agent who just transferred it.
+        only_theirs, shared = (await api.skill())["name"], (await api.skill())["name"]
+        first = await queue(api, steps=[{"skills": [{"skill": only_theirs, "min_level": 1}]}])
+        other = await queue(
+            api, strategy="most_skilled", steps=[{"skills": [{"skill": shared, "min_level": 1}]}]
+        )
+        expert = await available_agent(
+            api, skills=[{"skill": only_theirs, "level": 5}, {"skill": shared, "level": 9}]
+        )
+        novice = await available_agent(api, skills=[{"skill": shared, "level": 2}])
+        created = await contact(api, first["name"])
+        offer = await offer_for(expert, created["id"])
+        expect(await expert.post(f"/api/v1/offers/{offer['id']}/accept"), 200)
+
+        url = f"/api/v1/contacts/{created['id']}/transfer"
+        successor = expect(await expert.post(url, {"queue": other["name"]}), 200)
+
+        again = await offer_for(novice, successor["id"])
+        assert again["reason"]["tie_break"] == "declined"
+        assert again["reason"]["runner_up_agent_id"] == expert.me["id"]
+        assert [o["contact_id"] for o in await pending_offers(expert)] == []
 
 
 class TestQueueLimits:
