@@ -303,6 +303,9 @@ async def change_status(
     )
     if change.previous is presence.Status.AVAILABLE and change.status is not change.previous:
         await _take_offers_back(session, agent.id, now)
+    if change.status is presence.Status.AVAILABLE and change.previous is not change.status:
+        # Back at the desk: offers missed before (what set them away) no longer count.
+        agent.consecutive_no_answers = 0
     record(
         session,
         type=AgentEventType.STATUS_CHANGED,

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from fastapi import FastAPI
+
 from tests.fixtures.factories import Api, expect
 from tests.routing.acd import (
     available_agent,
@@ -10,6 +14,7 @@ from tests.routing.acd import (
     offer_for,
     pending_offers,
     queue,
+    value,
 )
 
 
@@ -150,3 +155,31 @@ class TestNoAnswer:
         detail = expect(await api.get(f"/api/v1/contacts/{created['id']}"), 200)
         assert detail["status"] == "queued", "the contact keeps waiting for someone else"
         assert [o["status"] for o in detail["offers"]] == ["expired", "expired"]
+
+    async def test_an_agent_back_from_missed_offers_is_set_away_after_as_many_again(
+        self, api: Api, app: FastAPI
+    ) -> None:
+        q = await queue(api, ring_timeout_s=0.2, no_answer_delay_s=0, max_no_answer=2)
+        console = await available_agent(api)
+        me = console.me["id"]
+        await contact(api, q["name"])
+
+        async def away() -> dict[str, object] | None:
+            shown: dict[str, object] = expect(await console.get("/api/v1/agents/me"), 200)
+            return shown if shown["status"] == "away" else None
+
+        await eventually(away, what="the agent to be set away after two missed offers")
+        back = expect(
+            await console.post(f"/api/v1/agents/{me}/status", {"status": "available"}), 200
+        )
+        again = await eventually(away, what="the agent to be set away again")
+
+        assert again["status_reason"] == "no_answer"
+        missed = await value(
+            app.state.engine,
+            "SELECT count(*) FROM offers WHERE agent_id = :me AND status = 'expired'"
+            " AND created_at >= :back",
+            me=me,
+            back=datetime.fromisoformat(back["status_changed_at"]),
+        )
+        assert missed == 2
