@@ -163,9 +163,12 @@ async def cancel(session: AsyncSession, *, contact_id: int, actor: str) -> Conta
 
 
 async def _leave_live_state(session: AsyncSession, contact: Contact, now: datetime) -> None:
-    """Release whoever holds the contact: rescind a ringing offer, free a connected agent."""
+    """Release whoever holds the contact: rescind a ringing offer (the agent never held it,
+    as after an abandon or a cancel), free a connected agent (who handled it, and stays
+    named)."""
     if contact.status == S.offered.value:
         await rescind_for_contact(session, contact, now)
+        contact.agent_id = None
     elif contact.status == S.connected.value and contact.agent_id is not None:
         agent = await work.lock_agent(session, contact.agent_id)
         await work.apply(

@@ -448,6 +448,20 @@ class TestTransfer:
         assert original["transferred_to"] == successor["id"]
         assert original["ended_at"] is not None
 
+    async def test_a_contact_transferred_while_it_rings_names_no_agent(self, api: Api) -> None:
+        q, other = await queue(api), await queue(api)
+        console = await available_agent(api)
+        created = await contact(api, q["name"])
+        offer = await offer_for(console, created["id"])
+
+        url = f"/api/v1/contacts/{created['id']}/transfer"
+        expect(await api.post(url, {"queue": other["name"]}), 200)
+
+        original = expect(await api.get(f"/api/v1/contacts/{created['id']}"), 200)
+        assert original["status"] == "transferred"
+        assert original["agent_id"] is None
+        assert [(o["id"], o["status"]) for o in original["offers"]] == [(offer["id"], "rescinded")]
+
     async def test_a_transferred_contact_goes_to_someone_else_before_the_agent_who_sent_it(
         self, api: Api
     ) -> None:
