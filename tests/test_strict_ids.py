@@ -42,7 +42,10 @@ def not_an_id(field: str) -> st.SearchStrategy[Any]:
     """Values that must never be read as an id in ``field``."""
     if field in NAME_OR_ID:
         return st.one_of(
-            st.booleans(), st.integers(max_value=2**53).map(float), st.floats(), numeric_text
+            st.booleans(),
+            st.integers(max_value=2**53).map(float),
+            st.floats(allow_nan=False, allow_infinity=False),
+            numeric_text,
         )
     return not_an_integer
 
