@@ -261,8 +261,15 @@ async def abandon(
     contact_id: ContactId, session: Session, principal: PersonOrChannel
 ) -> ContactOut:
     """The customer left before being answered: reported by the channel (its API key), a
-    supervisor or an admin; an agent may not end a waiting contact (403)."""
+    supervisor or an admin; an agent may not end a waiting contact (403).
+
+    A channel reports only the contacts it queued (with any of its keys), and those they
+    continue as after a transfer; any other is a 404, as a contact that does not exist."""
     require(principal, Resource.contacts, Action.abandon)
+    if principal.role is Role.integration and not await service.queued_by_channel(
+        session, contact_id, principal.username
+    ):
+        raise ContactNotFound(contact_id)
     contact = await endings.abandon(session, contact_id=contact_id, actor=principal.actor)
     return await contact_out(session, contact, principal)
 

@@ -144,6 +144,37 @@ class TestAbandon:
             f"integration:{key['id']}"
         )
 
+    async def test_a_channel_may_not_end_nor_read_a_contact_it_did_not_queue(
+        self, api: Api, web: Api, engine: AsyncEngine
+    ) -> None:
+        q = await queue(api)
+        theirs = await contact(api, q["name"], subject="call me on 13912345678")
+        other_channel = channel(api, (await new_key(api, "app"))["key"])
+        other = await contact(other_channel, q["name"])
+        before = await snapshot(engine)
+
+        for waiting in (theirs, other):
+            response = await web.post(f"/api/v1/contacts/{waiting['id']}/abandon")
+
+            assert expect(response, 404) == expect(
+                await web.post("/api/v1/contacts/999999/abandon"), 404
+            ) | {"detail": f"contact {waiting['id']} does not exist"}
+        assert await snapshot(engine) == before
+
+    async def test_a_channel_ends_its_contact_after_a_transfer_and_a_new_key(
+        self, api: Api, web: Api, key: dict[str, Any]
+    ) -> None:
+        q, other = await queue(api), await queue(api)
+        waiting = await contact(web, q["name"])
+        url = f"/api/v1/contacts/{waiting['id']}/transfer"
+        moved = expect(await api.post(url, {"queue": other["name"]}), 200)
+        expect(await api.post(f"{KEYS}/{key['id']}/revoke"), 200)
+        renewed = channel(api, (await new_key(api, "web"))["key"])
+
+        left = expect(await renewed.post(f"/api/v1/contacts/{moved['id']}/abandon"), 200)
+
+        assert (left["id"], left["status"]) == (moved["id"], "abandoned")
+
     async def test_a_supervisor_may_end_a_waiting_contact(
         self, api: Api, engine: AsyncEngine
     ) -> None:
