@@ -287,7 +287,8 @@ def a_role(role: str) -> str:
 
 def refusal(principal: Principal, resource: Resource, action: Action, rule: Rule) -> str:
     """Why a request was refused, in the words of the rule."""
-    what = f"{action.value.replace('_', ' ')} {resource.value.replace('_', ' ')}"
+    verb = "act on" if action is Action.act else action.value.replace("_", " ")
+    what = f"{verb} {resource.value.replace('_', ' ')}"
     role = principal.role.value
     who = a_role(role)
     if rule is Rule.OWN:

@@ -263,6 +263,7 @@ class TestWhoMayAct:
             agent, done["id"], "classify", {"categories": ["p"], "severity": "low"}, 403
         )
         assert body["error"] == "Forbidden"
+        assert body["detail"] == "an agent may act on complaints only for their own work"
         await move(api, done["id"], "assign", {"assignee": agent_row["id"]})
         assert (await move(agent, done["id"], "start"))["status"] == "in_progress"
 
