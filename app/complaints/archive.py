@@ -32,8 +32,10 @@ hold makes it eligible again at the next sweep. An anonymised complaint takes no
 is nothing left to keep.
 
 **Configuration** (``ArchiveConfig``): read from the environment with the service's prefix
-(``HOTLINE_COMPLAINT_ARCHIVE_AFTER_DAYS``, ``HOTLINE_COMPLAINT_RETENTION_YEARS``, ...); the
-app takes ``app.state.complaint_archive`` instead when it is set (tests inject one).
+(``HOTLINE_COMPLAINT_CLOSE_AFTER_DAYS``, ``HOTLINE_COMPLAINT_ARCHIVE_AFTER_DAYS``,
+``HOTLINE_COMPLAINT_RETENTION_YEARS``, ...); the app takes ``app.state.complaint_archive``
+instead when it is set (tests inject one). The close sweep (``app.complaints.autoclose``)
+is registered here with the archive's, and reads the same configuration.
 
 Decisions, and why
 ------------------
@@ -93,6 +95,12 @@ class ArchiveConfig(BaseSettings):
         env_prefix="HOTLINE_COMPLAINT_", env_file=".env", extra="ignore"
     )
 
+    close_after_days: int = Field(
+        default=7,
+        ge=1,
+        description="a resolved complaint the customer has not answered is closed this many "
+        "days later",
+    )
     archive_after_days: int = Field(
         default=30, ge=0, description="a finished complaint is archived this many days later"
     )
@@ -320,10 +328,16 @@ def register(
     config: ArchiveConfig | None = None,
     desk: service.Desk | None = None,
 ) -> None:
-    """Register the archive and retention sweeps with the timer worker (the archive's own
-    knobs are ``ArchiveConfig``'s, read from the same environment as ``settings``)."""
+    """Register the close, archive and retention sweeps with the timer worker (the archive's
+    own knobs are ``ArchiveConfig``'s, read from the same environment as ``settings``)."""
+    # Imported here: the close sweep builds on this module's configuration and actor.
+    from app.complaints import autoclose
+
     chosen = config or default_config()
     the_desk = desk or service.desk_for(settings)
+
+    async def close(session: AsyncSession, now: datetime) -> int:
+        return await autoclose.close_due(session, now, config=chosen, desk=the_desk)
 
     async def archive(session: AsyncSession, now: datetime) -> int:
         return await archive_due(session, now, config=chosen, desk=the_desk)
@@ -333,5 +347,6 @@ def register(
             session, now, retention_years=chosen.retention_years, limit=chosen.sweep_batch
         )
 
+    registry.register_sweep(autoclose.CLOSE_SWEEP, close, every_s=chosen.sweep_every_s)
     registry.register_sweep(ARCHIVE_SWEEP, archive, every_s=chosen.sweep_every_s)
     registry.register_sweep(RETENTION_SWEEP, retain, every_s=chosen.sweep_every_s)

@@ -64,6 +64,11 @@ as a correction wherever work is going on.
 **Reassignment keeps the status and the clocks.** The new assignee carries on where the work
 stands; a paused complaint stays paused, so reassigning never resumes a clock by accident.
 
+**Silence closes.** A ``resolved`` complaint the customer does not answer is closed by the
+desk's close sweep (``app.complaints.autoclose``) ``HOTLINE_COMPLAINT_CLOSE_AFTER_DAYS``
+after its resolution, with the same ``close`` move a person makes; nothing here reads the
+time.
+
 **Withdraw and reject** are open while the complaint is being handled (``registered`` to
 ``paused``), not after it is resolved: by then the customer confirms, stays silent (``close``)
 or asks to reopen. A rejection needs a reason, which the customer is told. Neither is a dead
@@ -159,7 +164,7 @@ class ComplaintEvent(StrEnum):
     ESCALATE = "escalate"  # one or more levels up the ladder
     RESOLVE = "resolve"  # resolution, root cause, corrective action, remedy
     CONFIRM = "confirm"  # the customer accepts the resolution
-    CLOSE = "close"  # closed without confirmation (after the silence period)
+    CLOSE = "close"  # closed without confirmation (after the silence period: by the sweep)
     ARCHIVE = "archive"  # read-only from now on
     WITHDRAW = "withdraw"  # the complainant withdraws the complaint
     REJECT = "reject"  # not a complaint; the customer is told why
