@@ -33,7 +33,8 @@ paused: the statuses in which the complaint is being handled)::
     registered … paused          ─withdraw────────▶ withdrawn    (the complainant's choice)
     registered … paused          ─reject──────────▶ rejected     (not a complaint; reason given)
     withdrawn, rejected          ─archive─────────▶ archived
-    withdrawn, rejected          ─reopen──────────▶ registered   (handled again from the top)
+    withdrawn, rejected          ─reopen──────────▶ registered   (handled again from the top,
+                                                                  unassigned: see UNHELD)
     resolved, confirmed, closed  ─reopen──────────▶ in_progress  (the handler carries on)
     confirmed, closed            ─request_review──▶ under_review ─conclude_review─▶ closed
 
@@ -77,6 +78,13 @@ after it finished) ``reopen`` brings the *same record* back to ``registered``, s
 rejection never becomes a second record raised through another channel (the Taobao
 failure). There is no other reopen window.
 
+**Nobody holds a complaint in ``registered`` or ``classified``** (``UNHELD``): it gets a
+holder with ``assign``, which takes it to ``assigned``. A move into one of them (a reopen of
+a withdrawn or rejected complaint, handled again from the top) therefore lets go of the
+holder it had, who could not ``start`` it from there and whom automatic assignment would
+pass over as its current assignee; it is assigned afresh. The service records the holder it
+let go of as an ``assign`` records the one it replaces.
+
 **Reopen and review are different things.** ``reopen`` (until archived) sends a resolved,
 confirmed or closed complaint back to ``in_progress``: the same record and the same handler,
 with the clock policy the service configures. ``request_review`` asks, after closure, for a
@@ -118,6 +126,7 @@ __all__ = [
     "INITIAL",
     "OPEN",
     "TERMINAL",
+    "UNHELD",
     "ComplaintEvent",
     "ComplaintStatus",
     "EscalationLevel",
@@ -268,6 +277,8 @@ FINISHED: Final = frozenset(
         ComplaintStatus.rejected,
     }
 )
+# Nobody holds a complaint in these: a move into one leaves it unassigned.
+UNHELD: Final = frozenset({ComplaintStatus.registered, ComplaintStatus.classified})
 # Neither finished nor archived: the same matter raised again is linked to one of these.
 OPEN: Final = frozenset(ComplaintStatus) - FINISHED - TERMINAL
 

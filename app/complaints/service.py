@@ -1032,6 +1032,13 @@ _HANDLERS: dict[ComplaintEvent, Handler] = {
 }
 
 
+def _let_go(move: Move) -> None:
+    """Unassign a complaint moving where nobody holds one, recorded as an ``assign`` records
+    the holder it replaces."""
+    move.data["previous_assignee_id"] = move.complaint.assignee_id
+    move.complaint.assignee_id = None
+
+
 def _next_status(complaint: Complaint, event: ComplaintEvent) -> ComplaintStatus:
     try:
         return lifecycle.apply(ComplaintStatus(complaint.status), event)
@@ -1064,6 +1071,8 @@ async def transition(
     )
     previous_assignee = complaint.assignee_id
     await _HANDLERS[event](move)
+    if after in lifecycle.UNHELD and complaint.assignee_id is not None:
+        _let_go(move)
     before = complaint.status
     complaint.status = after.value
     complaint.facts = {**complaint.facts, event.value: given}

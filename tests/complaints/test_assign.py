@@ -515,3 +515,72 @@ class TestCapacityUnderConcurrency:
         assert held == {str(a): 5 for a in agents}
         queued = await scalar(engine, "SELECT count(*) FROM complaints WHERE assignee_id IS NULL")
         assert queued == 15
+
+
+async def last_status_change(engine: AsyncEngine, complaint_id: int) -> dict[str, Any]:
+    """The data of the complaint's latest ``complaint.status_changed`` event."""
+    found = await scalar(
+        engine,
+        "SELECT data FROM events WHERE type = 'complaint.status_changed'"
+        " AND subject_id = CAST(CAST(:id AS bigint) AS text) ORDER BY id DESC LIMIT 1",
+        id=complaint_id,
+    )
+    return found  # type: ignore[no-any-return]
+
+
+class TestAReopenToRegisteredIsAssignedAfresh:
+    @pytest.mark.parametrize("verb", ["withdraw", "reject"])
+    async def test_the_holder_is_let_go_and_the_complaint_can_be_assigned_again(
+        self, api: Api, engine: AsyncEngine, verb: str
+    ) -> None:
+        await skills(api, "payment")
+        holder = await case_agent(api, "payment")
+        cid = await complaint(api, "payment")
+        assert (await auto(api, cid))["assignee_id"] == holder
+        why = {"reason": "不属于投诉受理范围"} if verb == "reject" else {}
+        expect(await api.post(f"{COMPLAINTS}/{cid}/{verb}", why), 200)
+
+        reopened = expect(
+            await api.post(f"{COMPLAINTS}/{cid}/reopen", {"reason": "客户补充了材料"}), 200
+        )
+
+        assert (reopened["status"], reopened["assignee_id"]) == ("registered", None)
+        listed = expect(await api.get(COMPLAINTS, params={"assignee": holder}), 200)
+        assert cid not in [item["id"] for item in listed["items"]]
+        entry = (await audit(api, cid))[-1]
+        assert (entry["action"], entry["after"]) == ("reopen", "registered")
+        assert entry["data"]["previous_assignee_id"] == holder
+        event = await last_status_change(engine, cid)
+        assert (event["event"], event["assignee_id"], event["previous_agent_id"]) == (
+            "reopen",
+            None,
+            holder,
+        )
+        # Assigned afresh, the same agent may take it again and start it.
+        assert (await auto(api, cid))["assignee_id"] == holder
+        as_holder = await api.signed_in_as({"username": await username(engine, holder)})
+        started = expect(await as_holder.post(f"{COMPLAINTS}/{cid}/start"), 200)
+        assert (started["status"], started["assignee_id"]) == ("in_progress", holder)
+
+    async def test_a_reopen_after_a_resolution_keeps_the_handler(self, api: Api) -> None:
+        await skills(api, "payment")
+        holder = await case_agent(api, "payment")
+        cid = await complaint(api, "payment")
+        await auto(api, cid)
+        expect(await api.post(f"{COMPLAINTS}/{cid}/start"), 200)
+        resolution = {
+            "resolution": "重复扣款已退回",
+            "root_cause": "清算系统重复提交",
+            "corrective_action": "修复重复提交的校验",
+            "remedy": "退款并致歉",
+        }
+        expect(await api.post(f"{COMPLAINTS}/{cid}/resolve", resolution), 200)
+        reopened = expect(
+            await api.post(f"{COMPLAINTS}/{cid}/reopen", {"reason": "退款未到账"}), 200
+        )
+        assert (reopened["status"], reopened["assignee_id"]) == ("in_progress", holder)
+        assert "previous_assignee_id" not in (await audit(api, cid))[-1]["data"]
+
+
+async def username(engine: AsyncEngine, agent_id: int) -> str:
+    return str(await scalar(engine, "SELECT username FROM agents WHERE id = :id", id=agent_id))

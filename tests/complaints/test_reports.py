@@ -216,6 +216,8 @@ class Script:
         before = case.status
         answer = await move(self.api, case.id, verb, body)
         case.status = answer["status"]
+        if answer["assignee_id"] is None:
+            case.site = None  # a reopen to registered lets its holder go
         if verb == "resolve":
             case.resolved_at = case.stopped_at = now
             case.ever_resolved = True
@@ -285,8 +287,9 @@ async def history(api: Api, app: FastAPI, clock: Clock) -> Script:
     C1 payment+credit_card, resolved in 10 h, closed, rated 5; C2 payment, breached, resolved
     in 80 h, confirmed, rated 2, review asked for; C3 loan, resolved in 10 h, rated 1,
     reopened, resolved again at 28 h, closed, rated 4; C4 loan, open and breached; C5 no
-    category, withdrawn, reopened (no answer reopened), breached; C6 payment (week 2),
-    resolved in 6 h, closed, archived; C7 unassigned; C8 assigned in Beijing and rejected.
+    category, withdrawn, reopened (no answer reopened; nobody's again), breached; C6
+    payment (week 2), resolved in 6 h, closed, archived; C7 unassigned; C8 assigned in
+    Beijing and rejected.
     """
     s = Script(api, app, clock)
     shanghai, beijing = await api.agent(site="shanghai"), await api.agent(site="beijing")
@@ -551,14 +554,18 @@ class TestWhoMaySee:
             assert [(c["dimension"], c["key"], c["resolved"]) for c in causes] == [
                 (c.dimension.value, c.key, c.resolved) for c in root_causes(rows)
             ]
-        # Beijing's supervisor sees none of Shanghai's: only C7 (nobody's yet) and C8.
+        # Beijing's supervisor sees none of Shanghai's: only C5 (reopened from withdrawn,
+        # nobody's again), C7 (nobody's yet) and C8.
         assert {c.id for c in history.cases.values() if c.site in ("beijing", None)} == {
+            history.cases["C5"].id,
             history.cases["C7"].id,
             history.cases["C8"].id,
         }
         beijing = await api.signed_in_as(await api.supervisor(site="beijing"))
         [total] = (await summary(beijing))["rows"]
-        assert total["figures"] == shown(registered=2, open=1, rejected=1)
+        assert total["figures"] == shown(
+            registered=3, open=2, rejected=1, open_overdue=1, breached=1
+        )
 
 
 class TestBadParameters:
