@@ -6,8 +6,13 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
+from fastapi import FastAPI
 from httpx import AsyncClient
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.agents.models import Role
+from app.agents.permissions import Principal
+from app.complaints.service import Filters, list_complaints, list_statement
 from tests.complaints.test_public import PHONE, lookup
 from tests.complaints.test_registration import (
     COMPLAINTS,
@@ -106,3 +111,40 @@ class TestAPausedComplaintsDeadline:
         # Resumed, the deadline stays where the pause left it.
         resumed = await move(api, cid, "resume")
         assert datetime.fromisoformat(resumed["due_at"]) == due
+
+
+MANY = 40_000  # past the driver's 32,767 parameters a statement may carry
+ADMIN = Principal(id=1, username="admin", role=Role.admin, site=None)
+
+
+def bound(filters: Filters) -> int:
+    """How many parameters the list's statement sends the driver, ``IN`` lists expanded."""
+    stmt = list_statement(principal=ADMIN, filters=filters, after_id=0, limit=100)
+    # The app's driver's dialect; an engine that never connects.
+    dialect = create_async_engine("postgresql+asyncpg://").dialect
+    compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    return len(compiled.positiontup or ())
+
+
+class TestManyIds:
+    def test_the_ids_filtered_are_one_parameter_however_many_they_are(self) -> None:
+        few = Filters(only_ids=frozenset({1, 2, 3}), not_ids=frozenset({4, 5}))
+        many = Filters(
+            only_ids=frozenset(range(1, MANY + 1)),
+            not_ids=frozenset(range(MANY + 1, 2 * MANY + 1)),
+        )
+        none = Filters()
+        assert bound(few) == bound(many) == bound(none) + 2
+
+    async def test_a_list_of_more_ids_than_the_driver_takes_answers_on_postgresql(
+        self, api: Api, app: FastAPI
+    ) -> None:
+        kept, dropped, other = [(await register(api, complaint_body()))["id"] for _ in range(3)]
+        only = frozenset({kept, dropped, *range(10**9, 10**9 + MANY)})
+        never = frozenset({dropped, *range(2 * 10**9, 2 * 10**9 + MANY)})
+        async with app.state.sessionmaker() as session:
+            found = await list_complaints(
+                session, principal=ADMIN, filters=Filters(only_ids=only, not_ids=never)
+            )
+        assert [c.id for c in found] == [kept]
+        assert other not in {c.id for c in found}
