@@ -132,6 +132,10 @@ class TimerRegistry:
             raise ValueError(f"sweep {name!r}: every_s must be positive")
         self._sweeps[name] = SweepSpec(name, sweep, every_s)
 
+    def unregister_sweep(self, name: str) -> None:
+        """Stop running the sweep ``name`` (on the next turn; one running now finishes)."""
+        self._sweeps.pop(name, None)
+
     def get(self, kind: str) -> Handler | None:
         return self._handlers.get(kind)
 

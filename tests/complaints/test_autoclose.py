@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,9 +15,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.complaints import autoclose, service
-from app.complaints.archive import ArchiveConfig
+from app.complaints.archive import ARCHIVE_SWEEP, RETENTION_SWEEP, ArchiveConfig
+from app.config import Settings
 from app.db import unit_of_work
-from app.timers.worker import TimerRegistry
+from app.main import create_app
+from app.timers.worker import TimerRegistry, TimerWorker
 from tests.complaints.test_archive import (
     CONFIG,
     RESOLVED,
@@ -31,7 +33,7 @@ from tests.complaints.test_archive import (
     no_failed_complaint,
     status_of,
 )
-from tests.complaints.test_registration import COMPLAINTS, Clock, scalar
+from tests.complaints.test_registration import COMPLAINTS, Clock, complaint_body, scalar
 from tests.complaints.test_transitions import move
 from tests.fixtures.factories import Api, expect
 
@@ -91,9 +93,31 @@ class TestConfiguration:
         with pytest.raises(ValueError, match="close_after_days"):
             ArchiveConfig(close_after_days=0)
 
-    def test_registered_with_the_archive_sweeps(self, app: FastAPI) -> None:
-        registry: TimerRegistry = app.state.timer_registry
+    def test_registered_with_the_archive_sweeps(self, settings: Settings) -> None:
+        # An app as the service makes it (this module's apps are frozen: see below).
+        registry: TimerRegistry = create_app(settings).state.timer_registry
         assert autoclose.CLOSE_SWEEP in {s.name for s in registry.sweeps}
+
+
+class TestADeskOnATestClock:
+    """A test that resolves a complaint days ago by its own clock must not see the worker's
+    sweeps, which read the database's time, close it (nor archive it) behind its back."""
+
+    @pytest.fixture
+    def clock(self) -> Clock:
+        return Clock(datetime.now(UTC).replace(microsecond=0) - timedelta(days=SILENCE + 3))
+
+    async def test_the_worker_runs_none_of_the_desk_s_sweeps(self, api: Api, app: FastAPI) -> None:
+        happened = (app.state.complaint_clock() - timedelta(days=1)).isoformat()
+        matter = {**complaint_body()["matter"], "occurred_at": happened}
+        cid = int((await handled(api, complaint_body(matter=matter)))["id"])
+        registry: TimerRegistry = app.state.timer_registry
+        worker = TimerWorker(
+            app.state.sessionmaker, registry, poll_interval_s=60, batch_size=10, max_attempts=1
+        )
+        ran = await worker.run_sweeps()  # a new worker runs every sweep registered at once
+        assert not ran.keys() & {autoclose.CLOSE_SWEEP, ARCHIVE_SWEEP, RETENTION_SWEEP}
+        assert await status_of(api, cid) == "resolved"
 
 
 class TestCloseSweep:
