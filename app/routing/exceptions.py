@@ -13,6 +13,17 @@ class UnknownQueue(InvalidInput):
         super().__init__(f"{field}: queue {ref!r} does not exist", field=field)
 
 
+class OverflowLoop(InvalidInput):
+    """Following ``overflow_queue`` would come back to a queue already on the way: a contact
+    nobody takes would be passed round the loop for ever."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(
+            f"overflow_queue: {names[-1]!r} overflows back into itself: {' -> '.join(names)}",
+            field="overflow_queue",
+        )
+
+
 class ChannelNotAccepted(InvalidInput):
     def __init__(self, queue: str, channel: str, accepted: list[str]) -> None:
         super().__init__(

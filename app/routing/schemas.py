@@ -73,7 +73,11 @@ class QueueCreate(StrictModel):
     max_no_answer: int = Field(default=3, ge=0, le=100, description="0: never set away")
     max_wait_s: float | None = Field(default=None, gt=0, le=86_400)
     max_length: int | None = Field(default=None, ge=1, le=1_000_000)
-    overflow_queue: QueueName | None = None
+    overflow_queue: QueueName | None = Field(
+        default=None,
+        description="where a contact goes when the queue is full or its max wait passes; "
+        "the chain it starts may not loop (come back to a queue already on it)",
+    )
 
     _unique_channels = field_validator("channels")(_unique_channels)
 
@@ -96,7 +100,11 @@ class QueueUpdate(StrictModel):
     max_no_answer: int | None = Field(default=None, ge=0, le=100)
     max_wait_s: float | None = Field(default=None, gt=0, le=86_400)
     max_length: int | None = Field(default=None, ge=1, le=1_000_000)
-    overflow_queue: QueueName | None = Field(default=None, description="null: none")
+    overflow_queue: QueueName | None = Field(
+        default=None,
+        description="null: none; the chain it starts may not loop back to this queue or to "
+        "any queue already on it",
+    )
 
     _unique_channels = field_validator("channels")(_unique_channels)
     # Only the description, the max wait, the max length and the overflow queue may be

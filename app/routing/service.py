@@ -20,7 +20,6 @@ from app.agents.exceptions import AgentNotFound
 from app.agents.models import Agent, AgentChannel, AgentSkill, Role, Skill
 from app.agents.permissions import Target
 from app.db import table_of
-from app.errors import InvalidInput
 from app.events.log import record
 from app.routing import estimate, scoring
 from app.routing.contact_states import WAITING, ContactStatus
@@ -28,6 +27,7 @@ from app.routing.contacts import MAX_WAIT, lock_contact
 from app.routing.events import ContactEventType, QueueEventType
 from app.routing.exceptions import (
     ContactNotFound,
+    OverflowLoop,
     QueueNotFound,
     UnknownQueue,
 )
@@ -89,13 +89,55 @@ async def _apply_fields(session: AsyncSession, queue: Queue, fields: dict[str, A
             level.short_abandon_s,
         )
     if "overflow_queue" in fields:
-        ref = fields.pop("overflow_queue")
-        overflow = await resolve_queue(session, ref, "overflow_queue") if ref else None
-        if overflow is not None and overflow.id == queue.id:
-            raise InvalidInput("overflow_queue: a queue cannot overflow into itself")
-        queue.overflow_queue_id = overflow.id if overflow else None
+        await _set_overflow(session, queue, fields.pop("overflow_queue"))
     for name, value in fields.items():
         setattr(queue, name, value)
+
+
+# "HLQO": serialises the changes of queues' overflow queues.
+OVERFLOW_CHANGES_LOCK = 0x484C514F
+
+
+async def _set_overflow(session: AsyncSession, queue: Queue, ref: str | None) -> None:
+    """Point the queue's overflow at ``ref`` (None: none), unless the chain would loop.
+
+    A change that sets an overflow takes a transaction-level advisory lock before it reads
+    the chain, and holds it until its commit. Each statement reads what was committed
+    before it began (READ COMMITTED), so of two changes that would close a loop between
+    them (A -> B and B -> A at once), the second reads the chain only after the first has
+    committed, sees the first's link and is refused. One lock for every queue keeps it
+    simple (such changes are rare); locking the chain's rows instead would mean reading the
+    chain before knowing which rows to lock. Clearing an overflow cannot close a loop.
+    """
+    if ref is None:
+        queue.overflow_queue_id = None
+        return
+    await session.execute(select(func.pg_advisory_xact_lock(OVERFLOW_CHANGES_LOCK)))
+    overflow = await resolve_queue(session, ref, "overflow_queue")
+    loop = await _overflow_loop(session, queue, overflow)
+    if loop is not None:
+        raise OverflowLoop(loop)
+    queue.overflow_queue_id = overflow.id
+
+
+async def _overflow_loop(session: AsyncSession, queue: Queue, overflow: Queue) -> list[str] | None:
+    """The names along the chain from ``queue`` through ``overflow`` up to the first queue
+    met twice, or None when the chain ends without coming back to one (read from the rows,
+    not the session's objects)."""
+    names, seen = [queue.name], {queue.id}  # a queue being created has no id yet: None
+    step: int | None = overflow.id
+    while step is not None:
+        row = (
+            await session.execute(
+                select(Queue.name, Queue.overflow_queue_id).where(Queue.id == step)
+            )
+        ).one()
+        names.append(row.name)
+        if step in seen:
+            return names
+        seen.add(step)
+        step = row.overflow_queue_id
+    return None
 
 
 async def create_queue(session: AsyncSession, *, data: QueueCreate, actor: str) -> Queue:

@@ -107,6 +107,18 @@ async def value(engine: AsyncEngine, sql: str, **params: Any) -> Any:
         return await conn.scalar(text(sql), params)
 
 
+async def stored_overflow(
+    engine: AsyncEngine, queue: dict[str, Any], overflow: dict[str, Any]
+) -> None:
+    """Point ``queue``'s overflow at ``overflow`` in the database itself, as a chain stored
+    before chains were checked may be (the API refuses one that loops)."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE queues SET overflow_queue_id = :overflow WHERE id = :queue"),
+            {"overflow": overflow["id"], "queue": queue["id"]},
+        )
+
+
 async def event_count(engine: AsyncEngine) -> int:
     return int(await value(engine, "SELECT count(*) FROM events"))
 

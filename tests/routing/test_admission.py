@@ -20,7 +20,7 @@ from app.routing.admission import Admission, Queued, Retried, SystemCaller
 from app.routing.admission_statement import STATEMENT
 from tests.conftest import make_settings
 from tests.fixtures.factories import Api, expect, unique
-from tests.routing.acd import contact, eventually, queue, rows, value
+from tests.routing.acd import contact, eventually, queue, rows, stored_overflow, value
 from tests.routing.test_contacts_api import refused, snapshot
 
 
@@ -134,7 +134,7 @@ class TestOverflowsAreAdmissions:
     ) -> None:
         q = await queue(api, max_wait_s=0.2)
         spill = await queue(api, max_length=1, overflow_queue=q["name"])
-        expect(await api.patch(f"/api/v1/queues/{q['id']}", {"overflow_queue": spill["name"]}), 200)
+        await stored_overflow(engine, q, spill)  # a loop stored before loops were refused
         await contact(api, spill["name"])
         created = await contact(api, q["name"])
 
