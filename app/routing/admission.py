@@ -139,8 +139,11 @@ class Admission:
         )
 
     @classmethod
-    def continuing(cls, contact: Contact, queue: int | str) -> Admission:
-        """``contact`` continued in another queue, keeping its place."""
+    def continuing(
+        cls, contact: Contact, queue: int | str, avoid: frozenset[int] = frozenset()
+    ) -> Admission:
+        """``contact`` continued in another queue, keeping its place; its overflow chain
+        enters neither the queue the contact leaves nor those in ``avoid``."""
         return cls(
             channel=contact.channel,
             queue=queue,
@@ -152,7 +155,7 @@ class Admission:
             enqueued_at=contact.enqueued_at,
             deadline_at=contact.deadline_at,
             parent_id=contact.id,
-            avoid=(contact.queue_id,),
+            avoid=(contact.queue_id, *sorted(avoid - {contact.queue_id})),
             skills=scoring.skill_reqs(contact.skills),
         )
 

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from app.agents import presence
 from app.config import Settings
@@ -234,7 +235,8 @@ async def time_out(
     session: AsyncSession, *, contact_id: int, now: datetime, settings: Settings
 ) -> None:
     """Max wait reached (timer): admitted to the queue's overflow queue (by the rules of every
-    admission: a full one passes it on along its chain), or, with none to take it, ended."""
+    admission: a full one passes it on along its chain), or, with none to take it, ended; so
+    too when the contact already timed out of that queue (a stored loop)."""
     contact = await lock_contact(session, contact_id)
     if contact.status == S.offered.value:
         await _retry_after_offer(session, contact)
@@ -242,17 +244,7 @@ async def time_out(
     if not may_move(contact, ContactEvent.TIME_OUT):
         return
     queue = await queue_of(session, contact)
-    successor = None
-    if queue.overflow_queue_id is not None:
-        try:
-            successor = await admission.admit_within(
-                session,
-                caller=admission.SystemCaller("system"),
-                admission=admission.Admission.continuing(contact, queue.overflow_queue_id),
-                settings=settings,
-            )
-        except (QueueFull, ChannelNotAccepted):
-            successor = None  # nowhere to go: the contact ends here
+    successor = await _overflow(session, contact, queue.overflow_queue_id, settings)
     if successor is not None:
         contact.next_id = successor.id
     move(contact, ContactEvent.TIME_OUT)
@@ -265,6 +257,49 @@ async def time_out(
         overflow_contact_id=successor.id if successor is not None else None,
         overflow_queue_id=successor.queue_id if successor is not None else None,
     )
+
+
+async def _overflow(
+    session: AsyncSession, contact: Contact, target: int | None, settings: Settings
+) -> Contact | None:
+    """The contact's successor in the overflow queue ``target``, or None with nowhere to go
+    (no overflow, a chain full to its end or closed to the channel, or a queue the contact
+    already timed out of): the contact ends here."""
+    if target is None:
+        return None
+    left = await _timed_out_of(session, contact)
+    if target in left:
+        return None
+    try:
+        return await admission.admit_within(
+            session,
+            caller=admission.SystemCaller("system"),
+            admission=admission.Admission.continuing(contact, target, avoid=left),
+            settings=settings,
+        )
+    except (QueueFull, ChannelNotAccepted):
+        return None
+
+
+async def _timed_out_of(session: AsyncSession, contact: Contact) -> frozenset[int]:
+    """The queues the contact has already left by their max wait: its own, and those its
+    earlier parts (``parent_id``, back to the first) timed out of. An overflow into one of
+    them would go round a loop (one stored before loops were refused), so the contact ends
+    instead: each overflow adds a queue to this set, and a contact overflows at most once
+    per queue."""
+    earlier = (
+        select(Contact.id, Contact.parent_id, Contact.queue_id, Contact.status)
+        .where(Contact.id == contact.parent_id)
+        .cte("earlier", recursive=True)
+    )
+    parent = aliased(Contact)
+    earlier = earlier.union_all(
+        select(parent.id, parent.parent_id, parent.queue_id, parent.status).where(
+            parent.id == earlier.c.parent_id
+        )
+    )
+    left = select(earlier.c.queue_id).where(earlier.c.status == S.timed_out.value)
+    return frozenset({contact.queue_id, *(await session.scalars(left))})
 
 
 async def _retry_after_offer(session: AsyncSession, contact: Contact) -> None:

@@ -1,6 +1,7 @@
 """Overflow chains never loop: a queue whose overflow would lead back to a queue already on
 the way is refused (a 422 naming ``overflow_queue`` and the loop, nothing changed), even when
-two changes would close the loop at once."""
+two changes would close the loop at once; and a loop stored before that rule ends a contact
+instead of passing it round for ever."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.fixtures.factories import Api
-from tests.routing.acd import queue, rows, stored_overflow
+from tests.fixtures.factories import Api, expect
+from tests.routing.acd import contact, queue, rows, stored_overflow
+from tests.routing.test_admission import status_of, timed_out
 from tests.routing.test_contacts_api import refused, snapshot
 
 TRIES = 20
@@ -123,3 +125,35 @@ class TestConcurrentChanges:
             assert sorted(r.status_code for r in responses) == [200, 422]
             links = dict(await overflows(engine))
             assert [links[a["id"]], links[b["id"]]].count(None) == 1
+
+
+class TestAStoredLoopEndsTheContact:
+    @pytest.mark.parametrize("size", [2, 3])
+    async def test_a_contact_timed_out_round_a_stored_loop_ends_before_going_round_again(
+        self, api: Api, engine: AsyncEngine, size: int
+    ) -> None:
+        queues = [await queue(api, max_wait_s=0.2) for _ in range(size)]
+        for here, there in zip(queues, queues[1:] + queues[:1], strict=True):
+            await stored_overflow(engine, here, there)
+        ended = [await timed_out(api, (await contact(api, queues[0]["name"]))["id"])]
+
+        while ended[-1]["transferred_to"] is not None and len(ended) <= size:
+            ended.append(await timed_out(api, ended[-1]["transferred_to"]))
+
+        assert [part["queue"] for part in ended] == [q["name"] for q in queues]
+        assert ended[-1]["transferred_to"] is None
+
+    async def test_a_contact_transferred_out_of_a_queue_still_overflows_back_into_it(
+        self, api: Api
+    ) -> None:
+        first = await queue(api)
+        second = await queue(api, max_wait_s=0.2, overflow_queue=first["name"])
+        created = await contact(api, first["name"])
+        url = f"/api/v1/contacts/{created['id']}/transfer"
+        moved = expect(await api.post(url, {"queue": second["name"]}), 200)
+
+        ended = await timed_out(api, moved["id"])
+
+        assert ended["transferred_to"] is not None
+        successor = await status_of(api, ended["transferred_to"])
+        assert (successor["queue"], successor["status"]) == (first["name"], "queued")
