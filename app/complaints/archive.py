@@ -172,24 +172,39 @@ async def archive_one(
     session: AsyncSession, complaint: Complaint, now: datetime, desk: service.Desk
 ) -> bool:
     """Archive a locked, finished complaint in a savepoint; False (logged) if it failed."""
+    return await sweep_move(
+        session, complaint, ComplaintEvent.ARCHIVE, TransitionFacts(), now=now, desk=desk
+    )
+
+
+async def sweep_move(
+    session: AsyncSession,
+    complaint: Complaint,
+    event: ComplaintEvent,
+    facts: TransitionFacts,
+    *,
+    now: datetime,
+    desk: service.Desk,
+) -> bool:
+    """A sweep's move of one complaint it has locked, by the desk's one transition path as
+    the system, in a savepoint: False (logged) if it failed, so the sweep goes on with the
+    rest and the next sweep tries this one again."""
     complaint_id = complaint.id  # a rolled-back savepoint expires the object
     try:
         async with session.begin_nested():
             await service.transition(
-                session,
-                complaint,
-                event=ComplaintEvent.ARCHIVE,
-                facts=TransitionFacts(),
-                principal=SYSTEM,
-                now=now,
-                desk=desk,
+                session, complaint, event=event, facts=facts, principal=SYSTEM, now=now, desk=desk
             )
-            complaint.archived_at = now
             await session.flush()
     except Exception as exc:
         if database_unavailable(exc):
             raise
-        log.exception("complaint %s not archived; the next sweep tries again", complaint_id)
+        done = {ComplaintEvent.ARCHIVE: "archived", ComplaintEvent.CLOSE: "closed"}
+        log.exception(
+            "complaint %s not %s; the next sweep tries again",
+            complaint_id,
+            done.get(event, f"moved ({event.value})"),
+        )
         return False
     return True
 

@@ -31,7 +31,6 @@ never close a complaint twice.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Final
@@ -40,13 +39,10 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.complaints import service
-from app.complaints.archive import SYSTEM, ArchiveConfig, default_config, finished_at
+from app.complaints.archive import ArchiveConfig, default_config, finished_at, sweep_move
 from app.complaints.lifecycle import ComplaintEvent, ComplaintStatus
 from app.complaints.models import Complaint
 from app.complaints.schemas import TransitionFacts
-from app.db import database_unavailable
-
-log = logging.getLogger(__name__)
 
 CLOSE_SWEEP: Final = "complaints.close"
 
@@ -98,24 +94,8 @@ async def close_one(
     session: AsyncSession, complaint: Complaint, now: datetime, *, days: int, desk: service.Desk
 ) -> bool:
     """Close a locked, resolved complaint in a savepoint; False (logged) if it failed."""
-    complaint_id = complaint.id  # a rolled-back savepoint expires the object
-    try:
-        async with session.begin_nested():
-            await service.transition(
-                session,
-                complaint,
-                event=ComplaintEvent.CLOSE,
-                facts=TransitionFacts(reason=close_reason(days)),
-                principal=SYSTEM,
-                now=now,
-                desk=desk,
-            )
-    except Exception as exc:
-        if database_unavailable(exc):
-            raise
-        log.exception("complaint %s not closed; the next sweep tries again", complaint_id)
-        return False
-    return True
+    facts = TransitionFacts(reason=close_reason(days))
+    return await sweep_move(session, complaint, ComplaintEvent.CLOSE, facts, now=now, desk=desk)
 
 
 async def close_due(
