@@ -328,7 +328,11 @@ async def require_user(settings: Settings, username: str) -> None:
     from app.db import create_engine, create_sessionmaker
 
     assert settings.database_url is not None
-    engine = create_engine(settings.database_url, pool_size=1)
+    engine = create_engine(
+        settings.database_url,
+        pool_size=1,
+        idle_tx_timeout_ms=settings.idle_in_transaction_timeout_ms,
+    )
     try:
         async with create_sessionmaker(engine)() as session:
             if await agents.get_by_username(session, username) is None:
@@ -345,13 +349,18 @@ async def set_password(settings: Settings, *, username: str, password: str, acto
     from app.db import create_engine, create_sessionmaker, unit_of_work
 
     assert settings.database_url is not None
-    engine = create_engine(settings.database_url, pool_size=1)
+    # Hashed before the transaction begins: the hash takes the better part of a second.
+    password_hash = await hash_password(make_hasher(settings), password)
+    engine = create_engine(
+        settings.database_url,
+        pool_size=1,
+        idle_tx_timeout_ms=settings.idle_in_transaction_timeout_ms,
+    )
     try:
         async with unit_of_work(create_sessionmaker(engine)) as session:
             agent = await agents.get_by_username(session, username)
             if agent is None:
                 raise OperatorError(f"no user named {username!r}; nothing changed")
-            password_hash = await hash_password(make_hasher(settings), password)
             await agents.update_agent(
                 session,
                 agent,

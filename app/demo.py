@@ -9,6 +9,7 @@ are added only to a database that has none (a desk in use is never given made-up
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
@@ -20,6 +21,7 @@ from app.agents.permissions import Principal
 from app.agents.schemas import AgentCreate, AgentUpdate, SkillLevel
 from app.agents.security import hash_password, make_hasher
 from app.channels import Channel
+from app.complaints import search_terms
 from app.complaints import service as complaints
 from app.complaints.lifecycle import ComplaintEvent
 from app.complaints.models import Complaint
@@ -251,9 +253,16 @@ def demo_password(username: str) -> str:
 async def seed(settings: Settings) -> None:
     """Create whatever part of the demo centre is missing and print the sign-ins."""
     assert settings.database_url is not None
-    engine = create_engine(settings.database_url, pool_size=2)
+    engine = create_engine(
+        settings.database_url,
+        pool_size=2,
+        idle_tx_timeout_ms=settings.idle_in_transaction_timeout_ms,
+    )
     sessionmaker = create_sessionmaker(engine)
     hasher = make_hasher(settings)
+    # The seed is one transaction: jieba's dictionary (for the complaints' search terms) is
+    # read before it begins, not inside it while the server counts the session idle.
+    await asyncio.to_thread(search_terms.warm)
     try:
         async with unit_of_work(sessionmaker) as session:
             existing = set((await session.scalars(select(Skill.name))).all())

@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agents.models import Agent, Skill
+from app.complaints import search_terms
 from app.complaints.models import Complaint
 from app.complaints.schemas import ComplaintCreate
 from app.complaints.service import register
@@ -15,6 +18,7 @@ from app.config import Settings
 from app.customers.models import Customer
 from app.db import create_engine, create_sessionmaker, unit_of_work
 from app.demo import AGENTS, COMPLAINTS, CUSTOMERS, DEMO_CAPACITY, QUEUES, SKILLS, seed
+from app.ivr import service as ivr
 from app.routing.models import Queue
 
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
@@ -129,6 +133,28 @@ class TestSeed:
             await engine.dispose()
         await seed(settings)  # a desk in use: nothing made up is added
         assert (await counts(settings))["complaints"] == 1
+
+
+class TestTheSeedsTransaction:
+    async def test_it_has_the_configured_idle_timeout_and_the_dictionary_already_read(
+        self, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The seed is one transaction on a loaded machine too: the server gives it the idle
+        time the settings give the service's own, and jieba's dictionary (seconds on a busy
+        machine) is not read inside it."""
+        seen: dict[str, object] = {}
+        install = ivr.install_demo_flows
+
+        async def watched(session: AsyncSession, **given: Any) -> None:
+            shown = await session.scalar(text("SHOW idle_in_transaction_session_timeout"))
+            seen["idle timeout"] = shown
+            seen["dictionary read"] = search_terms._segmenter.cache_info().currsize == 1
+            await install(session, **given)
+
+        monkeypatch.setattr(ivr, "install_demo_flows", watched)
+        search_terms._segmenter.cache_clear()
+        await seed(settings.model_copy(update={"idle_in_transaction_timeout_ms": 45_000}))
+        assert seen == {"idle timeout": "45s", "dictionary read": True}
 
 
 class TestTheDemoCentre:
