@@ -31,7 +31,7 @@ from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.db import database_unavailable
-from app.schemas import MAX_BIGINT, MIN_BIGINT
+from app.schemas import MAX_BIGINT, MIN_BIGINT, NUL_MESSAGE
 
 log = logging.getLogger(__name__)
 
@@ -221,9 +221,6 @@ def out_of_range_parameters(request: Request) -> list[str]:
     """Path and query parameters holding a whole number no BIGINT column can store."""
     values = [*request.path_params.items(), *request.query_params.multi_items()]
     return [name for name, value in values if _is_out_of_range_integer(value)]
-
-
-NUL_MESSAGE = "Input should not contain the NUL character (\\u0000)"
 
 
 def nul_parameters(request: Request) -> list[str]:

@@ -48,6 +48,7 @@ from pydantic_core import PydanticCustomError
 
 MIN_BIGINT = -(2**63)
 MAX_BIGINT = 2**63 - 1
+NUL_MESSAGE = "Input should not contain the NUL character (\\u0000)"
 
 Id = Annotated[int, Strict()]
 """A row's id in a request body: a JSON integer, never a boolean, a float or a string."""
@@ -109,9 +110,7 @@ class StrictModel(BaseModel):
     @classmethod
     def _storable_text(cls, value: Any) -> Any:
         if holds_nul(value):
-            raise PydanticCustomError(
-                "string_nul", "Input should not contain the NUL character (\\u0000)"
-            )
+            raise PydanticCustomError("string_nul", NUL_MESSAGE)
         return value
 
 

@@ -32,7 +32,7 @@ from app.complaints.lifecycle import EscalationLevel, ReviewOutcome
 from app.complaints.models import Channel, Relation
 from app.complaints.notice_texts import recipient_of
 from app.customers.identity import InvalidPhone, PhoneProblem, normalise_phone
-from app.schemas import Id, StrictModel
+from app.schemas import NUL_MESSAGE, Id, StrictModel
 
 
 def _text(max_length: int) -> Any:
@@ -54,9 +54,7 @@ PositiveMoney = Annotated[
 
 def _without_nul(value: str | None) -> str | None:
     if value is not None and "\x00" in value:
-        raise PydanticCustomError(
-            "string_nul", "Input should not contain the NUL character (\\u0000)"
-        )
+        raise PydanticCustomError("string_nul", NUL_MESSAGE)
     return value
 
 
