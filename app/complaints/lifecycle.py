@@ -121,6 +121,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 __all__ = [
+    "DEADLINE_STOPPED",
     "ESCALATION_TARGETS",
     "FINISHED",
     "INITIAL",
@@ -281,6 +282,9 @@ FINISHED: Final = frozenset(
 UNHELD: Final = frozenset({ComplaintStatus.registered, ComplaintStatus.classified})
 # Neither finished nor archived: the same matter raised again is linked to one of these.
 OPEN: Final = frozenset(ComplaintStatus) - FINISHED - TERMINAL
+# The open statuses a complaint reaches only through ``resolve``, which stops its resolution
+# clock (a review that follows has a clock of its own).
+DEADLINE_STOPPED: Final = frozenset({ComplaintStatus.resolved, ComplaintStatus.under_review})
 
 _NEEDS: Final[dict[ComplaintEvent, frozenset[str]]] = {
     _E.CLASSIFY: frozenset({"categories", "severity"}),

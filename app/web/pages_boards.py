@@ -75,13 +75,6 @@ async def reports_page(request: Request) -> Response:
     return page(request, "reports")
 
 
-# The open statuses a complaint reaches only through ``resolve``, which stops its resolution
-# clock.
-DEADLINE_STOPPED: Final = frozenset(
-    {lifecycle.ComplaintStatus.resolved, lifecycle.ComplaintStatus.under_review}
-)
-
-
 def complaint_rules() -> dict[str, Any]:
     """The lifecycle as the desk's page reads it."""
     events = list(lifecycle.ComplaintEvent)
@@ -104,7 +97,7 @@ def complaint_rules() -> dict[str, Any]:
         # Where the resolution clock still counts, so that a passed deadline is overdue (the
         # list's ``overdue``): open, and not stopped by resolve (nor since by confirm, close
         # or review), withdraw or reject; a reopen starts it again.
-        "deadline_counts": sorted(s.value for s in lifecycle.OPEN - DEADLINE_STOPPED),
+        "deadline_counts": sorted(s.value for s in lifecycle.OPEN - lifecycle.DEADLINE_STOPPED),
         "severities": [s.value for s in Severity],
         # The categories the desk offers (the classifier's); a desk may add its own.
         "categories": list(CATEGORIES),

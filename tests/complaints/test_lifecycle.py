@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.complaints.lifecycle import (
+    DEADLINE_STOPPED,
     ESCALATION_TARGETS,
     FINISHED,
     INITIAL,
@@ -195,6 +196,18 @@ class TestStatuses:
     def test_finished_complaints_are_the_ones_that_may_be_archived(self) -> None:
         archivable = {status for status, event in moves() if event is E.ARCHIVE}
         assert archivable == FINISHED == {S.confirmed, S.closed, S.withdrawn, S.rejected}
+
+    def test_the_deadline_is_stopped_in_the_open_statuses_only_resolve_leads_to(self) -> None:
+        """The pages mark a passed deadline overdue only outside these: the open statuses
+        that no walk from registration reaches without a ``resolve``."""
+        seen, frontier = {INITIAL}, [INITIAL]
+        while frontier:
+            status = frontier.pop()
+            for (origin, event), after in moves().items():
+                if origin is status and event is not E.RESOLVE and after not in seen:
+                    seen.add(after)
+                    frontier.append(after)
+        assert OPEN - seen == DEADLINE_STOPPED == {S.resolved, S.under_review}
 
     def test_the_values_are_the_column_values(self) -> None:
         assert {s.value for s in ComplaintStatus} == {
