@@ -36,6 +36,8 @@ from websockets.exceptions import ConnectionClosed
 
 from app.agents import access
 from app.agents.models import Role
+from app.agents.permissions import Principal
+from app.errors import Forbidden, NotFound
 from tests.fixtures.factories import Api, expect, unique
 from tests.realtime.test_ws import HANDSHAKE_S, serving, token_of
 from tests.routing.acd import available_agent, contact, offer_for, queue
@@ -479,3 +481,37 @@ def test_docs_hold_the_table_of_app_access() -> None:
 @pytest.mark.parametrize("role", list(Role))
 def test_every_role_has_a_column_in_the_matrix(role: Role) -> None:
     assert any(p == role.value or p.startswith(f"{role.value}_") for p in ROLES)
+
+
+class TestAChannelsOwnWork:
+    """The ``own`` rule for a channel's key: what names its channel, never an agent's id."""
+
+    web = Principal(id=7, username="web", role=Role.integration, site=None)
+    agent = Principal(id=7, username="chen.jie", role=Role.agent, site="Pudong")
+
+    @pytest.mark.parametrize(
+        ("subject", "allowed"),
+        [
+            pytest.param(access.Subject(integration="web"), True, id="its_channel_queued_it"),
+            pytest.param(access.Subject(integration="app"), False, id="another_channel_did"),
+            pytest.param(access.Subject(), False, id="a_person_did"),
+            pytest.param(access.Subject(owner_ids=[7]), False, id="agent_7_holds_it"),
+        ],
+    )
+    def test_a_key_owns_what_its_channel_queued(
+        self, subject: access.Subject, allowed: bool
+    ) -> None:
+        assert access.passes(access.Rule.OWN, self.web, subject) is allowed
+
+    def test_an_agent_owns_by_id_whatever_channel_queued_it(self) -> None:
+        assert access.passes(access.Rule.OWN, self.agent, access.Subject(owner_ids=[7]))
+        assert not access.passes(access.Rule.OWN, self.agent, access.Subject(integration="web"))
+
+    def test_a_refused_act_is_a_not_found_only_to_a_role_that_reads_none(self) -> None:
+        unknown = NotFound("contact 5 does not exist")
+        resource, abandon = access.Resource.contacts, access.Action.abandon
+        with pytest.raises(NotFound):
+            access.require(self.web, resource, abandon, integration="app", unknown=unknown)
+        act = access.Action.act  # an agent reads its own contacts: a refusal is a 403
+        with pytest.raises(Forbidden):
+            access.require(self.agent, resource, act, owner_ids=[8], unknown=unknown)

@@ -10,7 +10,9 @@ Theory of operation
 - ``DENY``: none.
 - ``OWN``: the principal's own work only: the record names the principal among its owners
   (an offer made to them, a contact they hold or were offered, themselves; for a contact's
-  ``read_history``, a contact of the customer the principal is serving now).
+  ``read_history``, a contact of the customer the principal is serving now). A channel's
+  own work is what its keys did, whichever key: a contact its channel queued (the contact
+  names the channel) or one that continues it.
 - ``SAME_SITE``: the principal's own work, and the work of the principal's site. A record
   acting on one agent (its status, its wrap-up, its offers) is judged by
   ``app.agents.permissions.can_manage``: a supervisor manages themselves and the agents of
@@ -20,7 +22,9 @@ Theory of operation
 The module is pure: the routers load what a rule needs (the owners, the sites, the target
 agent), then call ``require`` (raise) or ``allows`` (ask). A read of one record the
 principal may not see raises the record's own not-found error (``unknown``), exactly as if
-the id did not exist, so sequential ids cannot be probed; every other refusal is a 403.
+the id did not exist, so sequential ids cannot be probed; so does an act on a record that is
+not the principal's own when the role may read no such record at all (a channel reporting a
+contact it did not queue). Every other refusal is a 403.
 
 ``render_table`` writes the table as the markdown of ``docs/access.md``; a test holds the
 two equal. Roles are named by their value: a role is added to the model by adding its rows.
@@ -33,6 +37,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from app.agents.models import Role
 from app.agents.permissions import Principal, Target, can_manage
 from app.errors import Forbidden, NotFound
 
@@ -201,7 +206,7 @@ POLICY: Final[dict[tuple[str, Resource, Action], Rule]] = {
     ("admin", R.api_keys, A.revoke): P.ALLOW,
     # --- integration (a channel's service account: an API key) -------------------------------
     ("integration", R.contacts, A.create): P.ALLOW,
-    ("integration", R.contacts, A.abandon): P.ALLOW,
+    ("integration", R.contacts, A.abandon): P.OWN,
     ("integration", R.complaints, A.create): P.ALLOW,
 }
 
@@ -210,14 +215,16 @@ POLICY: Final[dict[tuple[str, Resource, Action], Rule]] = {
 class Subject:
     """What a rule needs to know of the record acted on.
 
-    ``owner_ids``: the principals whose own work it is. ``sites``: the sites it belongs to
+    ``owner_ids``: the agents whose own work it is. ``sites``: the sites it belongs to
     (empty: none yet), or None when the record has no site rule. ``agent``: the one agent it
-    acts on, judged by ``can_manage``.
+    acts on, judged by ``can_manage``. ``integration``: the channel whose work it is (the
+    name of its keys), if any.
     """
 
     owner_ids: Collection[int] = ()
     sites: Collection[str | None] | None = None
     agent: Target | None = None
+    integration: str | None = None
 
 
 def rule_for(role: str, resource: Resource, action: Action) -> Rule:
@@ -233,20 +240,28 @@ def allows(
     owner_ids: Collection[int] = (),
     sites: Collection[str | None] | None = None,
     agent: Target | None = None,
+    integration: str | None = None,
 ) -> bool:
     """May ``principal`` do ``action`` to this record of ``resource``?"""
     rule = rule_for(principal.role.value, resource, action)
-    return passes(rule, principal, Subject(owner_ids, sites, agent))
+    return passes(rule, principal, Subject(owner_ids, sites, agent, integration))
 
 
 def passes(rule: Rule, principal: Principal, subject: Subject) -> bool:
     if rule is Rule.ALLOW:
         return True
     if rule is Rule.OWN:
-        return principal.id in subject.owner_ids
+        return _owns(principal, subject)
     if rule is Rule.SAME_SITE:
-        return principal.id in subject.owner_ids or _same_site(principal, subject)
+        return _owns(principal, subject) or _same_site(principal, subject)
     return False
+
+
+def _owns(principal: Principal, subject: Subject) -> bool:
+    """A key's id is no agent's: a channel owns only what names the channel."""
+    if principal.role is Role.integration:
+        return subject.integration is not None and subject.integration == principal.username
+    return principal.id in subject.owner_ids
 
 
 def _same_site(principal: Principal, subject: Subject) -> bool:
@@ -265,17 +280,22 @@ def require(
     owner_ids: Collection[int] = (),
     sites: Collection[str | None] | None = None,
     agent: Target | None = None,
+    integration: str | None = None,
     unknown: NotFound | None = None,
 ) -> None:
     """Raise unless the table lets ``principal`` do ``action`` to this record.
 
-    A read refused by an ownership or site rule raises ``unknown``, the error a missing
-    record gives, when one is passed; every other refusal is a 403.
+    A refusal by an ownership or site rule raises ``unknown``, the error a missing record
+    gives, when one is passed, for a read, and for any action of a role that may read no
+    record of the resource (it is not to learn which ids exist); every other refusal is a
+    403.
     """
-    rule = rule_for(principal.role.value, resource, action)
-    if passes(rule, principal, Subject(owner_ids, sites, agent)):
+    role = principal.role.value
+    rule = rule_for(role, resource, action)
+    if passes(rule, principal, Subject(owner_ids, sites, agent, integration)):
         return
-    if unknown is not None and action is Action.read and rule is not Rule.DENY:
+    hidden = action is Action.read or rule_for(role, resource, Action.read) is Rule.DENY
+    if unknown is not None and rule is not Rule.DENY and hidden:
         raise unknown
     raise Forbidden(refusal(principal, resource, action, rule))
 

@@ -119,10 +119,16 @@ class Admission:
     parent_id: int | None = None
     avoid: tuple[int, ...] = ()  # queues the overflow chain must not enter
     skills: tuple[scoring.SkillReq, ...] = ()  # what the agent who takes it must hold
+    # The channel (its API keys' name) that queued it, or the contact it continues: its keys
+    # may report it abandoned. Not part of a request's fingerprint: the caller decides it.
+    integration: str | None = None
 
     @classmethod
-    def of(cls, data: ContactCreate, settings: Settings) -> Admission:
-        """A REST request's admission, with its phone number normalised."""
+    def of(
+        cls, data: ContactCreate, settings: Settings, *, integration: str | None = None
+    ) -> Admission:
+        """A REST request's admission, with its phone number normalised; ``integration``:
+        the channel whose key asks (None: a person)."""
         customer = data.customer
         phone = None
         if customer is not None and customer.phone is not None:
@@ -136,6 +142,7 @@ class Admission:
             subject=data.subject,
             language=data.language,
             skills=tuple(scoring.SkillReq(s.skill, s.min_level) for s in data.skills),
+            integration=integration,
         )
 
     @classmethod
@@ -157,6 +164,7 @@ class Admission:
             parent_id=contact.id,
             avoid=(contact.queue_id, *sorted(avoid - {contact.queue_id})),
             skills=scoring.skill_reqs(contact.skills),
+            integration=contact.integration,
         )
 
 
@@ -279,7 +287,9 @@ def _lock_keys(queue_ids: list[int]) -> list[int]:
 
 
 def _fingerprinted(admission: Admission) -> dict[str, Any]:
-    return {k: v for k, v in asdict(admission).items() if v not in (None, ())}
+    return {
+        k: v for k, v in asdict(admission).items() if v not in (None, ()) and k != "integration"
+    }
 
 
 def _arguments(
@@ -314,6 +324,7 @@ def _arguments(
         list(admission.avoid),
         [req.skill for req in admission.skills],
         [req.min_level for req in admission.skills],
+        admission.integration,
     )
 
 

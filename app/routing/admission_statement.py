@@ -11,7 +11,8 @@ how); this module holds only its text and the order of its parameters. The state
 2. only when every fact allows it, claims the key, inserts the contact (its deadline is the
    enqueue time plus its tier's service-level target, unless it continues an earlier contact
    and keeps that one's enqueue time and deadline; its announced position counts the queued
-   contacts of the queue that are due before it; it carries the skills it requires), its
+   contacts of the queue that are due before it; it carries the skills it requires and
+   names the channel whose key queued it, or the one its first contact's did), its
    ``contact.queued`` event and its max-wait timer, counted from its arrival in this queue;
 3. returns the facts, the new contact and what its wait estimate needs (the queue's recent
    handle times and, when there are enough of them, the staffed agents).
@@ -40,7 +41,8 @@ _WINDOW_S = int(estimate.RECENT_WINDOW.total_seconds())
 #  $20 enqueue time and $21 deadline (NULL: now, and now plus the tier's target),
 #  $22 parent contact (a continuation), $23 queues the overflow chain must not enter,
 #  $24 the names and $25 the minimum levels of the skills the contact requires (in order),
-#  $26 the queues whose admission locks the caller holds (last: it changes between runs).
+#  $26 the channel (its API keys' name) that queued it, or the contact it continues,
+#  $27 the queues whose admission locks the caller holds (last: it changes between runs).
 STATEMENT = f"""
 WITH RECURSIVE
 who AS (
@@ -93,11 +95,11 @@ reach AS (
     FROM reach r JOIN queues o ON o.id = r.overflow_queue_id
     WHERE r.max_length IS NOT NULL AND o.id <> ALL(r.path)
 ),
--- NULL when the caller holds the lock ($26) of every limited queue the chain counted; else
+-- NULL when the caller holds the lock ($27) of every limited queue the chain counted; else
 -- the limited queues to lock before counting again.
 locks AS (
     SELECT CASE WHEN EXISTS (
-        SELECT FROM chain WHERE chain.max_length IS NOT NULL AND chain.id <> ALL($26::bigint[])
+        SELECT FROM chain WHERE chain.max_length IS NOT NULL AND chain.id <> ALL($27::bigint[])
     ) THEN (SELECT array_agg(id ORDER BY id) FROM reach WHERE max_length IS NOT NULL)
     END AS ids
 ),
@@ -159,10 +161,10 @@ ahead AS (
 c AS (
     INSERT INTO contacts (id, queue_id, channel, status, customer_id, caller, tier, subject,
         language, enqueued_at, routing_started_at, deadline_at, announced_position, parent_id,
-        skills)
+        skills, integration)
     SELECT ok.contact_id, ok.queue_id, $14::text, 'queued', ok.customer_id, ok.caller, ok.tier,
         $15::text, ok.language, ok.enqueued_at, now(), ok.deadline_at, ahead.n + 1,
-        $22::bigint, ok.needs
+        $22::bigint, ok.needs, $26::text
     FROM ok, ahead
     WHERE $4::text IS NULL OR EXISTS (SELECT FROM claim)
     RETURNING *

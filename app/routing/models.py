@@ -164,6 +164,10 @@ class Contact(TimestampMixin, Base):
         server_default="[]",
         comment="skills an agent must hold to take it: [{skill, min_level}]",
     )
+    integration: Mapped[str | None] = mapped_column(
+        String(64),
+        comment="the channel (its API keys' name) that queued it, or the contact it continues",
+    )
 
 
 class Offer(Base):

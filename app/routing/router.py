@@ -175,7 +175,11 @@ async def create_contact(
             if isinstance(caller, Principal)
             else admission.AgentCaller(caller)
         ),
-        admission=admission.Admission.of(body, state.settings),
+        admission=admission.Admission.of(
+            body,
+            state.settings,
+            integration=caller.username if isinstance(caller, Principal) else None,
+        ),
         key=key,
         settings=state.settings,
     )
@@ -265,11 +269,13 @@ async def abandon(
 
     A channel reports only the contacts it queued (with any of its keys), and those they
     continue as after a transfer; any other is a 404, as a contact that does not exist."""
-    require(principal, Resource.contacts, Action.abandon)
-    if principal.role is Role.integration and not await service.queued_by_channel(
-        session, contact_id, principal.username
-    ):
-        raise ContactNotFound(contact_id)
+    require(
+        principal,
+        Resource.contacts,
+        Action.abandon,
+        integration=await service.integration_of(session, contact_id),
+        unknown=ContactNotFound(contact_id),
+    )
     contact = await endings.abandon(session, contact_id=contact_id, actor=principal.actor)
     return await contact_out(session, contact, principal)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, cast, delete, func, or_, select, text, tuple_, update
+from sqlalchemy import ColumnElement, String, cast, delete, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.agents import service as agents
@@ -24,7 +24,7 @@ from app.events.log import record
 from app.routing import estimate, scoring
 from app.routing.contact_states import WAITING, ContactStatus
 from app.routing.contacts import MAX_WAIT, lock_contact
-from app.routing.events import ContactEventType, QueueEventType
+from app.routing.events import QueueEventType
 from app.routing.exceptions import (
     ContactNotFound,
     OverflowLoop,
@@ -282,29 +282,10 @@ async def parties_of(session: AsyncSession, contact: Contact) -> Parties:
 # The contact and those it continues (a transfer or an overflow), back to the first, which
 # the channel queued if its ``contact.queued`` names a key of that channel (any of its keys,
 # so a contact outlives the key's rotation).
-_QUEUED_BY_CHANNEL = text(
-    f"""
-    WITH RECURSIVE chain AS (
-        SELECT id, parent_id FROM contacts WHERE id = :contact_id
-        UNION ALL
-        SELECT c.id, c.parent_id FROM contacts c JOIN chain ON c.id = chain.parent_id
-    )
-    SELECT EXISTS (
-        SELECT FROM chain
-        JOIN events e ON e.subject_type = 'contact' AND e.subject_id = chain.id::text
-            AND e.type = '{ContactEventType.QUEUED}'
-        JOIN api_keys k ON e.actor = 'integration:' || k.id::text
-        WHERE chain.parent_id IS NULL AND k.name = :channel
-    )
-    """
-)
-
-
-async def queued_by_channel(session: AsyncSession, contact_id: int, channel: str) -> bool:
-    """Whether a key of ``channel`` (an API key's name) queued the contact, or the contact
-    it continues."""
-    found = await session.scalar(_QUEUED_BY_CHANNEL, {"contact_id": contact_id, "channel": channel})
-    return bool(found)
+async def integration_of(session: AsyncSession, contact_id: int) -> str | None:
+    """The channel that queued the contact, or the contact it continues (None: a person or
+    the service did, or there is no such contact). It never changes: it is read unlocked."""
+    return await session.scalar(select(Contact.integration).where(Contact.id == contact_id))
 
 
 async def agent_target(session: AsyncSession, agent_id: int) -> Target:

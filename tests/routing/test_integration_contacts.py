@@ -7,11 +7,15 @@ event log exactly as they were. The socket refusals run against a real server.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import AsyncIterator
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
@@ -264,3 +268,48 @@ class TestChannelSeesNothingElse:
     ) -> None:
         async with serving(app) as base, client(base, path, key["key"]) as ws:
             assert await ws.close_code() == 4403
+
+
+def migration(name: str) -> ModuleType:
+    """A migration's module, loaded from its file."""
+    path = next((Path(__file__).parents[2] / "migrations" / "versions").glob(f"*_{name}.py"))
+    spec = importlib.util.spec_from_file_location(f"migration_{name}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class TestContactsQueuedBeforeTheyNamedTheirChannel:
+    async def test_the_upgrade_names_them_as_the_admission_does(
+        self, api: Api, web: Api, engine: AsyncEngine
+    ) -> None:
+        """Contacts stored before the column are named from the key that queued them (its
+        ``contact.queued`` event), a continuation from its first contact."""
+        q, other = await queue(api), await queue(api)
+        first = await contact(web, q["name"])
+        url = f"/api/v1/contacts/{first['id']}/transfer"
+        moved = expect(await api.post(url, {"queue": other["name"]}), 200)
+        again = expect(
+            await api.post(f"/api/v1/contacts/{moved['id']}/transfer", {"queue": q["name"]}), 200
+        )
+        a_persons = await contact(api, q["name"])
+        the_apps = await contact(channel(api, (await new_key(api, "app"))["key"]), q["name"])
+        named = "SELECT id, integration FROM contacts ORDER BY id"
+        admitted = dict(await rows(engine, named))
+        assert admitted == {
+            first["id"]: "web",
+            moved["id"]: "web",
+            again["id"]: "web",
+            a_persons["id"]: None,
+            the_apps["id"]: "app",
+        }
+
+        upgrade = migration("0026_contact_integration")
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE contacts SET integration = NULL"))
+            await conn.execute(text(upgrade.FIRST_CONTACTS))
+            await conn.execute(text(upgrade.CONTINUATIONS))
+
+        assert dict(await rows(engine, named)) == admitted
