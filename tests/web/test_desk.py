@@ -474,6 +474,23 @@ class TestList:
             page.locator(f'#complaints tr[data-reference="{reference}"] .badge.danger')
         ).to_have_text("overdue")
 
+    async def test_the_deadline_is_in_sight_beside_long_categories_on_a_laptop(
+        self, app: FastAPI, api: Api, new_page: NewPage
+    ) -> None:
+        """At 1280 px the list used to push its last column, the deadline, out of sight."""
+        clock = Clock(datetime.now(UTC).replace(microsecond=0) - timedelta(days=5))
+        freeze_desk(app, clock)
+        boss = await api.supervisor()
+        late = await register(api, complaint_body())
+        categories = ["wealth_management", "information_asymmetry", "credit_card"]
+        await move(api, late["id"], "classify", {"categories": categories, "severity": "high"})
+        page = await desk_of(new_page, boss)
+        assert page.viewport_size == {"width": 1280, "height": 720}
+
+        row = page.locator(f'#complaints tr[data-reference="{late["reference"]}"]')
+        await expect(row).to_contain_text("Wealth management")
+        await expect(row.locator(".badge.danger")).to_be_in_viewport(ratio=1)
+
     async def test_a_category_is_chosen_by_its_name_and_the_address_keeps_its_code(
         self, api: Api, new_page: NewPage
     ) -> None:

@@ -82,16 +82,18 @@ function row(item, people, counts) {
     { dataset: { reference: item.reference, id: item.id } },
     h("th", { scope: "row" }, h("a", { href: `#case/${item.id}`, text: item.reference })),
     h("td", {}, statusBadge(item.status)),
-    h("td", { class: "user-text", text: categoriesText(item.categories) || "—" }),
+    dueCell(item, counts),
+    h("td", { class: "user-text wraps", text: categoriesText(item.categories) || "—" }),
     h("td", { text: label("desk.severity", item.severity) }),
     h("td", { class: "user-text", text: item.branch }),
     h("td", { class: "user-text", text: people.name(item.assignee_id) }),
     h("td", { text: when(item.registered_at) }),
-    dueCell(item, counts),
   );
 }
 
-const COLUMNS = ["reference", "status", "categories", "severity", "branch", "assignee", "registered", "due"];
+// What a handler scans first comes first: the deadline is never off to the side of a wide
+// list (the categories wrap).
+const COLUMNS = ["reference", "status", "due", "categories", "severity", "branch", "assignee", "registered"];
 
 /** Draw the list view into `view` with `values` as filters; `go(values)` changes them. */
 export async function showList(view, { table, people, values, go }) {
