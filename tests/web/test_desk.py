@@ -17,7 +17,7 @@ from playwright.async_api import FilePayload, Page, Request, Route, expect
 from app.agents.access import POLICY
 from app.complaints import lifecycle
 from app.complaints.classifier import CATEGORIES, CONCEPT_NAMES, CUE_NAMES
-from tests.complaints.test_registration import Clock, complaint_body, register
+from tests.complaints.test_registration import START, Clock, complaint_body, register
 from tests.complaints.test_transitions import RESOLUTION, move
 from tests.fixtures.desk_clock import freeze_desk
 from tests.fixtures.factories import Api
@@ -490,6 +490,37 @@ class TestList:
         row = page.locator(f'#complaints tr[data-reference="{late["reference"]}"]')
         await expect(row).to_contain_text("Wealth management")
         await expect(row.locator(".badge.danger")).to_be_in_viewport(ratio=1)
+
+    async def test_the_deadline_filter_shows_the_overdue_or_the_at_risk_and_is_kept_in_the_address(
+        self, app: FastAPI, api: Api, new_page: NewPage
+    ) -> None:
+        """As the API's filters have them, on the resolution clock (three days here, at risk
+        from 80 %): 73 hours on, the first is late, the second has used 85 %, the third 68 %."""
+        clock = Clock(START)
+        freeze_desk(app, clock)
+        boss = await api.supervisor()
+        late = await register(api, complaint_body())
+        clock.advance(timedelta(hours=12))
+        risky = await register(api, complaint_body())
+        clock.advance(timedelta(hours=12))
+        await register(api, complaint_body())
+        clock.advance(timedelta(hours=49))
+        page = await desk_of(new_page, boss)
+        rows = page.locator("#complaints tbody tr")
+        await expect(rows).to_have_count(3)
+
+        for choice, shown, address in (
+            ("Overdue", late, "overdue=true"),
+            ("At risk", risky, "at_risk=true"),
+        ):
+            await page.locator("#filter-deadline").select_option(label=choice)
+            await page.locator("#filter-apply").click()
+            await expect(page).to_have_url(re.compile(rf"#list\?{address}$"))
+            await expect(rows).to_have_count(1)
+            await expect(rows.first).to_have_attribute("data-reference", shown["reference"])
+        await page.reload()
+        await expect(rows).to_have_count(1)
+        await expect(page.locator("#filter-deadline")).to_have_value("at_risk")
 
     async def test_a_category_is_chosen_by_its_name_and_the_address_keeps_its_code(
         self, api: Api, new_page: NewPage

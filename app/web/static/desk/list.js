@@ -9,6 +9,10 @@ import { clearErrors, showError } from "../js/page.js";
 import { categoriesText, categoryLabel, label, statusBadge, when } from "./format.js";
 
 const FILTERS = ["status", "category", "assignee", "branch", "text"];
+// The deadline filter is one choice in the form and the API's own parameter in the address
+// (overdue=true or at_risk=true), as the API defines them: overdue while the resolution clock
+// counts, at risk when 80 % of it has gone and it is not yet overdue.
+const DEADLINES = ["overdue", "at_risk"];
 
 function filterForm(table, values, people, go) {
   const status = h(
@@ -22,6 +26,12 @@ function filterForm(table, values, people, go) {
     { id: "filter-assignee", name: "assignee" },
     h("option", { value: "", text: t("desk.filter.anyone") }),
     h("option", { value: String(people.me.id), selected: values.assignee === String(people.me.id), text: t("desk.filter.me") }),
+  );
+  const deadline = h(
+    "select",
+    { id: "filter-deadline", name: "deadline" },
+    h("option", { value: "", text: t("desk.filter.any_deadline") }),
+    DEADLINES.map((d) => h("option", { value: d, selected: values[d] === "true", text: t(`desk.filter.${d}`) })),
   );
   const input = (name) => h("input", { id: `filter-${name}`, name, value: values[name] || "", maxlength: name === "text" ? 200 : 100 });
   // The category by its name in the page's language, offered from the service's list; the
@@ -40,6 +50,7 @@ function filterForm(table, values, people, go) {
     { id: "filters", class: "filters", role: "search", "aria-label": t("desk.filter.heading") },
     h("div", {}, h("label", { for: "filter-status", text: t("desk.filter.status") }), status),
     h("div", {}, h("label", { for: "filter-category", text: t("desk.filter.category") }), category, names),
+    h("div", {}, h("label", { for: "filter-deadline", text: t("desk.filter.deadline") }), deadline),
     h("div", {}, h("label", { for: "filter-assignee", text: t("desk.filter.assignee") }), assignee),
     h("div", {}, h("label", { for: "filter-branch", text: t("desk.filter.branch") }), input("branch")),
     h("div", { class: "wide" }, h("label", { for: "filter-text", text: t("desk.filter.text") }), input("text")),
@@ -50,6 +61,8 @@ function filterForm(table, values, people, go) {
     const data = new FormData(form);
     const chosen = Object.fromEntries(FILTERS.map((name) => [name, String(data.get(name) || "").trim()]).filter(([, v]) => v));
     if (chosen.category) chosen.category = categoryCode(chosen.category, known);
+    const wanted = String(data.get("deadline") || "");
+    if (DEADLINES.includes(wanted)) chosen[wanted] = "true";
     go(chosen);
   });
   form.addEventListener("reset", (event) => {
