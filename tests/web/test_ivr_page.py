@@ -393,12 +393,13 @@ class TestPage:
         await expect(page.locator("#diagram g.node.invalid").first).to_be_visible()
         assert await axe_violations(page, ("critical", "serious", "moderate")) == []
 
-    @pytest.mark.parametrize("width", [390, 1500])
+    @pytest.mark.parametrize("width", [390, 1280, 1500])
     async def test_the_tables_keep_their_words_whole_on_a_narrow_screen_and_a_wide_one(
         self, api: Api, new_page: NewPage, width: int
     ) -> None:
         await catalogue(api)
-        await uploaded(api)
+        for path in sorted(CONSUMER_LINE.parent.glob("*.yaml")):  # the demo's: long names
+            await uploaded(api, path)
         boss = await api.supervisor()
         page = await new_page()
         await page.set_viewport_size({"width": width, "height": 900})
@@ -407,11 +408,13 @@ class TestPage:
         for table in ("#flows", "#nodes"):
             assert await page.locator(table).evaluate(BROKEN_WORDS) == [], table
         assert await page.evaluate(PAGE_OVERFLOW) <= 0
-        if width > 1000:  # the wide layout: side by side, nothing to scroll
+        if width > 1000:  # a laptop's or a wide screen: every column in sight, nothing to scroll
             flows = page.locator('section[aria-labelledby="flows-heading"]')
-            assert await top(flows) == await top(page.locator("#upload-panel"))
+            side_by_side = await top(flows) == await top(page.locator("#upload-panel"))
+            assert side_by_side is (width >= 1440)
             scrolls = "(table) => table.parentElement.scrollWidth > table.parentElement.clientWidth"
-            assert not await page.locator("#nodes").evaluate(scrolls)
+            for table in ("#flows", "#nodes"):
+                assert not await page.locator(table).evaluate(scrolls), table
 
     async def test_a_chinese_browser_gets_the_page_in_chinese(
         self, api: Api, new_page: NewPage
