@@ -245,11 +245,23 @@ class TestReports:
         assert name == "ivr-outcomes.csv"
         assert "hung_up" in text
 
+    async def test_the_page_opens_on_today_s_queues(self, api: Api, new_page: NewPage) -> None:
+        boss = await api.supervisor()
+        cards = await queue(api, name="cards")
+        await contact(api, cards["name"])
+        page = await reports_of(new_page, boss)
+        await expect(page.get_by_label("Queues", exact=True)).to_be_checked()
+        row = page.locator("#report-table tbody tr").filter(has_text="cards")
+        await expect(row).to_have_count(1)
+
     async def test_a_range_the_service_refuses_is_named_on_its_field(
         self, api: Api, new_page: NewPage
     ) -> None:
+        """The report shown before (today's, on opening) goes: the table is never one the
+        form no longer asks for."""
         boss = await api.supervisor()
         page = await reports_of(new_page, boss)
+        await expect(page.locator("#report-table")).to_be_visible()
         await page.locator("#report-from").fill("2026-11-20T10:00")
         await page.locator("#report-to").fill("2026-11-19T10:00")
         await page.locator("#report-show").click()
@@ -262,6 +274,7 @@ class TestReports:
     ) -> None:
         boss = await api.supervisor()
         page = await reports_of(new_page, boss)
+        await expect(page.locator("#report-table")).to_be_visible()  # today's, on opening
         requests: list[str] = []
         page.on("request", lambda r: requests.append(r.url) if "/reports/" in r.url else None)
         await page.locator("#report-from").fill("")

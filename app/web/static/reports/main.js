@@ -249,7 +249,7 @@ function labelOf(column, of) {
 async function showReport(event) {
   event.preventDefault();
   clear();
-  if (!checkRange()) return;
+  if (!checkRange()) return forget();
   const q = query();
   try {
     const of = kind();
@@ -258,8 +258,16 @@ async function showReport(event) {
     drawTable(last);
     announce(t("reports.shown", { count: rowsOf(last, of).length }));
   } catch (error) {
+    forget();
     refused(error, q);
   }
+}
+
+/** A report asked for and not shown takes the one shown before away: the table on the page
+ * is always the one the form asks for. */
+function forget() {
+  last = null;
+  show(byId("result"), false);
 }
 
 async function download(format) {
@@ -305,6 +313,8 @@ async function main() {
     if (last) drawTable(last);
   });
   await kindChanged();
+  // Today's queues, as a supervisor opening the page most often wants; any other is a click away.
+  byId("report-form").requestSubmit();
 }
 
 main();
