@@ -16,8 +16,10 @@ statements on the leader's own connection, whatever the size of the centre:
    deadline, up to ``dispatch_batch`` per queue) on channels some agent has room on, so a
    queue whose contacts nobody free may take never hides another queue's;
 2. decide with the pure scoring core (``scoring.match``) among the board's candidates, with
-   no transaction open (the waiting contacts' last agents who are available but may be
-   offered nothing now go with them: such an agent holds their contact, ``scoring``);
+   no transaction open (the waiting contacts' relationship managers inside their windows
+   and last agents inside theirs who are available but may be offered nothing now go with
+   them: such an agent holds their contact, ``scoring``; one who is away, offline or
+   inactive is left out, and holds nothing);
 3. write in one statement (``_WRITE``), so in one short transaction: it locks the matched
    contacts and agents with ``SKIP LOCKED`` and re-checks them (still queued; still
    routable, holding the step's skills and the contact's own, with room counted afresh),
@@ -110,22 +112,20 @@ def wanted(waiting: Sequence[Waiting], now: datetime) -> Wanted:
     )
 
 
-def present_last_agents(
+def present_holders(
     board: AgentBoard,
     waiting: Sequence[Waiting],
     candidates: Sequence[scoring.AgentView],
     now: datetime,
 ) -> list[scoring.AgentView]:
-    """The waiting contacts' last agents inside their windows who are available but not
-    candidates, so may be offered nothing now (no room, wrap-up, a rest): the scoring core
-    holds a contact for such an agent. Away, offline and inactive agents are left out."""
-    ids = {
-        w.view.last_agent_id
-        for w in waiting
-        if w.view.last_agent_until is not None and now < w.view.last_agent_until
-    }
+    """The agents the waiting contacts may be held for (``scoring.holders``: a relationship
+    manager inside the manager window, a last agent inside theirs) who are available but
+    not candidates, so may be offered nothing now (no room, wrap-up, a rest): the scoring
+    core holds a contact for such an agent as for one with room. Away, offline and inactive
+    agents are left out, so they hold nothing. From the board: no query of its own."""
+    ids = {agent_id for w in waiting for agent_id in scoring.holders(w.view, now)}
     ids -= {agent.id for agent in candidates}
-    rows = (board.row(agent_id) for agent_id in sorted(i for i in ids if i is not None))
+    rows = (board.row(agent_id) for agent_id in sorted(ids))
     return [
         scoring.AgentView(
             id=row.id,
@@ -443,7 +443,7 @@ class Rounds:
             return Plan(now, [], [], board.next_ready(now))
         waiting = await self._waiting(found)
         agents = board.candidates(wanted(waiting, now), now)
-        agents += present_last_agents(board, waiting, agents, now)
+        agents += present_holders(board, waiting, agents, now)
         return Plan(now, agents, waiting, board.next_ready(now))
 
     async def _refresh_agents(self) -> None:

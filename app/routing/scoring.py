@@ -21,18 +21,21 @@ A decision has three layers, applied in this order:
    after the previous one, counted from ``routing_started_at``; once the last step has
    expired any agent with capacity (and the contact's own skills) may take the contact
    (``current_step`` returns ``None``). Inside a relationship-manager window the contact
-   is exclusive to its manager: nobody else may take it, and it waits for them. Inside its
-   last-agent window (until ``last_agent_until``) a contact is *held* the same
-   way for its last agent while that agent is present: among the agents passed in, with
-   capacity on the contact's channel and the skills required, and neither excluded from nor
-   a decliner of the contact. An agent who is present but has no room now (at capacity,
-   or not ``ready``) then keeps the contact waiting; one who is not present holds nothing.
+   is *held* for its manager while the manager is present: among the agents passed in,
+   with capacity on the contact's channel and the skills required, and neither excluded
+   from nor a decliner of the contact. A held contact is its agent's alone: nobody else may
+   take it. Inside its last-agent window (until ``last_agent_until``) a contact is held
+   the same way for its last agent, when no manager window holds it. An agent who is
+   present but has no room now (at capacity, or not ``ready``) then keeps the contact
+   waiting; one who is not present, or does not qualify, holds nothing, and the contact
+   falls to the next hold, if any, or to the normal rules at once.
 2. **Contact order** (``contact_order_key``): earliest deadline first, then first come first
    served; overdue contacts (waited past their target plus the starvation bound) go first,
    among themselves first come first served.
 3. **Agent order** (``rank_agents``): agents who already declined or missed this contact
    (``declined_by``) after every other agent (they still take it when nobody else may, so
-   nothing waits for them), then the relationship manager, then the last agent, then the
+   nothing waits for them), then the relationship manager (a preference wherever nothing
+   holds the contact for another agent), then the last agent, then the
    queue's strategy with its own tie-break, then the lowest agent id.
 
 The batch (``match``) takes contacts in order and gives each its best remaining agent; the
@@ -52,32 +55,42 @@ The agents passed in are those whose presence allows offers (available and activ
 ones who may be offered something now, and any others the caller knows to be present,
 such as an agent at capacity on a channel, or one finishing a contact in wrap-up or resting
 after a missed offer (``ready`` False: it takes nothing). An agent not passed in is away.
+So a caller passes in every present agent a contact may be held for (``holders``: its
+manager inside the manager window, its last agent inside the last-agent window), whatever
+their room, or the contact is not held for them.
 
 Decisions, and why
 ------------------
 
-**The last agent holds a contact only while present.** The manager window is the tier's
-promise: the contact waits for the manager whatever they are doing, for a window short next
-to the tier's target. The last agent (the handler of the customer's open complaint) is
-worth waiting for when they will be free in a moment: busy with another contact, in
-wrap-up, resting after a missed offer. A handler who is away, offline or deactivated (not
-passed in), who lacks the channel or the skills required, or who declined or may never have
-this contact, would keep the caller waiting for nothing: the contact goes by the normal
-rules at once. Both windows use the one ``only`` rule, so a held contact is decided like
-one inside a manager window (only its agent is ranked, whether or not they have room now,
-so who may take it never depends on how busy that agent is at the instant, and a batch
-decides it alike whatever came before it); both are half-open and both wake the dispatcher
-as they close (``next_wake_at``). An open manager window is decided first, the stronger
-promise; after it the manager is a preference, and a preference never breaks a hold.
+**The manager and the last agent hold a contact only while present.** The manager window
+is the tier's promise that its customers reach their own manager; the last agent (the
+handler of the customer's open complaint) is worth waiting for too. Either is worth
+waiting for when they will be free in a moment: busy with another contact, at capacity,
+in wrap-up, resting after a missed offer. One who is away, offline or deactivated (not
+passed in), who lacks the channel or the skills required, or who declined or may never
+have this contact, would keep the caller waiting for nothing: a platinum caller would wait
+out the whole manager window, longer than the tier's target, beside idle agents who could
+answer. Such a window holds nothing, and the contact falls through at once: to the
+last-agent hold if that applies, else to the normal rules. Both windows use the one
+``_held_for`` rule and the one ``only``, so a held contact is decided alike in either
+(only its agent is ranked, whether or not they have room now, so who may take it never
+depends on how busy that agent is at the instant, and a batch decides it alike whatever
+came before it); both are half-open and both wake the dispatcher as they close
+(``next_wake_at``). An open manager window is decided first, the stronger promise; after
+it the manager is a preference, and a preference never breaks a hold. Whether the agent
+is present is the caller's to say, so an agent leaving (away, offline, deactivated) must
+wake the caller, as it does the dispatcher (``app.routing.dispatcher.WAKE_EVENTS``).
 
 **A hold is bounded, so nobody starves.** A hold makes one contact wait for one agent and
 changes nothing else: not the order of contacts (``contact_order_key``), not what any other
-agent is offered. It ends when its window closes, ``last_agent_until`` at the latest, and
-the contact then goes by the normal rules with its original place. So every guarantee of
-the contact order holds as before, a held contact counting, like one a routing step keeps
-from an agent, as one that agent may not take; and the held contact itself is offered by
-the later of its window's end and its target plus ``starvation_bound_s``, plus the time
-until an agent who may take it is free, whatever arrives meanwhile.
+agent is offered. It ends when its agent stops being present or qualified, or when its
+window closes (the manager window ``rm_affinity_s`` after the contact queued, the last
+agent's at ``last_agent_until``) at the latest, and the contact then goes by the next hold,
+if any, or by the normal rules with its original place. So every guarantee of the contact
+order holds as before, a held contact counting, like one a routing step keeps from an
+agent, as one that agent may not take; and the held contact itself is offered by the
+later of its windows' ends and its target plus ``starvation_bound_s``, plus the time until
+an agent who may take it is free, whatever arrives meanwhile.
 """
 
 import heapq
@@ -111,6 +124,7 @@ __all__ = [
     "current_step",
     "deadline",
     "eligible",
+    "holders",
     "is_overdue",
     "match",
     "may_take",
@@ -250,7 +264,7 @@ class AgentView:
 
     ``ready`` False: present, but to be offered nothing now (finishing a contact in
     wrap-up, resting after a missed offer); such an agent takes no contact, but holds one
-    as its last agent.
+    as its manager or its last agent.
     """
 
     id: int
@@ -394,6 +408,20 @@ def _in_rm_window(contact: ContactView, now: datetime) -> bool:
     return end is not None and now < end
 
 
+def holders(contact: ContactView, now: datetime) -> tuple[int, ...]:
+    """The agents the contact would be held for at ``now`` if they were present: its
+    relationship manager inside the manager window, its last agent inside the last-agent
+    window. A caller passes each of them in while they are present, with room or not
+    (``ready`` False when they may be offered nothing now), or the contact is not held."""
+    until = contact.last_agent_until
+    found = []
+    if _in_rm_window(contact, now) and contact.relationship_manager_id is not None:
+        found.append(contact.relationship_manager_id)
+    if contact.last_agent_id is not None and until is not None and now < until:
+        found.append(contact.last_agent_id)
+    return tuple(found)
+
+
 def next_wake_at(queue: QueueRules, contact: ContactView, now: datetime) -> datetime | None:
     """Next instant after ``now`` at which more agents may take the contact, if any.
 
@@ -423,8 +451,9 @@ def is_overdue(contact: ContactView, now: datetime, settings: DispatchSettings) 
 class _Context:
     """What a decision about one contact needs, worked out once per contact.
 
-    ``only`` is the relationship manager while the manager window is open, or else the last
-    agent while the contact is held for them (nobody else may take the contact); ``manager``
+    ``only`` is the agent the contact is held for, if any (nobody else may take it): the
+    relationship manager inside the manager window, or else the last agent inside theirs,
+    each only while present and qualified (``_held_for``); ``manager``
     and ``last`` are the agents an affinity prefers, if any. ``reqs`` are the skills an
     agent must hold: the step's, then the contact's own.
     """
@@ -449,11 +478,12 @@ def _scored_skills(queue: QueueRules, step: int | None) -> frozenset[str]:
 
 
 def _held_for(
-    contact: ContactView, last: int | None, reqs: Sequence[SkillReq], present: _Present
+    contact: ContactView, agent_id: int | None, reqs: Sequence[SkillReq], present: _Present
 ) -> int | None:
-    """The last agent, if the contact is held for them: present, with capacity on the
-    channel and the skills required, not excluded and not a decliner (room aside)."""
-    agent = None if last is None else present.get(last)
+    """The agent (the manager inside their window, or the last agent inside theirs), if the
+    contact is held for them: present, with capacity on the channel and the skills
+    required, not excluded and not a decliner (room aside)."""
+    agent = None if agent_id is None else present.get(agent_id)
     if agent is None or agent.id in contact.excluded_agent_ids or agent.id in contact.declined_by:
         return None
     if agent.capacity.get(contact.channel, 0) <= 0 or not meets(agent.skills, reqs):
@@ -481,6 +511,11 @@ def _context(queue: QueueRules, contact: ContactView, now: datetime, present: _P
     manager = contact.relationship_manager_id if contact.tier.rm_affinity_s > 0 else None
     until = contact.last_agent_until
     last = contact.last_agent_id if until is not None and now < until else None
+    # An open manager window is decided first; one whose manager holds nothing (away,
+    # unqualified, excluded, a decliner) gives way at once to the last-agent hold.
+    only = _held_for(contact, manager, reqs, present) if _in_rm_window(contact, now) else None
+    if only is None:
+        only = _held_for(contact, last, reqs, present)
     return _Context(
         queue=queue,
         contact=contact,
@@ -488,7 +523,7 @@ def _context(queue: QueueRules, contact: ContactView, now: datetime, present: _P
         step=step,
         reqs=reqs,
         scored=_scored_skills(queue, step),
-        only=manager if _in_rm_window(contact, now) else _held_for(contact, last, reqs, present),
+        only=only,
         manager=manager,
         last=last,
     )
@@ -535,8 +570,9 @@ def may_take(
     *,
     present: Iterable[AgentView] = (),
 ) -> bool:
-    """Eligible, and the relationship manager if the contact is inside its manager window,
-    or its last agent if it is held for them; ``present``: the other agents present."""
+    """Eligible, and the agent the contact is held for, if any (its relationship manager
+    inside the manager window, or else its last agent inside theirs, while present and
+    qualified); ``present``: the other agents present."""
     ctx = _context(queue, contact, now, {**_present(present), agent.id: agent})
     return _accepts(ctx, agent, agent.load)
 
@@ -779,10 +815,11 @@ def rank_agents(
     """Agents that may take the contact, best first, each with its reason.
 
     Order: agents in ``declined_by`` after all others; then the relationship manager (alone,
-    inside the manager window: empty if they cannot take it now; preferred after it), then
-    the last agent while ``last_agent_until`` holds (alone, while the contact is held for
-    them: empty if they cannot take it now), then the queue's strategy, then the lowest
-    agent id. ``agents`` are the agents present (see the module's docstring).
+    inside the manager window while the contact is held for them: empty if they cannot take
+    it now; preferred otherwise), then the last agent while ``last_agent_until`` holds
+    (alone, while the contact is held for them: empty if they cannot take it now), then the
+    queue's strategy, then the lowest agent id. ``agents`` are the agents present (see the
+    module's docstring).
     """
     ctx = _context(queue, contact, now, _present(agents))
     return _ranked(ctx, settings, agents, len(agents))
@@ -856,7 +893,8 @@ def choose_contact(
     present: Iterable[AgentView] = (),
 ) -> Match | None:
     """The waiting contact a freed agent should be offered: the first it may take, in order
-    (``present``: the other agents present, who may hold a contact as its last agent)."""
+    (``present``: the other agents present, who may hold a contact as its manager or its
+    last agent)."""
     everyone = {**_present(present), agent.id: agent}
     in_order = _in_contact_order(candidates, now, settings)
     ordered = (_context(q, c, now, everyone) for q, c in in_order)
@@ -933,8 +971,8 @@ class _Pool:
     agent, drops it from its channel's spare set once full, forgets its entries (they are
     recomputed when next needed) and is logged; a standing applies the offers logged since
     its last use before it is consulted (a member without room leaves, one with room gets
-    its new entry pushed). Inside a manager window or a hold (at most one acceptable agent)
-    the acceptable set is computed afresh instead.
+    its new entry pushed). For a held contact (at most one acceptable agent: its manager or
+    its last agent) the acceptable set is computed afresh instead.
     """
 
     def __init__(self, agents: Sequence[AgentView], now: datetime, needed: frozenset[str]) -> None:
@@ -1020,7 +1058,7 @@ class _Pool:
         return standing
 
     def _scan(self, ctx: _Context, spec: _Spec, scale: int) -> tuple[list[_Key], int]:
-        """Shortlist and count by scanning the acceptable agents (manager window, hold)."""
+        """Shortlist and count by scanning the acceptable agents (a held contact)."""
         acceptable = self._acceptable(ctx)
         entries = self._entries_for(ctx, spec, acceptable, scale)
         declined = ctx.contact.declined_by & acceptable

@@ -31,6 +31,7 @@ from app.routing.scoring import (
     current_step,
     deadline,
     eligible,
+    holders,
     is_overdue,
     match,
     may_take,
@@ -462,11 +463,15 @@ class TestMayTake:
             pytest.param(8, 10, GOLD, True, id="other_agent_when_tier_has_no_window"),
         ],
     )
-    def test_manager_window_is_exclusive(
+    def test_manager_window_is_exclusive_while_the_manager_is_present(
         self, agent_id: int, waited: float, tier: TierPolicy, expected: bool
     ) -> None:
+        # The manager is present (passed in); an absent one holds nothing (TestManagerHold).
         contact = make_contact(tier=tier, manager=7, waited=waited)
-        assert may_take(make_agent(agent_id), make_queue(), contact, NOW) is expected
+        present = [make_agent(7)]
+        assert may_take(make_agent(agent_id), make_queue(), contact, NOW, present=present) is (
+            expected
+        )
 
     def test_manager_still_needs_to_be_eligible(self) -> None:
         contact = make_contact(tier=PLATINUM, manager=7, waited=10)
@@ -869,22 +874,30 @@ class TestAffinity:
         "manager",
         [
             pytest.param(make_agent(3, load=1), id="manager_at_capacity"),
-            pytest.param(make_agent(3, channel="chat"), id="manager_without_voice_capacity"),
+            pytest.param(make_agent(3, ready=False), id="manager_in_wrap_up_or_resting"),
         ],
     )
     def test_contact_waits_for_busy_manager_inside_window(self, manager: AgentView) -> None:
         assert rank([make_agent(1, idle=500), manager], PLATINUM_WITH_MANAGER) == []
 
-    def test_contact_waits_for_manager_lacking_step_skills_inside_window(self) -> None:
+    # The three below waited for the manager until the window closed; a manager who cannot
+    # take the contact now holds nothing, so the other agent takes it at once.
+    def test_manager_without_voice_capacity_holds_nothing_inside_window(self) -> None:
+        agents = [make_agent(1, idle=500), make_agent(3, channel="chat")]
+        assert ids(rank(agents, PLATINUM_WITH_MANAGER)) == [1]
+
+    def test_manager_lacking_step_skills_holds_nothing_inside_window(self) -> None:
         agents = [make_agent(1, skills={"billing": 9, "cards": 9}), make_agent(3)]
-        assert rank(agents, PLATINUM_WITH_MANAGER, BILLING_AND_CARDS) == []
+        assert ids(rank(agents, PLATINUM_WITH_MANAGER, BILLING_AND_CARDS)) == [1]
 
-    def test_contact_waits_when_manager_rejected_it_inside_window(self) -> None:
+    def test_manager_excluded_from_the_contact_holds_nothing_inside_window(self) -> None:
         contact = replace(PLATINUM_WITH_MANAGER, excluded_agent_ids=frozenset({3}))
-        assert rank([make_agent(1), make_agent(3)], contact) == []
+        assert ids(rank([make_agent(1), make_agent(3)], contact)) == [1]
 
-    def test_contact_waits_when_manager_is_not_available_inside_window(self) -> None:
-        assert rank([make_agent(1), make_agent(2)], PLATINUM_WITH_MANAGER) == []
+    def test_manager_who_is_not_present_holds_nothing_inside_window(self) -> None:
+        ranked = rank([make_agent(1, idle=5), make_agent(2)], PLATINUM_WITH_MANAGER)
+        assert ids(ranked) == [1, 2]
+        assert [r.reason.affinity for r in ranked] == [None, None]
 
     def test_after_window_manager_is_preferred_but_others_follow(self) -> None:
         contact = make_contact(tier=PLATINUM, manager=3, waited=60)
@@ -1099,6 +1112,256 @@ class TestLastAgentHold:
         assert rank([resting]) == []
         assert match([(make_queue(), make_contact())], [resting], NOW, SETTINGS) == []
         assert choose_contact(resting, [(make_queue(), make_contact())], NOW, SETTINGS) is None
+
+
+# --- the manager window holds only while the manager is present ---------------------------
+
+# A billing step, and a contact that needs cards of its own: the manager (agent 3) must hold
+# both. OTHER (agent 1, idle longest) always may take the contact.
+MANAGED_QUEUE = make_queue(steps=[make_step(("billing", 5))])
+QUALIFIED = {"billing": 9, "cards": 9}
+M_IDLE = make_agent(3, skills=QUALIFIED, idle=1)
+M_BUSY = make_agent(3, skills=QUALIFIED, load=1)  # at capacity on voice
+M_RESTING = make_agent(3, skills=QUALIFIED, ready=False)  # in wrap-up, or resting
+M_CHAT_IDLE = make_agent(3, skills=QUALIFIED, channel="chat")  # no voice capacity
+M_CHAT_BUSY = make_agent(3, skills=QUALIFIED, channel="chat", load=1)
+M_NO_STEP_SKILL = {"billing": 4, "cards": 9}
+M_NO_OWN_SKILL = {"billing": 9, "cards": 2}
+L_IDLE = make_agent(4, skills=QUALIFIED, idle=2)
+L_BUSY = make_agent(4, skills=QUALIFIED, load=1)
+INSIDE, AFTER = 10.0, 60.0  # waited: PLATINUM's manager window is 60 s, half-open
+NOBODY: frozenset[int] = frozenset()
+M: frozenset[int] = frozenset({3})
+
+
+def _managed(waited: float, excluded: frozenset[int], declined: frozenset[int]) -> ContactView:
+    return make_contact(
+        tier=PLATINUM,
+        manager=3,
+        waited=waited,
+        excluded=excluded,
+        declined=declined,
+        needs=[("cards", 3)],
+    )
+
+
+class TestManagerHold:
+    """Inside the manager window a contact is held for its manager while they are present
+    (passed in, with room or not), with the channel and the skills required (the step's and
+    the contact's own), not excluded and not a decliner; otherwise the window holds nothing
+    and the contact goes by the rules at once. After the window the manager is preferred.
+
+    Each row: the manager's view (None: away, offline or deactivated), how long the contact
+    waited, who is excluded and who declined, and the agents who may take it, best first.
+    """
+
+    @pytest.mark.parametrize(
+        ("manager", "waited", "excluded", "declined", "expected"),
+        [
+            # Not present.
+            pytest.param(None, INSIDE, NOBODY, NOBODY, [1], id="absent-inside"),
+            pytest.param(None, AFTER, NOBODY, NOBODY, [1], id="absent-after"),
+            # Present and qualified: held inside the window, with room or not.
+            pytest.param(M_IDLE, INSIDE, NOBODY, NOBODY, [3], id="idle-inside"),
+            pytest.param(M_BUSY, INSIDE, NOBODY, NOBODY, [], id="busy-inside"),
+            pytest.param(M_RESTING, INSIDE, NOBODY, NOBODY, [], id="resting-inside"),
+            pytest.param(M_IDLE, AFTER, NOBODY, NOBODY, [3, 1], id="idle-after"),
+            pytest.param(M_BUSY, AFTER, NOBODY, NOBODY, [1], id="busy-after"),
+            pytest.param(M_RESTING, AFTER, NOBODY, NOBODY, [1], id="resting-after"),
+            # Present without the contact's channel.
+            pytest.param(M_CHAT_IDLE, INSIDE, NOBODY, NOBODY, [1], id="no_channel-idle-inside"),
+            pytest.param(M_CHAT_BUSY, INSIDE, NOBODY, NOBODY, [1], id="no_channel-busy-inside"),
+            pytest.param(M_CHAT_IDLE, AFTER, NOBODY, NOBODY, [1], id="no_channel-idle-after"),
+            pytest.param(M_CHAT_BUSY, AFTER, NOBODY, NOBODY, [1], id="no_channel-busy-after"),
+            # Present without the step's skill.
+            pytest.param(
+                replace(M_IDLE, skills=M_NO_STEP_SKILL),
+                INSIDE,
+                NOBODY,
+                NOBODY,
+                [1],
+                id="no_step_skill-idle-inside",
+            ),
+            pytest.param(
+                replace(M_BUSY, skills=M_NO_STEP_SKILL),
+                INSIDE,
+                NOBODY,
+                NOBODY,
+                [1],
+                id="no_step_skill-busy-inside",
+            ),
+            pytest.param(
+                replace(M_IDLE, skills=M_NO_STEP_SKILL),
+                AFTER,
+                NOBODY,
+                NOBODY,
+                [1],
+                id="no_step_skill-idle-after",
+            ),
+            pytest.param(
+                replace(M_BUSY, skills=M_NO_STEP_SKILL),
+                AFTER,
+                NOBODY,
+                NOBODY,
+                [1],
+                id="no_step_skill-busy-after",
+            ),
+            # Present without the contact's own skill.
+            pytest.param(
+                replace(M_IDLE, skills=M_NO_OWN_SKILL),
+                INSIDE,
+                NOBODY,
+                NOBODY,
+                [1],
+                id="no_own_skill-idle-inside",
+            ),
+            pytest.param(
+                replace(M_BUSY, skills=M_NO_OWN_SKILL),
+                INSIDE,
+                NOBODY,
+                NOBODY,
+                [1],
+                id="no_own_skill-busy-inside",
+            ),
+            pytest.param(
+                replace(M_IDLE, skills=M_NO_OWN_SKILL),
+                AFTER,
+                NOBODY,
+                NOBODY,
+                [1],
+                id="no_own_skill-idle-after",
+            ),
+            pytest.param(
+                replace(M_BUSY, skills=M_NO_OWN_SKILL),
+                AFTER,
+                NOBODY,
+                NOBODY,
+                [1],
+                id="no_own_skill-busy-after",
+            ),
+            # Present but excluded from the contact.
+            pytest.param(M_IDLE, INSIDE, M, NOBODY, [1], id="excluded-idle-inside"),
+            pytest.param(M_BUSY, INSIDE, M, NOBODY, [1], id="excluded-busy-inside"),
+            pytest.param(M_RESTING, INSIDE, M, NOBODY, [1], id="excluded-resting-inside"),
+            pytest.param(M_IDLE, AFTER, M, NOBODY, [1], id="excluded-idle-after"),
+            pytest.param(M_BUSY, AFTER, M, NOBODY, [1], id="excluded-busy-after"),
+            # Present but declined (rejected or missed) it: after everyone else.
+            pytest.param(M_IDLE, INSIDE, NOBODY, M, [1, 3], id="declined-idle-inside"),
+            pytest.param(M_BUSY, INSIDE, NOBODY, M, [1], id="declined-busy-inside"),
+            pytest.param(M_RESTING, INSIDE, NOBODY, M, [1], id="declined-resting-inside"),
+            pytest.param(M_IDLE, AFTER, NOBODY, M, [1, 3], id="declined-idle-after"),
+            pytest.param(M_BUSY, AFTER, NOBODY, M, [1], id="declined-busy-after"),
+        ],
+    )
+    def test_who_may_take_the_contact(
+        self,
+        manager: AgentView | None,
+        waited: float,
+        excluded: frozenset[int],
+        declined: frozenset[int],
+        expected: list[int],
+    ) -> None:
+        contact = _managed(waited, excluded, declined)
+        agents = [OTHER] if manager is None else [OTHER, manager]
+        others = [] if manager is None else [manager]
+        ranked = rank_agents(MANAGED_QUEUE, contact, agents, NOW, SETTINGS)
+        assert ids(ranked) == expected
+        if expected[:1] == [3]:  # the manager first: held (alone) or preferred
+            assert ranked[0].reason.affinity is Affinity.RELATIONSHIP_MANAGER
+        if expected == [3]:  # held: nobody else ranked
+            assert (ranked[0].reason.runner_up_agent_id, ranked[0].reason.agents_ranked) == (
+                None,
+                1,
+            )
+        assert all(r.reason.affinity is None for r in ranked if r.agent.id != 3)
+        chosen = choose_agent(MANAGED_QUEUE, contact, agents, NOW, SETTINGS)
+        assert (None if chosen is None else chosen.agent.id) == (expected[0] if expected else None)
+        batch = match([(MANAGED_QUEUE, contact)], agents, NOW, SETTINGS)
+        assert _summary(batch) == [(1, agent_id) for agent_id in expected[:1]]
+        # The other agent, freed, may take it exactly when it is not held for the manager.
+        may = may_take(OTHER, MANAGED_QUEUE, contact, NOW, present=others)
+        assert may is (1 in expected)
+        freed = choose_contact(OTHER, [(MANAGED_QUEUE, contact)], NOW, SETTINGS, present=others)
+        assert (freed is not None) is (1 in expected)
+
+    # The manager window gives way to the last-agent hold (agent 4, inside its window) when
+    # the manager holds nothing; a manager who holds it comes first.
+    @pytest.mark.parametrize(
+        ("manager", "last", "excluded", "declined", "expected"),
+        [
+            pytest.param(None, L_IDLE, NOBODY, NOBODY, [4], id="absent-to_idle_last"),
+            pytest.param(None, L_BUSY, NOBODY, NOBODY, [], id="absent-to_busy_last"),
+            pytest.param(None, None, NOBODY, NOBODY, [1], id="absent-no_last_present"),
+            pytest.param(M_CHAT_IDLE, L_BUSY, NOBODY, NOBODY, [], id="no_channel-to_busy_last"),
+            pytest.param(M_CHAT_IDLE, L_IDLE, NOBODY, NOBODY, [4], id="no_channel-to_idle_last"),
+            pytest.param(
+                replace(M_BUSY, skills=M_NO_STEP_SKILL),
+                L_BUSY,
+                NOBODY,
+                NOBODY,
+                [],
+                id="no_step_skill-to_busy_last",
+            ),
+            pytest.param(M_BUSY, L_IDLE, M, NOBODY, [4], id="excluded-to_idle_last"),
+            pytest.param(M_IDLE, L_IDLE, NOBODY, M, [4], id="declined-to_idle_last"),
+            pytest.param(M_IDLE, L_BUSY, NOBODY, M, [], id="declined-to_busy_last"),
+            pytest.param(M_IDLE, L_IDLE, M, frozenset({4}), [1, 4], id="neither_holds"),
+            pytest.param(M_BUSY, L_IDLE, NOBODY, NOBODY, [], id="busy_manager_holds_first"),
+            pytest.param(M_IDLE, L_IDLE, NOBODY, NOBODY, [3], id="idle_manager_holds_first"),
+        ],
+    )
+    def test_inside_the_window_a_manager_who_holds_nothing_falls_to_the_last_agent(
+        self,
+        manager: AgentView | None,
+        last: AgentView | None,
+        excluded: frozenset[int],
+        declined: frozenset[int],
+        expected: list[int],
+    ) -> None:
+        contact = replace(
+            _managed(INSIDE, excluded, declined), last_agent_id=4, last_agent_until=later(30)
+        )
+        present = [a for a in (manager, last) if a is not None]
+        agents = [OTHER, *present]
+        assert ids(rank_agents(MANAGED_QUEUE, contact, agents, NOW, SETTINGS)) == expected
+        batch = match([(MANAGED_QUEUE, contact)], agents, NOW, SETTINGS)
+        assert _summary(batch) == [(1, agent_id) for agent_id in expected[:1]]
+        assert may_take(OTHER, MANAGED_QUEUE, contact, NOW, present=present) is (1 in expected)
+
+    @pytest.mark.parametrize(
+        ("waited", "last_until", "expected"),
+        [
+            pytest.param(INSIDE, later(30), (3, 4), id="both_windows_open"),
+            pytest.param(INSIDE, NOW, (3,), id="manager_window_only"),
+            pytest.param(AFTER, later(30), (4,), id="last_agent_window_only"),
+            pytest.param(59.999999, None, (3,), id="manager_window_a_microsecond_before_end"),
+            pytest.param(AFTER, None, (), id="neither"),
+        ],
+    )
+    def test_holders_are_the_agents_of_the_open_windows(
+        self, waited: float, last_until: datetime | None, expected: tuple[int, ...]
+    ) -> None:
+        contact = make_contact(
+            tier=PLATINUM, manager=3, waited=waited, last_agent=4, last_until=last_until
+        )
+        assert holders(contact, NOW) == expected
+
+    def test_a_tier_without_a_window_has_no_manager_holder(self) -> None:
+        assert holders(make_contact(tier=GOLD, manager=3, waited=1), NOW) == ()
+
+    def test_a_batch_serves_others_while_a_present_manager_holds_a_contact(self) -> None:
+        # An absent manager's contact is served at once; a busy one's waits, and holds up
+        # nothing else.
+        waiting = [
+            (MANAGED_QUEUE, replace(_managed(INSIDE, NOBODY, NOBODY), id=1)),
+            (
+                MANAGED_QUEUE,
+                replace(_managed(INSIDE - 1, NOBODY, NOBODY), id=2, relationship_manager_id=5),
+            ),
+            (MANAGED_QUEUE, make_contact(3, waited=5, needs=[("cards", 3)])),
+        ]
+        agents = [OTHER, replace(OTHER, id=2, idle_since=ago(400)), M_BUSY]
+        assert _summary(match(waiting, agents, NOW, SETTINGS)) == [(2, 1), (3, 2)]
 
 
 class TestDeclined:
@@ -1352,9 +1615,13 @@ class TestChooseContact:
             (SUPPORT, make_contact(1, tier=PLATINUM, manager=3, waited=5)),
             (SUPPORT, make_contact(2, waited=1)),
         ]
-        chosen = choose_contact(make_agent(1), candidates, NOW, SETTINGS)
+        busy_manager = make_agent(3, load=1)
+        chosen = choose_contact(make_agent(1), candidates, NOW, SETTINGS, present=[busy_manager])
+        alone = choose_contact(make_agent(1), candidates, NOW, SETTINGS)
         assert chosen is not None
         assert chosen.contact.id == 2
+        assert alone is not None
+        assert alone.contact.id == 1  # the manager is not present: nothing holds it
 
     def test_manager_is_offered_their_reserved_contact(self) -> None:
         candidates = [
@@ -1763,18 +2030,31 @@ def _ref_only(
     present: dict[int, AgentView],
 ) -> int | None:
     """The one agent who may take the contact: its manager inside the manager window, else
-    its last agent inside the last-agent window while present, qualified and not a decliner."""
+    its last agent inside the last-agent window, each while present, qualified and not a
+    decliner."""
     if _ref_in_rm_window(contact, now):
-        return contact.relationship_manager_id
+        manager = _ref_holding(contact.relationship_manager_id, queue, contact, step, present)
+        if manager is not None:
+            return manager
     until = contact.last_agent_until
-    if contact.last_agent_id is None or until is None or now >= until:
+    if until is None or now >= until:
         return None
-    last = present.get(contact.last_agent_id)
-    if last is None or last.id in contact.declined_by:
+    return _ref_holding(contact.last_agent_id, queue, contact, step, present)
+
+
+def _ref_holding(
+    agent_id: int | None,
+    queue: QueueRules,
+    contact: ContactView,
+    step: int | None,
+    present: dict[int, AgentView],
+) -> int | None:
+    agent = None if agent_id is None else present.get(agent_id)
+    if agent is None or agent.id in contact.declined_by:
         return None
-    if last.capacity.get(contact.channel, 0) == 0:
+    if agent.capacity.get(contact.channel, 0) == 0:
         return None
-    return last.id if _ref_qualified(last, queue, contact, step) else None
+    return agent.id if _ref_qualified(agent, queue, contact, step) else None
 
 
 def _ref_acceptable_at(
