@@ -80,8 +80,12 @@ _END_HUNG_LEADER = """
 """
 # What changes demand or supply. A contact's ending frees its agent's capacity even when the
 # agent's state stays busy (other chats), so the endings wake the dispatcher too: another
-# process's commits reach it only through these events. A state change wakes it only when
-# the agent became idle (see ``wakes``): the offers it makes itself change states too.
+# process's commits reach it only through these events. An agent's status change or update
+# wakes it both ways: one made available may take a contact, and one who goes away or
+# offline, or is deactivated, no longer holds the contacts waiting for them as their
+# relationship manager or last agent (``scoring``), which others may then take at once. A
+# state change wakes it only when the agent became idle (see ``wakes``): the offers it
+# makes itself change states too.
 WAKE_EVENTS: frozenset[str] = frozenset(
     {
         *(t for t in ContactEventType if t is not ContactEventType.CONNECTED),
