@@ -243,8 +243,9 @@ class TestHungLeader:
 
     async def test_a_standby_leaves_an_idle_but_live_leader_alone(self, db: str) -> None:
         # No rounds but on a wake or a minute's tick: only the leader's pings keep it known
-        # to be alive, across many times the silence a standby tolerates.
-        settings = make_settings(db, leader_stale_s=0.8, leader_retry_s=0.05, dispatch_tick_s=60)
+        # to be alive, across many times the silence a standby tolerates. Two seconds of it:
+        # a suite's loaded machine can hold a process back for most of a second.
+        settings = make_settings(db, leader_stale_s=2, leader_retry_s=0.05, dispatch_tick_s=60)
         watcher = await asyncpg.connect(plain_url(db))
         try:
             async with running(db, settings) as leader:
