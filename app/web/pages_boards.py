@@ -80,6 +80,8 @@ def complaint_rules() -> dict[str, Any]:
     events = list(lifecycle.ComplaintEvent)
     return {
         "statuses": [s.value for s in lifecycle.ComplaintStatus],
+        # Neither finished nor archived: the cases the console lists.
+        "open": [s.value for s in lifecycle.ComplaintStatus if s in lifecycle.OPEN],
         "moves": [
             {"from": status.value, "verb": event.value, "to": after.value}
             for (status, event), after in lifecycle.moves().items()

@@ -400,19 +400,26 @@ class TestComplaints:
         self, api: Api, new_page: NewPage
     ) -> None:
         # Resolved in time and then under review: the resolution deadline no longer counts
-        # down (the review has a clock of its own), as the desk's overdue filter has it.
+        # down (the review has a clock of its own), as the desk's overdue filter has it. A
+        # paused one holds its clock, and says so.
         agent = await api.agent()
         reviewed = await assigned_complaint(api, agent["id"], matter=_matter("Pudong"))
         for verb, body in (("start", None), ("resolve", RESOLUTION), ("confirm", None)):
             await move(api, reviewed["id"], verb, body)
         await move(api, reviewed["id"], "request_review", {"reason": "客户不认可处理结果"})
         working = await assigned_complaint(api, agent["id"], matter=_matter("Minhang"))
+        paused = await assigned_complaint(api, agent["id"], matter=_matter("Xuhui"))
+        await move(api, paused["id"], "start")
+        await move(api, paused["id"], "pause", {"reason": "waiting_for_customer"})
         page = await console_of(new_page, agent)
         row = page.locator(f'#cases-body tr[data-complaint-id="{reviewed["id"]}"]')
         await expect(row.locator(".deadline")).to_have_attribute("data-deadline", "stopped")
         await expect(row.locator(".deadline")).to_contain_text("Clock stopped")
         other = page.locator(f'#cases-body tr[data-complaint-id="{working["id"]}"]')
         await expect(other.locator(".deadline")).to_have_attribute("data-deadline", "ok")
+        held = page.locator(f'#cases-body tr[data-complaint-id="{paused["id"]}"] .deadline')
+        await expect(held).to_have_attribute("data-deadline", "stopped")
+        await expect(held).to_contain_text("Clock paused")
 
     async def test_the_contact_card_shows_the_customers_open_complaints_with_deadlines(
         self, api: Api, new_page: NewPage

@@ -637,6 +637,9 @@ class TestRules:
         for event in lifecycle.ComplaintEvent:
             assert rules["complaints"]["needs"][event.value] == sorted(lifecycle.needs(event))
         assert rules["complaints"]["categories"] == list(CATEGORIES)
+        assert set(rules["complaints"]["open"]) == {s.value for s in lifecycle.OPEN}
+        stopped = lifecycle.OPEN - lifecycle.DEADLINE_STOPPED
+        assert set(rules["complaints"]["deadline_counts"]) == {s.value for s in stopped}
         table = {
             (role, resource, action): rule
             for role, resources in rules["access"].items()

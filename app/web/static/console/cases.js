@@ -16,19 +16,21 @@ import { byId, h, replace } from "../js/dom.js";
 import { dateTime, duration, t } from "../js/i18n.js";
 import { showError } from "../js/page.js";
 import { categoriesText } from "../desk/format.js";
+import { rules } from "../desk/rules.js";
 
-export const OPEN_COMPLAINT = new Set([
-  "registered",
-  "classified",
-  "assigned",
-  "in_progress",
-  "paused",
-  "resolved",
-  "under_review",
-]);
-// Where the resolution deadline counts down: resolve stops its clock (a review that follows
-// has a clock of its own), a pause holds it ("paused").
-const RUNNING = new Set(["registered", "classified", "assigned", "in_progress"]);
+// The lifecycle's sets, as the service writes them (/pages/rules.json): the open statuses,
+// and those where the resolution deadline counts down (it counts where the API's overdue
+// does, but for a pause, which holds it). Read before any case is drawn (``openStatuses``).
+let open = new Set();
+let running = new Set();
+
+/** The open statuses (neither finished nor archived), once the service's rules are read. */
+export async function openStatuses() {
+  const table = await rules();
+  open = new Set(table.complaints.open);
+  running = new Set(table.complaints.deadline_counts.filter((s) => s !== "paused"));
+  return open;
+}
 const AT_RISK = 0.8;
 const BACKSTOP_MS = 300000;
 const TICK_MS = 30000; // the time left, drawn again from what was read
@@ -41,7 +43,7 @@ let again = false;
 
 /** How a complaint's resolution deadline stands: "ok", "at_risk", "overdue" or "stopped". */
 export function deadlineState(complaint, now = serverNow()) {
-  if (!complaint.due_at || !RUNNING.has(complaint.status)) return "stopped";
+  if (!complaint.due_at || !running.has(complaint.status)) return "stopped";
   const due = Date.parse(complaint.due_at);
   const start = Date.parse(complaint.registered_at);
   if (now >= due) return "overdue";
@@ -95,8 +97,8 @@ function render() {
 
 async function read() {
   const query = user.role === "agent" ? {} : { assignee: user.id };
-  const items = await allPages("/api/v1/complaints", { query, maxPages: 5 });
-  return items.filter((c) => OPEN_COMPLAINT.has(c.status));
+  const [items, statuses] = await Promise.all([allPages("/api/v1/complaints", { query, maxPages: 5 }), openStatuses()]);
+  return items.filter((c) => statuses.has(c.status));
 }
 
 /** Read the cases again (one read at a time; a request during one reads once more after). */

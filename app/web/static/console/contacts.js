@@ -11,7 +11,7 @@ import { byId, h, replace, text } from "../js/dom.js";
 import { dateTime, duration, t } from "../js/i18n.js";
 import { announce, showError } from "../js/page.js";
 import * as actions from "./actions.js";
-import { caseLink, deadlineBadge, OPEN_COMPLAINT } from "./cases.js";
+import { caseLink, deadlineBadge, openStatuses } from "./cases.js";
 import { contact, customer, queueName } from "./lookups.js";
 
 export const DISPOSITIONS = ["resolved", "follow_up", "escalated", "complaint_registered", "no_resolution"];
@@ -26,8 +26,8 @@ function fact(label, value) {
 async function openComplaints(customerId) {
   // `customer` narrows the list where the service supports it; the filter below keeps the
   // card right either way.
-  const items = await allPages("/api/v1/complaints", { query: { customer: customerId }, maxPages: 3 });
-  return items.filter((c) => c.customer_id === customerId && OPEN_COMPLAINT.has(c.status));
+  const [items, open] = await Promise.all([allPages("/api/v1/complaints", { query: { customer: customerId }, maxPages: 3 }), openStatuses()]);
+  return items.filter((c) => c.customer_id === customerId && open.has(c.status));
 }
 
 // The customer's contacts, newest first: while the agent serves the customer (this card), the
