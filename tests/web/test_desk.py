@@ -491,6 +491,21 @@ class TestList:
         await expect(row).to_contain_text("Wealth management")
         await expect(row.locator(".badge.danger")).to_be_in_viewport(ratio=1)
 
+    async def test_a_case_s_clocks_show_every_column_on_a_laptop(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        """At 1280 px the clocks' table used to scroll inside half the page, its extensions
+        out of sight: it spans the page above the two columns now."""
+        boss = await api.supervisor()
+        case = await register(api, complaint_body())
+        page = await desk_of(new_page, boss, f"#case/{case['id']}")
+        assert page.viewport_size == {"width": 1280, "height": 720}
+        clocks = page.locator("#clocks")
+        await expect(clocks.locator('tr[data-clock="resolution"]')).to_be_visible()
+        scrolls = "(table) => table.parentElement.scrollWidth > table.parentElement.clientWidth"
+        assert not await clocks.evaluate(scrolls)
+        await expect(clocks.locator("thead th").last).to_be_in_viewport(ratio=1)
+
     async def test_the_deadline_filter_shows_the_overdue_or_the_at_risk_and_is_kept_in_the_address(
         self, app: FastAPI, api: Api, new_page: NewPage
     ) -> None:

@@ -202,6 +202,9 @@ function draw(view, ctx, complaint) {
     h("p", {}, h("a", { href: "#list", text: t("desk.case.back") })),
     h("h2", { id: "view-heading", tabindex: -1 }, h("span", { id: "case-reference", text: complaint.reference }), " ", statusBadge(complaint.status)),
     moveDone(ctx, complaint),
+    // The clocks across the page, above the two columns: every deadline and its share used
+    // in sight at once, never scrolled inside half the screen.
+    h("section", { class: "panel case-clocks", "aria-labelledby": "clocks-h" }, h("h3", { id: "clocks-h", text: t("desk.case.clocks") }), h("div", { class: "scroll", tabindex: 0, role: "region", "aria-label": t("desk.case.clocks_table") }, clocksTable(complaint))),
     h(
       "div",
       { class: "case-grid" },
@@ -215,7 +218,6 @@ function draw(view, ctx, complaint) {
       h(
         "div",
         { class: "stack" },
-        h("section", { class: "panel", "aria-labelledby": "clocks-h" }, h("h3", { id: "clocks-h", text: t("desk.case.clocks") }), h("div", { class: "scroll", tabindex: 0, role: "region", "aria-label": t("desk.case.clocks_table") }, clocksTable(complaint))),
         h("section", { class: "panel", "aria-labelledby": "moves-h" }, h("h3", { id: "moves-h", text: t("desk.move.heading_all") }), moves),
         h("section", { class: "panel", "aria-labelledby": "suggestion-h" }, h("h3", { id: "suggestion-h", text: t("desk.suggestion.heading") }), suggestion),
         h("section", { class: "panel", "aria-labelledby": "timeline-h" }, h("h3", { id: "timeline-h", text: t("desk.case.timeline") }), timeline(complaint, ctx.people)),
