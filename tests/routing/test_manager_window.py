@@ -30,6 +30,7 @@ from tests.routing.acd import (
     pending_offers,
     queue,
 )
+from tests.routing.test_affinity import leave
 
 WINDOW_S = 600.0
 TICK_S = 600.0
@@ -56,16 +57,6 @@ async def api(settings: Settings, noted: list[NotedRound]) -> AsyncIterator[Api]
     assert settings.tiers["platinum"].rm_affinity_s == WINDOW_S
     async with instance(settings) as (_, client):
         yield await Api.signed_in(client, "admin", ADMIN_PASSWORD)
-
-
-async def leave(api: Api, agent: Api, how: str) -> None:
-    """The agent goes away, offline, or is deactivated (by the admin)."""
-    path = f"/api/v1/agents/{agent.me['id']}"
-    if how == "deactivated":
-        expect(await api.patch(path, {"active": False}), 200)
-        return
-    body = {"status": how, "reason": "break"} if how == "away" else {"status": how}
-    expect(await agent.post(f"{path}/status", body), 200)
 
 
 async def managed_customer(api: Api, manager: Api) -> int:
