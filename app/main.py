@@ -35,6 +35,7 @@ from app.config import Settings, get_settings
 from app.customers.router import router as customers_router
 from app.db import unit_of_work
 from app.errors import install_error_handlers
+from app.ivr.router import contacts_router as ivr_contacts_router
 from app.ivr.router import router as ivr_router
 from app.ivr.telephony_router import router as telephony_router
 from app.limits import install_body_limit
@@ -142,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(complaints_router)
     app.include_router(suggestions_router)
     app.include_router(ivr_router)
+    app.include_router(ivr_contacts_router)
     app.include_router(events_router)
     app.include_router(ws_router)
     app.include_router(pages_router)

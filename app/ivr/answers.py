@@ -44,7 +44,7 @@ from app.ivr.nodes import Run, ask, enter, retry, waiting
 from app.ivr.validators import InvalidValue, validate
 from app.ivr.vocabulary import Phase, StateError
 
-__all__ = ["answer_confirm", "answer_keys", "answer_speech"]
+__all__ = ["answer_confirm", "answer_keys", "answer_speech", "option_chosen"]
 
 
 def _choose(run: Run, option: Option, inp: str) -> None:
@@ -204,6 +204,27 @@ def answer_speech(run: Run, said: str, confidence: float) -> None:
             retry(run, node, "invalid", inp)
         else:
             _asked_in_words(run, node, said, inp)
+
+
+def option_chosen(node: MenuNode, inp: str | None) -> Option | None:
+    """The option a menu's recorded answer chose (``digits:1``, ``speech:信用卡@0.82``, as
+    ``answer_keys`` and ``answer_speech`` record them), found as they found it; None for an
+    answer that chose no option. The transcript keeps the answer, not the option: a stored
+    flow version never changes, so the option can always be found again."""
+    if inp is None:
+        return None
+    kind, _, value = inp.partition(":")
+    if kind == "speech":
+        said = value.rpartition("@")[0]
+        key = prompts.spoken_key(said)
+        if key is None:
+            chosen = [o for o in node.options if prompts.matches(said, _phrases(o.phrases))]
+            return chosen[0] if len(chosen) == 1 else None
+    elif kind == "digits":
+        key = value
+    else:
+        return None
+    return next((o for o in node.options if o.key == key), None)
 
 
 def _phrases(phrases: dict[str, list[str]]) -> list[str]:

@@ -73,17 +73,16 @@ MAX_BACK: Final = 20  # parents followed back from an answered contact (transfer
 
 
 async def call_of_contact(
-    session: AsyncSession, contact_id: int, *, nowait: bool = False
+    session: AsyncSession, contact_id: int, *, nowait: bool = False, lock: bool = True
 ) -> IvrCall | None:
-    """The IVR call whose contact is ``contact_id`` or continues in it, locked."""
+    """The IVR call whose contact is ``contact_id`` or continues in it, locked (unless
+    ``lock`` is False: a read)."""
     chain = [contact_id]
     for _ in range(MAX_BACK):
-        call = await session.scalar(
-            select(IvrCall)
-            .where(IvrCall.contact_id == chain[-1])
-            .with_for_update(nowait=nowait)
-            .execution_options(populate_existing=True)
-        )
+        stmt = select(IvrCall).where(IvrCall.contact_id == chain[-1])
+        if lock:
+            stmt = stmt.with_for_update(nowait=nowait)
+        call = await session.scalar(stmt.execution_options(populate_existing=True))
         if call is not None:
             return call
         before = await session.scalar(select(Contact.parent_id).where(Contact.id == chain[-1]))

@@ -45,6 +45,13 @@ class CallNotFound(NotFound):
         super().__init__(f"IVR call {call_id!r} does not exist")
 
 
+class NoIvrPath(NotFound):
+    """A contact that did not come through the IVR (a chat, a message, a call queued by API)."""
+
+    def __init__(self, contact_id: int) -> None:
+        super().__init__(f"contact {contact_id} did not come through the IVR: it has no path")
+
+
 class CallNotInIvr(Conflict):
     """An event for a call that has left the IVR (409 naming its status)."""
 

@@ -39,8 +39,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.customers import identity
 from app.errors import InvalidInput
-from app.ivr import advance
+from app.ivr import advance, answers, service
+from app.ivr.document import MenuNode
 from app.ivr.exceptions import CallNotFound
+from app.ivr.flow import Flow
 from app.ivr.models import IvrCall, IvrFlow
 from app.ivr.schemas import CallOut, CallStep, DropOff, OutcomeCount, OutcomeReport
 from app.ivr.vocabulary import Outcome
@@ -65,9 +67,12 @@ async def find_call(session: AsyncSession, call_ref: str, provider: str | None) 
 async def call_view(
     session: AsyncSession, call: IvrCall, *, unmasked: bool, now: datetime
 ) -> CallOut:
-    """One call's way through the IVR."""
+    """One call's way through the IVR; a step that chose a menu option names it."""
     flow = await session.get(IvrFlow, call.flow_id)
     assert flow is not None  # a foreign key
+    parsed = await service.flow_by_key(
+        session, (flow.id, flow.name, flow.version, flow.uploaded_at)
+    )
     caller = call.caller
     if caller and not unmasked:
         caller = identity.mask_phone(caller)
@@ -91,8 +96,20 @@ async def call_view(
         left_ivr_at=call.left_ivr_at,
         ended_at=call.ended_at,
         ivr_s=advance.seconds_in_ivr(call, now),
-        path=[CallStep.model_validate(entry) for entry in call.transcript],
+        path=[_step(parsed, entry) for entry in call.transcript],
     )
+
+
+def _step(flow: Flow, entry: dict[str, Any]) -> CallStep:
+    step = CallStep.model_validate(entry)
+    node = flow.nodes.get(step.node or "")
+    if step.result == "option" and isinstance(node, MenuNode):
+        option = answers.option_chosen(node, step.input)
+        if option is not None:
+            step.choice = {
+                language: phrases[0] for language, phrases in option.phrases.items() if phrases
+            } or None
+    return step
 
 
 def period(

@@ -35,14 +35,19 @@ from app.agents.dependencies import CurrentPrincipal
 from app.db import Session
 from app.errors import InvalidInput
 from app.idempotency import run_once
-from app.ivr import reports, service
+from app.ivr import bridge, reports, service
 from app.ivr.dependencies import ivr_now
+from app.ivr.exceptions import NoIvrPath
 from app.ivr.models import IvrFlow
 from app.ivr.schemas import Activation, CallOut, FlowOut, FlowPage, FlowSummary, OutcomeReport
 from app.openapi import errors
 from app.pagination import Limit, PageCursor, decode_id_cursor, next_id_cursor
+from app.routing import service as routing
+from app.routing.exceptions import ContactNotFound
 
 router = APIRouter(prefix="/api/v1/ivr", tags=["ivr"])
+# The IVR's view of a contact, beside routing's routes for it.
+contacts_router = APIRouter(prefix="/api/v1")
 
 DOCUMENT_TYPES: Final = {
     "application/json": "json",
@@ -201,6 +206,40 @@ async def get_call(
     and the time it spent in the IVR."""
     require(principal, Resource.queues, Action.update)
     call = await reports.find_call(session, call_id, provider)
+    unmasked = allows(principal, Resource.customers, Action.unmask)
+    return await reports.call_view(session, call, unmasked=unmasked, now=ivr_now(request))
+
+
+@contacts_router.get(
+    "/contacts/{contact_id}/ivr", response_model=CallOut, tags=["contacts"], responses=errors(403)
+)
+async def get_contact_path(
+    contact_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="the contact's id")],
+    request: Request,
+    session: Session,
+    principal: CurrentPrincipal,
+) -> CallOut:
+    """How the caller of a contact came through the IVR, for the agent who takes the call:
+    the flow, the language, each step (the options chosen, `choice`), how long it took.
+
+    Readable by whoever may read the contact (`GET /contacts/{contact_id}`: an agent the
+    contacts they hold or were offered, any other a 404), with the caller's number masked
+    for a viewer who may not see customers' numbers in full. A contact that continues
+    another (a transfer, an overflow) shows the call that queued the first; a contact that
+    did not come through the IVR is a 404 that says so."""
+    contact = await routing.get_contact(session, contact_id)
+    parties = await routing.parties_of(session, contact)
+    require(
+        principal,
+        Resource.contacts,
+        Action.read,
+        owner_ids=parties.owner_ids,
+        sites=parties.sites,
+        unknown=ContactNotFound(contact_id),
+    )
+    call = await bridge.call_of_contact(session, contact_id, lock=False)
+    if call is None:
+        raise NoIvrPath(contact_id)
     unmasked = allows(principal, Resource.customers, Action.unmask)
     return await reports.call_view(session, call, unmasked=unmasked, now=ivr_now(request))
 

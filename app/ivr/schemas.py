@@ -65,6 +65,12 @@ class CallStep(BaseModel):
     prompt: str | None
     result: str
     outcome: str | None = None
+    choice: dict[str, str] | None = Field(
+        default=None,
+        description="the menu option the answer chose, by its first phrase in each of the "
+        'flow\'s languages (`{"zh-CN": "信用卡", "en-US": "credit card"}`); null for '
+        "a step that chose no option",
+    )
 
 
 class CallOut(BaseModel):
