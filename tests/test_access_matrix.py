@@ -125,6 +125,9 @@ EXPECTED: dict[tuple[str, str], Row] = {
     # a list never refuses what it filters: each caller gets the contacts it may read
     ("GET", "/api/v1/contacts"): Row(401, 200, 200, 200, 200, 200),
     ("GET", "/api/v1/contacts/{contact_id}"): Row(401, 200, 404, 200, 404, 200),
+    # The matrix's contact came through no IVR: who may read it gets the 404 that says so,
+    # anyone else the contact's own 404 (tests/ivr/test_contact_path.py tells them apart).
+    ("GET", "/api/v1/contacts/{contact_id}/ivr"): Row(401, 404, 404, 404, 404, 404),
     # a channel ends only the contacts it queued (tests/routing/test_integration_contacts.py);
     # this one the admin queued, so to a channel it does not exist
     ("POST", "/api/v1/contacts/{contact_id}/abandon"): Row(

@@ -207,10 +207,12 @@ def answer_speech(run: Run, said: str, confidence: float) -> None:
 
 
 def option_chosen(node: MenuNode, inp: str | None) -> Option | None:
-    """The option a menu's recorded answer chose (``digits:1``, ``speech:信用卡@0.82``, as
-    ``answer_keys`` and ``answer_speech`` record them), found as they found it; None for an
-    answer that chose no option. The transcript keeps the answer, not the option: a stored
-    flow version never changes, so the option can always be found again."""
+    """The option an answer recorded with the result ``option`` chose (``digits:1``,
+    ``speech:信用卡@0.82``, as ``answer_keys`` and ``answer_speech`` record them), found as
+    they found it; None for an answer that names no single option. Read it only for a step
+    whose result is ``option``: whether a spoken answer counted also took the flow's minimum
+    confidence. The transcript keeps the answer, not the option: a stored flow version never
+    changes, so the option can always be found again."""
     if inp is None:
         return None
     kind, _, value = inp.partition(":")
