@@ -64,7 +64,7 @@ class TestTheMachineAndTheTranscriptAgree:
         chosen_somewhere = 0
         for event in answers_at(flow, node):
             done = machine.step(flow, state, event, NOW)
-            [entry, *after] = [e for e in done.transcript]
+            [entry, *after] = done.transcript
             assert entry.node == node_id
             if entry.result != "option":
                 continue  # read for a step that chose (a low confidence may name one)
