@@ -15,8 +15,10 @@ version they started on.
 Who may do what, from the access table (``app/agents/access.py``), until the IVR has rows
 of its own: reading flows is reading the queues' catalogue (``queues read``); uploading and
 activating flows, and reading a call's path, is managing it (``queues update``: supervisors
-and admins); the outcome report is a statistic (``stats read``). A caller's number is
-masked for a viewer without ``customers unmask``.
+and admins); the outcome report is a statistic (``stats read``). The path of a contact's
+call (``GET /contacts/{id}/ivr``, for the agent who takes it) is read as the contact is
+(``contacts read``, with the contact's parties). A caller's number is masked for a viewer
+without ``customers unmask``.
 
 Time comes from ``app.state.ivr_clock`` when set (tests inject one), else the system clock.
 """
