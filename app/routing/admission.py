@@ -34,6 +34,15 @@ set is taken at once and in order (a queue's overflow re-pointed between the two
 only way to need a second, out-of-order lock, which PostgreSQL's deadlock detection then
 breaks by refusing one of the two).
 
+**A max wait changed meanwhile.** A change of a queue's max wait re-times the contacts
+already waiting in it (``service.update_queue``) before it commits. An admission whose
+snapshot predates that commit, and whose contact the re-timing did not see, would keep the
+old max wait (or none) for ever. So the statement reads the queue it admits into ``FOR
+SHARE``: it waits for a change of the queue in flight to commit and then reads the queue as
+committed, and a change waits for the admissions holding the queue to commit, so its
+re-timing sees their contacts. Admissions do not wait for each other (share locks), and the
+contact's foreign key already locks the same row (``FOR KEY SHARE``).
+
 Nothing is written unless everything was allowed, so a refused admission changes nothing.
 Python reads the facts in the order a client expects its errors (sign-in, key reused with
 another request, unknown queue, channel, customer, unknown skill, full queue) and raises the

@@ -103,9 +103,12 @@ locks AS (
     ) THEN (SELECT array_agg(id ORDER BY id) FROM reach WHERE max_length IS NOT NULL)
     END AS ids
 ),
+-- Share-locked: a change of the queue's max wait in flight is waited for and read (see
+-- ``app.routing.admission``, "A max wait changed meanwhile").
 admitted AS (
     SELECT q.id, q.name, q.channels, q.max_length, q.max_wait_s
     FROM queues q WHERE q.id = (SELECT id FROM chain WHERE NOT is_full ORDER BY depth LIMIT 1)
+    FOR SHARE OF q
 ),
 last_full AS (
     SELECT q.name, q.max_length FROM queues q
