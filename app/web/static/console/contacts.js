@@ -1,6 +1,6 @@
-// The contacts the agent holds: a card each with the customer (tier, recent contacts, open
-// complaints and their deadlines), the completion form (disposition and notes) and, after
-// it, the wrap-up timer with "done".
+// The contacts the agent holds: a card each with how a caller came through the IVR (path.js),
+// the customer (tier, recent contacts, open complaints and their deadlines), the completion
+// form (disposition and notes) and, after it, the wrap-up timer with "done".
 //
 // A card is built once per contact and then only updated, so notes being typed survive the
 // events that arrive meanwhile. Everything shown comes from the REST API as the signed-in
@@ -13,6 +13,7 @@ import { announce, showError } from "../js/page.js";
 import * as actions from "./actions.js";
 import { caseLink, deadlineBadge, openStatuses } from "./cases.js";
 import { contact, customer, queueName } from "./lookups.js";
+import { pathOf, pathSection } from "./path.js";
 
 export const DISPOSITIONS = ["resolved", "follow_up", "escalated", "complaint_registered", "no_resolution"];
 
@@ -86,7 +87,7 @@ async function fillCustomer(section, found) {
 
 async function fillDetails(card, contactId) {
   try {
-    const found = await contact(contactId, { fresh: true });
+    const [found, call] = await Promise.all([contact(contactId, { fresh: true }), pathOf(contactId)]);
     replace(
       card.details,
       h("h3", { class: "contact-title", text: t("console.contact_title", { channel: t(`channel.${found.channel}`), queue: found.queue || queueName(found.queue_id) }) }),
@@ -96,6 +97,7 @@ async function fillDetails(card, contactId) {
         fact("console.subject", found.subject),
         found.customer_id || !found.tier ? null : fact("console.tier", t(`tier.${found.tier}`)),
       ),
+      call && pathSection(call),
     );
     await fillCustomer(card.customer, found);
   } catch (error) {
