@@ -15,6 +15,9 @@ import { caseLink, deadlineBadge, openStatuses } from "./cases.js";
 import { contact, customer, queueName } from "./lookups.js";
 import { pathOf, pathSection } from "./path.js";
 
+// The channels of the contacts the IVR queues; no other contact has a path to ask for.
+const THROUGH_IVR = new Set(["voice", "callback"]);
+
 export const DISPOSITIONS = ["resolved", "follow_up", "escalated", "complaint_registered", "no_resolution"];
 
 let model = null;
@@ -87,7 +90,8 @@ async function fillCustomer(section, found) {
 
 async function fillDetails(card, contactId) {
   try {
-    const [found, call] = await Promise.all([contact(contactId, { fresh: true }), pathOf(contactId)]);
+    const found = await contact(contactId, { fresh: true });
+    const call = THROUGH_IVR.has(found.channel) ? await pathOf(contactId) : null;
     replace(
       card.details,
       h("h3", { class: "contact-title", text: t("console.contact_title", { channel: t(`channel.${found.channel}`), queue: found.queue || queueName(found.queue_id) }) }),
