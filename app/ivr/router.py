@@ -44,8 +44,7 @@ from app.ivr.models import IvrFlow
 from app.ivr.schemas import Activation, CallOut, FlowOut, FlowPage, FlowSummary, OutcomeReport
 from app.openapi import errors
 from app.pagination import Limit, PageCursor, decode_id_cursor, next_id_cursor
-from app.routing import service as routing
-from app.routing.exceptions import ContactNotFound
+from app.routing import actions
 
 router = APIRouter(prefix="/api/v1/ivr", tags=["ivr"])
 # The IVR's view of a contact, beside routing's routes for it.
@@ -229,16 +228,7 @@ async def get_contact_path(
     for a viewer who may not see customers' numbers in full. A contact that continues
     another (a transfer, an overflow) shows the call that queued the first; a contact that
     did not come through the IVR is a 404 that says so."""
-    contact = await routing.get_contact(session, contact_id)
-    parties = await routing.parties_of(session, contact)
-    require(
-        principal,
-        Resource.contacts,
-        Action.read,
-        owner_ids=parties.owner_ids,
-        sites=parties.sites,
-        unknown=ContactNotFound(contact_id),
-    )
+    await actions.read_contact(session, principal, contact_id)
     call = await bridge.call_of_contact(session, contact_id, lock=False)
     if call is None:
         raise NoIvrPath(contact_id)

@@ -16,9 +16,10 @@ Decisions, and why
 
 - The answer is the REST body (a pydantic model): the websocket sends the same JSON the route
   would, and nothing is presented twice.
-- The helpers that judge access (``acted_on``, ``agent_acted_on``, ``own_offer``,
-  ``supervises``) live here, not in the router: the routes that are not actions of an agent's
-  console (transfer, cancel, the offers page) use them too, and one copy of a rule is the point.
+- The helpers that judge access (``acted_on``, ``read_contact``, ``agent_acted_on``,
+  ``own_offer``, ``supervises``) live here, not in the router: the routes that are not actions
+  of an agent's console (transfer, cancel, the offers page, the IVR's path of a contact) use
+  them too, and one copy of a rule is the point.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from app.agents import access
 from app.agents.access import Action, Resource, require
 from app.agents.permissions import Principal, Target
 from app.routing import endings, service
-from app.routing.exceptions import OfferNotFound
+from app.routing.exceptions import ContactNotFound, OfferNotFound
 from app.routing.models import Contact, Offer
 from app.routing.offers import accept_offer, reject_offer
 from app.routing.presenters import contact_out
@@ -52,6 +53,24 @@ async def acted_on(
         parties = await service.parties_of(session, contact)
         require(principal, Resource.contacts, action, sites=parties.sites)
     return contact
+
+
+async def read_contact(
+    session: AsyncSession, principal: Principal, contact_id: int
+) -> tuple[Contact, service.Parties]:
+    """The contact and its parties, once the access table lets ``principal`` read it; a
+    contact it may not read is a 404, as one that does not exist."""
+    contact = await service.get_contact(session, contact_id)
+    parties = await service.parties_of(session, contact)
+    require(
+        principal,
+        Resource.contacts,
+        Action.read,
+        owner_ids=parties.owner_ids,
+        sites=parties.sites,
+        unknown=ContactNotFound(contact_id),
+    )
+    return contact, parties
 
 
 def supervises(principal: Principal) -> bool:

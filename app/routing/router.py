@@ -242,16 +242,7 @@ async def get_contact(
     exist), with the caller's number and the numbers in the subject masked, and only their
     own offers; supervisors see their site's contacts and those not yet offered to anyone;
     the notes are shown to the agent who handled the contact, its supervisors and admins."""
-    contact = await service.get_contact(session, contact_id)
-    parties = await service.parties_of(session, contact)
-    require(
-        principal,
-        Resource.contacts,
-        Action.read,
-        owner_ids=parties.owner_ids,
-        sites=parties.sites,
-        unknown=ContactNotFound(contact_id),
-    )
+    contact, parties = await actions.read_contact(session, principal, contact_id)
     return await contact_out(session, contact, principal, parties)
 
 
