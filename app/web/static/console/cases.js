@@ -16,7 +16,7 @@ import { byId, h, replace } from "../js/dom.js";
 import { dateTime, duration, t } from "../js/i18n.js";
 import { showError } from "../js/page.js";
 import { categoriesText } from "../desk/format.js";
-import { rules } from "../desk/rules.js";
+import { rules } from "../js/rules.js";
 
 // The lifecycle's sets, as the service writes them (/pages/rules.json): the open statuses,
 // and those where the resolution deadline counts down (it counts where the API's overdue

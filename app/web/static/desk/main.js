@@ -14,7 +14,7 @@ import { showCase } from "./case.js";
 import { showList } from "./list.js";
 import { People } from "./people.js";
 import { showRegister } from "./register.js";
-import { rules } from "./rules.js";
+import { rules } from "../js/rules.js";
 
 let ctx = null;
 

@@ -8,7 +8,7 @@ import { h, replace, text } from "../js/dom.js";
 import { t } from "../js/i18n.js";
 import { announce, clearErrors, showError } from "../js/page.js";
 import { label } from "./format.js";
-import { may, movesFrom } from "./rules.js";
+import { may, movesFrom } from "../js/rules.js";
 
 const LONG = new Set(["resolution", "root_cause", "corrective_action", "remedy"]);
 

@@ -15,7 +15,7 @@ import { allPages, api, describe, me } from "../js/api.js";
 import { byId, h, replace, show, text } from "../js/dom.js";
 import { dateTime, onChange, t } from "../js/i18n.js";
 import { announce, clearErrors, showError, startPage } from "../js/page.js";
-import { may, rules } from "../desk/rules.js";
+import { may, rules } from "../js/rules.js";
 import { drawDiagram, highlight, nodeTable } from "./diagram.js";
 import { problemsByNode, titleOf } from "./graph.js";
 import { load as loadYaml } from "./vendor/js-yaml/js-yaml.js";

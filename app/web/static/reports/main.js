@@ -24,7 +24,7 @@ import { dateTime, onChange, t } from "../js/i18n.js";
 import { announce, clearErrors, startPage } from "../js/page.js";
 import { save } from "../desk/download.js";
 import { label } from "../desk/format.js";
-import { hasAny, may, ruleOf, rules } from "../desk/rules.js";
+import { hasAny, may, ruleOf, rules } from "../js/rules.js";
 
 const DAY_MS = 86400 * 1000;
 const LIST_PAGES = 50; // the queues or agents offered: up to 5,000, and said when there are more
