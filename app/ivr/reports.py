@@ -43,7 +43,7 @@ from app.ivr import advance, answers, service
 from app.ivr.document import MenuNode
 from app.ivr.exceptions import CallNotFound
 from app.ivr.flow import Flow
-from app.ivr.models import IvrCall, IvrFlow
+from app.ivr.models import IvrCall
 from app.ivr.schemas import CallOut, CallStep, DropOff, OutcomeCount, OutcomeReport
 from app.ivr.vocabulary import Outcome
 from app.routing.contact_states import ContactStatus
@@ -68,11 +68,7 @@ async def call_view(
     session: AsyncSession, call: IvrCall, *, unmasked: bool, now: datetime
 ) -> CallOut:
     """One call's way through the IVR; a step that chose a menu option names it."""
-    flow = await session.get(IvrFlow, call.flow_id)
-    assert flow is not None  # a foreign key
-    parsed = await service.flow_by_key(
-        session, (flow.id, flow.name, flow.version, flow.uploaded_at)
-    )
+    flow = await service.flow_by_id(session, call.flow_id)  # its document read once a process
     caller = call.caller
     if caller and not unmasked:
         caller = identity.mask_phone(caller)
@@ -82,7 +78,7 @@ async def call_view(
         provider=call.provider,
         caller=caller,
         called=call.called,
-        flow_id=flow.id,
+        flow_id=call.flow_id,
         flow=flow.name,
         flow_version=flow.version,
         status=call.status,
@@ -96,7 +92,7 @@ async def call_view(
         left_ivr_at=call.left_ivr_at,
         ended_at=call.ended_at,
         ivr_s=advance.seconds_in_ivr(call, now),
-        path=[_step(parsed, entry) for entry in call.transcript],
+        path=[_step(flow, entry) for entry in call.transcript],
     )
 
 
