@@ -30,6 +30,14 @@ expression, in an order where no pass can expose what an earlier one hid:
    last digits kept, the rest starred. Service numbers (``95561``, ``10086``) are too short
    to be anybody's and stay readable.
 
+A telephony provider's own ids are kept whole through all four passes: Twilio's (two capital
+letters and 32 hexadecimal digits: ``CA...`` a call, ``AC...`` an account) name a call, not a
+person, and are no secret (the account's auth token is the secret, and it is a named one). Had
+they been masked, a call could not be followed from the provider's console to these logs: a
+Twilio id mixes upper case, lower case and digits like a generated secret, and its digits may
+run long enough to read as a phone number. The value of a named secret is hidden even when it
+has that shape.
+
 Every expression is compiled once, at import, and the decoding pass runs only on text with a
 ``%`` in it. Redaction never raises: it runs on logging paths.
 """
@@ -217,8 +225,23 @@ def _redact_plain(text: str) -> str:
     return mask_personal_numbers(text)
 
 
+# A provider's id: set aside before the passes, put back after them (a pass that hid the text
+# around one, a named secret's value, a database's row, hides the id with it).
+_PROVIDER_ID: Final = re.compile(r"(?<![A-Za-z0-9_-])[A-Z]{2}[0-9a-f]{32}(?![A-Za-z0-9_-])")
+_SET_ASIDE: Final = re.compile("\ue000([0-9]+)\ue001")
+
+
 def redact(text: str) -> str:
     """``text`` with every personal number, secret and quoted database value masked."""
+    ids: list[str] = []
+    if "\ue000" not in text:
+
+        def aside(match: re.Match[str]) -> str:
+            ids.append(match[0])
+            return f"\ue000{len(ids) - 1}\ue001"
+
+        text = _PROVIDER_ID.sub(aside, text)
     if "%" in text:
         text = _ENCODED_RUN.sub(_encoded_run, text)
-    return _redact_plain(text)
+    text = _redact_plain(text)
+    return _SET_ASIDE.sub(lambda match: ids[int(match[1])], text) if ids else text

@@ -167,6 +167,68 @@ def _raise_with(message: str) -> None:
     raise ValueError(message)
 
 
+# Twilio's ids of a call and an account: two capital letters and 32 hexadecimal digits. The
+# first has digits that read as a mobile number, the second as a run of 11 or more digits.
+CALL_SIDS = (
+    "CA" + "ab13912345678cd" + "0" * 17,
+    "CA" + "0" * 31 + "8",
+    "AC" + "f" * 32,
+)
+
+
+class TestProviderIds:
+    """A telephony provider's ids name a call, not a person, and are no secret: a log keeps
+    them whole, so a call can be followed from the provider's console to Hotline's logs."""
+
+    @pytest.mark.parametrize("sid", CALL_SIDS)
+    def test_a_provider_id_stays_whole(self, sid: str) -> None:
+        line = f"IVR call '{sid}' does not exist"
+        assert redact(line) == line
+
+    def test_a_random_provider_id_stays_whole(self) -> None:
+        # Random ones mix upper case, lower case and digits as a generated secret does.
+        for _ in range(200):
+            sid = "CA" + secrets.token_hex(16)
+            assert redact(f"call {sid} ended") == f"call {sid} ended"
+
+    def test_what_stands_beside_an_id_is_still_masked(self) -> None:
+        secret = secrets.token_urlsafe(48)
+        while not (any(c.isupper() for c in secret) and any(c.isdigit() for c in secret)):
+            secret = secrets.token_urlsafe(48)
+        sid = CALL_SIDS[0]
+        line = f"call {sid} from {E164}, key {secret}, CallSid={sid}&From=%2B{E164[1:]}"
+        assert redact(line) == (
+            f"call {sid} from +86139****5678, key ***, CallSid={sid}&From=+86139****5678"
+        )
+
+    @pytest.mark.parametrize(
+        "written",
+        [
+            f"auth_token={CALL_SIDS[2]}",  # a named secret, whatever its shape
+            f"Failing row contains ({CALL_SIDS[0]}, {E164})",  # the database's row goes whole
+            f"x{CALL_SIDS[0]}",  # part of a longer token: not a provider's id
+            f"{CALL_SIDS[0]}9",
+        ],
+    )
+    def test_an_id_shaped_value_is_hidden_where_its_context_hides_it(self, written: str) -> None:
+        masked = redact(written)
+        assert "***" in masked
+        assert not any(sid in masked for sid in CALL_SIDS)
+        assert E164 not in masked
+
+    def test_text_holding_the_marker_keeps_no_id(self) -> None:
+        # The character that marks an id set aside, already in the text: nothing is set
+        # aside, and nothing of the text can be mistaken for an id put back.
+        line = f"odd \ue0000\ue001 {CALL_SIDS[0]} {MOBILE}"
+        assert redact(line) == "odd \ue0000\ue001 *** 139****5678"
+
+    def test_a_log_line_keeps_the_id(self, root_stream: io.StringIO) -> None:
+        configure_logging("INFO")
+        sid = CALL_SIDS[1]
+        logging.getLogger("test").warning("call %s from %s cannot go on", sid, MOBILE)
+        assert f"call {sid} from 139****5678 cannot go on" in root_stream.getvalue()
+
+
 class TestRedactingFormatter:
     def test_the_traceback_and_exception_text_are_masked(self, root_stream: io.StringIO) -> None:
         configure_logging("INFO")
