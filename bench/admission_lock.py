@@ -27,19 +27,17 @@ import time
 from pathlib import Path
 
 import asyncpg
-from alembic import command
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.cli import alembic_config  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.db import create_driver_pool, plain_url  # noqa: E402
 from app.embedded import start_embedded  # noqa: E402
 from app.routing import admission  # noqa: E402
 from app.routing.admission import Admission, SystemCaller  # noqa: E402
 from app.routing.admission_statement import STATEMENT as LOCKED  # noqa: E402
+from bench.common import fresh_database  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 DATABASE = "hotline_bench_admission_lock"
@@ -58,16 +56,6 @@ VALUES ('bench', '{chat,voice}', 'longest_idle', 30, 0, 20, 80, 600)
 def use(statement: str) -> None:
     """Make ``admission.admit`` run ``statement`` (it reads its module's name at each call)."""
     vars(admission)["STATEMENT"] = statement
-
-
-async def fresh_database(server: str) -> str:
-    conn = await asyncpg.connect(plain_url(server))
-    await conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-    await conn.execute(f'CREATE DATABASE "{DATABASE}"')
-    await conn.close()
-    url = make_url(server).set(database=DATABASE).render_as_string(hide_password=False)
-    await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
-    return url
 
 
 async def phase(
@@ -106,7 +94,7 @@ async def main() -> None:
     server = os.environ.get("BENCH_DATABASE_URL") or start_embedded(
         Path(tempfile.mkdtemp(prefix="hotline-bench-")), delete_on_exit=True
     )
-    url = await fresh_database(server)
+    url = await fresh_database(server, DATABASE)
     conn = await asyncpg.connect(plain_url(url))
     await conn.execute(QUEUE)
     settings = Settings(database_url=url)

@@ -36,14 +36,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from alembic import command
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.cli import alembic_config  # noqa: E402
 from app.complaints import chain, handlers  # noqa: E402
 from app.complaints.clocks import DEFAULT_POLICIES  # noqa: E402
 from app.complaints.deadlines import KIND  # noqa: E402
@@ -51,6 +48,7 @@ from app.complaints.models import snapshot  # noqa: E402
 from app.db import create_engine, create_sessionmaker, plain_url  # noqa: E402
 from app.embedded import start_embedded  # noqa: E402
 from app.timers.worker import TimerRegistry, TimerWorker  # noqa: E402
+from bench.common import fresh_database  # noqa: E402
 from tests.conftest import make_settings  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
@@ -60,18 +58,6 @@ BATCH = int(os.environ.get("BENCH_BATCH", "1000"))
 LEAD = timedelta(seconds=3)  # T is this far ahead of the end of the build
 LIMIT_S = 120.0
 TARGET_S = 10.0
-
-
-async def fresh_database(server: str, name: str) -> str:
-    conn = await asyncpg.connect(plain_url(server))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
-    return url
 
 
 COMPLAINTS = """

@@ -52,6 +52,7 @@ from app.complaints.models import snapshot  # noqa: E402
 from app.db import plain_url  # noqa: E402
 from app.embedded import start_embedded  # noqa: E402
 from bench import complaint_clocks, complaint_search  # noqa: E402
+from bench.common import fresh_database  # noqa: E402
 from bench.lean_http import HttpError, LeanClient  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
@@ -65,10 +66,6 @@ ADMIN_PASSWORD = "bench-admin-password"
 SECTION = "## Complaints at scale"
 rng = random.Random(2026)
 KEYS = itertools.count()
-
-
-async def fresh_database(server: str, name: str) -> str:
-    return await complaint_clocks.fresh_database(server, name)
 
 
 # --- the server -------------------------------------------------------------------------------

@@ -82,16 +82,14 @@ from typing import Any, cast
 import asyncpg
 import psutil
 import uvloop
-from alembic import command
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.agents.security import issue_token  # noqa: E402
-from app.cli import alembic_config  # noqa: E402
 from app.db import plain_url  # noqa: E402
 from app.realtime.hub import CHANNEL  # noqa: E402
+from bench.common import fresh_database  # noqa: E402
 from bench.lean_http import HttpError, LeanClient  # noqa: E402
 from bench.routing import busy_and_steal, cpu_ticks, machine  # noqa: E402
 
@@ -461,16 +459,6 @@ async def serve_bare(conn: Connection, port: int) -> None:
 
 
 # --- the server and its centre --------------------------------------------------------------
-
-
-async def fresh_database(server: str) -> str:
-    conn = await asyncpg.connect(plain_url(server))
-    await conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-    await conn.execute(f'CREATE DATABASE "{DATABASE}"')
-    await conn.close()
-    url = make_url(server).set(database=DATABASE).render_as_string(hide_password=False)
-    await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
-    return url
 
 
 async def build_centre(conn: asyncpg.Connection, args: argparse.Namespace) -> Centre:
@@ -1015,7 +1003,7 @@ async def main(args: argparse.Namespace) -> None:
     server_url = (
         args.database_url or os.environ.get("HOTLINE_BENCH_DATABASE_URL") or (DEFAULT_SERVER)
     )
-    url = await fresh_database(server_url)
+    url = await fresh_database(server_url, DATABASE)
     db = await asyncpg.connect(plain_url(url))
     pg = await db.fetchval("SHOW server_version")
     centre = await build_centre(db, args)

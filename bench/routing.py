@@ -49,8 +49,6 @@ from typing import Any
 
 import asyncpg
 import uvloop
-from alembic import command
-from sqlalchemy.engine import make_url
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -58,13 +56,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.agents.security import issue_token  # noqa: E402
-from app.cli import alembic_config  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.db import connect_driver, plain_url  # noqa: E402
 from app.embedded import start_embedded  # noqa: E402
 from app.routing.dispatcher import LEADER_LOCK  # noqa: E402
 from app.routing.rounds import Rounds  # noqa: E402
 from app.runtime import GC_THRESHOLDS  # noqa: E402
+from bench.common import fresh_database  # noqa: E402
 from bench.lean_http import HttpError, LeanClient  # noqa: E402
 
 AGENTS, SKILLS, QUEUES, BACKLOG = 2000, 50, 50, 2000
@@ -87,16 +85,6 @@ ANSWERED: list[float] = []  # POST response times, ms
 ADMIN_PASSWORD = "bench-admin-password"
 JWT_SECRET = "bench-signing-secret-" + "x" * 32  # the server's, so agents' tokens can be made
 rng = random.Random(2026)
-
-
-async def fresh_database(server: str) -> str:
-    conn = await asyncpg.connect(plain_url(server))
-    await conn.execute('DROP DATABASE IF EXISTS "hotline_bench" WITH (FORCE)')
-    await conn.execute('CREATE DATABASE "hotline_bench"')
-    await conn.close()
-    url = make_url(server).set(database="hotline_bench").render_as_string(hide_password=False)
-    await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
-    return url
 
 
 async def build_centre(conn: asyncpg.Connection) -> None:
@@ -830,7 +818,7 @@ async def main() -> None:
     server = os.environ.get("BENCH_DATABASE_URL") or start_embedded(
         Path(tempfile.mkdtemp(prefix="hotline-bench-")), delete_on_exit=True
     )
-    url = await fresh_database(server)
+    url = await fresh_database(server, "hotline_bench")
     conn = await asyncpg.connect(plain_url(url))
     await build_centre(conn)
     ours, batched, claims = await decision_runs(conn, url)
