@@ -30,7 +30,6 @@ nothing; a retry timer that finds its attempt already placed does nothing.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from datetime import datetime, timedelta
 from typing import Final
@@ -40,7 +39,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agents.models import Agent
 from app.config import Settings
-from app.errors import AppError
 from app.ivr import advance, provider, twiml, waiting
 from app.ivr.models import IvrCall
 from app.routing import endings
@@ -196,20 +194,15 @@ async def _after_unanswered(
 async def _give_up(session: AsyncSession, call: IvrCall, contact: Contact, now: datetime) -> None:
     """No attempt reached the customer: the contact completes as unreachable."""
     advance.note(call, None, UNREACHABLE, call.step, now, attempts=str(attempts(call)))
-    if contact.agent_id is None:
-        return
     # Ended by the agent meanwhile: left as it is.
-    with contextlib.suppress(AppError):
-        await endings.complete(
-            session,
-            contact_id=contact.id,
-            agent_id=contact.agent_id,
-            supervisor=True,
-            disposition=UNREACHABLE,
-            notes=f"no answer after {attempts(call)} attempts",
-            actor=advance.ACTOR,
-        )
-        await endings.end_wrap_up(session, contact_id=contact.id, now=now, actor=advance.ACTOR)
+    await endings.end_unattended(
+        session,
+        contact_id=contact.id,
+        disposition=UNREACHABLE,
+        notes=f"no answer after {attempts(call)} attempts",
+        now=now,
+        actor=advance.ACTOR,
+    )
 
 
 # --- the provider's word on an attempt ---------------------------------------------------------

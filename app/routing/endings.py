@@ -130,6 +130,35 @@ async def wrap_up_done(session: AsyncSession, *, agent_id: int, actor: str) -> i
     return done
 
 
+async def end_unattended(
+    session: AsyncSession,
+    *,
+    contact_id: int,
+    disposition: str,
+    notes: str,
+    now: datetime,
+    actor: str,
+) -> bool:
+    """The service ends a connected contact nobody is on the line for (a callback that
+    reached nobody, a caller who hung up before the agent was put through): it completes
+    with ``disposition``, without after-contact work, and its agent is free at once. False,
+    with nothing changed, for a contact no longer connected (the agent ended it meanwhile)."""
+    contact = await lock_contact(session, contact_id)
+    if contact.status != S.connected.value or contact.agent_id is None:
+        return False
+    await complete(
+        session,
+        contact_id=contact.id,
+        agent_id=contact.agent_id,
+        supervisor=True,
+        disposition=disposition,
+        notes=notes,
+        actor=actor,
+    )
+    await end_wrap_up(session, contact_id=contact.id, now=now, actor=actor)
+    return True
+
+
 async def abandon(session: AsyncSession, *, contact_id: int, actor: str) -> Contact:
     """The customer left before being answered."""
     contact = await lock_contact(session, contact_id)
