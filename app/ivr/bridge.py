@@ -24,7 +24,10 @@ lock; the other finds the call bridged and does nothing.
 
 A provider failure is recorded on the call's path (``bridge_failed``) and retried by the
 IVR's own ``ivr.bridge`` timer, ``BRIDGE_RETRIES`` times, a little later each time; the
-wait loop covers the rest.
+wait loop covers the rest. A refusal that says the call is no longer in progress
+(``provider.CallOver``) is not retried: the caller has gone, and no wait loop will come back
+for them (the provider's ``completed`` may have been lost). The call ends there, and the
+contact ends unattended (``waiting.caller_gone``), so the agent is not left holding it.
 
 Decisions, and why
 ------------------
@@ -55,6 +58,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.events.log import record_many
 from app.ivr import advance, callbacks, provider, twiml, waiting
 from app.ivr.models import CallStatus, IvrCall
 from app.ivr.vocabulary import Outcome
@@ -134,6 +138,11 @@ async def _redirect(
     document = twiml.bridge(endpoint, waiting.language_of(call), voice=callbacks.voice_of(settings))
     try:
         await provider.redirect(settings, call.call_ref, document)
+    except provider.CallOver as exc:
+        log.info("call %s is over: its caller was not put through to the agent", call.id)
+        advance.note(call, None, "bridge_failed", call.step, now, detail=str(exc))
+        await _call_over(session, call, contact, now)
+        return
     except provider.ProviderFailed as exc:
         failures = _count(call, "bridge_failed") + 1
         log.warning("redirecting call %s to its agent failed: %s", call.id, exc)
@@ -143,6 +152,15 @@ async def _redirect(
             await timers.schedule(session, kind=BRIDGE_RETRY, subject=contact.id, due_at=due)
         return
     bridged(call, contact, via="redirect", now=now)
+
+
+async def _call_over(session: AsyncSession, call: IvrCall, contact: Contact, now: datetime) -> None:
+    """The provider says the queued caller's call is over: it ends, on record, as a status
+    callback would have ended it, and the answered contact ends unattended."""
+    before = call.status
+    call.status, call.ended_at = CallStatus.ended.value, now
+    await waiting.caller_gone(session, call, contact.id, now)
+    await record_many(session, [waiting.call_ended(call, before)])
 
 
 def bridged(call: IvrCall, contact: Contact, *, via: str, now: datetime) -> None:

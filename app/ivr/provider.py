@@ -14,6 +14,9 @@ the setting makes a proxy or a test double reachable) and gives up after
 
 Every failure (no account configured, the provider unreachable, a timeout, a 4xx or 5xx) is
 one ``ProviderFailed``: its caller records it on the call and lets the timer retry, bounded.
+One refusal says more: Twilio's error 21220 ("Invalid call state for the operation": the call
+is no longer in progress) to a redirect means the caller has gone, and no retry can reach
+them: it is ``CallOver``, a ``ProviderFailed`` its caller may tell apart.
 
 Decisions, and why
 ------------------
@@ -33,7 +36,10 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import httpx
-from twilio.base.exceptions import TwilioException  # type: ignore[import-untyped]
+from twilio.base.exceptions import (  # type: ignore[import-untyped]
+    TwilioException,
+    TwilioRestException,
+)
 from twilio.http import AsyncHttpClient  # type: ignore[import-untyped]
 from twilio.http.response import Response as TwilioResponse  # type: ignore[import-untyped]
 from twilio.rest import Client  # type: ignore[import-untyped]
@@ -47,10 +53,15 @@ from app.config import Settings
 log = logging.getLogger(__name__)
 TWILIO_API: Final = "https://api.twilio.com"
 CALL_EVENTS: Final = ("initiated", "ringing", "answered", "completed")
+CALL_NOT_IN_PROGRESS: Final = 21220  # Twilio's "Invalid call state for the operation"
 
 
 class ProviderFailed(Exception):
     """A request to the provider's REST API did not succeed (the reason, never a secret)."""
+
+
+class CallOver(ProviderFailed):
+    """The provider refused because the call is no longer in progress: the caller has gone."""
 
 
 class HttpxTransport(AsyncHttpClient):  # type: ignore[misc]
@@ -101,6 +112,10 @@ async def redirect(settings: Settings, call_ref: str, document: str) -> None:
     """Give the live call ``call_ref`` new TwiML now (it leaves whatever it was doing)."""
     try:
         await client_for(settings).calls(call_ref).update_async(twiml=document)
+    except TwilioRestException as exc:
+        if exc.code == CALL_NOT_IN_PROGRESS:
+            raise CallOver(_reason(exc)) from exc
+        raise ProviderFailed(_reason(exc)) from exc
     except (TwilioException, httpx.HTTPError) as exc:
         raise ProviderFailed(_reason(exc)) from exc
 
@@ -130,5 +145,6 @@ async def place(
 def _reason(exc: Exception) -> str:
     status = getattr(exc, "status", None)
     if status is not None:
-        return f"the provider answered {status}"
+        code = getattr(exc, "code", None)
+        return f"the provider answered {status}" + (f" (error {code})" if code else "")
     return f"{type(exc).__name__}: {str(exc)[:200]}"

@@ -21,7 +21,11 @@ ended: the caller is told goodbye).
 ``hang_up`` locks the call and ends it once: a caller still in the menus hung up in the IVR
 (the machine records it, with the node they left at); a queued caller abandoned their
 contact, which routing's one ending path (``routing.endings.abandon``) ends as abandoned. A
-contact already answered or ended is left as it is.
+contact an agent had answered but the caller was not yet put through to (the redirect to the
+agent still to come, or refused) ends unattended (``routing.endings.end_unattended``, the
+disposition ``caller_hung_up``): the agent is free at once, not left holding a contact
+nobody is on. A contact already ended, or a caller already bridged to the agent (the
+conversation is the agent's to complete), is left as it is.
 
 Status callbacks arrive late, twice and out of order: a report for a call already ended
 changes nothing, and a status that is not an end (``ringing``, ``in-progress``) is noted on
@@ -31,8 +35,8 @@ bring the call back.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
@@ -60,6 +64,9 @@ from app.routing.models import Contact
 # What providers report when a call is over (Twilio's words; "hangup" is the JSON event's).
 OVER: Final = frozenset({"completed", "busy", "no-answer", "failed", "canceled", "hangup"})
 MAX_FOLLOW: Final = 20  # successors followed from a contact (transfers, overflows)
+# The disposition of a contact whose caller hung up after an agent answered it but before
+# being put through, and the record of it on the call's path.
+CALLER_GONE: Final = "caller_hung_up"
 DEFAULT_LANGUAGE: Final = "zh-CN"  # a call whose state names no language
 
 
@@ -241,23 +248,27 @@ async def hang_up(
         events += _hung_up_in_ivr(call, flow, ctx)
     elif before == CallStatus.queued.value and call.contact_id is not None:
         advance.note(call, None, "hung_up_in_queue", call.step, ctx.now)
-        await _abandon(session, call.contact_id)
+        await _caller_left(session, call, call.contact_id, ctx.now)
     call.status, call.ended_at = CallStatus.ended.value, ctx.now
+    await calls.save(session, call, [*events, call_ended(call, before)])
+    return call
+
+
+def call_ended(call: IvrCall, before: str) -> dict[str, Any]:
+    """The event of ``call`` ending, having been ``before``, for the caller to write."""
     data = {
         "call_id": call.id,
         "provider_status": call.provider_status,
         "status_before": before,
         "contact_id": call.contact_id,
     }
-    ended = event_row(
+    return event_row(
         IvrEventType.CALL_ENDED,
         subject_type="ivr_call",
         subject_id=call.id,
         data=data,
         actor=advance.ACTOR,
     )
-    await calls.save(session, call, [*events, ended])
-    return call
 
 
 async def end_unreadable(
@@ -300,9 +311,30 @@ def _hung_up_in_ivr(call: IvrCall, flow: Flow, ctx: advance.Context) -> list[dic
     return []
 
 
-async def _abandon(session: AsyncSession, contact_id: int) -> None:
-    """The queued caller left: their live contact is abandoned (answered or ended: left be)."""
+async def _caller_left(
+    session: AsyncSession, call: IvrCall, contact_id: int, now: datetime
+) -> None:
+    """The queued caller left: their live contact is abandoned if it still waited (or rang
+    an agent); answered by an agent they were not yet put through to, it ends unattended."""
     live = await live_contact_id(session, contact_id)
-    # Answered, or ended by routing, before the caller hung up: left as it is.
-    with contextlib.suppress(ContactStateConflict):
+    try:
         await endings.abandon(session, contact_id=live, actor=advance.ACTOR)
+    except ContactStateConflict:
+        await caller_gone(session, call, live, now)
+
+
+async def caller_gone(session: AsyncSession, call: IvrCall, contact_id: int, now: datetime) -> bool:
+    """The caller of ``call`` has gone before being put through to the agent who answered
+    ``contact_id``: the contact ends unattended (``CALLER_GONE``), on the call's path too.
+    False, with nothing changed, for a contact no longer connected (ended meanwhile)."""
+    ended = await endings.end_unattended(
+        session,
+        contact_id=contact_id,
+        disposition=CALLER_GONE,
+        notes="the caller hung up before being put through to the agent",
+        now=now,
+        actor=advance.ACTOR,
+    )
+    if ended:
+        advance.note(call, None, CALLER_GONE, call.step, now, contact=str(contact_id))
+    return ended

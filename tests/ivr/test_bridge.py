@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from httpx import AsyncClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fixtures.factories import Api, expect
 from tests.ivr import live
@@ -57,6 +59,15 @@ async def call_status(api: Api, sid: str, status: str) -> dict[str, Any]:
         return call if call["status"] == status else None
 
     return await eventually(check, what=f"call {sid} {status}")  # type: ignore[no-any-return]
+
+
+async def ended_events(engine: AsyncEngine) -> list[tuple[str, int]]:
+    """The ``ivr.call_ended`` events written: the status each call had, its contact."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT data FROM events WHERE type = 'ivr.call_ended' ORDER BY id")
+        )
+        return [(d["status_before"], d["contact_id"]) for (d,) in rows.all()]
 
 
 @pytest.mark.usefixtures("ready")
@@ -132,6 +143,47 @@ class TestBridgeOnAccept:
         contact = expect(await api.get(f"/api/v1/contacts/{contact_id}"), 200)
         assert contact["status"] == "connected"  # the agent's to complete, not abandoned
         assert (await call_of(api, phone.sid))["status"] == "ended"
+
+    async def test_a_caller_who_hangs_up_before_being_put_through_frees_the_agent(
+        self, api: Api, client: AsyncClient, twilio_api: FakeTwilio
+    ) -> None:
+        # An agent without an endpoint: answered, and the caller never put through.
+        agent_id, console = await complaints_agent(api, endpoint=None)
+        phone, contact_id = await queued_caller(api, client)
+        offer = await offer_for(console, contact_id)
+        expect(await console.post(f"/api/v1/offers/{offer['id']}/accept"), 200)
+        for status in ("completed", "completed", "in-progress"):  # twice, and late
+            assert (await phone.status(status)).status_code == 200
+        contact = expect(await api.get(f"/api/v1/contacts/{contact_id}"), 200)
+        assert (contact["status"], contact["disposition"]) == ("completed", "caller_hung_up")
+        agent = expect(await api.get(f"/api/v1/agents/{agent_id}"), 200)
+        assert agent["status"] == "available"  # no after-contact work for nobody
+        call = await call_of(api, phone.sid)
+        assert call["status"] == "ended"
+        assert results(call).count("hung_up_in_queue") == 1
+        assert results(call).count("caller_hung_up") == 1
+
+    async def test_a_redirect_refused_as_the_call_is_over_ends_it_and_frees_the_agent(
+        self, api: Api, client: AsyncClient, twilio_api: FakeTwilio, engine: AsyncEngine
+    ) -> None:
+        # The caller hung up and Twilio's `completed` was lost: the redirect says so.
+        agent_id, console = await complaints_agent(api)
+        phone, contact_id = await queued_caller(api, client)
+        twilio_api.refuse_next(400, 21220)
+        offer = await offer_for(console, contact_id)
+        expect(await console.post(f"/api/v1/offers/{offer['id']}/accept"), 200)
+        await twilio_api.received(1, within=5)
+        ended = await call_status(api, phone.sid, "ended")
+        assert results(ended).count("bridge_failed") == 1
+        assert results(ended).count("caller_hung_up") == 1
+        contact = expect(await api.get(f"/api/v1/contacts/{contact_id}"), 200)
+        assert (contact["status"], contact["disposition"]) == ("completed", "caller_hung_up")
+        agent = expect(await api.get(f"/api/v1/agents/{agent_id}"), 200)
+        assert agent["status"] == "available"
+        assert await ended_events(engine) == [("queued", contact_id)]
+        assert (await phone.status("completed")).status_code == 200  # late: changes nothing
+        assert results(await call_of(api, phone.sid)) == results(ended)
+        assert len(twilio_api.requests) == 1  # not retried: nobody is left to put through
 
     async def test_a_caller_whose_contact_moved_queues_is_bridged_all_the_same(
         self, api: Api, client: AsyncClient, twilio_api: FakeTwilio

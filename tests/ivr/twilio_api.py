@@ -2,7 +2,8 @@
 
 It records every request (path, form, basic-auth user) and answers as Twilio does: a new
 call (``POST .../Calls.json``) gets a ``CA`` sid, an update (``POST .../Calls/{sid}.json``)
-the call back. ``fail_next`` scripts the statuses of the next answers. Tests wait on
+the call back. ``fail_next`` scripts the statuses of the next answers, ``refuse_next`` a
+refusal with Twilio's error code (21220: the call is no longer in progress). Tests wait on
 ``received`` (an event set by each request) with a deadline, never on the clock.
 
 The app under test is pointed at it with ``twilio_api_base_url``; its own webhooks are
@@ -44,13 +45,17 @@ class Received:
 class FakeTwilio:
     url: str = ""
     requests: list[Received] = field(default_factory=list)
-    script: list[int] = field(default_factory=list)
+    script: list[tuple[int, int]] = field(default_factory=list)  # (status, Twilio's code)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     _sids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def fail_next(self, *statuses: int) -> None:
         """Answer the next requests with these statuses."""
-        self.script.extend(statuses)
+        self.script.extend((status, 20500) for status in statuses)
+
+    def refuse_next(self, status: int, code: int) -> None:
+        """Answer the next request with ``status`` and Twilio's error ``code``."""
+        self.script.append((status, code))
 
     async def received(self, count: int, *, within: float) -> list[Received]:
         """The first ``count`` requests, once they have arrived (fails after ``within`` s)."""
@@ -72,10 +77,10 @@ class FakeTwilio:
         return got
 
     def _scripted(self) -> Response | None:
-        status = self.script.pop(0) if self.script else None
-        if status is None:
+        if not self.script:
             return None
-        body = {"code": 20500, "message": "scripted failure", "status": status}
+        status, code = self.script.pop(0)
+        body = {"code": code, "message": "scripted failure", "status": status}
         return JSONResponse(body, status_code=status)
 
     async def create(self, request: Request) -> Response:
