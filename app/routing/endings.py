@@ -72,7 +72,13 @@ async def complete(
         until = now + timedelta(seconds=queue.wrap_up_s)
         await timers.schedule(session, kind=WRAP_UP_END, subject=contact.id, due_at=until)
         contact_event(
-            session, ContactEventType.WRAP_UP, contact, now, actor=actor, until=until.isoformat()
+            session,
+            ContactEventType.WRAP_UP,
+            contact,
+            now,
+            actor=actor,
+            until=until.isoformat(),
+            disposition=disposition,
         )
     else:
         await end_wrap_up(session, contact_id=contact.id, now=now, actor=actor)

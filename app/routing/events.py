@@ -93,6 +93,7 @@ class Requeued(ContactPayload):
 @with_config(_CLOSED)
 class WrapUp(ContactPayload):
     until: str
+    disposition: str | None  # the one the conversation ended with
 
 
 @with_config(_CLOSED)

@@ -2,7 +2,9 @@
 webhooks over HTTP (signed as Twilio signs them) chooses its language and asks for an agent;
 the agent who accepts it in the console reads the flow, the time in the IVR, the language and
 the steps, in both languages. A chat, which never came through the IVR, shows no such section
-and no error."""
+and no error. A caller who hangs up before being put through ends the contact for the agent,
+and the console says so where the card was; the agent's own completion says nothing of the
+kind."""
 
 from __future__ import annotations
 
@@ -62,15 +64,20 @@ async def complaints_agent(api: Api) -> dict[str, Any]:
     return await api.agent(skills=[{"skill": "complaints", "level": 5}], capacity={"voice": 1})
 
 
-async def called_in(client: AsyncClient, api: Api) -> int:
+async def caller_in(client: AsyncClient, api: Api) -> tuple[TwilioCall, int]:
     """An unknown caller presses 1 (Chinese) at the language menu, then 0 for an agent: the
-    contact the IVR queued."""
+    call, and the contact the IVR queued."""
     phone = TwilioCall(client, STRANGER, HOTLINE)
     await phone.start()
     await phone.press("1")
     await phone.press("0")
     assert phone.waiting(), phone.last
-    return int((await call_of(api, phone.sid))["contact_id"])
+    return phone, int((await call_of(api, phone.sid))["contact_id"])
+
+
+async def called_in(client: AsyncClient, api: Api) -> int:
+    """As ``caller_in``: the contact the IVR queued."""
+    return (await caller_in(client, api))[1]
 
 
 async def accept(page: Page, api: Api, agent: dict[str, Any], contact_id: int) -> Locator:
@@ -127,6 +134,52 @@ class TestHowTheyCalled:
         await expect(card.locator(".customer")).to_contain_text("No known customer.")
         await expect(card.locator(".ivr-path")).to_have_count(0)
         await expect(card).not_to_contain_text("How they called")
+        await expect(page.locator("#errors .error")).to_have_count(0)
+
+
+@pytest.mark.usefixtures("ready")
+class TestEndedForTheAgent:
+    async def test_a_caller_who_hangs_up_before_being_put_through_is_said_where_the_card_was(
+        self, api: Api, client: AsyncClient, new_page: NewPage
+    ) -> None:
+        agent = await complaints_agent(api)
+        page = await console_of(new_page, agent)
+        await go_available(page)
+        phone, contact_id = await caller_in(client, api)
+        card = await accept(page, api, agent, contact_id)
+        await expect(card).to_be_visible()
+        notice = page.locator("#contact-ended")
+        await expect(notice).to_be_hidden()
+
+        assert (await phone.status("completed")).status_code == 200
+
+        await expect(card).to_have_count(0)
+        await expect(notice).to_have_text(
+            f"Contact {contact_id} was ended for you: Caller hung up before being put through."
+        )
+        await expect(page.locator("#announce")).to_have_text(await notice.inner_text())
+        await page.locator("#language").click()
+        in_chinese = f"联系 {contact_id} 已被结束：接通前来电者已挂断。"  # noqa: RUF001
+        await expect(notice).to_have_text(in_chinese)
+        await expect(page.locator("#errors .error")).to_have_count(0)
+
+    async def test_the_agents_own_completion_in_another_tab_says_nothing_of_the_kind(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        agent = await api.agent()
+        page = await console_of(new_page, agent)
+        await go_available(page)
+        chat = await contact(api, "general", subject="Card fee")
+        card = await accept(page, api, agent, chat["id"])
+        elsewhere = await api.signed_in_as(agent)  # the same agent, as another tab
+
+        body = {"disposition": "resolved"}
+        expect_status(await elsewhere.post(f"/api/v1/contacts/{chat['id']}/complete", body), 200)
+        await expect(card.locator(".wrap-up-left")).to_be_visible()
+        expect_status(await elsewhere.post("/api/v1/agents/me/wrap-up/done", {}), 200)
+
+        await expect(card).to_have_count(0)
+        await expect(page.locator("#contact-ended")).to_be_hidden()
         await expect(page.locator("#errors .error")).to_have_count(0)
 
 

@@ -22,6 +22,7 @@ export const DISPOSITIONS = ["resolved", "follow_up", "escalated", "complaint_re
 
 let model = null;
 const cards = new Map();
+let lastEnded = null; // the last contact ended by someone else, as "ended-elsewhere" told it
 
 function fact(label, value) {
   return [h("dt", { text: t(label) }), h("dd", { class: "user-text", text: value ?? "—" })];
@@ -200,10 +201,28 @@ function render() {
   byId("no-contacts").hidden = model.contacts.size > 0;
 }
 
+/** A contact the agent held was ended by someone else (the service, a supervisor): say so
+ * where the card was, and to a screen reader. */
+function endedElsewhere(ended) {
+  lastEnded = ended;
+  const message = endedMessage(ended);
+  const notice = byId("contact-ended");
+  text(notice, message);
+  notice.hidden = false;
+  announce(message);
+}
+
+function endedMessage({ contactId, disposition }) {
+  const key = `disposition.${disposition}`;
+  const why = disposition === null ? t("console.ended_no_disposition") : t(key) === key ? disposition : t(key);
+  return t("console.ended_elsewhere", { id: contactId, why });
+}
+
 /** Show the contacts the model holds. */
 export function mountContacts(consoleModel) {
   model = consoleModel;
   model.addEventListener("contacts", render);
+  model.addEventListener("ended-elsewhere", (event) => endedElsewhere(event.detail));
   setInterval(() => {
     for (const [id, card] of cards) {
       const held = model.contacts.get(id);
@@ -225,6 +244,7 @@ export function redrawContacts() {
     card.replaceWith(fresh);
     cards.set(id, fresh);
   }
+  if (lastEnded !== null) text(byId("contact-ended"), endedMessage(lastEnded));
   render();
 }
 

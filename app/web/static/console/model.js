@@ -4,7 +4,9 @@
 // Applying is idempotent and never undoes an ending: an offer once decided (accepted,
 // rejected, expired, rescinded) is remembered as closed and never comes back, and a contact
 // once ended never returns, whatever order a replay brings them in. Listeners are told what
-// changed ("agent", "offers", "contacts", "cases").
+// changed ("agent", "offers", "contacts", "cases"), and "ended-elsewhere" (a contact this
+// agent held that someone else ended: the service, as for a caller who hung up before being
+// put through, or a supervisor), with the contact and its disposition.
 
 const OFFER_CLOSED = new Set(["offer.accepted", "offer.rejected", "offer.expired", "offer.rescinded"]);
 const CONTACT_ENDED = new Set([
@@ -51,8 +53,10 @@ export class ConsoleModel extends EventTarget {
     if (OFFER_CLOSED.has(event.type)) return this.offerClosed(event, data);
     if (event.type === "contact.connected") return this.hold(data.contact_id, { status: "connected" }, data);
     if (event.type === "contact.wrap_up") {
+      this.endedBySomeoneElse(event, data);
       return this.hold(data.contact_id, { status: "wrap_up", until: data.until }, data);
     }
+    if (event.type === "contact.completed") this.endedBySomeoneElse(event, data);
     if (CONTACT_ENDED.has(event.type)) return this.ended(data.contact_id);
     if (event.type === "agent.status_changed" && this.mine(data)) {
       this.agent.status = data.status;
@@ -119,6 +123,17 @@ export class ConsoleModel extends EventTarget {
       this.remember();
       this.changed("contacts");
     }
+  }
+
+  /** The conversation of a held contact ended (wrap-up, or completed without it) by an
+   * actor other than this agent: tell the listeners, once (the contact is no longer
+   * "connected" after it, and a replay finds it so). */
+  endedBySomeoneElse(event, data) {
+    const held = this.contacts.get(data.contact_id);
+    if (!held || held.status !== "connected" || this.agent === null) return;
+    if (event.actor === `agent:${this.agent.id}`) return;
+    const detail = { contactId: data.contact_id, disposition: data.disposition || null };
+    this.dispatchEvent(new CustomEvent("ended-elsewhere", { detail }));
   }
 
   /** Contacts found held by asking the service (after a reload). */
