@@ -12,7 +12,9 @@ worker. ``answered`` is that kind's handler:
 - **A queued caller** (the call's status ``queued``, its contact the one answered, or one
   the contact was transferred or overflowed to): the live call is redirected through the
   provider's REST API to ``<Dial>`` the agent's endpoint (``provider.redirect``), and the
-  call moves to ``bridged``, with the agent and the way it was bridged in its path.
+  call moves to ``bridged``, with the agent and the way it was bridged in its path. A
+  caller of the JSON adapter is held by its provider, which Hotline cannot call: the
+  provider's next ``wait`` event is answered with the ``dial`` (``put_through_in_loop``).
 - **A callback** (the call ended with outcome ``callback``, its contact a callback
   contact): Hotline places the outbound call (``app.ivr.callbacks``).
 
@@ -60,7 +62,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.events.log import record_many
 from app.ivr import advance, callbacks, provider, twiml, waiting
-from app.ivr.models import CallStatus, IvrCall
+from app.ivr.models import CallStatus, IvrCall, Provider
 from app.ivr.vocabulary import Outcome
 from app.routing import handlers as routing_handlers
 from app.routing.contact_states import ContactStatus
@@ -122,7 +124,10 @@ async def answered(
     if contact.status != ContactStatus.connected.value:
         return  # ended or back in the queue before this ran
     if call.status == CallStatus.queued.value:
-        await _redirect(session, call, contact, settings, now)
+        if call.provider == Provider.twilio.value:
+            await _redirect(session, call, contact, settings, now)
+        # A caller of the JSON adapter is held by its provider, which puts them through
+        # when its next ``wait`` event hears of the answer (``put_through_in_loop``).
     elif call.outcome == Outcome.CALLBACK.value and contact.channel == "callback":
         await callbacks.first_attempt(session, call, contact, settings=settings, now=now)
 
@@ -174,6 +179,19 @@ async def bridge_in_loop(
 ) -> str | None:
     """The wait loop's fallback: the TwiML bridging a caller whose contact an agent answered
     but whose call is not bridged yet; None if there is nothing to bridge."""
+    found = await put_through_in_loop(session, call, now)
+    if found is None:
+        return None
+    _, endpoint = found
+    return twiml.bridge(endpoint, waiting.language_of(call), voice=callbacks.voice_of(settings))
+
+
+async def put_through_in_loop(
+    session: AsyncSession, call: IvrCall, now: datetime
+) -> tuple[Contact, str] | None:
+    """A turn of the wait loop finds the caller's contact answered: the contact and the
+    agent's endpoint to put them through to (the call marked bridged, ``via: wait_loop``,
+    if it was not); None if there is nothing to put through (not answered, no endpoint)."""
     await session.refresh(call, with_for_update=True)
     if call.status not in (CallStatus.queued.value, CallStatus.bridged.value):
         return None
@@ -187,7 +205,7 @@ async def bridge_in_loop(
         return None
     if call.status == CallStatus.queued.value:
         bridged(call, contact, via="wait_loop", now=now)
-    return twiml.bridge(endpoint, waiting.language_of(call), voice=callbacks.voice_of(settings))
+    return contact, endpoint
 
 
 def _count(call: IvrCall, result: str) -> int:

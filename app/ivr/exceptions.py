@@ -62,6 +62,13 @@ class CallNotInIvr(Conflict):
         self.status = status
 
 
+class NotWaiting(Conflict):
+    """A ``wait`` event for a call whose caller is not held in a queue (409 naming it)."""
+
+    def __init__(self, call_id: str, status: str) -> None:
+        super().__init__(f"call {call_id!r} is {status}: only a queued caller waits", status=status)
+
+
 class StepOutOfOrder(Conflict):
     """An event answers a step the call has not reached."""
 

@@ -159,6 +159,7 @@ class EventKind(StrEnum):
     speech = "speech"
     no_input = "no_input"
     hangup = "hangup"
+    wait = "wait"  # a queued caller's provider asks where they stand
 
 
 class JsonEvent(StrictModel):
@@ -177,6 +178,18 @@ class JsonEvent(StrictModel):
     model_config = ConfigDict(populate_by_name=True)
 
 
+class Waiting(BaseModel):
+    """Where a queued caller stands (the answer to a ``wait`` event)."""
+
+    standing: str = Field(
+        description="waiting, offered (ringing at an agent), connected (answered: the "
+        "actions put the caller through, or hold them while the agent has no endpoint), "
+        "gone (the contact ended: the actions say goodbye)"
+    )
+    position: int | None = Field(description="the place in the queue told, never a later one")
+    estimated_wait_s: int | None
+
+
 class JsonActions(BaseModel):
     """The JSON adapter's answer."""
 
@@ -184,3 +197,6 @@ class JsonActions(BaseModel):
     step: int = Field(description="send it back with the event that answers these actions")
     status: str
     actions: list[dict[str, Any]]
+    waiting: Waiting | None = Field(
+        default=None, description="where a queued caller stands (only for a `wait` event)"
+    )

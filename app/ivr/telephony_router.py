@@ -51,6 +51,7 @@ from app.ivr.exceptions import (
     CallNotInIvr,
     MalformedWebhook,
     NotInService,
+    NotWaiting,
     StepOutOfOrder,
 )
 from app.ivr.models import CallStatus, Provider
@@ -60,6 +61,7 @@ from app.ivr.schemas import (
     JsonEvent,
     TwilioStatus,
     TwilioVoice,
+    Waiting,
     form_errors,
 )
 from app.ivr.vocabulary import CallStarted, Digits, Event, NoInput, Speech
@@ -390,8 +392,12 @@ async def json_event(
     timestamp: Annotated[str | None, Header(alias=signatures.JSON_TIMESTAMP)] = None,
     key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)] = None,
 ) -> Response:
-    """What happened on a call (`incoming`, `digits`, `speech`, `no_input`, `hangup`); the
-    actions the provider performs next.
+    """What happened on a call (`incoming`, `digits`, `speech`, `no_input`, `hangup`), or
+    `wait` from the provider holding a queued caller; the actions the provider performs next.
+
+    A `wait` is answered with where the caller stands (`waiting`) and what to do: tell them
+    and hold them, `dial` the agent who answered (`{"agent", "endpoint"}`), or say goodbye
+    and hang up when their contact ended; 409 for a call that is not queued.
 
     Signed: `X-Hotline-Signature` is the hex HMAC-SHA256 of `<X-Hotline-Timestamp>.<body>`
     under the webhook secret; older than the replay window, or a signature seen before: 403.
@@ -415,6 +421,8 @@ async def json_event(
     event = _json_event(body)
     if event.event is EventKind.hangup:
         return await _json_hangup(session, call_id, ctx)
+    if event.event is EventKind.wait:
+        return await _json_wait(session, call_id, settings, ctx)
     delivery = calls.Delivery(
         Provider.json, call_id, _machine_event(event), seq=event.step, token=_key(key)
     )
@@ -454,6 +462,50 @@ def _machine_event(event: JsonEvent) -> Event:
 
 def _key(value: str | None) -> str | None:
     return None if not value else f"key:{value}"
+
+
+async def _json_wait(
+    session: Session, call_id: str, settings: Settings, ctx: calls.Context
+) -> Response:
+    """Where the queued caller of ``call_id`` stands, and what their provider does now: tell
+    them and hold them, put them through to the agent who answered, or say goodbye."""
+    turn = await waiting.turn(session, Provider.json, call_id)
+    call = await calls.get_call(session, Provider.json, call_id)
+    if turn is None or call is None:
+        raise CallNotFound(call_id)
+    if call.status not in (CallStatus.queued.value, CallStatus.bridged.value):
+        raise NotWaiting(call_id, call.status)
+    language = turn.language
+    actions: list[dict[str, Any]] = []
+    if turn.standing is waiting.Standing.CONNECTED:
+        found = await bridge.put_through_in_loop(session, call, ctx.now)
+        if found is not None:
+            contact, endpoint = found
+            actions = [
+                {"say": twiml.phrase(language, "offered"), "language": language},
+                {"dial": {"agent": contact.agent_id, "endpoint": endpoint}},
+            ]
+    if turn.standing is waiting.Standing.GONE:
+        actions = [
+            {"say": twiml.phrase(language, "goodbye"), "language": language},
+            {"hangup": {}},
+        ]
+    if not actions:
+        actions = [{"say": text, "language": language} for text in twiml.standing_phrases(turn)]
+        actions.append({"play": settings.ivr_hold_music_url})
+    standing = {
+        "standing": turn.standing.value,
+        "position": turn.position if turn.standing is waiting.Standing.WAITING else None,
+        "estimated_wait_s": turn.estimated_wait_s,
+    }
+    answer = JsonActions(
+        call_id=call.call_ref,
+        step=call.step,
+        status=call.status,
+        actions=actions,
+        waiting=Waiting.model_validate(standing),
+    )
+    return Response(answer.model_dump_json(), media_type=wire.CONTENT_TYPE)
 
 
 async def _json_hangup(session: Session, call_id: str, ctx: calls.Context) -> Response:

@@ -202,14 +202,15 @@ def wait_document(turn: Wait, *, voice: Voice) -> str:
     if turn.standing is Standing.GONE:
         return goodbye(language, voice=voice)
     response = voice_response.VoiceResponse()
-    for text in _standing(turn):
+    for text in standing_phrases(turn):
         _say(response, voice, text, language)
     response.play(voice.hold_music)
     response.redirect(voice.url(WAIT_PATH), method="POST")
     return str(response)
 
 
-def _standing(turn: Wait) -> list[str]:
+def standing_phrases(turn: Wait) -> list[str]:
+    """What a queued caller is told of where they stand, in their language."""
     language = turn.language
     if turn.standing is Standing.OFFERED:
         return [phrase(language, "offered")]

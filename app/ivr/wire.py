@@ -9,8 +9,9 @@ Each action is one object keyed by its verb, as API.md shows them: ``{"say": tex
 "estimated_wait_s"}}``, ``{"callback": {"queue", "contact_id"}}``, ``{"dial": {"number"}}``,
 ``{"hangup": {}}``. The body also says which step comes next (``step``: send it back with the
 event that answers this one, so a retried delivery is recognised) and where the call is
-(``status``). A provider of this protocol holds a queued caller itself: it may ask
-``GET /api/v1/ivr/calls/{call_id}`` for the position later.
+(``status``). A provider of this protocol holds a queued caller itself and asks where they
+stand with ``wait`` events (``app.ivr.telephony_router``), answered with their place, or
+with ``{"dial": {"agent", "endpoint"}}`` once an agent has answered.
 """
 
 from __future__ import annotations

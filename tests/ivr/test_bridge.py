@@ -5,6 +5,8 @@ the caller itself when the redirect failed."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fixtures.factories import Api, expect
 from tests.ivr import live
+from tests.ivr.conftest import Clock
 from tests.ivr.live import (
     ENDPOINT,
     STRANGER,
@@ -22,7 +25,16 @@ from tests.ivr.live import (
     menus_to,
     results,
 )
-from tests.ivr.telephony import ACCOUNT, HOTLINE, TwilioCall, centre, said, upload, verbs
+from tests.ivr.telephony import (
+    ACCOUNT,
+    HOTLINE,
+    JsonProvider,
+    TwilioCall,
+    centre,
+    said,
+    upload,
+    verbs,
+)
 from tests.ivr.twilio_api import FakeTwilio
 from tests.routing.acd import eventually, offer_for
 
@@ -198,3 +210,109 @@ class TestBridgeOnAccept:
         [redirect] = await twilio_api.received(1, within=BOUND_S)
         assert redirect.path.endswith(f"/Calls/{phone.sid}.json")
         await call_status(api, phone.sid, "bridged")
+
+
+class JsonCall:
+    """A call of the generic JSON protocol, each event signed a second after the last (a
+    provider signs with its own clock; the same body signed twice would be a replay)."""
+
+    def __init__(self, client: AsyncClient, clock: Clock, call_id: str) -> None:
+        self.provider = JsonProvider(client, clock.now)
+        self.call_id, self.clock = call_id, clock
+        self.seconds = itertools.count(1)
+
+    async def send(self, event: dict[str, Any], status: int = 200) -> dict[str, Any]:
+        at = self.clock.now + timedelta(seconds=next(self.seconds))
+        return expect(await self.provider.send(self.call_id, event, at=at), status)  # type: ignore[no-any-return]
+
+    async def queued(self) -> int:
+        """An unknown caller: Mandarin, then 0 for an agent; the contact queued."""
+        answer = await self.send({"event": "incoming", "from": STRANGER, "to": HOTLINE})
+        answer = await self.send({"event": "digits", "digits": "1", "step": answer["step"]})
+        answer = await self.send({"event": "digits", "digits": "0", "step": answer["step"]})
+        assert answer["status"] == "queued", answer
+        return int(answer["actions"][-1]["enqueue"]["contact_id"])
+
+
+async def timers_of(engine: AsyncEngine, kind: str) -> int:
+    async with engine.connect() as conn:
+        found = await conn.execute(text("SELECT count(*) FROM timers WHERE kind = :k"), {"k": kind})
+        return int(found.scalar_one())
+
+
+@pytest.mark.usefixtures("ready")
+class TestTheJsonProviderWaits:
+    """A provider of the JSON protocol holds its queued caller itself: Hotline cannot redirect
+    the call, so the provider's ``wait`` events hear where the caller stands, and the agent
+    who answered."""
+
+    async def test_a_wait_tells_the_place_then_dials_the_agent_who_answered(
+        self,
+        api: Api,
+        client: AsyncClient,
+        clock: Clock,
+        engine: AsyncEngine,
+        twilio_api: FakeTwilio,
+    ) -> None:
+        call = JsonCall(client, clock, "json-1")
+        contact_id = await call.queued()
+        held = await call.send({"event": "wait"})
+        assert held["waiting"] == {"standing": "waiting", "position": 1, "estimated_wait_s": None}
+        assert [next(iter(a)) for a in held["actions"]] == ["say", "play"]
+        assert held["actions"][0] == {"say": "您现在排在第一位。", "language": "zh-CN"}
+        assert (held["status"], held["step"]) == ("queued", 3)
+
+        agent_id, console = await complaints_agent(api)
+        offer = await offer_for(console, contact_id)
+        expect(await console.post(f"/api/v1/offers/{offer['id']}/accept"), 200)
+
+        async def answered_handled() -> bool:
+            return await timers_of(engine, "contact.phone_answered") == 0
+
+        await eventually(answered_handled, what="the answer's timer to fire")
+        assert twilio_api.requests == []  # Twilio is not asked about a call it does not hold
+        put = await call.send({"event": "wait"})
+        offered = "正在为您接通客服代表，请稍候。"  # noqa: RUF001
+        assert put["actions"] == [
+            {"say": offered, "language": "zh-CN"},
+            {"dial": {"agent": agent_id, "endpoint": ENDPOINT}},
+        ]
+        assert (put["status"], put["waiting"]["standing"]) == ("bridged", "connected")
+        again = await call.send({"event": "wait"})  # asked again: the same agent
+        assert again["actions"] == put["actions"]
+        path = (await call_of(api, "json-1"))["path"]
+        assert [s.get("via") for s in path if s["result"] == "bridged"] == ["wait_loop"]
+
+    async def test_a_wait_for_a_call_not_queued_is_refused_naming_it(
+        self, client: AsyncClient, clock: Clock
+    ) -> None:
+        call = JsonCall(client, clock, "json-2")
+        await call.send({"event": "incoming", "from": STRANGER, "to": HOTLINE})
+        in_menus = await call.send({"event": "wait"}, 409)
+        assert "in_ivr" in in_menus["detail"]
+        unknown = JsonCall(client, clock, "json-never")
+        await unknown.send({"event": "wait"}, 404)
+
+    async def test_a_wait_after_the_contact_ended_says_goodbye(
+        self, api: Api, client: AsyncClient, clock: Clock
+    ) -> None:
+        call = JsonCall(client, clock, "json-3")
+        contact_id = await call.queued()
+        expect(await api.post(f"/api/v1/contacts/{contact_id}/cancel", {}), 200)
+        answer = await call.send({"event": "wait"})
+        assert [next(iter(a)) for a in answer["actions"]] == ["say", "hangup"]
+        assert answer["waiting"]["standing"] == "gone"
+
+    async def test_a_hangup_after_the_answer_before_the_dial_frees_the_agent(
+        self, api: Api, client: AsyncClient, clock: Clock
+    ) -> None:
+        call = JsonCall(client, clock, "json-4")
+        contact_id = await call.queued()
+        agent_id, console = await complaints_agent(api)
+        offer = await offer_for(console, contact_id)
+        expect(await console.post(f"/api/v1/offers/{offer['id']}/accept"), 200)
+        await call.send({"event": "hangup"})
+        contact = expect(await api.get(f"/api/v1/contacts/{contact_id}"), 200)
+        assert (contact["status"], contact["disposition"]) == ("completed", "caller_hung_up")
+        agent = expect(await api.get(f"/api/v1/agents/{agent_id}"), 200)
+        assert agent["status"] == "available"
