@@ -3,8 +3,8 @@ webhooks over HTTP (signed as Twilio signs them) chooses its language and asks f
 the agent who accepts it in the console reads the flow, the time in the IVR, the language and
 the steps, in both languages. A chat, which never came through the IVR, shows no such section
 and no error. A caller who hangs up before being put through ends the contact for the agent,
-and the console says so where the card was; the agent's own completion says nothing of the
-kind."""
+and the console says so where the card was, as it does a supervisor's transfer; the agent's
+own completion says nothing of the kind."""
 
 from __future__ import annotations
 
@@ -161,7 +161,29 @@ class TestEndedForTheAgent:
         await page.locator("#language").click()
         in_chinese = f"联系 {contact_id} 已被结束：接通前来电者已挂断。"  # noqa: RUF001
         await expect(notice).to_have_text(in_chinese)
+        await page.locator("#language").click()  # back to English, where `accept` clicks
+        _, next_id = await caller_in(client, api)
+        await expect(await accept(page, api, agent, next_id)).to_be_visible()
+        await expect(notice).to_be_hidden()  # said until the next contact is in hand
         await expect(page.locator("#errors .error")).to_have_count(0)
+
+    async def test_a_supervisor_transferring_the_contact_is_said_with_the_queue(
+        self, api: Api, new_page: NewPage
+    ) -> None:
+        agent = await api.agent()
+        page = await console_of(new_page, agent)
+        await go_available(page)
+        chat = await contact(api, "general", subject="Card fee")
+        card = await accept(page, api, agent, chat["id"])
+        await expect(card).to_be_visible()  # accepted: the contact is the agent's
+
+        moved = await api.post(f"/api/v1/contacts/{chat['id']}/transfer", {"queue": "complaints"})
+        expect_status(moved, 200)  # by a supervisor (the admin), not the agent
+
+        await expect(card).to_have_count(0)
+        await expect(page.locator("#contact-ended")).to_have_text(
+            f"Contact {chat['id']} was ended for you: Transferred to complaints."
+        )
 
     async def test_the_agents_own_completion_in_another_tab_says_nothing_of_the_kind(
         self, api: Api, new_page: NewPage
@@ -171,6 +193,7 @@ class TestEndedForTheAgent:
         await go_available(page)
         chat = await contact(api, "general", subject="Card fee")
         card = await accept(page, api, agent, chat["id"])
+        await expect(card).to_be_visible()  # accepted: the contact is the agent's
         elsewhere = await api.signed_in_as(agent)  # the same agent, as another tab
 
         body = {"disposition": "resolved"}

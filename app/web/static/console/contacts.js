@@ -195,6 +195,7 @@ function render() {
     if (!cards.has(id)) {
       cards.set(id, newCard(id));
       list.append(cards.get(id));
+      forgetEnded(); // a new contact in hand: the line about the last one has had its time
     }
     update(cards.get(id), held);
   }
@@ -212,9 +213,16 @@ function endedElsewhere(ended) {
   announce(message);
 }
 
-function endedMessage({ contactId, disposition }) {
+function forgetEnded() {
+  lastEnded = null;
+  byId("contact-ended").hidden = true;
+}
+
+function endedMessage({ contactId, disposition, toQueue }) {
   const key = `disposition.${disposition}`;
-  const why = disposition === null ? t("console.ended_no_disposition") : t(key) === key ? disposition : t(key);
+  let why = t(key) === key ? disposition : t(key);
+  if (toQueue !== null) why = t("console.ended_transferred", { queue: queueName(toQueue) });
+  else if (disposition === null) why = t("console.ended_no_disposition");
   return t("console.ended_elsewhere", { id: contactId, why });
 }
 

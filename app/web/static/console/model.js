@@ -6,7 +6,8 @@
 // once ended never returns, whatever order a replay brings them in. Listeners are told what
 // changed ("agent", "offers", "contacts", "cases"), and "ended-elsewhere" (a contact this
 // agent held that someone else ended: the service, as for a caller who hung up before being
-// put through, or a supervisor), with the contact and its disposition.
+// put through, or a supervisor, who may also transfer it), with the contact, its
+// disposition and the queue it was transferred to.
 
 const OFFER_CLOSED = new Set(["offer.accepted", "offer.rejected", "offer.expired", "offer.rescinded"]);
 const CONTACT_ENDED = new Set([
@@ -56,7 +57,9 @@ export class ConsoleModel extends EventTarget {
       this.endedBySomeoneElse(event, data);
       return this.hold(data.contact_id, { status: "wrap_up", until: data.until }, data);
     }
-    if (event.type === "contact.completed") this.endedBySomeoneElse(event, data);
+    if (event.type === "contact.completed" || event.type === "contact.transferred") {
+      this.endedBySomeoneElse(event, data);
+    }
     if (CONTACT_ENDED.has(event.type)) return this.ended(data.contact_id);
     if (event.type === "agent.status_changed" && this.mine(data)) {
       this.agent.status = data.status;
@@ -125,14 +128,18 @@ export class ConsoleModel extends EventTarget {
     }
   }
 
-  /** The conversation of a held contact ended (wrap-up, or completed without it) by an
-   * actor other than this agent: tell the listeners, once (the contact is no longer
-   * "connected" after it, and a replay finds it so). */
+  /** The conversation of a held contact ended (wrap-up, completed without it, or handed to
+   * another queue) by an actor other than this agent: tell the listeners, once (the contact
+   * is no longer "connected" after it, and a replay finds it so). */
   endedBySomeoneElse(event, data) {
     const held = this.contacts.get(data.contact_id);
     if (!held || held.status !== "connected" || this.agent === null) return;
     if (event.actor === `agent:${this.agent.id}`) return;
-    const detail = { contactId: data.contact_id, disposition: data.disposition || null };
+    const detail = {
+      contactId: data.contact_id,
+      disposition: data.disposition || null,
+      toQueue: event.type === "contact.transferred" ? data.to_queue_id : null,
+    };
     this.dispatchEvent(new CustomEvent("ended-elsewhere", { detail }));
   }
 
