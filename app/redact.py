@@ -244,4 +244,10 @@ def redact(text: str) -> str:
     if "%" in text:
         text = _ENCODED_RUN.sub(_encoded_run, text)
     text = _redact_plain(text)
-    return _SET_ASIDE.sub(lambda match: ids[int(match[1])], text) if ids else text
+    return _SET_ASIDE.sub(lambda match: _put_back(ids, match), text) if ids else text
+
+
+def _put_back(ids: list[str], match: re.Match[str]) -> str:
+    # A marker the passes did not set (one decoded from a percent-encoded run) stays as it is.
+    number = int(match[1])
+    return ids[number] if number < len(ids) else match[0]

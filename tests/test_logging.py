@@ -222,6 +222,13 @@ class TestProviderIds:
         line = f"odd \ue0000\ue001 {CALL_SIDS[0]} {MOBILE}"
         assert redact(line) == "odd \ue0000\ue001 *** 139****5678"
 
+    def test_a_marker_decoded_from_the_text_does_not_break_redaction(self) -> None:
+        # Percent-encoded, the marker is not in the text when ids are set aside; a run that
+        # needs masking is written decoded, marker and all: redaction must not raise.
+        sid = CALL_SIDS[0]
+        line = f"call {sid} q=%EE%80%807%EE%80%81%20token%3Dsecret"
+        assert redact(line) == f"call {sid} q=\ue0007\ue001 token=***"
+
     def test_a_log_line_keeps_the_id(self, root_stream: io.StringIO) -> None:
         configure_logging("INFO")
         sid = CALL_SIDS[1]
