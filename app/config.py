@@ -98,6 +98,15 @@ class Settings(BaseSettings):
     twilio_api_timeout_s: float = Field(
         default=5.0, gt=0, le=60, description="how long one request to Twilio's REST API may take"
     )
+    ivr_silence_s: float = Field(
+        default=300,
+        ge=60,
+        description="a call in the menus or queued that no webhook has come for in this long "
+        "is asked after (Twilio's REST API) and ended on record if over",
+    )
+    ivr_silence_sweep_s: float = Field(
+        default=60, gt=0, description="how often the calls gone silent are looked for"
+    )
     callback_attempts: int = Field(
         default=3, ge=1, le=10, description="calls placed for a callback before it is given up"
     )

@@ -41,6 +41,7 @@ from app.db import OutageLog, create_driver_pool, create_engine, unit_of_work
 from app.embedded import resolve_database_url
 from app.events import log as event_log
 from app.ivr import bridge as ivr_bridge
+from app.ivr import silence as ivr_silence
 from app.notifications import outbox as notification_outbox
 from app.realtime.hub import EventHub
 from app.routing import admission
@@ -105,6 +106,7 @@ def timer_registry(settings: Settings, desk: complaint_service.Desk | None = Non
     complaint_assign_queue.register(registry, settings, desk=desk)
     complaint_archive.register(registry, settings, desk=desk)
     ivr_bridge.register(registry, settings)
+    ivr_silence.register(registry, settings, desk)
     registry.register_sweep(
         ratelimit.PRUNE_SWEEP, ratelimit.prune_sweep, every_s=ratelimit.PRUNE_EVERY_S
     )

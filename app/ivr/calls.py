@@ -142,7 +142,7 @@ WITH moved AS (UPDATE ivr_calls SET {_SET_CALL} WHERE id = $1)
 {INSERT_EVENTS.format("$13", "$14", "$15", "$16", "$17")}
 """
 FINISH_STEP = f"""
-WITH moved AS (UPDATE ivr_calls SET {_SET_CALL} WHERE id = $1),
+WITH moved AS (UPDATE ivr_calls SET {_SET_CALL}, heard_at = now() WHERE id = $1),
 logged AS ({INSERT_EVENTS.format("$19", "$20", "$21", "$22", "$23")})
 INSERT INTO ivr_steps (call_id, seq, token, event, response, content_type, at)
 VALUES ($1, $13, $14, $15::text::jsonb, $16, $17, $18)

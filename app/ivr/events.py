@@ -64,7 +64,9 @@ class CallLeft(TypedDict):
 
 @with_config(_CLOSED)
 class CallEnded(TypedDict):
-    """The provider reported the call over (the caller hung up, or it never connected)."""
+    """The provider reported the call over (the caller hung up, or it never connected), or,
+    asked after a silence, said it was over or knew no such call (``not-found``); a call the
+    provider cannot be asked about ends after a silence as ``silent`` (``app.ivr.silence``)."""
 
     call_id: int
     provider_status: str

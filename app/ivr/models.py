@@ -11,7 +11,9 @@ activating another version re-points the number and nothing else.
 next one: the flow version the call started on (kept for the call's life: activation never
 changes a call in progress), the machine's state (JSON), the number of steps taken, where
 the call is (``in_ivr``, ``queued``, ``bridged``, ``ended``), its contact once enqueued, its
-path (``transcript``) and how it ended (``outcome``, and the node a caller hung up at).
+path (``transcript``), how it ended (``outcome``, and the node a caller hung up at), and when
+a webhook for it was last heard (``heard_at``: ``app.ivr.silence`` asks after calls silent
+for too long).
 
 ``ivr_steps`` is the exactly-once record: one row per step taken, holding the response
 given. ``(call_id, seq)`` and ``(call_id, token)`` are unique, so a webhook delivered twice
@@ -116,6 +118,11 @@ class IvrCall(Base):
         Index(
             "ix_ivr_calls_contact_id", "contact_id", postgresql_where=text("contact_id IS NOT NULL")
         ),
+        Index(
+            "ix_ivr_calls_heard_at",
+            "heard_at",
+            postgresql_where=text("status IN ('in_ivr', 'queued')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -147,6 +154,12 @@ class IvrCall(Base):
     )
     started_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    heard_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True),
+        server_default=func.now(),
+        nullable=False,
+        comment="when a webhook for the call was last heard (the database's clock)",
     )
     left_ivr_at: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True), comment="enqueued, transferred or ended: the time in the IVR ends"

@@ -1,13 +1,15 @@
-"""Twilio's REST API, as the IVR uses it: redirect a live call, place a call.
+"""Twilio's REST API, as the IVR uses it: redirect a live call, place a call, ask a call's
+status.
 
 Theory of operation
 -------------------
 
 The webhooks answer from the database alone; what Hotline starts itself (bridging a queued
-caller the moment an agent accepts, placing a callback) goes through the provider's REST API
-from a timer handler, never from a request. The ``twilio`` package builds and reads the
-requests (``Client.calls(sid).update_async``, ``Client.calls.create_async``); its transport
-here is ``HttpxTransport``, an asynchronous client on ``httpx`` that sends each request to
+caller the moment an agent accepts, placing a callback, asking after a call gone silent)
+goes through the provider's REST API from a timer handler or a sweep, never from a request.
+The ``twilio`` package builds and reads the requests (``Client.calls(sid).update_async``,
+``Client.calls.create_async``, ``Client.calls(sid).fetch_async``); its transport here is
+``HttpxTransport``, an asynchronous client on ``httpx`` that sends each request to
 ``twilio_api_base_url`` instead of ``https://api.twilio.com`` (the package fixes that host;
 the setting makes a proxy or a test double reachable) and gives up after
 ``twilio_api_timeout_s``.
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any, Final
 
 import httpx
@@ -118,6 +121,23 @@ async def redirect(settings: Settings, call_ref: str, document: str) -> None:
         raise ProviderFailed(_reason(exc)) from exc
     except (TwilioException, httpx.HTTPError) as exc:
         raise ProviderFailed(_reason(exc)) from exc
+
+
+async def status(settings: Settings, call_ref: str) -> str | None:
+    """The status the provider gives the call ``call_ref`` now (``in-progress``,
+    ``completed``, ...); None when the provider knows no such call (its 404)."""
+    try:
+        call = await client_for(settings).calls(call_ref).fetch_async()
+    except TwilioRestException as exc:
+        if exc.status == HTTPStatus.NOT_FOUND:
+            return None
+        raise ProviderFailed(_reason(exc)) from exc
+    except (TwilioException, httpx.HTTPError) as exc:
+        raise ProviderFailed(_reason(exc)) from exc
+    found = getattr(call, "status", None)
+    if not isinstance(found, str) or not found:
+        raise ProviderFailed("the provider answered without the call's status")
+    return found
 
 
 async def place(

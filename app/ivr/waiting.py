@@ -67,6 +67,10 @@ MAX_FOLLOW: Final = 20  # successors followed from a contact (transfers, overflo
 # The disposition of a contact whose caller hung up after an agent answered it but before
 # being put through, and the record of it on the call's path.
 CALLER_GONE: Final = "caller_hung_up"
+# The provider status of a call ended for its provider's silence, when it cannot be asked
+# (the JSON adapter's); one the provider does not know is ``NOT_FOUND``.
+SILENT: Final = "silent"
+NOT_FOUND: Final = "not-found"
 DEFAULT_LANGUAGE: Final = "zh-CN"  # a call whose state names no language
 
 
@@ -145,8 +149,8 @@ WHERE c.provider = $1 AND c.call_ref = $2
 ),
 -- A caller still queued: the position to tell, never more than the contact was told
 -- (``estimate.announce_position``), kept lowered on the contact (as
--- ``routing.service.announce`` keeps it) and on the call; neither row is held longer than
--- this statement.
+-- ``routing.service.announce`` keeps it) and on the call, which was heard from now; neither
+-- row is held longer than this statement.
 told AS (
     SELECT least(f.position, coalesce(f.live_told, f.position)) AS told FROM facts f
     WHERE f.status IN ('{CallStatus.queued.value}', '{CallStatus.bridged.value}')
@@ -159,7 +163,8 @@ lowered AS (
 ),
 called AS (
     UPDATE ivr_calls c
-    SET announced_position = least(coalesce(c.announced_position, t.told), t.told)
+    SET announced_position = least(coalesce(c.announced_position, t.told), t.told),
+        heard_at = now()
     FROM facts f, told t
     WHERE c.id = f.id
     RETURNING c.announced_position
@@ -242,6 +247,28 @@ async def hang_up(
     if status not in OVER:
         await calls.save(session, call)
         return call
+    await _end(session, call, flow, ctx)
+    return call
+
+
+async def ended_silent(
+    session: AsyncSession, call: IvrCall, flow: Flow, ctx: advance.Context, *, status: str
+) -> bool:
+    """``call`` (locked), still in the menus or queued, is over though its provider never
+    reported it (``app.ivr.silence``): it ends as the lost report would have ended it, with
+    ``ended_silent`` and ``status`` on its path: the provider's status when asked, or
+    ``SILENT`` for a provider that cannot be asked. False, with nothing changed, for a call
+    no longer in the menus or queued."""
+    if call.status not in (CallStatus.in_ivr.value, CallStatus.queued.value):
+        return False
+    call.provider_status = status[:32]
+    advance.note(call, None, "ended_silent", call.step, ctx.now, status=call.provider_status)
+    await _end(session, call, flow, ctx)
+    return True
+
+
+async def _end(session: AsyncSession, call: IvrCall, flow: Flow, ctx: advance.Context) -> None:
+    """The caller of ``call`` has gone: the call ends, and what it held with it."""
     before = call.status
     events = []
     if before == CallStatus.in_ivr.value:
@@ -251,7 +278,6 @@ async def hang_up(
         await _caller_left(session, call, call.contact_id, ctx.now)
     call.status, call.ended_at = CallStatus.ended.value, ctx.now
     await calls.save(session, call, [*events, call_ended(call, before)])
-    return call
 
 
 def call_ended(call: IvrCall, before: str) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 It records every request (path, form, basic-auth user) and answers as Twilio does: a new
 call (``POST .../Calls.json``) gets a ``CA`` sid, an update (``POST .../Calls/{sid}.json``)
-the call back. ``fail_next`` scripts the statuses of the next answers, ``refuse_next`` a
-refusal with Twilio's error code (21220: the call is no longer in progress). Tests wait on
+the call back, a fetch (``GET .../Calls/{sid}.json``) the call with the status set for it in
+``statuses`` (``in-progress`` if none; ``None``: Twilio knows no such call, its 404).
+``fail_next`` scripts the statuses of the next answers, ``refuse_next`` a refusal with
+Twilio's error code (21220: the call is no longer in progress). Tests wait on
 ``received`` (an event set by each request) with a deadline, never on the clock.
 
 The app under test is pointed at it with ``twilio_api_base_url``; its own webhooks are
@@ -31,6 +33,7 @@ from tests.routing.acd import eventually
 
 @dataclass(frozen=True)
 class Received:
+    method: str
     path: str
     form: dict[str, str]
     user: str
@@ -40,12 +43,17 @@ class Received:
     def creates(self) -> bool:
         return self.path.endswith("/Calls.json")
 
+    @property
+    def fetches(self) -> bool:
+        return self.method == "GET"
+
 
 @dataclass
 class FakeTwilio:
     url: str = ""
     requests: list[Received] = field(default_factory=list)
     script: list[tuple[int, int]] = field(default_factory=list)  # (status, Twilio's code)
+    statuses: dict[str, str | None] = field(default_factory=dict)  # a fetch's answer per sid
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     _sids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -71,7 +79,9 @@ class FakeTwilio:
         auth = request.headers.get("authorization", "")
         if auth.startswith("Basic "):
             user = base64.b64decode(auth[6:]).decode().split(":", 1)[0]
-        got = Received(request.url.path, form, user, asyncio.get_running_loop().time())
+        got = Received(
+            request.method, request.url.path, form, user, asyncio.get_running_loop().time()
+        )
         self.requests.append(got)
         self.arrived.set()
         return got
@@ -98,12 +108,29 @@ class FakeTwilio:
             return failed
         return JSONResponse(_call(request.path_params["sid"], got.form, "in-progress"))
 
+    async def fetch(self, request: Request) -> Response:
+        await self._record(request)
+        failed = self._scripted()
+        if failed is not None:
+            return failed
+        sid = request.path_params["sid"]
+        status = self.statuses.get(sid, "in-progress")
+        if status is None:
+            body = {"code": 20404, "message": "not found", "status": 404}
+            return JSONResponse(body, status_code=404)
+        return JSONResponse(_call(sid, {}, status))
+
+    def fetched(self) -> list[str]:
+        """The sids of the calls asked after, in order."""
+        return [r.path.rsplit("/", 1)[1].removesuffix(".json") for r in self.requests if r.fetches]
+
     def app(self) -> Starlette:
         base = "/2010-04-01/Accounts/{account}"
         return Starlette(
             routes=[
                 Route(base + "/Calls.json", self.create, methods=["POST"]),
                 Route(base + "/Calls/{sid}.json", self.update, methods=["POST"]),
+                Route(base + "/Calls/{sid}.json", self.fetch, methods=["GET"]),
             ]
         )
 

@@ -1,0 +1,172 @@
+"""Calls the provider has gone silent about: asked after, and ended on record when over.
+
+Theory of operation
+-------------------
+
+A live call is never silent for long. In the menus every ``<Gather>`` comes back when it
+times out (``actionOnEmptyResult``); a queued caller's wait loop comes back after each
+announcement and its music. Each such webhook marks the call heard (``ivr_calls.heard_at``,
+on the database's clock: the incoming call, each step taken, each turn of the wait loop
+while the caller waits). A provider's end-of-call report that never arrives (lost, or
+refused on its way) used to leave the call in the menus or in the queue for good: its
+contact kept its place, was offered to agents, and counted in the queue's figures.
+
+The sweep (``SWEEP``, every ``ivr_silence_sweep_s`` on every instance) takes the calls still
+in the menus or queued that nothing has been heard about for ``ivr_silence_s``, the longest
+silent first, ``BATCH`` at a time, and asks after each:
+
+- **Twilio** holds the call: its REST API says the call's status now (``provider.status``).
+  A call that is over (``completed``, ``busy``, ``no-answer``, ``failed``, ``canceled``), or
+  one Twilio does not know (its 404: ``not-found``), ends as the lost report would have
+  ended it (``waiting.ended_silent``: a caller in the menus hung up at their node, a queued
+  caller's contact is abandoned, or ended unattended if an agent had answered it), with
+  ``ended_silent`` and the status on its path. A call still live (a long hold music, say)
+  is marked heard, and asked after again only after another silence. A provider that
+  cannot be reached leaves the call as it is, for the next sweep.
+- **The JSON adapter's provider** cannot be asked. A call in its menus goes silent only if
+  the provider lost it (every answer there ends in a ``gather``, whose timeout sends
+  ``no_input``, or in a ``hangup``): it ends as hung up in the menus, its status
+  ``silent``. A JSON caller in the queue is left alone: the ``wait`` loop is the provider's
+  choice, and a provider may hold its callers without a word until it reports the hang-up.
+
+Decisions, and why
+------------------
+
+- **Asked outside any lock, ended one call at a time.** The provider is asked about the
+  whole batch first (at most ``ASKING_AT_ONCE`` requests in flight), with no row locked;
+  then each call is locked, ended or marked, and committed on its own, so the sweep never
+  holds one call's lock while it waits for the provider or for another call's lock.
+- **The provider's word wins over the clock.** A call the provider says is over ends even
+  if a webhook was heard meanwhile (that webhook is answered as for any ended call); a call
+  only silent (the JSON adapter's) ends only if it is still silent under its lock.
+- **Calls bridged to an agent are not asked after.** A bridged call is silent for the whole
+  conversation; its contact is the agent's to end, and a lost ``completed`` after it leaves
+  only the call's own row unfinished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.complaints import service as complaints
+from app.config import Settings
+from app.db import database_unavailable, driver_connection
+from app.ivr import advance, calls, provider, waiting
+from app.ivr.models import CallStatus, Provider
+from app.timers.worker import TimerRegistry
+
+log = logging.getLogger(__name__)
+
+SWEEP: Final = "ivr.silent_calls"
+BATCH: Final = 100  # calls asked after in one sweep
+ASKING_AT_ONCE: Final = 8  # requests to the provider in flight at once
+
+# The calls silent since before $1: Twilio's in the menus or queued, the JSON adapter's in
+# the menus (``ix_ivr_calls_heard_at`` holds the calls in the menus or queued).
+SILENT_CALLS = f"""
+SELECT id, provider, call_ref FROM ivr_calls
+WHERE status IN ('{CallStatus.in_ivr.value}', '{CallStatus.queued.value}')
+    AND heard_at < $1
+    AND (provider = '{Provider.twilio.value}' OR status = '{CallStatus.in_ivr.value}')
+ORDER BY heard_at, id
+LIMIT $2
+"""
+HEARD_AT = "SELECT heard_at FROM ivr_calls WHERE id = $1"
+MARK_HEARD = "UPDATE ivr_calls SET heard_at = greatest(heard_at, $2) WHERE id = $1"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What asking after a silent call found: the provider's status of it (``SILENT`` for a
+    provider that cannot be asked), or None when the provider could not be reached."""
+
+    call_id: int
+    provider: Provider
+    call_ref: str
+    status: str | None
+
+
+def register(registry: TimerRegistry, settings: Settings, desk: complaints.Desk) -> None:
+    registry.register_sweep(SWEEP, sweep_for(settings, desk), every_s=settings.ivr_silence_sweep_s)
+
+
+def sweep_for(
+    settings: Settings, desk: complaints.Desk
+) -> Callable[[AsyncSession, datetime], Awaitable[int]]:
+    async def run(session: AsyncSession, now: datetime) -> int:
+        return await silent_calls(session, now, settings=settings, desk=desk)
+
+    return run
+
+
+async def silent_calls(
+    session: AsyncSession, now: datetime, *, settings: Settings, desk: complaints.Desk
+) -> int:
+    """Ask after the calls silent for ``ivr_silence_s`` at ``now`` and end those that are
+    over (see the module); how many calls ended."""
+    since = now - timedelta(seconds=settings.ivr_silence_s)
+    conn = await driver_connection(session)
+    rows = await conn.fetch(SILENT_CALLS, since, BATCH)
+    if not rows:
+        return 0
+    await session.commit()  # nothing is held while the provider is asked
+    limit = asyncio.Semaphore(ASKING_AT_ONCE)
+
+    async def ask(row: asyncpg.Record) -> Answer:
+        async with limit:
+            return await _ask(settings, row["id"], Provider(row["provider"]), row["call_ref"])
+
+    answers = await asyncio.gather(*(ask(row) for row in rows))
+    ctx = advance.Context(now, settings, desk, desk.work_calendar())
+    ended = 0
+    for answer in answers:
+        if answer.status is None:
+            continue
+        try:
+            ended += await _settle(session, answer, answer.status, since, ctx)
+            await session.commit()
+        except Exception as exc:
+            await session.rollback()
+            if database_unavailable(exc):
+                raise
+            # One call that cannot be settled does not hold up the others behind it.
+            log.exception("ending silent call %s failed; it is asked after again", answer.call_id)
+    return ended
+
+
+async def _ask(settings: Settings, call_id: int, held_by: Provider, call_ref: str) -> Answer:
+    if held_by is not Provider.twilio:
+        return Answer(call_id, held_by, call_ref, waiting.SILENT)
+    try:
+        status = await provider.status(settings, call_ref)
+    except provider.ProviderFailed as exc:
+        log.warning("asking the provider after silent call %s failed: %s", call_id, exc)
+        return Answer(call_id, held_by, call_ref, None)
+    return Answer(call_id, held_by, call_ref, waiting.NOT_FOUND if status is None else status)
+
+
+async def _settle(
+    session: AsyncSession, answer: Answer, status: str, since: datetime, ctx: advance.Context
+) -> int:
+    """End the call ``answer`` is about if ``status`` says it is over, else mark it heard (a
+    call only silent, if heard meanwhile, is left as it is); 1 if it ended."""
+    found = await calls.locked(session, answer.provider, answer.call_ref)
+    if found is None:
+        return 0
+    call, flow = found
+    conn = await driver_connection(session)
+    if status == waiting.SILENT:
+        if await conn.fetchval(HEARD_AT, call.id) >= since:
+            return 0
+    elif status not in waiting.OVER and status != waiting.NOT_FOUND:
+        await conn.execute(MARK_HEARD, call.id, ctx.now)
+        return 0
+    return int(await waiting.ended_silent(session, call, flow, ctx, status=status))
