@@ -375,10 +375,13 @@ def event_json(event: Event) -> dict[str, Any]:
 
 
 async def remember_signature(
-    session: AsyncSession, signature: str, *, now: datetime, window_s: float
+    session: AsyncSession, signature: str, *, call_ref: str, now: datetime, window_s: float
 ) -> bool:
-    """Note a JSON webhook's signature; False if it was seen before (a replay). Signatures
-    older than twice the replay window are forgotten: their timestamps are refused anyway."""
+    """Note a JSON webhook's signature for the call ``call_ref``; False if it was seen before
+    for that call (a replay). Another call's request may carry the same signature: the body
+    it covers need not name the call, and two calls' providers may send the same event in the
+    same second. Signatures older than twice the replay window are forgotten: their
+    timestamps are refused anyway."""
     await session.execute(
         delete(TelephonySignature).where(
             TelephonySignature.seen_at < now - timedelta(seconds=2 * window_s)
@@ -386,8 +389,8 @@ async def remember_signature(
     )
     new = await session.scalar(
         insert(TelephonySignature)
-        .values(signature=signature, seen_at=now)
-        .on_conflict_do_nothing(index_elements=["signature"])
+        .values(signature=signature, call_ref=call_ref, seen_at=now)
+        .on_conflict_do_nothing(index_elements=["signature", "call_ref"])
         .returning(TelephonySignature.signature)
     )
     return new is not None

@@ -21,8 +21,8 @@ given. ``(call_id, seq)`` and ``(call_id, token)`` are unique, so a webhook deli
 response, and two deliveries racing each other cannot both write the step; the call's row
 lock orders them, the constraints stand behind the lock.
 
-``telephony_signatures`` remembers the JSON webhooks' signatures for the replay window, so
-a captured request cannot be sent again.
+``telephony_signatures`` remembers the JSON webhooks' signatures, each with the call it was
+sent for, for the replay window, so a captured request cannot be sent again.
 """
 
 from __future__ import annotations
@@ -192,12 +192,19 @@ class IvrStep(Base):
 
 
 class TelephonySignature(Base):
-    """A JSON webhook's signature, remembered for the replay window."""
+    """A JSON webhook's signature and the call it was sent for, remembered for the replay
+    window: the same signature for another call is another request (the body, which the
+    signature covers, need not name the call)."""
 
     __tablename__ = "telephony_signatures"
     __table_args__ = (Index("ix_telephony_signatures_seen_at", "seen_at"),)
 
     signature: Mapped[str] = mapped_column(String(64), primary_key=True)
+    call_ref: Mapped[str] = mapped_column(
+        String(64),
+        primary_key=True,
+        comment="the call the request was sent for (the URL's call id)",
+    )
     seen_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )

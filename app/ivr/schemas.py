@@ -166,6 +166,11 @@ class JsonEvent(StrictModel):
     """A JSON webhook: what happened on the call."""
 
     event: EventKind
+    call_id: CallRef | None = Field(
+        default=None,
+        description="the call the event is for; when given it must be the URL's, so the "
+        "signature covers the call too (recommended)",
+    )
     from_: Party | None = Field(default=None, alias="from", description="the caller (incoming)")
     to: Party | None = Field(default=None, description="the number called (incoming)")
     digits: Keys | None = Field(default=None, description="the keys pressed (digits)")

@@ -400,7 +400,9 @@ async def json_event(
     and hang up when their contact ended; 409 for a call that is not queued.
 
     Signed: `X-Hotline-Signature` is the hex HMAC-SHA256 of `<X-Hotline-Timestamp>.<body>`
-    under the webhook secret; older than the replay window, or a signature seen before: 403.
+    under the webhook secret; older than the replay window, or a signature seen before for
+    this call: 403. A body that names its call (`call_id`, which the signature then covers)
+    must name the URL's: 422 otherwise.
     Send back the answer's `step` with the event that answers it: a retry of that event
     gets the same answer and does not advance the call twice."""
     settings = settings_of(request)
@@ -416,9 +418,15 @@ async def json_event(
         window_s=settings.webhook_replay_window_s,
     )
     window = settings.webhook_replay_window_s
-    if not await calls.remember_signature(session, seen, now=ctx.now, window_s=window):
+    if not await calls.remember_signature(
+        session, seen, call_ref=call_id, now=ctx.now, window_s=window
+    ):
         raise signatures.SignatureRefused("this signature was used before (a replayed request)")
     event = _json_event(body)
+    if event.call_id is not None and event.call_id != call_id:
+        raise MalformedWebhook(
+            [{"field": "call_id", "message": f"names call {event.call_id!r}, not the URL's"}]
+        )
     if event.event is EventKind.hangup:
         return await _json_hangup(session, call_id, ctx)
     if event.event is EventKind.wait:

@@ -126,6 +126,34 @@ class TestRefusals:
         assert replayed.status_code == 403
         assert "used before" in replayed.json()["detail"]
 
+    async def test_two_calls_sending_the_same_event_in_the_same_second_are_both_taken(
+        self, api: Api, provider: JsonProvider
+    ) -> None:
+        """The signature covers the body, which need not name the call: the same signature
+        for another call is another request, not a replay."""
+        expect(await provider.send("call-14", incoming()), 200)
+        expect(await provider.send("call-15", incoming(caller=STRANGER)), 200)
+        press = {"event": "digits", "digits": "1", "step": 1}
+        for call_id in ("call-14", "call-15"):
+            pressed = expect(await provider.send(call_id, press), 200)
+            assert pressed["step"] == 2, pressed  # taken, not refused as a replay
+        for call_id in ("call-14", "call-15"):
+            expect(await provider.send(call_id, {"event": "hangup"}), 200)
+            call = expect(await api.get(f"/api/v1/ivr/calls/{call_id}"), 200)
+            assert call["status"] == "ended"
+
+    async def test_a_body_naming_another_call_than_the_url_is_refused(
+        self, provider: JsonProvider, engine: AsyncEngine
+    ) -> None:
+        """A provider that names the call in the body has the signature cover it: a request
+        captured for one call cannot be sent for another."""
+        meant = {**incoming(), "call_id": "call-16"}
+        elsewhere = await provider.send("call-17", meant)
+        assert elsewhere.status_code == 422, elsewhere.text
+        assert [f["field"] for f in elsewhere.json()["fields"]] == ["call_id"]
+        assert await calls(engine) == 0
+        expect(await provider.send("call-16", meant), 200)
+
     async def test_a_request_signed_more_than_five_minutes_ago_is_refused(
         self, provider: JsonProvider, engine: AsyncEngine, clock: Clock
     ) -> None:
