@@ -22,13 +22,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.routing.acd import eventually
+from tests.fixtures import net
 
 
 @dataclass(frozen=True)
@@ -142,23 +141,6 @@ def _call(sid: str, form: dict[str, str], status: str) -> dict[str, Any]:
 @asynccontextmanager
 async def serving() -> AsyncIterator[FakeTwilio]:
     fake = FakeTwilio()
-    config = uvicorn.Config(
-        fake.app(), host="127.0.0.1", port=0, lifespan="off", log_level="warning", log_config=None
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(), name="fake-twilio")
-
-    async def started() -> bool:
-        if task.done():
-            task.result()  # serving failed: show why
-        return server.started
-
-    try:
-        await eventually(started, what="the fake Twilio API to start")
-        host, port = server.servers[0].sockets[0].getsockname()[:2]
-        fake.url = f"http://{host}:{port}"
+    async with net.serving(fake.app(), name="the fake Twilio API") as url:
+        fake.url = url
         yield fake
-    finally:
-        server.should_exit = True
-        async with asyncio.timeout(10):
-            await task

@@ -15,13 +15,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.routing.acd import eventually
+from tests.fixtures import net
 
 HANG = 0
 """A scripted answer: no answer at all (the client times out)."""
@@ -75,29 +74,9 @@ class FakeGateway:
 @asynccontextmanager
 async def serving() -> AsyncIterator[FakeGateway]:
     gateway = FakeGateway()
-    config = uvicorn.Config(
-        gateway.app(),
-        host="127.0.0.1",
-        port=0,
-        lifespan="off",
-        log_level="warning",
-        log_config=None,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(), name="fake-gateway")
-
-    async def started() -> bool:
-        if task.done():
-            task.result()  # serving failed: show why
-        return server.started
-
-    try:
-        await eventually(started, what="the fake gateway to start")
-        host, port = server.servers[0].sockets[0].getsockname()[:2]
-        gateway.url = f"http://{host}:{port}"
-        yield gateway
-    finally:
-        gateway.release.set()
-        server.should_exit = True
-        async with asyncio.timeout(10):
-            await task
+    async with net.serving(gateway.app(), name="the fake gateway") as url:
+        gateway.url = url
+        try:
+            yield gateway
+        finally:
+            gateway.release.set()  # held requests answer, so the server can stop

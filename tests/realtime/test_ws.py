@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import create_async_engine
 from websockets.asyncio.client import ClientConnection, connect
@@ -28,6 +27,7 @@ from app.realtime import hub as hub_module
 from app.realtime import ws as ws_module
 from app.realtime.hub import EventHub, Fanout, Subscription, concerned_agents, event_text
 from tests.conftest import make_settings
+from tests.fixtures import net
 from tests.fixtures.factories import ADMIN_PASSWORD, Api, expect
 from tests.routing.acd import available_agent, contact, eventually, instance, offer_for, queue
 
@@ -42,25 +42,8 @@ HANDSHAKE_S = WITHIN_S  # for other files' websockets: a liveness deadline, not 
 @asynccontextmanager
 async def serving(app: FastAPI) -> AsyncIterator[str]:
     """Serve ``app`` (lifespan already entered) with uvicorn on a free port; its ws:// URL."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, lifespan="off", log_level="warning", log_config=None
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(), name="test-uvicorn")
-
-    async def started() -> bool:
-        if task.done():
-            task.result()  # serving failed: show why
-        return server.started
-
-    try:
-        await eventually(started, what="the server to start")
-        host, port = server.servers[0].sockets[0].getsockname()[:2]
-        yield f"ws://{host}:{port}"
-    finally:
-        server.should_exit = True
-        async with asyncio.timeout(WITHIN_S):
-            await task
+    async with net.serving(app, name="the app", stop_within_s=WITHIN_S) as url:
+        yield "ws://" + url.removeprefix("http://")
 
 
 @pytest.fixture

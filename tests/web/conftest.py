@@ -16,7 +16,6 @@ Waits are Playwright's ``expect`` with a deadline (``WITHIN_MS``), never sleeps.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import importlib.util
 import json
@@ -30,7 +29,6 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-import uvicorn
 from fastapi import APIRouter, FastAPI
 from playwright.async_api import (
     Browser,
@@ -44,8 +42,8 @@ from playwright.async_api import (
 
 from app.config import Settings
 from app.main import create_app
+from tests.fixtures import net
 from tests.fixtures.factories import AGENT_PASSWORD
-from tests.routing.acd import eventually
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -106,25 +104,8 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 @asynccontextmanager
 async def serving(app: FastAPI) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn on a free port of 127.0.0.1; its http:// URL."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, lifespan="off", log_level="warning", log_config=None
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(), name="test-web-uvicorn")
-
-    async def started() -> bool:
-        if task.done():
-            task.result()  # serving failed: show why
-        return server.started
-
-    try:
-        await eventually(started, what="the server to start")
-        host, port = server.servers[0].sockets[0].getsockname()[:2]
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        async with asyncio.timeout(WITHIN_MS / 1000):
-            await task
+    async with net.serving(app, name="the app", stop_within_s=WITHIN_MS / 1000) as url:
+        yield url
 
 
 @pytest.fixture
