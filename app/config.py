@@ -107,6 +107,14 @@ class Settings(BaseSettings):
     ivr_silence_sweep_s: float = Field(
         default=60, gt=0, description="how often the calls gone silent are looked for"
     )
+    json_provider_url: str | None = Field(
+        default=None,
+        description="the JSON adapter's provider's API: Hotline asks it to place the calls "
+        "that call its callers back (POST {url}/calls, signed with the webhook secret)",
+    )
+    json_provider_timeout_s: float = Field(
+        default=5.0, gt=0, le=60, description="how long one request to the JSON provider may take"
+    )
     callback_attempts: int = Field(
         default=3, ge=1, le=10, description="calls placed for a callback before it is given up"
     )

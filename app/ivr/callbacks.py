@@ -9,7 +9,10 @@ and hangs up; the contact waits its turn as any other. When an agent accepts its
 provider (``provider.place``: to the caller's number, from the number they called, TwiML
 that ``<Dial>``s the agent's endpoint once the customer answers), with a status callback
 URL naming the IVR call and the attempt: ``/telephony/twilio/callback?call=ID&attempt=N``
-(signed by the provider like every webhook, so the query is trusted).
+(signed by the provider like every webhook, so the query is trusted). A caller of the JSON
+adapter is called back by its own provider: ``provider.place_json`` asks it to place the
+call (to, from, the same word and dial of the agent's endpoint), and the provider reports
+each attempt's outcome as a ``callback`` event of the call that asked for it.
 
 Each attempt ends once (``status``): ``answered``/``in-progress``/``completed`` mark it
 answered (the conversation is the agent's from there); ``no-answer``, ``busy``, ``failed``
@@ -32,15 +35,15 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agents.models import Agent
 from app.config import Settings
-from app.ivr import advance, provider, twiml, waiting
-from app.ivr.models import IvrCall
+from app.ivr import advance, provider, twiml, waiting, wire
+from app.ivr.models import IvrCall, Provider
 from app.routing import endings
 from app.routing import handlers as routing_handlers
 from app.routing.contact_states import ContactStatus
@@ -148,17 +151,13 @@ async def _place(
         )
         await _give_up(session, call, contact, now)
         return
-    voice = voice_of(settings)
-    document = twiml.bridge(endpoint, waiting.language_of(call), voice=voice)
     try:
-        sid = await provider.place(
-            settings,
-            to=number,
-            from_=call.called,
-            document=document,
-            status_callback=voice.url(STATUS_PATH, f"call={call.id}&attempt={attempt}"),
-            ring_s=RING_S,
-        )
+        if call.provider == Provider.json.value:
+            placed = await provider.place_json(
+                settings, _json_call(call, contact, attempt, number, endpoint)
+            )
+        else:
+            placed = await _place_twilio(call, attempt, number, endpoint, settings)
     except provider.ProviderFailed as exc:
         log.warning("placing callback %s (attempt %s) failed: %s", call.id, attempt, exc)
         advance.note(
@@ -166,7 +165,39 @@ async def _place(
         )
         await _after_unanswered(session, call, contact, attempt, settings, now)
         return
-    advance.note(call, None, "callback_placed", call.step, now, attempt=str(attempt), call_ref=sid)
+    placed_as = {} if placed is None else {"call_ref": placed}
+    advance.note(call, None, "callback_placed", call.step, now, attempt=str(attempt), **placed_as)
+
+
+async def _place_twilio(
+    call: IvrCall, attempt: int, number: str, endpoint: str, settings: Settings
+) -> str:
+    """Place the attempt through Twilio, its status callbacks to ``STATUS_PATH``; its sid."""
+    voice = voice_of(settings)
+    return await provider.place(
+        settings,
+        to=number,
+        from_=call.called,
+        document=twiml.bridge(endpoint, waiting.language_of(call), voice=voice),
+        status_callback=voice.url(STATUS_PATH, f"call={call.id}&attempt={attempt}"),
+        ring_s=RING_S,
+    )
+
+
+def _json_call(
+    call: IvrCall, contact: Contact, attempt: int, number: str, endpoint: str
+) -> dict[str, Any]:
+    """What the JSON provider is asked to place: the call to ``number`` that puts the
+    customer through to the agent; its outcome comes back as a ``callback`` event of the
+    call that asked for it (``call_id``)."""
+    return {
+        "call_id": call.call_ref,
+        "attempt": attempt,
+        "to": number,
+        "from": call.called,
+        "ring_s": RING_S,
+        "actions": wire.put_through(waiting.language_of(call), contact.agent_id, endpoint),
+    }
 
 
 def _answered(call: IvrCall, attempt: int) -> bool:

@@ -69,6 +69,13 @@ class NotWaiting(Conflict):
         super().__init__(f"call {call_id!r} is {status}: only a queued caller waits", status=status)
 
 
+class NoCallback(Conflict):
+    """A ``callback`` event for a call whose caller did not choose a callback (409)."""
+
+    def __init__(self, call_id: str) -> None:
+        super().__init__(f"call {call_id!r} did not end in a callback: there is none to report on")
+
+
 class StepOutOfOrder(Conflict):
     """An event answers a step the call has not reached."""
 

@@ -1,5 +1,5 @@
-"""Twilio's REST API, as the IVR uses it: redirect a live call, place a call, ask a call's
-status.
+"""The providers' APIs, as the IVR uses them: Twilio's REST API (redirect a live call, place
+a call, ask a call's status), and the JSON adapter's provider's (place a call).
 
 Theory of operation
 -------------------
@@ -20,6 +20,12 @@ One refusal says more: Twilio's error 21220 ("Invalid call state for the operati
 is no longer in progress) to a redirect means the caller has gone, and no retry can reach
 them: it is ``CallOver``, a ``ProviderFailed`` its caller may tell apart.
 
+**The JSON adapter's provider** holds its own calls, and Hotline reaches it only to place
+one (a callback): ``place_json`` posts the call's actions to ``{json_provider_url}/calls``,
+signed as the provider signs its webhooks (``X-Hotline-Timestamp``, ``X-Hotline-Signature``:
+HMAC-SHA256 of ``<timestamp>.<body>`` under the webhook secret), so the provider can tell
+Hotline's requests from anyone's. Any answer but a 2xx, or none, is a ``ProviderFailed``.
+
 Decisions, and why
 ------------------
 
@@ -33,7 +39,9 @@ Decisions, and why
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, Final
@@ -52,6 +60,7 @@ from twilio.rest import Client  # type: ignore[import-untyped]
 from twilio.rest.api.v2010 import account as _account  # type: ignore[import-untyped]  # noqa: F401
 
 from app.config import Settings
+from app.ivr.signatures import JSON_SIGNATURE, JSON_TIMESTAMP, json_signature
 
 log = logging.getLogger(__name__)
 TWILIO_API: Final = "https://api.twilio.com"
@@ -160,6 +169,33 @@ async def place(
     if not isinstance(sid, str) or not sid:
         raise ProviderFailed("the provider answered without the call's sid")
     return sid
+
+
+async def place_json(settings: Settings, document: Mapping[str, Any]) -> str | None:
+    """Ask the JSON adapter's provider to place a call (``POST {json_provider_url}/calls``
+    with ``document``, signed as its webhooks are); the placed call's id if it gave one."""
+    base, secret = settings.json_provider_url, settings.webhook_secret
+    if not base or secret is None:
+        raise ProviderFailed("no JSON provider configured (json_provider_url, webhook secret)")
+    body = json.dumps(document, ensure_ascii=False).encode()
+    timestamp = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/json",
+        JSON_TIMESTAMP: timestamp,
+        JSON_SIGNATURE: json_signature(secret.get_secret_value(), timestamp, body),
+    }
+    try:
+        async with httpx.AsyncClient(timeout=settings.json_provider_timeout_s) as client:
+            response = await client.post(base.rstrip("/") + "/calls", content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        raise ProviderFailed(_reason(exc)) from exc
+    if not response.is_success:
+        raise ProviderFailed(f"the provider answered {response.status_code}")
+    try:
+        placed = response.json().get("call_id")
+    except (ValueError, AttributeError):
+        placed = None
+    return placed if isinstance(placed, str) and placed else None
 
 
 def _reason(exc: Exception) -> str:

@@ -160,6 +160,21 @@ class EventKind(StrEnum):
     no_input = "no_input"
     hangup = "hangup"
     wait = "wait"  # a queued caller's provider asks where they stand
+    callback = "callback"  # the outcome of a call placed to call the caller back
+
+
+class AttemptStatus(StrEnum):
+    """Where a call placed to call a caller back stands (Twilio's call statuses)."""
+
+    initiated = "initiated"
+    ringing = "ringing"
+    answered = "answered"
+    in_progress = "in-progress"
+    completed = "completed"
+    no_answer = "no-answer"
+    busy = "busy"
+    failed = "failed"
+    canceled = "canceled"
 
 
 class JsonEvent(StrictModel):
@@ -178,6 +193,12 @@ class JsonEvent(StrictModel):
     confidence: float | None = Field(default=None, ge=0, le=1)
     step: int | None = Field(
         default=None, ge=0, le=100_000, description="the `step` of the answer this event answers"
+    )
+    attempt: int | None = Field(
+        default=None, ge=1, le=100, description="the callback's attempt (callback)"
+    )
+    status: AttemptStatus | None = Field(
+        default=None, description="where the attempt's call stands (callback)"
     )
 
     model_config = ConfigDict(populate_by_name=True)

@@ -50,6 +50,7 @@ from app.ivr.exceptions import (
     CallNotFound,
     CallNotInIvr,
     MalformedWebhook,
+    NoCallback,
     NotInService,
     NotWaiting,
     StepOutOfOrder,
@@ -64,7 +65,7 @@ from app.ivr.schemas import (
     Waiting,
     form_errors,
 )
-from app.ivr.vocabulary import CallStarted, Digits, Event, NoInput, Speech
+from app.ivr.vocabulary import CallStarted, Digits, Event, NoInput, Outcome, Speech
 from app.limits import BodyTooLarge
 from app.openapi import errors
 
@@ -399,6 +400,12 @@ async def json_event(
     and hold them, `dial` the agent who answered (`{"agent", "endpoint"}`), or say goodbye
     and hang up when their contact ended; 409 for a call that is not queued.
 
+    A `callback` (`attempt`, `status`) reports on a call Hotline asked the provider to place
+    (`POST {json_provider_url}/calls`) to call this call's caller back: `answered`,
+    `in-progress` or `completed` mark the attempt answered; `no-answer`, `busy`, `failed` or
+    `canceled` unanswered (the next attempt follows, up to `callback_attempts`); late or
+    repeated reports change nothing; 409 for a call that did not end in a callback.
+
     Signed: `X-Hotline-Signature` is the hex HMAC-SHA256 of `<X-Hotline-Timestamp>.<body>`
     under the webhook secret; older than the replay window, or a signature seen before for
     this call: 403. A body that names its call (`call_id`, which the signature then covers)
@@ -431,6 +438,8 @@ async def json_event(
         return await _json_hangup(session, call_id, ctx)
     if event.event is EventKind.wait:
         return await _json_wait(session, call_id, settings, ctx)
+    if event.event is EventKind.callback:
+        return await _json_callback(session, call_id, event, settings, ctx)
     delivery = calls.Delivery(
         Provider.json, call_id, _machine_event(event), seq=event.step, token=_key(key)
     )
@@ -489,10 +498,7 @@ async def _json_wait(
         found = await bridge.put_through_in_loop(session, call, ctx.now)
         if found is not None:
             contact, endpoint = found
-            actions = [
-                {"say": twiml.phrase(language, "offered"), "language": language},
-                {"dial": {"agent": contact.agent_id, "endpoint": endpoint}},
-            ]
+            actions = wire.put_through(language, contact.agent_id, endpoint)
     if turn.standing is waiting.Standing.GONE:
         actions = [
             {"say": twiml.phrase(language, "goodbye"), "language": language},
@@ -514,6 +520,35 @@ async def _json_wait(
         waiting=Waiting.model_validate(standing),
     )
     return Response(answer.model_dump_json(), media_type=wire.CONTENT_TYPE)
+
+
+async def _json_callback(
+    session: Session, call_id: str, event: JsonEvent, settings: Settings, ctx: calls.Context
+) -> Response:
+    """The provider's word on an attempt of the call it placed to call ``call_id``'s caller
+    back (``app.ivr.callbacks``): reported twice or late, it changes nothing."""
+    missing = [name for name in ("attempt", "status") if getattr(event, name) is None]
+    if missing:
+        raise MalformedWebhook(
+            [{"field": name, "message": "a callback event needs it"} for name in missing]
+        )
+    assert event.attempt is not None
+    assert event.status is not None
+    call = await calls.get_call(session, Provider.json, call_id)
+    if call is None:
+        raise CallNotFound(call_id)
+    if call.outcome != Outcome.CALLBACK.value:
+        raise NoCallback(call_id)
+    await callbacks.status(
+        session,
+        call_id=call.id,
+        attempt=event.attempt,
+        reported=event.status.value,
+        settings=settings,
+        now=ctx.now,
+    )
+    body = {"call_id": call.call_ref, "step": call.step, "status": call.status, "actions": []}
+    return Response(json.dumps(body), media_type=wire.CONTENT_TYPE)
 
 
 async def _json_hangup(session: Session, call_id: str, ctx: calls.Context) -> Response:

@@ -11,7 +11,8 @@ Each action is one object keyed by its verb, as API.md shows them: ``{"say": tex
 event that answers this one, so a retried delivery is recognised) and where the call is
 (``status``). A provider of this protocol holds a queued caller itself and asks where they
 stand with ``wait`` events (``app.ivr.telephony_router``), answered with their place, or
-with ``{"dial": {"agent", "endpoint"}}`` once an agent has answered.
+with ``{"dial": {"agent", "endpoint"}}`` once an agent has answered (``put_through``); the
+call that calls a caller back carries the same actions (``app.ivr.callbacks``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,14 @@ from app.ivr.twiml import phrase
 from app.ivr.vocabulary import Action, Callback, Dial, EndCall, Enqueue, Gather, Play, Say
 
 CONTENT_TYPE: Final = "application/json"
+
+
+def put_through(language: str, agent_id: int | None, endpoint: str) -> list[dict[str, Any]]:
+    """The actions that connect a caller to the agent who answered: a word, then the dial."""
+    return [
+        {"say": phrase(language, "offered"), "language": language},
+        {"dial": {"agent": agent_id, "endpoint": endpoint}},
+    ]
 
 
 def action_json(action: Action, taken: Taken) -> dict[str, Any] | None:
