@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
@@ -207,7 +207,7 @@ class JsonEvent(StrictModel):
 class Waiting(BaseModel):
     """Where a queued caller stands (the answer to a ``wait`` event)."""
 
-    standing: str = Field(
+    standing: Literal["waiting", "offered", "connected", "gone"] = Field(
         description="waiting, offered (ringing at an agent), connected (answered: the "
         "actions put the caller through, or hold them while the agent has no endpoint), "
         "gone (the contact ended: the actions say goodbye)"
