@@ -77,6 +77,32 @@ def plain_url(url: str) -> str:
     )
 
 
+def url_on(server: str, name: str) -> str:
+    """The URL of database ``name`` on the server that ``server`` (any database's URL) is on."""
+    return make_url(server).set(database=name).render_as_string(hide_password=False)
+
+
+async def recreate_database(server: str, name: str) -> str:
+    """Database ``name`` on the server ``server`` is on, dropped if it was there (its sessions
+    ended) and made again, empty: for tests, checks and benchmarks. Its URL."""
+    conn = await asyncpg.connect(plain_url(server))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return url_on(server, name)
+
+
+async def drop_database(server: str, name: str) -> None:
+    """Drop database ``name`` on the server ``server`` is on, if it is there."""
+    conn = await asyncpg.connect(plain_url(server))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 # The server drops a session whose client machine vanished (a half-open TCP connection: a
 # crash, a cut network) within about half a minute instead of the operating system's two
 # hours, so the session's locks (the dispatcher's leader lock) and its connection slot come

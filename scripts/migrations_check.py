@@ -13,32 +13,20 @@ import sys
 import tempfile
 from pathlib import Path
 
-import asyncpg
 from alembic import command
-from sqlalchemy.engine import make_url
 
 from app.cli import alembic_config
-from app.db import plain_url
+from app.db import recreate_database
 from app.embedded import start_embedded
 
 DATABASE = "hotline_migrations_check"
-
-
-async def _recreate(server: str) -> None:
-    conn = await asyncpg.connect(plain_url(server))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{DATABASE}"')
-    finally:
-        await conn.close()
 
 
 def main() -> int:
     server = os.environ.get("TEST_DATABASE_URL") or start_embedded(
         Path(tempfile.mkdtemp(prefix="hotline-migrations-")), delete_on_exit=True
     )
-    asyncio.run(_recreate(server))
-    url = make_url(server).set(database=DATABASE).render_as_string(hide_password=False)
+    url = asyncio.run(recreate_database(server, DATABASE))
     config = alembic_config(url)
     command.upgrade(config, "head")
     command.check(config)

@@ -30,18 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import uvicorn
 from alembic import command
 from fastapi import FastAPI
 from httpx import AsyncClient
 from playwright.async_api import Browser, Page, async_playwright, expect
 from pydantic import SecretStr
-from sqlalchemy.engine import make_url
 
 from app.cli import alembic_config
 from app.config import Settings
-from app.db import plain_url
+from app.db import recreate_database
 from app.embedded import start_embedded
 from app.main import create_app
 from app.web.router import router as pages_router
@@ -210,16 +208,6 @@ def all_shots() -> list[Shot]:
 # --- the server ----------------------------------------------------------------------------
 
 
-async def fresh_database(server: str) -> str:
-    conn = await asyncpg.connect(plain_url(server))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{DATABASE}"')
-    finally:
-        await conn.close()
-    return make_url(server).set(database=DATABASE).render_as_string(hide_password=False)
-
-
 def settings_for(url: str) -> Settings:
     return Settings.model_validate(
         {
@@ -263,7 +251,7 @@ async def served(settings: Settings) -> AsyncIterator[tuple[FastAPI, str]]:
 
 
 async def run(server: str, chromium: str, only: set[str]) -> None:
-    url = await fresh_database(server)
+    url = await recreate_database(server, DATABASE)
     await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
     OUT.mkdir(parents=True, exist_ok=True)
     async with served(settings_for(url)) as (app, base), async_playwright() as playwright:

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 from app.cli import alembic_config
 from app.config import Settings
-from app.db import plain_url
+from app.db import drop_database, plain_url, recreate_database
 from app.main import create_app
 from tests.fixtures.factories import ADMIN_PASSWORD, Api
 
@@ -53,23 +53,6 @@ def _database_url_for(worker: str) -> str:
         .set(database=f"hotline_test_{worker}")
         .render_as_string(hide_password=False)
     )
-
-
-async def recreate_database(server_url: str, name: str) -> None:
-    conn = await asyncpg.connect(plain_url(server_url))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
-async def drop_database(server_url: str, name: str) -> None:
-    conn = await asyncpg.connect(plain_url(server_url))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="session")

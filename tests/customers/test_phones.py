@@ -17,8 +17,7 @@ from sqlalchemy.engine import make_url
 from app.cli import alembic_config
 from app.config import Settings
 from app.customers.identity import InvalidPhone, PhoneProblem, normalise_phone
-from app.db import plain_url
-from tests.conftest import drop_database, recreate_database
+from app.db import drop_database, plain_url, recreate_database
 
 BEIJING = "+861065528888"
 MOBILE = "+8613812345678"
