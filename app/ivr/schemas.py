@@ -181,7 +181,7 @@ class JsonEvent(StrictModel):
     """A JSON webhook: what happened on the call."""
 
     event: EventKind
-    call_id: CallRef | None = Field(
+    call: CallRef | None = Field(
         default=None,
         description="the call the event is for; when given it must be the URL's, so the "
         "signature covers the call too (recommended)",

@@ -408,7 +408,7 @@ async def json_event(
 
     Signed: `X-Hotline-Signature` is the hex HMAC-SHA256 of `<X-Hotline-Timestamp>.<body>`
     under the webhook secret; older than the replay window, or a signature seen before for
-    this call: 403. A body that names its call (`call_id`, which the signature then covers)
+    this call: 403. A body that names its call (`call`, which the signature then covers)
     must name the URL's: 422 otherwise.
     Send back the answer's `step` with the event that answers it: a retry of that event
     gets the same answer and does not advance the call twice."""
@@ -430,9 +430,9 @@ async def json_event(
     ):
         raise signatures.SignatureRefused("this signature was used before (a replayed request)")
     event = _json_event(body)
-    if event.call_id is not None and event.call_id != call_id:
+    if event.call is not None and event.call != call_id:
         raise MalformedWebhook(
-            [{"field": "call_id", "message": f"names call {event.call_id!r}, not the URL's"}]
+            [{"field": "call", "message": f"names call {event.call!r}, not the URL's"}]
         )
     if event.event is EventKind.hangup:
         return await _json_hangup(session, call_id, ctx)

@@ -147,10 +147,10 @@ class TestRefusals:
     ) -> None:
         """A provider that names the call in the body has the signature cover it: a request
         captured for one call cannot be sent for another."""
-        meant = {**incoming(), "call_id": "call-16"}
+        meant = {**incoming(), "call": "call-16"}
         elsewhere = await provider.send("call-17", meant)
         assert elsewhere.status_code == 422, elsewhere.text
-        assert [f["field"] for f in elsewhere.json()["fields"]] == ["call_id"]
+        assert [f["field"] for f in elsewhere.json()["fields"]] == ["call"]
         assert await calls(engine) == 0
         expect(await provider.send("call-16", meant), 200)
 
