@@ -11,9 +11,11 @@ while the caller waits). A provider's end-of-call report that never arrives (los
 refused on its way) used to leave the call in the menus or in the queue for good: its
 contact kept its place, was offered to agents, and counted in the queue's figures.
 
-The sweep (``SWEEP``, every ``ivr_silence_sweep_s`` on every instance) takes the calls still
-in the menus or queued that nothing has been heard about for ``ivr_silence_s``, the longest
-silent first, ``BATCH`` at a time, and asks after each:
+The sweep (``SWEEP``, every ``ivr_silence_sweep_s`` on every instance) claims the calls
+still in the menus or queued that nothing has been heard about for ``ivr_silence_s``, the
+longest silent first, ``BATCH`` at a time: it marks them heard as of the asking, so no sweep,
+on this instance or another, takes them again until another silence has passed. Then it asks
+after each:
 
 - **Twilio** holds the call: its REST API says the call's status now (``provider.status``).
   A call that is over (``completed``, ``busy``, ``no-answer``, ``failed``, ``canceled``), or
@@ -21,8 +23,8 @@ silent first, ``BATCH`` at a time, and asks after each:
   ended it (``waiting.ended_silent``: a caller in the menus hung up at their node, a queued
   caller's contact is abandoned, or ended unattended if an agent had answered it), with
   ``ended_silent`` and the status on its path. A call still live (a long hold music, say)
-  is marked heard, and asked after again only after another silence. A provider that
-  cannot be reached leaves the call as it is, for the next sweep.
+  is left, heard as of the asking. A provider that cannot be reached leaves the call as it
+  is: it is asked after again after another silence.
 - **The JSON adapter's provider** cannot be asked. A call in its menus goes silent only if
   the provider lost it (every answer there ends in a ``gather``, whose timeout sends
   ``no_input``, or in a ``hangup``): it ends as hung up in the menus, its status
@@ -32,13 +34,17 @@ silent first, ``BATCH`` at a time, and asks after each:
 Decisions, and why
 ------------------
 
-- **Asked outside any lock, ended one call at a time.** The provider is asked about the
-  whole batch first (at most ``ASKING_AT_ONCE`` requests in flight), with no row locked;
-  then each call is locked, ended or marked, and committed on its own, so the sweep never
-  holds one call's lock while it waits for the provider or for another call's lock.
+- **Claimed, then asked outside any lock, then ended one call at a time.** The claim is one
+  statement (``FOR UPDATE SKIP LOCKED``: a row a webhook holds is being heard), committed at
+  once; the provider is asked about the whole batch (at most ``ASKING_AT_ONCE`` requests in
+  flight) with no row locked; then each call that is over is locked, ended and committed on
+  its own, so the sweep never holds one call's lock while it waits for the provider or for
+  another call's lock. With several instances each silent call is asked after once a
+  silence, not once per instance.
 - **The provider's word wins over the clock.** A call the provider says is over ends even
   if a webhook was heard meanwhile (that webhook is answered as for any ended call); a call
-  only silent (the JSON adapter's) ends only if it is still silent under its lock.
+  only silent (the JSON adapter's) ends only if nothing was heard since the claim, as its
+  row, locked, says.
 - **Calls bridged to an agent are not asked after.** A bridged call is silent for the whole
   conversation; its contact is the agent's to end, and a lost ``completed`` after it leaves
   only the call's own row unfinished.
@@ -69,18 +75,25 @@ SWEEP: Final = "ivr.silent_calls"
 BATCH: Final = 100  # calls asked after in one sweep
 ASKING_AT_ONCE: Final = 8  # requests to the provider in flight at once
 
-# The calls silent since before $1: Twilio's in the menus or queued, the JSON adapter's in
-# the menus (``ix_ivr_calls_heard_at`` holds the calls in the menus or queued).
-SILENT_CALLS = f"""
-SELECT id, provider, call_ref FROM ivr_calls
-WHERE status IN ('{CallStatus.in_ivr.value}', '{CallStatus.queued.value}')
-    AND heard_at < $1
-    AND (provider = '{Provider.twilio.value}' OR status = '{CallStatus.in_ivr.value}')
-ORDER BY heard_at, id
-LIMIT $2
+# The calls silent since before $1 (Twilio's in the menus or queued, the JSON adapter's in
+# the menus; ``ix_ivr_calls_heard_at`` holds the calls in the menus or queued), at most $2,
+# claimed: marked heard as of the asking ($3), so no sweep takes them again, on this instance
+# or another, until another silence has passed. Rows a transaction holds (a webhook's,
+# another sweep's) are skipped: they are being heard, or asked after.
+CLAIM_SILENT = f"""
+WITH silent AS (
+    SELECT id FROM ivr_calls
+    WHERE status IN ('{CallStatus.in_ivr.value}', '{CallStatus.queued.value}')
+        AND heard_at < $1
+        AND (provider = '{Provider.twilio.value}' OR status = '{CallStatus.in_ivr.value}')
+    ORDER BY heard_at, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE ivr_calls c SET heard_at = $3 FROM silent s WHERE c.id = s.id
+RETURNING c.id, c.provider, c.call_ref
 """
 HEARD_AT = "SELECT heard_at FROM ivr_calls WHERE id = $1"
-MARK_HEARD = "UPDATE ivr_calls SET heard_at = greatest(heard_at, $2) WHERE id = $1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +127,10 @@ async def silent_calls(
     over (see the module); how many calls ended."""
     since = now - timedelta(seconds=settings.ivr_silence_s)
     conn = await driver_connection(session)
-    rows = await conn.fetch(SILENT_CALLS, since, BATCH)
+    rows = await conn.fetch(CLAIM_SILENT, since, BATCH, now)
     if not rows:
         return 0
-    await session.commit()  # nothing is held while the provider is asked
+    await session.commit()  # the claim stands; nothing is held while the provider is asked
     limit = asyncio.Semaphore(ASKING_AT_ONCE)
 
     async def ask(row: asyncpg.Record) -> Answer:
@@ -131,7 +144,7 @@ async def silent_calls(
         if answer.status is None:
             continue
         try:
-            ended += await _settle(session, answer, answer.status, since, ctx)
+            ended += await _settle(session, answer, answer.status, ctx)
             await session.commit()
         except Exception as exc:
             await session.rollback()
@@ -153,20 +166,19 @@ async def _ask(settings: Settings, call_id: int, held_by: Provider, call_ref: st
     return Answer(call_id, held_by, call_ref, waiting.NOT_FOUND if status is None else status)
 
 
-async def _settle(
-    session: AsyncSession, answer: Answer, status: str, since: datetime, ctx: advance.Context
-) -> int:
-    """End the call ``answer`` is about if ``status`` says it is over, else mark it heard (a
-    call only silent, if heard meanwhile, is left as it is); 1 if it ended."""
+async def _settle(session: AsyncSession, answer: Answer, status: str, ctx: advance.Context) -> int:
+    """End the call ``answer`` is about if ``status`` says it is over; a call only silent
+    ends if nothing was heard since the claim (``heard_at`` still the claim's ``ctx.now``).
+    1 if it ended."""
+    silent = status == waiting.SILENT
+    if not silent and status not in waiting.OVER and status != waiting.NOT_FOUND:
+        return 0  # live: heard as of the claim
     found = await calls.locked(session, answer.provider, answer.call_ref)
     if found is None:
         return 0
     call, flow = found
-    conn = await driver_connection(session)
-    if status == waiting.SILENT:
-        if await conn.fetchval(HEARD_AT, call.id) >= since:
-            return 0
-    elif status not in waiting.OVER and status != waiting.NOT_FOUND:
-        await conn.execute(MARK_HEARD, call.id, ctx.now)
-        return 0
+    if silent:
+        conn = await driver_connection(session)
+        if await conn.fetchval(HEARD_AT, call.id) != ctx.now:
+            return 0  # heard since the claim
     return int(await waiting.ended_silent(session, call, flow, ctx, status=status))

@@ -167,7 +167,7 @@ class TestTwilioIsAsked:
         assert await line.sweep(first + line.silent) == 1
         assert line.twilio.fetched() == [phone.sid, phone.sid]
 
-    async def test_an_unreachable_provider_leaves_the_call_for_the_next_sweep(
+    async def test_an_unreachable_provider_leaves_the_call_to_be_asked_after_another_silence(
         self, line: Line
     ) -> None:
         phone = await line.in_the_menus()
@@ -176,7 +176,11 @@ class TestTwilioIsAsked:
         line.twilio.fail_next(503)
         assert await line.sweep(at) == 0
         assert (await line.call(phone.sid))["status"] == "in_ivr"
-        assert await line.sweep(at) == 1
+        # Claimed when it was asked after: the next sweeps (this instance's, or another's)
+        # leave it until another silence has passed.
+        assert await line.sweep(at) == 0
+        assert line.twilio.fetched() == [phone.sid]
+        assert await line.sweep(at + line.silent) == 1
         assert line.twilio.fetched() == [phone.sid, phone.sid]
 
 
@@ -250,18 +254,18 @@ class TestTheJsonProvider:
         self, line: Line, provider: JsonProvider
     ) -> None:
         expect(await provider.send("menus", incoming(STRANGER)), 200)
-        silent_since = await line.heard_at("menus")
+        heard = await line.heard_at("menus")
         answer = silence.Answer(0, Provider.json, "menus", "silent")
         app, desk = line.app, line.app.state.complaint_desk
-        ctx = Context(
-            silent_since + timedelta(minutes=10), app.state.settings, desk, desk.work_calendar()
-        )
-        # Found silent since before ``silent_since``, but heard at it under the lock: left.
-        async with unit_of_work(app.state.sessionmaker) as session:
-            assert await silence._settle(session, answer, "silent", silent_since, ctx) == 0
+
+        async def settle(claimed: datetime) -> int:
+            ctx = Context(claimed, app.state.settings, desk, desk.work_calendar())
+            async with unit_of_work(app.state.sessionmaker) as session:
+                return await silence._settle(session, answer, "silent", ctx)
+
+        # Claimed earlier, then heard (its heard_at is no longer the claim's): left.
+        assert await settle(heard - timedelta(seconds=1)) == 0
         assert (await line.call("menus"))["status"] == "in_ivr"
-        # Silent since just after it: ended.
-        since = silent_since + timedelta(microseconds=1)
-        async with unit_of_work(app.state.sessionmaker) as session:
-            assert await silence._settle(session, answer, "silent", since, ctx) == 1
+        # Nothing heard since the claim: ended.
+        assert await settle(heard) == 1
         assert (await line.call("menus"))["status"] == "ended"
