@@ -13,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
@@ -323,13 +324,35 @@ _HISTORY = [
 async def agent_history(engine: AsyncEngine) -> AsyncIterator[None]:
     """Record the agents' rows as they change (see ``OFFERS_TO_UNROUTABLE_AGENTS``)."""
     async with engine.begin() as conn:
+        await conn.execute(text(_DROP_HISTORY))  # left by a run that could not drop it
         for statement in _HISTORY:
             await conn.execute(text(statement))
     try:
         yield
     finally:
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA acd_audit CASCADE"))  # and its triggers
+        await _drop_history(engine)
+
+
+_DROP_HISTORY = "DROP SCHEMA IF EXISTS acd_audit CASCADE"
+DEADLOCK = "40P01"
+
+
+async def _drop_history(engine: AsyncEngine, tries: int = 5) -> None:
+    """Drop the history and its triggers while the centre still runs. Its transactions write
+    an agent's row before its skills, so the tables are locked in that order first; a
+    transaction that reads them the other way round can still make the drop the victim of a
+    deadlock, which is then tried again."""
+    for attempt in range(1, tries + 1):
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text("LOCK TABLE public.agents, public.agent_skills IN ACCESS EXCLUSIVE MODE")
+                )
+                await conn.execute(text(_DROP_HISTORY))
+            return
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) != DEADLOCK or attempt == tries:
+                raise
 
 
 # Offers made to an agent who, when the offer was written, was not available (by the last
