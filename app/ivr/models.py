@@ -13,7 +13,8 @@ changes a call in progress), the machine's state (JSON), the number of steps tak
 the call is (``in_ivr``, ``queued``, ``bridged``, ``ended``), its contact once enqueued, its
 path (``transcript``), how it ended (``outcome``, and the node a caller hung up at), and when
 a webhook for it was last heard (``heard_at``: ``app.ivr.silence`` asks after calls silent
-for too long).
+for too long) and when a turn of the wait loop last found its caller queued (``waited_at``:
+a JSON provider's queued call is held to the silence once its provider keeps the loop).
 
 ``ivr_steps`` is the exactly-once record: one row per step taken, holding the response
 given. ``(call_id, seq)`` and ``(call_id, token)`` are unique, so a webhook delivered twice
@@ -160,6 +161,9 @@ class IvrCall(Base):
         server_default=func.now(),
         nullable=False,
         comment="when a webhook for the call was last heard (the database's clock)",
+    )
+    waited_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), comment="when a turn of the wait loop last found the caller queued"
     )
     left_ivr_at: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True), comment="enqueued, transferred or ended: the time in the IVR ends"

@@ -28,8 +28,11 @@ after each:
 - **The JSON adapter's provider** cannot be asked. A call in its menus goes silent only if
   the provider lost it (every answer there ends in a ``gather``, whose timeout sends
   ``no_input``, or in a ``hangup``): it ends as hung up in the menus, its status
-  ``silent``. A JSON caller in the queue is left alone: the ``wait`` loop is the provider's
-  choice, and a provider may hold its callers without a word until it reports the hang-up.
+  ``silent``. A JSON caller in the queue whose provider keeps the ``wait`` loop (a turn of
+  it has found the caller queued: ``waited_at``) is heard from as often as Twilio's: gone
+  silent, it has been lost, and its contact is abandoned as for a ``hangup``. One whose
+  provider never sent a ``wait`` is left alone: the loop is the provider's choice, and a
+  provider may hold its callers without a word until it reports the hang-up.
 
 Decisions, and why
 ------------------
@@ -75,8 +78,9 @@ SWEEP: Final = "ivr.silent_calls"
 BATCH: Final = 100  # calls asked after in one sweep
 ASKING_AT_ONCE: Final = 8  # requests to the provider in flight at once
 
-# The calls silent since before $1 (Twilio's in the menus or queued, the JSON adapter's in
-# the menus; ``ix_ivr_calls_heard_at`` holds the calls in the menus or queued), at most $2,
+# The calls silent since before $1 (Twilio's in the menus or queued; the JSON adapter's in
+# the menus, or queued once their provider has taken a turn of the wait loop, ``waited_at``;
+# ``ix_ivr_calls_heard_at`` holds the calls in the menus or queued), at most $2,
 # claimed: marked heard as of the asking ($3), so no sweep takes them again, on this instance
 # or another, until another silence has passed. Rows a transaction holds (a webhook's,
 # another sweep's) are skipped: they are being heard, or asked after.
@@ -85,7 +89,11 @@ WITH silent AS (
     SELECT id FROM ivr_calls
     WHERE status IN ('{CallStatus.in_ivr.value}', '{CallStatus.queued.value}')
         AND heard_at < $1
-        AND (provider = '{Provider.twilio.value}' OR status = '{CallStatus.in_ivr.value}')
+        AND (
+            provider = '{Provider.twilio.value}'
+            OR status = '{CallStatus.in_ivr.value}'
+            OR waited_at IS NOT NULL
+        )
     ORDER BY heard_at, id
     LIMIT $2
     FOR UPDATE SKIP LOCKED

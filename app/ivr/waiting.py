@@ -149,8 +149,9 @@ WHERE c.provider = $1 AND c.call_ref = $2
 ),
 -- A caller still queued: the position to tell, never more than the contact was told
 -- (``estimate.announce_position``), kept lowered on the contact (as
--- ``routing.service.announce`` keeps it) and on the call, which was heard from now; neither
--- row is held longer than this statement.
+-- ``routing.service.announce`` keeps it) and on the call. A queued call was heard from, and
+-- its caller found waiting, now, whatever its contact's state (ringing at agent after agent,
+-- the caller still waits); neither row is held longer than this statement.
 told AS (
     SELECT least(f.position, coalesce(f.live_told, f.position)) AS told FROM facts f
     WHERE f.status IN ('{CallStatus.queued.value}', '{CallStatus.bridged.value}')
@@ -164,9 +165,10 @@ lowered AS (
 called AS (
     UPDATE ivr_calls c
     SET announced_position = least(coalesce(c.announced_position, t.told), t.told),
-        heard_at = now()
-    FROM facts f, told t
-    WHERE c.id = f.id
+        heard_at = now(),
+        waited_at = now()
+    FROM facts f LEFT JOIN told t ON true
+    WHERE c.id = f.id AND (t.told IS NOT NULL OR f.status = '{CallStatus.queued.value}')
     RETURNING c.announced_position
 )
 SELECT f.*, t.told, (SELECT announced_position FROM called) AS lowest

@@ -202,6 +202,21 @@ class TestSilence:
         assert await line.sweep(turned + line.silent - timedelta(seconds=1)) == 0
         assert line.twilio.fetched() == []
 
+    async def test_a_turn_of_the_wait_loop_while_ringing_at_an_agent_is_heard(
+        self, line: Line
+    ) -> None:
+        await complaints_agent(line.api)  # rings, and is not answered yet
+        phone, contact_id = await line.queued()
+
+        async def ringing() -> bool:
+            contact = expect(await line.api.get(f"/api/v1/contacts/{contact_id}"), 200)
+            return bool(contact["status"] == "offered")
+
+        await eventually(ringing, what="the contact offered to the agent")
+        stepped = await line.heard_at(phone.sid)
+        await phone.redirect()
+        assert await line.heard_at(phone.sid) > stepped
+
     async def test_calls_bridged_or_ended_are_not_asked_after(self, line: Line) -> None:
         _, console = await complaints_agent(line.api)
         bridged, contact_id = await line.queued()
@@ -232,7 +247,7 @@ class TestTheJsonProvider:
         await upload(line.api, "complaint_hotline_95561")
         return JsonProvider(line.client, clock.now)
 
-    async def test_a_call_silent_in_its_menus_ends_and_a_queued_one_is_left(
+    async def test_a_call_silent_in_its_menus_ends_and_a_queued_one_never_waited_is_left(
         self, line: Line, provider: JsonProvider
     ) -> None:
         expect(await provider.send("menus", incoming(STRANGER)), 200)
@@ -249,6 +264,27 @@ class TestTheJsonProvider:
         assert (menus["status"], menus["outcome"]) == ("ended", "hung_up")
         assert menus["provider_status"] == "silent"
         assert (await line.call("queue"))["status"] == "queued"
+
+    async def test_a_queued_caller_whose_provider_keeps_the_wait_loop_is_held_to_the_silence(
+        self, line: Line, provider: JsonProvider
+    ) -> None:
+        expect(await provider.send("queue", incoming(STRANGER)), 200)
+        expect(await provider.send("queue", {"event": "digits", "digits": "1", "step": 1}), 200)
+        expect(await provider.send("queue", {"event": "digits", "digits": "0", "step": 2}), 200)
+        call = await line.call("queue")
+        assert call["status"] == "queued", call
+        turn = expect(await provider.send("queue", {"event": "wait"}), 200)
+        assert turn["waiting"]["standing"] == "waiting", turn
+        waited = await line.heard_at("queue")
+        # Heard from for all but a second of the silence: left.
+        assert await line.sweep(waited + line.silent - timedelta(seconds=1)) == 0
+        assert (await line.call("queue"))["status"] == "queued"
+        assert await line.sweep(waited + line.silent) == 1
+        call = await line.call("queue")
+        assert (call["status"], call["provider_status"]) == ("ended", "silent")
+        assert results(call)[-2:] == ["ended_silent", "hung_up_in_queue"]
+        contact = expect(await line.api.get(f"/api/v1/contacts/{call['contact_id']}"), 200)
+        assert contact["status"] == "abandoned"
 
     async def test_a_call_heard_again_before_it_is_ended_is_left(
         self, line: Line, provider: JsonProvider
