@@ -37,7 +37,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agents.models import Agent
@@ -239,24 +239,26 @@ async def _give_up(session: AsyncSession, call: IvrCall, contact: Contact, now: 
 # --- the provider's word on an attempt ---------------------------------------------------------
 
 
+async def locked_call(session: AsyncSession, *where: ColumnElement[bool]) -> IvrCall | None:
+    """The IVR call ``where`` picks, locked for the session's transaction and freshly read."""
+    return await session.scalar(
+        select(IvrCall).where(*where).with_for_update().execution_options(populate_existing=True)
+    )
+
+
 async def status(
     session: AsyncSession,
+    call: IvrCall,
     *,
-    call_id: int,
     attempt: int,
     reported: str,
     settings: Settings,
     now: datetime,
 ) -> None:
-    """A status callback for ``attempt`` of the callback of IVR call ``call_id``."""
-    call = await session.scalar(
-        select(IvrCall)
-        .where(IvrCall.id == call_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    if call is None or call.contact_id is None or attempt != attempts(call) or ended(call, attempt):
-        return  # unknown, a late report of an earlier attempt, or this one already over
+    """The provider's word on ``attempt`` of the callback of ``call`` (locked:
+    ``locked_call``)."""
+    if call.contact_id is None or attempt != attempts(call) or ended(call, attempt):
+        return  # no callback, a late report of an earlier attempt, or this one already over
     if reported in ANSWERED:
         advance.note(call, None, "callback_answered", call.step, now, attempt=str(attempt))
     elif reported in UNANSWERED:

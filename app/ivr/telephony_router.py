@@ -55,7 +55,7 @@ from app.ivr.exceptions import (
     NotWaiting,
     StepOutOfOrder,
 )
-from app.ivr.models import CallStatus, Provider
+from app.ivr.models import CallStatus, IvrCall, Provider
 from app.ivr.schemas import (
     EventKind,
     JsonActions,
@@ -337,14 +337,16 @@ async def twilio_callback_status(
         data = TwilioStatus.model_validate(dict(form))
     except ValidationError as exc:
         raise MalformedWebhook(form_errors(exc)) from exc
-    await callbacks.status(
-        session,
-        call_id=call,
-        attempt=attempt,
-        reported=data.CallStatus,
-        settings=settings_of(request),
-        now=step_context(request).now,
-    )
+    called = await callbacks.locked_call(session, IvrCall.id == call)
+    if called is not None:  # a call Hotline does not know: nothing to change
+        await callbacks.status(
+            session,
+            called,
+            attempt=attempt,
+            reported=data.CallStatus,
+            settings=settings_of(request),
+            now=step_context(request).now,
+        )
     return _xml(twiml.empty())
 
 
@@ -534,21 +536,22 @@ async def _json_callback(
         )
     assert event.attempt is not None
     assert event.status is not None
-    call = await calls.get_call(session, Provider.json, call_id)
+    call = await callbacks.locked_call(
+        session, IvrCall.provider == Provider.json.value, IvrCall.call_ref == call_id
+    )
     if call is None:
         raise CallNotFound(call_id)
     if call.outcome != Outcome.CALLBACK.value:
         raise NoCallback(call_id)
     await callbacks.status(
         session,
-        call_id=call.id,
+        call,
         attempt=event.attempt,
         reported=event.status.value,
         settings=settings,
         now=ctx.now,
     )
-    body = {"call_id": call.call_ref, "step": call.step, "status": call.status, "actions": []}
-    return Response(json.dumps(body), media_type=wire.CONTENT_TYPE)
+    return _no_actions(call)
 
 
 async def _json_hangup(session: Session, call_id: str, ctx: calls.Context) -> Response:
@@ -557,5 +560,10 @@ async def _json_hangup(session: Session, call_id: str, ctx: calls.Context) -> Re
     )
     if call is None:
         raise CallNotFound(call_id)
+    return _no_actions(call)
+
+
+def _no_actions(call: IvrCall) -> Response:
+    """The answer to an event that leaves the provider nothing to do with the call."""
     body = {"call_id": call.call_ref, "step": call.step, "status": call.status, "actions": []}
     return Response(json.dumps(body), media_type=wire.CONTENT_TYPE)
