@@ -16,7 +16,8 @@ from httpx import AsyncClient
 
 from app.openapi import WEBSOCKETS_DOC, json_body_problem
 from tests.fixtures.factories import AGENT_PASSWORD, Api, expect, unique
-from tests.routing.acd import available_agent, contact, eventually, queue
+from tests.fixtures.polling import eventually
+from tests.routing.acd import available_agent, contact, queue
 
 API = "/api/v1"
 METHODS = {"get", "post", "put", "patch", "delete"}

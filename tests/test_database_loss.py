@@ -37,7 +37,8 @@ from app.db import (
 from app.main import create_app
 from tests.conftest import make_settings
 from tests.fixtures.factories import ADMIN_PASSWORD, Api
-from tests.routing.acd import available_agent, eventually, queue
+from tests.fixtures.polling import eventually
+from tests.routing.acd import available_agent, queue
 from tests.routing.test_dispatcher import proxy_to
 
 # Every session of the test's database but the caller's: the app's requests, pools, event

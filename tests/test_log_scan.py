@@ -38,8 +38,9 @@ from app.db import plain_url
 from app.logging import DEFAULT_FORMAT
 from app.main import create_app
 from tests.fixtures.factories import ADMIN_PASSWORD, Api, expect
+from tests.fixtures.polling import eventually
 from tests.realtime.test_ws import HANDSHAKE_S
-from tests.routing.acd import eventually, queue
+from tests.routing.acd import queue
 
 WITHIN_S = 10.0
 

@@ -34,18 +34,9 @@ from app.db import unit_of_work
 from app.timers import service as timers
 from tests.conftest import make_settings
 from tests.fixtures.factories import Api, expect
+from tests.fixtures.polling import eventually
 from tests.realtime.test_ws import Client, client, serving, token_of
-from tests.routing.acd import (
-    available_agent,
-    contact,
-    eventually,
-    instance,
-    offer_for,
-    queue,
-    rows,
-    value,
-    via,
-)
+from tests.routing.acd import available_agent, contact, instance, offer_for, queue, rows, value, via
 
 ROOT = Path(__file__).resolve().parents[2]
 GRACE_S = 2.5

@@ -21,7 +21,7 @@ from app.config import Settings
 from app.main import create_app
 from tests.conftest import make_settings
 from tests.fixtures.factories import AGENT_PASSWORD, Api, expect
-from tests.routing.acd import eventually
+from tests.fixtures.polling import eventually
 
 TOKEN_URL = "/api/v1/auth/token"
 WRONG = "not-the-password"

@@ -25,15 +25,8 @@ from app.db import unit_of_work
 from tests.complaints.test_assign import app, complaint, engine, settings
 from tests.complaints.test_registration import COMPLAINTS, Clock, clock, complaint_body, register
 from tests.fixtures.factories import Api, expect, unique
-from tests.routing.acd import (
-    available_agent,
-    contact,
-    eventually,
-    offer_for,
-    pending_offers,
-    queue,
-    rows,
-)
+from tests.fixtures.polling import eventually
+from tests.routing.acd import available_agent, contact, offer_for, pending_offers, queue, rows
 
 __all__ = ["app", "clock", "engine", "settings"]  # fixtures shared with the assignment tests
 

@@ -33,7 +33,8 @@ from tests.complaints.test_assign import (
 )
 from tests.complaints.test_registration import COMPLAINTS, clock
 from tests.fixtures.factories import Api, expect
-from tests.routing.acd import eventually, rows, value
+from tests.fixtures.polling import eventually
+from tests.routing.acd import rows, value
 
 __all__ = ["app", "clock", "engine", "settings"]  # fixtures shared with the assignment tests
 

@@ -37,7 +37,7 @@ from tests.complaints.test_registration import COMPLAINTS, Clock, complaint_body
 from tests.conftest import make_settings
 from tests.fixtures.desk_clock import freeze_desk
 from tests.fixtures.factories import Api, expect
-from tests.routing.acd import eventually
+from tests.fixtures.polling import eventually
 
 START = datetime(2030, 3, 4, 1, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)

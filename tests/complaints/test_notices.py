@@ -53,8 +53,8 @@ from tests.complaints.test_transitions import RESOLUTION, approved, move
 from tests.conftest import make_settings
 from tests.fixtures.desk_clock import freeze_desk
 from tests.fixtures.factories import Api, expect
+from tests.fixtures.polling import eventually
 from tests.notifications.provider import FakeGateway, serving
-from tests.routing.acd import eventually
 
 __all__ = ["clock"]  # a fixture shared with the registration tests
 

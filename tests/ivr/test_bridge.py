@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fixtures.factories import Api, expect
+from tests.fixtures.polling import eventually
 from tests.ivr import live
 from tests.ivr.conftest import Clock
 from tests.ivr.live import (
@@ -36,7 +37,7 @@ from tests.ivr.telephony import (
     verbs,
 )
 from tests.ivr.twilio_api import FakeTwilio
-from tests.routing.acd import eventually, offer_for
+from tests.routing.acd import offer_for
 
 BOUND_S = 1.0  # the bound from the answer to the redirect
 

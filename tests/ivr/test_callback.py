@@ -11,6 +11,7 @@ import pytest
 from httpx import AsyncClient
 
 from tests.fixtures.factories import Api, expect
+from tests.fixtures.polling import eventually
 from tests.ivr import live
 from tests.ivr.live import (
     STRANGER,
@@ -30,7 +31,7 @@ from tests.ivr.telephony import (
     verbs,
 )
 from tests.ivr.twilio_api import FakeTwilio, Received
-from tests.routing.acd import eventually, offer_for
+from tests.routing.acd import offer_for
 
 AGENT_ENDPOINT = "client:agent7"
 

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db import plain_url
 from tests.fixtures.factories import Api, expect
+from tests.fixtures.polling import eventually
 from tests.ivr.telephony import (
     CARDS_NUMBER,
     HOTLINE,
@@ -24,7 +25,6 @@ from tests.ivr.telephony import (
     post_twilio,
     upload,
 )
-from tests.routing.acd import eventually
 
 PLATINUM_PHONE = "+8613800000001"
 STRANGER = "+8613912345678"

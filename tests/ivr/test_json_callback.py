@@ -12,13 +12,13 @@ from httpx import AsyncClient
 
 from app.config import Settings
 from tests.fixtures.factories import Api, expect
+from tests.fixtures.polling import eventually
 from tests.ivr import live
 from tests.ivr.conftest import Clock
 from tests.ivr.json_provider_api import FakeJsonProvider, serving
 from tests.ivr.live import STRANGER, accept, call_of, complaints_agent, results
 from tests.ivr.telephony import HOTLINE, JsonProvider, centre, upload
 from tests.ivr.twilio_api import FakeTwilio
-from tests.routing.acd import eventually
 
 AGENT_ENDPOINT = "client:agent7"
 

@@ -20,12 +20,12 @@ from app.ivr import silence
 from app.ivr.advance import Context
 from app.ivr.models import Provider
 from tests.fixtures.factories import Api, expect
+from tests.fixtures.polling import eventually
 from tests.ivr import live
 from tests.ivr.conftest import Clock
 from tests.ivr.live import STRANGER, accept, call_of, complaints_agent, menus_to, results
 from tests.ivr.telephony import HOTLINE, JsonProvider, TwilioCall, centre, upload
 from tests.ivr.twilio_api import FakeTwilio
-from tests.routing.acd import eventually
 
 # The live-call app (the fake Twilio API) for every test here.
 app, settings, twilio_api = live.app, live.settings, live.twilio_api

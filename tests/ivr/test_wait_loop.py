@@ -17,6 +17,7 @@ from app.ivr.models import Provider
 from app.routing import service as routing
 from app.routing.models import Contact
 from tests.fixtures.factories import Api, expect
+from tests.fixtures.polling import eventually
 from tests.ivr import live
 from tests.ivr.live import (
     STRANGER,
@@ -25,7 +26,7 @@ from tests.ivr.live import (
     menus_to,
 )
 from tests.ivr.telephony import HOTLINE, TwilioCall, centre, said, upload, verbs
-from tests.routing.acd import available_agent, eventually
+from tests.routing.acd import available_agent
 
 PLATINUM = "+8613800000001"  # the centre's platinum customer
 

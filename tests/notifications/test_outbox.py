@@ -27,8 +27,8 @@ from app.notifications.models import Channel, Notification, Status
 from app.notifications.outbox import DeliveryPolicy, Enqueued
 from app.timers.worker import TimerRegistry, TimerWorker
 from tests.fixtures.net import true
+from tests.fixtures.polling import eventually
 from tests.notifications.provider import HANG, FakeGateway
-from tests.routing.acd import eventually
 
 T0 = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 POLICY = DeliveryPolicy(

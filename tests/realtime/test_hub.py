@@ -17,7 +17,7 @@ from app.events.log import ORIGIN, LoggedEvent, read_after, record
 from app.realtime import hub as hub_module
 from app.realtime.hub import EventHub
 from tests.fixtures.net import closed_port, true
-from tests.routing.acd import eventually
+from tests.fixtures.polling import eventually
 
 
 @pytest.fixture

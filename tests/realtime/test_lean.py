@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from app.realtime.lean import Flag, Mailbox
-from tests.routing.acd import eventually
+from tests.fixtures.polling import eventually
 
 WITHIN_S = 10
 

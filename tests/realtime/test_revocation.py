@@ -36,8 +36,9 @@ from app.realtime.revocation import (
 )
 from tests.conftest import make_settings
 from tests.fixtures.factories import Api, expect
+from tests.fixtures.polling import eventually
 from tests.realtime.test_ws import WITHIN_S, Client, client, emit, following, serving, token_of
-from tests.routing.acd import eventually, instance, via
+from tests.routing.acd import instance, via
 
 
 @pytest.fixture

@@ -35,9 +35,10 @@ import httpx
 from app.db import plain_url
 from app.routing.dispatcher import LEADER_LOCK
 from tests.fixtures.factories import ADMIN_PASSWORD, Api, expect
+from tests.fixtures.polling import eventually
 from tests.fixtures.served import Served, served
 from tests.realtime.test_ws import Client, following, token_of
-from tests.routing.acd import contact, eventually, queue
+from tests.routing.acd import contact, queue
 
 WITHIN_S = 30.0  # the log waits for the server's oldest open transaction, in any database
 NUDGE_S = 2.0  # longer than a woken hub keeps reading again

@@ -36,8 +36,9 @@ from app.routing.stats import DayCache, settled_until
 from tests.conftest import make_settings
 from tests.fixtures.desk_clock import freeze_desk
 from tests.fixtures.factories import ADMIN_PASSWORD, Api, expect
+from tests.fixtures.polling import eventually
 from tests.realtime.test_ws import HANDSHAKE_S, serving, token_of
-from tests.routing.acd import available_agent, contact, eventually, offer_for, queue
+from tests.routing.acd import available_agent, contact, offer_for, queue
 
 WITHIN_S = 10.0
 ZONE = ZoneInfo("Asia/Shanghai")  # the settings' centre zone

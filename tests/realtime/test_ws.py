@@ -29,7 +29,8 @@ from app.realtime.hub import EventHub, Fanout, Subscription, concerned_agents, e
 from tests.conftest import make_settings
 from tests.fixtures import net
 from tests.fixtures.factories import ADMIN_PASSWORD, Api, expect
-from tests.routing.acd import available_agent, contact, eventually, instance, offer_for, queue
+from tests.fixtures.polling import eventually
+from tests.routing.acd import available_agent, contact, instance, offer_for, queue
 
 WITHIN_S = 30.0  # deadline for any one message or handshake; the feed waits for the oldest
 # open transaction, and on a busy two-core machine a worker may wait seconds for its turn

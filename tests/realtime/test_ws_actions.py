@@ -25,6 +25,7 @@ from app.realtime import actions as actions_module
 from app.realtime.hub import EventHub, concerned_agents
 from app.realtime.ws import MAX_MESSAGE_CHARS
 from tests.fixtures.factories import Api, expect
+from tests.fixtures.polling import eventually
 from tests.realtime.test_ws import (
     WITHIN_S,
     Client,
@@ -35,16 +36,7 @@ from tests.realtime.test_ws import (
     serving,
     token_of,
 )
-from tests.routing.acd import (
-    available_agent,
-    contact,
-    eventually,
-    instance,
-    offer_for,
-    queue,
-    value,
-    via,
-)
+from tests.routing.acd import available_agent, contact, instance, offer_for, queue, value, via
 
 Message = dict[str, Any]
 

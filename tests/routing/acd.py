@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,21 +19,7 @@ from app.config import Settings
 from app.main import create_app
 from app.routing.rounds import Made, Plan, Rounds
 from tests.fixtures.factories import AGENT_PASSWORD, Api, expect, unique
-
-
-async def eventually(
-    check: Callable[[], Awaitable[Any]], *, within: float = 10.0, what: str = "condition"
-) -> Any:
-    """Poll ``check`` until it returns something truthy, or fail after ``within`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+from tests.fixtures.polling import eventually
 
 
 async def queue(api: Api, **overrides: Any) -> dict[str, Any]:

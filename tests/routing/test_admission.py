@@ -20,7 +20,8 @@ from app.routing.admission import Admission, Queued, Retried, SystemCaller
 from app.routing.admission_statement import STATEMENT
 from tests.conftest import make_settings
 from tests.fixtures.factories import Api, expect, unique
-from tests.routing.acd import contact, eventually, queue, rows, stored_overflow, value
+from tests.fixtures.polling import eventually
+from tests.routing.acd import contact, queue, rows, stored_overflow, value
 from tests.routing.test_contacts_api import refused, snapshot
 
 

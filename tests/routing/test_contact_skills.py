@@ -11,15 +11,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fixtures.factories import Api, expect
-from tests.routing.acd import (
-    available_agent,
-    contact,
-    eventually,
-    offer_for,
-    pending_offers,
-    queue,
-    rows,
-)
+from tests.fixtures.polling import eventually
+from tests.routing.acd import available_agent, contact, offer_for, pending_offers, queue, rows
 from tests.routing.test_contacts_api import refused, snapshot
 
 

@@ -15,11 +15,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fixtures.factories import Api, expect
+from tests.fixtures.polling import eventually
 from tests.routing.acd import (
     available_agent,
     contact,
     event_count,
-    eventually,
     offer_for,
     pending_offers,
     queue,

@@ -21,7 +21,8 @@ from app.agents import events as agent_events
 from app.complaints import events as complaint_events
 from app.routing import events as routing_events
 from tests.fixtures.factories import Api, expect
-from tests.routing.acd import available_agent, contact, eventually, offer_for, queue, rows
+from tests.fixtures.polling import eventually
+from tests.routing.acd import available_agent, contact, offer_for, queue, rows
 
 DECLARED: dict[str, type[Any]] = {
     **routing_events.PAYLOADS,

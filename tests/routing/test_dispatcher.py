@@ -25,7 +25,7 @@ from app.routing.dispatcher import (
 )
 from app.routing.rounds import Round
 from tests.conftest import make_settings
-from tests.routing.acd import eventually
+from tests.fixtures.polling import eventually
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 TICK = 0.5

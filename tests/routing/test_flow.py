@@ -7,15 +7,8 @@ from datetime import datetime
 from fastapi import FastAPI
 
 from tests.fixtures.factories import Api, expect
-from tests.routing.acd import (
-    available_agent,
-    contact,
-    eventually,
-    offer_for,
-    pending_offers,
-    queue,
-    value,
-)
+from tests.fixtures.polling import eventually
+from tests.routing.acd import available_agent, contact, offer_for, pending_offers, queue, value
 
 
 class TestContactLifecycle:

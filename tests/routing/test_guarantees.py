@@ -36,6 +36,7 @@ from app.routing.endings import abandon
 from app.routing.rounds import Made, Rounds, decide
 from tests.conftest import make_settings
 from tests.fixtures.factories import ADMIN_PASSWORD, Api, expect
+from tests.fixtures.polling import eventually
 from tests.routing.acd import (
     TERMINAL,
     Happened,
@@ -46,7 +47,6 @@ from tests.routing.acd import (
     assert_invariants,
     available_agent,
     contact,
-    eventually,
     instance,
     lease_bound_s,
     liveness_violations,

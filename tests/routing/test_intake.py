@@ -23,10 +23,10 @@ from app.db import plain_url
 from app.routing.admission import QUEUE_LOCKS
 from tests.conftest import make_settings
 from tests.fixtures.factories import Api, expect, unique
+from tests.fixtures.polling import eventually
 from tests.routing.acd import (
     available_agent,
     contact,
-    eventually,
     offer_for,
     queue,
     rows,

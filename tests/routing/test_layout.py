@@ -21,7 +21,8 @@ from app.routing.dispatcher import LEADER_LOCK
 from app.runtime import Runtime, timer_registry
 from tests.conftest import make_settings
 from tests.fixtures.factories import Api, expect
-from tests.routing.acd import available_agent, contact, eventually, offer_for, queue, value
+from tests.fixtures.polling import eventually
+from tests.routing.acd import available_agent, contact, offer_for, queue, value
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -19,15 +19,8 @@ from app.config import Settings
 from app.routing import handlers
 from tests.conftest import make_settings
 from tests.fixtures.factories import Api, expect
-from tests.routing.acd import (
-    assert_invariants,
-    available_agent,
-    contact,
-    eventually,
-    offer_for,
-    queue,
-    value,
-)
+from tests.fixtures.polling import eventually
+from tests.routing.acd import assert_invariants, available_agent, contact, offer_for, queue, value
 
 SWEEP_S, GRACE_S = 0.2, 0.1
 

@@ -19,11 +19,11 @@ import pytest
 from app.config import Settings, default_tiers
 from tests.conftest import make_settings
 from tests.fixtures.factories import ADMIN_PASSWORD, Api, expect
+from tests.fixtures.polling import eventually
 from tests.routing.acd import (
     NotedRound,
     available_agent,
     contact,
-    eventually,
     instance,
     note_rounds,
     offer_for,

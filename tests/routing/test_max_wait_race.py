@@ -21,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.db import plain_url
 from app.routing.contacts import MAX_WAIT
 from tests.fixtures.factories import Api, expect
-from tests.routing.acd import contact, eventually, queue
+from tests.fixtures.polling import eventually
+from tests.routing.acd import contact, queue
 
 OLD_S, NEW_S = 600.0, 30.0
 

@@ -36,15 +36,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import make_settings, truncate_all
 from tests.fixtures.factories import ADMIN_PASSWORD, Api, expect
-from tests.routing.acd import (
-    available_agent,
-    eventually,
-    instance,
-    pending_offers,
-    queue,
-    rows,
-    violations,
-)
+from tests.fixtures.polling import eventually
+from tests.routing.acd import available_agent, instance, pending_offers, queue, rows, violations
 
 TIERS = ("platinum", "gold", "standard")
 AGENTS = 2

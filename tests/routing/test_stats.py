@@ -13,7 +13,8 @@ import pytest
 
 from app.routing.erlang import agents_needed
 from tests.fixtures.factories import Api, expect
-from tests.routing.acd import available_agent, contact, eventually, offer_for, queue
+from tests.fixtures.polling import eventually
+from tests.routing.acd import available_agent, contact, offer_for, queue
 
 SL_20S = {"threshold_s": 20, "target_pct": 80, "counts_abandons": True, "short_abandon_s": 5}
 

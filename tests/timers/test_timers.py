@@ -27,7 +27,7 @@ from app.timers import service as timers
 from app.timers.models import Timer
 from app.timers.worker import TimerRegistry, TimerWorker
 from tests.fixtures.net import closed_port, true
-from tests.routing.acd import eventually
+from tests.fixtures.polling import eventually
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from playwright.async_api import Locator, Page, Request, WebSocket, expect
 from tests.complaints.test_registration import complaint_body
 from tests.complaints.test_transitions import move
 from tests.fixtures.factories import Api
-from tests.routing.acd import eventually
+from tests.fixtures.polling import eventually
 from tests.web.conftest import NewPage, open_signed_in
 from tests.web.test_console import assigned_complaint
 

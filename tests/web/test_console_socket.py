@@ -14,7 +14,8 @@ from playwright.async_api import WebSocketRoute, expect
 from app.events.log import Cursor
 from app.realtime.hub import EventHub
 from tests.fixtures.factories import Api
-from tests.routing.acd import contact, eventually, offer_for, queue
+from tests.fixtures.polling import eventually
+from tests.routing.acd import contact, offer_for, queue
 from tests.web.conftest import NewPage, open_signed_in
 from tests.web.test_console import go_available, offer_item
 
