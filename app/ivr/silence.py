@@ -77,6 +77,10 @@ log = logging.getLogger(__name__)
 SWEEP: Final = "ivr.silent_calls"
 BATCH: Final = 100  # calls asked after in one sweep
 ASKING_AT_ONCE: Final = 8  # requests to the provider in flight at once
+# The provider status of a call ended for its provider's silence, when it cannot be asked
+# (the JSON adapter's); one the provider does not know is ``NOT_FOUND``.
+SILENT: Final = "silent"
+NOT_FOUND: Final = "not-found"
 
 # The calls silent since before $1 (Twilio's in the menus or queued; the JSON adapter's in
 # the menus, or queued once their provider has taken a turn of the wait loop, ``waited_at``;
@@ -159,27 +163,30 @@ async def silent_calls(
             if database_unavailable(exc):
                 raise
             # One call that cannot be settled does not hold up the others behind it.
-            log.exception("ending silent call %s failed; it is asked after again", answer.call_id)
+            log.exception(
+                "ending silent call %s failed; it is asked after again after another silence",
+                answer.call_id,
+            )
     return ended
 
 
 async def _ask(settings: Settings, call_id: int, held_by: Provider, call_ref: str) -> Answer:
     if held_by is not Provider.twilio:
-        return Answer(call_id, held_by, call_ref, waiting.SILENT)
+        return Answer(call_id, held_by, call_ref, SILENT)
     try:
         status = await provider.status(settings, call_ref)
     except provider.ProviderFailed as exc:
         log.warning("asking the provider after silent call %s failed: %s", call_id, exc)
         return Answer(call_id, held_by, call_ref, None)
-    return Answer(call_id, held_by, call_ref, waiting.NOT_FOUND if status is None else status)
+    return Answer(call_id, held_by, call_ref, NOT_FOUND if status is None else status)
 
 
 async def _settle(session: AsyncSession, answer: Answer, status: str, ctx: advance.Context) -> int:
     """End the call ``answer`` is about if ``status`` says it is over; a call only silent
     ends if nothing was heard since the claim (``heard_at`` still the claim's ``ctx.now``).
     1 if it ended."""
-    silent = status == waiting.SILENT
-    if not silent and status not in waiting.OVER and status != waiting.NOT_FOUND:
+    silent = status == SILENT
+    if not silent and status not in waiting.OVER and status != NOT_FOUND:
         return 0  # live: heard as of the claim
     found = await calls.locked(session, answer.provider, answer.call_ref)
     if found is None:

@@ -67,10 +67,6 @@ MAX_FOLLOW: Final = 20  # successors followed from a contact (transfers, overflo
 # The disposition of a contact whose caller hung up after an agent answered it but before
 # being put through, and the record of it on the call's path.
 CALLER_GONE: Final = "caller_hung_up"
-# The provider status of a call ended for its provider's silence, when it cannot be asked
-# (the JSON adapter's); one the provider does not know is ``NOT_FOUND``.
-SILENT: Final = "silent"
-NOT_FOUND: Final = "not-found"
 DEFAULT_LANGUAGE: Final = "zh-CN"  # a call whose state names no language
 
 
@@ -259,7 +255,7 @@ async def ended_silent(
     """``call`` (locked), still in the menus or queued, is over though its provider never
     reported it (``app.ivr.silence``): it ends as the lost report would have ended it, with
     ``ended_silent`` and ``status`` on its path: the provider's status when asked, or
-    ``SILENT`` for a provider that cannot be asked. False, with nothing changed, for a call
+    ``silence.SILENT`` for a provider that cannot be asked. False, with nothing changed, for a call
     no longer in the menus or queued."""
     if call.status not in (CallStatus.in_ivr.value, CallStatus.queued.value):
         return False
