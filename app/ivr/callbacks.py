@@ -29,6 +29,17 @@ Every attempt and its end are records of the call's path (``callback_placed``,
 read under the call's row lock. Status callbacks arrive twice and out of order: a report
 for an attempt that is not the current one, or for an attempt already ended, changes
 nothing; a retry timer that finds its attempt already placed does nothing.
+
+**A report that never comes.** Twilio's status callbacks can be lost (refused by a proxy,
+a network failure); without one an attempt would stay placed for good, and the agent hold a
+contact nobody is on. Each attempt placed through Twilio is asked after
+(``ivr.callback_check``, ``REPORT_WITHIN_S`` after it was placed, the customer's phone rung
+out well before): if it has not ended by then, Twilio's REST API gives the call's status
+(``callback_asked`` on the path), which ends the attempt as its report would have: answered,
+or unanswered (a call Twilio does not know, its 404, as ``failed``) and retried. A call
+still ringing, or a provider that cannot be reached, is asked after again as long later;
+the checks stop once the attempt has ended or the contact is no longer connected (the agent
+ended it). The JSON adapter's provider cannot be asked: its attempts wait for its report.
 """
 
 from __future__ import annotations
@@ -54,8 +65,12 @@ from app.timers.worker import TimerRegistry
 log = logging.getLogger(__name__)
 
 CALLBACK_RETRY: Final = "ivr.callback"
+CALLBACK_CHECK: Final = "ivr.callback_check"
 STATUS_PATH: Final = "/telephony/twilio/callback"
 RING_S: Final = 30  # how long the customer's phone rings before it is no answer
+# How long after an attempt is placed its outcome is asked after, if unreported (the phone
+# rung out, and the report's own retries, well before).
+REPORT_WITHIN_S: Final = RING_S + 90
 UNREACHABLE: Final = "callback_unreachable"
 ANSWERED: Final = frozenset({"answered", "in-progress", "completed"})
 UNANSWERED: Final = frozenset({"no-answer", "busy", "failed", "canceled"})
@@ -81,7 +96,11 @@ def register(registry: TimerRegistry, settings: Settings) -> None:
     async def handle(session: AsyncSession, call_id: int, now: datetime) -> None:
         await retry(session, call_id=call_id, settings=settings, now=now)
 
+    async def ask(session: AsyncSession, call_id: int, now: datetime) -> None:
+        await check(session, call_id=call_id, settings=settings, now=now)
+
     registry.register(CALLBACK_RETRY, routing_handlers.without_waiting(handle))
+    registry.register(CALLBACK_CHECK, routing_handlers.without_waiting(ask))
 
 
 # --- the callback's state, as its path records it ----------------------------------------------
@@ -104,6 +123,15 @@ def given_up(call: IvrCall) -> bool:
     return any(entry.get("result") == UNREACHABLE for entry in call.transcript)
 
 
+def placed_as(call: IvrCall, attempt: int) -> str | None:
+    """The provider's id of the call placed for ``attempt``, if it gave one."""
+    for entry in call.transcript:
+        if entry.get("result") == "callback_placed" and entry.get("attempt") == str(attempt):
+            ref = entry.get("call_ref")
+            return ref if isinstance(ref, str) and ref else None
+    return None
+
+
 # --- attempts ----------------------------------------------------------------------------------
 
 
@@ -117,12 +145,7 @@ async def first_attempt(
 
 async def retry(session: AsyncSession, *, call_id: int, settings: Settings, now: datetime) -> None:
     """The next attempt is due: place it if the last one ended unanswered."""
-    call = await session.scalar(
-        select(IvrCall)
-        .where(IvrCall.id == call_id)
-        .with_for_update(nowait=True)
-        .execution_options(populate_existing=True)
-    )
+    call = await locked_call(session, IvrCall.id == call_id, nowait=True)
     if call is None or call.contact_id is None or given_up(call):
         return
     made = attempts(call)
@@ -165,8 +188,11 @@ async def _place(
         )
         await _after_unanswered(session, call, contact, attempt, settings, now)
         return
-    placed_as = {} if placed is None else {"call_ref": placed}
-    advance.note(call, None, "callback_placed", call.step, now, attempt=str(attempt), **placed_as)
+    placed_ref = {} if placed is None else {"call_ref": placed}
+    advance.note(call, None, "callback_placed", call.step, now, attempt=str(attempt), **placed_ref)
+    if call.provider == Provider.twilio.value:
+        due = now + timedelta(seconds=REPORT_WITHIN_S)
+        await timers.schedule(session, kind=CALLBACK_CHECK, subject=call.id, due_at=due)
 
 
 async def _place_twilio(
@@ -239,10 +265,16 @@ async def _give_up(session: AsyncSession, call: IvrCall, contact: Contact, now: 
 # --- the provider's word on an attempt ---------------------------------------------------------
 
 
-async def locked_call(session: AsyncSession, *where: ColumnElement[bool]) -> IvrCall | None:
-    """The IVR call ``where`` picks, locked for the session's transaction and freshly read."""
+async def locked_call(
+    session: AsyncSession, *where: ColumnElement[bool], nowait: bool = False
+) -> IvrCall | None:
+    """The IVR call ``where`` picks, locked for the session's transaction and freshly read
+    (``nowait``: a row another transaction holds raises at once, for a timer's handler)."""
     return await session.scalar(
-        select(IvrCall).where(*where).with_for_update().execution_options(populate_existing=True)
+        select(IvrCall)
+        .where(*where)
+        .with_for_update(nowait=nowait)
+        .execution_options(populate_existing=True)
     )
 
 
@@ -259,6 +291,8 @@ async def status(
     ``locked_call``)."""
     if call.contact_id is None or attempt != attempts(call) or ended(call, attempt):
         return  # no callback, a late report of an earlier attempt, or this one already over
+    if reported in ANSWERED or reported in UNANSWERED:
+        await timers.cancel(session, kind=CALLBACK_CHECK, subject=call.id)  # heard: not asked
     if reported in ANSWERED:
         advance.note(call, None, "callback_answered", call.step, now, attempt=str(attempt))
     elif reported in UNANSWERED:
@@ -268,3 +302,31 @@ async def status(
         contact = await waiting.live_contact(session, call.contact_id)
         if contact.status == ContactStatus.connected.value:
             await _after_unanswered(session, call, contact, attempt, settings, now)
+
+
+async def check(session: AsyncSession, *, call_id: int, settings: Settings, now: datetime) -> None:
+    """The outcome of the callback's current attempt was due by now: if it has not been
+    reported, ask Twilio and end the attempt as the report would have (see the module)."""
+    call = await locked_call(session, IvrCall.id == call_id, nowait=True)
+    if call is None or call.contact_id is None or given_up(call):
+        return
+    made = attempts(call)
+    ref = placed_as(call, made) if made else None
+    if ref is None or ended(call, made) or call.provider != Provider.twilio.value:
+        return  # reported meanwhile, or nothing to ask about
+    contact = await waiting.live_contact(session, call.contact_id)
+    if contact.status != ContactStatus.connected.value:
+        return  # the agent (or a supervisor) ended it: nobody waits for the outcome
+    try:
+        found = await provider.status(settings, ref)
+    except provider.ProviderFailed as exc:
+        log.warning("asking after callback %s (attempt %s) failed: %s", call.id, made, exc)
+        found = ""
+    heard = "not-found" if found is None else found or "unreachable"
+    advance.note(call, None, "callback_asked", call.step, now, attempt=str(made), status=heard)
+    reported = "failed" if found is None else found
+    if reported in ANSWERED or reported in UNANSWERED:
+        await status(session, call, attempt=made, reported=reported, settings=settings, now=now)
+    else:  # still ringing, or not to be asked now: asked again as long later
+        due = now + timedelta(seconds=REPORT_WITHIN_S)
+        await timers.schedule(session, kind=CALLBACK_CHECK, subject=call.id, due_at=due)

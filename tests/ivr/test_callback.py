@@ -4,12 +4,18 @@ bridges it to the agent; unanswered attempts are retried, then the callback ends
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from fastapi import FastAPI
 from httpx import AsyncClient
+from sqlalchemy import text
 
+from app.db import unit_of_work
+from app.ivr import callbacks
 from tests.fixtures.factories import Api, expect
 from tests.fixtures.polling import eventually
 from tests.ivr import live
@@ -153,6 +159,155 @@ class TestCallback:
         contact = expect(await api.get(f"/api/v1/contacts/{contact_id}"), 200)
         assert (contact["status"], contact["disposition"]) == ("completed", "callback_unreachable")
         assert len(twilio_api.requests) == 3
+
+
+@dataclass
+class Unreported:
+    """A callback whose first attempt was placed through Twilio and never reported; the
+    check run as the timer worker runs it, at a moment of the test's choosing."""
+
+    app: FastAPI
+    api: Api
+    twilio: FakeTwilio
+    sid: str  # the caller's call
+    contact_id: int
+    console: Api  # the agent who accepted the callback
+
+    async def _one(self, sql: str, **params: Any) -> Any:
+        async with self.app.state.engine.connect() as conn:
+            return await conn.scalar(text(sql), params)
+
+    async def call_id(self) -> int:
+        return int(await self._one("SELECT id FROM ivr_calls WHERE call_ref = :sid", sid=self.sid))
+
+    async def due(self, kind: str) -> datetime | None:
+        """When the call's timer of ``kind`` is due, if one is set."""
+        found = await self._one(
+            "SELECT due_at FROM timers WHERE kind = :kind AND subject = :subject",
+            kind=kind,
+            subject=str(await self.call_id()),
+        )
+        return found if isinstance(found, datetime) else None
+
+    async def check_due(self) -> datetime | None:
+        return await self.due(callbacks.CALLBACK_CHECK)
+
+    async def placed(self, attempt: int) -> str:
+        """The sid Twilio gave the call placed for ``attempt``."""
+        for entry in (await call_of(self.api, self.sid))["path"]:
+            if entry["result"] == "callback_placed" and entry["attempt"] == str(attempt):
+                return str(entry["call_ref"])
+        raise AssertionError(f"attempt {attempt} was not placed")
+
+    async def check(self, at: datetime) -> None:
+        async with unit_of_work(self.app.state.sessionmaker) as session:
+            call_id = await self.call_id()
+            settings = self.app.state.settings
+            await callbacks.check(session, call_id=call_id, settings=settings, now=at)
+
+    async def path(self) -> list[dict[str, Any]]:
+        return list((await call_of(self.api, self.sid))["path"])
+
+
+@pytest.mark.usefixtures("ready")
+class TestAReportThatNeverComes:
+    @pytest.fixture
+    async def unreported(
+        self, app: FastAPI, api: Api, client: AsyncClient, twilio_api: FakeTwilio
+    ) -> Unreported:
+        _, console = await complaints_agent(api, endpoint=AGENT_ENDPOINT)
+        phone, contact_id = await callback_requested(api, client)
+        await answered_by_agent(api, console, contact_id)
+        await twilio_api.received(1, within=5)
+
+        async def placed() -> bool:  # the attempt's transaction committed
+            return "callback_placed" in results(await call_of(api, phone.sid))
+
+        await eventually(placed, what="the first attempt on record")
+        return Unreported(app, api, twilio_api, phone.sid, contact_id, console)
+
+    async def test_an_attempt_is_asked_after_once_its_report_is_overdue(
+        self, unreported: Unreported
+    ) -> None:
+        due = await unreported.check_due()
+        assert due is not None
+        [placed_at] = [e["at"] for e in await unreported.path() if e["result"] == "callback_placed"]
+        assert due - datetime.fromisoformat(placed_at) == timedelta(
+            seconds=callbacks.REPORT_WITHIN_S
+        )
+        sid = await unreported.placed(1)
+        unreported.twilio.statuses[sid] = "no-answer"
+        await unreported.check(due)
+        assert unreported.twilio.fetched() == [sid]
+        path = await unreported.path()
+        asked = next(e for e in path if e["result"] == "callback_asked")
+        assert (asked["attempt"], asked["status"]) == ("1", "no-answer")
+        assert [e["result"] for e in path].count("callback_unanswered") == 1
+        # Unanswered: the next attempt is due after the retry wait (none here).
+        retry_s = unreported.app.state.settings.callback_retry_s
+        assert await unreported.due(callbacks.CALLBACK_RETRY) == due + timedelta(seconds=retry_s)
+
+    async def test_an_answered_attempt_found_by_asking_is_not_placed_again(
+        self, unreported: Unreported
+    ) -> None:
+        sid = await unreported.placed(1)  # Twilio says in-progress: the customer answered
+        due = await unreported.check_due()
+        assert due is not None
+        await unreported.check(due)
+        assert "callback_answered" in [e["result"] for e in await unreported.path()]
+        assert await unreported.check_due() is None  # nothing more to ask
+        assert [r.path for r in unreported.twilio.requests if r.method == "POST"] == [
+            f"/2010-04-01/Accounts/{ACCOUNT}/Calls.json"
+        ]
+        assert unreported.twilio.fetched() == [sid]
+
+    async def test_a_call_twilio_does_not_know_counts_as_failed(
+        self, unreported: Unreported
+    ) -> None:
+        sid = await unreported.placed(1)
+        unreported.twilio.statuses[sid] = None
+        due = await unreported.check_due()
+        assert due is not None
+        await unreported.check(due)
+        path = await unreported.path()
+        asked = next(e for e in path if e["result"] == "callback_asked")
+        assert asked["status"] == "not-found"
+        unanswered = next(e for e in path if e["result"] == "callback_unanswered")
+        assert unanswered["detail"] == "failed"
+
+    async def test_a_call_still_ringing_or_twilio_unreachable_is_asked_after_again_later(
+        self, unreported: Unreported
+    ) -> None:
+        sid = await unreported.placed(1)
+        unreported.twilio.statuses[sid] = "ringing"
+        first = await unreported.check_due()
+        assert first is not None
+        await unreported.check(first)
+        assert await unreported.check_due() == first + timedelta(seconds=callbacks.REPORT_WITHIN_S)
+        unreported.twilio.fail_next(503)
+        await unreported.check(first + timedelta(seconds=callbacks.REPORT_WITHIN_S))
+        statuses = [e["status"] for e in await unreported.path() if e["result"] == "callback_asked"]
+        assert statuses == ["ringing", "unreachable"]
+        assert "callback_unanswered" not in [e["result"] for e in await unreported.path()]
+        assert await unreported.check_due() is not None
+
+    async def test_a_reported_attempt_is_not_asked_after(
+        self, unreported: Unreported, client: AsyncClient
+    ) -> None:
+        [placed] = unreported.twilio.requests
+        await report(client, placed, await unreported.placed(1), "in-progress")
+        assert await unreported.check_due() is None
+        await unreported.check(datetime.now(UTC) + timedelta(hours=1))  # fired all the same
+        assert unreported.twilio.fetched() == []
+        assert "callback_asked" not in [e["result"] for e in await unreported.path()]
+
+    async def test_checks_stop_once_the_agent_ends_the_contact(
+        self, unreported: Unreported
+    ) -> None:
+        completed = f"/api/v1/contacts/{unreported.contact_id}/complete"
+        expect(await unreported.console.post(completed, {}), 200)
+        await unreported.check(datetime.now(UTC) + timedelta(hours=1))
+        assert unreported.twilio.fetched() == []
 
 
 class TestTheCallbackWebhookRefuses:
