@@ -489,18 +489,20 @@ async def _json_wait(
     """Where the queued caller of ``call_id`` stands, and what their provider does now: tell
     them and hold them, put them through to the agent who answered, or say goodbye."""
     turn = await waiting.turn(session, Provider.json, call_id)
-    call = await calls.get_call(session, Provider.json, call_id)
-    if turn is None or call is None:
+    if turn is None:
         raise CallNotFound(call_id)
-    if call.status not in (CallStatus.queued.value, CallStatus.bridged.value):
-        raise NotWaiting(call_id, call.status)
-    language = turn.language
+    if turn.call_status not in (CallStatus.queued.value, CallStatus.bridged.value):
+        raise NotWaiting(call_id, turn.call_status)
+    language, step, status = turn.language, turn.step, turn.call_status
     actions: list[dict[str, Any]] = []
     if turn.standing is waiting.Standing.CONNECTED:
-        found = await bridge.put_through_in_loop(session, call, ctx.now)
-        if found is not None:
+        # Answered: the call itself is needed to put the caller through (read only then).
+        call = await calls.get_call(session, Provider.json, call_id)
+        found = None if call is None else await bridge.put_through_in_loop(session, call, ctx.now)
+        if call is not None and found is not None:
             contact, endpoint = found
             actions = wire.put_through(language, contact.agent_id, endpoint)
+            step, status = call.step, call.status
     if turn.standing is waiting.Standing.GONE:
         actions = [
             {"say": twiml.phrase(language, "goodbye"), "language": language},
@@ -515,9 +517,9 @@ async def _json_wait(
         "estimated_wait_s": turn.estimated_wait_s,
     }
     answer = JsonActions(
-        call_id=call.call_ref,
-        step=call.step,
-        status=call.status,
+        call_id=call_id,
+        step=step,
+        status=status,
         actions=actions,
         waiting=Waiting.model_validate(standing),
     )

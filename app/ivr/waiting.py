@@ -85,6 +85,8 @@ class Wait:
 
     standing: Standing
     language: str
+    call_status: str  # the call's: ``queued`` or ``bridged`` while the caller waits
+    step: int  # the steps the call has taken
     position: int | None = None
     estimated_wait_s: int | None = None
 
@@ -117,7 +119,7 @@ live AS (
     WHERE ct.id = (SELECT id FROM chain ORDER BY depth DESC LIMIT 1)
 ),
 facts AS (
-    SELECT c.id, c.status, c.contact_id,
+    SELECT c.id, c.status, c.contact_id, c.step,
     CASE WHEN jsonb_typeof(c.state -> 'language') = 'string'
         THEN c.state ->> 'language' END AS language,
     l.id AS live_id, l.status AS live_status, l.announced_position AS live_told,
@@ -182,19 +184,23 @@ async def turn(session: AsyncSession, provider: Provider, call_ref: str) -> Wait
     if row is None:
         return None
     language = row["language"] or DEFAULT_LANGUAGE
+
+    def wait(standing: Standing, position: int | None = None, wait_s: int | None = None) -> Wait:
+        return Wait(standing, language, row["status"], int(row["step"]), position, wait_s)
+
     holding = (CallStatus.queued.value, CallStatus.bridged.value)
     if row["status"] not in holding or row["live_id"] is None:
-        return Wait(Standing.GONE, language)
+        return wait(Standing.GONE)
     status = row["live_status"]
     if status == _OFFERED:
-        return Wait(Standing.OFFERED, language, 0, 0)
+        return wait(Standing.OFFERED, 0, 0)
     if status != _QUEUED:
         live = status in (ContactStatus.connected.value, ContactStatus.wrap_up.value)
-        return Wait(Standing.CONNECTED if live else Standing.GONE, language)
+        return wait(Standing.CONNECTED if live else Standing.GONE)
     told = int(row["told"])
     handle_times = [float(t) for t in (row["handle_times"] or [])]
-    wait = estimate_wait(told, handle_times, int(row["staffed"] or 0))
-    return Wait(Standing.WAITING, language, int(row["lowest"]), wait.seconds)
+    estimate = estimate_wait(told, handle_times, int(row["staffed"] or 0))
+    return wait(Standing.WAITING, int(row["lowest"]), estimate.seconds)
 
 
 async def live_contact(session: AsyncSession, contact_id: int) -> Contact:
