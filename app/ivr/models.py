@@ -122,7 +122,7 @@ class IvrCall(Base):
         Index(
             "ix_ivr_calls_heard_at",
             "heard_at",
-            postgresql_where=text("status IN ('in_ivr', 'queued')"),
+            postgresql_where=text("status IN ('in_ivr', 'queued', 'bridged')"),
         ),
     )
 

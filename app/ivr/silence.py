@@ -12,10 +12,10 @@ refused on its way) used to leave the call in the menus or in the queue for good
 contact kept its place, was offered to agents, and counted in the queue's figures.
 
 The sweep (``SWEEP``, every ``ivr_silence_sweep_s`` on every instance) claims the calls
-still in the menus or queued that nothing has been heard about for ``ivr_silence_s``, the
-longest silent first, ``BATCH`` at a time: it marks them heard as of the asking, so no sweep,
-on this instance or another, takes them again until another silence has passed. Then it asks
-after each:
+still in the menus or queued (or bridged, their conversation over: below) that nothing has
+been heard about for ``ivr_silence_s``, the longest silent first, ``BATCH`` at a time: it
+marks them heard as of the asking, so no sweep, on this instance or another, takes them
+again until another silence has passed. Then it asks after each:
 
 - **Twilio** holds the call: its REST API says the call's status now (``provider.status``).
   A call that is over (``completed``, ``busy``, ``no-answer``, ``failed``, ``canceled``), or
@@ -48,9 +48,12 @@ Decisions, and why
   if a webhook was heard meanwhile (that webhook is answered as for any ended call); a call
   only silent (the JSON adapter's) ends only if nothing was heard since the claim, as its
   row, locked, says.
-- **Calls bridged to an agent are not asked after.** A bridged call is silent for the whole
-  conversation; its contact is the agent's to end, and a lost ``completed`` after it leaves
-  only the call's own row unfinished.
+- **Calls bridged to an agent are asked after only once their conversation is over.** A
+  bridged call is silent for the whole conversation, and its contact is the agent's to end;
+  a lost ``completed`` after it would leave the call's own row ``bridged`` for good, shown
+  as a live call. Once the contact it leads to has left the agent (after-contact work, or
+  ended) and the call has been silent for the silence, it is asked after as the others are
+  (the JSON adapter's ends as ``silent``); ending it ends only the call.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ from app.config import Settings
 from app.db import database_unavailable, driver_connection
 from app.ivr import advance, calls, provider, waiting
 from app.ivr.models import CallStatus, Provider
+from app.routing.contact_states import ContactStatus
 from app.timers.worker import TimerRegistry
 
 log = logging.getLogger(__name__)
@@ -82,25 +86,50 @@ ASKING_AT_ONCE: Final = 8  # requests to the provider in flight at once
 SILENT: Final = "silent"
 NOT_FOUND: Final = "not-found"
 
-# The calls silent since before $1 (Twilio's in the menus or queued; the JSON adapter's in
-# the menus, or queued once their provider has taken a turn of the wait loop, ``waited_at``;
-# ``ix_ivr_calls_heard_at`` holds the calls in the menus or queued), at most $2,
-# claimed: marked heard as of the asking ($3), so no sweep takes them again, on this instance
-# or another, until another silence has passed. Rows a transaction holds (a webhook's,
-# another sweep's) are skipped: they are being heard, or asked after.
+_IN_IVR, _QUEUED, _BRIDGED = (
+    CallStatus.in_ivr.value,
+    CallStatus.queued.value,
+    CallStatus.bridged.value,
+)
+# Whether the conversation of bridged call ``c`` is over: the contact its contact leads to
+# (transferred, overflowed) is no longer waiting or with an agent.
+_CONVERSATION_OVER = f"""EXISTS (
+    WITH RECURSIVE chain (id, next_id, status, depth) AS (
+        SELECT ct.id, ct.next_id, ct.status, 0 FROM contacts ct WHERE ct.id = c.contact_id
+        UNION ALL
+        SELECT ct.id, ct.next_id, ct.status, chain.depth + 1
+        FROM chain JOIN contacts ct ON ct.id = chain.next_id
+        WHERE chain.depth < {waiting.MAX_FOLLOW}
+    )
+    SELECT 1 FROM chain
+    WHERE chain.next_id IS NULL AND chain.status NOT IN (
+        '{ContactStatus.queued.value}', '{ContactStatus.offered.value}',
+        '{ContactStatus.connected.value}'
+    )
+)"""
+# The calls silent since before $1 (``ix_ivr_calls_heard_at`` holds the calls in the menus,
+# queued or bridged): in the menus; queued, Twilio's, or the JSON adapter's once their
+# provider has taken a turn of the wait loop (``waited_at``); bridged, once their
+# conversation is over. At most $2, claimed: marked heard as of the asking ($3), so no sweep
+# takes them again, on this instance or another, until another silence has passed. Rows a
+# transaction holds (a webhook's, another sweep's) are skipped: they are being heard, or
+# asked after.
 CLAIM_SILENT = f"""
 WITH silent AS (
-    SELECT id FROM ivr_calls
-    WHERE status IN ('{CallStatus.in_ivr.value}', '{CallStatus.queued.value}')
-        AND heard_at < $1
+    SELECT c.id FROM ivr_calls c
+    WHERE c.status IN ('{_IN_IVR}', '{_QUEUED}', '{_BRIDGED}')
+        AND c.heard_at < $1
         AND (
-            provider = '{Provider.twilio.value}'
-            OR status = '{CallStatus.in_ivr.value}'
-            OR waited_at IS NOT NULL
+            c.status = '{_IN_IVR}'
+            OR (
+                c.status = '{_QUEUED}'
+                AND (c.provider = '{Provider.twilio.value}' OR c.waited_at IS NOT NULL)
+            )
+            OR (c.status = '{_BRIDGED}' AND {_CONVERSATION_OVER})
         )
-    ORDER BY heard_at, id
+    ORDER BY c.heard_at, c.id
     LIMIT $2
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF c SKIP LOCKED
 )
 UPDATE ivr_calls c SET heard_at = $3 FROM silent s WHERE c.id = s.id
 RETURNING c.id, c.provider, c.call_ref

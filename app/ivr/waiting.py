@@ -258,12 +258,17 @@ async def hang_up(
 async def ended_silent(
     session: AsyncSession, call: IvrCall, flow: Flow, ctx: advance.Context, *, status: str
 ) -> bool:
-    """``call`` (locked), still in the menus or queued, is over though its provider never
+    """``call`` (locked), in the menus, queued or bridged, is over though its provider never
     reported it (``app.ivr.silence``): it ends as the lost report would have ended it, with
     ``ended_silent`` and ``status`` on its path: the provider's status when asked, or
-    ``silence.SILENT`` for a provider that cannot be asked. False, with nothing changed, for a call
-    no longer in the menus or queued."""
-    if call.status not in (CallStatus.in_ivr.value, CallStatus.queued.value):
+    ``silence.SILENT`` for a provider that cannot be asked. A bridged call's contact is the
+    agent's and has ended already: only the call ends. False, with nothing changed, for a call
+    already ended."""
+    if call.status not in (
+        CallStatus.in_ivr.value,
+        CallStatus.queued.value,
+        CallStatus.bridged.value,
+    ):
         return False
     call.provider_status = status[:32]
     advance.note(call, None, "ended_silent", call.step, ctx.now, status=call.provider_status)

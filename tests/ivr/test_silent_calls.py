@@ -5,6 +5,7 @@ on by the silence."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -217,7 +218,9 @@ class TestSilence:
         await phone.redirect()
         assert await line.heard_at(phone.sid) > stepped
 
-    async def test_calls_bridged_or_ended_are_not_asked_after(self, line: Line) -> None:
+    async def test_a_bridged_call_is_asked_after_only_once_its_conversation_is_over(
+        self, line: Line
+    ) -> None:
         _, console = await complaints_agent(line.api)
         bridged, contact_id = await line.queued()
         await accept(console, contact_id)
@@ -227,6 +230,23 @@ class TestSilence:
             return bool((await line.call(bridged.sid))["status"] == "bridged")
 
         await eventually(is_bridged, what="the caller bridged")
+        line.twilio.statuses[bridged.sid] = "completed"  # and its report lost
+        much_later = await line.heard_at(bridged.sid) + 10 * line.silent
+        assert await line.sweep(much_later) == 0  # the conversation goes on
+        assert line.twilio.fetched() == []
+        expect(await console.post(f"/api/v1/contacts/{contact_id}/complete", {}), 200)
+        assert await line.sweep(much_later) == 1
+        assert line.twilio.fetched() == [bridged.sid]
+        call = await line.call(bridged.sid)
+        assert (call["status"], call["provider_status"]) == ("ended", "completed")
+        assert results(call)[-1] == "ended_silent"
+        [ended] = await ended_events(line.engine)
+        assert ended["status_before"] == "bridged"
+        contact = expect(await line.api.get(f"/api/v1/contacts/{contact_id}"), 200)
+        assert contact["status"] in ("wrap_up", "completed"), contact  # the agent's, untouched
+        assert contact["disposition"] != "caller_hung_up"
+
+    async def test_calls_ended_are_not_asked_after(self, line: Line) -> None:
         over = await line.in_the_menus()
         assert (await over.status("completed")).status_code == 200
         assert await line.sweep(await line.heard_at(over.sid) + 10 * line.silent) == 0
@@ -285,6 +305,32 @@ class TestTheJsonProvider:
         assert results(call)[-2:] == ["ended_silent", "hung_up_in_queue"]
         contact = expect(await line.api.get(f"/api/v1/contacts/{call['contact_id']}"), 200)
         assert contact["status"] == "abandoned"
+
+    async def test_a_bridged_call_ends_once_its_conversation_is_over(
+        self, line: Line, provider: JsonProvider, clock: Clock
+    ) -> None:
+        expect(await provider.send("talk", incoming(STRANGER)), 200)
+        expect(await provider.send("talk", {"event": "digits", "digits": "1", "step": 1}), 200)
+        expect(await provider.send("talk", {"event": "digits", "digits": "0", "step": 2}), 200)
+        contact_id = (await line.call("talk"))["contact_id"]
+        _, console = await complaints_agent(line.api)
+        await accept(console, contact_id)
+        turns = itertools.count(1)
+
+        async def put_through() -> bool:  # each wait a second later: a signature of its own
+            at = clock.now + timedelta(seconds=next(turns))
+            answer = expect(await provider.send("talk", {"event": "wait"}, at=at), 200)
+            return bool(answer["status"] == "bridged")
+
+        await eventually(put_through, what="the caller put through to the agent")
+        much_later = await line.heard_at("talk") + 10 * line.silent
+        assert await line.sweep(much_later) == 0  # the conversation goes on
+        expect(await console.post(f"/api/v1/contacts/{contact_id}/complete", {}), 200)
+        assert await line.sweep(much_later) == 1
+        call = await line.call("talk")
+        assert (call["status"], call["provider_status"]) == ("ended", "silent")
+        contact = expect(await line.api.get(f"/api/v1/contacts/{contact_id}"), 200)
+        assert contact["status"] in ("wrap_up", "completed"), contact
 
     async def test_a_call_heard_again_before_it_is_ended_is_left(
         self, line: Line, provider: JsonProvider
