@@ -28,14 +28,16 @@ depends_on: str | Sequence[str] | None = None
 CALLS_HEARD = "ix_ivr_calls_heard_at"
 
 
-def upgrade() -> None:
+def _calls_heard(statuses: str) -> None:
+    """``ix_ivr_calls_heard_at`` over the calls whose status is one of ``statuses``."""
     op.drop_index(CALLS_HEARD, table_name="ivr_calls")
     op.create_index(
-        CALLS_HEARD,
-        "ivr_calls",
-        ["heard_at"],
-        postgresql_where=sa.text("status IN ('in_ivr', 'queued', 'bridged')"),
+        CALLS_HEARD, "ivr_calls", ["heard_at"], postgresql_where=sa.text(f"status IN ({statuses})")
     )
+
+
+def upgrade() -> None:
+    _calls_heard("'in_ivr', 'queued', 'bridged'")
     op.add_column(
         "ivr_calls",
         sa.Column(
@@ -49,10 +51,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_column("ivr_calls", "waited_at")
-    op.drop_index(CALLS_HEARD, table_name="ivr_calls")
-    op.create_index(
-        CALLS_HEARD,
-        "ivr_calls",
-        ["heard_at"],
-        postgresql_where=sa.text("status IN ('in_ivr', 'queued')"),
-    )
+    _calls_heard("'in_ivr', 'queued'")
