@@ -9,7 +9,6 @@ clock. The app under test is pointed at it with ``json_provider_url``.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 from collections.abc import AsyncIterator
@@ -33,30 +32,19 @@ class Placing:
 
 
 @dataclass
-class FakeJsonProvider:
+class FakeJsonProvider(net.Recorder[Placing]):
     url: str = ""
-    requests: list[Placing] = field(default_factory=list)
     script: list[int] = field(default_factory=list)
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def fail_next(self, *statuses: int) -> None:
         self.script.extend(statuses)
 
-    async def received(self, count: int, *, within: float) -> list[Placing]:
-        """The first ``count`` requests, once they have arrived (fails after ``within`` s)."""
-        async with asyncio.timeout(within):
-            while len(self.requests) < count:
-                self.arrived.clear()
-                await self.arrived.wait()
-        return self.requests[:count]
-
     async def place(self, request: Request) -> Response:
         body = await request.body()
         timestamp = request.headers.get("x-hotline-timestamp", "")
         signed = request.headers.get("x-hotline-signature") == json_signature(timestamp, body)
-        self.requests.append(Placing(json.loads(body), signed))
-        self.arrived.set()
+        self.record(Placing(json.loads(body), signed))
         if self.script:
             return JSONResponse({"error": "scripted failure"}, status_code=self.script.pop(0))
         return JSONResponse({"call_id": f"out-{next(self._ids)}"}, status_code=201)

@@ -48,12 +48,10 @@ class Received:
 
 
 @dataclass
-class FakeTwilio:
+class FakeTwilio(net.Recorder[Received]):
     url: str = ""
-    requests: list[Received] = field(default_factory=list)
     script: list[tuple[int, int]] = field(default_factory=list)  # (status, Twilio's code)
     statuses: dict[str, str | None] = field(default_factory=dict)  # a fetch's answer per sid
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
     _sids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def fail_next(self, *statuses: int) -> None:
@@ -64,26 +62,14 @@ class FakeTwilio:
         """Answer the next request with ``status`` and Twilio's error ``code``."""
         self.script.append((status, code))
 
-    async def received(self, count: int, *, within: float) -> list[Received]:
-        """The first ``count`` requests, once they have arrived (fails after ``within`` s)."""
-        async with asyncio.timeout(within):
-            while len(self.requests) < count:
-                self.arrived.clear()
-                await self.arrived.wait()
-        return self.requests[:count]
-
     async def _record(self, request: Request) -> Received:
         form = {k: str(v) for k, v in (await request.form()).multi_items()}
         user = ""
         auth = request.headers.get("authorization", "")
         if auth.startswith("Basic "):
             user = base64.b64decode(auth[6:]).decode().split(":", 1)[0]
-        got = Received(
-            request.method, request.url.path, form, user, asyncio.get_running_loop().time()
-        )
-        self.requests.append(got)
-        self.arrived.set()
-        return got
+        at = asyncio.get_running_loop().time()
+        return self.record(Received(request.method, request.url.path, form, user, at))
 
     def _scripted(self) -> Response | None:
         if not self.script:
