@@ -315,6 +315,15 @@ class TestTheJsonProvider:
         contact_id = (await line.call("talk"))["contact_id"]
         _, console = await complaints_agent(line.api)
         await accept(console, contact_id)
+
+        async def answer_handled() -> bool:  # its handler holds the call's row while it runs
+            async with line.engine.connect() as conn:
+                pending = await conn.scalar(
+                    text("SELECT count(*) FROM timers WHERE kind = 'contact.phone_answered'")
+                )
+            return pending == 0
+
+        await eventually(answer_handled, what="the answer's timer to fire")
         turns = itertools.count(1)
 
         async def put_through() -> bool:  # each wait a second later: a signature of its own
