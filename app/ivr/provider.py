@@ -42,7 +42,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from http import HTTPStatus
 from typing import Any, Final
 
@@ -120,29 +121,37 @@ def client_for(settings: Settings) -> Any:
     return Client(sid, token.get_secret_value(), http_client=transport)
 
 
-async def redirect(settings: Settings, call_ref: str, document: str) -> None:
-    """Give the live call ``call_ref`` new TwiML now (it leaves whatever it was doing)."""
+@contextmanager
+def _asking() -> Iterator[None]:
+    """A request to Twilio's REST API: what the ``twilio`` package or the transport raise
+    becomes ``ProviderFailed`` (a refusal the caller tells apart is caught inside)."""
     try:
-        await client_for(settings).calls(call_ref).update_async(twiml=document)
-    except TwilioRestException as exc:
-        if exc.code == CALL_NOT_IN_PROGRESS:
-            raise CallOver(_reason(exc)) from exc
-        raise ProviderFailed(_reason(exc)) from exc
+        yield
     except (TwilioException, httpx.HTTPError) as exc:
         raise ProviderFailed(_reason(exc)) from exc
+
+
+async def redirect(settings: Settings, call_ref: str, document: str) -> None:
+    """Give the live call ``call_ref`` new TwiML now (it leaves whatever it was doing)."""
+    with _asking():
+        try:
+            await client_for(settings).calls(call_ref).update_async(twiml=document)
+        except TwilioRestException as exc:
+            if exc.code == CALL_NOT_IN_PROGRESS:
+                raise CallOver(_reason(exc)) from exc
+            raise
 
 
 async def status(settings: Settings, call_ref: str) -> str | None:
     """The status the provider gives the call ``call_ref`` now (``in-progress``,
     ``completed``, ...); None when the provider knows no such call (its 404)."""
-    try:
-        call = await client_for(settings).calls(call_ref).fetch_async()
-    except TwilioRestException as exc:
-        if exc.status == HTTPStatus.NOT_FOUND:
-            return None
-        raise ProviderFailed(_reason(exc)) from exc
-    except (TwilioException, httpx.HTTPError) as exc:
-        raise ProviderFailed(_reason(exc)) from exc
+    with _asking():
+        try:
+            call = await client_for(settings).calls(call_ref).fetch_async()
+        except TwilioRestException as exc:
+            if exc.status == HTTPStatus.NOT_FOUND:
+                return None
+            raise
     found = getattr(call, "status", None)
     if not isinstance(found, str) or not found:
         raise ProviderFailed("the provider answered without the call's status")
@@ -153,7 +162,7 @@ async def place(
     settings: Settings, *, to: str, from_: str, document: str, status_callback: str, ring_s: int
 ) -> str:
     """Place a call to ``to`` that performs ``document`` when answered; its provider id."""
-    try:
+    with _asking():
         call = await client_for(settings).calls.create_async(
             to=to,
             from_=from_,
@@ -163,8 +172,6 @@ async def place(
             status_callback_event=list(CALL_EVENTS),
             timeout=ring_s,
         )
-    except (TwilioException, httpx.HTTPError) as exc:
-        raise ProviderFailed(_reason(exc)) from exc
     sid = getattr(call, "sid", None)
     if not isinstance(sid, str) or not sid:
         raise ProviderFailed("the provider answered without the call's sid")
