@@ -39,7 +39,10 @@ out well before): if it has not ended by then, Twilio's REST API gives the call'
 or unanswered (a call Twilio does not know, its 404, as ``failed``) and retried. A call
 still ringing, or a provider that cannot be reached, is asked after again as long later;
 the checks stop once the attempt has ended or the contact is no longer connected (the agent
-ended it). The JSON adapter's provider cannot be asked: its attempts wait for its report.
+ended it). Twilio is asked under the call's row lock, as an attempt is placed: a report
+arriving meanwhile waits for the answer (at most ``twilio_api_timeout_s``) and then finds
+the attempt ended. The JSON adapter's provider cannot be asked: its attempts wait for its
+report.
 """
 
 from __future__ import annotations
