@@ -400,7 +400,9 @@ async def json_event(
 
     A `wait` is answered with where the caller stands (`waiting`) and what to do: tell them
     and hold them, `dial` the agent who answered (`{"agent", "endpoint"}`), or say goodbye
-    and hang up when their contact ended; 409 for a call that is not queued.
+    and hang up when their contact ended; 409 for a call that is not queued. Once a `wait`
+    has been sent for a call, the next is expected within `ivr_silence_s`: a queued call
+    silent for longer is taken as lost, and its contact abandoned.
 
     A `callback` (`attempt`, `status`) reports on a call Hotline asked the provider to place
     (`POST {json_provider_url}/calls`) to call this call's caller back: `answered`,
