@@ -298,6 +298,13 @@ class TestHeartbeat:
 
 
 class TestRaces:
+    @pytest.fixture
+    def settings(self, db: str) -> Settings:
+        # The tests fire the timers and write the consoles themselves: a long lease, so no
+        # console lapses by itself while a busy machine is slow to beat its heart (a lease
+        # of half a second once lapsed between the commit and the handler's second try).
+        return make_settings(db, **LONG)
+
     async def test_a_console_opening_as_the_grace_ends_keeps_the_agent_available(
         self, app: FastAPI, api: Api
     ) -> None:
