@@ -321,7 +321,7 @@ class TestTheJsonProvider:
                 pending = await conn.scalar(
                     text("SELECT count(*) FROM timers WHERE kind = 'contact.phone_answered'")
                 )
-            return pending == 0
+            return bool(pending == 0)
 
         await eventually(answer_handled, what="the answer's timer to fire")
         turns = itertools.count(1)
