@@ -51,12 +51,11 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agents.models import Agent
 from app.config import Settings
-from app.ivr import advance, provider, twiml, waiting, wire
+from app.ivr import advance, calls, provider, twiml, waiting, wire
 from app.ivr.models import IvrCall, Provider
 from app.routing import endings
 from app.routing import handlers as routing_handlers
@@ -114,12 +113,17 @@ def attempts(call: IvrCall) -> int:
     return sum(1 for entry in call.transcript if entry.get("result") in TRIED)
 
 
+def _entry(call: IvrCall, results: tuple[str, ...], attempt: int) -> dict[str, Any] | None:
+    """The first record of ``attempt`` on the call's path with one of ``results``."""
+    for entry in call.transcript:
+        if entry.get("result") in results and entry.get("attempt") == str(attempt):
+            return entry
+    return None
+
+
 def ended(call: IvrCall, attempt: int) -> bool:
     """Whether ``attempt`` has ended (answered or not)."""
-    return any(
-        e.get("result") in (*ENDED, "callback_failed") and e.get("attempt") == str(attempt)
-        for e in call.transcript
-    )
+    return _entry(call, (*ENDED, "callback_failed"), attempt) is not None
 
 
 def given_up(call: IvrCall) -> bool:
@@ -128,11 +132,9 @@ def given_up(call: IvrCall) -> bool:
 
 def placed_as(call: IvrCall, attempt: int) -> str | None:
     """The provider's id of the call placed for ``attempt``, if it gave one."""
-    for entry in call.transcript:
-        if entry.get("result") == "callback_placed" and entry.get("attempt") == str(attempt):
-            ref = entry.get("call_ref")
-            return ref if isinstance(ref, str) and ref else None
-    return None
+    entry = _entry(call, ("callback_placed",), attempt)
+    ref = None if entry is None else entry.get("call_ref")
+    return ref if isinstance(ref, str) and ref else None
 
 
 # --- attempts ----------------------------------------------------------------------------------
@@ -148,7 +150,7 @@ async def first_attempt(
 
 async def retry(session: AsyncSession, *, call_id: int, settings: Settings, now: datetime) -> None:
     """The next attempt is due: place it if the last one ended unanswered."""
-    call = await locked_call(session, IvrCall.id == call_id, nowait=True)
+    call = await calls.locked_row(session, IvrCall.id == call_id, nowait=True)
     if call is None or call.contact_id is None or given_up(call):
         return
     made = attempts(call)
@@ -230,10 +232,7 @@ def _json_call(
 
 
 def _answered(call: IvrCall, attempt: int) -> bool:
-    return any(
-        e.get("result") == "callback_answered" and e.get("attempt") == str(attempt)
-        for e in call.transcript
-    )
+    return _entry(call, ("callback_answered",), attempt) is not None
 
 
 async def _after_unanswered(
@@ -268,19 +267,6 @@ async def _give_up(session: AsyncSession, call: IvrCall, contact: Contact, now: 
 # --- the provider's word on an attempt ---------------------------------------------------------
 
 
-async def locked_call(
-    session: AsyncSession, *where: ColumnElement[bool], nowait: bool = False
-) -> IvrCall | None:
-    """The IVR call ``where`` picks, locked for the session's transaction and freshly read
-    (``nowait``: a row another transaction holds raises at once, for a timer's handler)."""
-    return await session.scalar(
-        select(IvrCall)
-        .where(*where)
-        .with_for_update(nowait=nowait)
-        .execution_options(populate_existing=True)
-    )
-
-
 async def status(
     session: AsyncSession,
     call: IvrCall,
@@ -291,7 +277,7 @@ async def status(
     now: datetime,
 ) -> None:
     """The provider's word on ``attempt`` of the callback of ``call`` (locked:
-    ``locked_call``)."""
+    ``calls.locked_row``)."""
     if call.contact_id is None or attempt != attempts(call) or ended(call, attempt):
         return  # no callback, a late report of an earlier attempt, or this one already over
     if reported in ANSWERED or reported in UNANSWERED:
@@ -310,7 +296,7 @@ async def status(
 async def check(session: AsyncSession, *, call_id: int, settings: Settings, now: datetime) -> None:
     """The outcome of the callback's current attempt was due by now: if it has not been
     reported, ask Twilio and end the attempt as the report would have (see the module)."""
-    call = await locked_call(session, IvrCall.id == call_id, nowait=True)
+    call = await calls.locked_row(session, IvrCall.id == call_id, nowait=True)
     if call is None or call.contact_id is None or given_up(call):
         return
     made = attempts(call)

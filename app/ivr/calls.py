@@ -47,7 +47,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -394,6 +394,20 @@ async def remember_signature(
         .returning(TelephonySignature.signature)
     )
     return new is not None
+
+
+async def locked_row(
+    session: AsyncSession, *where: ColumnElement[bool], nowait: bool = False
+) -> IvrCall | None:
+    """The IVR call ``where`` picks, in the session, locked for its transaction and freshly
+    read (``nowait``: a row another transaction holds raises at once, for a timer's handler);
+    ``locked`` reads it as a transient call with its flow, for a step."""
+    return await session.scalar(
+        select(IvrCall)
+        .where(*where)
+        .with_for_update(nowait=nowait)
+        .execution_options(populate_existing=True)
+    )
 
 
 async def get_call(session: AsyncSession, provider: Provider, call_ref: str) -> IvrCall | None:

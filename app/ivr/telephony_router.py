@@ -337,7 +337,7 @@ async def twilio_callback_status(
         data = TwilioStatus.model_validate(dict(form))
     except ValidationError as exc:
         raise MalformedWebhook(form_errors(exc)) from exc
-    called = await callbacks.locked_call(session, IvrCall.id == call)
+    called = await calls.locked_row(session, IvrCall.id == call)
     if called is not None:  # a call Hotline does not know: nothing to change
         await callbacks.status(
             session,
@@ -540,7 +540,7 @@ async def _json_callback(
         )
     assert event.attempt is not None
     assert event.status is not None
-    call = await callbacks.locked_call(
+    call = await calls.locked_row(
         session, IvrCall.provider == Provider.json.value, IvrCall.call_ref == call_id
     )
     if call is None:
