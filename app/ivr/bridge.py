@@ -38,12 +38,15 @@ Decisions, and why
   transaction, so it cannot be missed; it is due at once and the commit wakes the worker, so
   the redirect leaves within the worker's wake-up, far inside the second the caller may
   wait. A cursor over the log would be as durable but only as quick as its poll interval.
-- **The call's row is locked without waiting** (``NOWAIT``, as routing's handlers do): the
-  worker fires a batch in one transaction, and a handler that waited for a row a webhook
-  holds would hold the batch's other rows meanwhile. Locked: it fires again a moment later.
+- **The call's row is locked without waiting** (``NOWAIT``, as routing's handlers do): a
+  handler that waited for a row a webhook holds would hold one of the worker's few
+  calling-out slots meanwhile. Locked: it fires again a moment later.
 - **The provider is called under the lock.** A wait-loop turn arriving meanwhile waits for
   the redirect's outcome (at most ``twilio_api_timeout_s``) instead of bridging the caller
-  a second time.
+  a second time. The kinds are registered as calling out (``calls_out``): the timer worker
+  fires each of their timers in a transaction of its own, apart from the claim of the other
+  kinds, so a slow provider holds up the redirect and nothing else (an offer's ring
+  timeout, a contact's max wait, a complaint's clock).
 - **An agent without an endpoint** cannot be dialled: the path says so
   (``no_endpoint``) and the caller keeps hearing "please hold" until the agent or a
   supervisor ends the contact; nothing is retried, as retrying cannot help.
@@ -101,8 +104,9 @@ async def call_of_contact(
 def register(registry: TimerRegistry, settings: Settings) -> None:
     """The IVR's timer kinds: routing's answered phone contact, its own retries."""
     handler = routing_handlers.without_waiting(_answered(settings))
-    registry.register(PHONE_ANSWERED, handler)
-    registry.register(BRIDGE_RETRY, handler)
+    # Both call the provider: fired apart, so a slow provider holds up no other timer.
+    registry.register(PHONE_ANSWERED, handler, calls_out=True)
+    registry.register(BRIDGE_RETRY, handler, calls_out=True)
     callbacks.register(registry, settings)
 
 

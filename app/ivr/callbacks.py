@@ -101,8 +101,9 @@ def register(registry: TimerRegistry, settings: Settings) -> None:
     async def ask(session: AsyncSession, call_id: int, now: datetime) -> None:
         await check(session, call_id=call_id, settings=settings, now=now)
 
-    registry.register(CALLBACK_RETRY, routing_handlers.without_waiting(handle))
-    registry.register(CALLBACK_CHECK, routing_handlers.without_waiting(ask))
+    # Both call the provider: fired apart, so a slow provider holds up no other timer.
+    registry.register(CALLBACK_RETRY, routing_handlers.without_waiting(handle), calls_out=True)
+    registry.register(CALLBACK_CHECK, routing_handlers.without_waiting(ask), calls_out=True)
 
 
 # --- the callback's state, as its path records it ----------------------------------------------

@@ -28,6 +28,14 @@ whatever reason (its timer deleted or failed, an instance that died mid-fire) an
 sweep must be safe to run on several instances at once: it locks without waiting and leaves
 a locked row to the next sweep.
 
+**Kinds that call out** (``register(..., calls_out=True)``): a handler that waits on
+something outside the database (a telephony provider's API) would hold up, in the claiming
+transaction, every other timer of its claim, and the claims after it: a slow provider would
+leave offers ringing past their timeout and contacts past their max wait. Such kinds are
+claimed apart, by ``CALLING_OUT_AT_ONCE`` slots that each claim one due timer at a time and
+fire it in a transaction of its own (``SKIP LOCKED`` as above, the same savepoint, retries
+and parking), so a slow provider holds up one slot and the timer it fires, nothing else.
+
 While the database cannot be reached the worker logs one line when it goes away and one when
 it comes back, not a traceback per poll; any other error is logged with its traceback.
 """
@@ -40,7 +48,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from sqlalchemy import BigInteger, Select, any_, bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -55,6 +63,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Handler = Callable[[AsyncSession, Timer, datetime], Awaitable[None]]
+# Timers of the kinds that call out fired at once by one worker (each holds a connection for
+# as long as the outside takes to answer).
+CALLING_OUT_AT_ONCE: Final = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +117,19 @@ class TimerRegistry:
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
         self._batches: dict[str, BatchSpec] = {}
+        self._calling_out: set[str] = set()
         self._sweeps: dict[str, SweepSpec] = {}
 
-    def register(self, kind: str, handler: Handler) -> None:
-        """Fire ``kind`` one timer at a time with ``handler`` (also if it was batched)."""
+    def register(self, kind: str, handler: Handler, *, calls_out: bool = False) -> None:
+        """Fire ``kind`` one timer at a time with ``handler`` (also if it was batched);
+        ``calls_out``: the handler waits on something outside the database, so each of its
+        timers is fired apart, in a transaction of its own."""
         self._handlers[kind] = handler
         self._batches.pop(kind, None)
+        if calls_out:
+            self._calling_out.add(kind)
+        else:
+            self._calling_out.discard(kind)
 
     def register_batch(self, kind: str, batch: BatchHandler, *, single: Handler, size: int) -> None:
         """Fire ``kind`` up to ``size`` timers at a time with ``batch``; ``single`` fires one
@@ -120,11 +138,13 @@ class TimerRegistry:
             raise ValueError(f"timer kind {kind!r}: size must be positive")
         self._handlers[kind] = single
         self._batches[kind] = BatchSpec(kind, batch, size)
+        self._calling_out.discard(kind)
 
     def unregister(self, kind: str) -> None:
         """Stop firing ``kind`` (its timers stay, due, for whoever registers it again)."""
         self._handlers.pop(kind, None)
         self._batches.pop(kind, None)
+        self._calling_out.discard(kind)
 
     def register_sweep(self, name: str, sweep: Sweep, every_s: float) -> None:
         """Run ``sweep`` every ``every_s`` seconds on every instance (a name registers once)."""
@@ -145,8 +165,18 @@ class TimerRegistry:
 
     @property
     def single_kinds(self) -> list[str]:
-        """The kinds fired one timer at a time."""
-        return sorted(self._handlers.keys() - self._batches.keys())
+        """The kinds fired one timer at a time in the claiming transaction."""
+        return sorted(self._handlers.keys() - self._batches.keys() - self._calling_out)
+
+    @property
+    def calling_out_kinds(self) -> list[str]:
+        """The kinds whose handlers call out: each timer fired in a transaction of its own."""
+        return sorted(self._calling_out)
+
+    @property
+    def claimed_kinds(self) -> list[str]:
+        """The kinds fired in the claiming transaction: the single kinds and the batched."""
+        return sorted(self._handlers.keys() - self._calling_out)
 
     @property
     def batches(self) -> list[BatchSpec]:
@@ -155,6 +185,16 @@ class TimerRegistry:
     @property
     def sweeps(self) -> list[SweepSpec]:
         return [self._sweeps[name] for name in sorted(self._sweeps)]
+
+
+def _stop_if_cancelled(exc: Exception) -> None:
+    """Raise ``CancelledError`` if this task is being cancelled. A cancel that lands in a
+    handler or a database call can come out as another error (the driver's, on the
+    connection the cancel broke; an HTTP client's): the worker must stop, not count a
+    failure and go on."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
 
 
 def _due(stmt: Select[T], kinds: list[str], now: datetime) -> Select[T]:
@@ -182,23 +222,33 @@ class TimerWorker:
         self._batch_size = batch_size
         self._max_attempts = max_attempts
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._sweep_at: dict[str, float] = {}  # loop time each sweep runs next
         self._outage = OutageLog(log, "timers")
+        # The calling-out slots: each its own wake-up; the timers they are firing now.
+        self._slot_wakes = [asyncio.Event() for _ in range(CALLING_OUT_AT_ONCE)]
+        self._firing: set[int] = set()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="timer-worker")
+        self._tasks = [asyncio.create_task(self._run(), name="timer-worker")]
+        self._tasks += [
+            asyncio.create_task(self._run_slot(wake), name=f"timer-worker-calling-out-{n}")
+            for n, wake in enumerate(self._slot_wakes)
+        ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._tasks = []
 
     def poke(self) -> None:
         """A timer was scheduled here: look again now."""
         self._wake.set()
+        for wake in self._slot_wakes:
+            wake.set()
 
     async def _run(self) -> None:
         while True:
@@ -207,6 +257,7 @@ class TimerWorker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                _stop_if_cancelled(exc)
                 self._outage.failed(exc, "timer worker failed; retrying")
                 delay = self._poll_interval_s
             else:
@@ -219,18 +270,74 @@ class TimerWorker:
         """Fire due timers and due sweeps; returns how long to wait before looking again."""
         claimed = await self._claim_and_fire()
         await self.run_sweeps()
-        delay = 0.0 if claimed.full else await self._next_delay()
+        delay = 0.0 if claimed.full else await self._next_delay(self._registry.claimed_kinds)
         if claimed.count == 0 and delay == 0:
             delay = self._poll_interval_s  # due but held by another instance
         return min(delay, self._until_next_sweep())
 
-    async def _next_delay(self) -> float:
+    async def _run_slot(self, wake: asyncio.Event) -> None:
+        """A calling-out slot: fires one due timer of the calling-out kinds at a time."""
+        while True:
+            kinds = self._registry.calling_out_kinds
+            if not kinds:  # none registered (yet): nothing to look for, nothing to report
+                await wait_for_wake(wake, self._poll_interval_s)
+                wake.clear()
+                continue
+            try:
+                delay = await self._slot_once(kinds)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                _stop_if_cancelled(exc)
+                self._outage.failed(exc, "timer worker failed; retrying")
+                delay = self._poll_interval_s
+            else:
+                self._outage.ok()
+            if delay > 0:
+                await wait_for_wake(wake, delay)
+            wake.clear()
+
+    async def _slot_once(self, kinds: list[str]) -> float:
+        """Fire one due timer of ``kinds``; how long to wait before looking again (at once
+        after firing one: more may be due)."""
+        if await self._fire_calling_out(kinds):
+            return 0.0
+        delay = await self._next_delay(kinds)
+        return self._poll_interval_s if delay == 0 else delay  # due but held by another instance
+
+    async def _fire_calling_out(self, kinds: list[str]) -> bool:
+        """Claim one due timer of ``kinds`` and fire it, in a transaction of its own; whether
+        there was one to claim."""
+        claimed: int | None = None
+        try:
+            async with unit_of_work(self._sessionmaker) as session:
+                now = await session.scalar(select(func.now()))
+                assert now is not None
+                timer = (
+                    await session.scalars(
+                        _due(select(Timer), kinds, now).limit(1).with_for_update(skip_locked=True)
+                    )
+                ).first()
+                if timer is None:
+                    return False
+                claimed = timer.id
+                self._firing.add(claimed)
+                await self._fire(session, timer, now)
+        finally:
+            if claimed is not None:  # committed or rolled back: its row's lock is released
+                self._firing.discard(claimed)
+        return True
+
+    async def _next_delay(self, kinds: list[str]) -> float:
+        """How long until a timer of ``kinds`` falls due (not counting those this worker's
+        slots are firing now), at most the poll interval."""
+        stmt = select(func.extract("epoch", func.min(Timer.due_at) - func.now())).where(
+            Timer.kind.in_(kinds), Timer.failed_at.is_(None)
+        )
+        if self._firing:
+            stmt = stmt.where(Timer.id.not_in(list(self._firing)))
         async with self._sessionmaker() as session:
-            wait = await session.scalar(
-                select(func.extract("epoch", func.min(Timer.due_at) - func.now())).where(
-                    Timer.kind.in_(self._registry.kinds), Timer.failed_at.is_(None)
-                )
-            )
+            wait = await session.scalar(stmt)
         if wait is None:
             return self._poll_interval_s
         return min(max(float(wait), 0.0), self._poll_interval_s)
@@ -273,8 +380,15 @@ class TimerWorker:
 
     async def run_due(self) -> int:
         """Fire one round of due timers (a claim of the single kinds, one batch of each
-        batched kind); returns how many were claimed."""
-        return (await self._claim_and_fire()).count
+        batched kind, then each due timer of the calling-out kinds in a transaction of its
+        own, up to the batch size); returns how many were claimed."""
+        count = (await self._claim_and_fire()).count
+        kinds = self._registry.calling_out_kinds
+        for _ in range(self._batch_size if kinds else 0):
+            if not await self._fire_calling_out(kinds):
+                break
+            count += 1
+        return count
 
     async def _claim_and_fire(self) -> Claimed:
         """One transaction: a claim of the single kinds, then a batch of each batched kind."""
@@ -353,6 +467,7 @@ class TimerWorker:
                 await session.execute(delete(Timer).where(Timer.id == timer.id))
                 await handler(session, timer, now)
         except Exception as exc:
+            _stop_if_cancelled(exc)  # stopped mid-handler: not the handler's failure
             if database_unavailable(exc):
                 raise  # not the handler's fault: the transaction is gone, the row stays due
             self._failed(session, timer, now, exc)  # the savepoint's rollback restored the row

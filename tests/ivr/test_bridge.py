@@ -14,6 +14,7 @@ from httpx import AsyncClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.config import Settings
 from tests.fixtures.factories import Api, expect
 from tests.fixtures.polling import eventually
 from tests.ivr import live
@@ -23,6 +24,7 @@ from tests.ivr.live import (
     STRANGER,
     call_of,
     complaints_agent,
+    live_settings,
     menus_to,
     results,
 )
@@ -37,6 +39,7 @@ from tests.ivr.telephony import (
     verbs,
 )
 from tests.ivr.twilio_api import FakeTwilio
+from tests.routing import acd
 from tests.routing.acd import offer_for
 
 BOUND_S = 1.0  # the bound from the answer to the redirect
@@ -317,3 +320,41 @@ class TestTheJsonProviderWaits:
         assert (contact["status"], contact["disposition"]) == ("completed", "caller_hung_up")
         agent = expect(await api.get(f"/api/v1/agents/{agent_id}"), 200)
         assert agent["status"] == "available"
+
+
+@pytest.mark.usefixtures("ready")
+class TestASlowProvider:
+    @pytest.fixture
+    def settings(self, db: str, twilio_api: FakeTwilio) -> Settings:
+        # Twilio may take its time: a redirect waits for it far longer than the test does.
+        return live_settings(db, twilio_api, twilio_api_timeout_s=50.0)
+
+    async def test_a_redirect_twilio_is_slow_to_answer_holds_up_no_ring_timeout(
+        self, api: Api, client: AsyncClient, twilio_api: FakeTwilio, engine: AsyncEngine
+    ) -> None:
+        _, console = await complaints_agent(api)
+        phone, contact_id = await queued_caller(api, client)
+        chats = await acd.queue(api, channels=["chat"], ring_timeout_s=1)
+        chat_console = await acd.available_agent(api, capacity={"chat": 1})
+        twilio_api.answering.clear()
+        offer = await offer_for(console, contact_id)
+        expect(await console.post(f"/api/v1/offers/{offer['id']}/accept"), 200)
+        await twilio_api.received(1, within=10)  # the redirect, not answered yet
+        chat = await acd.contact(api, chats["name"])
+        await offer_for(chat_console, int(chat["id"]))
+
+        async def rang_out() -> bool:
+            async with engine.connect() as conn:
+                found = await conn.scalar(
+                    text("SELECT count(*) FROM offers WHERE contact_id = :c AND status = :s"),
+                    {"c": chat["id"], "s": "expired"},
+                )
+            return bool(found)
+
+        # The chat's offer rings a second and nobody answers: it ends on time, while the
+        # redirect still waits for Twilio.
+        await eventually(rang_out, within=20, what="the chat's offer to ring out")
+        assert (await call_of(api, phone.sid))["status"] == "queued"
+        twilio_api.answering.set()
+        await call_status(api, phone.sid, "bridged")
+        assert len(twilio_api.requests) == 1

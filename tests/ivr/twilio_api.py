@@ -5,7 +5,9 @@ call (``POST .../Calls.json``) gets a ``CA`` sid, an update (``POST .../Calls/{s
 the call back, a fetch (``GET .../Calls/{sid}.json``) the call with the status set for it in
 ``statuses`` (``in-progress`` if none; ``None``: Twilio knows no such call, its 404).
 ``fail_next`` scripts the statuses of the next answers, ``refuse_next`` a refusal with
-Twilio's error code (21220: the call is no longer in progress). Tests wait on
+Twilio's error code (21220: the call is no longer in progress); clearing ``answering`` leaves
+each request waiting, received but unanswered, until it is set again (a slow Twilio). Tests
+wait on
 ``received`` (an event set by each request) with a deadline, never on the clock.
 
 The app under test is pointed at it with ``twilio_api_base_url``; its own webhooks are
@@ -52,6 +54,7 @@ class FakeTwilio(net.Recorder[Received]):
     url: str = ""
     script: list[tuple[int, int]] = field(default_factory=list)  # (status, Twilio's code)
     statuses: dict[str, str | None] = field(default_factory=dict)  # a fetch's answer per sid
+    answering: asyncio.Event = field(default_factory=lambda: _set(asyncio.Event()))
     _sids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def fail_next(self, *statuses: int) -> None:
@@ -69,7 +72,9 @@ class FakeTwilio(net.Recorder[Received]):
         if auth.startswith("Basic "):
             user = base64.b64decode(auth[6:]).decode().split(":", 1)[0]
         at = asyncio.get_running_loop().time()
-        return self.record(Received(request.method, request.url.path, form, user, at))
+        got = self.record(Received(request.method, request.url.path, form, user, at))
+        await self.answering.wait()
+        return got
 
     def _scripted(self) -> Response | None:
         if not self.script:
@@ -118,6 +123,11 @@ class FakeTwilio(net.Recorder[Received]):
                 Route(base + "/Calls/{sid}.json", self.fetch, methods=["GET"]),
             ]
         )
+
+
+def _set(event: asyncio.Event) -> asyncio.Event:
+    event.set()
+    return event
 
 
 def _call(sid: str, form: dict[str, str], status: str) -> dict[str, Any]:

@@ -1,0 +1,239 @@
+"""Kinds that call out (a provider's API): each timer fired apart, in a transaction of its own,
+so a slow provider holds up no other timer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.db import create_engine, create_sessionmaker, unit_of_work
+from app.events.log import record
+from app.events.models import Event
+from app.timers import service as timers
+from app.timers.models import Timer
+from app.timers.worker import CALLING_OUT_AT_ONCE, TimerRegistry, TimerWorker
+from tests.fixtures.polling import eventually
+from tests.timers.test_timers import db_now, fired, mark, schedule_in
+
+SLOW, QUICK = "test.calls_out", "test.quick"
+
+
+@pytest.fixture
+async def engine(db: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(db, pool_size=10)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return create_sessionmaker(engine)
+
+
+class Outside:
+    """A provider that answers only when the test lets it: the handlers that call it wait."""
+
+    def __init__(self, *, cut_short_as: Exception | None = None) -> None:
+        self.answer = asyncio.Event()
+        # What a handler cut short raises: a client (or the driver, on the connection the
+        # cancel broke) may turn the cancel into an error of its own.
+        self.cut_short_as = cut_short_as
+        self.waiting: set[str] = set()  # the timers whose handler waits for it now
+        self.changed = asyncio.Event()
+
+    async def handler(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
+        record(session, type="test.fired", subject_type="timer", subject_id=timer.subject)
+        self.waiting.add(timer.subject)
+        self.changed.set()
+        try:
+            await self.answer.wait()
+        except asyncio.CancelledError:
+            if self.cut_short_as is not None:
+                raise self.cut_short_as from None
+            raise
+        finally:
+            self.waiting.discard(timer.subject)
+
+    async def waited_by(self, count: int) -> None:
+        async with asyncio.timeout(10):
+            while len(self.waiting) < count:
+                self.changed.clear()
+                await self.changed.wait()
+
+
+def running(sessionmaker: async_sessionmaker[AsyncSession], registry: TimerRegistry) -> TimerWorker:
+    # A long poll: a timer fires because its scheduling woke the worker or it fell due.
+    return TimerWorker(sessionmaker, registry, poll_interval_s=30, batch_size=10, max_attempts=3)
+
+
+async def committed(sessionmaker: async_sessionmaker[AsyncSession]) -> list[str]:
+    async with sessionmaker() as session:
+        return sorted(await fired(session))
+
+
+async def schedule_now(
+    sessionmaker: async_sessionmaker[AsyncSession], worker: TimerWorker, kind: str, subject: str
+) -> None:
+    async with unit_of_work(sessionmaker) as session:
+        await timers.schedule(session, kind=kind, subject=subject, due_at=await db_now(session))
+    worker.poke()
+
+
+class TestCallingOut:
+    async def test_a_timer_waiting_on_the_outside_holds_up_no_other_timer(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        outside = Outside()
+        registry = TimerRegistry()
+        registry.register(SLOW, outside.handler, calls_out=True)
+        registry.register(QUICK, mark)
+        worker = running(sessionmaker, registry)
+        worker.start()
+        try:
+            await schedule_now(sessionmaker, worker, SLOW, "slow")
+            await outside.waited_by(1)
+            await schedule_now(sessionmaker, worker, QUICK, "quick")
+            # A timer due later than the slow one, falling due while it still waits, fires
+            # too: the worker is not stuck behind the provider.
+            await schedule_in(sessionmaker, QUICK, "later", 0.5)
+
+            async def quick_ones_committed() -> bool:
+                return await committed(sessionmaker) == ["later", "quick"]
+
+            await eventually(quick_ones_committed, what="the quick timers committed")
+            assert outside.waiting == {"slow"}, "the provider has not answered yet"
+            outside.answer.set()
+
+            async def all_committed() -> bool:
+                return await committed(sessionmaker) == ["later", "quick", "slow"]
+
+            await eventually(all_committed, what="the slow timer committed once answered")
+        finally:
+            outside.answer.set()
+            await worker.stop()
+
+    async def test_one_falling_due_while_another_waits_on_the_outside_is_fired_when_due(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        outside = Outside()
+        registry = TimerRegistry()
+        registry.register(SLOW, outside.handler, calls_out=True)
+        worker = running(sessionmaker, registry)
+        worker.start()
+        try:
+            await schedule_now(sessionmaker, worker, SLOW, "first")
+            await outside.waited_by(1)
+            await schedule_in(sessionmaker, SLOW, "second", 0.5)
+            worker.poke()  # as the commit of a scheduling transaction does in the app
+            # The free slots wait for the second timer's due time, not for the poll: the
+            # timer the first slot holds is not taken for one due and held elsewhere.
+            await outside.waited_by(2)
+        finally:
+            outside.answer.set()
+            await worker.stop()
+
+    async def test_timers_calling_out_wait_for_the_outside_side_by_side(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        outside = Outside()
+        registry = TimerRegistry()
+        registry.register(SLOW, outside.handler, calls_out=True)
+        worker = running(sessionmaker, registry)
+        worker.start()
+        try:
+            for n in range(CALLING_OUT_AT_ONCE + 1):
+                await schedule_now(sessionmaker, worker, SLOW, str(n))
+            await outside.waited_by(CALLING_OUT_AT_ONCE)
+            assert len(outside.waiting) == CALLING_OUT_AT_ONCE, "one slot, one timer"
+            outside.answer.set()
+
+            async def all_committed() -> bool:
+                return len(await committed(sessionmaker)) == CALLING_OUT_AT_ONCE + 1
+
+            await eventually(all_committed, what="every timer committed once answered")
+        finally:
+            outside.answer.set()
+            await worker.stop()
+
+    @pytest.mark.parametrize(
+        "cut_short_as",
+        [None, ConnectionError("connection is closed"), RuntimeError("the client gave up")],
+        ids=["cancelled", "as-a-lost-connection", "as-another-error"],
+    )
+    async def test_a_worker_stopped_while_a_timer_waits_on_the_outside_stops_and_leaves_it_due(
+        self, sessionmaker: async_sessionmaker[AsyncSession], cut_short_as: Exception | None
+    ) -> None:
+        outside = Outside(cut_short_as=cut_short_as)
+        registry = TimerRegistry()
+        registry.register(SLOW, outside.handler, calls_out=True)
+        worker = running(sessionmaker, registry)
+        worker.start()
+        await schedule_now(sessionmaker, worker, SLOW, "cut short")
+        await outside.waited_by(1)
+        # The cancel lands in the handler, which may turn it into an error of its own: the
+        # slot stops all the same, and the timer is not counted as failed.
+        stopping = asyncio.create_task(worker.stop())
+        stopped, _ = await asyncio.wait({stopping}, timeout=10)  # (stop cannot be cancelled)
+        assert stopped, "the worker's slot went on after the cancel"
+        async with sessionmaker() as session:
+            left = await timers.get(session, kind=SLOW, subject="cut short")
+        assert left is not None
+        assert (left.attempts, left.failed_at) == (0, None)
+        assert await committed(sessionmaker) == []
+        outside.answer.set()  # the provider answers: another worker fires it
+        assert await running(sessionmaker, registry).run_due() == 1
+        assert await committed(sessionmaker) == ["cut short"]
+
+    async def test_two_workers_fire_each_calling_out_timer_exactly_once(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        async with unit_of_work(sessionmaker) as session:
+            now = await db_now(session)
+            for n in range(30):
+                await timers.schedule(session, kind=SLOW, subject=str(n), due_at=now)
+        registry = TimerRegistry()
+        registry.register(SLOW, mark, calls_out=True)
+        a, b = running(sessionmaker, registry), running(sessionmaker, registry)
+        while sum(await asyncio.gather(a.run_due(), b.run_due())):
+            pass
+        assert await committed(sessionmaker) == sorted(str(n) for n in range(30))
+
+    async def test_a_failing_calling_out_timer_is_retried_and_parked_as_any_other(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        async def broken(session: AsyncSession, timer: Timer, now: datetime) -> None:
+            raise RuntimeError("the provider answered nonsense")
+
+        registry = TimerRegistry()
+        registry.register(SLOW, broken, calls_out=True)
+        worker = TimerWorker(
+            sessionmaker, registry, poll_interval_s=30, batch_size=10, max_attempts=1
+        )
+        await schedule_in(sessionmaker, SLOW, "bad", 0)
+        assert await worker.run_due() == 1
+        async with sessionmaker() as session:
+            timer = await timers.get(session, kind=SLOW, subject="bad")
+            parked = await session.scalar(
+                select(func.count()).select_from(Event).where(Event.type == "timer.failed")
+            )
+        assert timer is not None
+        assert timer.failed_at is not None
+        assert "the provider answered nonsense" in (timer.last_error or "")
+        assert parked == 1
+
+    def test_a_kind_registered_again_without_calling_out_is_claimed_with_the_others(
+        self,
+    ) -> None:
+        registry = TimerRegistry()
+        registry.register(SLOW, mark, calls_out=True)
+        assert (registry.calling_out_kinds, registry.single_kinds) == ([SLOW], [])
+        registry.register(SLOW, mark)
+        assert (registry.calling_out_kinds, registry.single_kinds) == ([], [SLOW])
+        registry.register(SLOW, mark, calls_out=True)
+        registry.unregister(SLOW)
+        assert (registry.calling_out_kinds, registry.kinds) == ([], [])
