@@ -74,6 +74,7 @@ RING_S: Final = 30  # how long the customer's phone rings before it is no answer
 # rung out, and the report's own retries, well before).
 REPORT_WITHIN_S: Final = RING_S + 90
 UNREACHABLE: Final = "callback_unreachable"
+NOT_ASKED: Final = "unreachable"  # recorded when asking Twilio after an attempt failed
 ANSWERED: Final = frozenset({"answered", "in-progress", "completed"})
 UNANSWERED: Final = frozenset({"no-answer", "busy", "failed", "canceled"})
 TRIED: Final = ("callback_placed", "callback_failed")
@@ -307,14 +308,16 @@ async def check(session: AsyncSession, *, call_id: int, settings: Settings, now:
     contact = await waiting.live_contact(session, call.contact_id)
     if contact.status != ContactStatus.connected.value:
         return  # the agent (or a supervisor) ended it: nobody waits for the outcome
+    # What Twilio said, as the path records it, and as the report it stands for.
     try:
         found = await provider.status(settings, ref)
     except provider.ProviderFailed as exc:
         log.warning("asking after callback %s (attempt %s) failed: %s", call.id, made, exc)
-        found = ""
-    heard = "not-found" if found is None else found or "unreachable"
+        heard, reported = NOT_ASKED, None
+    else:
+        # A call Twilio does not know was never put through: an unanswered attempt.
+        heard, reported = (provider.NOT_FOUND, "failed") if found is None else (found, found)
     advance.note(call, None, "callback_asked", call.step, now, attempt=str(made), status=heard)
-    reported = "failed" if found is None else found
     if reported in ANSWERED or reported in UNANSWERED:
         await status(session, call, attempt=made, reported=reported, settings=settings, now=now)
     else:  # still ringing, or not to be asked now: asked again as long later

@@ -142,9 +142,14 @@ async def redirect(settings: Settings, call_ref: str, document: str) -> None:
             raise
 
 
+# What is recorded for a call the provider says it does not know (its 404 to ``status``).
+NOT_FOUND: Final = "not-found"
+
+
 async def status(settings: Settings, call_ref: str) -> str | None:
     """The status the provider gives the call ``call_ref`` now (``in-progress``,
-    ``completed``, ...); None when the provider knows no such call (its 404)."""
+    ``completed``, ...); None when the provider knows no such call (its 404: recorded as
+    ``NOT_FOUND``)."""
     with _asking():
         try:
             call = await client_for(settings).calls(call_ref).fetch_async()

@@ -82,9 +82,8 @@ SWEEP: Final = "ivr.silent_calls"
 BATCH: Final = 100  # calls asked after in one sweep
 ASKING_AT_ONCE: Final = 8  # requests to the provider in flight at once
 # The provider status of a call ended for its provider's silence, when it cannot be asked
-# (the JSON adapter's); one the provider does not know is ``NOT_FOUND``.
+# (the JSON adapter's); one the provider does not know is ``provider.NOT_FOUND``.
 SILENT: Final = "silent"
-NOT_FOUND: Final = "not-found"
 
 _IN_IVR, _QUEUED, _BRIDGED = (
     CallStatus.in_ivr.value,
@@ -207,7 +206,7 @@ async def _ask(settings: Settings, call_id: int, held_by: Provider, call_ref: st
     except provider.ProviderFailed as exc:
         log.warning("asking the provider after silent call %s failed: %s", call_id, exc)
         return Answer(call_id, held_by, call_ref, None)
-    return Answer(call_id, held_by, call_ref, NOT_FOUND if status is None else status)
+    return Answer(call_id, held_by, call_ref, provider.NOT_FOUND if status is None else status)
 
 
 async def _settle(session: AsyncSession, answer: Answer, status: str, ctx: advance.Context) -> int:
@@ -215,7 +214,7 @@ async def _settle(session: AsyncSession, answer: Answer, status: str, ctx: advan
     ends if nothing was heard since the claim (``heard_at`` still the claim's ``ctx.now``).
     1 if it ended."""
     silent = status == SILENT
-    if not silent and status not in waiting.OVER and status != NOT_FOUND:
+    if not silent and status not in waiting.OVER and status != provider.NOT_FOUND:
         return 0  # live: heard as of the claim
     found = await calls.locked(session, answer.provider, answer.call_ref)
     if found is None:
