@@ -28,6 +28,10 @@ whatever reason (its timer deleted or failed, an instance that died mid-fire) an
 sweep must be safe to run on several instances at once: it locks without waiting and leaves
 a locked row to the next sweep.
 
+**Sweeps run apart from the timers**, in a task of their own, one after another as they
+fall due: a sweep that waits on the outside (the IVR's asking after silent calls, the
+notification outbox's sending) holds up the sweeps after it, never a timer.
+
 **Kinds that call out** (``register(..., calls_out=True)``): a handler that waits on
 something outside the database (a telephony provider's API) would hold up, in the claiming
 transaction, every other timer of its claim, and the claims after it: a slow provider would
@@ -222,6 +226,7 @@ class TimerWorker:
         self._batch_size = batch_size
         self._max_attempts = max_attempts
         self._wake = asyncio.Event()
+        self._sweep_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._sweep_at: dict[str, float] = {}  # loop time each sweep runs next
         self._outage = OutageLog(log, "timers")
@@ -230,7 +235,10 @@ class TimerWorker:
         self._firing: set[int] = set()
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._run(), name="timer-worker")]
+        self._tasks = [
+            asyncio.create_task(self._run(), name="timer-worker"),
+            asyncio.create_task(self._run_sweeper(), name="timer-worker-sweeps"),
+        ]
         self._tasks += [
             asyncio.create_task(self._run_slot(wake), name=f"timer-worker-calling-out-{n}")
             for n, wake in enumerate(self._slot_wakes)
@@ -247,6 +255,7 @@ class TimerWorker:
     def poke(self) -> None:
         """A timer was scheduled here: look again now."""
         self._wake.set()
+        self._sweep_wake.set()  # a sweep registered since it last looked runs now
         for wake in self._slot_wakes:
             wake.set()
 
@@ -267,13 +276,28 @@ class TimerWorker:
             self._wake.clear()
 
     async def _once(self) -> float:
-        """Fire due timers and due sweeps; returns how long to wait before looking again."""
+        """Fire due timers; returns how long to wait before looking again."""
         claimed = await self._claim_and_fire()
-        await self.run_sweeps()
         delay = 0.0 if claimed.full else await self._next_delay(self._registry.claimed_kinds)
         if claimed.count == 0 and delay == 0:
             delay = self._poll_interval_s  # due but held by another instance
-        return min(delay, self._until_next_sweep())
+        return delay
+
+    async def _run_sweeper(self) -> None:
+        """Runs the sweeps as they fall due, apart from the timers: a sweep that waits on the
+        outside (a provider asked after silent calls, a gateway sending the outbox) holds up
+        no timer."""
+        while True:
+            try:
+                if await self.run_sweeps():
+                    self._outage.ok()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                _stop_if_cancelled(exc)
+                self._outage.failed(exc, "timer worker failed; retrying")
+            await wait_for_wake(self._sweep_wake, self._until_next_sweep())
+            self._sweep_wake.clear()
 
     async def _run_slot(self, wake: asyncio.Event) -> None:
         """A calling-out slot: fires one due timer of the calling-out kinds at a time."""
@@ -343,10 +367,13 @@ class TimerWorker:
         return min(max(float(wait), 0.0), self._poll_interval_s)
 
     def _until_next_sweep(self) -> float:
-        if not self._sweep_at:
-            return self._poll_interval_s
+        """How long until a registered sweep is due (one that never ran is due now), at most
+        the poll interval."""
         loop_now = asyncio.get_running_loop().time()
-        return max(min(self._sweep_at.values()) - loop_now, 0.0)
+        due = [self._sweep_at.get(sweep.name, loop_now) for sweep in self._registry.sweeps]
+        if not due:
+            return self._poll_interval_s
+        return min(max(min(due) - loop_now, 0.0), self._poll_interval_s)
 
     async def run_sweeps(self) -> dict[str, int]:
         """Run the sweeps that are due (each registered sweep at once the first time).

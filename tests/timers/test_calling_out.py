@@ -1,5 +1,6 @@
-"""Kinds that call out (a provider's API): each timer fired apart, in a transaction of its own,
-so a slow provider holds up no other timer."""
+"""Waiting on the outside (a provider's API): the timers of kinds that call out are each fired
+apart, in a transaction of their own, and the sweeps run apart from the timers, so a slow
+provider holds up no other timer."""
 
 from __future__ import annotations
 
@@ -237,3 +238,33 @@ class TestCallingOut:
         registry.register(SLOW, mark, calls_out=True)
         registry.unregister(SLOW)
         assert (registry.calling_out_kinds, registry.kinds) == ([], [])
+
+
+class TestSweepsWaitingOnTheOutside:
+    async def test_a_sweep_waiting_on_the_outside_holds_up_no_timer(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        answer, asking = asyncio.Event(), asyncio.Event()
+
+        async def asks_a_provider(session: AsyncSession, now: datetime) -> int:
+            asking.set()
+            await answer.wait()
+            return 0
+
+        registry = TimerRegistry()
+        registry.register_sweep("test.asks", asks_a_provider, every_s=60)
+        registry.register(QUICK, mark)
+        worker = running(sessionmaker, registry)
+        worker.start()
+        try:
+            await asyncio.wait_for(asking.wait(), 10)
+            await schedule_now(sessionmaker, worker, QUICK, "quick")
+
+            async def quick_committed() -> bool:
+                return await committed(sessionmaker) == ["quick"]
+
+            await eventually(quick_committed, what="the timer committed while the sweep waits")
+            assert not answer.is_set()
+        finally:
+            answer.set()
+            await worker.stop()
