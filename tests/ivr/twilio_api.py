@@ -7,8 +7,7 @@ the call back, a fetch (``GET .../Calls/{sid}.json``) the call with the status s
 ``fail_next`` scripts the statuses of the next answers, ``refuse_next`` a refusal with
 Twilio's error code (21220: the call is no longer in progress); clearing ``answering`` leaves
 each request waiting, received but unanswered, until it is set again (a slow Twilio). Tests
-wait on
-``received`` (an event set by each request) with a deadline, never on the clock.
+wait on ``received`` (an event set by each request) with a deadline, never on the clock.
 
 The app under test is pointed at it with ``twilio_api_base_url``; its own webhooks are
 driven by ``tests.ivr.telephony.TwilioCall``.
