@@ -79,6 +79,19 @@ class Line:
     async def call(self, sid: str) -> dict[str, Any]:
         return await call_of(self.api, sid)
 
+    async def answer_handled(self) -> None:
+        """Wait until the timers of the agents' answers have fired: their handler holds the
+        call's row while it runs, and the sweep skips a row another transaction holds."""
+
+        async def none_pending() -> bool:
+            async with self.engine.connect() as conn:
+                pending = await conn.scalar(
+                    text("SELECT count(*) FROM timers WHERE kind = 'contact.phone_answered'")
+                )
+            return bool(pending == 0)
+
+        await eventually(none_pending, what="the answer's timer to fire")
+
     async def in_the_menus(self) -> TwilioCall:
         phone = TwilioCall(self.client, STRANGER, HOTLINE)
         await phone.start()
@@ -140,6 +153,7 @@ class TestTwilioIsAsked:
         agent_id, console = await complaints_agent(line.api, endpoint=None)  # not to be dialled
         phone, contact_id = await line.queued()
         await accept(console, contact_id)
+        await line.answer_handled()
         line.twilio.statuses[phone.sid] = "completed"
         assert await line.sweep_once_silent(phone.sid) == 1
         contact = expect(await line.api.get(f"/api/v1/contacts/{contact_id}"), 200)
@@ -315,15 +329,7 @@ class TestTheJsonProvider:
         contact_id = (await line.call("talk"))["contact_id"]
         _, console = await complaints_agent(line.api)
         await accept(console, contact_id)
-
-        async def answer_handled() -> bool:  # its handler holds the call's row while it runs
-            async with line.engine.connect() as conn:
-                pending = await conn.scalar(
-                    text("SELECT count(*) FROM timers WHERE kind = 'contact.phone_answered'")
-                )
-            return bool(pending == 0)
-
-        await eventually(answer_handled, what="the answer's timer to fire")
+        await line.answer_handled()
         turns = itertools.count(1)
 
         async def put_through() -> bool:  # each wait a second later: a signature of its own
