@@ -5,14 +5,13 @@ provider holds up no other timer."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import datetime
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import create_engine, create_sessionmaker, unit_of_work
+from app.db import unit_of_work
 from app.events.log import record
 from app.events.models import Event
 from app.timers import service as timers
@@ -22,18 +21,6 @@ from tests.fixtures.polling import eventually
 from tests.timers.test_timers import db_now, fired, mark, schedule_in
 
 SLOW, QUICK = "test.calls_out", "test.quick"
-
-
-@pytest.fixture
-async def engine(db: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(db, pool_size=10)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return create_sessionmaker(engine)
 
 
 class Outside:

@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 import asyncpg
 import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
 
 from app.config import Settings
-from app.db import create_engine, create_sessionmaker, plain_url, unit_of_work
+from app.db import create_sessionmaker, plain_url, unit_of_work
 from app.events.log import record
 from app.events.models import Event
 from app.main import create_app
@@ -28,18 +26,6 @@ from app.timers.models import Timer
 from app.timers.worker import TimerRegistry, TimerWorker
 from tests.fixtures.net import closed_port, true
 from tests.fixtures.polling import eventually
-
-
-@pytest.fixture
-async def engine(db: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(db, pool_size=10)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return create_sessionmaker(engine)
 
 
 async def db_now(session: AsyncSession) -> datetime:
