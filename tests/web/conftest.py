@@ -195,12 +195,28 @@ async def go_signed_out(page: Page, path: str) -> None:
     await page.goto(path, wait_until="commit")
 
 
+RouteHandler = Callable[[Route], Awaitable[None]]
+
+
 async def open_signed_in(
-    page: Page, path: str, username: str, password: str = AGENT_PASSWORD
+    page: Page,
+    path: str,
+    username: str,
+    password: str = AGENT_PASSWORD,
+    *,
+    routes: dict[str, RouteHandler] | None = None,
 ) -> None:
-    """Open ``path`` as ``username``: the page sends the browser to sign in, then back."""
+    """Open ``path`` as ``username``: the page sends the browser to sign in, then back.
+
+    ``routes`` (URL pattern: handler) are installed on the sign-in page, before signing in,
+    so that the page's first requests once back meet them. Not before the first move: with
+    requests intercepted, a page sending itself on to sign in while still loading was once
+    seen in a run of the suite not to move at all (the page's move is one synchronous
+    ``location.assign`` before anything else it does)."""
     await go_signed_out(page, path)
     await expect(page).to_have_url(re.compile(re.escape(f"/signin?next={quote(path, safe='')}")))
+    for pattern, handler in (routes or {}).items():
+        await page.route(pattern, handler)
     await sign_in(page, username, password)
     await expect(page).to_have_url(re.compile(f"{re.escape(path)}$"))
 

@@ -423,8 +423,9 @@ class TestTheListsToChooseFrom:
             body = {"error": "ServiceUnavailable", "detail": "the database is unavailable"}
             await route.fulfill(status=503, json=body)
 
-        await page.route("**/api/v1/queues?*", unavailable)
-        await open_signed_in(page, "/reports", boss["username"])
+        await open_signed_in(
+            page, "/reports", boss["username"], routes={"**/api/v1/queues?*": unavailable}
+        )
         problem = page.locator("#report-subject-problem")
         await expect(problem).to_have_text(
             "The list of queues could not be read (the database is unavailable). "
@@ -456,8 +457,9 @@ class TestTheListsToChooseFrom:
             ]
             await route.fulfill(json={"items": items, "next_cursor": f"after-{n}"})
 
-        await page.route("**/api/v1/queues?*", endless)
-        await open_signed_in(page, "/reports", boss["username"])
+        await open_signed_in(
+            page, "/reports", boss["username"], routes={"**/api/v1/queues?*": endless}
+        )
         problem = page.locator("#report-subject-problem")
         await expect(problem).to_have_text(
             "Only the first 5000 queues are listed. The report on every queue covers them all."
