@@ -28,9 +28,10 @@ whatever reason (its timer deleted or failed, an instance that died mid-fire) an
 sweep must be safe to run on several instances at once: it locks without waiting and leaves
 a locked row to the next sweep.
 
-**Sweeps run apart from the timers**, in a task of their own, one after another as they
-fall due: a sweep that waits on the outside (the IVR's asking after silent calls, the
-notification outbox's sending) holds up the sweeps after it, never a timer.
+**Sweeps run apart from the timers and from each other**: each due sweep runs in a task of
+its own (a sweep still running when it falls due again is not started twice), so a sweep
+that waits on the outside (the IVR's asking after silent calls, the notification outbox's
+sending) holds up neither a timer nor another sweep.
 
 **Kinds that call out** (``register(..., calls_out=True)``): a handler that waits on
 something outside the database (a telephony provider's API) would hold up, in the claiming
@@ -47,7 +48,6 @@ it comes back, not a traceback per poll; any other error is logged with its trac
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -229,6 +229,7 @@ class TimerWorker:
         self._sweep_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._sweep_at: dict[str, float] = {}  # loop time each sweep runs next
+        self._sweeping: dict[str, asyncio.Task[None]] = {}  # the sweeps running now, by name
         self._outage = OutageLog(log, "timers")
         # The calling-out slots: each its own wake-up; the timers they are firing now.
         self._slot_wakes = [asyncio.Event() for _ in range(CALLING_OUT_AT_ONCE)]
@@ -236,21 +237,35 @@ class TimerWorker:
 
     def start(self) -> None:
         self._tasks = [
-            asyncio.create_task(self._run(), name="timer-worker"),
-            asyncio.create_task(self._run_sweeper(), name="timer-worker-sweeps"),
+            asyncio.create_task(self._keep_running(self._once, self._wake), name="timer-worker"),
+            asyncio.create_task(
+                self._keep_running(self._start_due_sweeps, self._sweep_wake),
+                name="timer-worker-sweeps",
+            ),
         ]
         self._tasks += [
-            asyncio.create_task(self._run_slot(wake), name=f"timer-worker-calling-out-{n}")
+            asyncio.create_task(
+                self._keep_running(self._slot_once, wake), name=f"timer-worker-calling-out-{n}"
+            )
             for n, wake in enumerate(self._slot_wakes)
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        """Cancel the worker's tasks (the sweeps running too) and wait for them to end.
+
+        The wait can itself be cancelled (``asyncio.wait_for`` bounds it): it gives up
+        waiting, and the tasks are kept for the next stop to cancel again (a handler may
+        have swallowed the cancel). An error a task ended with is raised."""
+        tasks = self._tasks + list(self._sweeping.values())
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        if not tasks:
+            return
+        await asyncio.wait(tasks)  # (unlike a gather, given up on at once when cancelled)
+        self._tasks, self._sweeping = [], {}
+        for task in tasks:
+            if not task.cancelled() and (error := task.exception()) is not None:
+                raise error
 
     def poke(self) -> None:
         """A timer was scheduled here: look again now."""
@@ -259,75 +274,77 @@ class TimerWorker:
         for wake in self._slot_wakes:
             wake.set()
 
-    async def _run(self) -> None:
+    async def _keep_running(
+        self, step: Callable[[], Awaitable[float]], wake: asyncio.Event
+    ) -> None:
+        """Run ``step`` again and again until cancelled, waiting between turns for as long as
+        it says or until ``wake`` is set. A step that fails is logged (once while the database
+        is away) and tried again after the poll interval."""
         while True:
             try:
-                delay = await self._once()
+                delay = await step()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 _stop_if_cancelled(exc)
                 self._outage.failed(exc, "timer worker failed; retrying")
                 delay = self._poll_interval_s
-            else:
-                self._outage.ok()
             if delay > 0:
-                await wait_for_wake(self._wake, delay)
-            self._wake.clear()
+                await wait_for_wake(wake, delay)
+            wake.clear()
 
     async def _once(self) -> float:
         """Fire due timers; returns how long to wait before looking again."""
         claimed = await self._claim_and_fire()
         delay = 0.0 if claimed.full else await self._next_delay(self._registry.claimed_kinds)
+        self._outage.ok()
         if claimed.count == 0 and delay == 0:
             delay = self._poll_interval_s  # due but held by another instance
         return delay
 
-    async def _run_sweeper(self) -> None:
-        """Runs the sweeps as they fall due, apart from the timers: a sweep that waits on the
-        outside (a provider asked after silent calls, a gateway sending the outbox) holds up
-        no timer."""
-        while True:
-            try:
-                if await self.run_sweeps():
-                    self._outage.ok()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                _stop_if_cancelled(exc)
-                self._outage.failed(exc, "timer worker failed; retrying")
-            await wait_for_wake(self._sweep_wake, self._until_next_sweep())
-            self._sweep_wake.clear()
+    async def _slot_once(self) -> float:
+        """A calling-out slot's turn: fire one due timer of the calling-out kinds; how long to
+        wait before looking again (at once after firing one: more may be due)."""
+        kinds = self._registry.calling_out_kinds
+        if not kinds:  # none registered (yet): nothing to look for, nothing to report
+            return self._poll_interval_s
+        fired = await self._fire_calling_out(kinds)
+        delay = 0.0 if fired else await self._next_delay(kinds)
+        self._outage.ok()
+        if not fired and delay == 0:
+            delay = self._poll_interval_s  # due but held by another instance
+        return delay
 
-    async def _run_slot(self, wake: asyncio.Event) -> None:
-        """A calling-out slot: fires one due timer of the calling-out kinds at a time."""
-        while True:
-            kinds = self._registry.calling_out_kinds
-            if not kinds:  # none registered (yet): nothing to look for, nothing to report
-                await wait_for_wake(wake, self._poll_interval_s)
-                wake.clear()
+    async def _start_due_sweeps(self) -> float:
+        """Start each due sweep not running yet in a task of its own; how long until the next
+        falls due."""
+        loop_now = asyncio.get_running_loop().time()
+        for sweep in self._registry.sweeps:
+            if sweep.name in self._sweeping or self._sweep_at.get(sweep.name, loop_now) > loop_now:
                 continue
-            try:
-                delay = await self._slot_once(kinds)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                _stop_if_cancelled(exc)
-                self._outage.failed(exc, "timer worker failed; retrying")
-                delay = self._poll_interval_s
-            else:
-                self._outage.ok()
-            if delay > 0:
-                await wait_for_wake(wake, delay)
-            wake.clear()
+            self._sweep_at[sweep.name] = loop_now + sweep.every_s  # counted from the start
+            self._sweeping[sweep.name] = asyncio.create_task(
+                self._sweep_apart(sweep), name=f"timer-worker-sweep-{sweep.name}"
+            )
+        return self._until_next_sweep()
 
-    async def _slot_once(self, kinds: list[str]) -> float:
-        """Fire one due timer of ``kinds``; how long to wait before looking again (at once
-        after firing one: more may be due)."""
-        if await self._fire_calling_out(kinds):
-            return 0.0
-        delay = await self._next_delay(kinds)
-        return self._poll_interval_s if delay == 0 else delay  # due but held by another instance
+    async def _sweep_apart(self, sweep: SweepSpec) -> None:
+        """Run one sweep in its task: a lost database is reported as the loops report it, any
+        other failure logged; it runs again at its next turn."""
+        try:
+            await self._sweep(sweep)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            _stop_if_cancelled(exc)
+            if database_unavailable(exc):
+                self._outage.failed(exc, "timer worker failed; retrying")
+            else:
+                log.exception("sweep %s failed; it runs again in %ss", sweep.name, sweep.every_s)
+        else:
+            self._outage.ok()
+        finally:
+            self._sweeping.pop(sweep.name, None)
 
     async def _fire_calling_out(self, kinds: list[str]) -> bool:
         """Claim one due timer of ``kinds`` and fire it, in a transaction of its own; whether

@@ -1,6 +1,7 @@
 """Waiting on the outside (a provider's API): the timers of kinds that call out are each fired
-apart, in a transaction of their own, and the sweeps run apart from the timers, so a slow
-provider holds up no other timer."""
+apart, in a transaction of their own, and the sweeps run apart from the timers and from each
+other, so a slow provider holds up no other timer and no other sweep; and a worker stops when
+told, or can be given up on."""
 
 from __future__ import annotations
 
@@ -165,9 +166,10 @@ class TestCallingOut:
         await outside.waited_by(1)
         # The cancel lands in the handler, which may turn it into an error of its own: the
         # slot stops all the same, and the timer is not counted as failed.
-        stopping = asyncio.create_task(worker.stop())
-        stopped, _ = await asyncio.wait({stopping}, timeout=10)  # (stop cannot be cancelled)
-        assert stopped, "the worker's slot went on after the cancel"
+        try:
+            await asyncio.wait_for(worker.stop(), 10)
+        except TimeoutError:
+            raise AssertionError("the worker's slot went on after the cancel") from None
         async with sessionmaker() as session:
             left = await timers.get(session, kind=SLOW, subject="cut short")
         assert left is not None
@@ -176,6 +178,61 @@ class TestCallingOut:
         outside.answer.set()  # the provider answers: another worker fires it
         assert await running(sessionmaker, registry).run_due() == 1
         assert await committed(sessionmaker) == ["cut short"]
+
+    async def test_a_loop_cut_short_outside_a_handler_as_another_error_stops(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """A stop landing in the worker's own database calls (a claim, a commit) may come out
+        as the driver's error on the connection it broke: the loop stops all the same."""
+        worker = running(sessionmaker, TimerRegistry())
+        entered = asyncio.Event()
+
+        async def step() -> float:
+            entered.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                raise ConnectionError("connection was closed in the middle of operation") from None
+            return 0.0
+
+        loop = asyncio.create_task(worker._keep_running(step, asyncio.Event()))
+        await asyncio.wait_for(entered.wait(), 10)
+        loop.cancel()
+        done, _ = await asyncio.wait({loop}, timeout=10)
+        assert done, "the loop went on after the cancel"
+        assert loop.cancelled()
+
+    async def test_a_stop_can_be_given_up_on_when_a_handler_will_not_stop(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """Whoever stops a worker whose handler swallows the cancel may give up waiting (as
+        a shutdown with a deadline does), not hang; a later stop cancels it again."""
+        let_go, entered, refused = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+        async def stubborn(session: AsyncSession, timer: Timer, now: datetime) -> None:
+            entered.set()
+            while not let_go.is_set():
+                try:
+                    await let_go.wait()
+                except asyncio.CancelledError:
+                    refused.set()  # and waits on
+
+        registry = TimerRegistry()
+        registry.register(SLOW, stubborn, calls_out=True)
+        worker = running(sessionmaker, registry)
+        worker.start()
+        try:
+            await schedule_now(sessionmaker, worker, SLOW, "stubborn")
+            await asyncio.wait_for(entered.wait(), 10)
+            stopping = asyncio.create_task(worker.stop())
+            await asyncio.wait_for(refused.wait(), 10)
+            stopping.cancel()
+            done, _ = await asyncio.wait({stopping}, timeout=10)
+            assert done, "giving up on the stop was refused: it waits on the handler"
+            assert stopping.cancelled()
+        finally:
+            let_go.set()
+            await asyncio.wait_for(worker.stop(), 10)  # cancelled again, at its next wait
 
     async def test_two_workers_fire_each_calling_out_timer_exactly_once(
         self, sessionmaker: async_sessionmaker[AsyncSession]
@@ -252,6 +309,41 @@ class TestSweepsWaitingOnTheOutside:
 
             await eventually(quick_committed, what="the timer committed while the sweep waits")
             assert not answer.is_set()
+        finally:
+            answer.set()
+            await worker.stop()
+
+    async def test_a_sweep_waiting_on_the_outside_holds_up_no_other_sweep(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        answer, asking, other_ran = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        cut_short = asyncio.Event()
+
+        async def asks_a_provider(session: AsyncSession, now: datetime) -> int:
+            asking.set()
+            try:
+                await answer.wait()
+            except asyncio.CancelledError:
+                cut_short.set()
+                raise
+            return 0
+
+        async def another(session: AsyncSession, now: datetime) -> int:
+            if asking.is_set():  # a turn that came while the first waits
+                other_ran.set()
+            return 0
+
+        registry = TimerRegistry()
+        registry.register_sweep("test.asks", asks_a_provider, every_s=60)
+        registry.register_sweep("test.another", another, every_s=0.05)
+        worker = running(sessionmaker, registry)
+        worker.start()
+        try:
+            await asyncio.wait_for(asking.wait(), 10)
+            await asyncio.wait_for(other_ran.wait(), 10)
+            # Stopping the worker stops the sweep still waiting, too.
+            await asyncio.wait_for(worker.stop(), 10)
+            assert cut_short.is_set(), "the waiting sweep was left running"
         finally:
             answer.set()
             await worker.stop()
