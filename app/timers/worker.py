@@ -345,6 +345,7 @@ class TimerWorker:
             self._outage.ok()
         finally:
             self._sweeping.pop(sweep.name, None)
+            self._sweep_wake.set()  # its next turn may be due already
 
     async def _fire_calling_out(self, kinds: list[str]) -> bool:
         """Claim one due timer of ``kinds`` and fire it, in a transaction of its own; whether
@@ -384,10 +385,15 @@ class TimerWorker:
         return min(max(float(wait), 0.0), self._poll_interval_s)
 
     def _until_next_sweep(self) -> float:
-        """How long until a registered sweep is due (one that never ran is due now), at most
-        the poll interval."""
+        """How long until a registered sweep not running now is due (one that never ran is
+        due now), at most the poll interval. A sweep still running past its next turn is
+        looked at again when it ends (it wakes the loop), not counted as due meanwhile."""
         loop_now = asyncio.get_running_loop().time()
-        due = [self._sweep_at.get(sweep.name, loop_now) for sweep in self._registry.sweeps]
+        due = [
+            self._sweep_at.get(sweep.name, loop_now)
+            for sweep in self._registry.sweeps
+            if sweep.name not in self._sweeping
+        ]
         if not due:
             return self._poll_interval_s
         return min(max(min(due) - loop_now, 0.0), self._poll_interval_s)

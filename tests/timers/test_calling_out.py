@@ -318,8 +318,11 @@ class TestSweepsWaitingOnTheOutside:
     ) -> None:
         answer, asking, other_ran = asyncio.Event(), asyncio.Event(), asyncio.Event()
         cut_short = asyncio.Event()
+        asked = 0
 
         async def asks_a_provider(session: AsyncSession, now: datetime) -> int:
+            nonlocal asked
+            asked += 1
             asking.set()
             try:
                 await answer.wait()
@@ -334,13 +337,18 @@ class TestSweepsWaitingOnTheOutside:
             return 0
 
         registry = TimerRegistry()
-        registry.register_sweep("test.asks", asks_a_provider, every_s=60)
+        # The waiting sweep falls due again while it waits: it is not started twice, and
+        # the sweeps' loop waits for the other's next turn rather than spin.
+        registry.register_sweep("test.asks", asks_a_provider, every_s=0.05)
         registry.register_sweep("test.another", another, every_s=0.05)
         worker = running(sessionmaker, registry)
         worker.start()
         try:
             await asyncio.wait_for(asking.wait(), 10)
-            await asyncio.wait_for(other_ran.wait(), 10)
+            for _ in range(3):  # turn after turn
+                other_ran.clear()
+                await asyncio.wait_for(other_ran.wait(), 10)
+            assert asked == 1, "the waiting sweep was started again"
             # Stopping the worker stops the sweep still waiting, too.
             await asyncio.wait_for(worker.stop(), 10)
             assert cut_short.is_set(), "the waiting sweep was left running"
