@@ -41,6 +41,17 @@ claimed apart, by ``CALLING_OUT_AT_ONCE`` slots that each claim one due timer at
 fire it in a transaction of its own (``SKIP LOCKED`` as above, the same savepoint, retries
 and parking), so a slow provider holds up one slot and the timer it fires, nothing else.
 
+**Outside the transaction.** Even a transaction of its own holds something back while it
+waits: it has a transaction id, and the event feed's readers wait for every transaction
+older than what they read (``docs/architecture.md``), so consoles would see nothing new
+while a provider answers. A handler of a calling-out kind may therefore do the waiting after
+its transaction: it records in the database that the work is in flight (and schedules its
+own backstop, a timer for when the work should have ended), hands the work to
+``then_outside(session, work)``, and returns. Once the firing has committed, the slot runs
+``work(sessionmaker)`` with no transaction open; the work opens its own to record the
+outcome, checking that the work it records is still the one in flight. If it fails or the
+worker stops, the backstop fires later, as for a crash.
+
 While the database cannot be reached the worker logs one line when it goes away and one when
 it comes back, not a traceback per poll; any other error is logged with its traceback.
 """
@@ -67,6 +78,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Handler = Callable[[AsyncSession, Timer, datetime], Awaitable[None]]
+Outside = Callable[[async_sessionmaker[AsyncSession]], Awaitable[None]]
+"""Work a calling-out handler leaves for after its commit (``then_outside``)."""
+_OUTSIDE: Final = "timers.then_outside"
 # Timers of the kinds that call out fired at once by one worker (each holds a connection for
 # as long as the outside takes to answer).
 CALLING_OUT_AT_ONCE: Final = 4
@@ -189,6 +203,14 @@ class TimerRegistry:
     @property
     def sweeps(self) -> list[SweepSpec]:
         return [self._sweeps[name] for name in sorted(self._sweeps)]
+
+
+def then_outside(session: AsyncSession, work: Outside) -> None:
+    """Run ``work`` once this firing has committed, with no transaction open (see the
+    module). Only a handler of a calling-out kind may: the claim of the others is shared."""
+    if _OUTSIDE not in session.info:
+        raise RuntimeError("then_outside is for the handlers of kinds registered calls_out")
+    session.info[_OUTSIDE].append(work)
 
 
 def _stop_if_cancelled(exc: Exception) -> None:
@@ -351,6 +373,7 @@ class TimerWorker:
         """Claim one due timer of ``kinds`` and fire it, in a transaction of its own; whether
         there was one to claim."""
         claimed: int | None = None
+        outside: list[Outside] = []
         try:
             async with unit_of_work(self._sessionmaker) as session:
                 now = await session.scalar(select(func.now()))
@@ -364,10 +387,19 @@ class TimerWorker:
                     return False
                 claimed = timer.id
                 self._firing.add(claimed)
+                session.info[_OUTSIDE] = outside
                 await self._fire(session, timer, now)
         finally:
             if claimed is not None:  # committed or rolled back: its row's lock is released
                 self._firing.discard(claimed)
+        for work in outside:  # committed: no transaction is open now
+            try:
+                await work(self._sessionmaker)
+            except Exception as exc:
+                _stop_if_cancelled(exc)
+                if database_unavailable(exc):
+                    raise
+                log.exception("the work timer %s left for after its commit failed", claimed)
         return True
 
     async def _next_delay(self, kinds: list[str]) -> float:
@@ -510,6 +542,7 @@ class TimerWorker:
     async def _fire(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
         handler = self._registry.get(timer.kind)
         assert handler is not None
+        outside: list[Outside] | None = session.info.get(_OUTSIDE)
         try:
             async with session.begin_nested():
                 # Deleted before the handler runs, so a handler that schedules its own kind
@@ -517,6 +550,8 @@ class TimerWorker:
                 await session.execute(delete(Timer).where(Timer.id == timer.id))
                 await handler(session, timer, now)
         except Exception as exc:
+            if outside:
+                outside.clear()  # rolled back: what it recorded as in flight is not
             _stop_if_cancelled(exc)  # stopped mid-handler: not the handler's failure
             if database_unavailable(exc):
                 raise  # not the handler's fault: the transaction is gone, the row stays due

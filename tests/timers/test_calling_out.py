@@ -9,7 +9,7 @@ import asyncio
 from datetime import datetime
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import unit_of_work
@@ -17,7 +17,7 @@ from app.events.log import record
 from app.events.models import Event
 from app.timers import service as timers
 from app.timers.models import Timer
-from app.timers.worker import CALLING_OUT_AT_ONCE, TimerRegistry, TimerWorker
+from app.timers.worker import CALLING_OUT_AT_ONCE, TimerRegistry, TimerWorker, then_outside
 from tests.fixtures.polling import eventually
 from tests.timers.test_timers import db_now, fired, mark, schedule_in
 
@@ -355,3 +355,93 @@ class TestSweepsWaitingOnTheOutside:
         finally:
             answer.set()
             await worker.stop()
+
+
+class TestWorkOutsideTheTransaction:
+    """``then_outside``: a calling-out handler leaves its waiting for after its commit."""
+
+    async def test_the_work_runs_after_the_commit_with_no_transaction_open(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        seen: dict[str, object] = {}
+
+        async def work(maker: async_sessionmaker[AsyncSession]) -> None:
+            async with maker() as session:  # another connection: it sees what was committed
+                seen["committed"] = await fired(session)
+                seen["open"] = await session.scalar(
+                    select(func.count())
+                    .select_from(text("pg_stat_activity"))
+                    .where(
+                        text("state LIKE 'idle in transaction%' AND datname = current_database()")
+                    )
+                )
+
+        async def handler(session: AsyncSession, timer: Timer, now: datetime) -> None:
+            await mark(session, timer, now)
+            then_outside(session, work)
+
+        registry = TimerRegistry()
+        registry.register(SLOW, handler, calls_out=True)
+        await schedule_in(sessionmaker, SLOW, "then", 0)
+        assert await running(sessionmaker, registry).run_due() == 1
+        assert seen["committed"] == ["then"], "the work ran before the firing committed"
+        assert seen["open"] == 0, "a transaction stayed open while the work ran"
+
+    async def test_a_handler_that_fails_leaves_no_work(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        ran: list[str] = []
+
+        async def work(maker: async_sessionmaker[AsyncSession]) -> None:
+            ran.append("work")
+
+        async def handler(session: AsyncSession, timer: Timer, now: datetime) -> None:
+            then_outside(session, work)
+            raise RuntimeError("the handler failed after handing its work on")
+
+        registry = TimerRegistry()
+        registry.register(SLOW, handler, calls_out=True)
+        await schedule_in(sessionmaker, SLOW, "failing", 0)
+        assert await running(sessionmaker, registry).run_due() == 1
+        assert ran == []
+        async with sessionmaker() as session:
+            timer = await timers.get(session, kind=SLOW, subject="failing")
+        assert timer is not None
+        assert timer.attempts == 1  # retried, as any failure
+
+    async def test_only_a_calling_out_kind_may_hand_on_work(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        async def work(maker: async_sessionmaker[AsyncSession]) -> None:
+            raise AssertionError("never run")
+
+        async def handler(session: AsyncSession, timer: Timer, now: datetime) -> None:
+            then_outside(session, work)
+
+        registry = TimerRegistry()
+        registry.register(QUICK, handler)
+        await schedule_in(sessionmaker, QUICK, "claimed", 0)
+        assert await running(sessionmaker, registry).run_due() == 1
+        async with sessionmaker() as session:
+            timer = await timers.get(session, kind=QUICK, subject="claimed")
+        assert timer is not None
+        assert "calls_out" in (timer.last_error or "")
+
+    async def test_work_that_fails_is_logged_and_the_slot_goes_on(
+        self, sessionmaker: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+    ) -> None:
+        async def work(maker: async_sessionmaker[AsyncSession]) -> None:
+            raise RuntimeError("the provider's answer made no sense")
+
+        async def handler(session: AsyncSession, timer: Timer, now: datetime) -> None:
+            await mark(session, timer, now)
+            if timer.subject == "first":
+                then_outside(session, work)
+
+        registry = TimerRegistry()
+        registry.register(SLOW, handler, calls_out=True)
+        await schedule_in(sessionmaker, SLOW, "first", 0)
+        await schedule_in(sessionmaker, SLOW, "second", 0)
+        assert await running(sessionmaker, registry).run_due() == 2
+        assert await committed(sessionmaker) == ["first", "second"]
+        assert "the provider's answer made no sense" in caplog.text
