@@ -41,11 +41,20 @@ Decisions, and why
 - **The call's row is locked without waiting** (``NOWAIT``, as routing's handlers do): a
   handler that waited for a row a webhook holds would hold one of the worker's few
   calling-out slots meanwhile. Locked: it fires again a moment later.
-- **The provider is called under the lock.** A wait-loop turn arriving meanwhile waits for
-  the redirect's outcome (at most ``twilio_api_timeout_s``) instead of bridging the caller
-  a second time. The kinds are registered as calling out (``calls_out``): the timer worker
-  fires each of their timers in a transaction of its own, apart from the claim of the other
-  kinds, so a slow provider holds up the redirect and nothing else (an offer's ring
+- **The provider is called with no transaction open.** A transaction open while Twilio
+  answers would hold the event feed back (it has a transaction id: every console and
+  wallboard would wait for Twilio). The handler marks the call as being redirected until a
+  lease ends (``redirecting_until``: the provider's timeout and ``LEASE_MARGIN_S``),
+  schedules the ``ivr.bridge`` timer for the lease's end as its backstop, and commits; the
+  redirect is then asked of Twilio (``timers.worker.then_outside``), and its outcome is
+  recorded in a transaction of its own, only if the call's lease is still this redirect's
+  (a redirect that outlived its lease has been taken over by the backstop). A wait-loop
+  turn arriving while a redirect is in flight does not bridge the caller a second time:
+  the caller keeps holding, and the redirect takes the call. A process that dies with a
+  redirect in flight leaves the lease to run out: the backstop redirects again, and the
+  wait loop bridges the caller meanwhile. The kinds are registered as calling out
+  (``calls_out``): the timer worker fires each of their timers apart from the claim of the
+  other kinds, so a slow provider holds up the redirect and nothing else (an offer's ring
   timeout, a contact's max wait, a complaint's clock).
 - **An agent without an endpoint** cannot be dialled: the path says so
   (``no_endpoint``) and the caller keeps hearing "please hold" until the agent or a
@@ -56,13 +65,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import DateTime, func, literal, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.db import unit_of_work
 from app.events.log import record_many
 from app.ivr import advance, callbacks, provider, twiml, waiting
 from app.ivr.models import CallStatus, IvrCall, Provider
@@ -72,13 +83,16 @@ from app.routing.contact_states import ContactStatus
 from app.routing.models import Contact
 from app.routing.offers import PHONE_ANSWERED
 from app.timers import service as timers
-from app.timers.worker import TimerRegistry
+from app.timers.worker import Outside, TimerRegistry, then_outside
 
 log = logging.getLogger(__name__)
 
 BRIDGE_RETRY: Final = "ivr.bridge"
 BRIDGE_RETRIES: Final = 3
 MAX_BACK: Final = 20  # parents followed back from an answered contact (transfers, overflows)
+# A redirect in flight is waited for the provider's timeout and this much more, then taken
+# over by its backstop.
+LEASE_MARGIN_S: Final = 5
 
 
 async def call_of_contact(
@@ -144,23 +158,80 @@ async def _redirect(
         if not _noted(call, "no_endpoint"):
             advance.note(call, None, "no_endpoint", call.step, now, agent=str(contact.agent_id))
         return
+    if call.redirecting_until is not None and call.redirecting_until > now:
+        # One is in flight: its outcome is recorded when Twilio answers; its backstop stands.
+        until = call.redirecting_until
+        await timers.schedule(session, kind=BRIDGE_RETRY, subject=contact.id, due_at=until)
+        return
     document = twiml.bridge(endpoint, waiting.language_of(call), voice=callbacks.voice_of(settings))
-    try:
-        await provider.redirect(settings, call.call_ref, document)
-    except provider.CallOver as exc:
-        log.info("call %s is over: its caller was not put through to the agent", call.id)
-        advance.note(call, None, "bridge_failed", call.step, now, detail=str(exc))
-        await _call_over(session, call, contact, now)
-        return
-    except provider.ProviderFailed as exc:
-        failures = _count(call, "bridge_failed") + 1
-        log.warning("redirecting call %s to its agent failed: %s", call.id, exc)
-        advance.note(call, None, "bridge_failed", call.step, now, detail=str(exc))
-        if failures < BRIDGE_RETRIES:
-            due = now + timedelta(seconds=failures)
-            await timers.schedule(session, kind=BRIDGE_RETRY, subject=contact.id, due_at=due)
-        return
-    bridged(call, contact, via="redirect", now=now)
+    lease = now + timedelta(seconds=settings.twilio_api_timeout_s + LEASE_MARGIN_S)
+    call.redirecting_until = lease
+    await timers.schedule(session, kind=BRIDGE_RETRY, subject=contact.id, due_at=lease)
+    redirect = Redirect(call.id, call.call_ref, document, lease, contact.id, contact.agent_id)
+    then_outside(session, redirect.send(settings))
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """A redirect of a queued caller to their agent, in flight at the provider."""
+
+    call_id: int
+    call_ref: str
+    document: str
+    lease: datetime
+    contact_id: int
+    agent_id: int | None
+
+    def send(self, settings: Settings) -> Outside:
+        async def send(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+            refused: provider.ProviderFailed | None = None
+            try:
+                await provider.redirect(settings, self.call_ref, self.document)
+            except provider.ProviderFailed as exc:  # CallOver among them
+                refused = exc
+            async with unit_of_work(sessionmaker) as session:
+                await self.record(session, refused)
+
+        return send
+
+    async def record(self, session: AsyncSession, refused: provider.ProviderFailed | None) -> None:
+        """Twilio answered the redirect (``refused`` None: it took it): on the call, if its
+        lease is still this redirect's."""
+        call = await session.scalar(
+            select(IvrCall)
+            .where(IvrCall.id == self.call_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if call is None or call.redirecting_until != self.lease:
+            return  # it outlived its lease: the backstop took over
+        call.redirecting_until = None
+        now = await session.scalar(select(func.now()))
+        assert now is not None
+        if call.status != CallStatus.queued.value:  # the caller hung up meanwhile
+            await timers.cancel(session, kind=BRIDGE_RETRY, subject=self.contact_id)
+            return
+        if refused is None:
+            bridged(call, self.agent_id, via="redirect", now=now)
+            await timers.cancel(session, kind=BRIDGE_RETRY, subject=self.contact_id)
+        elif isinstance(refused, provider.CallOver):
+            log.info("call %s is over: its caller was not put through to the agent", call.id)
+            advance.note(call, None, "bridge_failed", call.step, now, detail=str(refused))
+            await timers.cancel(session, kind=BRIDGE_RETRY, subject=self.contact_id)
+            await _call_over(
+                session, call, await waiting.live_contact(session, self.contact_id), now
+            )
+        else:
+            failures = _count(call, "bridge_failed") + 1
+            log.warning("redirecting call %s to its agent failed: %s", call.id, refused)
+            advance.note(call, None, "bridge_failed", call.step, now, detail=str(refused))
+            if failures < BRIDGE_RETRIES:  # the backstop becomes the retry
+                due = now + timedelta(seconds=failures)
+                await timers.schedule(
+                    session, kind=BRIDGE_RETRY, subject=self.contact_id, due_at=due
+                )
+            else:
+                await timers.cancel(session, kind=BRIDGE_RETRY, subject=self.contact_id)
 
 
 async def _call_over(session: AsyncSession, call: IvrCall, contact: Contact, now: datetime) -> None:
@@ -172,10 +243,10 @@ async def _call_over(session: AsyncSession, call: IvrCall, contact: Contact, now
     await record_many(session, [waiting.call_ended(call, before)])
 
 
-def bridged(call: IvrCall, contact: Contact, *, via: str, now: datetime) -> None:
+def bridged(call: IvrCall, agent_id: int | None, *, via: str, now: datetime) -> None:
     """The caller is connected to the contact's agent: on the call and in its path."""
     call.status = CallStatus.bridged.value
-    advance.note(call, None, "bridged", call.step, now, agent=str(contact.agent_id), via=via)
+    advance.note(call, None, "bridged", call.step, now, agent=str(agent_id), via=via)
 
 
 async def bridge_in_loop(
@@ -199,6 +270,8 @@ async def put_through_in_loop(
     await session.refresh(call, with_for_update=True)
     if call.status not in (CallStatus.queued.value, CallStatus.bridged.value):
         return None
+    if call.redirecting_until is not None and await _in_flight(session, call.redirecting_until):
+        return None  # a redirect is in flight: it puts the caller through, not this turn
     if call.contact_id is None:
         return None
     contact = await waiting.live_contact(session, call.contact_id)
@@ -208,8 +281,14 @@ async def put_through_in_loop(
     if not endpoint:
         return None
     if call.status == CallStatus.queued.value:
-        bridged(call, contact, via="wait_loop", now=now)
+        bridged(call, contact.agent_id, via="wait_loop", now=now)
     return contact, endpoint
+
+
+async def _in_flight(session: AsyncSession, lease: datetime) -> bool:
+    """Whether a redirect's lease still runs, by the database's clock (the one it was set
+    by: a webhook's ``now`` may be another, a test's)."""
+    return bool(await session.scalar(select(func.now() < literal(lease, DateTime(timezone=True)))))
 
 
 def _count(call: IvrCall, result: str) -> int:

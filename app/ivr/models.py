@@ -14,7 +14,9 @@ the call is (``in_ivr``, ``queued``, ``bridged``, ``ended``), its contact once e
 path (``transcript``), how it ended (``outcome``, and the node a caller hung up at), and when
 a webhook for it was last heard (``heard_at``: ``app.ivr.silence`` asks after calls silent
 for too long) and when a turn of the wait loop last found its caller queued (``waited_at``:
-a JSON provider's queued call is held to the silence once its provider keeps the loop).
+a JSON provider's queued call is held to the silence once its provider keeps the loop),
+and a redirect to the agent in flight at the provider (``redirecting_until``, its lease:
+``app.ivr.bridge``).
 
 ``ivr_steps`` is the exactly-once record: one row per step taken, holding the response
 given. ``(call_id, seq)`` and ``(call_id, token)`` are unique, so a webhook delivered twice
@@ -164,6 +166,10 @@ class IvrCall(Base):
     )
     waited_at: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True), comment="when a turn of the wait loop last found the caller queued"
+    )
+    redirecting_until: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True),
+        comment="a redirect to the agent is in flight at the provider until then (its lease)",
     )
     left_ivr_at: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True), comment="enqueued, transferred or ended: the time in the IVR ends"

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from httpx import AsyncClient
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.config import Settings
 from tests.fixtures.factories import Api, expect
@@ -84,6 +86,16 @@ async def ended_events(engine: AsyncEngine) -> list[tuple[str, int]]:
             text("SELECT data FROM events WHERE type = 'ivr.call_ended' ORDER BY id")
         )
         return [(d["status_before"], d["contact_id"]) for (d,) in rows.all()]
+
+
+async def backstops(engine: AsyncEngine, contact_id: int) -> int:
+    """The ``ivr.bridge`` timers pending for the contact: the redirect's backstop, a retry."""
+    async with engine.connect() as conn:
+        found = await conn.scalar(
+            text("SELECT count(*) FROM timers WHERE kind = 'ivr.bridge' AND subject = :s"),
+            {"s": str(contact_id)},
+        )
+    return int(found or 0)
 
 
 @pytest.mark.usefixtures("ready")
@@ -322,6 +334,45 @@ class TestTheJsonProviderWaits:
         assert agent["status"] == "available"
 
 
+@asynccontextmanager
+async def redirect_held(
+    api: Api, client: AsyncClient, twilio_api: FakeTwilio
+) -> AsyncIterator[tuple[TwilioCall, int]]:
+    """A queued caller whose contact an agent accepts while Twilio holds the redirect
+    unanswered; Twilio answers when the block ends, however it ends."""
+    _, console = await complaints_agent(api)
+    phone, contact_id = await queued_caller(api, client)
+    twilio_api.answering.clear()
+    try:
+        offer = await offer_for(console, contact_id)
+        expect(await console.post(f"/api/v1/offers/{offer['id']}/accept"), 200)
+        await twilio_api.received(1, within=10)  # the redirect, not answered yet
+        yield phone, contact_id
+    finally:
+        twilio_api.answering.set()
+
+
+async def run_out_lease(engine: AsyncEngine, phone: TwilioCall, contact_id: int) -> None:
+    """The redirect's lease runs out unanswered (its instance died, say): the lease ended a
+    second ago, and its backstop is due now."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE ivr_calls SET redirecting_until = now() - interval '1 second'"
+                " WHERE call_ref = :sid"
+            ),
+            {"sid": phone.sid},
+        )
+        await backstop_due_now(conn, contact_id)
+
+
+async def backstop_due_now(conn: AsyncConnection, contact_id: int) -> None:
+    await conn.execute(
+        text("UPDATE timers SET due_at = now() WHERE kind = 'ivr.bridge' AND subject = :s"),
+        {"s": str(contact_id)},
+    )
+
+
 @pytest.mark.usefixtures("ready")
 class TestASlowProvider:
     @pytest.fixture
@@ -332,29 +383,117 @@ class TestASlowProvider:
     async def test_a_redirect_twilio_is_slow_to_answer_holds_up_no_ring_timeout(
         self, api: Api, client: AsyncClient, twilio_api: FakeTwilio, engine: AsyncEngine
     ) -> None:
-        _, console = await complaints_agent(api)
-        phone, contact_id = await queued_caller(api, client)
         chats = await acd.queue(api, channels=["chat"], ring_timeout_s=1)
         chat_console = await acd.available_agent(api, capacity={"chat": 1})
-        twilio_api.answering.clear()
-        offer = await offer_for(console, contact_id)
-        expect(await console.post(f"/api/v1/offers/{offer['id']}/accept"), 200)
-        await twilio_api.received(1, within=10)  # the redirect, not answered yet
-        chat = await acd.contact(api, chats["name"])
-        await offer_for(chat_console, int(chat["id"]))
+        async with redirect_held(api, client, twilio_api) as (phone, _):
+            chat = await acd.contact(api, chats["name"])
+            await offer_for(chat_console, int(chat["id"]))
 
-        async def rang_out() -> bool:
-            async with engine.connect() as conn:
-                found = await conn.scalar(
-                    text("SELECT count(*) FROM offers WHERE contact_id = :c AND status = :s"),
-                    {"c": chat["id"], "s": "expired"},
-                )
-            return bool(found)
+            async def rang_out() -> bool:
+                async with engine.connect() as conn:
+                    found = await conn.scalar(
+                        text("SELECT count(*) FROM offers WHERE contact_id = :c AND status = :s"),
+                        {"c": chat["id"], "s": "expired"},
+                    )
+                return bool(found)
 
-        # The chat's offer rings a second and nobody answers: it ends on time, while the
-        # redirect still waits for Twilio.
-        await eventually(rang_out, within=20, what="the chat's offer to ring out")
-        assert (await call_of(api, phone.sid))["status"] == "queued"
-        twilio_api.answering.set()
+            # The chat's offer rings a second and nobody answers: it ends on time, while the
+            # redirect still waits for Twilio.
+            await eventually(rang_out, within=20, what="the chat's offer to ring out")
+            assert (await call_of(api, phone.sid))["status"] == "queued"
         await call_status(api, phone.sid, "bridged")
         assert len(twilio_api.requests) == 1
+
+    async def test_the_event_feed_moves_on_while_twilio_is_slow_to_answer_a_redirect(
+        self, api: Api, client: AsyncClient, twilio_api: FakeTwilio
+    ) -> None:
+        """No transaction stays open while Twilio answers: one would hold back every reader
+        of the event feed (consoles, wallboards), as it waits for the oldest open one."""
+        chats = await acd.queue(api, channels=["chat"])
+        async with redirect_held(api, client, twilio_api) as (phone, _):
+            cursor = await api.event_cursor()
+            chat = await acd.contact(api, chats["name"])
+
+            def chat_queued(events: list[dict[str, Any]]) -> bool:
+                return any(
+                    e["type"] == "contact.queued" and e["subject"]["id"] == str(chat["id"])
+                    for e in events
+                )
+
+            events = await api.events_until(cursor, chat_queued, timeout_s=20)
+            assert chat_queued(events), "the feed waited for Twilio's answer"
+            assert (await call_of(api, phone.sid))["status"] == "queued"
+        await call_status(api, phone.sid, "bridged")
+
+    async def test_a_wait_loop_turn_while_a_redirect_is_in_flight_keeps_the_caller_holding(
+        self, api: Api, client: AsyncClient, twilio_api: FakeTwilio, engine: AsyncEngine
+    ) -> None:
+        """The redirect puts the caller through: a turn of the wait loop meanwhile does not
+        dial the agent a second time (the redirect would cut that dial short)."""
+        async with redirect_held(api, client, twilio_api) as (phone, contact_id):
+            answer = await asyncio.wait_for(phone.redirect(), 10)
+            assert dialled(answer) == [], answer
+            assert phone.waiting(), answer
+        call = await call_status(api, phone.sid, "bridged")
+        assert results(call).count("bridged") == 1
+        assert call["path"][-1]["via"] == "redirect"
+        assert len(twilio_api.requests) == 1
+        assert await backstops(engine, contact_id) == 0, "the redirect's backstop was left"
+
+    async def test_a_wait_loop_turn_after_a_redirects_lease_ran_out_bridges_the_caller(
+        self, api: Api, client: AsyncClient, twilio_api: FakeTwilio, engine: AsyncEngine
+    ) -> None:
+        """A redirect whose lease ran out unanswered no longer holds the caller: the next turn
+        of the wait loop puts them through (the backstop, not woken here, would too)."""
+        async with redirect_held(api, client, twilio_api) as (phone, contact_id):
+            await run_out_lease(engine, phone, contact_id)
+            answer = await asyncio.wait_for(phone.redirect(), 10)
+            assert dialled(answer) == [("Sip", ENDPOINT)], answer
+        call = await call_status(api, phone.sid, "bridged")
+        assert results(call).count("bridged") == 1
+        assert call["path"][-1]["via"] == "wait_loop"
+
+    async def test_the_redirects_backstop_does_not_redirect_again_while_one_is_in_flight(
+        self, api: Api, client: AsyncClient, twilio_api: FakeTwilio, engine: AsyncEngine, app: Any
+    ) -> None:
+        """The ``ivr.bridge`` timer stands behind a redirect in flight (for a process that
+        dies with one): fired before the lease ends, it leaves the redirect to Twilio and
+        stands again at the lease's end; once the redirect is recorded, it is gone."""
+        async with redirect_held(api, client, twilio_api) as (phone, contact_id):
+            assert await backstops(engine, contact_id) == 1
+            async with engine.begin() as conn:
+                await backstop_due_now(conn, contact_id)
+            app.state.timer_worker.poke()
+
+            async def fired_and_standing_again() -> bool:
+                async with engine.connect() as conn:
+                    later = await conn.scalar(
+                        text(
+                            "SELECT count(*) FROM timers WHERE kind = 'ivr.bridge'"
+                            " AND subject = :s AND due_at > now()"
+                        ),
+                        {"s": str(contact_id)},
+                    )
+                return bool(later == 1)
+
+            await eventually(fired_and_standing_again, what="the backstop fired early")
+            assert len(twilio_api.requests) == 1, "redirected again while one was in flight"
+        await call_status(api, phone.sid, "bridged")
+        assert await backstops(engine, contact_id) == 0
+        assert len(twilio_api.requests) == 1
+
+    async def test_a_redirect_answered_after_its_lease_ran_out_is_left_to_the_one_after_it(
+        self, api: Api, client: AsyncClient, twilio_api: FakeTwilio, engine: AsyncEngine, app: Any
+    ) -> None:
+        """A redirect still unanswered when its lease runs out is taken over by the backstop,
+        which redirects again; the first one's answer, when it comes (a failure here), is not
+        recorded over the second's."""
+        async with redirect_held(api, client, twilio_api) as (phone, contact_id):
+            await run_out_lease(engine, phone, contact_id)
+            app.state.timer_worker.poke()
+            await twilio_api.received(2, within=10)  # the backstop's redirect
+            twilio_api.fail_next(500)  # Twilio answers the first one first: a failure
+        call = await call_status(api, phone.sid, "bridged")
+        assert "bridge_failed" not in results(call), results(call)
+        assert results(call).count("bridged") == 1
+        assert await backstops(engine, contact_id) == 0
