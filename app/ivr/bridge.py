@@ -206,18 +206,17 @@ class Redirect:
         if call is None or call.redirecting_until != self.lease:
             return  # it outlived its lease: the backstop took over
         call.redirecting_until = None
+        # The redirect has its answer: its backstop goes (a failure schedules the retry).
+        await timers.cancel(session, kind=BRIDGE_RETRY, subject=self.contact_id)
         now = await session.scalar(select(func.now()))
         assert now is not None
         if call.status != CallStatus.queued.value:  # the caller hung up meanwhile
-            await timers.cancel(session, kind=BRIDGE_RETRY, subject=self.contact_id)
             return
         if refused is None:
             bridged(call, self.agent_id, via="redirect", now=now)
-            await timers.cancel(session, kind=BRIDGE_RETRY, subject=self.contact_id)
         elif isinstance(refused, provider.CallOver):
             log.info("call %s is over: its caller was not put through to the agent", call.id)
             advance.note(call, None, "bridge_failed", call.step, now, detail=str(refused))
-            await timers.cancel(session, kind=BRIDGE_RETRY, subject=self.contact_id)
             await _call_over(
                 session, call, await waiting.live_contact(session, self.contact_id), now
             )
@@ -225,13 +224,11 @@ class Redirect:
             failures = _count(call, "bridge_failed") + 1
             log.warning("redirecting call %s to its agent failed: %s", call.id, refused)
             advance.note(call, None, "bridge_failed", call.step, now, detail=str(refused))
-            if failures < BRIDGE_RETRIES:  # the backstop becomes the retry
+            if failures < BRIDGE_RETRIES:
                 due = now + timedelta(seconds=failures)
                 await timers.schedule(
                     session, kind=BRIDGE_RETRY, subject=self.contact_id, due_at=due
                 )
-            else:
-                await timers.cancel(session, kind=BRIDGE_RETRY, subject=self.contact_id)
 
 
 async def _call_over(session: AsyncSession, call: IvrCall, contact: Contact, now: datetime) -> None:

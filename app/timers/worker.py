@@ -340,11 +340,7 @@ class TimerWorker:
     async def _start_due_sweeps(self) -> float:
         """Start each due sweep not running yet in a task of its own; how long until the next
         falls due."""
-        loop_now = asyncio.get_running_loop().time()
-        for sweep in self._registry.sweeps:
-            if sweep.name in self._sweeping or self._sweep_at.get(sweep.name, loop_now) > loop_now:
-                continue
-            self._sweep_at[sweep.name] = loop_now + sweep.every_s  # counted from the start
+        for sweep in self._take_due():
             self._sweeping[sweep.name] = asyncio.create_task(
                 self._sweep_apart(sweep), name=f"timer-worker-sweep-{sweep.name}"
             )
@@ -436,13 +432,8 @@ class TimerWorker:
         Returns what each sweep that ran did. A sweep that fails is logged and runs again at
         its next turn; a lost connection is raised for the loop to report.
         """
-        loop_now = asyncio.get_running_loop().time()
         done: dict[str, int] = {}
-        for sweep in self._registry.sweeps:
-            if self._sweep_at.get(sweep.name, loop_now) > loop_now:
-                continue
-            # Counted from the start, so a slow or failing sweep does not run back to back.
-            self._sweep_at[sweep.name] = loop_now + sweep.every_s
+        for sweep in self._take_due():
             try:
                 done[sweep.name] = await self._sweep(sweep)
             except Exception as exc:
@@ -450,6 +441,20 @@ class TimerWorker:
                     raise
                 log.exception("sweep %s failed; it runs again in %ss", sweep.name, sweep.every_s)
         return done
+
+    def _take_due(self) -> list[SweepSpec]:
+        """The registered sweeps due now and not running, each given its next turn, counted
+        from now (its start: a slow or failing sweep does not run back to back)."""
+        loop_now = asyncio.get_running_loop().time()
+        due = [
+            sweep
+            for sweep in self._registry.sweeps
+            if sweep.name not in self._sweeping
+            and self._sweep_at.get(sweep.name, loop_now) <= loop_now
+        ]
+        for sweep in due:
+            self._sweep_at[sweep.name] = loop_now + sweep.every_s
+        return due
 
     async def _sweep(self, sweep: SweepSpec) -> int:
         async with unit_of_work(self._sessionmaker) as session:
