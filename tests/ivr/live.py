@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.ivr import bridge
@@ -97,3 +99,18 @@ async def call_of(api: Api, sid: str) -> dict[str, Any]:
 
 def results(call: dict[str, Any]) -> list[str]:
     return [step["result"] for step in call["path"]]
+
+
+async def timers_of(
+    engine: AsyncEngine, kind: str, subject: int | None = None, *, due_later: bool = False
+) -> int:
+    """How many timers of ``kind`` are pending (of ``subject`` only, if given; only those not
+    due yet by the database's clock, with ``due_later``)."""
+    sql = "SELECT count(*) FROM timers WHERE kind = :kind"
+    if subject is not None:
+        sql += " AND subject = :subject"
+    if due_later:
+        sql += " AND due_at > now()"
+    async with engine.connect() as conn:
+        found = await conn.scalar(text(sql), {"kind": kind, "subject": str(subject)})
+    return int(found or 0)

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.config import Settings
+from app.ivr.bridge import BRIDGE_RETRY
 from tests.fixtures.factories import Api, expect
 from tests.fixtures.polling import eventually
 from tests.ivr import live
@@ -29,6 +30,7 @@ from tests.ivr.live import (
     live_settings,
     menus_to,
     results,
+    timers_of,
 )
 from tests.ivr.telephony import (
     ACCOUNT,
@@ -86,16 +88,6 @@ async def ended_events(engine: AsyncEngine) -> list[tuple[str, int]]:
             text("SELECT data FROM events WHERE type = 'ivr.call_ended' ORDER BY id")
         )
         return [(d["status_before"], d["contact_id"]) for (d,) in rows.all()]
-
-
-async def backstops(engine: AsyncEngine, contact_id: int) -> int:
-    """The ``ivr.bridge`` timers pending for the contact: the redirect's backstop, a retry."""
-    async with engine.connect() as conn:
-        found = await conn.scalar(
-            text("SELECT count(*) FROM timers WHERE kind = 'ivr.bridge' AND subject = :s"),
-            {"s": str(contact_id)},
-        )
-    return int(found or 0)
 
 
 @pytest.mark.usefixtures("ready")
@@ -250,12 +242,6 @@ class JsonCall:
         return int(answer["actions"][-1]["enqueue"]["contact_id"])
 
 
-async def timers_of(engine: AsyncEngine, kind: str) -> int:
-    async with engine.connect() as conn:
-        found = await conn.execute(text("SELECT count(*) FROM timers WHERE kind = :k"), {"k": kind})
-        return int(found.scalar_one())
-
-
 @pytest.mark.usefixtures("ready")
 class TestTheJsonProviderWaits:
     """A provider of the JSON protocol holds its queued caller itself: Hotline cannot redirect
@@ -368,8 +354,8 @@ async def run_out_lease(engine: AsyncEngine, phone: TwilioCall, contact_id: int)
 
 async def backstop_due_now(conn: AsyncConnection, contact_id: int) -> None:
     await conn.execute(
-        text("UPDATE timers SET due_at = now() WHERE kind = 'ivr.bridge' AND subject = :s"),
-        {"s": str(contact_id)},
+        text("UPDATE timers SET due_at = now() WHERE kind = :k AND subject = :s"),
+        {"k": BRIDGE_RETRY, "s": str(contact_id)},
     )
 
 
@@ -438,7 +424,9 @@ class TestASlowProvider:
         assert results(call).count("bridged") == 1
         assert call["path"][-1]["via"] == "redirect"
         assert len(twilio_api.requests) == 1
-        assert await backstops(engine, contact_id) == 0, "the redirect's backstop was left"
+        assert await timers_of(engine, BRIDGE_RETRY, contact_id) == 0, (
+            "the redirect's backstop was left"
+        )
 
     async def test_a_wait_loop_turn_after_a_redirects_lease_ran_out_bridges_the_caller(
         self, api: Api, client: AsyncClient, twilio_api: FakeTwilio, engine: AsyncEngine
@@ -460,26 +448,19 @@ class TestASlowProvider:
         dies with one): fired before the lease ends, it leaves the redirect to Twilio and
         stands again at the lease's end; once the redirect is recorded, it is gone."""
         async with redirect_held(api, client, twilio_api) as (phone, contact_id):
-            assert await backstops(engine, contact_id) == 1
+            assert await timers_of(engine, BRIDGE_RETRY, contact_id) == 1
             async with engine.begin() as conn:
                 await backstop_due_now(conn, contact_id)
             app.state.timer_worker.poke()
 
             async def fired_and_standing_again() -> bool:
-                async with engine.connect() as conn:
-                    later = await conn.scalar(
-                        text(
-                            "SELECT count(*) FROM timers WHERE kind = 'ivr.bridge'"
-                            " AND subject = :s AND due_at > now()"
-                        ),
-                        {"s": str(contact_id)},
-                    )
-                return bool(later == 1)
+                later = await timers_of(engine, BRIDGE_RETRY, contact_id, due_later=True)
+                return later == 1
 
             await eventually(fired_and_standing_again, what="the backstop fired early")
             assert len(twilio_api.requests) == 1, "redirected again while one was in flight"
         await call_status(api, phone.sid, "bridged")
-        assert await backstops(engine, contact_id) == 0
+        assert await timers_of(engine, BRIDGE_RETRY, contact_id) == 0
         assert len(twilio_api.requests) == 1
 
     async def test_a_redirect_answered_after_its_lease_ran_out_is_left_to_the_one_after_it(
@@ -496,4 +477,4 @@ class TestASlowProvider:
         call = await call_status(api, phone.sid, "bridged")
         assert "bridge_failed" not in results(call), results(call)
         assert results(call).count("bridged") == 1
-        assert await backstops(engine, contact_id) == 0
+        assert await timers_of(engine, BRIDGE_RETRY, contact_id) == 0

@@ -24,7 +24,15 @@ from tests.fixtures.factories import Api, expect
 from tests.fixtures.polling import eventually
 from tests.ivr import live
 from tests.ivr.conftest import Clock
-from tests.ivr.live import STRANGER, accept, call_of, complaints_agent, menus_to, results
+from tests.ivr.live import (
+    STRANGER,
+    accept,
+    call_of,
+    complaints_agent,
+    menus_to,
+    results,
+    timers_of,
+)
 from tests.ivr.telephony import HOTLINE, JsonProvider, TwilioCall, centre, upload
 from tests.ivr.twilio_api import FakeTwilio
 
@@ -84,11 +92,7 @@ class Line:
         call's row while it runs, and the sweep skips a row another transaction holds."""
 
         async def none_pending() -> bool:
-            async with self.engine.connect() as conn:
-                pending = await conn.scalar(
-                    text("SELECT count(*) FROM timers WHERE kind = 'contact.phone_answered'")
-                )
-            return bool(pending == 0)
+            return await timers_of(self.engine, "contact.phone_answered") == 0
 
         await eventually(none_pending, what="the answer's timer to fire")
 

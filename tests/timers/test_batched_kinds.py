@@ -4,30 +4,17 @@ one by one afterwards fired one by one."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.db import create_engine, create_sessionmaker, unit_of_work
+from app.db import unit_of_work
 from app.timers import service as timers
 from app.timers.models import Timer
 from app.timers.worker import DueTimer, TimerRegistry, TimerWorker
-
-
-@pytest.fixture
-async def engine(db: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(db, pool_size=4)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return create_sessionmaker(engine)
 
 
 async def rows(engine: AsyncEngine, sql: str) -> list[Any]:

@@ -234,7 +234,7 @@ async def axe_violations(
     return [violation for violation in found if violation["impact"] in impacts]
 
 
-def refused_with(retry_after_s: int, detail: str) -> Callable[[Route], Awaitable[None]]:
+def refused_with(retry_after_s: int, detail: str) -> RouteHandler:
     """A route handler that answers as the service does past a rate limit (429 and
     ``Retry-After``): the page's own wording of the wait is what a test reads."""
 
