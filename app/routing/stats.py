@@ -347,10 +347,12 @@ async def board(
     interval: Interval,
     zone: ZoneInfo,
     cache: DayCache | None = None,
+    now: datetime | None = None,
 ) -> tuple[Board, DayCache]:
     """Every queue's figures over the current interval and the day, and the centre's; with
-    the day's cache to pass back next time."""
-    now = await db_now(session)
+    the day's cache to pass back next time. ``now`` is the database's clock unless given."""
+    if now is None:
+        now = await db_now(session)
     queues = list(await session.scalars(select(Queue).order_by(Queue.name)))
     day_start = zone_day_start(now, zone)
     current = zone_aligned_start(now, LENGTHS[interval], zone)

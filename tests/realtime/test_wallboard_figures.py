@@ -31,7 +31,7 @@ from app.main import create_app
 from app.realtime.figures_feed import FiguresFeed
 from app.routing import stats
 from app.routing.contacts import db_now
-from app.routing.figures import Interval, zone_day_start
+from app.routing.figures import Interval, zone_aligned_start, zone_day_start
 from app.routing.stats import DayCache, settled_until
 from tests.conftest import make_settings
 from tests.fixtures.desk_clock import freeze_desk
@@ -382,9 +382,9 @@ class TestWhenFiguresArePushed:
 # --- the day's cache ---------------------------------------------------------------------------
 
 
-async def queued_at(app: FastAPI, queue_id: int, at: datetime | None) -> None:
-    """A ``contact.queued`` of ``queue_id`` written straight to the log, stamped ``at`` (now
-    when None): only its type, time and queue count in a tally."""
+async def queued_at(app: FastAPI, queue_id: int, at: datetime) -> None:
+    """A ``contact.queued`` of ``queue_id`` written straight to the log, stamped ``at``:
+    only its type, time and queue count in a tally."""
     data = {
         "contact_id": 0,
         "queue_id": queue_id,
@@ -399,13 +399,16 @@ async def queued_at(app: FastAPI, queue_id: int, at: datetime | None) -> None:
         event = record(
             session, type="contact.queued", subject_type="contact", subject_id=0, data=data
         )
-        if at is not None:
-            event.at = at
+        event.at = at
 
 
-async def day_board(app: FastAPI, cache: DayCache | None) -> tuple[dict[str, Any], DayCache]:
+async def day_board(
+    app: FastAPI, cache: DayCache | None, now: datetime
+) -> tuple[dict[str, Any], DayCache]:
     async with unit_of_work(app.state.sessionmaker) as session:
-        board, kept = await stats.board(session, interval=Interval.m15, zone=ZONE, cache=cache)
+        board, kept = await stats.board(
+            session, interval=Interval.m15, zone=ZONE, cache=cache, now=now
+        )
     return board.model_dump(mode="json", by_alias=True), kept
 
 
@@ -419,24 +422,27 @@ class TestDayCache:
         self, app: FastAPI, api: Api
     ) -> None:
         q = await queue(api)
+        # One moment for every read, so that no interval boundary passes between them.
         async with unit_of_work(app.state.sessionmaker) as session:
             now = await db_now(session)
         day_start = zone_day_start(now, ZONE)
         until = settled_until(now, day_start, timedelta(minutes=15))
         if until <= day_start:
             pytest.skip("the day's first quarter hour: nothing of it has settled yet")
+        current = zone_aligned_start(now, timedelta(minutes=15), ZONE)
+        lately = current + (now - current) / 2  # in the current interval, before now
         await queued_at(app, q["id"], until - timedelta(seconds=1))  # settled
-        await queued_at(app, q["id"], None)  # now: in the current interval
-        first, kept = await day_board(app, None)
+        await queued_at(app, q["id"], lately)
+        first, kept = await day_board(app, None, now)
         assert (offered(first, q["id"], "day"), offered(first, q["id"], "interval")) == (2, 1)
         assert (kept.start, kept.until, kept.tallies[q["id"]].offered) == (day_start, until, 1)
-        await queued_at(app, q["id"], None)
-        again, still = await day_board(app, kept)
+        await queued_at(app, q["id"], lately)
+        again, still = await day_board(app, kept, now)
         assert still is kept  # the settled part is not read again
         assert (offered(again, q["id"], "day"), offered(again, q["id"], "interval")) == (3, 2)
         patch = {"service_level": {**SL_20S, "threshold_s": 5}}
         expect(await api.patch(f"/api/v1/queues/{q['id']}", patch), 200)
-        _, renewed = await day_board(app, kept)
+        _, renewed = await day_board(app, kept, now)
         assert renewed is not kept  # a new threshold re-rates the whole day
 
 
