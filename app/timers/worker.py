@@ -213,6 +213,30 @@ def then_outside(session: AsyncSession, work: Outside) -> None:
     session.info[_OUTSIDE].append(work)
 
 
+def collect_outside(session: AsyncSession) -> list[Outside]:
+    """Let what runs in ``session`` hand work to ``then_outside``: the list the work is
+    gathered in, for ``run_outside`` once the session has committed (as the worker fires a
+    calling-out timer; also for whoever runs such a handler itself)."""
+    outside: list[Outside] = []
+    session.info[_OUTSIDE] = outside
+    return outside
+
+
+async def run_outside(
+    sessionmaker: async_sessionmaker[AsyncSession], outside: list[Outside], what: str
+) -> None:
+    """Run the work ``what`` left for after its commit, in turn, with no transaction open.
+    Failing work is logged and the rest runs; a lost database is raised."""
+    for work in outside:
+        try:
+            await work(sessionmaker)
+        except Exception as exc:
+            _stop_if_cancelled(exc)
+            if database_unavailable(exc):
+                raise
+            log.exception("the work %s left for after its commit failed", what)
+
+
 def _stop_if_cancelled(exc: Exception) -> None:
     """Raise ``CancelledError`` if this task is being cancelled. A cancel that lands in a
     handler or a database call can come out as another error (the driver's, on the
@@ -383,19 +407,12 @@ class TimerWorker:
                     return False
                 claimed = timer.id
                 self._firing.add(claimed)
-                session.info[_OUTSIDE] = outside
+                outside = collect_outside(session)
                 await self._fire(session, timer, now)
         finally:
             if claimed is not None:  # committed or rolled back: its row's lock is released
                 self._firing.discard(claimed)
-        for work in outside:  # committed: no transaction is open now
-            try:
-                await work(self._sessionmaker)
-            except Exception as exc:
-                _stop_if_cancelled(exc)
-                if database_unavailable(exc):
-                    raise
-                log.exception("the work timer %s left for after its commit failed", claimed)
+        await run_outside(self._sessionmaker, outside, f"timer {claimed}")
         return True
 
     async def _next_delay(self, kinds: list[str]) -> float:
