@@ -39,22 +39,41 @@ out well before): if it has not ended by then, Twilio's REST API gives the call'
 or unanswered (a call Twilio does not know, its 404, as ``failed``) and retried. A call
 still ringing, or a provider that cannot be reached, is asked after again as long later;
 the checks stop once the attempt has ended or the contact is no longer connected (the agent
-ended it). Twilio is asked under the call's row lock, as an attempt is placed: a report
-arriving meanwhile waits for the answer (at most ``twilio_api_timeout_s``) and then finds
-the attempt ended. The JSON adapter's provider cannot be asked: its attempts wait for its
-report.
+ended it). The JSON adapter's provider cannot be asked: its attempts wait for its report.
+
+**No transaction open while the provider answers.** One would hold the event feed back
+(every console and wallboard waits for the oldest open transaction) and the call's row
+with it. Both the placing and the asking are left for after the firing's commit
+(``timers.worker.then_outside``), and what the provider said is recorded in a transaction
+of its own:
+
+- *Placing*: the call is marked as placing an attempt until a lease ends
+  (``placing_until``: the provider's timeout and ``LEASE_MARGIN_S``), with the retry timer
+  due at the lease's end as its backstop. The answer is recorded only while the lease is
+  still this attempt's (``Placing.record``). A report on the attempt that comes before
+  (the provider placed the call and reported on it first) shows it placed: ``status``
+  records it so, and the answer, when it comes, finds the lease gone. An answer never
+  recorded (the instance died meanwhile) leaves the lease to run out: the backstop places
+  the attempt again, so the customer may be called twice for it (at least once, as a
+  firing that died before its commit always was).
+- *Asking*: the next check is scheduled with the asking, as the backstop of an answer lost
+  with its instance; the answer is recorded only if the attempt has not ended meanwhile
+  (``Asking.record``), and one that ends it cancels that check.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.agents.models import Agent
 from app.config import Settings
+from app.db import unit_of_work
 from app.ivr import advance, calls, provider, twiml, waiting, wire
 from app.ivr.models import IvrCall, Provider
 from app.routing import endings
@@ -62,7 +81,7 @@ from app.routing import handlers as routing_handlers
 from app.routing.contact_states import ContactStatus
 from app.routing.models import Contact
 from app.timers import service as timers
-from app.timers.worker import TimerRegistry
+from app.timers.worker import Outside, TimerRegistry, then_outside
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +98,9 @@ ANSWERED: Final = frozenset({"answered", "in-progress", "completed"})
 UNANSWERED: Final = frozenset({"no-answer", "busy", "failed", "canceled"})
 TRIED: Final = ("callback_placed", "callback_failed")
 ENDED: Final = ("callback_answered", "callback_unanswered")
+# An attempt being placed is waited for the provider's timeout and this much more, then taken
+# over by its backstop.
+LEASE_MARGIN_S: Final = 5
 
 
 def voice_of(settings: Settings) -> twiml.Voice:
@@ -146,17 +168,27 @@ async def first_attempt(
     session: AsyncSession, call: IvrCall, contact: Contact, *, settings: Settings, now: datetime
 ) -> None:
     """An agent accepted the callback: call the customer (once, whoever asks twice)."""
-    if attempts(call) == 0:
+    if attempts(call) == 0 and call.placing_until is None:
         await _place(session, call, contact, 1, settings, now)
 
 
 async def retry(session: AsyncSession, *, call_id: int, settings: Settings, now: datetime) -> None:
-    """The next attempt is due: place it if the last one ended unanswered."""
+    """The next attempt is due: place it if the last one ended unanswered, or if the one
+    being placed outlived its lease unrecorded (the backstop)."""
     call = await calls.locked_row(session, IvrCall.id == call_id, nowait=True)
     if call is None or call.contact_id is None or given_up(call):
         return
     made = attempts(call)
-    if made == 0 or not ended(call, made) or _answered(call, made):
+    if call.placing_until is not None:
+        if call.placing_until > now:  # in flight: its record decides; its backstop stands
+            await timers.schedule(
+                session, kind=CALLBACK_RETRY, subject=call.id, due_at=call.placing_until
+            )
+            return
+        # Its outcome was never recorded (its instance died while the provider answered).
+        log.warning("callback %s: attempt %s went unrecorded; placed again", call.id, made + 1)
+        call.placing_until = None
+    elif made == 0 or not ended(call, made) or _answered(call, made):
         return
     contact = await waiting.live_contact(session, call.contact_id)
     if contact.status != ContactStatus.connected.value:
@@ -172,6 +204,8 @@ async def _place(
     settings: Settings,
     now: datetime,
 ) -> None:
+    """Mark ``attempt`` as being placed (its lease, and the retry timer at the lease's end as
+    its backstop) and leave the asking for after the commit."""
     endpoint = await endpoint_of(session, contact)
     number = call.caller if call.caller and call.caller.startswith("+") else None
     if not endpoint or number is None:
@@ -181,40 +215,112 @@ async def _place(
         )
         await _give_up(session, call, contact, now)
         return
-    try:
-        if call.provider == Provider.json.value:
-            placed = await provider.place_json(
-                settings, _json_call(call, contact, attempt, number, endpoint)
+    ask: Callable[[], Awaitable[str | None]]
+    if call.provider == Provider.json.value:
+        ask = _place_json(_json_call(call, contact, attempt, number, endpoint), settings)
+        timeout_s = settings.json_provider_timeout_s
+    else:
+        ask = _place_twilio(call, attempt, number, endpoint, settings)
+        timeout_s = settings.twilio_api_timeout_s
+    lease = now + timedelta(seconds=timeout_s + LEASE_MARGIN_S)
+    call.placing_until = lease
+    await timers.schedule(session, kind=CALLBACK_RETRY, subject=call.id, due_at=lease)
+    placing = Placing(call.id, contact.id, attempt, lease, now)
+    then_outside(session, placing.send(settings, ask))
+
+
+@dataclass(frozen=True, slots=True)
+class Placing:
+    """An attempt being placed at the provider, recorded as of ``now`` (its firing)."""
+
+    call_id: int
+    contact_id: int
+    attempt: int
+    lease: datetime
+    now: datetime
+
+    def send(self, settings: Settings, ask: Callable[[], Awaitable[str | None]]) -> Outside:
+        async def send(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+            placed: str | None = None
+            refused: provider.ProviderFailed | None = None
+            try:
+                placed = await ask()
+            except provider.ProviderFailed as exc:
+                refused = exc
+            async with unit_of_work(sessionmaker) as session:
+                await self.record(session, placed, refused, settings)
+
+        return send
+
+    async def record(
+        self,
+        session: AsyncSession,
+        placed: str | None,
+        refused: provider.ProviderFailed | None,
+        settings: Settings,
+    ) -> None:
+        """The provider answered (``refused`` None: it placed the call, ``placed`` its id
+        if it gave one): on the call, if its lease is still this attempt's."""
+        call = await calls.locked_row(session, IvrCall.id == self.call_id)
+        if call is None or call.placing_until != self.lease:
+            return  # it outlived its lease: the backstop took over
+        call.placing_until = None
+        await timers.cancel(session, kind=CALLBACK_RETRY, subject=call.id)  # answered
+        attempt, now = str(self.attempt), self.now
+        if refused is not None:
+            log.warning("placing callback %s (attempt %s) failed: %s", call.id, attempt, refused)
+            advance.note(
+                call, None, "callback_failed", call.step, now, attempt=attempt, detail=str(refused)
             )
-        else:
-            placed = await _place_twilio(call, attempt, number, endpoint, settings)
-    except provider.ProviderFailed as exc:
-        log.warning("placing callback %s (attempt %s) failed: %s", call.id, attempt, exc)
-        advance.note(
-            call, None, "callback_failed", call.step, now, attempt=str(attempt), detail=str(exc)
-        )
-        await _after_unanswered(session, call, contact, attempt, settings, now)
-        return
-    placed_ref = {} if placed is None else {"call_ref": placed}
+            contact = await waiting.live_contact(session, self.contact_id)
+            await _after_unanswered(session, call, contact, self.attempt, settings, now)
+            return
+        await _placed(session, call, self.attempt, placed, now)
+
+
+async def _placed(
+    session: AsyncSession, call: IvrCall, attempt: int, ref: str | None, now: datetime
+) -> None:
+    """``attempt`` was placed (``ref``: the provider's id of the call, if known): on the
+    path; a Twilio attempt is asked after if its report is overdue."""
+    placed_ref = {} if ref is None else {"call_ref": ref}
     advance.note(call, None, "callback_placed", call.step, now, attempt=str(attempt), **placed_ref)
     if call.provider == Provider.twilio.value:
         due = now + timedelta(seconds=REPORT_WITHIN_S)
         await timers.schedule(session, kind=CALLBACK_CHECK, subject=call.id, due_at=due)
 
 
-async def _place_twilio(
+def _place_twilio(
     call: IvrCall, attempt: int, number: str, endpoint: str, settings: Settings
-) -> str:
-    """Place the attempt through Twilio, its status callbacks to ``STATUS_PATH``; its sid."""
+) -> Callable[[], Awaitable[str]]:
+    """Placing the attempt through Twilio, its status callbacks to ``STATUS_PATH``: its sid."""
     voice = voice_of(settings)
-    return await provider.place(
-        settings,
-        to=number,
-        from_=call.called,
-        document=twiml.bridge(endpoint, waiting.language_of(call), voice=voice),
-        status_callback=voice.url(STATUS_PATH, f"call={call.id}&attempt={attempt}"),
-        ring_s=RING_S,
-    )
+    document = twiml.bridge(endpoint, waiting.language_of(call), voice=voice)
+    status_callback = voice.url(STATUS_PATH, f"call={call.id}&attempt={attempt}")
+    from_ = call.called
+
+    async def place() -> str:
+        return await provider.place(
+            settings,
+            to=number,
+            from_=from_,
+            document=document,
+            status_callback=status_callback,
+            ring_s=RING_S,
+        )
+
+    return place
+
+
+def _place_json(
+    document: dict[str, Any], settings: Settings
+) -> Callable[[], Awaitable[str | None]]:
+    """Asking the JSON adapter's provider to place ``document``: the call's id if it gives one."""
+
+    async def place() -> str | None:
+        return await provider.place_json(settings, document)
+
+    return place
 
 
 def _json_call(
@@ -277,9 +383,17 @@ async def status(
     reported: str,
     settings: Settings,
     now: datetime,
+    ref: str | None = None,
 ) -> None:
     """The provider's word on ``attempt`` of the callback of ``call`` (locked:
-    ``calls.locked_row``)."""
+    ``calls.locked_row``; ``ref``: the provider's id of the call reported on, if it says).
+
+    A report on the attempt being placed, come before the provider's answer was recorded,
+    shows it placed: it is recorded so (the answer, when it comes, finds its lease gone)."""
+    if call.placing_until is not None and attempt == attempts(call) + 1:
+        call.placing_until = None
+        await timers.cancel(session, kind=CALLBACK_RETRY, subject=call.id)  # its backstop
+        await _placed(session, call, attempt, ref, now)
     if call.contact_id is None or attempt != attempts(call) or ended(call, attempt):
         return  # no callback, a late report of an earlier attempt, or this one already over
     if reported in ANSWERED or reported in UNANSWERED:
@@ -297,7 +411,8 @@ async def status(
 
 async def check(session: AsyncSession, *, call_id: int, settings: Settings, now: datetime) -> None:
     """The outcome of the callback's current attempt was due by now: if it has not been
-    reported, ask Twilio and end the attempt as the report would have (see the module)."""
+    reported, ask Twilio, after the commit, and end the attempt as the report would have
+    (see the module)."""
     call = await calls.locked_row(session, IvrCall.id == call_id, nowait=True)
     if call is None or call.contact_id is None or given_up(call):
         return
@@ -308,18 +423,60 @@ async def check(session: AsyncSession, *, call_id: int, settings: Settings, now:
     contact = await waiting.live_contact(session, call.contact_id)
     if contact.status != ContactStatus.connected.value:
         return  # the agent (or a supervisor) ended it: nobody waits for the outcome
-    # What Twilio said, as the path records it, and as the report it stands for.
-    try:
-        found = await provider.status(settings, ref)
-    except provider.ProviderFailed as exc:
-        log.warning("asking after callback %s (attempt %s) failed: %s", call.id, made, exc)
-        heard, reported = NOT_ASKED, None
-    else:
-        # A call Twilio does not know was never put through: an unanswered attempt.
-        heard, reported = (provider.NOT_FOUND, "failed") if found is None else (found, found)
-    advance.note(call, None, "callback_asked", call.step, now, attempt=str(made), status=heard)
-    if reported in ANSWERED or reported in UNANSWERED:
-        await status(session, call, attempt=made, reported=reported, settings=settings, now=now)
-    else:  # still ringing, or not to be asked now: asked again as long later
-        due = now + timedelta(seconds=REPORT_WITHIN_S)
-        await timers.schedule(session, kind=CALLBACK_CHECK, subject=call.id, due_at=due)
+    # Asked after again as long later, unless Twilio's answer settles the attempt (also the
+    # backstop of an answer lost with its instance).
+    due = now + timedelta(seconds=REPORT_WITHIN_S)
+    await timers.schedule(session, kind=CALLBACK_CHECK, subject=call.id, due_at=due)
+    then_outside(session, Asking(call.id, made, ref, now).send(settings))
+
+
+@dataclass(frozen=True, slots=True)
+class Asking:
+    """Twilio asked after ``attempt`` (its call ``ref``), recorded as of ``now`` (the check's
+    firing)."""
+
+    call_id: int
+    attempt: int
+    ref: str
+    now: datetime
+
+    def send(self, settings: Settings) -> Outside:
+        async def send(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+            try:
+                found = await provider.status(settings, self.ref)
+            except provider.ProviderFailed as exc:
+                log.warning(
+                    "asking after callback %s (attempt %s) failed: %s",
+                    self.call_id,
+                    self.attempt,
+                    exc,
+                )
+                heard, reported = NOT_ASKED, None
+            else:
+                # A call Twilio does not know was never put through: an unanswered attempt.
+                heard, reported = (
+                    (provider.NOT_FOUND, "failed") if found is None else (found, found)
+                )
+            async with unit_of_work(sessionmaker) as session:
+                await self.record(session, heard, reported, settings)
+
+        return send
+
+    async def record(
+        self, session: AsyncSession, heard: str, reported: str | None, settings: Settings
+    ) -> None:
+        """What Twilio said, as the path records it, and as the report it stands for; nothing
+        if the attempt ended meanwhile (reported, or the contact ended)."""
+        call = await calls.locked_row(session, IvrCall.id == self.call_id)
+        if call is None or call.contact_id is None or given_up(call):
+            return
+        if attempts(call) != self.attempt or ended(call, self.attempt):
+            return  # reported while Twilio was asked
+        contact = await waiting.live_contact(session, call.contact_id)
+        if contact.status != ContactStatus.connected.value:
+            return
+        made, now = self.attempt, self.now
+        advance.note(call, None, "callback_asked", call.step, now, attempt=str(made), status=heard)
+        if reported in ANSWERED or reported in UNANSWERED:
+            await status(session, call, attempt=made, reported=reported, settings=settings, now=now)
+        # else still ringing, or not to be asked now: the check scheduled with it stands

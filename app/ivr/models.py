@@ -15,8 +15,9 @@ path (``transcript``), how it ended (``outcome``, and the node a caller hung up 
 a webhook for it was last heard (``heard_at``: ``app.ivr.silence`` asks after calls silent
 for too long) and when a turn of the wait loop last found its caller queued (``waited_at``:
 a JSON provider's queued call is held to the silence once its provider keeps the loop),
-and a redirect to the agent in flight at the provider (``redirecting_until``, its lease:
-``app.ivr.bridge``).
+a redirect to the agent in flight at the provider (``redirecting_until``, its lease:
+``app.ivr.bridge``) and a callback attempt being placed (``placing_until``, its lease:
+``app.ivr.callbacks``).
 
 ``ivr_steps`` is the exactly-once record: one row per step taken, holding the response
 given. ``(call_id, seq)`` and ``(call_id, token)`` are unique, so a webhook delivered twice
@@ -170,6 +171,10 @@ class IvrCall(Base):
     redirecting_until: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True),
         comment="a redirect to the agent is in flight at the provider until then (its lease)",
+    )
+    placing_until: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True),
+        comment="a callback attempt is being placed at the provider until then (its lease)",
     )
     left_ivr_at: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True), comment="enqueued, transferred or ended: the time in the IVR ends"

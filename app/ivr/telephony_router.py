@@ -346,6 +346,7 @@ async def twilio_callback_status(
             reported=data.CallStatus,
             settings=settings_of(request),
             now=step_context(request).now,
+            ref=data.CallSid,
         )
     return _xml(twiml.empty())
 

@@ -4,6 +4,9 @@ bridges it to the agent; unanswered attempts are retried, then the callback ends
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,8 +17,10 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import text
 
+from app.config import Settings
 from app.db import unit_of_work
 from app.ivr import callbacks
+from app.timers.worker import collect_outside, run_outside
 from tests.fixtures.factories import Api, expect
 from tests.fixtures.polling import eventually
 from tests.ivr import live
@@ -37,6 +42,7 @@ from tests.ivr.telephony import (
     verbs,
 )
 from tests.ivr.twilio_api import FakeTwilio, Received
+from tests.routing import acd
 from tests.routing.acd import offer_for
 
 AGENT_ENDPOINT = "client:agent7"
@@ -200,10 +206,14 @@ class Unreported:
         raise AssertionError(f"attempt {attempt} was not placed")
 
     async def check(self, at: datetime) -> None:
-        async with unit_of_work(self.app.state.sessionmaker) as session:
+        """The check fired at ``at``: its transaction, then its asking after the commit."""
+        sessionmaker = self.app.state.sessionmaker
+        async with unit_of_work(sessionmaker) as session:
+            outside = collect_outside(session)
             call_id = await self.call_id()
             settings = self.app.state.settings
             await callbacks.check(session, call_id=call_id, settings=settings, now=at)
+        await run_outside(sessionmaker, outside, "the check")
 
     async def path(self) -> list[dict[str, Any]]:
         return list((await call_of(self.api, self.sid))["path"])
@@ -325,3 +335,145 @@ class TestTheCallbackWebhookRefuses:
         unknown = await post_twilio(client, url, params)  # signed, for no call Hotline placed
         assert unknown.status_code == 200
         assert twilio_api.requests == []
+
+
+@asynccontextmanager
+async def placing_held(
+    api: Api, client: AsyncClient, twilio_api: FakeTwilio
+) -> AsyncIterator[TwilioCall]:
+    """A callback an agent accepts while Twilio holds the first attempt's placing
+    unanswered; Twilio answers when the block ends, however it ends."""
+    _, console = await complaints_agent(api, endpoint=AGENT_ENDPOINT)
+    phone, contact_id = await callback_requested(api, client)
+    twilio_api.answering.clear()
+    try:
+        await answered_by_agent(api, console, contact_id)
+        await twilio_api.received(1, within=10)  # the attempt, not answered yet
+        yield phone
+    finally:
+        twilio_api.answering.set()
+
+
+def placed_attempts(call: dict[str, Any]) -> list[str]:
+    return [e["attempt"] for e in call["path"] if e["result"] == "callback_placed"]
+
+
+@pytest.mark.usefixtures("ready")
+class TestASlowProviderPlacing:
+    """An attempt is placed, and an overdue one asked after, with no transaction open: one
+    would hold back every reader of the event feed (consoles, wallboards) while Twilio
+    answers, as the feed waits for the oldest open transaction."""
+
+    @pytest.fixture
+    def settings(self, db: str, twilio_api: FakeTwilio) -> Settings:
+        # Twilio may take its time: an attempt waits for it far longer than the test does.
+        return live.live_settings(db, twilio_api, twilio_api_timeout_s=50.0)
+
+    async def test_the_event_feed_moves_on_while_twilio_is_slow_to_place_an_attempt(
+        self, api: Api, client: AsyncClient, twilio_api: FakeTwilio
+    ) -> None:
+        chats = await acd.queue(api, channels=["chat"])
+        async with placing_held(api, client, twilio_api) as phone:
+            cursor = await api.event_cursor()
+            chat = await acd.contact(api, chats["name"])
+
+            def chat_queued(events: list[dict[str, Any]]) -> bool:
+                return any(
+                    e["type"] == "contact.queued" and e["subject"]["id"] == str(chat["id"])
+                    for e in events
+                )
+
+            events = await api.events_until(cursor, chat_queued, timeout_s=20)
+            assert chat_queued(events), "the feed waited for Twilio's answer"
+            assert placed_attempts(await call_of(api, phone.sid)) == []
+
+        async def placed() -> list[str]:
+            return placed_attempts(await call_of(api, phone.sid))
+
+        assert await eventually(placed, what="the attempt on record") == ["1"]
+
+    async def test_a_report_come_before_the_attempt_is_recorded_shows_it_placed(
+        self, api: Api, client: AsyncClient, twilio_api: FakeTwilio
+    ) -> None:
+        """Twilio may report on the call it placed before its answer to the placing is
+        recorded: the report is not taken for a late one and lost."""
+        sid = "CA" + "b" * 32
+        async with placing_held(api, client, twilio_api) as phone:
+            [first] = twilio_api.requests
+            await report(client, first, sid, "busy")
+            call = await call_of(api, phone.sid)
+            placed = [e for e in call["path"] if e["result"] == "callback_placed"]
+            assert [(e["attempt"], e["call_ref"]) for e in placed] == [("1", sid)]
+            assert "callback_unanswered" in results(call)
+        # Unanswered: the second attempt follows; Twilio's late answer to the first changes
+        # nothing.
+        [_, second] = await twilio_api.received(2, within=10)
+        assert attempt_of(second) == 2
+
+        async def both_placed() -> list[str]:
+            found = placed_attempts(await call_of(api, phone.sid))
+            return found if len(found) == 2 else []
+
+        assert await eventually(both_placed, what="the second attempt on record") == ["1", "2"]
+
+    async def test_an_attempt_that_outlived_its_lease_unrecorded_is_placed_again(
+        self, app: FastAPI, api: Api, client: AsyncClient, twilio_api: FakeTwilio
+    ) -> None:
+        """Its instance died while Twilio answered, say: the backstop places the attempt
+        again once the lease has run out, and the first answer, come late, is not recorded
+        over the second's."""
+        async with placing_held(api, client, twilio_api) as phone:
+            async with app.state.engine.begin() as conn:
+                await conn.execute(
+                    text(
+                        "UPDATE ivr_calls SET placing_until = now() - interval '1 second'"
+                        " WHERE call_ref = :sid"
+                    ),
+                    {"sid": phone.sid},
+                )
+                await conn.execute(
+                    text("UPDATE timers SET due_at = now() WHERE kind = :k"),
+                    {"k": callbacks.CALLBACK_RETRY},
+                )
+            app.state.timer_worker.poke()
+            [first, again] = await twilio_api.received(2, within=10)
+            assert (attempt_of(first), attempt_of(again)) == (1, 1)
+
+        async def placed() -> list[str]:
+            return placed_attempts(await call_of(api, phone.sid))
+
+        assert await eventually(placed, what="the attempt on record") == ["1"]
+        [entry] = [e for e in (await call_of(api, phone.sid))["path"] if "call_ref" in e]
+        assert entry["call_ref"] == "CA" + f"{2:032x}", "the first answer was recorded"
+
+    async def test_no_transaction_holds_the_call_while_twilio_is_asked_after_an_attempt(
+        self, app: FastAPI, api: Api, client: AsyncClient, twilio_api: FakeTwilio
+    ) -> None:
+        _, console = await complaints_agent(api, endpoint=AGENT_ENDPOINT)
+        phone, contact_id = await callback_requested(api, client)
+        await answered_by_agent(api, console, contact_id)
+        await twilio_api.received(1, within=10)
+
+        async def placed() -> list[str]:
+            return placed_attempts(await call_of(api, phone.sid))
+
+        await eventually(placed, what="the attempt on record")
+        unreported = Unreported(app, api, twilio_api, phone.sid, contact_id, console)
+        due = await unreported.check_due()
+        assert due is not None
+        twilio_api.answering.clear()
+        checking = asyncio.create_task(unreported.check(due))
+        try:
+            await twilio_api.received(2, within=10)  # asked, not answered yet
+            async with app.state.engine.begin() as conn:  # the call's row is free: no wait
+                await conn.execute(text("SET LOCAL lock_timeout = '2s'"))
+                await conn.execute(
+                    text("SELECT id FROM ivr_calls WHERE call_ref = :sid FOR UPDATE"),
+                    {"sid": phone.sid},
+                )
+        finally:
+            twilio_api.answering.set()
+            await checking
+        asked = [e for e in await unreported.path() if e["result"] == "callback_asked"]
+        assert [(e["attempt"], e["status"]) for e in asked] == [("1", "in-progress")]
+        assert "callback_answered" in [e["result"] for e in await unreported.path()]
