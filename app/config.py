@@ -8,7 +8,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -290,24 +290,6 @@ class Settings(BaseSettings):
         if region not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"{value!r} is not a region with phone numbers (e.g. CN, HK, US)")
         return region
-
-    @model_validator(mode="after")
-    def _providers_answer_within_a_transaction(self) -> Settings:
-        # The timer worker waits for a provider's answer inside the timer's transaction (the
-        # call's row locked): the database must not end that transaction as idle meanwhile.
-        idle_ms = self.idle_in_transaction_timeout_ms
-        waits = {
-            "HOTLINE_TWILIO_API_TIMEOUT_S": self.twilio_api_timeout_s,
-            "HOTLINE_JSON_PROVIDER_TIMEOUT_S": self.json_provider_timeout_s,
-        }
-        for name, timeout_s in waits.items():
-            if idle_ms and timeout_s * 1000 >= idle_ms:
-                raise ValueError(
-                    f"{name} ({timeout_s:g} s) must be shorter than "
-                    f"HOTLINE_IDLE_IN_TRANSACTION_TIMEOUT_MS ({idle_ms} ms): Hotline waits for "
-                    "the provider inside a transaction, which the database would end first"
-                )
-        return self
 
     @property
     def tier_names(self) -> list[str]:
