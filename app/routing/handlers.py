@@ -1,9 +1,8 @@
 """Durable timer handlers of the ACD (ring timeout, wrap-up end, max wait, rescind) and the
 lease sweep.
 
-The timer worker fires a batch of timers in one transaction, so a handler that waited for
-a contact or agent row would wait while holding the rows of the handlers before it in the
-batch, and deadlock against a request that locks contact then agent. Handlers therefore
+A handler that waited for a contact or agent row would hold the worker's claiming loop,
+and every timer due after it, for as long as a request keeps that row. Handlers therefore
 lock with ``NOWAIT``; one that finds a row locked undoes its own work and fires again a
 moment later (the worker has deleted the fired row first, so scheduling it again leaves a
 live timer).

@@ -1,19 +1,28 @@
 """The timer worker that runs in every instance.
 
-Theory of operation: the worker claims due timers with ``FOR UPDATE SKIP LOCKED`` (so two
-instances never run the same timer) and fires each in a savepoint of the claiming
-transaction: the savepoint first deletes the row, then runs the handler. A handler that
-schedules its own (kind, subject) again therefore inserts a fresh row that outlives the
-firing, whatever else it does. A crash before commit releases the row lock and the timer
-fires again elsewhere, which is why handlers must be idempotent. A handler that raises rolls
+Theory of operation: the worker claims each due timer with ``FOR UPDATE SKIP LOCKED`` (so
+two instances never run the same timer) and fires it in a savepoint of the claiming
+transaction, one timer to a transaction: the savepoint first deletes the row, then runs the
+handler. A handler that schedules its own (kind, subject) again therefore inserts a fresh
+row that outlives the firing, whatever else it does. A crash before commit releases the row
+lock and the timer fires again elsewhere, which is why handlers must be idempotent.
+
+**One timer to a transaction.** The rows a handler locks (an offer, its contact, its agent)
+stay locked until its transaction ends. Fired many to one transaction, every timer of the
+claim would keep its rows, and its own row, locked until the last handler of the claim had
+run: under load that is seconds, during which the requests that need those rows wait, a
+handler that finds a row locked (routing's, which never wait) is retried only after the
+whole claim, and the lease sweep, which leaves an offer whose timer row is locked to that
+timer, cannot step in. So each timer of the single kinds costs a ``BEGIN`` and a
+``COMMIT`` of its own, and holds its rows only for its own handler. A handler that raises rolls
 its savepoint back, the delete with it, and the row is retried with backoff and, after
 ``max_attempts``, marked failed (kept for inspection, never claimed again) with a
 ``timer.failed`` event. Kinds this instance has no handler for are left for instances that do.
 
 **Kinds fired in batches** (``register_batch``): where many timers of one kind fall due
-together (every complaint clock warning at the same moment), firing them one savepoint at a
-time costs a round trip per statement per timer. Such a kind is claimed apart, after the
-single kinds and in the same transaction: up to its ``size`` due timers (``SKIP LOCKED`` as
+together (every complaint clock warning at the same moment), firing them one at a time
+costs a round trip per statement per timer. Such a kind is claimed apart, after the single
+kinds, the batched kinds together in one transaction: up to its ``size`` due timers (``SKIP LOCKED`` as
 above), all deleted in one statement and handed to its batch handler at once (as
 ``DueTimer`` values, not ORM objects), in one savepoint, which does set-wise what the kind's
 single handler does one by one. If the batch handler raises, its savepoint is rolled back
@@ -34,12 +43,12 @@ that waits on the outside (the IVR's asking after silent calls, the notification
 sending) holds up neither a timer nor another sweep.
 
 **Kinds that call out** (``register(..., calls_out=True)``): a handler that waits on
-something outside the database (a telephony provider's API) would hold up, in the claiming
-transaction, every other timer of its claim, and the claims after it: a slow provider would
-leave offers ringing past their timeout and contacts past their max wait. Such kinds are
-claimed apart, by ``CALLING_OUT_AT_ONCE`` slots that each claim one due timer at a time and
-fire it in a transaction of its own (``SKIP LOCKED`` as above, the same savepoint, retries
-and parking), so a slow provider holds up one slot and the timer it fires, nothing else.
+something outside the database (a telephony provider's API) would hold up, in the worker's
+claiming loop, every timer due after it: a slow provider would leave offers ringing past
+their timeout and contacts past their max wait. Such kinds are claimed apart, by
+``CALLING_OUT_AT_ONCE`` slots that each claim one due timer at a time and fire it in a
+transaction of its own (``SKIP LOCKED`` as above, the same savepoint, retries and parking),
+so a slow provider holds up one slot and the timer it fires, nothing else.
 
 **Outside the transaction.** Even a transaction of its own holds something back while it
 waits: it has a transaction id, and the event feed's readers wait for every transaction
@@ -183,7 +192,7 @@ class TimerRegistry:
 
     @property
     def single_kinds(self) -> list[str]:
-        """The kinds fired one timer at a time in the claiming transaction."""
+        """The kinds the claiming loop fires, each timer in a transaction of its own."""
         return sorted(self._handlers.keys() - self._batches.keys() - self._calling_out)
 
     @property
@@ -193,7 +202,7 @@ class TimerRegistry:
 
     @property
     def claimed_kinds(self) -> list[str]:
-        """The kinds fired in the claiming transaction: the single kinds and the batched."""
+        """The kinds the claiming loop fires: the single kinds and the batched."""
         return sorted(self._handlers.keys() - self._calling_out)
 
     @property
@@ -207,7 +216,7 @@ class TimerRegistry:
 
 def then_outside(session: AsyncSession, work: Outside) -> None:
     """Run ``work`` once this firing has committed, with no transaction open (see the
-    module). Only a handler of a calling-out kind may: the claim of the others is shared."""
+    module). Only a handler of a calling-out kind may (the others' work stays inside)."""
     if _OUTSIDE not in session.info:
         raise RuntimeError("then_outside is for the handlers of kinds registered calls_out")
     session.info[_OUTSIDE].append(work)
@@ -390,8 +399,13 @@ class TimerWorker:
             self._sweep_wake.set()  # its next turn may be due already
 
     async def _fire_calling_out(self, kinds: list[str]) -> bool:
-        """Claim one due timer of ``kinds`` and fire it, in a transaction of its own; whether
-        there was one to claim."""
+        """Claim one due timer of the calling-out ``kinds`` and fire it, in a transaction of
+        its own, then the work it left for after its commit; whether there was one."""
+        return await self._fire_one(kinds, calling_out=True)
+
+    async def _fire_one(self, kinds: list[str], *, calling_out: bool = False) -> bool:
+        """Claim one due timer of ``kinds`` and fire it, in a transaction of its own (and,
+        ``calling_out``, the work it left for after its commit); whether there was one."""
         claimed: int | None = None
         outside: list[Outside] = []
         try:
@@ -407,7 +421,8 @@ class TimerWorker:
                     return False
                 claimed = timer.id
                 self._firing.add(claimed)
-                outside = collect_outside(session)
+                if calling_out:
+                    outside = collect_outside(session)
                 await self._fire(session, timer, now)
         finally:
             if claimed is not None:  # committed or rolled back: its row's lock is released
@@ -483,9 +498,10 @@ class TimerWorker:
         return count
 
     async def run_due(self) -> int:
-        """Fire one round of due timers (a claim of the single kinds, one batch of each
-        batched kind, then each due timer of the calling-out kinds in a transaction of its
-        own, up to the batch size); returns how many were claimed."""
+        """Fire one round of due timers (up to the batch size of the single kinds, each in a
+        transaction of its own, one batch of each batched kind, then up to the batch size of
+        the calling-out kinds, each in a transaction of its own); returns how many were
+        claimed."""
         count = (await self._claim_and_fire()).count
         kinds = self._registry.calling_out_kinds
         for _ in range(self._batch_size if kinds else 0):
@@ -495,29 +511,23 @@ class TimerWorker:
         return count
 
     async def _claim_and_fire(self) -> Claimed:
-        """One transaction: a claim of the single kinds, then a batch of each batched kind."""
+        """Up to the batch size of due timers of the single kinds, each in a transaction of
+        its own; then one transaction with a batch of each batched kind."""
         kinds, batches = self._registry.single_kinds, self._registry.batches
-        if not kinds and not batches:
-            return Claimed()
+        claimed = Claimed()
+        for _ in range(self._batch_size if kinds else 0):
+            if not await self._fire_one(kinds):
+                break
+            claimed += Claimed(1)
+        claimed = Claimed(claimed.count, claimed.count >= self._batch_size)
+        if not batches:
+            return claimed
         async with unit_of_work(self._sessionmaker) as session:
             now = await session.scalar(select(func.now()))
             assert now is not None
-            claimed = await self._run_singles(session, kinds, now) if kinds else Claimed()
             for spec in batches:
                 claimed += await self._run_batch(session, spec, now)
         return claimed
-
-    async def _run_singles(self, session: AsyncSession, kinds: list[str], now: datetime) -> Claimed:
-        timers = (
-            await session.scalars(
-                _due(select(Timer), kinds, now)
-                .limit(self._batch_size)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
-        for timer in timers:
-            await self._fire(session, timer, now)
-        return Claimed(len(timers), len(timers) >= self._batch_size)
 
     async def _run_batch(self, session: AsyncSession, spec: BatchSpec, now: datetime) -> Claimed:
         # Only the ids are claimed (locked), and the rows read back by the delete: no ORM

@@ -9,8 +9,9 @@ from datetime import datetime, timedelta
 
 import asyncpg
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
@@ -26,6 +27,8 @@ from app.timers.models import Timer
 from app.timers.worker import TimerRegistry, TimerWorker
 from tests.fixtures.net import closed_port, true
 from tests.fixtures.polling import eventually
+
+ALONE_KEY = 4242  # an advisory lock the test's handlers take
 
 
 async def db_now(session: AsyncSession) -> datetime:
@@ -118,6 +121,28 @@ class TestClaiming:
         async with sessionmaker() as session:
             subjects = await fired(session)
         assert sorted(subjects, key=int) == [str(n) for n in range(60)]
+
+    async def test_each_timer_holds_what_its_handler_locked_for_itself_alone(
+        self, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """What one timer's handler locked is free again before the next timer's handler
+        runs. Fired many to one transaction, it stayed locked until the last handler of the
+        claim had run: under load, seconds in which requests waited for those rows."""
+        free: list[bool] = []
+
+        async def take(session: AsyncSession, timer: Timer, now: datetime) -> None:
+            async with engine.connect() as other:  # as a request would, meanwhile
+                try_it = text("SELECT pg_try_advisory_xact_lock(:key)")
+                free.append(bool(await other.scalar(try_it, {"key": ALONE_KEY})))
+            await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ALONE_KEY})
+
+        async with unit_of_work(sessionmaker) as session:
+            now = await db_now(session)
+            for n in range(3):
+                due = now - timedelta(seconds=3 - n)
+                await timers.schedule(session, kind="test.alone", subject=str(n), due_at=due)
+        assert await worker(sessionmaker, registry_with("test.alone", take)).run_due() == 3
+        assert free == [True, True, True]
 
     async def test_timer_not_yet_due_is_left_alone(
         self, sessionmaker: async_sessionmaker[AsyncSession]
