@@ -34,6 +34,7 @@ from app.routing.contacts import lock_contact
 from app.routing.dispatcher import Dispatcher
 from app.routing.endings import abandon
 from app.routing.rounds import Made, Rounds, decide
+from app.timers.worker import TimerWorker
 from tests.conftest import make_settings
 from tests.fixtures.factories import ADMIN_PASSWORD, Api, expect
 from tests.fixtures.polling import eventually
@@ -67,6 +68,7 @@ SEED = 20261122
 QUIET_S = 0.25  # a console with nothing new looks at its contacts again after this
 AGENTS = 20
 CONTACTS = 150
+LAG_TICK_S = 0.05
 SKILLED, MIN_LEVEL, UNSKILLED = 5, 3, 1  # the hammer queue's skill: agents' levels, its minimum
 
 
@@ -93,7 +95,9 @@ class Hammer:
     news: asyncio.Event = field(default_factory=asyncio.Event)
     inboxes: dict[int, asyncio.Queue[LoggedEvent]] = field(default_factory=dict)
     dispatchers: list[Dispatcher] = field(default_factory=list)
+    workers: list[TimerWorker] = field(default_factory=list)
     checks: int = 0
+    worst_lag_s: float = 0.0  # the longest the event loop ran a due wake-up late
 
     def __post_init__(self) -> None:
         self.inboxes = {c[0].me["id"]: asyncio.Queue() for c in self.consoles}
@@ -227,7 +231,7 @@ class Hammer:
         """Check the invariants again and again while the hammering goes on."""
         while not self.stop.is_set():
             broken = await liveness_violations(self.engine, self.lease_bound_s)
-            assert not broken, f"while hammering: {broken}"
+            assert not broken, f"while hammering: {broken}: {await self.where_things_stand()}"
             self.checks += 1
 
     async def ended(self) -> int:
@@ -277,12 +281,34 @@ class Hammer:
                 "GROUP BY 1, 2, 3",
             ),
             "invariants": await violations(self.engine),
+            # What the database's sessions and the timer workers were doing (a stuck timer).
+            "sessions": await rows(
+                self.engine,
+                "SELECT pid, pg_blocking_pids(pid), state, wait_event_type, "
+                "now() - xact_start, now() - state_change, left(query, 300) "
+                "FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND state <> 'idle'",
+            ),
+            "timer_workers": [where_worker_is(worker) for worker in self.workers],
+            "worst_lag_s": self.worst_lag_s,
+            "pool": self.engine.pool.status(),
         }
+
+    async def measure_lag(self) -> None:
+        """How late this process's event loop wakes a task that is due (the app's instances,
+        their timer workers among them, share it with the hammering)."""
+        loop = asyncio.get_running_loop()
+        while not self.stop.is_set():
+            due = loop.time() + LAG_TICK_S
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), LAG_TICK_S)
+            self.worst_lag_s = max(self.worst_lag_s, loop.time() - due)
 
     async def run(self) -> None:
         """Work until every contact has ended; the first failure of any task fails the run."""
         tasks = [asyncio.create_task(self.work(i)) for i in range(len(self.consoles))]
         tasks += [asyncio.create_task(self.hang_up()), asyncio.create_task(self.watch())]
+        tasks += [asyncio.create_task(self.measure_lag())]
         ended = asyncio.create_task(self.until_all_ended())
 
         try:
@@ -343,7 +369,25 @@ async def set_up_hammer(api: Api, apps: list[FastAPI], others: list[Any]) -> Ham
         engine=apps[0].state.engine,
         lease_bound_s=lease_bound_s(apps[0].state.settings),
         dispatchers=[a.state.dispatcher for a in apps],
+        workers=[a.state.timer_worker for a in apps],
     )
+
+
+def where_worker_is(worker: TimerWorker) -> dict[str, str]:
+    """Each of the worker's tasks (its loops, the sweeps running) and the awaits it is in,
+    innermost last."""
+    tasks = worker._tasks + list(worker._sweeping.values())  # (its own, read to diagnose)
+    found: dict[str, str] = {}
+    for task in tasks:
+        chain: list[str] = []
+        awaited: Any = task.get_coro()
+        while awaited is not None:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is not None:
+                chain.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        found[task.get_name()] = "done" if task.done() else " > ".join(chain[-5:])
+    return found
 
 
 async def event_mismatches(engine: AsyncEngine) -> dict[str, tuple[int, int]]:
