@@ -178,21 +178,21 @@ async def retry(session: AsyncSession, *, call_id: int, settings: Settings, now:
     call = await calls.locked_row(session, IvrCall.id == call_id, nowait=True)
     if call is None or call.contact_id is None or given_up(call):
         return
-    made = attempts(call)
+    made, unrecorded = attempts(call), call.placing_until is not None
     if call.placing_until is not None:
         if call.placing_until > now:  # in flight: its record decides; its backstop stands
             await timers.schedule(
                 session, kind=CALLBACK_RETRY, subject=call.id, due_at=call.placing_until
             )
             return
-        # Its outcome was never recorded (its instance died while the provider answered).
-        log.warning("callback %s: attempt %s went unrecorded; placed again", call.id, made + 1)
-        call.placing_until = None
+        call.placing_until = None  # its outcome was never recorded (its instance died)
     elif made == 0 or not ended(call, made) or _answered(call, made):
         return
     contact = await waiting.live_contact(session, call.contact_id)
     if contact.status != ContactStatus.connected.value:
         return  # the agent (or a supervisor) ended it meanwhile
+    if unrecorded:
+        log.warning("callback %s: attempt %s went unrecorded; placed again", call.id, made + 1)
     await _place(session, call, contact, made + 1, settings, now)
 
 

@@ -22,8 +22,8 @@ its savepoint back, the delete with it, and the row is retried with backoff and,
 **Kinds fired in batches** (``register_batch``): where many timers of one kind fall due
 together (every complaint clock warning at the same moment), firing them one at a time
 costs a round trip per statement per timer. Such a kind is claimed apart, after the single
-kinds, the batched kinds together in one transaction: up to its ``size`` due timers (``SKIP LOCKED`` as
-above), all deleted in one statement and handed to its batch handler at once (as
+kinds, the batched kinds together in one transaction: up to its ``size`` due timers
+(``SKIP LOCKED`` as above), all deleted in one statement and handed to its batch handler at once (as
 ``DueTimer`` values, not ORM objects), in one savepoint, which does set-wise what the kind's
 single handler does one by one. If the batch handler raises, its savepoint is rolled back
 and the same timers are fired one by one with the single handler, each in its own savepoint
