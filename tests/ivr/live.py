@@ -26,6 +26,7 @@ from tests.fixtures.factories import Api, expect
 from tests.ivr.conftest import Clock
 from tests.ivr.telephony import ACCOUNT, HOTLINE, PUBLIC, TWILIO_TOKEN, WEBHOOK_SECRET, TwilioCall
 from tests.ivr.twilio_api import FakeTwilio, serving
+from tests.routing import acd
 from tests.routing.acd import offer_for
 
 STRANGER = "+8613912345678"  # no customer has this number
@@ -114,3 +115,18 @@ async def timers_of(
     async with engine.connect() as conn:
         found = await conn.scalar(text(sql), {"kind": kind, "subject": str(subject)})
     return int(found or 0)
+
+
+async def feed_moves_on(api: Api, queue_name: str) -> None:
+    """A chat contact taken in now reaches the event feed: no transaction holds the feed's
+    readers back (they wait for every older open transaction)."""
+    cursor = await api.event_cursor()
+    chat = await acd.contact(api, queue_name)
+
+    def chat_queued(events: list[dict[str, Any]]) -> bool:
+        return any(
+            e["type"] == "contact.queued" and e["subject"]["id"] == str(chat["id"]) for e in events
+        )
+
+    events = await api.events_until(cursor, chat_queued, timeout_s=20)
+    assert chat_queued(events), "the feed waited for the provider's answer"

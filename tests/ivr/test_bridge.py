@@ -397,17 +397,7 @@ class TestASlowProvider:
         of the event feed (consoles, wallboards), as it waits for the oldest open one."""
         chats = await acd.queue(api, channels=["chat"])
         async with redirect_held(api, client, twilio_api) as (phone, _):
-            cursor = await api.event_cursor()
-            chat = await acd.contact(api, chats["name"])
-
-            def chat_queued(events: list[dict[str, Any]]) -> bool:
-                return any(
-                    e["type"] == "contact.queued" and e["subject"]["id"] == str(chat["id"])
-                    for e in events
-                )
-
-            events = await api.events_until(cursor, chat_queued, timeout_s=20)
-            assert chat_queued(events), "the feed waited for Twilio's answer"
+            await live.feed_moves_on(api, chats["name"])
             assert (await call_of(api, phone.sid))["status"] == "queued"
         await call_status(api, phone.sid, "bridged")
 

@@ -86,6 +86,20 @@ def attempt_of(placed: Received) -> int:
     return int(query["attempt"][0])
 
 
+def placed_attempts(call: dict[str, Any]) -> list[str]:
+    return [e["attempt"] for e in call["path"] if e["result"] == "callback_placed"]
+
+
+async def on_record(api: Api, sid: str, count: int = 1) -> list[str]:
+    """The attempts the call's path shows placed, once it shows ``count`` of them."""
+
+    async def placed() -> list[str]:
+        found = placed_attempts(await call_of(api, sid))
+        return found if len(found) >= count else []
+
+    return await eventually(placed, what=f"{count} attempt(s) on record")  # type: ignore[no-any-return]
+
+
 async def answered_by_agent(api: Api, console: Api, contact_id: int) -> None:
     offer = await offer_for(console, contact_id)
     expect(await console.post(f"/api/v1/offers/{offer['id']}/accept"), 200)
@@ -219,23 +233,20 @@ class Unreported:
         return list((await call_of(self.api, self.sid))["path"])
 
 
+@pytest.fixture
+async def unreported(
+    app: FastAPI, api: Api, client: AsyncClient, twilio_api: FakeTwilio
+) -> Unreported:
+    _, console = await complaints_agent(api, endpoint=AGENT_ENDPOINT)
+    phone, contact_id = await callback_requested(api, client)
+    await answered_by_agent(api, console, contact_id)
+    await twilio_api.received(1, within=5)
+    await on_record(api, phone.sid)
+    return Unreported(app, api, twilio_api, phone.sid, contact_id, console)
+
+
 @pytest.mark.usefixtures("ready")
 class TestAReportThatNeverComes:
-    @pytest.fixture
-    async def unreported(
-        self, app: FastAPI, api: Api, client: AsyncClient, twilio_api: FakeTwilio
-    ) -> Unreported:
-        _, console = await complaints_agent(api, endpoint=AGENT_ENDPOINT)
-        phone, contact_id = await callback_requested(api, client)
-        await answered_by_agent(api, console, contact_id)
-        await twilio_api.received(1, within=5)
-
-        async def placed() -> bool:  # the attempt's transaction committed
-            return "callback_placed" in results(await call_of(api, phone.sid))
-
-        await eventually(placed, what="the first attempt on record")
-        return Unreported(app, api, twilio_api, phone.sid, contact_id, console)
-
     async def test_an_attempt_is_asked_after_once_its_report_is_overdue(
         self, unreported: Unreported
     ) -> None:
@@ -354,10 +365,6 @@ async def placing_held(
         twilio_api.answering.set()
 
 
-def placed_attempts(call: dict[str, Any]) -> list[str]:
-    return [e["attempt"] for e in call["path"] if e["result"] == "callback_placed"]
-
-
 @pytest.mark.usefixtures("ready")
 class TestASlowProviderPlacing:
     """An attempt is placed, and an overdue one asked after, with no transaction open: one
@@ -374,23 +381,9 @@ class TestASlowProviderPlacing:
     ) -> None:
         chats = await acd.queue(api, channels=["chat"])
         async with placing_held(api, client, twilio_api) as phone:
-            cursor = await api.event_cursor()
-            chat = await acd.contact(api, chats["name"])
-
-            def chat_queued(events: list[dict[str, Any]]) -> bool:
-                return any(
-                    e["type"] == "contact.queued" and e["subject"]["id"] == str(chat["id"])
-                    for e in events
-                )
-
-            events = await api.events_until(cursor, chat_queued, timeout_s=20)
-            assert chat_queued(events), "the feed waited for Twilio's answer"
+            await live.feed_moves_on(api, chats["name"])
             assert placed_attempts(await call_of(api, phone.sid)) == []
-
-        async def placed() -> list[str]:
-            return placed_attempts(await call_of(api, phone.sid))
-
-        assert await eventually(placed, what="the attempt on record") == ["1"]
+        assert await on_record(api, phone.sid) == ["1"]
 
     async def test_a_report_come_before_the_attempt_is_recorded_shows_it_placed(
         self, api: Api, client: AsyncClient, twilio_api: FakeTwilio
@@ -409,12 +402,7 @@ class TestASlowProviderPlacing:
         # nothing.
         [_, second] = await twilio_api.received(2, within=10)
         assert attempt_of(second) == 2
-
-        async def both_placed() -> list[str]:
-            found = placed_attempts(await call_of(api, phone.sid))
-            return found if len(found) == 2 else []
-
-        assert await eventually(both_placed, what="the second attempt on record") == ["1", "2"]
+        assert await on_record(api, phone.sid, 2) == ["1", "2"]
 
     async def test_an_attempt_that_outlived_its_lease_unrecorded_is_placed_again(
         self, app: FastAPI, api: Api, client: AsyncClient, twilio_api: FakeTwilio
@@ -438,27 +426,13 @@ class TestASlowProviderPlacing:
             app.state.timer_worker.poke()
             [first, again] = await twilio_api.received(2, within=10)
             assert (attempt_of(first), attempt_of(again)) == (1, 1)
-
-        async def placed() -> list[str]:
-            return placed_attempts(await call_of(api, phone.sid))
-
-        assert await eventually(placed, what="the attempt on record") == ["1"]
+        assert await on_record(api, phone.sid) == ["1"]
         [entry] = [e for e in (await call_of(api, phone.sid))["path"] if "call_ref" in e]
         assert entry["call_ref"] == "CA" + f"{2:032x}", "the first answer was recorded"
 
     async def test_no_transaction_holds_the_call_while_twilio_is_asked_after_an_attempt(
-        self, app: FastAPI, api: Api, client: AsyncClient, twilio_api: FakeTwilio
+        self, app: FastAPI, unreported: Unreported, twilio_api: FakeTwilio
     ) -> None:
-        _, console = await complaints_agent(api, endpoint=AGENT_ENDPOINT)
-        phone, contact_id = await callback_requested(api, client)
-        await answered_by_agent(api, console, contact_id)
-        await twilio_api.received(1, within=10)
-
-        async def placed() -> list[str]:
-            return placed_attempts(await call_of(api, phone.sid))
-
-        await eventually(placed, what="the attempt on record")
-        unreported = Unreported(app, api, twilio_api, phone.sid, contact_id, console)
         due = await unreported.check_due()
         assert due is not None
         twilio_api.answering.clear()
@@ -469,7 +443,7 @@ class TestASlowProviderPlacing:
                 await conn.execute(text("SET LOCAL lock_timeout = '2s'"))
                 await conn.execute(
                     text("SELECT id FROM ivr_calls WHERE call_ref = :sid FOR UPDATE"),
-                    {"sid": phone.sid},
+                    {"sid": unreported.sid},
                 )
         finally:
             twilio_api.answering.set()
