@@ -69,6 +69,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.agents.models import Agent
@@ -262,8 +263,12 @@ class Placing:
         """The provider answered (``refused`` None: it placed the call, ``placed`` its id
         if it gave one): on the call, if its lease is still this attempt's."""
         call = await calls.locked_row(session, IvrCall.id == self.call_id)
-        if call is None or call.placing_until != self.lease:
-            return  # it outlived its lease: the backstop took over
+        if call is None:
+            return
+        if call.placing_until != self.lease:
+            if refused is None and placed:
+                await self.name_the_call(session, call, placed)
+            return  # a report recorded it placed, or it outlived its lease (the backstop)
         call.placing_until = None
         await timers.cancel(session, kind=CALLBACK_RETRY, subject=call.id)  # answered
         attempt, now = str(self.attempt), self.now
@@ -276,6 +281,20 @@ class Placing:
             await _after_unanswered(session, call, contact, self.attempt, settings, now)
             return
         await _placed(session, call, self.attempt, placed, now)
+
+    async def name_the_call(self, session: AsyncSession, call: IvrCall, ref: str) -> None:
+        """A report on this attempt came before the provider's answer and recorded it
+        placed, without the provider's id of the call (a JSON provider's report has none):
+        the answer gives it, while this placing's lease lasts. Once it has run out, the
+        attempt may have been placed again and the record be the other placing's."""
+        entry = _entry(call, ("callback_placed",), self.attempt)
+        if entry is None or entry.get("call_ref"):
+            return
+        now: datetime | None = await session.scalar(select(func.now()))
+        if now is None or now >= self.lease:
+            return
+        named = {**entry, "call_ref": ref}
+        call.transcript = [named if e is entry else e for e in call.transcript]
 
 
 async def _placed(

@@ -5,12 +5,17 @@ the provider reports each attempt as a ``callback`` event; Twilio is never asked
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from httpx import AsyncClient
+from sqlalchemy import text
 
 from app.config import Settings
+from app.db import unit_of_work
+from app.ivr import callbacks
 from tests.fixtures.factories import Api, expect
 from tests.fixtures.polling import eventually
 from tests.ivr import live
@@ -73,6 +78,31 @@ async def report(provider: JsonProvider, call_id: str, attempt: int, status: str
     return expect(await provider.send(call_id, event), 200)
 
 
+async def placed_as(api: Api, call_id: str) -> list[str]:
+    """The provider's ids of the call's placed attempts, once each is on record."""
+
+    async def named() -> list[str] | None:
+        path = (await call_of(api, call_id))["path"]
+        placed = [s.get("call_ref") for s in path if s["result"] == "callback_placed"]
+        return placed if placed and all(placed) else None
+
+    named_refs: list[str] = await eventually(named, what=f"the placed attempts of {call_id} named")
+    return named_refs
+
+
+async def answered_after_the_lease(app: FastAPI, call_ref: str, contact_id: int, ref: str) -> None:
+    """The provider's answer naming ``ref`` for the first attempt of ``call_ref``, recorded
+    by a placing whose lease has run out."""
+    async with unit_of_work(app.state.sessionmaker) as session:
+        now = await session.scalar(text("SELECT now()"))
+        call_id = await session.scalar(
+            text("SELECT id FROM ivr_calls WHERE call_ref = :ref"), {"ref": call_ref}
+        )
+        lease = now - timedelta(seconds=1)
+        placing = callbacks.Placing(call_id, contact_id, 1, lease, lease - timedelta(seconds=10))
+        await placing.record(session, ref, None, app.state.settings)
+
+
 class TestTheProviderPlacesTheCall:
     async def test_the_callback_is_placed_by_the_callers_provider_and_answered(
         self,
@@ -95,11 +125,34 @@ class TestTheProviderPlacesTheCall:
             await report(provider, "cb-1", 1, status)
         call = await call_of(api, "cb-1")
         assert results(call).count("callback_answered") == 1
-        placed_at = next(s for s in call["path"] if s["result"] == "callback_placed")
-        assert placed_at["call_ref"] == "out-1"
+        # (The reports may have come before the provider's answer was recorded.)
+        assert await placed_as(api, "cb-1") == ["out-1"]
         contact = expect(await api.get(f"/api/v1/contacts/{contact_id}"), 200)
         assert contact["status"] == "connected"  # the agent's conversation now
         assert twilio_api.requests == []  # Twilio does not hold the JSON provider's callers
+        assert len(json_api.requests) == 1
+
+    async def test_a_report_come_before_the_providers_answer_is_named_by_the_answer(
+        self, app: FastAPI, api: Api, provider: JsonProvider, json_api: FakeJsonProvider
+    ) -> None:
+        _, console = await complaints_agent(api, endpoint=AGENT_ENDPOINT)
+        contact_id = await callback_requested(api, provider, "cb-4")
+        json_api.answering.clear()  # the provider places the call, its answer on the way
+        await accept(console, contact_id)
+        await json_api.received(1, within=5)
+        await report(provider, "cb-4", 1, "ringing")
+        path = results(await call_of(api, "cb-4"))
+        assert path.count("callback_placed") == 1  # the report shows it placed
+        # An answer recorded only after its placing's lease ran out names nothing: by then
+        # the attempt may have been placed again.
+        await answered_after_the_lease(app, "cb-4", contact_id, "out-9")
+        json_api.answering.set()
+        assert await placed_as(api, "cb-4") == ["out-1"]
+        await report(provider, "cb-4", 1, "in-progress")
+        path = results(await call_of(api, "cb-4"))
+        assert (path.count("callback_placed"), path.count("callback_answered")) == (1, 1)
+        contact = expect(await api.get(f"/api/v1/contacts/{contact_id}"), 200)
+        assert contact["status"] == "connected"
         assert len(json_api.requests) == 1
 
     async def test_an_unanswered_callback_is_placed_again_then_ends_unreachable(
