@@ -218,6 +218,7 @@ def lease_bound_s(settings: Settings) -> float:
     return 2 * sweep + float(getattr(settings, "lease_grace_s", 2.0))
 
 
+LEASE_LATE = "an offer was pending longer past its expiry than the lease sweep allows"
 _ENDINGS = ", ".join(f"'contact.{status}'" for status in TERMINAL)
 _TERMINAL_STATUSES = ", ".join(f"'{status}'" for status in TERMINAL)
 
@@ -240,11 +241,15 @@ LIVENESS: dict[str, str] = {
     """,
     # With the offer's own timer as it stands (gone once fired), to tell its lateness from
     # the sweep's.
-    "an offer was pending longer past its expiry than the lease sweep allows": """
-        SELECT o.id, o.contact_id, o.status, o.expires_at,
-               COALESCE(o.decided_at, now()) - o.expires_at AS late,
-               t.due_at AS timer_due_at, t.attempts AS timer_attempts,
-               t.failed_at AS timer_failed_at, t.last_error AS timer_error
+    # Times in seconds from the snapshot's now (the expiry's and the timer's negative).
+    LEASE_LATE: """
+        SELECT o.id, o.contact_id, o.status,
+               round(extract(epoch FROM o.expires_at - now()), 2) AS expiry_s,
+               round(extract(epoch FROM COALESCE(o.decided_at, now()) - o.expires_at), 2)
+                   AS late_s,
+               round(extract(epoch FROM t.due_at - now()), 2) AS timer_due_s,
+               t.attempts AS timer_attempts, t.failed_at AS timer_failed_at,
+               t.last_error AS timer_error
         FROM offers o
         LEFT JOIN timers t ON t.kind = 'offer.expire' AND t.subject = o.id::text
         WHERE COALESCE(o.decided_at, now()) > o.expires_at + make_interval(secs => :bound)
@@ -252,12 +257,16 @@ LIVENESS: dict[str, str] = {
 }
 
 
-async def liveness_violations(engine: AsyncEngine, bound_s: float) -> dict[str, list[Any]]:
+async def liveness_violations(
+    engine: AsyncEngine, bound_s: float, *, only: str | None = None
+) -> dict[str, list[Any]]:
     """Every contact and lease stuck beyond its bound, and every broken invariant, all read
-    in one snapshot (empty when all hold)."""
+    in one snapshot (empty when all hold); ``only``: that one check of ``LIVENESS``."""
     found: dict[str, list[Any]] = {}
-    checks: list[tuple[str, str, dict[str, float]]] = [(n, q, {}) for n, q in INVARIANTS.items()]
-    checks += [(n, q, {"bound": bound_s}) for n, q in LIVENESS.items()]
+    checks: list[tuple[str, str, dict[str, float]]] = []
+    if only is None:
+        checks += [(n, q, {}) for n, q in INVARIANTS.items()]
+    checks += [(n, q, {"bound": bound_s}) for n, q in LIVENESS.items() if only in (None, n)]
     async with engine.connect() as conn:
         snapshot = await conn.execution_options(isolation_level="REPEATABLE READ")
         for name, sql, params in checks:

@@ -39,6 +39,7 @@ from tests.conftest import make_settings
 from tests.fixtures.factories import ADMIN_PASSWORD, Api, expect
 from tests.fixtures.polling import eventually
 from tests.routing.acd import (
+    LEASE_LATE,
     TERMINAL,
     Happened,
     NotedRound,
@@ -97,8 +98,12 @@ class Hammer:
     dispatchers: list[Dispatcher] = field(default_factory=list)
     workers: list[TimerWorker] = field(default_factory=list)
     checks: int = 0
+    database_url: str = ""
     worst_lag_s: float = 0.0  # the longest the event loop ran a due wake-up late
     tick_due: float | None = None  # when the lag's measure is next due to wake
+    worst_commit_s: float = 0.0  # the longest the database took to commit a trivial write
+    committing_since: float | None = None  # when the commit being measured began
+    first_late: dict[str, Any] | None = None  # where things stood when a lease first ran late
 
     def __post_init__(self) -> None:
         self.inboxes = {c[0].me["id"]: asyncio.Queue() for c in self.consoles}
@@ -234,18 +239,38 @@ class Hammer:
             broken = await liveness_violations(self.engine, self.bound_s())
             if broken:  # once more, counting a stall that came while it was being checked
                 broken = await liveness_violations(self.engine, self.bound_s())
-            assert not broken, f"while hammering: {broken}: {await self.where_things_stand()}"
+            if broken:
+                raise AssertionError(await self.report(f"while hammering: {broken}"))
+            if self.first_late is None and await liveness_violations(
+                self.engine, self.lease_bound_s / 2, only=LEASE_LATE
+            ):  # what held a lease up is gone by the time it outgrows its bound: note it now
+                self.first_late = await self.where_things_stand()
             self.checks += 1
 
+    async def report(self, what: str) -> str:
+        """``what`` went wrong, then where things stood; the figures that judge it last (a
+        long report is cut in its middle)."""
+        return (
+            f"{what}\nwhere things stood: {await self.where_things_stand()}"
+            f"\nwhen a lease first ran late: {self.first_late}"
+            f"\n{what}\nbound {self.bound_s():.2f} s = lease bound {self.lease_bound_s} s"
+            f" + 2 x (worst loop lag {self.worst_lag_s:.2f} s"
+            f" + worst commit {self.worst_commit_s:.2f} s)"
+        )
+
     def bound_s(self) -> float:
-        """The lease bound, plus twice the longest the process has stood still so far (an
-        offer's own timer and the sweeps after it may each have waited out a stall: a
-        process, or the machine under it, that does not run cannot end a lease). A lease
-        that is never ended outgrows it all the same."""
-        lag = self.worst_lag_s
+        """The lease bound, plus twice the longest the process has stood still so far and
+        the longest the database took to commit (an offer's own timer and the sweeps after
+        it may each have waited out a stall: a process, a database, or the machine under
+        them, that does not run cannot end a lease). A lease that is never ended, or one a
+        lock holds up, outgrows it all the same."""
+        now = asyncio.get_running_loop().time()
+        lag, commit = self.worst_lag_s, self.worst_commit_s
         if self.tick_due is not None:  # a stall going on now
-            lag = max(lag, asyncio.get_running_loop().time() - self.tick_due)
-        return self.lease_bound_s + 2 * lag
+            lag = max(lag, now - self.tick_due)
+        if self.committing_since is not None:  # a commit taking long now
+            commit = max(commit, now - self.committing_since)
+        return self.lease_bound_s + 2 * (lag + commit)
 
     async def ended(self) -> int:
         return int(
@@ -275,7 +300,7 @@ class Hammer:
         try:
             await eventually(self.all_ended, within=60, what="every contact to end")
         except AssertionError as exc:
-            raise AssertionError(f"{exc}: {await self.where_things_stand()}") from None
+            raise AssertionError(await self.report(str(exc))) from None
 
     async def where_things_stand(self) -> dict[str, Any]:
         return {
@@ -318,11 +343,29 @@ class Hammer:
             self.worst_lag_s = max(self.worst_lag_s, loop.time() - due)
         self.tick_due = None
 
+    async def measure_commits(self) -> None:
+        """How long the database takes to commit a transaction that writes (it has a
+        transaction id: its commit is flushed), on a connection of its own."""
+        loop = asyncio.get_running_loop()
+        conn = await connect_driver(self.database_url, application_name="hammer-probe")
+        try:
+            while not self.stop.is_set():
+                self.committing_since = began = loop.time()
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_current_xact_id()")
+                self.worst_commit_s = max(self.worst_commit_s, loop.time() - began)
+                self.committing_since = None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), 4 * LAG_TICK_S)
+        finally:
+            await conn.close()
+
     async def run(self) -> None:
         """Work until every contact has ended; the first failure of any task fails the run."""
         tasks = [asyncio.create_task(self.work(i)) for i in range(len(self.consoles))]
         tasks += [asyncio.create_task(self.hang_up()), asyncio.create_task(self.watch())]
         tasks += [asyncio.create_task(self.measure_lag())]
+        tasks += [asyncio.create_task(self.measure_commits())]
         ended = asyncio.create_task(self.until_all_ended())
 
         try:
@@ -382,6 +425,7 @@ async def set_up_hammer(api: Api, apps: list[FastAPI], others: list[Any]) -> Ham
         skill=skill,
         engine=apps[0].state.engine,
         lease_bound_s=lease_bound_s(apps[0].state.settings),
+        database_url=apps[0].state.settings.database_url,
         dispatchers=[a.state.dispatcher for a in apps],
         workers=[a.state.timer_worker for a in apps],
     )
