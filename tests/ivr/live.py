@@ -46,7 +46,7 @@ def live_settings(db: str, fake: FakeTwilio, **overrides: Any) -> Settings:
         "twilio_account_sid": ACCOUNT,
         "webhook_secret": SecretStr(WEBHOOK_SECRET),
         "twilio_api_base_url": fake.url,
-        "twilio_api_timeout_s": 5.0,
+        "twilio_api_timeout_s": 20.0,  # (a loaded machine can stall a connect for seconds)
         "timer_poll_interval_s": 30.0,
         "callback_attempts": 3,
         "callback_retry_s": 0.0,
