@@ -52,10 +52,12 @@ of its own:
   due at the lease's end as its backstop. The answer is recorded only while the lease is
   still this attempt's (``Placing.record``). A report on the attempt that comes before
   (the provider placed the call and reported on it first) shows it placed: ``status``
-  records it so, and the answer, when it comes, finds the lease gone. An answer never
-  recorded (the instance died meanwhile) leaves the lease to run out: the backstop places
-  the attempt again, so the customer may be called twice for it (at least once, as a
-  firing that died before its commit always was).
+  records it so, and the answer, when it comes, finds the lease gone (it only gives the
+  record the placed call's id, if the report did not, while its lease lasts:
+  ``Placing.name_the_call``). An answer never recorded (the instance died meanwhile)
+  leaves the lease to run out: the backstop places the attempt again, so the customer may
+  be called twice for it (at least once, as a firing that died before its commit always
+  was).
 - *Asking*: the next check is scheduled with the asking, as the backstop of an answer lost
   with its instance; the answer is recorded only if the attempt has not ended meanwhile
   (``Asking.record``), and one that ends it cancels that check.
@@ -261,7 +263,8 @@ class Placing:
         settings: Settings,
     ) -> None:
         """The provider answered (``refused`` None: it placed the call, ``placed`` its id
-        if it gave one): on the call, if its lease is still this attempt's."""
+        if it gave one): on the call, if its lease is still this attempt's; if a report
+        recorded it placed first, only the call's id (``name_the_call``)."""
         call = await calls.locked_row(session, IvrCall.id == self.call_id)
         if call is None:
             return
@@ -408,7 +411,8 @@ async def status(
     ``calls.locked_row``; ``ref``: the provider's id of the call reported on, if it says).
 
     A report on the attempt being placed, come before the provider's answer was recorded,
-    shows it placed: it is recorded so (the answer, when it comes, finds its lease gone)."""
+    shows it placed: it is recorded so (the answer, when it comes, finds its lease gone and
+    at most names the placed call)."""
     if call.placing_until is not None and attempt == attempts(call) + 1:
         call.placing_until = None
         await timers.cancel(session, kind=CALLBACK_RETRY, subject=call.id)  # its backstop
