@@ -71,7 +71,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.agents.models import Agent
@@ -82,6 +81,7 @@ from app.ivr.models import IvrCall, Provider
 from app.routing import endings
 from app.routing import handlers as routing_handlers
 from app.routing.contact_states import ContactStatus
+from app.routing.contacts import db_now
 from app.routing.models import Contact
 from app.timers import service as timers
 from app.timers.worker import Outside, TimerRegistry, then_outside
@@ -293,8 +293,7 @@ class Placing:
         entry = _entry(call, ("callback_placed",), self.attempt)
         if entry is None or entry.get("call_ref"):
             return
-        now: datetime | None = await session.scalar(select(func.now()))
-        if now is None or now >= self.lease:
+        if await db_now(session) >= self.lease:
             return
         named = {**entry, "call_ref": ref}
         call.transcript = [named if e is entry else e for e in call.transcript]

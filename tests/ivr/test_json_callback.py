@@ -78,7 +78,7 @@ async def report(provider: JsonProvider, call_id: str, attempt: int, status: str
     return expect(await provider.send(call_id, event), 200)
 
 
-async def placed_as(api: Api, call_id: str) -> list[str]:
+async def placed_refs(api: Api, call_id: str) -> list[str]:
     """The provider's ids of the call's placed attempts, once each is on record."""
 
     async def named() -> list[str] | None:
@@ -126,7 +126,7 @@ class TestTheProviderPlacesTheCall:
         call = await call_of(api, "cb-1")
         assert results(call).count("callback_answered") == 1
         # (The reports may have come before the provider's answer was recorded.)
-        assert await placed_as(api, "cb-1") == ["out-1"]
+        assert await placed_refs(api, "cb-1") == ["out-1"]
         contact = expect(await api.get(f"/api/v1/contacts/{contact_id}"), 200)
         assert contact["status"] == "connected"  # the agent's conversation now
         assert twilio_api.requests == []  # Twilio does not hold the JSON provider's callers
@@ -147,7 +147,7 @@ class TestTheProviderPlacesTheCall:
         # the attempt may have been placed again.
         await answered_after_the_lease(app, "cb-4", contact_id, "out-9")
         json_api.answering.set()
-        assert await placed_as(api, "cb-4") == ["out-1"]
+        assert await placed_refs(api, "cb-4") == ["out-1"]
         await report(provider, "cb-4", 1, "in-progress")
         path = results(await call_of(api, "cb-4"))
         assert (path.count("callback_placed"), path.count("callback_answered")) == (1, 1)
