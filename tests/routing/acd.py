@@ -93,6 +93,57 @@ async def value(engine: AsyncEngine, sql: str, **params: Any) -> Any:
         return await conn.scalar(text(sql), params)
 
 
+def _shown(found: Sequence[Any]) -> str:
+    """Rows as tuples, their times of day to the millisecond."""
+
+    def cell(v: Any) -> str:
+        return v.strftime("%H:%M:%S.%f")[:-3] if isinstance(v, datetime) else repr(v)
+
+    return ", ".join("(" + ", ".join(cell(v) for v in row) + ")" for row in found)
+
+
+async def where_routing_stands(app: FastAPI, contact_id: int) -> str:
+    """What a routing test's failure shows: the database's clock, the contact, its offers,
+    the agents, the timers due or pending, and whether this app's dispatcher leads."""
+    engine = app.state.engine
+    parts = [
+        f"now {_shown([(await value(engine, 'SELECT now()'),)])}",
+        f"dispatcher leads: {app.state.dispatcher.is_leader}",
+        "contact: "
+        + _shown(
+            await rows(
+                engine, "SELECT status, queue_id FROM contacts WHERE id = :id", id=contact_id
+            )
+        ),
+        "offers (id, agent, status, created, expires, decided): "
+        + _shown(
+            await rows(
+                engine,
+                "SELECT id, agent_id, status, created_at, expires_at, decided_at FROM offers"
+                " WHERE contact_id = :id ORDER BY id",
+                id=contact_id,
+            )
+        ),
+        "agents (id, status, reason, missed, ready): "
+        + _shown(
+            await rows(
+                engine,
+                "SELECT id, status, status_reason, consecutive_no_answers, ready_at FROM agents"
+                " ORDER BY id",
+            )
+        ),
+        "timers (kind, subject, due, attempts, error, failed): "
+        + _shown(
+            await rows(
+                engine,
+                "SELECT kind, subject, due_at, attempts, last_error, failed_at FROM timers"
+                " ORDER BY due_at",
+            )
+        ),
+    ]
+    return "\n".join(parts)
+
+
 async def stored_overflow(
     engine: AsyncEngine, queue: dict[str, Any], overflow: dict[str, Any]
 ) -> None:

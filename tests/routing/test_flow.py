@@ -8,7 +8,15 @@ from fastapi import FastAPI
 
 from tests.fixtures.factories import Api, expect
 from tests.fixtures.polling import eventually
-from tests.routing.acd import available_agent, contact, offer_for, pending_offers, queue, value
+from tests.routing.acd import (
+    available_agent,
+    contact,
+    offer_for,
+    pending_offers,
+    queue,
+    value,
+    where_routing_stands,
+)
 
 
 class TestContactLifecycle:
@@ -134,7 +142,9 @@ class TestEstimatedWait:
 
 
 class TestNoAnswer:
-    async def test_agent_who_misses_max_no_answer_offers_goes_away(self, api: Api) -> None:
+    async def test_agent_who_misses_max_no_answer_offers_goes_away(
+        self, api: Api, app: FastAPI
+    ) -> None:
         q = await queue(api, ring_timeout_s=0.2, no_answer_delay_s=0, max_no_answer=2)
         console = await available_agent(api)
         created = await contact(api, q["name"])
@@ -143,7 +153,15 @@ class TestNoAnswer:
             me: dict[str, object] = expect(await console.get("/api/v1/agents/me"), 200)
             return me if me["status"] == "away" else None
 
-        me = await eventually(away, what="the agent to be set away after two missed offers")
+        # Two ring timeouts of 0.2 s and a round between them take well under a second; the
+        # deadline only bounds how long a broken routing takes to fail, on a machine whose
+        # loops and database stall for seconds at a time.
+        me = await eventually(
+            away,
+            within=30,
+            what="the agent to be set away after two missed offers",
+            explain=lambda: where_routing_stands(app, created["id"]),
+        )
         assert me["status_reason"] == "no_answer"
         detail = expect(await api.get(f"/api/v1/contacts/{created['id']}"), 200)
         assert detail["status"] == "queued", "the contact keeps waiting for someone else"
