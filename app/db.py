@@ -462,6 +462,15 @@ async def unit_of_work(
         run_after_commit(session)
 
 
+async def commit_and_go_on(session: AsyncSession) -> None:
+    """Commit the work done so far in ``session`` and run its after-commit work, as
+    ``unit_of_work`` does at its end; what follows runs in a new transaction. For work done a
+    piece to a transaction within one unit of work, each piece holding its rows only while
+    it runs."""
+    await session.commit()
+    run_after_commit(session)
+
+
 async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     """The driver's connection under ``session``, in its transaction, for statements that skip
     the ORM; the session's pending changes are flushed first, so the statements sent on it

@@ -16,6 +16,11 @@ the sweep only acts on what went wrong. It locks like the handlers, also the off
 timer row, and leaves anything locked (a request, the timer, another instance's sweep) to
 the next sweep. A ringing offer therefore ends within ring timeout + grace + sweep interval
 (plus a sweep's own run time), whatever happened to its timer.
+
+Each offer is expired in a transaction of its own, as the worker fires each timer in its
+own: a sweep that finds hundreds overdue (a worker that stood still) holds one offer's rows
+at a time, not every one's until the last is done, which would keep the requests that need
+them waiting, and the rounds skipping them, meanwhile.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agents import service as agents
 from app.config import Settings
+from app.db import commit_and_go_on
 from app.routing import contacts, endings, offers, work
 from app.timers import service as timers
 from app.timers.models import Timer
@@ -118,7 +124,9 @@ def lease_sweep(grace: timedelta) -> Sweep:
             session, expired_before=now - grace, limit=LEASE_SWEEP_BATCH
         )
         expired = 0
-        for offer_id in overdue:
+        for n, offer_id in enumerate(overdue):
+            if n:  # the expiry before ends its transaction, and frees its rows, first
+                await commit_and_go_on(session)
             done = await _without_waiting_for_locks(session, _expiry(session, offer_id, now))
             expired += bool(done)  # None: a row was locked; the next sweep looks again
         return expired

@@ -20,7 +20,15 @@ from app.routing import handlers
 from tests.conftest import make_settings
 from tests.fixtures.factories import Api, expect
 from tests.fixtures.polling import eventually
-from tests.routing.acd import assert_invariants, available_agent, contact, offer_for, queue, value
+from tests.routing.acd import (
+    assert_invariants,
+    available_agent,
+    contact,
+    offer_for,
+    queue,
+    rows,
+    value,
+)
 
 SWEEP_S, GRACE_S = 0.2, 0.1
 
@@ -224,6 +232,49 @@ class TestConcurrentSweeps:
         shown = expect(await api.get(f"/api/v1/contacts/{created['id']}"), 200)
         assert [o["status"] for o in shown["offers"]] == ["expired"]
         assert shown["status"] == "queued"
+        await assert_invariants(engine)
+
+    async def test_a_sweep_commits_each_expiry_before_it_locks_the_next(
+        self, api: Api, app: FastAPI, engine: AsyncEngine
+    ) -> None:
+        q = await queue(api, ring_timeout_s=0.2, no_answer_delay_s=600)
+        console = await available_agent(api)  # two chat contacts at once
+        made = [await contact(api, q["name"]) for _ in range(2)]
+        offers = [await offer_for(console, c["id"]) for c in made]
+        ids = [o["id"] for o in offers]
+        lost = await change(
+            engine,
+            "DELETE FROM timers WHERE kind = 'offer.expire' AND subject = ANY(:ids) RETURNING id",
+            ids=[str(i) for i in ids],
+        )
+        assert len(lost) == 2, "the timers had not fired yet"
+        await eventually(
+            lambda: value(
+                engine,
+                "SELECT bool_and(now() > expires_at + make_interval(secs => :grace))"
+                " FROM offers WHERE id = ANY(:ids)",
+                ids=ids,
+                grace=GRACE_S,
+            ),
+            what="both leases to be overdue",
+        )
+        first, last = sorted(
+            ids, key=lambda i: next((o["expires_at"], i) for o in offers if o["id"] == i)
+        )
+        sweep = handlers.lease_sweep(timedelta(seconds=GRACE_S))
+        async with app.state.sessionmaker() as session:
+            assert await sweep(session, await db_now(session)) == 2
+            # Before the sweep's own unit of work commits, the first expiry stands for
+            # everyone else; only the last is still the sweep's.
+            seen = dict(
+                await rows(engine, "SELECT id, status FROM offers WHERE id = ANY(:ids)", ids=ids)
+            )
+            assert seen == {first: "expired", last: "pending"}
+            await session.commit()
+        seen = dict(
+            await rows(engine, "SELECT id, status FROM offers WHERE id = ANY(:ids)", ids=ids)
+        )
+        assert seen == {first: "expired", last: "expired"}
         await assert_invariants(engine)
 
 
