@@ -39,14 +39,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.customers import identity
 from app.errors import InvalidInput
-from app.ivr import advance, answers, service
+from app.ivr import advance, answers, callbacks, service
 from app.ivr.document import MenuNode
 from app.ivr.exceptions import CallNotFound
 from app.ivr.flow import Flow
 from app.ivr.models import IvrCall
-from app.ivr.schemas import CallOut, CallStep, DropOff, OutcomeCount, OutcomeReport
+from app.ivr.schemas import CallOut, CallStep, DropOff, InFlight, OutcomeCount, OutcomeReport
 from app.ivr.vocabulary import Outcome
 from app.routing.contact_states import ContactStatus
+from app.routing.contacts import db_now
 from app.routing.figures import zone_day_start
 from app.routing.models import Contact
 
@@ -92,8 +93,25 @@ async def call_view(
         left_ivr_at=call.left_ivr_at,
         ended_at=call.ended_at,
         ivr_s=advance.seconds_in_ivr(call, now),
+        in_flight=in_flight(call, await db_now(session)),
         path=[_step(flow, entry) for entry in call.transcript],
     )
+
+
+def in_flight(call: IvrCall, db_now: datetime) -> InFlight | None:
+    """The request the call has in flight at the provider, as its leases record it.
+
+    A lease is cleared when the answer is recorded (or, for an attempt, when a report on it
+    came first); one that ran out stays on the row (its instance died, or the call ended
+    meanwhile) until its backstop looks, so a lease counts only while it runs by the
+    database's clock, the one that set it (``db_now``)."""
+    if call.redirecting_until is not None and call.redirecting_until > db_now:
+        return InFlight(request="redirect", attempt=None, until=call.redirecting_until)
+    if call.placing_until is not None and call.placing_until > db_now:
+        # While an attempt is being placed, nothing of it is on the path yet.
+        attempt = callbacks.attempts(call) + 1
+        return InFlight(request="callback", attempt=attempt, until=call.placing_until)
+    return None
 
 
 def _step(flow: Flow, entry: dict[str, Any]) -> CallStep:

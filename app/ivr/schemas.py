@@ -73,6 +73,22 @@ class CallStep(BaseModel):
     )
 
 
+class InFlight(BaseModel):
+    """A request Hotline has made of the telephony provider and is waiting on."""
+
+    request: Literal["redirect", "callback"] = Field(
+        description="`redirect`: the live call being put through to the agent who accepted its "
+        "contact (Twilio's REST API); `callback`: a callback attempt being placed"
+    )
+    attempt: int | None = Field(
+        description="the callback attempt being placed (1 for the first); null for a redirect"
+    )
+    until: datetime = Field(
+        description="how long Hotline waits for the provider's answer (the provider's timeout "
+        "and 5 s): the answer is recorded before then, or the request is made again after"
+    )
+
+
 class CallOut(BaseModel):
     """A call's way through the IVR: its path, its outcome, its time in the IVR."""
 
@@ -94,6 +110,11 @@ class CallOut(BaseModel):
     left_ivr_at: datetime | None
     ended_at: datetime | None
     ivr_s: float = Field(description="seconds in the IVR (so far, while the call is in it)")
+    in_flight: InFlight | None = Field(
+        description="what Hotline has asked the provider for and not yet heard back on (a "
+        "redirect to the agent, a callback attempt being placed); null when nothing is. Its "
+        "outcome joins the path once the answer is recorded"
+    )
     path: list[CallStep]
 
 

@@ -390,6 +390,29 @@ class TestASlowProvider:
         await call_status(api, phone.sid, "bridged")
         assert len(twilio_api.requests) == 1
 
+    async def test_the_calls_record_shows_a_redirect_in_flight_until_twilio_answers(
+        self, api: Api, client: AsyncClient, twilio_api: FakeTwilio
+    ) -> None:
+        async with redirect_held(api, client, twilio_api) as (phone, _):
+            shown = (await call_of(api, phone.sid))["in_flight"]
+            assert (shown["request"], shown["attempt"]) == ("redirect", None)
+        await call_status(api, phone.sid, "bridged")
+        assert (await call_of(api, phone.sid))["in_flight"] is None
+
+    async def test_a_redirect_whose_lease_ran_out_is_not_shown_in_flight(
+        self, api: Api, client: AsyncClient, twilio_api: FakeTwilio, engine: AsyncEngine
+    ) -> None:
+        async with redirect_held(api, client, twilio_api) as (phone, _):
+            async with engine.begin() as conn:  # as the row stays when its instance died
+                await conn.execute(
+                    text(
+                        "UPDATE ivr_calls SET redirecting_until = now() - interval '1 second'"
+                        " WHERE call_ref = :sid"
+                    ),
+                    {"sid": phone.sid},
+                )
+            assert (await call_of(api, phone.sid))["in_flight"] is None
+
     async def test_the_event_feed_moves_on_while_twilio_is_slow_to_answer_a_redirect(
         self, api: Api, client: AsyncClient, twilio_api: FakeTwilio
     ) -> None:

@@ -387,6 +387,20 @@ class TestASlowProviderPlacing:
             assert placed_attempts(await call_of(api, phone.sid)) == []
         assert await on_record(api, phone.sid) == ["1"]
 
+    async def test_the_calls_record_shows_the_attempt_being_placed_until_it_is_recorded(
+        self, api: Api, client: AsyncClient, twilio_api: FakeTwilio
+    ) -> None:
+        async with placing_held(api, client, twilio_api) as phone:
+            call = await call_of(api, phone.sid)
+            shown = call["in_flight"]
+            assert (shown["request"], shown["attempt"]) == ("callback", 1)
+            # The lease: the provider's timeout (50 s here) and the margin, from its placing.
+            assert datetime.fromisoformat(shown["until"]) > datetime.fromisoformat(
+                call["started_at"]
+            ) + timedelta(seconds=50)
+        assert await on_record(api, phone.sid) == ["1"]
+        assert (await call_of(api, phone.sid))["in_flight"] is None
+
     async def test_a_report_come_before_the_attempt_is_recorded_shows_it_placed(
         self, api: Api, client: AsyncClient, twilio_api: FakeTwilio
     ) -> None:
