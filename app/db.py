@@ -19,7 +19,7 @@ from typing import Annotated, Any, cast
 
 import asyncpg
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, MetaData, Table, func
+from sqlalchemy import DateTime, MetaData, Table, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
@@ -469,6 +469,14 @@ async def commit_and_go_on(session: AsyncSession) -> None:
     it runs."""
     await session.commit()
     run_after_commit(session)
+
+
+async def db_now(session: AsyncSession) -> datetime:
+    """The database's clock (``now()``: the start of the session's transaction), the one every
+    stored time and lease is set and judged by."""
+    now: datetime | None = await session.scalar(select(func.now()))
+    assert now is not None
+    return now
 
 
 async def driver_connection(session: AsyncSession) -> asyncpg.Connection:

@@ -55,7 +55,7 @@ from typing_extensions import TypedDict
 
 from app.agents.models import Role
 from app.agents.permissions import Principal
-from app.db import Base
+from app.db import Base, db_now
 from app.errors import Conflict, NotFound, register_constraint
 from app.events.log import record
 
@@ -217,7 +217,7 @@ async def revoke(session: AsyncSession, *, key_id: int, actor: Principal) -> Api
     row = await get_or_raise(session, key_id, for_update=True)
     if row.revoked_at is not None:
         return row
-    row.revoked_at = await session.scalar(select(func.now()))
+    row.revoked_at = await db_now(session)
     await session.flush()
     _record(session, ApiKeyEventType.REVOKED, row, actor)
     return row

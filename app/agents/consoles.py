@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import ARRAY, BigInteger, Float, Uuid, bindparam, delete, exists, func, select
 from sqlalchemy import text as sql
@@ -38,6 +38,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agents.models import ConsoleConnection
+from app.db import db_now
 from app.timers import service as timers
 
 CONSOLE_GONE = "agent.console_gone"
@@ -77,12 +78,6 @@ def registry_of(session: AsyncSession) -> ConsoleRegistry:
     return registry
 
 
-async def _db_now(session: AsyncSession) -> datetime:
-    now: datetime | None = await session.scalar(select(func.now()))
-    assert now is not None
-    return now
-
-
 async def open_console(session: AsyncSession, agent_id: int) -> uuid.UUID:
     """A console of ``agent_id`` opened on this instance; its connection id."""
     registry = registry_of(session)
@@ -110,7 +105,7 @@ async def close_console(session: AsyncSession, connection_id: uuid.UUID, agent_i
         session,
         kind=CONSOLE_GONE,
         subject=agent_id,
-        due_at=await _db_now(session) + registry.grace,
+        due_at=await db_now(session) + registry.grace,
     )
 
 
@@ -125,7 +120,7 @@ async def close_instance(session: AsyncSession) -> int:
         )
     ).all()
     registry.clear()
-    due = await _db_now(session) + registry.grace
+    due = await db_now(session) + registry.grace
     await timers.schedule_many(
         session, kind=CONSOLE_GONE, due=[(agent_id, due) for agent_id in sorted(set(agent_ids))]
     )

@@ -32,7 +32,7 @@ from app.agents.exceptions import (
 from app.agents.models import Agent, AgentChannel, AgentSkill, Role, Skill
 from app.agents.schemas import AgentCounts, AgentCreate, AgentLive, AgentUpdate, SkillLevel
 from app.agents.security import TokenClaims
-from app.db import table_of
+from app.db import db_now, table_of
 from app.errors import InvalidInput
 from app.events.log import record
 from app.timers import service as timers
@@ -295,7 +295,7 @@ async def change_status(
         return agent
     if status is not presence.Status.OFFLINE and not agent.active:
         raise StatusConflict("a deactivated agent cannot become available or away")
-    now = await _now(session)
+    now = await db_now(session)
     agent.status, agent.status_reason, agent.status_changed_at = (
         change.status.value,
         change.reason,
@@ -339,12 +339,6 @@ async def _take_offers_back(session: AsyncSession, agent_id: int, now: datetime)
     """Schedule ``RESCIND`` for the agent, due now (one pending timer per agent: a second
     call before it fires replaces it)."""
     await timers.schedule(session, kind=RESCIND, subject=agent_id, due_at=now)
-
-
-async def _now(session: AsyncSession) -> datetime:
-    now: datetime | None = await session.scalar(select(func.now()))
-    assert now is not None
-    return now
 
 
 async def ensure_admin(

@@ -73,7 +73,7 @@ from sqlalchemy import DateTime, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.db import unit_of_work
+from app.db import db_now, unit_of_work
 from app.events.log import record_many
 from app.ivr import advance, callbacks, provider, twiml, waiting
 from app.ivr.models import CallStatus, IvrCall, Provider
@@ -208,8 +208,7 @@ class Redirect:
         call.redirecting_until = None
         # The redirect has its answer: its backstop goes (a failure schedules the retry).
         await timers.cancel(session, kind=BRIDGE_RETRY, subject=self.contact_id)
-        now = await session.scalar(select(func.now()))
-        assert now is not None
+        now = await db_now(session)
         if call.status != CallStatus.queued.value:  # the caller hung up meanwhile
             return
         if refused is None:

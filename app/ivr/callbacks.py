@@ -75,13 +75,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.agents.models import Agent
 from app.config import Settings
-from app.db import unit_of_work
+from app.db import db_now, unit_of_work
 from app.ivr import advance, calls, provider, twiml, waiting, wire
 from app.ivr.models import IvrCall, Provider
 from app.routing import endings
 from app.routing import handlers as routing_handlers
 from app.routing.contact_states import ContactStatus
-from app.routing.contacts import db_now
 from app.routing.models import Contact
 from app.timers import service as timers
 from app.timers.worker import Outside, TimerRegistry, then_outside

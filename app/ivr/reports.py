@@ -38,6 +38,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.customers import identity
+from app.db import db_now
 from app.errors import InvalidInput
 from app.ivr import advance, answers, callbacks, service
 from app.ivr.document import MenuNode
@@ -47,7 +48,6 @@ from app.ivr.models import IvrCall
 from app.ivr.schemas import CallOut, CallStep, DropOff, InFlight, OutcomeCount, OutcomeReport
 from app.ivr.vocabulary import Outcome
 from app.routing.contact_states import ContactStatus
-from app.routing.contacts import db_now
 from app.routing.figures import zone_day_start
 from app.routing.models import Contact
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.events.log import record
@@ -32,12 +32,6 @@ WRAP_UP_END = "contact.wrap_up_end"
 MAX_WAIT = "contact.max_wait"
 
 # --- the row and its events ---------------------------------------------------------------
-
-
-async def db_now(session: AsyncSession) -> datetime:
-    now: datetime | None = await session.scalar(select(func.now()))
-    assert now is not None
-    return now
 
 
 def seconds(since: datetime, now: datetime) -> float:

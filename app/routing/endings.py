@@ -15,6 +15,7 @@ from sqlalchemy.orm import aliased
 
 from app.agents import presence
 from app.config import Settings
+from app.db import db_now
 from app.errors import Conflict
 from app.routing import admission, work
 from app.routing.contact_states import ContactEvent, ContactStatus
@@ -24,7 +25,6 @@ from app.routing.contacts import (
     check_move,
     check_owner,
     contact_event,
-    db_now,
     lock_contact,
     may_move,
     move,

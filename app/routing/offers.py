@@ -22,10 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.agents import presence
 from app.agents import service as agents
 from app.agents.models import Agent
+from app.db import db_now
 from app.events.log import record
 from app.routing import work
 from app.routing.contact_states import ContactEvent
-from app.routing.contacts import contact_event, db_now, lock_contact, move, queue_of
+from app.routing.contacts import contact_event, lock_contact, move, queue_of
 from app.routing.events import ContactEventType, OfferEventType
 from app.routing.exceptions import NotYourOffer, OfferClosed, OfferNotFound
 from app.routing.models import Contact, Offer, OfferStatus

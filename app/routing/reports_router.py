@@ -33,10 +33,9 @@ from app.agents import service as agents_service
 from app.agents.access import Action, Resource, Rule, require, rule_for
 from app.agents.dependencies import CurrentPrincipal
 from app.agents.permissions import Principal
-from app.db import Session
+from app.db import Session, db_now
 from app.openapi import errors
 from app.routing import reports, service
-from app.routing.contacts import db_now
 from app.routing.figures import Interval
 from app.routing.report_figures import FORMULAS, AgentRow, QueueRow, Range, csv_text
 from app.schemas import MAX_BIGINT

@@ -64,12 +64,12 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agents.models import Agent, AgentChannel, AgentSkill, Skill
+from app.db import db_now
 from app.errors import InvalidInput
 from app.events.models import Event
 from app.routing.board_figures import Board, QueueFacts, Spans
 from app.routing.board_figures import board as board_of
 from app.routing.contact_states import WAITING
-from app.routing.contacts import db_now
 from app.routing.events import Abandoned, Completed, ContactPayload
 from app.routing.events import ContactEventType as E
 from app.routing.figures import (

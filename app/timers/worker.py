@@ -78,7 +78,7 @@ from sqlalchemy import BigInteger, Select, any_, bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import OutageLog, database_unavailable, table_of, unit_of_work
+from app.db import OutageLog, database_unavailable, db_now, table_of, unit_of_work
 from app.events.log import record
 from app.timers.models import Timer
 from app.waiting import wait_for_wake
@@ -410,8 +410,7 @@ class TimerWorker:
         outside: list[Outside] = []
         try:
             async with unit_of_work(self._sessionmaker) as session:
-                now = await session.scalar(select(func.now()))
-                assert now is not None
+                now = await db_now(session)
                 timer = (
                     await session.scalars(
                         _due(select(Timer), kinds, now).limit(1).with_for_update(skip_locked=True)
@@ -490,8 +489,7 @@ class TimerWorker:
 
     async def _sweep(self, sweep: SweepSpec) -> int:
         async with unit_of_work(self._sessionmaker) as session:
-            now = await session.scalar(select(func.now()))
-            assert now is not None
+            now = await db_now(session)
             count = await sweep.run(session, now)
         if count:
             log.info("sweep %s reconciled %d item(s)", sweep.name, count)
@@ -523,8 +521,7 @@ class TimerWorker:
         if not batches:
             return claimed
         async with unit_of_work(self._sessionmaker) as session:
-            now = await session.scalar(select(func.now()))
-            assert now is not None
+            now = await db_now(session)
             for spec in batches:
                 claimed += await self._run_batch(session, spec, now)
         return claimed

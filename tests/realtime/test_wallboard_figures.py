@@ -25,12 +25,11 @@ from httpx import ASGITransport, AsyncClient
 from websockets.asyncio.client import ClientConnection, connect
 
 from app.config import Settings
-from app.db import unit_of_work
+from app.db import db_now, unit_of_work
 from app.events.log import record
 from app.main import create_app
 from app.realtime.figures_feed import FiguresFeed
 from app.routing import stats
-from app.routing.contacts import db_now
 from app.routing.figures import Interval, zone_aligned_start, zone_day_start
 from app.routing.stats import DayCache, settled_until
 from tests.conftest import make_settings
