@@ -13,8 +13,9 @@ statement, in the claiming transaction), and ``fire_batch``:
 1. locks the complaints of the clocks the timers name in one statement, ``FOR UPDATE SKIP
    LOCKED`` (never waiting: a request holding a complaint may be waiting for one of the
    claimed timer rows, exactly the deadlock ``without_waiting`` avoids for one timer). A
-   timer whose complaint another transaction holds is set again ``RETRY_AFTER`` from now,
-   as the single handler does; a timer whose clock no longer exists is dropped;
+   timer whose complaint another transaction holds is set again ``RETRY_AFTER`` from now
+   (the single handler's timer keeps its row and its place, but a batch's rows were deleted
+   as they were claimed); a timer whose clock no longer exists is dropped;
 2. reads which alerts have fired from the locked complaints' audit trails in one statement
    (the truth, as for one timer: a timer fired twice, or by two instances, finds its alerts
    fired);
@@ -51,7 +52,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -77,11 +78,11 @@ from app.complaints.events import SUBJECT
 from app.complaints.models import Complaint, ComplaintAudit, ComplaintClock
 from app.db import table_of
 from app.events.log import record_many
-from app.routing.handlers import RETRY_AFTER
 from app.timers import service as timers
 from app.timers.worker import DueTimer
 
 BATCH_SIZE: Final = 1000
+RETRY_AFTER: Final = timedelta(milliseconds=50)  # a timer whose complaint is held, set again
 ACTOR: Final = "system"
 
 _CLOCKS = table_of(ComplaintClock)

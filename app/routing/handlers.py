@@ -3,9 +3,9 @@ lease sweep.
 
 A handler that waited for a contact or agent row would hold the worker's claiming loop,
 and every timer due after it, for as long as a request keeps that row. Handlers therefore
-lock with ``NOWAIT``; one that finds a row locked undoes its own work and fires again a
-moment later (the worker has deleted the fired row first, so scheduling it again leaves a
-live timer).
+lock with ``NOWAIT``; one that finds a row locked undoes its own work and raises
+``TryAgainSoon``: the worker keeps the timer due when it was and fires it again a moment
+later, first among the timers due (``app.timers.worker``).
 
 The lease sweep is the backstop of the ring timeout: an offer is a lease, and a lease must
 end even when its ``offer.expire`` row does not fire (deleted, marked failed after its
@@ -29,7 +29,6 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,10 +38,9 @@ from app.db import commit_and_go_on
 from app.routing import contacts, endings, offers, work
 from app.timers import service as timers
 from app.timers.models import Timer
-from app.timers.worker import Handler, Sweep, TimerRegistry
+from app.timers.worker import Handler, Sweep, TimerRegistry, TryAgainSoon
 
 LOCK_NOT_AVAILABLE = "55P03"
-RETRY_AFTER = timedelta(milliseconds=50)
 LEASE_SWEEP = "routing.leases"
 LEASE_SWEEP_BATCH = 500  # overdue offers expired per sweep; the rest wait for the next
 
@@ -79,22 +77,9 @@ def without_waiting(handle: Callable[[AsyncSession, int, datetime], Awaitable[ob
             return True
 
         if await _without_waiting_for_locks(session, step) is None:
-            await _again_soon(session, timer)
+            raise TryAgainSoon(f"{timer.kind} {timer.subject}: a row it needs is held")
 
     return run
-
-
-async def _again_soon(session: AsyncSession, timer: Timer) -> None:
-    """Fire again shortly (the worker has deleted the fired row: this schedules a new one)."""
-    clock: datetime | None = await session.scalar(select(func.clock_timestamp()))
-    assert clock is not None
-    await timers.schedule(
-        session,
-        kind=timer.kind,
-        subject=timer.subject,
-        due_at=clock + RETRY_AFTER,
-        payload=timer.payload,
-    )
 
 
 async def _offer_expired(session: AsyncSession, subject: int, now: datetime) -> None:

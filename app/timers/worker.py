@@ -19,6 +19,15 @@ its savepoint back, the delete with it, and the row is retried with backoff and,
 ``max_attempts``, marked failed (kept for inspection, never claimed again) with a
 ``timer.failed`` event. Kinds this instance has no handler for are left for instances that do.
 
+**A handler that finds its rows held** by another transaction (a request, another
+instance's handler) raises ``TryAgainSoon`` instead of waiting for them: its savepoint is
+rolled back, the delete with it, so the timer keeps its row as it was, due when it was, with
+no attempt counted, and this worker leaves it for ``retry_held_s`` (50 ms) before it claims
+it again (another instance may sooner). Rescheduled for later instead, it would go behind
+every timer already due: under a backlog, one unlucky retry would wait out the whole backlog
+(a ring timeout seconds late); kept at its due time it is claimed first again once its rest
+is over.
+
 **Kinds fired in batches** (``register_batch``): where many timers of one kind fall due
 together (every complaint clock warning at the same moment), firing them one at a time
 costs a round trip per statement per timer. Such a kind is claimed apart, after the single
@@ -93,6 +102,13 @@ _OUTSIDE: Final = "timers.then_outside"
 # Timers of the kinds that call out fired at once by one worker (each holds a connection for
 # as long as the outside takes to answer).
 CALLING_OUT_AT_ONCE: Final = 4
+# How long a worker leaves a timer whose handler found its rows held before claiming it again.
+RETRY_HELD_S: Final = 0.05
+
+
+class TryAgainSoon(Exception):
+    """Raised by a handler that finds a row it needs held by another transaction: its work
+    is undone, and the timer is fired again shortly, keeping its place (see the module)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,11 +272,13 @@ def _stop_if_cancelled(exc: Exception) -> None:
         raise asyncio.CancelledError from exc
 
 
-def _due(stmt: Select[T], kinds: list[str], now: datetime) -> Select[T]:
-    """``stmt`` over the timers of ``kinds`` due by ``now`` (not failed), earliest first."""
-    return stmt.where(
-        Timer.due_at <= now, Timer.kind.in_(kinds), Timer.failed_at.is_(None)
-    ).order_by(Timer.due_at, Timer.id)
+def _due(stmt: Select[T], kinds: list[str], now: datetime, resting: list[int]) -> Select[T]:
+    """``stmt`` over the timers of ``kinds`` due by ``now`` (not failed, not ``resting``),
+    earliest first."""
+    stmt = stmt.where(Timer.due_at <= now, Timer.kind.in_(kinds), Timer.failed_at.is_(None))
+    if resting:
+        stmt = stmt.where(Timer.id.not_in(resting))
+    return stmt.order_by(Timer.due_at, Timer.id)
 
 
 class TimerWorker:
@@ -274,6 +292,7 @@ class TimerWorker:
         poll_interval_s: float,
         batch_size: int,
         max_attempts: int,
+        retry_held_s: float = RETRY_HELD_S,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._registry = registry
@@ -289,6 +308,10 @@ class TimerWorker:
         # The calling-out slots: each its own wake-up; the timers they are firing now.
         self._slot_wakes = [asyncio.Event() for _ in range(CALLING_OUT_AT_ONCE)]
         self._firing: set[int] = set()
+        # Timers whose handler found their rows held: the loop time this worker may claim
+        # each again (``TryAgainSoon``).
+        self._retry_held_s = retry_held_s
+        self._resting: dict[int, float] = {}
 
     def start(self) -> None:
         self._tasks = [
@@ -413,7 +436,9 @@ class TimerWorker:
                 now = await db_now(session)
                 timer = (
                     await session.scalars(
-                        _due(select(Timer), kinds, now).limit(1).with_for_update(skip_locked=True)
+                        _due(select(Timer), kinds, now, self._still_resting())
+                        .limit(1)
+                        .with_for_update(skip_locked=True)
                     )
                 ).first()
                 if timer is None:
@@ -431,17 +456,33 @@ class TimerWorker:
 
     async def _next_delay(self, kinds: list[str]) -> float:
         """How long until a timer of ``kinds`` falls due (not counting those this worker's
-        slots are firing now), at most the poll interval."""
+        slots are firing now) or a resting one's rest ends, at most the poll interval."""
         stmt = select(func.extract("epoch", func.min(Timer.due_at) - func.now())).where(
             Timer.kind.in_(kinds), Timer.failed_at.is_(None)
         )
-        if self._firing:
-            stmt = stmt.where(Timer.id.not_in(list(self._firing)))
+        if left_alone := [*self._firing, *self._still_resting()]:
+            stmt = stmt.where(Timer.id.not_in(left_alone))
         async with self._sessionmaker() as session:
             wait = await session.scalar(stmt)
-        if wait is None:
-            return self._poll_interval_s
-        return min(max(float(wait), 0.0), self._poll_interval_s)
+        delay = self._poll_interval_s if wait is None else max(float(wait), 0.0)
+        if self._resting:
+            rested = min(self._resting.values()) - asyncio.get_running_loop().time()
+            delay = min(delay, max(rested, 0.0))
+        return min(delay, self._poll_interval_s)
+
+    def _rest(self, timer_id: int) -> None:
+        """Leave the timer ``timer_id`` alone for ``retry_held_s`` (its handler found its rows
+        held); the loops look again when its rest ends (``_next_delay``)."""
+        loop = asyncio.get_running_loop()
+        self._resting[timer_id] = loop.time() + self._retry_held_s
+
+    def _still_resting(self) -> list[int]:
+        """The timers this worker leaves alone now (those whose rest is over forgotten)."""
+        now = asyncio.get_running_loop().time()
+        for timer_id, until in list(self._resting.items()):
+            if until <= now:
+                del self._resting[timer_id]
+        return list(self._resting)
 
     def _until_next_sweep(self) -> float:
         """How long until a registered sweep not running now is due (one that never ran is
@@ -531,7 +572,7 @@ class TimerWorker:
         # objects for a thousand timers, unless the batch fails.
         ids = (
             await session.scalars(
-                _due(select(Timer.id), [spec.kind], now)
+                _due(select(Timer.id), [spec.kind], now, self._still_resting())
                 .limit(spec.size)
                 .with_for_update(skip_locked=True)
             )
@@ -571,13 +612,19 @@ class TimerWorker:
     async def _fire(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
         handler = self._registry.get(timer.kind)
         assert handler is not None
+        timer_id = timer.id
         outside: list[Outside] | None = session.info.get(_OUTSIDE)
         try:
             async with session.begin_nested():
                 # Deleted before the handler runs, so a handler that schedules its own kind
                 # and subject again inserts a new row instead of updating this one away.
-                await session.execute(delete(Timer).where(Timer.id == timer.id))
+                await session.execute(delete(Timer).where(Timer.id == timer_id))
                 await handler(session, timer, now)
+        except TryAgainSoon:
+            # Rolled back, the delete with it: the row stands as it was, due when it was.
+            if outside:
+                outside.clear()
+            self._rest(timer_id)
         except Exception as exc:
             if outside:
                 outside.clear()  # rolled back: what it recorded as in flight is not

@@ -278,6 +278,44 @@ class TestConcurrentSweeps:
         await assert_invariants(engine)
 
 
+class TestHeldRows:
+    async def test_a_ring_timeout_whose_contact_is_held_keeps_its_due_time_and_ends_once_free(
+        self, api: Api, engine: AsyncEngine
+    ) -> None:
+        """The handler finds the contact held (a request on it, say) and leaves it without
+        waiting; the timer is not set again for later (behind every timer due meanwhile)
+        but keeps its due time, and the offer ends as soon as the contact is free."""
+        q = await queue(api, ring_timeout_s=0.3, no_answer_delay_s=600)
+        console = await available_agent(api)
+        created = await contact(api, q["name"])
+        offer = await offer_for(console, created["id"])
+        timer = "SELECT due_at FROM timers WHERE kind = 'offer.expire' AND subject = :id"
+        due = await value(engine, timer, id=str(offer["id"]))
+        assert due is not None, "the timer had not fired yet"
+        async with engine.connect() as holder:
+            await holder.execute(
+                text("SELECT id FROM contacts WHERE id = :id FOR UPDATE"), {"id": created["id"]}
+            )
+            # Past its due time and the sweep's grace, tried (and left) meanwhile.
+            await eventually(
+                lambda: value(
+                    engine,
+                    "SELECT now() > CAST(:due AS timestamptz) + make_interval(secs => 0.5)",
+                    due=due,
+                ),
+                what="the ring timeout to be half a second overdue",
+            )
+            assert await value(engine, timer, id=str(offer["id"])) == due
+            shown = expect(await api.get(f"/api/v1/contacts/{created['id']}"), 200)
+            assert [o["status"] for o in shown["offers"]] == ["pending"]
+            await holder.rollback()
+        await eventually(
+            lambda: contact_in(api, created["id"], "queued"),
+            what="the offer to end once the contact is free",
+        )
+        await assert_invariants(engine)
+
+
 async def db_now(session: AsyncSession) -> datetime:
     now: datetime | None = await session.scalar(select(func.now()))
     assert now is not None

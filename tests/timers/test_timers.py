@@ -24,7 +24,7 @@ from app.events.models import Event
 from app.main import create_app
 from app.timers import service as timers
 from app.timers.models import Timer
-from app.timers.worker import TimerRegistry, TimerWorker
+from app.timers.worker import TimerRegistry, TimerWorker, TryAgainSoon
 from tests.fixtures.net import closed_port, true
 from tests.fixtures.polling import eventually
 
@@ -269,6 +269,117 @@ class TestRescheduling:
             now = await db_now(session)
         assert [(t.subject, t.attempts) for t in rows] == [("b", 1)]
         assert rows[0].due_at < now + timedelta(minutes=2), "the retry, not the rescheduled one"
+
+
+class TestRowsHeld:
+    """A handler that finds its rows held raises ``TryAgainSoon``: the timer keeps its row
+    and its due time, and is claimed again after a rest, ahead of the timers due after it."""
+
+    @staticmethod
+    async def backlog(sessionmaker: async_sessionmaker[AsyncSession]) -> datetime:
+        """``held`` due 3 s ago, then ``b0``, ``b1`` and ``b2`` due after it but due now too;
+        when ``held`` was due."""
+        async with unit_of_work(sessionmaker) as session:
+            now = await db_now(session)
+            await timers.schedule(
+                session, kind="test.held", subject="held", due_at=now - timedelta(seconds=3)
+            )
+            for n in range(3):
+                due = now - timedelta(seconds=2 - n / 2)
+                await timers.schedule(session, kind="test.held", subject=f"b{n}", due_at=due)
+        return now - timedelta(seconds=3)
+
+    async def test_a_timer_found_held_keeps_its_place_ahead_of_the_timers_due_after_it(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        order: list[str] = []
+
+        async def handler(session: AsyncSession, timer: Timer, now: datetime) -> None:
+            if timer.subject == "held" and "held (busy)" not in order:
+                order.append("held (busy)")
+                raise TryAgainSoon("held by a test")
+            order.append(timer.subject)
+
+        await self.backlog(sessionmaker)
+        at_once = TimerWorker(
+            sessionmaker,
+            registry_with("test.held", handler),
+            poll_interval_s=0.05,
+            batch_size=10,
+            max_attempts=3,
+            retry_held_s=0,  # its rest is over at once: claimed again first
+        )
+        claimed = await at_once.run_due()
+        assert order == ["held (busy)", "held", "b0", "b1", "b2"]
+        assert claimed == 5
+
+    async def test_a_timer_found_held_is_left_for_its_rest_unchanged_and_not_failed(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        tried: list[str] = []
+
+        async def handler(session: AsyncSession, timer: Timer, now: datetime) -> None:
+            tried.append(timer.subject)
+            if timer.subject == "held":
+                raise TryAgainSoon("held by a test")
+
+        was_due = await self.backlog(sessionmaker)
+        resting = TimerWorker(
+            sessionmaker,
+            registry_with("test.held", handler),
+            poll_interval_s=0.05,
+            batch_size=10,
+            max_attempts=3,
+            retry_held_s=3600,
+        )
+        assert await resting.run_due() == 4
+        assert tried == ["held", "b0", "b1", "b2"]
+        assert await resting.run_due() == 0, "left alone while it rests"
+        async with sessionmaker() as session:
+            [row] = (await session.scalars(select(Timer))).all()
+            failures = await session.scalar(
+                select(func.count()).select_from(Event).where(Event.type == "timer.failed")
+            )
+        assert (row.subject, row.due_at, row.attempts, row.last_error) == (
+            "held",
+            was_due,
+            0,
+            None,
+        )
+        assert failures == 0
+        # Another worker (another instance) has no rest to keep: it tries it now.
+        assert await worker(sessionmaker, registry_with("test.held", handler)).run_due() == 1
+
+    async def test_a_running_worker_fires_a_held_timer_once_its_rows_are_free(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        free, done = asyncio.Event(), asyncio.Event()
+        tries = 0
+
+        async def handler(session: AsyncSession, timer: Timer, now: datetime) -> None:
+            nonlocal tries
+            tries += 1
+            if not free.is_set():
+                if tries >= 2:  # tried again after its rest: let it through next time
+                    free.set()
+                raise TryAgainSoon("held by a test")
+            done.set()
+
+        # A poll far longer than the test: only the end of the rest wakes the worker.
+        running = TimerWorker(
+            sessionmaker,
+            registry_with("test.held", handler),
+            poll_interval_s=3600,
+            batch_size=10,
+            max_attempts=3,
+        )
+        await schedule_in(sessionmaker, "test.held", "held", 0)
+        running.start()
+        try:
+            await asyncio.wait_for(done.wait(), 10)
+        finally:
+            await running.stop()
+        assert tries == 3
 
 
 class TestSweeps:
