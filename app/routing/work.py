@@ -8,10 +8,10 @@ after the commit when the agent can take more (invariant 3).
 Row locks: ``lock_agent`` (and ``contacts.lock_contact``) re-read the row under the lock,
 because the session may already hold a copy read without it (the signed-in agent, the
 dispatcher's snapshot) and counters computed from that copy would overwrite concurrent
-changes. Timer handlers set ``NOWAIT_KEY`` on their session: the timer worker fires a batch
-of timers in one transaction, so a handler that waited for a row lock would do so while
-holding the rows of the handlers before it, which deadlocks against requests that lock
-contact then agent.
+changes. Timer handlers set ``NOWAIT_KEY`` on their session: a handler that waited for a row
+lock would hold up the worker's claiming loop, and every timer due after it, for as long as
+a request keeps the row; it leaves the row instead and is fired again a moment later
+(``TryAgainSoon``, ``app.routing.handlers``).
 """
 
 from __future__ import annotations
