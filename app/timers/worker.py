@@ -104,6 +104,7 @@ _OUTSIDE: Final = "timers.then_outside"
 CALLING_OUT_AT_ONCE: Final = 4
 # How long a worker leaves a timer whose handler found its rows held before claiming it again.
 RETRY_HELD_S: Final = 0.05
+RESTED_S: Final = 0.001  # how soon the loops look again once a rest is over
 
 
 class TryAgainSoon(Exception):
@@ -460,14 +461,16 @@ class TimerWorker:
         stmt = select(func.extract("epoch", func.min(Timer.due_at) - func.now())).where(
             Timer.kind.in_(kinds), Timer.failed_at.is_(None)
         )
-        if left_alone := [*self._firing, *self._still_resting()]:
+        if left_alone := [*self._firing, *self._resting]:
             stmt = stmt.where(Timer.id.not_in(left_alone))
         async with self._sessionmaker() as session:
             wait = await session.scalar(stmt)
         delay = self._poll_interval_s if wait is None else max(float(wait), 0.0)
         if self._resting:
+            # A rest over already is a moment away, not a timer due and held by another
+            # instance (a zero, which the loops wait the poll interval out for).
             rested = min(self._resting.values()) - asyncio.get_running_loop().time()
-            delay = min(delay, max(rested, 0.0))
+            delay = min(delay, max(rested, RESTED_S))
         return min(delay, self._poll_interval_s)
 
     def _rest(self, timer_id: int) -> None:
