@@ -98,16 +98,16 @@ async def call_view(
     )
 
 
-def in_flight(call: IvrCall, db_now: datetime) -> InFlight | None:
+def in_flight(call: IvrCall, now: datetime) -> InFlight | None:
     """The request the call has in flight at the provider, as its leases record it.
 
     A lease is cleared when the answer is recorded (or, for an attempt, when a report on it
     came first); one that ran out stays on the row (its instance died, or the call ended
     meanwhile) until its backstop looks, so a lease counts only while it runs by the
-    database's clock, the one that set it (``db_now``)."""
-    if call.redirecting_until is not None and call.redirecting_until > db_now:
+    database's clock (``now``), the one that set it."""
+    if call.redirecting_until is not None and call.redirecting_until > now:
         return InFlight(request="redirect", attempt=None, until=call.redirecting_until)
-    if call.placing_until is not None and call.placing_until > db_now:
+    if call.placing_until is not None and call.placing_until > now:
         # While an attempt is being placed, nothing of it is on the path yet.
         attempt = callbacks.attempts(call) + 1
         return InFlight(request="callback", attempt=attempt, until=call.placing_until)
