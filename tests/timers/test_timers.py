@@ -24,7 +24,7 @@ from app.events.models import Event
 from app.main import create_app
 from app.timers import service as timers
 from app.timers.models import Timer
-from app.timers.worker import TimerRegistry, TimerWorker, TryAgainSoon
+from app.timers.worker import RETRY_HELD_S, TimerRegistry, TimerWorker, TryAgainSoon
 from tests.fixtures.net import closed_port, true
 from tests.fixtures.polling import eventually
 
@@ -48,10 +48,20 @@ async def fired(session: AsyncSession) -> list[str]:
 
 
 def worker(
-    sessionmaker: async_sessionmaker[AsyncSession], registry: TimerRegistry, attempts: int = 3
+    sessionmaker: async_sessionmaker[AsyncSession],
+    registry: TimerRegistry,
+    attempts: int = 3,
+    *,
+    poll_interval_s: float = 0.05,
+    retry_held_s: float = RETRY_HELD_S,
 ) -> TimerWorker:
     return TimerWorker(
-        sessionmaker, registry, poll_interval_s=0.05, batch_size=10, max_attempts=attempts
+        sessionmaker,
+        registry,
+        poll_interval_s=poll_interval_s,
+        batch_size=10,
+        max_attempts=attempts,
+        retry_held_s=retry_held_s,
     )
 
 
@@ -301,14 +311,8 @@ class TestRowsHeld:
             order.append(timer.subject)
 
         await self.backlog(sessionmaker)
-        at_once = TimerWorker(
-            sessionmaker,
-            registry_with("test.held", handler),
-            poll_interval_s=0.05,
-            batch_size=10,
-            max_attempts=3,
-            retry_held_s=0,  # its rest is over at once: claimed again first
-        )
+        # Its rest is over at once: it is claimed again, first.
+        at_once = worker(sessionmaker, registry_with("test.held", handler), retry_held_s=0)
         claimed = await at_once.run_due()
         assert order == ["held (busy)", "held", "b0", "b1", "b2"]
         assert claimed == 5
@@ -324,14 +328,7 @@ class TestRowsHeld:
                 raise TryAgainSoon("held by a test")
 
         was_due = await self.backlog(sessionmaker)
-        resting = TimerWorker(
-            sessionmaker,
-            registry_with("test.held", handler),
-            poll_interval_s=0.05,
-            batch_size=10,
-            max_attempts=3,
-            retry_held_s=3600,
-        )
+        resting = worker(sessionmaker, registry_with("test.held", handler), retry_held_s=3600)
         assert await resting.run_due() == 4
         assert tried == ["held", "b0", "b1", "b2"]
         assert await resting.run_due() == 0, "left alone while it rests"
@@ -366,13 +363,7 @@ class TestRowsHeld:
             done.set()
 
         # A poll far longer than the test: only the end of the rest wakes the worker.
-        running = TimerWorker(
-            sessionmaker,
-            registry_with("test.held", handler),
-            poll_interval_s=3600,
-            batch_size=10,
-            max_attempts=3,
-        )
+        running = worker(sessionmaker, registry_with("test.held", handler), poll_interval_s=3600)
         await schedule_in(sessionmaker, "test.held", "held", 0)
         running.start()
         try:
