@@ -77,6 +77,7 @@ it comes back, not a traceback per poll; any other error is logged with its trac
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -313,6 +314,10 @@ class TimerWorker:
         # each again (``TryAgainSoon``).
         self._retry_held_s = retry_held_s
         self._resting: dict[int, float] = {}
+        self.found_held: collections.Counter[str] = collections.Counter()
+        """How many times, since it started, this worker fired a timer of each kind that
+        found its rows held (``TryAgainSoon``): a measure of how often requests and timers
+        meet on the same rows."""
 
     def start(self) -> None:
         self._tasks = [
@@ -615,7 +620,7 @@ class TimerWorker:
     async def _fire(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
         handler = self._registry.get(timer.kind)
         assert handler is not None
-        timer_id = timer.id
+        timer_id, kind = timer.id, timer.kind
         outside: list[Outside] | None = session.info.get(_OUTSIDE)
         try:
             async with session.begin_nested():
@@ -627,6 +632,7 @@ class TimerWorker:
             # Rolled back, the delete with it: the row stands as it was, due when it was.
             if outside:
                 outside.clear()
+            self.found_held[kind] += 1
             self._rest(timer_id)
         except Exception as exc:
             if outside:

@@ -36,7 +36,7 @@ from tests.conftest import make_settings
 from tests.fixtures.factories import Api, expect
 from tests.fixtures.polling import eventually
 from tests.realtime.test_ws import Client, client, serving, token_of
-from tests.routing.acd import available_agent, contact, instance, offer_for, queue, rows, value, via
+from tests.routing.acd import available_agent, contact, instance, offer_for, queue, value, via
 
 ROOT = Path(__file__).resolve().parents[2]
 GRACE_S = 2.5
@@ -315,26 +315,17 @@ class TestRaces:
         agent_id = agent.me["id"]
         async with app.state.sessionmaker() as opening, opening.begin():
             await consoles.open_console(opening, agent_id)
+            worker = app.state.timer_worker
+            held_before = worker.found_held[CONSOLE_GONE]
             async with unit_of_work(app.state.sessionmaker) as session:
                 now = await value(engine, "SELECT now()")
                 await timers.schedule(session, kind=CONSOLE_GONE, subject=agent_id, due_at=now)
-            first = await value(
-                engine,
-                "SELECT id FROM timers WHERE kind = :kind AND subject = :subject",
-                kind=CONSOLE_GONE,
-                subject=str(agent_id),
-            )
 
             async def fired_once() -> bool:
-                found = await rows(
-                    engine,
-                    "SELECT status, (SELECT id FROM timers WHERE kind = :kind "
-                    "AND subject = :subject) AS timer FROM agents WHERE id = :id",
-                    kind=CONSOLE_GONE,
-                    subject=str(agent_id),
-                    id=agent_id,
+                status = await value(
+                    engine, "SELECT status FROM agents WHERE id = :id", id=agent_id
                 )
-                return bool(found[0].status != "available" or found[0].timer != first)
+                return status != "available" or worker.found_held[CONSOLE_GONE] > held_before
 
             await eventually(fired_once, within=WITHIN_S, what="the handler to have run")
         await eventually(
