@@ -325,7 +325,7 @@ class TestRaces:
                 status = await value(
                     engine, "SELECT status FROM agents WHERE id = :id", id=agent_id
                 )
-                return status != "available" or worker.found_held[CONSOLE_GONE] > held_before
+                return bool(status != "available" or worker.found_held[CONSOLE_GONE] > held_before)
 
             await eventually(fired_once, within=WITHIN_S, what="the handler to have run")
         await eventually(
