@@ -9,7 +9,7 @@ has a signing secret and a first admin.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -96,6 +96,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.stop()
 
 
+def _found_held(app: FastAPI) -> Mapping[str, int]:
+    """The running timer worker's count of timers found held, by kind (none before start)."""
+    worker = getattr(app.state, "timer_worker", None)
+    return {} if worker is None else worker.found_held
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A Hotline app; nothing touches the database until the lifespan starts."""
     settings = settings or get_settings()
@@ -110,7 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.metrics = Metrics()
+    app.state.metrics = Metrics(timers_found_held=lambda: _found_held(app))
     # The desk's rules, built once: the routes, the IVR, the feeds and the timers read it.
     app.state.complaint_desk = complaint_service.desk_for(settings)
     app.state.timer_registry = timer_registry(settings, app.state.complaint_desk)

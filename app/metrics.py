@@ -1,20 +1,43 @@
-"""Prometheus metrics: request counts and latencies per route template."""
+"""Prometheus metrics: request counts and latencies per route template, and counts the
+instance keeps elsewhere, read at each scrape."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client import generate_latest as _generate
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class Metrics:
-    """One registry per app, so several apps in one process (tests) do not collide."""
+class _Counted(Collector):
+    """A counter whose values, by one label, are kept elsewhere and read at each scrape."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, name: str, documentation: str, label: str, counts: Callable[[], Mapping[str, int]]
+    ) -> None:
+        self._name, self._documentation, self._label = name, documentation, label
+        self._counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=[self._label])
+        for value, count in sorted(self._counts().items()):
+            family.add_metric([value], count)
+        yield family
+
+
+class Metrics:
+    """One registry per app, so several apps in one process (tests) do not collide.
+
+    ``timers_found_held``: the timer worker's count, by kind, of the timers it fired that
+    found a row they need held by another transaction (left, and tried again shortly)."""
+
+    def __init__(self, timers_found_held: Callable[[], Mapping[str, int]] = dict) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "hotline_http_requests_total",
@@ -28,6 +51,15 @@ class Metrics:
             ["method", "route"],
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.registry.register(
+            _Counted(
+                "hotline_timers_found_held",
+                "Timers fired that found a row they need held by another transaction and were "
+                "tried again shortly, by kind (this instance, since it started)",
+                "kind",
+                timers_found_held,
+            )
         )
 
     def render(self) -> Response:

@@ -309,6 +309,14 @@ class TestHeldRows:
             assert await value(engine, timer, id=str(offer["id"])) == due
             shown = expect(await api.get(f"/api/v1/contacts/{created['id']}"), 200)
             assert [o["status"] for o in shown["offers"]] == ["pending"]
+            # Operators see it too: the count, by kind, on /metrics.
+            scraped = (await api.client.get("/metrics")).text.splitlines()
+            [line] = [
+                line
+                for line in scraped
+                if line.startswith(f'hotline_timers_found_held_total{{kind="{OFFER_EXPIRE}"}}')
+            ]
+            assert float(line.split()[-1]) >= held_before + 2
             await holder.rollback()
         await eventually(
             lambda: contact_in(api, created["id"], "queued"),
