@@ -53,7 +53,8 @@ async def ready(request: Request) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(request: Request) -> Response:
-    """Request counts and latencies by route, and the timers found held by kind
-    (``hotline_timers_found_held_total``), in the Prometheus text format."""
+    """Request counts and latencies by route, the timers found held by kind
+    (``hotline_timers_found_held_total``) and what each sweep reconciled
+    (``hotline_sweeps_reconciled_total``), in the Prometheus text format."""
     rendered: Response = request.app.state.metrics.render()
     return rendered

@@ -102,6 +102,12 @@ def _found_held(app: FastAPI) -> Mapping[str, int]:
     return {} if worker is None else worker.found_held
 
 
+def _reconciled(app: FastAPI) -> Mapping[str, int]:
+    """What the running timer worker's sweeps reconciled, by sweep (none before start)."""
+    worker = getattr(app.state, "timer_worker", None)
+    return {} if worker is None else worker.reconciled
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A Hotline app; nothing touches the database until the lifespan starts."""
     settings = settings or get_settings()
@@ -116,7 +122,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.metrics = Metrics(timers_found_held=lambda: _found_held(app))
+    app.state.metrics = Metrics(
+        timers_found_held=lambda: _found_held(app), sweeps_reconciled=lambda: _reconciled(app)
+    )
     # The desk's rules, built once: the routes, the IVR, the feeds and the timers read it.
     app.state.complaint_desk = complaint_service.desk_for(settings)
     app.state.timer_registry = timer_registry(settings, app.state.complaint_desk)

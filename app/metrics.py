@@ -35,9 +35,14 @@ class Metrics:
     """One registry per app, so several apps in one process (tests) do not collide.
 
     ``timers_found_held``: the timer worker's count, by kind, of the timers it fired that
-    found a row they need held by another transaction (left, and tried again shortly)."""
+    found a row they need held by another transaction (left, and tried again shortly);
+    ``sweeps_reconciled``: how much each of its sweeps reconciled (``TimerWorker``)."""
 
-    def __init__(self, timers_found_held: Callable[[], Mapping[str, int]] = dict) -> None:
+    def __init__(
+        self,
+        timers_found_held: Callable[[], Mapping[str, int]] = dict,
+        sweeps_reconciled: Callable[[], Mapping[str, int]] = dict,
+    ) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "hotline_http_requests_total",
@@ -59,6 +64,15 @@ class Metrics:
                 "tried again shortly, by kind (this instance, since it started)",
                 "kind",
                 timers_found_held,
+            )
+        )
+        self.registry.register(
+            _Counted(
+                "hotline_sweeps_reconciled",
+                "Items each periodic sweep reconciled: work whose own path failed, done by its "
+                "backstop (this instance, since it started)",
+                "sweep",
+                sweeps_reconciled,
             )
         )
 

@@ -318,6 +318,10 @@ class TimerWorker:
         """How many times, since it started, this worker fired a timer of each kind that
         found its rows held (``TryAgainSoon``): a measure of how often requests and timers
         meet on the same rows."""
+        self.reconciled: collections.Counter[str] = collections.Counter()
+        """How much each sweep has reconciled on this worker since it started: a sweep is a
+        backstop, so anything here is work whose own path failed (a lease whose timer was
+        lost, say)."""
 
     def start(self) -> None:
         self._tasks = [
@@ -541,6 +545,7 @@ class TimerWorker:
             now = await db_now(session)
             count = await sweep.run(session, now)
         if count:
+            self.reconciled[sweep.name] += count
             log.info("sweep %s reconciled %d item(s)", sweep.name, count)
         return count
 

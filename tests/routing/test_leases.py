@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.config import Settings
 from app.routing import handlers
+from app.routing.handlers import LEASE_SWEEP
 from app.routing.offers import OFFER_EXPIRE
 from tests.conftest import make_settings
 from tests.fixtures.factories import Api, expect
@@ -59,6 +60,15 @@ async def contact_in(api: Api, contact_id: int, *statuses: str) -> dict[str, Any
 
 def at(text: str) -> datetime:
     return datetime.fromisoformat(text)
+
+
+async def scraped(api: Api, counter: str, label: str, value: str) -> float:
+    """The counter's value for ``label="value"`` on /metrics, as operators read it (0 while
+    it has no sample: nothing counted yet)."""
+    lines = (await api.client.get("/metrics")).text.splitlines()
+    found = [line for line in lines if line.startswith(f'{counter}{{{label}="{value}"}}')]
+    assert len(found) <= 1, found
+    return float(found[0].split()[-1]) if found else 0.0
 
 
 class TestMaxWaitWhileRinging:
@@ -186,6 +196,12 @@ class TestLeaseSweep:
         assert expired["status"] == "expired"
         late = (at(expired["decided_at"]) - at(expired["expires_at"])).total_seconds()
         assert late >= GRACE_S, "the sweep leaves a lease its grace before acting"
+
+        # What the backstop did shows on /metrics (counted once its commit has returned).
+        async def reconciled() -> float:
+            return await scraped(api, "hotline_sweeps_reconciled_total", "sweep", LEASE_SWEEP)
+
+        assert await eventually(reconciled, what="the sweep's work on /metrics") == 1
         me = expect(await console.get("/api/v1/agents/me"), 200)
         assert me["state"] == "idle"
         await assert_invariants(engine)
@@ -310,13 +326,8 @@ class TestHeldRows:
             shown = expect(await api.get(f"/api/v1/contacts/{created['id']}"), 200)
             assert [o["status"] for o in shown["offers"]] == ["pending"]
             # Operators see it too: the count, by kind, on /metrics.
-            scraped = (await api.client.get("/metrics")).text.splitlines()
-            [line] = [
-                line
-                for line in scraped
-                if line.startswith(f'hotline_timers_found_held_total{{kind="{OFFER_EXPIRE}"}}')
-            ]
-            assert float(line.split()[-1]) >= held_before + 2
+            found = await scraped(api, "hotline_timers_found_held_total", "kind", OFFER_EXPIRE)
+            assert found >= held_before + 2
             await holder.rollback()
         await eventually(
             lambda: contact_in(api, created["id"], "queued"),
