@@ -9,7 +9,7 @@ has a signing secret and a first admin.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -50,6 +50,7 @@ from app.routing.router import intake_router
 from app.routing.router import router as routing_router
 from app.runtime import Runtime, timer_registry
 from app.security_headers import install_security
+from app.timers.worker import TimerWorker
 from app.web.pages_boards import router as boards_pages_router
 from app.web.router import router as pages_router
 
@@ -96,16 +97,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.stop()
 
 
-def _found_held(app: FastAPI) -> Mapping[str, int]:
-    """The running timer worker's count of timers found held, by kind (none before start)."""
-    worker = getattr(app.state, "timer_worker", None)
-    return {} if worker is None else worker.found_held
+def _worker_counts(
+    app: FastAPI, read: Callable[[TimerWorker], Mapping[str, int]]
+) -> Callable[[], Mapping[str, int]]:
+    """Counts of the app's running timer worker, read at each scrape (none before start)."""
 
+    def counts() -> Mapping[str, int]:
+        worker: TimerWorker | None = getattr(app.state, "timer_worker", None)
+        return {} if worker is None else read(worker)
 
-def _reconciled(app: FastAPI) -> Mapping[str, int]:
-    """What the running timer worker's sweeps reconciled, by sweep (none before start)."""
-    worker = getattr(app.state, "timer_worker", None)
-    return {} if worker is None else worker.reconciled
+    return counts
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -123,7 +124,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = Metrics(
-        timers_found_held=lambda: _found_held(app), sweeps_reconciled=lambda: _reconciled(app)
+        timers_found_held=_worker_counts(app, lambda worker: worker.found_held),
+        sweeps_reconciled=_worker_counts(app, lambda worker: worker.reconciled),
     )
     # The desk's rules, built once: the routes, the IVR, the feeds and the timers read it.
     app.state.complaint_desk = complaint_service.desk_for(settings)

@@ -633,15 +633,14 @@ class TimerWorker:
                 # and subject again inserts a new row instead of updating this one away.
                 await session.execute(delete(Timer).where(Timer.id == timer_id))
                 await handler(session, timer, now)
-        except TryAgainSoon:
-            # Rolled back, the delete with it: the row stands as it was, due when it was.
-            if outside:
-                outside.clear()
-            self.found_held[kind] += 1
-            self._rest(timer_id)
         except Exception as exc:
             if outside:
                 outside.clear()  # rolled back: what it recorded as in flight is not
+            if isinstance(exc, TryAgainSoon):
+                # The delete rolled back too: the row stands as it was, due when it was.
+                self.found_held[kind] += 1
+                self._rest(timer_id)
+                return
             _stop_if_cancelled(exc)  # stopped mid-handler: not the handler's failure
             if database_unavailable(exc):
                 raise  # not the handler's fault: the transaction is gone, the row stays due
