@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from pydantic import TypeAdapter
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.complaints import handlers, service
@@ -29,7 +29,7 @@ from app.complaints.events import PAYLOADS
 from app.complaints.router import router as complaints_router
 from app.complaints.schemas import ComplaintCreate
 from app.config import Settings
-from app.db import create_engine, create_sessionmaker, unit_of_work
+from app.db import create_engine, create_sessionmaker, db_now, unit_of_work
 from app.main import create_app
 from app.timers.models import Timer
 from app.timers.worker import TimerRegistry
@@ -375,12 +375,6 @@ class TestInstances:
             assert levels == [("head_office",)]
         finally:
             await engine.dispose()
-
-
-async def db_now(session: AsyncSession) -> datetime:
-    now: datetime | None = await session.scalar(select(func.now()))
-    assert now is not None
-    return now
 
 
 async def count_of(engine: AsyncEngine, where: str, table: str = "events") -> int:

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
+from app.db import db_now
 from app.routing import handlers
 from app.routing.handlers import LEASE_SWEEP
 from app.routing.offers import OFFER_EXPIRE
@@ -334,12 +335,6 @@ class TestHeldRows:
             what="the offer to end once the contact is free",
         )
         await assert_invariants(engine)
-
-
-async def db_now(session: AsyncSession) -> datetime:
-    now: datetime | None = await session.scalar(select(func.now()))
-    assert now is not None
-    return now
 
 
 class TestGoingAway:

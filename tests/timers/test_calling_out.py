@@ -12,14 +12,14 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import unit_of_work
+from app.db import db_now, unit_of_work
 from app.events.log import record
 from app.events.models import Event
 from app.timers import service as timers
 from app.timers.models import Timer
 from app.timers.worker import CALLING_OUT_AT_ONCE, TimerRegistry, TimerWorker, then_outside
 from tests.fixtures.polling import eventually
-from tests.timers.test_timers import db_now, fired, mark, schedule_in
+from tests.timers.test_timers import fired, mark, schedule_in
 
 SLOW, QUICK = "test.calls_out", "test.quick"
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from app.config import Settings
-from app.db import create_sessionmaker, plain_url, unit_of_work
+from app.db import create_sessionmaker, db_now, plain_url, unit_of_work
 from app.events.log import record
 from app.events.models import Event
 from app.main import create_app
@@ -29,12 +29,6 @@ from tests.fixtures.net import closed_port, true
 from tests.fixtures.polling import eventually
 
 ALONE_KEY = 4242  # an advisory lock the test's handlers take
-
-
-async def db_now(session: AsyncSession) -> datetime:
-    now: datetime | None = await session.scalar(select(func.now()))
-    assert now is not None
-    return now
 
 
 async def mark(session: AsyncSession, timer: Timer, now: datetime) -> None:
